@@ -1,0 +1,283 @@
+"""``Ledger``: the Python API over any ``Log`` (memories, history, lifecycle, as-of reads)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ledger import events as ev
+from ledger.errors import ConcurrencyConflict, InvalidRequest, NotFound, StateError
+from ledger.events import Event, NewEvent, iso_to_us
+from ledger.lifecycle import check_state, check_transition, check_writable
+from ledger.log import Log
+from ledger.memory_state import MemoryState, Opener, fold, history
+from ledger.schema_registry import SchemaRegistry, default_registry
+
+MAX_TEXT = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """Result of a write: the memory id and the offset of the event that recorded it."""
+
+    id: str
+    offset: int
+    event_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "offset": self.offset, "event_id": self.event_id}
+
+
+def new_memory_id() -> str:
+    """A fresh memory id."""
+    return "mem_" + os.urandom(8).hex()
+
+
+class Ledger:
+    """Memory operations as events on a ``Log``; every read can be answered as of an offset."""
+
+    def __init__(self, log: Log, registry: SchemaRegistry | None = None, opener: Opener | None = None,
+                 sealer: Any = None, record_reads: bool = True):
+        self.log = log
+        self.registry = registry or default_registry()
+        self.opener = opener
+        self.sealer = sealer  # object with seal(subject, content: dict) -> dict (see governance)
+        self.record_reads = record_reads
+
+    # -- events --------------------------------------------------------------------------
+    def events(self, start: int = 0, end: int | None = None) -> Iterator[Event]:
+        """Events ``start..end`` (inclusive), upcast to their latest schema version."""
+        up = self.registry.upcast
+        return (up(e) for e in self.log.read(start, end))
+
+    def append(self, events: Sequence[NewEvent], expected_versions: dict[str, int] | None = None) -> list[Event]:
+        """Append raw events (validated against their schemas)."""
+        return self.log.append(events, expected_versions)
+
+    def head(self) -> int:
+        """Offset of the last event (-1 when empty)."""
+        return self.log.head()
+
+    def resolve_as_of(self, as_of: int | str | None) -> int:
+        """Turn ``None`` (head), an offset, or an ISO-8601 time into an offset."""
+        head = self.log.head()
+        if as_of is None:
+            return head
+        if isinstance(as_of, str):
+            text = as_of.strip()
+            if text.lstrip("-").isdigit():
+                as_of = int(text)
+            else:
+                return self.log.offset_at(iso_to_us(text))
+        if not isinstance(as_of, int) or isinstance(as_of, bool):
+            raise InvalidRequest(f"as-of must be an offset or an ISO-8601 time, not {as_of!r}")
+        if as_of < -1 or as_of > head:
+            raise InvalidRequest(f"offset {as_of} is out of range (head is {head})")
+        return as_of
+
+    # -- cubes ---------------------------------------------------------------------------
+    def cube_exists(self, cube: str) -> bool:
+        return self.log.stream_version(cube) > 0
+
+    def create_cube(self, cube: str, owner: str, visibility: str = "private",
+                    metadata: dict[str, Any] | None = None, embedder: str | None = None,
+                    llm: str | None = None) -> Event:
+        """Create a cube; raises ``ConcurrencyConflict`` if it already exists."""
+        _check_cube_name(cube)
+        payload: dict[str, Any] = {"cube": cube, "owner": owner, "visibility": visibility, "metadata": metadata or {}}
+        if embedder:
+            payload["embedder"] = embedder
+        if llm:
+            payload["llm"] = llm
+        return self.log.append([NewEvent(cube, ev.CUBE_CREATED, payload, owner)], {cube: 0})[0]
+
+    # -- writes --------------------------------------------------------------------------
+    def _content_payload(self, text: str, metadata: dict[str, Any] | None, subject: str | None) -> dict[str, Any]:
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidRequest("memory text must be a non-empty string")
+        if len(text) > MAX_TEXT:
+            raise InvalidRequest(f"memory text is {len(text)} characters; the limit is {MAX_TEXT}")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise InvalidRequest("metadata must be a JSON object")
+        if subject is None:
+            out: dict[str, Any] = {"text": text}
+            if metadata is not None:
+                out["metadata"] = metadata
+            return out
+        if self.sealer is None:
+            raise InvalidRequest("this ledger has no key store configured; cannot store data-subject payloads")
+        return {"sealed": self.sealer.seal(subject, {"text": text, "metadata": metadata or {}}), "subject": subject}
+
+    def add(self, cube: str, text: str, actor: str, metadata: dict[str, Any] | None = None,
+            tags: Sequence[str] | None = None, subject: str | None = None, memory_id: str | None = None,
+            event_id: str | None = None, state: str = "generated", source: str | None = None) -> Written:
+        """Add a memory to ``cube`` (created on first use, owned by ``actor``)."""
+        _check_cube_name(cube)
+        mid = memory_id or new_memory_id()
+        payload = {"memory_id": mid, "tags": list(tags or []), "state": check_state(state),
+                   **self._content_payload(text, metadata, subject)}
+        if "metadata" not in payload:
+            payload["metadata"] = {}
+        if source:
+            payload["source"] = source
+        new = NewEvent(cube, ev.MEMORY_ADDED, payload, actor, **({"event_id": event_id} if event_id else {}))
+        for _ in range(5):
+            if event_id and (stored := self.log.get_by_id(event_id)) is not None:
+                return Written(stored.payload["memory_id"], stored.offset, stored.event_id)
+            version = self.log.stream_version(cube)
+            batch = [new]
+            if version == 0:
+                batch = [NewEvent(cube, ev.CUBE_CREATED, {"cube": cube, "owner": actor, "visibility": "private",
+                                                          "metadata": {}}, actor), new]
+            if memory_id and self._exists(memory_id):
+                raise InvalidRequest(f"memory id {memory_id!r} already exists")
+            try:
+                written = self.log.append(batch, {cube: version} if version == 0 else None)
+            except ConcurrencyConflict:
+                continue  # the cube was created concurrently; go again
+            return Written(mid, written[-1].offset, written[-1].event_id)
+        raise ConcurrencyConflict(cube, 0, self.log.stream_version(cube))
+
+    def _exists(self, memory_id: str) -> bool:
+        return any(e.type in (ev.MEMORY_ADDED, ev.MEMORY_MERGED) and e.payload.get("memory_id") == memory_id
+                   for e in self.log.read_refs(memory_id))
+
+    def _write_memory(self, memory_id: str, make: Any, expected_version: int | None) -> Written:
+        """Optimistic write on one memory: retry on unrelated cube writes, fail on real conflicts."""
+        for _ in range(20):
+            state = self.get(memory_id, record_read=False)
+            if expected_version is not None and state.version != expected_version:
+                raise ConcurrencyConflict(f"memory {memory_id}", expected_version, state.version)
+            new = make(state)
+            cube_version = self.log.stream_version(state.cube)
+            try:
+                written = self.log.append([new], {state.cube: cube_version})
+            except ConcurrencyConflict:
+                if expected_version is None:
+                    expected_version = state.version
+                continue
+            return Written(memory_id, written[0].offset, written[0].event_id)
+        raise ConcurrencyConflict(f"memory {memory_id}", expected_version or 0, -1)
+
+    def update(self, memory_id: str, text: str, actor: str, metadata: dict[str, Any] | None = None,
+               expected_version: int | None = None, reason: str | None = None) -> Written:
+        """Replace a memory's text (a new version); frozen, merged and archived memories refuse."""
+
+        def make(state: MemoryState) -> NewEvent:
+            if not state.exists:
+                raise NotFound(f"memory {memory_id} does not exist")
+            check_writable(memory_id, state.state)
+            if state.forgotten:
+                raise StateError(f"memory {memory_id} belongs to a forgotten subject")
+            payload = {"memory_id": memory_id, **self._content_payload(text, metadata, state.subject)}
+            if reason:
+                payload["reason"] = reason
+            return NewEvent(state.cube, ev.MEMORY_UPDATED, payload, actor)
+
+        return self._write_memory(memory_id, make, expected_version)
+
+    def change_state(self, memory_id: str, to: str, actor: str, reason: str | None = None,
+                     expected_version: int | None = None) -> Written:
+        """Move a memory through its lifecycle; illegal moves raise ``StateError``."""
+        check_state(to)
+
+        def make(state: MemoryState) -> NewEvent:
+            check_transition(memory_id, state.state, to)
+            payload = {"memory_id": memory_id, "from": state.state, "to": to}
+            if reason:
+                payload["reason"] = reason
+            return NewEvent(state.cube, ev.MEMORY_STATE_CHANGED, payload, actor)
+
+        return self._write_memory(memory_id, make, expected_version)
+
+    def merge(self, sources: Sequence[str], text: str, actor: str, reason: str | None = None,
+              metadata: dict[str, Any] | None = None) -> Written:
+        """Merge memories of one cube into a new memory; the sources move to ``merged``."""
+        if len(set(sources)) < 2:
+            raise InvalidRequest("merge needs at least two distinct source memories")
+        for _ in range(20):
+            states = [self.get(s, record_read=False) for s in sources]
+            cubes = {s.cube for s in states}
+            if len(cubes) != 1:
+                raise InvalidRequest(f"merge sources span several cubes: {sorted(cubes)}")
+            cube = cubes.pop()
+            version = self.log.stream_version(cube)
+            for s in states:
+                check_transition(s.memory_id, s.state, "merged")
+            subjects = {s.subject for s in states if s.subject}
+            if len(subjects) > 1:
+                raise InvalidRequest("cannot merge memories of different data subjects")
+            mid = new_memory_id()
+            payload = {"memory_id": mid, "sources": list(dict.fromkeys(sources)),
+                       **self._content_payload(text, metadata, subjects.pop() if subjects else None)}
+            if reason:
+                payload["reason"] = reason
+            # states were read before ``version``; re-check none changed since, under the cube version
+            if [self.get(s, record_read=False).version for s in sources] != [s.version for s in states]:
+                continue
+            try:
+                written = self.log.append([NewEvent(cube, ev.MEMORY_MERGED, payload, actor)], {cube: version})
+            except ConcurrencyConflict:
+                continue
+            return Written(mid, written[0].offset, written[0].event_id)
+        raise ConcurrencyConflict(f"merge of {', '.join(sources)}", 0, -1)
+
+    def link(self, source: str, target: str, relation: str, actor: str) -> Written:
+        """Record an explicit, directed edge between two memories."""
+        s = self.get(source, record_read=False)
+        self.get(target, record_read=False)
+        written = self.log.append([NewEvent(s.cube, ev.MEMORY_LINKED,
+                                            {"source": source, "target": target, "relation": relation}, actor)])
+        return Written(source, written[0].offset, written[0].event_id)
+
+    # -- reads ---------------------------------------------------------------------------
+    def memory_events(self, memory_id: str, as_of: int | str | None = None) -> list[Event]:
+        """Every event that references ``memory_id``, up to ``as_of``, upcast."""
+        end = self.resolve_as_of(as_of)
+        up = self.registry.upcast
+        return [up(e) for e in self.log.read_refs(memory_id, end)]
+
+    def get(self, memory_id: str, as_of: int | str | None = None, actor: str | None = None,
+            record_read: bool | None = None) -> MemoryState:
+        """The memory as of ``as_of`` (default head). Raises ``NotFound`` if it did not exist then."""
+        end = self.resolve_as_of(as_of)
+        state = fold(self.memory_events(memory_id, end), self.opener).get(memory_id)
+        if state is None or not state.exists:
+            when = "" if as_of is None else f" as of offset {end}"
+            raise NotFound(f"memory {memory_id} not found{when}")
+        self._record_read(state.cube, [memory_id], "get", actor, record_read, as_of=None if as_of is None else end)
+        return state
+
+    def history(self, memory_id: str, as_of: int | str | None = None, actor: str | None = None,
+                record_read: bool | None = None) -> list[MemoryState]:
+        """Every version of a memory (one per event that changed it), oldest first."""
+        end = self.resolve_as_of(as_of)
+        versions = history(memory_id, self.memory_events(memory_id, end), self.opener)
+        if not versions:
+            raise NotFound(f"memory {memory_id} not found")
+        self._record_read(versions[-1].cube, [memory_id], "history", actor, record_read,
+                          as_of=None if as_of is None else end)
+        return versions
+
+    def cube_memories(self, cube: str, as_of: int | str | None = None) -> dict[str, MemoryState]:
+        """All memories of a cube as of an offset (a fold of the cube's stream)."""
+        end = self.resolve_as_of(as_of)
+        up = self.registry.upcast
+        return {k: v for k, v in fold((up(e) for e in self.log.read_stream(cube, 1, end)), self.opener).items()
+                if v.exists}
+
+    def _record_read(self, cube: str, ids: list[str], operation: str, actor: str | None,
+                     record_read: bool | None, query: str | None = None, as_of: int | None = None) -> None:
+        if record_read is False or (record_read is None and (not self.record_reads or actor is None)):
+            return
+        payload: dict[str, Any] = {"memory_ids": ids, "operation": operation, "as_of": as_of}
+        if query is not None:
+            payload["query"] = query
+        self.log.append([NewEvent(cube, ev.MEMORY_READ, payload, actor or "anonymous")])
+
+
+def _check_cube_name(cube: str) -> None:
+    if not isinstance(cube, str) or not cube or len(cube) > 200 or cube.startswith("_") or not cube.isprintable():
+        raise InvalidRequest(f"invalid cube name {cube!r}: 1-200 printable characters, not starting with '_'")

@@ -1,0 +1,1 @@
+"""Log backends (adapters of the ``Log`` port)."""

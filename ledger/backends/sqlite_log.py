@@ -1,0 +1,232 @@
+"""Embedded log backend: one SQLite database in WAL mode inside the data directory.
+
+Durability: ``journal_mode=WAL`` with ``synchronous=FULL`` (each committed batch is fsynced).
+Every append runs in one ``BEGIN IMMEDIATE`` transaction, which holds SQLite's single write
+lock while the head is read and the batch is chained, so concurrent writers (threads or
+processes) serialise and can never fork the chain; a crash leaves the whole batch or none.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import orjson
+
+from ledger.canonical import GENESIS_HASH
+from ledger.chain import VerifyResult, check_expected, prepare, resolve_retry, seal, verify_rows
+from ledger.events import Event, NewEvent
+from ledger.log import refs_of
+from ledger.schema_registry import SchemaRegistry, default_registry
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS events(
+  offset INTEGER PRIMARY KEY,
+  event_id TEXT NOT NULL UNIQUE,
+  stream TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  type TEXT NOT NULL,
+  schema_version INTEGER NOT NULL,
+  ts_us INTEGER NOT NULL,
+  actor TEXT NOT NULL,
+  causation_id TEXT,
+  correlation_id TEXT,
+  payload BLOB NOT NULL,
+  prev_hash TEXT NOT NULL,
+  hash TEXT NOT NULL,
+  UNIQUE(stream, version)
+);
+CREATE INDEX IF NOT EXISTS events_ts ON events(ts_us);
+CREATE TABLE IF NOT EXISTS refs(ref TEXT NOT NULL, offset INTEGER NOT NULL, PRIMARY KEY(ref, offset)) WITHOUT ROWID;
+"""
+
+_COLS = ("offset, stream, version, event_id, type, schema_version, ts_us, actor, causation_id, "
+         "correlation_id, payload, prev_hash, hash")
+
+
+def _row_to_event(r: tuple) -> Event:
+    return Event(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], orjson.loads(r[10]), r[11], r[12])
+
+
+class SqliteLog:
+    """The embedded default ``Log``: durable, atomic batches, multi-process safe."""
+
+    def __init__(self, path: str | Path, registry: SchemaRegistry | None = None, synchronous: str = "FULL"):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.registry = registry or default_registry()
+        self._synchronous = synchronous
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        conn = self._conn()
+        with conn:
+            conn.executescript(_DDL)
+
+    # -- connections -------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.execute("PRAGMA busy_timeout=60000")
+            self._local.conn = conn
+            with self._conns_lock:
+                self._conns.append(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._conns_lock:
+            for c in self._conns:
+                try:
+                    c.close()
+                except sqlite3.Error:
+                    pass
+            self._conns.clear()
+        self._local = threading.local()
+
+    # -- writes ------------------------------------------------------------------------
+    def append(self, events: Sequence[NewEvent], expected_versions: Mapping[str, int] | None = None) -> list[Event]:
+        if not events:
+            return []
+        prepared = prepare(self.registry, events)
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            existing = self._existing(conn, [p.new.event_id for p in prepared])
+            retry = resolve_retry(prepared, existing)
+            if retry is not None:
+                conn.execute("COMMIT")
+                return retry
+            streams = {p.new.stream for p in prepared} | set(expected_versions or ())
+            versions = {s: self._stream_version(conn, s) for s in streams}
+            check_expected(expected_versions, versions)
+            row = conn.execute("SELECT offset, hash, ts_us FROM events ORDER BY offset DESC LIMIT 1").fetchone()
+            head, head_hash, last_ts = (row if row else (-1, GENESIS_HASH, 0))
+            sealed = seal(prepared, head, head_hash, last_ts, versions)
+            conn.executemany(
+                f"INSERT INTO events({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [(e.offset, e.stream, e.version, e.event_id, e.type, e.schema_version, e.ts_us, e.actor,
+                  e.causation_id, e.correlation_id, pb, e.prev_hash, e.hash) for e, pb in sealed],
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO refs(ref, offset) VALUES (?,?)",
+                [(ref, e.offset) for e, _ in sealed for ref in refs_of(e.payload)],
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return [e for e, _ in sealed]
+
+    @staticmethod
+    def _existing(conn: sqlite3.Connection, ids: list[str]) -> dict[str, Event]:
+        found: dict[str, Event] = {}
+        for i in range(0, len(ids), 900):
+            chunk = ids[i : i + 900]
+            q = f"SELECT {_COLS} FROM events WHERE event_id IN ({','.join('?' * len(chunk))})"
+            for r in conn.execute(q, chunk):
+                found[r[3]] = _row_to_event(r)
+        return found
+
+    @staticmethod
+    def _stream_version(conn: sqlite3.Connection, stream: str) -> int:
+        row = conn.execute("SELECT MAX(version) FROM events WHERE stream = ?", (stream,)).fetchone()
+        return row[0] or 0
+
+    # -- reads -------------------------------------------------------------------------
+    def _iter(self, sql: str, args: tuple, batch: int = 2000) -> Iterator[Event]:
+        cur = self._conn().execute(sql, args)
+        while True:
+            rows = cur.fetchmany(batch)
+            if not rows:
+                return
+            for r in rows:
+                yield _row_to_event(r)
+
+    def read(self, start: int = 0, end: int | None = None) -> Iterator[Event]:
+        if end is None:
+            return self._iter(f"SELECT {_COLS} FROM events WHERE offset >= ? ORDER BY offset", (start,))
+        return self._iter(f"SELECT {_COLS} FROM events WHERE offset >= ? AND offset <= ? ORDER BY offset", (start, end))
+
+    def read_stream(self, stream: str, start_version: int = 1, end_offset: int | None = None) -> Iterator[Event]:
+        end = end_offset if end_offset is not None else 2**62
+        return self._iter(
+            f"SELECT {_COLS} FROM events WHERE stream = ? AND version >= ? AND offset <= ? ORDER BY version",
+            (stream, start_version, end),
+        )
+
+    def read_refs(self, ref: str, end_offset: int | None = None) -> Iterator[Event]:
+        end = end_offset if end_offset is not None else 2**62
+        return self._iter(
+            f"SELECT {_COLS} FROM events WHERE offset IN (SELECT offset FROM refs WHERE ref = ? AND offset <= ?) "
+            "ORDER BY offset",
+            (ref, end),
+        )
+
+    def get_by_id(self, event_id: str) -> Event | None:
+        r = self._conn().execute(f"SELECT {_COLS} FROM events WHERE event_id = ?", (event_id,)).fetchone()
+        return _row_to_event(r) if r else None
+
+    def head(self) -> int:
+        r = self._conn().execute("SELECT MAX(offset) FROM events").fetchone()
+        return -1 if r[0] is None else r[0]
+
+    def head_hash(self) -> str:
+        r = self._conn().execute("SELECT hash FROM events ORDER BY offset DESC LIMIT 1").fetchone()
+        return r[0] if r else GENESIS_HASH
+
+    def stream_version(self, stream: str) -> int:
+        return self._stream_version(self._conn(), stream)
+
+    def streams(self) -> list[str]:
+        """Every stream (cube) that has events."""
+        return [r[0] for r in self._conn().execute("SELECT DISTINCT stream FROM events ORDER BY stream")]
+
+    def offset_at(self, ts_us: int) -> int:
+        r = self._conn().execute("SELECT MAX(offset) FROM events WHERE ts_us <= ?", (ts_us,)).fetchone()
+        return -1 if r[0] is None else r[0]
+
+    def subscribe(self, start: int = 0, poll_interval: float = 0.2, stop: object = None) -> Iterator[Event]:
+        nxt = start
+        while stop is None or not stop.is_set():  # type: ignore[attr-defined]
+            got = False
+            for ev in self.read(nxt):
+                yield ev
+                nxt = ev.offset + 1
+                got = True
+                if stop is not None and stop.is_set():  # type: ignore[attr-defined]
+                    return
+            if not got:
+                time.sleep(poll_interval)
+
+    # -- verification ------------------------------------------------------------------
+    def verify(self) -> VerifyResult:
+        """Recompute the whole hash chain from the stored rows."""
+        cur = self._conn().execute(
+            "SELECT offset, stream, version, event_id, type, schema_version, ts_us, actor, causation_id, "
+            "correlation_id, payload, prev_hash, hash FROM events ORDER BY offset"
+        )
+        return verify_rows(_flatten(cur))
+
+
+def _flatten(cur: sqlite3.Cursor) -> Iterator[tuple]:
+    while True:
+        rows = cur.fetchmany(5000)
+        if not rows:
+            return
+        yield from rows
+
+
+def from_config(config: object) -> SqliteLog:
+    """Factory used by ``ledger.factory``: ``<data_dir>/log.sqlite``."""
+    from ledger.config import Config
+
+    assert isinstance(config, Config)
+    section = config.section("log")
+    return SqliteLog(config.data_dir / "log.sqlite", synchronous=str(section.get("synchronous", "FULL")))

@@ -1,0 +1,77 @@
+"""Data directory layout and configuration (``memledger.toml`` inside the data directory).
+
+Configuration picks the adapter for each part (the log, each view) by name, so moving from
+the embedded default to the distributed tier is a configuration change, not a code change.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ledger.errors import InvalidRequest
+
+CONFIG_NAME = "memledger.toml"
+DEFAULT_CONFIG = """\
+# memledger configuration. Each part names its adapter; see README "Configuration".
+[log]
+backend = "sqlite"          # sqlite | postgres | kafka
+# dsn = "postgresql://user@127.0.0.1:5432/memledger"     (postgres)
+# bootstrap_servers = "127.0.0.1:9092"                    (kafka)
+# topic = "memledger"                                     (kafka)
+
+[views]
+# vector = "embedded"       # embedded | elasticsearch
+# keyword = "embedded"      # embedded | elasticsearch
+# graph = "embedded"        # embedded | neo4j
+"""
+
+
+def default_data_dir() -> Path:
+    """``$MEMLEDGER_DATA`` or ``./memledger-data``."""
+    return Path(os.environ.get("MEMLEDGER_DATA") or "memledger-data")
+
+
+@dataclass
+class Config:
+    """Parsed configuration of one data directory."""
+
+    data_dir: Path
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def section(self, name: str) -> dict[str, Any]:
+        value = self.raw.get(name, {})
+        if not isinstance(value, dict):
+            raise InvalidRequest(f"[{name}] in {self.data_dir / CONFIG_NAME} must be a table")
+        return value
+
+    @property
+    def log_backend(self) -> str:
+        return str(os.environ.get("MEMLEDGER_LOG_BACKEND") or self.section("log").get("backend", "sqlite"))
+
+
+def load_config(data_dir: str | Path) -> Config:
+    """Read ``memledger.toml`` from ``data_dir`` (defaults when absent)."""
+    d = Path(data_dir)
+    path = d / CONFIG_NAME
+    raw: dict[str, Any] = {}
+    if path.exists():
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise InvalidRequest(f"{path}: {exc}") from None
+    return Config(d, raw)
+
+
+def init_data_dir(data_dir: str | Path) -> tuple[Path, bool]:
+    """Create the data directory and its default config; return (path, created)."""
+    d = Path(data_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / CONFIG_NAME
+    if path.exists():
+        return d, False
+    path.write_text(DEFAULT_CONFIG)
+    return d, True

@@ -1,0 +1,60 @@
+"""Exceptions raised by the ledger core. Every error carries a clear, user-facing message."""
+
+from __future__ import annotations
+
+
+class LedgerError(Exception):
+    """Base class of every error memledger raises on purpose."""
+
+
+class SchemaViolation(LedgerError):
+    """An event does not validate against its declared schema; nothing was written."""
+
+    def __init__(self, event_type: str, schema_version: int, detail: str, index: int | None = None):
+        where = f" (event #{index} of the batch)" if index is not None else ""
+        super().__init__(f"{event_type} v{schema_version} rejected{where}: {detail}")
+        self.event_type = event_type
+        self.schema_version = schema_version
+        self.detail = detail
+        self.index = index
+
+
+class UnknownEventType(SchemaViolation):
+    """The event's type or schema version has no schema in the registry."""
+
+
+class ConcurrencyConflict(LedgerError):
+    """A stream's current version differs from the version the writer expected."""
+
+    def __init__(self, stream: str, expected: int, actual: int):
+        super().__init__(
+            f"concurrency conflict on stream {stream!r}: expected version {expected}, "
+            f"but it is at version {actual}"
+        )
+        self.stream = stream
+        self.expected = expected
+        self.actual = actual
+
+
+class IdempotencyConflict(LedgerError):
+    """An event id was reused for an event with different content."""
+
+    def __init__(self, event_id: str, detail: str = "content differs from the stored event"):
+        super().__init__(f"event id {event_id!r} already used: {detail}")
+        self.event_id = event_id
+
+
+class NotFound(LedgerError):
+    """A memory, cube, branch or offset that does not exist."""
+
+
+class InvalidRequest(LedgerError):
+    """Malformed input (bad offset, bad time, empty text, ...)."""
+
+
+class StateError(LedgerError):
+    """An operation that is illegal in the current state (e.g. writing a frozen memory)."""
+
+
+class AccessDenied(LedgerError):
+    """The principal lacks the role an operation needs."""

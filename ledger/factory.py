@@ -1,0 +1,53 @@
+"""Builds the configured adapters. The core never imports a vendor client; this module does,
+lazily, by the name in the configuration."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+
+from ledger.api import Ledger
+from ledger.config import Config, load_config
+from ledger.errors import InvalidRequest
+from ledger.log import Log
+
+# backend name -> "module:function" taking (config) and returning a Log
+LOG_BACKENDS: dict[str, str] = {
+    "sqlite": "ledger.backends.sqlite_log:from_config",
+}
+
+
+def register_log_backend(name: str, target: str) -> None:
+    """Register a log backend factory ``"module:function"`` under ``name``."""
+    LOG_BACKENDS[name] = target
+
+
+def _load(target: str) -> Callable[[Config], Log]:
+    module, func = target.split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def open_log(config: Config) -> Log:
+    """Open the configured log backend."""
+    name = config.log_backend
+    if name not in LOG_BACKENDS:
+        raise InvalidRequest(f"unknown log backend {name!r}; known: {', '.join(sorted(LOG_BACKENDS))}")
+    return _load(LOG_BACKENDS[name])(config)
+
+
+def open_ledger(data_dir: str | Path) -> Ledger:
+    """Open the ledger of a data directory with its configured adapters."""
+    config = load_config(data_dir)
+    log = open_log(config)
+    sealer = opener = None
+    try:
+        from ledger.governance.keystore_factory import open_cipher  # type: ignore[import-not-found]
+    except ImportError:
+        open_cipher = None
+    if open_cipher is not None:
+        cipher = open_cipher(config)
+        sealer, opener = cipher, cipher.open
+    ledger = Ledger(log, sealer=sealer, opener=opener)
+    ledger.config = config  # type: ignore[attr-defined]
+    return ledger

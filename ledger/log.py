@@ -1,0 +1,92 @@
+"""The ``Log`` port: what every log backend (SQLite, PostgreSQL, Kafka, branches) provides.
+
+Offsets are 0-based and gap-free; ``head()`` is the offset of the last event (-1 when empty).
+Ranges are inclusive at both ends, so "as of offset N" means events 0..N.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Protocol, runtime_checkable
+
+from ledger.events import Event, NewEvent
+
+ANY_VERSION = -1  # expected_version meaning "no check"
+
+
+@runtime_checkable
+class Log(Protocol):
+    """An append-only, hash-chained, totally ordered event log."""
+
+    def append(
+        self, events: Sequence[NewEvent], expected_versions: Mapping[str, int] | None = None
+    ) -> list[Event]:
+        """Validate and append ``events`` atomically (all or none).
+
+        ``expected_versions`` maps a stream to the version it must be at before the batch
+        (0: the stream must not exist yet). A mismatch raises ``ConcurrencyConflict``; an
+        invalid payload raises ``SchemaViolation``; in both cases nothing is written.
+        Re-appending events whose ids are already stored with the same content returns the
+        stored events (idempotent retry); different content raises ``IdempotencyConflict``.
+        """
+        ...
+
+    def read(self, start: int = 0, end: int | None = None) -> Iterator[Event]:
+        """Events with ``start <= offset <= end`` (``end`` None: up to head), in order."""
+        ...
+
+    def read_stream(self, stream: str, start_version: int = 1, end_offset: int | None = None) -> Iterator[Event]:
+        """Events of one stream from ``start_version``, up to ``end_offset`` if given."""
+        ...
+
+    def read_refs(self, ref: str, end_offset: int | None = None) -> Iterator[Event]:
+        """Events whose payload references the memory (or subject) id ``ref``."""
+        ...
+
+    def get_by_id(self, event_id: str) -> Event | None:
+        """The event with this id, if stored."""
+        ...
+
+    def head(self) -> int:
+        """Offset of the last event, -1 when the log is empty."""
+        ...
+
+    def head_hash(self) -> str:
+        """Hash of the last event (the genesis hash when empty)."""
+        ...
+
+    def stream_version(self, stream: str) -> int:
+        """Current version of ``stream`` (0 when it has no events)."""
+        ...
+
+    def offset_at(self, ts_us: int) -> int:
+        """The last offset whose timestamp is at or before ``ts_us`` (-1 if none)."""
+        ...
+
+    def subscribe(self, start: int = 0, poll_interval: float = 0.2, stop: object = None) -> Iterator[Event]:
+        """Catch-up subscription: yield events from ``start`` on, then wait for new ones.
+
+        ``stop`` is an optional ``threading.Event``; the iterator ends once it is set.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release connections and files."""
+        ...
+
+
+def refs_of(payload: Mapping[str, object]) -> set[str]:
+    """The memory, subject and cube ids an event payload references (for the ref index)."""
+    refs: set[str] = set()
+    for key in ("memory_id", "source", "target", "subject"):
+        v = payload.get(key)
+        if isinstance(v, str):
+            refs.add(v)
+    for key in ("sources", "memory_ids"):
+        v = payload.get(key)
+        if isinstance(v, list):
+            refs.update(x for x in v if isinstance(x, str))
+    sealed = payload.get("sealed")
+    if isinstance(sealed, dict) and isinstance(sealed.get("subject"), str):
+        refs.add(sealed["subject"])
+    return refs

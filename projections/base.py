@@ -1,0 +1,88 @@
+"""The ``Projection`` port and the runner that feeds it from a ``Log``.
+
+A projection folds events into a view and records the offset it has applied *in the same
+transaction* as the view's writes, so a crash between the two can neither skip nor double
+apply an event (exactly-once, as with the ``eventsourcing`` library's tracking records).
+
+Views are temporal: each memory version row carries ``valid_from`` (the offset that made it
+current) and ``valid_to`` (the offset that superseded it, or ``OPEN`` while current), so a
+query as of offset N selects rows with ``valid_from <= N < valid_to`` and needs no replay.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol, runtime_checkable
+
+from ledger.events import Event
+
+OPEN = 2**62  # valid_to of a row that is still current
+
+
+@runtime_checkable
+class Projection(Protocol):
+    """A disposable view of the log."""
+
+    name: str
+
+    def checkpoint(self) -> int:
+        """The last applied offset (-1 when nothing was applied)."""
+        ...
+
+    def apply_batch(self, events: Sequence[Event]) -> None:
+        """Apply events in offset order and move the checkpoint, atomically.
+
+        Events at or below the checkpoint are skipped, so redelivery is harmless.
+        """
+        ...
+
+    def reset(self) -> None:
+        """Drop the view and its checkpoint (the next catch-up rebuilds from offset 0)."""
+        ...
+
+    def close(self) -> None:
+        """Release files and connections."""
+        ...
+
+
+EventSource = Callable[[int, "int | None"], Iterable[Event]]
+
+
+def catch_up(source: EventSource, projection: Projection, to: int | None = None, batch_size: int = 2000,
+             progress: bool = False, total: int | None = None) -> int:
+    """Apply every event after the projection's checkpoint up to ``to`` (inclusive; None = head).
+
+    ``source(start, end)`` yields upcast events, e.g. ``ledger.events``. Returns the new checkpoint.
+    """
+    start = projection.checkpoint() + 1
+    if to is not None and to < start:
+        return projection.checkpoint()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=(total - start + 1) if total is not None else None, unit="ev",
+                   desc=f"rebuild {projection.name}", file=sys.stderr, leave=False)
+    batch: list[Event] = []
+    for event in source(start, to):
+        batch.append(event)
+        if len(batch) >= batch_size:
+            projection.apply_batch(batch)
+            if bar is not None:
+                bar.update(len(batch))
+            batch = []
+    if batch:
+        projection.apply_batch(batch)
+        if bar is not None:
+            bar.update(len(batch))
+    if bar is not None:
+        bar.close()
+    return projection.checkpoint()
+
+
+def rebuild(source: EventSource, projection: Projection, to: int | None = None, progress: bool = False,
+            total: int | None = None) -> int:
+    """Drop the view and fold the log again from offset 0 (up to ``to``)."""
+    projection.reset()
+    return catch_up(source, projection, to=to, progress=progress, total=total)
