@@ -86,3 +86,38 @@ def rebuild(source: EventSource, projection: Projection, to: int | None = None, 
     """Drop the view and fold the log again from offset 0 (up to ``to``)."""
     projection.reset()
     return catch_up(source, projection, to=to, progress=progress, total=total)
+
+
+# -- query ports shared by the embedded and the distributed views ----------------------------
+
+Hit = tuple[str, float]  # (memory_id, score); higher is better
+
+
+@runtime_checkable
+class KeywordSearch(Protocol):
+    """A view that ranks memory versions by keyword relevance (BM25)."""
+
+    def keyword_search(self, query: str, k: int, cubes: Sequence[str] | None = None, as_of: int | None = None,
+                       states: Iterable[str] | None = None) -> list[Hit]:
+        """Top ``k`` memories whose version current at ``as_of`` (None: head) matches ``query``."""
+        ...
+
+
+@runtime_checkable
+class VectorSearch(Protocol):
+    """A view that ranks memory versions by embedding similarity."""
+
+    def vector_search(self, query_vector: Sequence[float], k: int, cubes: Sequence[str] | None = None,
+                      as_of: int | None = None, states: Iterable[str] | None = None) -> list[Hit]:
+        """Top ``k`` memories by cosine similarity of their version current at ``as_of``."""
+        ...
+
+
+@runtime_checkable
+class GraphSearch(Protocol):
+    """A view of entities and relations between memories."""
+
+    def neighbours(self, memory_ids: Sequence[str], cubes: Sequence[str] | None = None, as_of: int | None = None,
+                   hops: int = 1, limit: int = 50) -> list[Hit]:
+        """Memories related to ``memory_ids`` (co-mention, explicit links, merges), scored by strength."""
+        ...
