@@ -273,7 +273,9 @@ class VectorView:
                 gen = int(self._meta("generation", "0"))
                 self._conn.execute("DROP TABLE IF EXISTS versions")
                 self._conn.execute("DROP TABLE IF EXISTS vectors")
-                self._conn.executescript("SAVEPOINT s;" + _DDL + "RELEASE s;")
+                for stmt in _DDL.split(";"):
+                    if stmt.strip():
+                        self._conn.execute(stmt)
                 self._set_meta("model", f"{self.embedder.model_id}|{self.dim}")
                 self._set_meta("checkpoint", -1)
                 self._set_meta("generation", gen + 1)
