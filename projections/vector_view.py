@@ -194,6 +194,8 @@ class VectorView:
                     return
                 gen = self._generation()
                 writer = _BatchWriter(self, contents, vecs)
+                writer.prefetch(self._memory_ids(todo))
+                writer.slots.update(self._slots_of([text_hash(t) for t, _ in contents.values() if t]))
                 for e in todo:
                     writer.apply(e)
                 writer.flush()
@@ -238,6 +240,17 @@ class VectorView:
             return {}
         vecs = embed_cached(self.embedder, [texts[d] for d in missing], self.cache, digests=missing)
         return dict(zip(missing, vecs, strict=True))
+
+    @staticmethod
+    def _memory_ids(events: Sequence[Event]) -> list[str]:
+        ids: list[str] = []
+        for e in events:
+            mid = e.payload.get("memory_id")
+            if isinstance(mid, str) and e.type != ev.MEMORY_READ:
+                ids.append(mid)
+            if e.type == ev.MEMORY_MERGED:
+                ids += e.payload.get("sources", [])
+        return ids
 
     def _slots_of(self, digests: Sequence[bytes]) -> dict[bytes, int]:
         found: dict[bytes, int] = {}
@@ -434,13 +447,15 @@ class _BatchWriter:
         self.new_vectors: dict[int, np.ndarray] = {}  # slot -> vector
         self.new_search_rows: list[tuple[int, int, int, int, str, str, str]] = []
         self.slots: dict[bytes, int] = {}
+        self.pending_vectors: list[tuple[int, bytes, bytes]] = []
         self.forgot = False
         self.purged_digests: list[bytes] = []
         self.next_id = (self.conn.execute("SELECT max(id) FROM versions").fetchone()[0] or 0) + 1
         self.next_slot = (self.conn.execute("SELECT max(slot) FROM vectors").fetchone()[0] or 0) + 1
 
     # -- state -----------------------------------------------------------------------------
-    def _prefetch(self, ids: Iterable[str]) -> None:
+    def prefetch(self, ids: Iterable[str]) -> None:
+        """Load the current rows of these memories (one query per 500 ids)."""
         want = [m for m in dict.fromkeys(ids) if m not in self.cur]
         for m in want:
             self.cur[m] = None
@@ -454,7 +469,7 @@ class _BatchWriter:
 
     def _get(self, mid: str) -> _Cur | None:
         if mid not in self.cur:
-            self._prefetch([mid])
+            self.prefetch([mid])
         return self.cur[mid]
 
     def _slot(self, text: str | None) -> int | None:
@@ -462,19 +477,14 @@ class _BatchWriter:
             return None
         d = text_hash(text)
         s = self.slots.get(d)
-        if s is None:
-            found = self.view._slots_of([d])
-            if d in found:
-                s = found[d]
-            else:
-                vec = self.vecs.get(d)
-                if vec is None:  # written by a concurrent process between embedding and this transaction
-                    vec = embed_cached(self.view.embedder, [text], self.view.cache, digests=[d])[0]
-                s = self.next_slot
-                self.next_slot += 1
-                self.conn.execute("INSERT INTO vectors(slot, text_sha256, vec) VALUES (?, ?, ?)",
-                                  (s, d, np.ascontiguousarray(vec, dtype=np.float32).tobytes()))
-                self.new_vectors[s] = vec
+        if s is None:  # slots of every digest already in the view were loaded before the batch
+            vec = self.vecs.get(d)
+            if vec is None:  # its vector was deleted by a concurrent process since: embed (cached)
+                vec = embed_cached(self.view.embedder, [text], self.view.cache, digests=[d])[0]
+            s = self.next_slot
+            self.next_slot += 1
+            self.pending_vectors.append((s, d, np.ascontiguousarray(vec, dtype=np.float32).tobytes()))
+            self.new_vectors[s] = vec
             self.slots[d] = s
         return s
 
@@ -515,7 +525,7 @@ class _BatchWriter:
             self._put(_Cur(0, mid, e.stream, p.get("state", "generated"), subject, True, self._slot(text),
                            dict(meta or {}), list(p.get("tags", []))), e.offset)
             if t == ev.MEMORY_MERGED:
-                self._prefetch(p["sources"])
+                self.prefetch(p["sources"])
                 for src in p["sources"]:
                     s = self.cur.get(src)
                     if s is not None:
@@ -574,6 +584,10 @@ class _BatchWriter:
 
     def flush(self) -> None:
         """Write pending inserts and closes (inside the caller's transaction)."""
+        if self.pending_vectors:
+            self.conn.executemany("INSERT INTO vectors(slot, text_sha256, vec) VALUES (?, ?, ?)",
+                                  self.pending_vectors)
+            self.pending_vectors = []
         if self.closed:
             self.conn.executemany("UPDATE versions SET valid_to = ? WHERE id = ?",
                                   [(vt, rid) for rid, vt in self.closed.items()])
