@@ -39,6 +39,7 @@ from ledger import events as ev
 from ledger.errors import InvalidRequest
 from ledger.events import Event
 from ledger.memory_state import Opener
+from projections import vector_ann
 from projections.base import OPEN, Hit
 from projections.embedding import Embedder
 from projections.embedding_cache import EmbeddingCache, embed_cached, text_hash
@@ -108,14 +109,17 @@ class VectorView:
     ``path`` is the view's SQLite file; ``embedder`` turns texts into vectors; ``opener`` opens
     sealed (per-subject encrypted) payloads, ``None`` meaning sealed memories get no vector.
     ``cache`` defaults to ``embedding_cache.sqlite`` next to ``path``. ``exact_threshold``: at or
-    below this many candidate rows a query is always answered by exact scoring.
+    below this many candidate rows a query is always answered by exact scoring; above it, and when
+    at least ``ann_min_fraction`` of the view's vectors are candidates, the usearch HNSW index
+    proposes candidates that are then filtered and scored exactly (``ann=None``: always exact;
+    ``"auto"``: the index is built on the first query that needs it, or by ``build_index``).
     """
 
     name = "vector"
 
     def __init__(self, path: str | Path, embedder: Embedder, opener: Opener | None = None, *,
                  cache: EmbeddingCache | None = None, exact_threshold: int = 20_000,
-                 ann: str | None = "auto"):
+                 ann: str | None = "auto", ann_min_fraction: float = 0.05):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.embedder = embedder
@@ -124,7 +128,10 @@ class VectorView:
         self.cache = cache if cache is not None else EmbeddingCache(self.path.parent / "embedding_cache.sqlite")
         self._own_cache = cache is None
         self.exact_threshold = exact_threshold
+        if ann not in (None, "auto"):
+            raise InvalidRequest(f"ann must be None or 'auto', not {ann!r}")
         self.ann_mode = ann
+        self.ann_min_fraction = ann_min_fraction
         self._lock = threading.RLock()
         self._conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
@@ -133,7 +140,9 @@ class VectorView:
         self._conn.execute("PRAGMA busy_timeout=60000")
         self._conn.executescript(_DDL)
         self._mem: _Columns | None = None  # in-memory search columns, loaded lazily
-        self._ann: Any = None
+        self._ann: vector_ann.AnnIndex | None = None
+        self._ann_epoch: str | None = None
+        self._ann_saved = 0  # coverage of the persisted index file
         self._check_model()
 
     # -- meta ------------------------------------------------------------------------------
@@ -153,6 +162,7 @@ class VectorView:
                 self._conn.execute("BEGIN IMMEDIATE")
                 if self._meta("model") is None:
                     self._set_meta("model", want)
+                    self._set_meta("epoch", _new_epoch())
                     self._set_meta("checkpoint", -1)
                     self._set_meta("generation", 0)
                 self._conn.execute("COMMIT")
@@ -200,6 +210,8 @@ class VectorView:
                     writer.apply(e)
                 writer.flush()
                 self._set_meta("checkpoint", todo[-1].offset)
+                if writer.forgot:  # erased vectors invalidate every derived index
+                    self._set_meta("epoch", _new_epoch())
                 self._set_meta("generation", gen + 1)
                 self._conn.execute("COMMIT")
             except BaseException:
@@ -265,18 +277,21 @@ class VectorView:
         if writer.purged_digests:
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self.cache.delete(writer.purged_digests)
+        if writer.forgot:
+            self._drop_memory(shred_index=True)
+            return
         mem = self._mem
         if mem is None:
             return
-        if writer.forgot or mem.generation != gen_before:
-            self._drop_memory()  # reload lazily at the next query
+        if mem.generation != gen_before:
+            self._mem = None  # another process wrote too: reload lazily at the next query
             return
         mem.add_vectors(writer.new_vectors)
         mem.add_rows(writer.new_search_rows)
         mem.close_rows(writer.closed_done)
         mem.generation = gen_before + 1
-        if self._ann is not None:
-            self._ann.note_new_slots(mem)
+        if self._ann is not None and mem.n_slots - self._ann.covered >= 4096:
+            self._ann.extend(mem.vectors, mem.present, mem.n_slots)
 
     def reset(self) -> None:
         """Drop every row, vector and the ANN index; the checkpoint goes back to -1."""
@@ -290,6 +305,7 @@ class VectorView:
                     if stmt.strip():
                         self._conn.execute(stmt)
                 self._set_meta("model", f"{self.embedder.model_id}|{self.dim}")
+                self._set_meta("epoch", _new_epoch())
                 self._set_meta("checkpoint", -1)
                 self._set_meta("generation", gen + 1)
                 self._conn.execute("COMMIT")
@@ -297,12 +313,15 @@ class VectorView:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            self._drop_memory()
-            _shred(self._ann_path())
+            self._drop_memory(shred_index=True)
 
     def close(self) -> None:
         """Release the database (and the cache if the view opened it)."""
         with self._lock:
+            try:
+                self._save_ann()
+            except Exception:  # noqa: BLE001 - the index is derived; the next open rebuilds it
+                pass
             self._conn.close()
             if self._own_cache:
                 self.cache.close()
@@ -310,11 +329,13 @@ class VectorView:
             self._ann = None
 
     # -- in-memory columns -----------------------------------------------------------------
-    def _drop_memory(self) -> None:
+    def _drop_memory(self, shred_index: bool = False) -> None:
         self._mem = None
-        if self._ann is not None:
-            self._ann = None
-            _shred(self._ann_path())
+        self._ann = None
+        self._ann_epoch = None
+        self._ann_saved = 0
+        if shred_index:
+            vector_ann.shred_index_files(self._ann_path())
 
     def _columns(self) -> _Columns:
         """The in-memory search columns, reloaded if any process changed the view since."""
@@ -322,9 +343,10 @@ class VectorView:
         mem = self._mem
         if mem is not None and mem.generation == gen:
             return mem
-        if mem is not None:
-            self._drop_memory()
-        mem = _Columns.load(self._conn, self.dim, gen)
+        mem = _Columns.load(self._conn, self.dim, gen, self._meta("epoch", "") or "")
+        if self._ann is not None and self._ann_epoch != mem.epoch:
+            self._ann = None  # vectors were erased or the view was reset by another process
+            self._ann_saved = 0
         self._mem = mem
         return mem
 
@@ -367,12 +389,67 @@ class VectorView:
                     return scored
             return mem.exact_top(q, k, rows)
 
-    # ANN hooks (see vector_ann.py); exact search when no index applies.
+    # -- approximate index ---------------------------------------------------------------
     def _use_ann(self, mem: _Columns, rows: np.ndarray) -> bool:
-        return False
+        if self.ann_mode is None or not vector_ann.AVAILABLE or rows.size <= self.exact_threshold:
+            return False
+        return rows.size >= self.ann_min_fraction * max(1, mem.n_present)
+
+    def _ensure_ann(self, mem: _Columns) -> vector_ann.AnnIndex:
+        if self._ann is None:
+            ann = vector_ann.AnnIndex.load(self._ann_path(), mem.epoch, self.dim)
+            self._ann_saved = ann.covered if ann is not None else 0
+            if ann is None:
+                ann = vector_ann.AnnIndex(self.dim)
+            self._ann, self._ann_epoch = ann, mem.epoch
+        ann = self._ann
+        if ann.covered < mem.n_slots:
+            ann.extend(mem.vectors, mem.present, mem.n_slots)
+            if ann.covered - self._ann_saved > max(4096, self._ann_saved // 4):
+                self._save_ann()
+        return ann
+
+    def _save_ann(self) -> None:
+        if self._ann is not None and self._ann_epoch and self._ann.covered > self._ann_saved:
+            self._ann.save(self._ann_path(), self._ann_epoch)
+            self._ann_saved = self._ann.covered
+
+    def build_index(self) -> dict[str, Any]:
+        """Build (or bring up to date) and persist the approximate index now; returns its description."""
+        with self._lock:
+            if self.ann_mode is None or not vector_ann.AVAILABLE:
+                return {"ann": None}
+            mem = self._columns()
+            ann = self._ensure_ann(mem)
+            self._save_ann()
+            return {"ann": "usearch-hnsw-f16", "vectors": len(ann), "covered_slots": ann.covered}
+
+    def ann_description(self) -> str:
+        """What answers large queries: the HNSW index (with its size) or exact scoring."""
+        if self.ann_mode is None or not vector_ann.AVAILABLE:
+            return "exact only"
+        if self._ann is None:
+            return f"usearch HNSW (not built yet), exact at <= {self.exact_threshold} candidates"
+        return (f"usearch HNSW f16 M=16 ef=256 over {len(self._ann):,} vectors; "
+                f"exact at <= {self.exact_threshold:,} candidates or < {self.ann_min_fraction:.0%} of vectors")
 
     def _ann_search(self, mem: _Columns, q: np.ndarray, k: int, rows: np.ndarray) -> list[Hit] | None:
-        return None
+        """Candidates from the index, kept if valid for this query, scored exactly; None: go exact."""
+        ann = self._ensure_ann(mem)
+        total = max(1, len(ann))
+        want = int(k * 2 * mem.n_present / max(1, rows.size)) + 32
+        row_slots = mem.slot[rows]
+        while True:
+            mark = np.zeros(mem.n_slots, dtype=bool)
+            mark[ann.search(q, want)] = True
+            if ann.covered < mem.n_slots:
+                mark[ann.covered:mem.n_slots] = True  # not indexed yet: scored exactly
+            sel = rows[mark[row_slots]]
+            if sel.size >= k:
+                return mem.top(mem.vectors[mem.slot[sel]] @ q, sel, k)
+            if want >= total:
+                return None
+            want = min(total, want * 4)
 
     def embed_query(self, text: str) -> np.ndarray:
         """The (cached) vector of a query text."""
@@ -606,10 +683,13 @@ class _BatchWriter:
 class _Columns:
     """Columnar in-memory copy of the searchable rows (present, with a vector) and the vector matrix."""
 
-    def __init__(self, dim: int, generation: int):
+    def __init__(self, dim: int, generation: int, epoch: str = ""):
         self.dim = dim
         self.generation = generation
+        self.epoch = epoch
         self.vectors = np.zeros((1024, dim), dtype=np.float32)  # row = slot id
+        self.present = np.zeros(1024, dtype=bool)  # slot ids that hold a vector
+        self.n_present = 0
         self.n_slots = 0  # 1 + highest slot id loaded
         cap = 1024
         self.ids = np.zeros(cap, dtype=np.int64)
@@ -627,8 +707,8 @@ class _Columns:
         self.state_code: dict[str, int] = {}
 
     @classmethod
-    def load(cls, conn: sqlite3.Connection, dim: int, generation: int) -> _Columns:
-        mem = cls(dim, generation)
+    def load(cls, conn: sqlite3.Connection, dim: int, generation: int, epoch: str = "") -> _Columns:
+        mem = cls(dim, generation, epoch)
         rows = conn.execute("SELECT slot, vec FROM vectors ORDER BY slot").fetchall()
         if rows:
             mem.add_vectors({s: np.frombuffer(b, dtype=np.float32) for s, b in rows})
@@ -656,8 +736,13 @@ class _Columns:
             new = np.zeros((max(top, int(self.vectors.shape[0] * _GROW) + 1), self.dim), dtype=np.float32)
             new[: self.n_slots] = self.vectors[: self.n_slots]
             self.vectors = new
+            present = np.zeros(new.shape[0], dtype=bool)
+            present[: self.n_slots] = self.present[: self.n_slots]
+            self.present = present
         slots = np.fromiter(vecs.keys(), dtype=np.int64, count=len(vecs))
         self.vectors[slots] = np.stack([np.asarray(v, dtype=np.float32) for v in vecs.values()])
+        self.n_present += int((~self.present[slots]).sum())
+        self.present[slots] = True
         self.n_slots = max(self.n_slots, top)
 
     def _code(self, table: dict[str, int], value: str, names: list[str] | None = None) -> int:
@@ -736,14 +821,5 @@ class _Columns:
         return [(names[mems[i]], float(scores[i])) for i in order]
 
 
-def _shred(path: Path) -> None:
-    """Overwrite a derived file with zeros, sync it, and delete it (used for forgotten data)."""
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        return
-    with open(path, "r+b") as f:
-        f.write(b"\0" * size)
-        f.flush()
-        os.fsync(f.fileno())
-    path.unlink()
+def _new_epoch() -> str:
+    return os.urandom(8).hex()
