@@ -170,3 +170,17 @@ def test_second_process_view_sees_new_rows(tmp_path):
     assert {m for m, _ in reader.vector_search(q, 10)} == {"a", "b", "c", "d"}
     writer.close()
     reader.close()
+
+
+def test_open_vector_view_from_configuration(tmp_path):
+    from ledger.config import load_config
+    from projections.vector_setup import open_vector_view
+
+    (tmp_path / "memledger.toml").write_text('[views.vector]\nembedder = "hashing"\nann = "none"\n')
+    v = open_vector_view(tmp_path, load_config(tmp_path))
+    assert v.embedder.model_id.startswith("hashing") and v.ann_mode is None
+    assert v.path == tmp_path / "views" / "vector.sqlite"
+    v.close()
+    (tmp_path / "memledger.toml").write_text('[views.vector]\nembedder = "nope"\n')
+    with pytest.raises(InvalidRequest, match="unknown embedder"):
+        open_vector_view(tmp_path, load_config(tmp_path))
