@@ -63,6 +63,35 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
+SERVE = """
+import sys, time, numpy as np
+sys.path.insert(0, sys.argv[2])
+from vector_bench import CachedOnlyEmbedder, rss_mb
+from projections.embedding_cache import EmbeddingCache
+from projections.vector_view import VectorView
+from pathlib import Path
+work = Path(sys.argv[1])
+before = rss_mb()
+view = VectorView(work / "vector.sqlite", CachedOnlyEmbedder(), cache=EmbeddingCache(work / "embedding_cache.sqlite"))
+t = time.perf_counter()
+rng = np.random.default_rng(11)
+for q in rng.standard_normal((50, 384)).astype(np.float32):
+    view.vector_search(q / np.linalg.norm(q), 10)
+print(f"{rss_mb() - before:.0f} {rss_mb():.0f} {time.perf_counter() - t:.2f}")
+"""
+
+
+def serving_process_rss(work: Path) -> tuple[float, float, float]:
+    """(RSS added by the view, total RSS, seconds for open + index load + 50 queries) in a fresh process."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", SERVE, str(work), str(Path(__file__).resolve().parent)],
+                         capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ,
+                              "PYTHONPATH": str(Path(__file__).resolve().parents[1])}).stdout.split()
+    return float(out[0]), float(out[1]), float(out[2])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--memories", type=int, default=100_000)
@@ -172,6 +201,9 @@ def main() -> None:
                            / args.k for a, q in zip(default_asof, queries, strict=True)])
     view.ann_mode = mode
     stats = view.stats()
+    index_desc = view.ann_description()
+    view.close()  # persists the index; a fresh process then serves queries from the files
+    served = serving_process_rss(work)
 
     rows = [
         ("memories / events", f"{n:,} / {head + 1:,} ({n_upd:,} updates, {n_upd // 2 + n_upd % 2:,} state changes)"),
@@ -190,15 +222,17 @@ def main() -> None:
         (f"recall@{args.k} vs exact: head / as-of", f"{recall:.3f} / {recall_asof:.3f}"),
         ("exact-only search head p50 / p99", f"{pct(exact_ms, 50):.2f} / {pct(exact_ms, 99):.2f} ms"),
         ("exact-only search as-of p50 / p99", f"{pct(exact_asof_ms, 50):.2f} / {pct(exact_asof_ms, 99):.2f} ms"),
-        ("RSS now / peak", f"{rss_mb():.0f} MB / {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"),
+        ("query process: RSS of view / total; open+50 queries",
+         f"{served[0]:.0f} MB / {served[1]:.0f} MB; {served[2]:.1f} s"),
+        ("bench process RSS now / peak (holds the synthetic data too)",
+         f"{rss_mb():.0f} MB / {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"),
         ("view file", f"{(work / 'vector.sqlite').stat().st_size / 1e6:.0f} MB"),
-        ("index", view.ann_description()),
+        ("index", index_desc),
     ]
     w = max(len(a) for a, _ in rows)
     print(f"vector view benchmark ({work})")
     for a, b in rows:
         print(f"  {a.ljust(w)}  {b}")
-    view.close()
     cache.close()
     log.close()
 

@@ -20,11 +20,12 @@ from projections.embedding import Embedder
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS embeddings(
+  id INTEGER PRIMARY KEY,
   model TEXT NOT NULL,
   text_sha256 BLOB NOT NULL,
   vec BLOB NOT NULL,
-  PRIMARY KEY(model, text_sha256)
-) WITHOUT ROWID;
+  UNIQUE(model, text_sha256)
+);
 """
 
 _CHUNK = 500  # host parameters per IN (...) lookup
@@ -47,6 +48,7 @@ class EmbeddingCache:
         self._conn.execute("PRAGMA synchronous=NORMAL")  # a lost cache entry costs one re-embedding
         self._conn.execute("PRAGMA secure_delete=ON")
         self._conn.execute("PRAGMA busy_timeout=60000")
+        self._conn.execute("PRAGMA cache_size=-32768")  # 32 MB of pages
         self._conn.executescript(_DDL)
         self.hits = 0
         self.misses = 0

@@ -26,7 +26,7 @@ AVAILABLE = Index is not None
 class AnnIndex:
     """HNSW over unit vectors with inner-product metric; keys are slot ids."""
 
-    def __init__(self, dim: int, connectivity: int = 16, expansion_add: int = 128, expansion_search: int = 256):
+    def __init__(self, dim: int, connectivity: int = 16, expansion_add: int = 128, expansion_search: int = 1024):
         if Index is None:
             raise RuntimeError("the approximate index needs the package usearch")
         self.dim = dim

@@ -24,6 +24,7 @@ approximate index used on large views, and docs/vector.md for the measurements b
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -69,6 +70,18 @@ CREATE INDEX IF NOT EXISTS versions_subject ON versions(subject) WHERE subject I
 """
 
 _CHUNK = 500
+_Content = tuple["str | None", "dict[str, Any] | None", "bytes | None"]  # text, metadata, text digest
+
+try:  # multi-threaded BLAS on small products mostly waits for its threads: score on one
+    from threadpoolctl import ThreadpoolController
+
+    _BLAS = ThreadpoolController()
+except ImportError:  # pragma: no cover - optional
+    _BLAS = None
+
+
+def _one_blas_thread() -> Any:
+    return _BLAS.limit(limits=1, user_api="blas") if _BLAS is not None else contextlib.nullcontext()
 _GROW = 1.5
 
 
@@ -138,6 +151,8 @@ class VectorView:
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA secure_delete=ON")
         self._conn.execute("PRAGMA busy_timeout=60000")
+        self._conn.execute("PRAGMA cache_size=-32768")  # 32 MB of pages
+        self._conn.execute("PRAGMA wal_autocheckpoint=16384")  # fewer, larger checkpoints during rebuilds
         self._conn.executescript(_DDL)
         self._mem: _Columns | None = None  # in-memory search columns, loaded lazily
         self._ann: vector_ann.AnnIndex | None = None
@@ -194,7 +209,8 @@ class VectorView:
             if not todo:
                 return
             contents = self._open_contents(todo)
-            vecs = self._embed_missing(contents)
+            gen_seen = self._generation()
+            known, vecs = self._embed_missing(contents)
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 cp = int(self._meta("checkpoint", "-1"))  # another process may have moved it
@@ -205,7 +221,9 @@ class VectorView:
                 gen = self._generation()
                 writer = _BatchWriter(self, contents, vecs)
                 writer.prefetch(self._memory_ids(todo))
-                writer.slots.update(self._slots_of([text_hash(t) for t, _ in contents.values() if t]))
+                if gen != gen_seen:  # another process wrote in between: look the slots up again
+                    known = self._slots_of([d for _, _, d in contents.values() if d is not None])
+                writer.slots.update(known)
                 for e in todo:
                     writer.apply(e)
                 writer.flush()
@@ -219,39 +237,37 @@ class VectorView:
                 raise
             self._after_commit(writer, gen)
 
-    def _open_contents(self, events: Sequence[Event]) -> dict[int, tuple[str | None, dict[str, Any] | None]]:
-        """(text, metadata or None) of every content event, by offset (opens sealed payloads once)."""
-        out: dict[int, tuple[str | None, dict[str, Any] | None]] = {}
+    def _open_contents(self, events: Sequence[Event]) -> dict[int, _Content]:
+        """(text, metadata or None, text digest) of every content event, by offset (opens sealed payloads once)."""
+        out: dict[int, _Content] = {}
         for e in events:
             if e.type not in (ev.MEMORY_ADDED, ev.MEMORY_UPDATED, ev.MEMORY_MERGED, ev.MEMORY_RESTORED):
                 continue
             p = e.payload
+            text, meta = None, p.get("metadata")
             if "text" in p:
-                out[e.offset] = (p["text"], p.get("metadata"))
+                text = p["text"]
             elif p.get("sealed") is not None:
                 opened = self.opener(p["sealed"]) if self.opener else None
-                if opened is None:
-                    out[e.offset] = (None, p.get("metadata"))
-                else:
-                    out[e.offset] = (opened.get("text"), opened.get("metadata", p.get("metadata")))
-            else:
-                out[e.offset] = (None, p.get("metadata"))
+                if opened is not None:
+                    text, meta = opened.get("text"), opened.get("metadata", meta)
+            out[e.offset] = (text, meta, text_hash(text) if text else None)
         return out
 
-    def _embed_missing(self, contents: Mapping[int, tuple[str | None, Any]]) -> dict[bytes, np.ndarray]:
-        """Vectors (through the cache) of the batch's texts that the view does not hold yet."""
+    def _embed_missing(self, contents: Mapping[int, _Content]) -> tuple[dict[bytes, int], dict[bytes, np.ndarray]]:
+        """(slots the view already has, vectors through the cache of the others) for the batch's texts."""
         texts: dict[bytes, str] = {}
-        for text, _ in contents.values():
-            if text:
-                texts.setdefault(text_hash(text), text)
+        for text, _, d in contents.values():
+            if d is not None:
+                texts.setdefault(d, text)  # type: ignore[arg-type]
         if not texts:
-            return {}
+            return {}, {}
         known = self._slots_of(list(texts))
         missing = [d for d in texts if d not in known]
         if not missing:
-            return {}
+            return known, {}
         vecs = embed_cached(self.embedder, [texts[d] for d in missing], self.cache, digests=missing)
-        return dict(zip(missing, vecs, strict=True))
+        return known, dict(zip(missing, vecs, strict=True))
 
     @staticmethod
     def _memory_ids(events: Sequence[Event]) -> list[str]:
@@ -430,14 +446,14 @@ class VectorView:
             return "exact only"
         if self._ann is None:
             return f"usearch HNSW (not built yet), exact at <= {self.exact_threshold} candidates"
-        return (f"usearch HNSW f16 M=16 ef=256 over {len(self._ann):,} vectors; "
+        return (f"usearch HNSW f16 M=16 ef_add=128 ef_search=1024 over {len(self._ann):,} vectors; "
                 f"exact at <= {self.exact_threshold:,} candidates or < {self.ann_min_fraction:.0%} of vectors")
 
     def _ann_search(self, mem: _Columns, q: np.ndarray, k: int, rows: np.ndarray) -> list[Hit] | None:
         """Candidates from the index, kept if valid for this query, scored exactly; None: go exact."""
         ann = self._ensure_ann(mem)
         total = max(1, len(ann))
-        want = int(k * 2 * mem.n_present / max(1, rows.size)) + 32
+        want = max(64, int(k * 2 * mem.n_present / max(1, rows.size)) + 32)
         row_slots = mem.slot[rows]
         while True:
             mark = np.zeros(mem.n_slots, dtype=bool)
@@ -446,7 +462,9 @@ class VectorView:
                 mark[ann.covered:mem.n_slots] = True  # not indexed yet: scored exactly
             sel = rows[mark[row_slots]]
             if sel.size >= k:
-                return mem.top(mem.vectors[mem.slot[sel]] @ q, sel, k)
+                with _one_blas_thread():
+                    scores = mem.vectors[mem.slot[sel]] @ q
+                return mem.top(scores, sel, k)
             if want >= total:
                 return None
             want = min(total, want * 4)
@@ -511,7 +529,7 @@ class VectorView:
 class _BatchWriter:
     """Folds one batch into row writes, with the semantics of ``ledger.memory_state.apply_event``."""
 
-    def __init__(self, view: VectorView, contents: Mapping[int, tuple[str | None, dict[str, Any] | None]],
+    def __init__(self, view: VectorView, contents: Mapping[int, _Content],
                  vecs: Mapping[bytes, np.ndarray]):
         self.view = view
         self.conn = view._conn
@@ -549,10 +567,10 @@ class _BatchWriter:
             self.prefetch([mid])
         return self.cur[mid]
 
-    def _slot(self, text: str | None) -> int | None:
-        if not text:
+    def _slot(self, content: _Content) -> int | None:
+        text, _, d = content
+        if d is None or not text:
             return None
-        d = text_hash(text)
         s = self.slots.get(d)
         if s is None:  # slots of every digest already in the view were loaded before the batch
             vec = self.vecs.get(d)
@@ -596,10 +614,11 @@ class _BatchWriter:
             return
         mid = p["memory_id"]
         if t in (ev.MEMORY_ADDED, ev.MEMORY_MERGED):
-            text, meta = self.contents[e.offset]
+            content = self.contents[e.offset]
+            meta = content[1]
             self._get(mid)
             subject = p.get("subject") or (p.get("sealed") or {}).get("subject")
-            self._put(_Cur(0, mid, e.stream, p.get("state", "generated"), subject, True, self._slot(text),
+            self._put(_Cur(0, mid, e.stream, p.get("state", "generated"), subject, True, self._slot(content),
                            dict(meta or {}), list(p.get("tags", []))), e.offset)
             if t == ev.MEMORY_MERGED:
                 self.prefetch(p["sources"])
@@ -612,9 +631,10 @@ class _BatchWriter:
         if s is None and t != ev.MEMORY_RESTORED:
             return
         if t == ev.MEMORY_UPDATED:
-            text, meta = self.contents[e.offset]
+            content = self.contents[e.offset]
+            meta = content[1]
             assert s is not None
-            self._touch(s, e.offset, slot=self._slot(text), metadata=dict(meta) if meta is not None else s.metadata)
+            self._touch(s, e.offset, slot=self._slot(content), metadata=dict(meta) if meta is not None else s.metadata)
         elif t == ev.MEMORY_STATE_CHANGED:
             assert s is not None
             self._touch(s, e.offset, state=p["to"])
@@ -629,10 +649,11 @@ class _BatchWriter:
                 if s is not None:
                     self._touch(s, e.offset, present=False)
                 return
-            text, meta = self.contents[e.offset]
+            content = self.contents[e.offset]
+            meta = content[1]
             if s is None:
                 s = _Cur(0, mid, e.stream, "generated", None, True, None, {}, [])
-            self._touch(s, e.offset, slot=self._slot(text), metadata=dict(meta or {}),
+            self._touch(s, e.offset, slot=self._slot(content), metadata=dict(meta or {}),
                         tags=list(p.get("tags", s.tags)), state=p.get("state", s.state), present=True)
 
     def _forget(self, subject: str) -> None:
@@ -801,9 +822,10 @@ class _Columns:
     def scores(self, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Exact cosine scores of the given row positions."""
         slots = self.slot[rows]
-        if rows.size * 3 < self.n_slots:
-            return self.vectors[slots] @ q
-        return (self.vectors[: self.n_slots] @ q)[slots]
+        with _one_blas_thread():
+            if rows.size * 3 < self.n_slots:
+                return self.vectors[slots] @ q
+            return (self.vectors[: self.n_slots] @ q)[slots]
 
     def exact_top(self, q: np.ndarray, k: int, rows: np.ndarray) -> list[Hit]:
         return self.top(self.scores(q, rows), rows, k)
