@@ -730,9 +730,17 @@ class _Columns:
     @classmethod
     def load(cls, conn: sqlite3.Connection, dim: int, generation: int, epoch: str = "") -> _Columns:
         mem = cls(dim, generation, epoch)
-        rows = conn.execute("SELECT slot, vec FROM vectors ORDER BY slot").fetchall()
-        if rows:
-            mem.add_vectors({s: np.frombuffer(b, dtype=np.float32) for s, b in rows})
+        top = conn.execute("SELECT max(slot) FROM vectors").fetchone()[0]
+        if top is not None:  # straight into a matrix of the final size, a chunk at a time
+            mem.vectors = np.zeros((top + 1, dim), dtype=np.float32)
+            mem.present = np.zeros(top + 1, dtype=bool)
+            mem.n_slots = top + 1
+            cur = conn.execute("SELECT slot, vec FROM vectors ORDER BY slot")
+            while chunk := cur.fetchmany(4096):
+                slots = np.fromiter((r[0] for r in chunk), dtype=np.int64, count=len(chunk))
+                mem.vectors[slots] = np.frombuffer(b"".join(r[1] for r in chunk), dtype=np.float32).reshape(-1, dim)
+                mem.present[slots] = True
+            mem.n_present = int(mem.present.sum())
         rows = conn.execute("SELECT id, slot, valid_from, valid_to, memory_id, cube, state FROM versions "
                             "WHERE present = 1 AND slot IS NOT NULL ORDER BY id").fetchall()
         mem.add_rows(rows)
