@@ -55,14 +55,9 @@ def _embedded_graph(ledger: Ledger, views_dir: Path, options: Mapping[str, Any])
 
 
 def _embedded_vector(ledger: Ledger, views_dir: Path, options: Mapping[str, Any]) -> Any:
-    try:
-        vector_view = importlib.import_module("projections.vector_view")
-    except ImportError:
-        return None
-    factory = getattr(vector_view, "from_view_set", None)
-    if factory is None:
-        return None
-    return factory(ledger, views_dir, options)
+    from projections.vector_setup import open_vector_view
+
+    return open_vector_view(views_dir.parent, getattr(ledger, "config", None), opener=ledger.opener)
 
 
 class ViewSet:
