@@ -213,7 +213,7 @@ class Retriever:
             if text:
                 counts.update(term_frequencies(text)[0])
         qterms = set(terms(query))
-        pool = [t for t, _ in counts.most_common(5 * w.prf_terms) if t not in qterms]
+        pool = [t for t, _ in counts.most_common(3 * w.prf_terms) if t not in qterms]
         if not pool:
             return
         stats = self.keyword.corpus_stats(pool, cubes, as_of)

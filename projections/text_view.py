@@ -34,6 +34,7 @@ _DDL = """
 CREATE TABLE IF NOT EXISTS terms(term_id INTEGER PRIMARY KEY, term TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS postings(
   term_id INTEGER NOT NULL, text_id INTEGER NOT NULL, tf INTEGER NOT NULL, dl INTEGER NOT NULL,
+  cube TEXT NOT NULL, t_from INTEGER NOT NULL, t_to INTEGER NOT NULL,
   PRIMARY KEY(term_id, text_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS postings_text ON postings(text_id);
@@ -87,6 +88,8 @@ class KeywordView(TemporalSqliteView):
     def __init__(self, path: str | Path, opener: Opener | None = None):
         self._corpus: dict[str, tuple[int, int]] = {}
         self._term_ids: dict[str, int] = {}
+        self._analysed: tuple[Any, int] | None = None
+        self._analysed_text: str | None = None
         super().__init__(path, opener)
 
     def _ddl(self) -> str:
@@ -109,7 +112,9 @@ class KeywordView(TemporalSqliteView):
 
     # -- indexing ------------------------------------------------------------------------
     def _text_length(self, text: str) -> int:
-        return len(terms(text))
+        self._analysed_text = text  # analysed once, used for the length and the postings
+        self._analysed = term_frequencies(text)
+        return self._analysed[1]
 
     def _term_id(self, c: sqlite3.Connection, term: str) -> int:
         tid = self._term_ids.get(term)
@@ -121,9 +126,10 @@ class KeywordView(TemporalSqliteView):
         return tid
 
     def _index_text(self, c: sqlite3.Connection, text_id: int, s: MemoryState, text: str) -> None:
-        tf, dl = term_frequencies(text)
-        c.executemany("INSERT INTO postings(term_id, text_id, tf, dl) VALUES (?,?,?,?)",
-                      [(self._term_id(c, t), text_id, n, dl) for t, n in tf.items()])
+        tf, dl = self._analysed if self._analysed and self._analysed_text == text else term_frequencies(text)
+        at = s.updated_offset
+        c.executemany("INSERT INTO postings(term_id, text_id, tf, dl, cube, t_from, t_to) VALUES (?,?,?,?,?,?,?)",
+                      [(self._term_id(c, t), text_id, n, dl, s.cube, at, OPEN) for t, n in tf.items()])
 
     def _length(self, c: sqlite3.Connection, text_id: int | None) -> int:
         if text_id is None:
@@ -141,6 +147,10 @@ class KeywordView(TemporalSqliteView):
 
     def _on_version(self, c: sqlite3.Connection, vid: int, s: MemoryState, text_id: int | None,
                     prev: Current | None, e: Event) -> None:
+        if prev is not None and prev.text_id is not None and prev.state.exists and (
+                prev.text_id != text_id or not s.exists):
+            # the previous text stops counting: close its postings' interval (document frequencies)
+            c.execute("UPDATE postings SET t_to = ? WHERE text_id = ?", (e.offset, prev.text_id))
         before = (1, self._length(c, prev.text_id)) if prev and prev.state.exists and prev.text_id else (0, 0)
         after = (1, self._length(c, text_id)) if s.exists and text_id is not None else (0, 0)
         if before == after:
@@ -214,12 +224,12 @@ class KeywordView(TemporalSqliteView):
         ids = self._lookup_terms(query_terms)
         dfs: dict[str, int] = {}
         if n and ids:
-            cube_sql, cube_args = _cube_clause(cubes)
+            cube_sql, cube_args = _cube_clause(cubes, "p")
             inv = {v: k for k, v in ids.items()}
             for tid, df in c.execute(
-                    f"SELECT p.term_id, COUNT(*) FROM postings p JOIN versions v ON v.text_id = p.text_id "
-                    f"WHERE p.term_id IN ({','.join('?' * len(ids))}) AND v.valid_from <= ? AND v.valid_to > ? "
-                    f"AND v.exists_ = 1{cube_sql} GROUP BY p.term_id", (*ids.values(), at, at, *cube_args)):
+                    f"SELECT p.term_id, COUNT(*) FROM postings p WHERE p.term_id IN ({','.join('?' * len(ids))}) "
+                    f"AND p.t_from <= ? AND p.t_to > ?{cube_sql} GROUP BY p.term_id",
+                    (*ids.values(), at, at, *cube_args)):
                 dfs[inv[tid]] = df
         return CorpusStats(n, (total / n) if n else 0.0, {t: idf(n, df) for t, df in dfs.items() if df})
 
@@ -255,19 +265,38 @@ class KeywordView(TemporalSqliteView):
         wargs: list[Any] = []
         for t, w in stats.idf.items():
             wargs += [ids[t], w]
-        cube_sql, cube_args = _cube_clause(cubes)
+        cube_sql, cube_args = _cube_clause(cubes, "p")
         state_sql, state_args = _state_clause(states)
         meta_sql, meta_args = metadata_clause(metadata)
-        excl = list(dict.fromkeys(exclude))
-        excl_sql = f" AND v.memory_id NOT IN ({','.join('?' * len(excl))})" if excl else ""
+        excluded = set(exclude)
         norm = K1 / stats.avgdl if stats.avgdl else 0.0
-        sql = (f"WITH w(term_id, idf) AS (VALUES {values}) "
-               f"SELECT v.memory_id, SUM(w.idf * p.tf * {K1 + 1} / (p.tf + {K1 * (1 - B)} + {B * norm} * p.dl)) AS s "
-               "FROM w JOIN postings p ON p.term_id = w.term_id JOIN versions v ON v.text_id = p.text_id "
-               f"WHERE v.valid_from <= ? AND v.valid_to > ? AND v.exists_ = 1{cube_sql}{state_sql}{meta_sql}{excl_sql} "
-               "GROUP BY v.vid ORDER BY s DESC, v.memory_id LIMIT ?")
-        rows = self.conn().execute(sql, (*wargs, at, at, *cube_args, *state_args, *meta_args, *excl, k)).fetchall()
-        return [(mid, float(s)) for mid, s in rows]
+        # 1) rank texts current at ``at`` from the postings alone (their own validity interval);
+        # 2) resolve the best texts to their memory versions, applying state/metadata filters;
+        # widen step 1 until k versions pass or every matching text was seen.
+        score_sql = (f"WITH w(term_id, idf) AS (VALUES {values}) "
+                     f"SELECT p.text_id, SUM(w.idf * p.tf * {K1 + 1} / (p.tf + {K1 * (1 - B)} + {B * norm} * p.dl)) "
+                     "AS s FROM w JOIN postings p ON p.term_id = w.term_id "
+                     f"WHERE p.t_from <= ? AND p.t_to > ?{cube_sql} "
+                     "GROUP BY p.text_id ORDER BY s DESC LIMIT ?")
+        c = self.conn()
+        m = 4 * k + 50
+        while True:
+            scored = c.execute(score_sql, (*wargs, at, at, *cube_args, m)).fetchall()
+            by_text = dict(scored)
+            found: list[Hit] = []
+            for chunk in _chunks(list(by_text), 500):
+                marks = ",".join("?" * len(chunk))
+                for tid, mid in c.execute(
+                        f"SELECT v.text_id, v.memory_id FROM versions v WHERE v.text_id IN ({marks}) "
+                        f"AND v.valid_from <= ? AND v.valid_to > ? AND v.exists_ = 1{state_sql}{meta_sql}",
+                        (*chunk, at, at, *state_args, *meta_args)):
+                    if mid not in excluded:
+                        found.append((mid, float(by_text[tid])))
+            found.sort(key=lambda h: (-h[1], h[0]))
+            exhausted = len(scored) < m
+            if exhausted or (len(found) >= k and scored[-1][1] < found[k - 1][1]):
+                return found[:k]
+            m *= 4
 
     def score_texts(self, query: str, texts: Mapping[str, str], cubes: Sequence[str] | None = None,
                     as_of: int | None = None, qterms: Sequence[str] | None = None) -> dict[str, float]:
