@@ -70,8 +70,9 @@ class GraphView(TemporalSqliteView):
     def apply_batch(self, events: Sequence[Event]) -> None:
         try:
             super().apply_batch(events)
-        finally:
+        except BaseException:  # ids cached from a rolled-back transaction must not survive it
             self._entity_ids.clear()
+            raise
 
     # -- indexing ------------------------------------------------------------------------
     def _entity_id(self, c: sqlite3.Connection, name: str) -> int:
@@ -84,12 +85,21 @@ class GraphView(TemporalSqliteView):
         return eid
 
     def _index_text(self, c: sqlite3.Connection, text_id: int, s: MemoryState, text: str) -> None:
-        names = sorted(entities(text))
-        c.executemany("INSERT OR IGNORE INTO mentions(entity_id, text_id) VALUES (?,?)",
-                      [(self._entity_id(c, n), text_id) for n in names])
+        self._buf_mentions += [(self._entity_id(c, n), text_id) for n in sorted(entities(text))]
 
-    def _on_version(self, c: sqlite3.Connection, vid: int, s: MemoryState, text_id: int | None,
-                    prev: Current | None, e: Event) -> None:
+    def _invalidate_caches(self) -> None:
+        self._entity_ids.clear()
+
+    def _discard_buffers(self) -> None:
+        super()._discard_buffers()
+        self._buf_mentions: list[tuple[int, int]] = []
+
+    def _flush_extra(self, c: sqlite3.Connection) -> None:
+        if self._buf_mentions:
+            c.executemany("INSERT OR IGNORE INTO mentions(entity_id, text_id) VALUES (?,?)", self._buf_mentions)
+
+    def _on_version(self, c: sqlite3.Connection, cur: Current, prev: Current | None, e: Event) -> None:
+        s = cur.state
         if e.type == ev.MEMORY_MERGED and s.memory_id == e.payload["memory_id"] and prev is None:
             c.executemany("INSERT INTO edges(src, dst, relation, weight, cube, offset) VALUES (?,?,?,?,?,?)",
                           [(s.memory_id, src, MERGE_RELATION, 1.0, e.stream, e.offset) for src in e.payload["sources"]])

@@ -82,6 +82,7 @@ class Current:
     vid: int
     state: MemoryState
     text_id: int | None
+    text_len: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +112,8 @@ class TemporalSqliteView:
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._generation = -1
+        self._discard_buffers()
         self._create()
 
     # -- connections ---------------------------------------------------------------------
@@ -161,11 +164,14 @@ class TemporalSqliteView:
         c = self.conn()
         c.execute("BEGIN IMMEDIATE")
         try:
+            gen = c.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
             for t in [*self._tables(), "versions", "texts", "meta"]:
                 c.execute(f"DROP TABLE IF EXISTS {t}")
             for stmt in (_BASE_DDL + self._ddl()).split(";"):
                 if stmt.strip():
                     c.execute(stmt)
+            self._generation = (gen[0] if gen else 0) + 1
+            c.execute("INSERT INTO meta(key, value) VALUES ('generation', ?)", (self._generation,))
             c.execute("COMMIT")
         except BaseException:
             if c.in_transaction:
@@ -181,7 +187,11 @@ class TemporalSqliteView:
         c.execute("BEGIN IMMEDIATE")
         try:
             done = self.checkpoint()
-            cache: dict[str, Current | None] = {}
+            gen = c.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+            if (gen[0] if gen else 0) != self._generation:  # another process purged or reset: drop id caches
+                self._invalidate_caches()
+                self._generation = gen[0] if gen else 0
+            todo: list[Event] = []
             last = done
             for e in events:
                 if e.offset <= done:
@@ -189,30 +199,85 @@ class TemporalSqliteView:
                 if e.offset <= last:
                     raise ValueError(f"events out of order: {e.offset} after {last}")
                 last = e.offset
+                todo.append(e)
+            cache = self._prefetch(c, todo)
+            self._start_buffers(c)
+            for e in todo:
                 if e.type in MEMORY_EVENTS:
                     self._apply_memory_event(c, e, cache)
                 elif e.type == ev.SUBJECT_FORGOTTEN:
+                    self._flush(c)
                     self._purge_subject(c, e.payload["subject"], cache)
+                    self._generation += 1
+                    c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('generation', ?)", (self._generation,))
+                    self._start_buffers(c)
                     purged = True
                 else:
                     self._on_other_event(c, e)
+            self._flush(c)
             if last > done:
                 c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('checkpoint', ?)", (last,))
             c.execute("COMMIT")
         except BaseException:
             if c.in_transaction:
                 c.execute("ROLLBACK")
+            self._discard_buffers()
             raise
         if purged:
             self._after_purge()
 
+    # -- buffered writes (one executemany per table and batch) ---------------------------
+    def _start_buffers(self, c: sqlite3.Connection) -> None:
+        self._next_vid = (c.execute("SELECT MAX(vid) FROM versions").fetchone()[0] or 0) + 1
+        self._next_text = (c.execute("SELECT MAX(text_id) FROM texts").fetchone()[0] or 0) + 1
+        self._buf_versions: dict[int, list[Any]] = {}
+        self._buf_closes: list[tuple[int, int]] = []
+        self._buf_texts: list[tuple[Any, ...]] = []
+
+    def _discard_buffers(self) -> None:
+        self._buf_versions, self._buf_closes, self._buf_texts = {}, [], []
+
+    def _flush(self, c: sqlite3.Connection) -> None:
+        """Write the buffered rows of the batch (called before a purge and at the end)."""
+        if self._buf_texts:
+            c.executemany("INSERT INTO texts(text_id, memory_id, length, text) VALUES (?,?,?,?)", self._buf_texts)
+        if self._buf_versions:
+            c.executemany("INSERT INTO versions(vid, memory_id, cube, state, valid_from, valid_to, exists_, text_id, "
+                          "subject, meta, blob) VALUES (?,?,?,?,?,?,?,?,?,?,?)", list(self._buf_versions.values()))
+        if self._buf_closes:
+            c.executemany("UPDATE versions SET valid_to = ? WHERE vid = ?", self._buf_closes)
+        self._flush_extra(c)
+        self._discard_buffers()
+
+    def _flush_extra(self, c: sqlite3.Connection) -> None:
+        """Write the subclass's buffered rows."""
+
+    def _invalidate_caches(self) -> None:
+        """Forget cached row ids (terms, entities): the file was purged or reset elsewhere."""
+
     # -- folding -------------------------------------------------------------------------
+    def _prefetch(self, c: sqlite3.Connection, events: Sequence[Event]) -> dict[str, Current | None]:
+        """The current version of every memory the batch touches, in one query per 500 ids."""
+        ids: set[str] = set()
+        for e in events:
+            if e.type in MEMORY_EVENTS:
+                ids.add(e.payload["memory_id"])
+                ids.update(e.payload.get("sources") or ())
+        cache: dict[str, Current | None] = dict.fromkeys(ids)
+        for chunk in _chunks(sorted(ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for vid, mid, blob, text_id, text, length in c.execute(
+                    "SELECT v.vid, v.memory_id, v.blob, v.text_id, t.text, t.length FROM versions v LEFT JOIN texts t "
+                    f"ON t.text_id = v.text_id WHERE v.memory_id IN ({marks}) AND v.valid_to = ?", (*chunk, OPEN)):
+                cache[mid] = Current(vid, state_from_blob(blob, text), text_id, length or 0)
+        return cache
+
     def _load_current(self, c: sqlite3.Connection, mid: str, cache: dict[str, Current | None]) -> Current | None:
         if mid in cache:
             return cache[mid]
-        row = c.execute("SELECT v.vid, v.blob, v.text_id, t.text FROM versions v LEFT JOIN texts t "
+        row = c.execute("SELECT v.vid, v.blob, v.text_id, t.text, t.length FROM versions v LEFT JOIN texts t "
                         "ON t.text_id = v.text_id WHERE v.memory_id = ? AND v.valid_to = ?", (mid, OPEN)).fetchone()
-        cur = None if row is None else Current(row[0], state_from_blob(row[1], row[3]), row[2])
+        cur = None if row is None else Current(row[0], state_from_blob(row[1], row[3]), row[2], row[4] or 0)
         cache[mid] = cur
         return cur
 
@@ -231,30 +296,32 @@ class TemporalSqliteView:
                 continue
             prev = cache.get(mid)
             if prev is not None:
-                c.execute("UPDATE versions SET valid_to = ? WHERE vid = ?", (e.offset, prev.vid))
+                row = self._buf_versions.get(prev.vid)
+                if row is not None:
+                    row[5] = e.offset
+                else:
+                    self._buf_closes.append((e.offset, prev.vid))
             content = e.type in CONTENT_EVENTS and mid == p["memory_id"] and p.get("exists", True)
             if content or prev is None:
-                text_id = self._new_text(c, mid, new) if new.text is not None else None
+                text_id, text_len = self._new_text(c, mid, new) if new.text is not None else (None, 0)
             else:
-                text_id = prev.text_id
-            vid = c.execute(
-                "INSERT INTO versions(memory_id, cube, state, valid_from, valid_to, exists_, text_id, subject, meta, "
-                "blob) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (mid, new.cube, new.state, e.offset, OPEN, int(new.exists), text_id, new.subject,
-                 orjson.dumps(new.metadata).decode(), state_blob(new)),
-            ).lastrowid
-            assert vid is not None
-            cache[mid] = Current(vid, new, text_id)
-            self._on_version(c, vid, new, text_id, prev, e)
+                text_id, text_len = prev.text_id, prev.text_len
+            vid = self._next_vid
+            self._next_vid += 1
+            self._buf_versions[vid] = [vid, mid, new.cube, new.state, e.offset, OPEN, int(new.exists), text_id,
+                                       new.subject, orjson.dumps(new.metadata).decode(), state_blob(new)]
+            cur = Current(vid, new, text_id, text_len)
+            cache[mid] = cur
+            self._on_version(c, cur, prev, e)
 
-    def _new_text(self, c: sqlite3.Connection, mid: str, s: MemoryState) -> int:
+    def _new_text(self, c: sqlite3.Connection, mid: str, s: MemoryState) -> tuple[int, int]:
         text = s.text or ""
         length = self._text_length(text)
-        text_id = c.execute("INSERT INTO texts(memory_id, length, text) VALUES (?,?,?)",
-                            (mid, length, text if self.store_text else None)).lastrowid
-        assert text_id is not None
+        text_id = self._next_text
+        self._next_text += 1
+        self._buf_texts.append((text_id, mid, length, text if self.store_text else None))
         self._index_text(c, text_id, s, text)
-        return text_id
+        return text_id, length
 
     # -- hooks ---------------------------------------------------------------------------
     def _text_length(self, text: str) -> int:
@@ -263,9 +330,8 @@ class TemporalSqliteView:
     def _index_text(self, c: sqlite3.Connection, text_id: int, s: MemoryState, text: str) -> None:
         """Index a new text (called once per distinct text of a memory)."""
 
-    def _on_version(self, c: sqlite3.Connection, vid: int, s: MemoryState, text_id: int | None,
-                    prev: Current | None, e: Event) -> None:
-        """A new version row was written (``prev`` is the version it superseded, if any)."""
+    def _on_version(self, c: sqlite3.Connection, cur: Current, prev: Current | None, e: Event) -> None:
+        """A new version ``cur`` was buffered (``prev`` is the version it superseded, if any)."""
 
     def _on_other_event(self, c: sqlite3.Connection, e: Event) -> None:
         """A non-memory event (links, cubes, reads, ...)."""

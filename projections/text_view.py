@@ -106,9 +106,11 @@ class KeywordView(TemporalSqliteView):
     def apply_batch(self, events: Sequence[Event]) -> None:
         try:
             super().apply_batch(events)
-        finally:  # the caches must never outlive a rolled-back transaction
-            self._corpus.clear()
+        except BaseException:  # ids cached from a rolled-back transaction must not survive it
             self._term_ids.clear()
+            raise
+        finally:
+            self._corpus.clear()
 
     # -- indexing ------------------------------------------------------------------------
     def _text_length(self, text: str) -> int:
@@ -128,14 +130,26 @@ class KeywordView(TemporalSqliteView):
     def _index_text(self, c: sqlite3.Connection, text_id: int, s: MemoryState, text: str) -> None:
         tf, dl = self._analysed if self._analysed and self._analysed_text == text else term_frequencies(text)
         at = s.updated_offset
-        c.executemany("INSERT INTO postings(term_id, text_id, tf, dl, cube, t_from, t_to) VALUES (?,?,?,?,?,?,?)",
-                      [(self._term_id(c, t), text_id, n, dl, s.cube, at, OPEN) for t, n in tf.items()])
+        self._buf_postings[text_id] = [[self._term_id(c, t), text_id, n, dl, s.cube, at, OPEN] for t, n in tf.items()]
 
-    def _length(self, c: sqlite3.Connection, text_id: int | None) -> int:
-        if text_id is None:
-            return 0
-        row = c.execute("SELECT length FROM texts WHERE text_id = ?", (text_id,)).fetchone()
-        return row[0] if row else 0
+    def _invalidate_caches(self) -> None:
+        self._term_ids.clear()
+
+    def _discard_buffers(self) -> None:
+        super()._discard_buffers()
+        self._buf_postings: dict[int, list[list[Any]]] = {}
+        self._buf_posting_closes: list[tuple[int, int]] = []
+        self._buf_corpus: dict[tuple[str, int], tuple[int, int]] = {}
+
+    def _flush_extra(self, c: sqlite3.Connection) -> None:
+        if self._buf_postings:
+            c.executemany("INSERT INTO postings(term_id, text_id, tf, dl, cube, t_from, t_to) VALUES (?,?,?,?,?,?,?)",
+                          [r for rows in self._buf_postings.values() for r in rows])
+        if self._buf_posting_closes:
+            c.executemany("UPDATE postings SET t_to = ? WHERE text_id = ?", self._buf_posting_closes)
+        if self._buf_corpus:
+            c.executemany("INSERT OR REPLACE INTO corpus(cube, offset, n, total) VALUES (?,?,?,?)",
+                          [(cube, off, n, total) for (cube, off), (n, total) in self._buf_corpus.items()])
 
     def _counts(self, c: sqlite3.Connection, cube: str) -> tuple[int, int]:
         got = self._corpus.get(cube)
@@ -145,22 +159,26 @@ class KeywordView(TemporalSqliteView):
             got = (row[0], row[1]) if row else (0, 0)
         return got
 
-    def _on_version(self, c: sqlite3.Connection, vid: int, s: MemoryState, text_id: int | None,
-                    prev: Current | None, e: Event) -> None:
+    def _on_version(self, c: sqlite3.Connection, cur: Current, prev: Current | None, e: Event) -> None:
+        s, text_id = cur.state, cur.text_id
         if prev is not None and prev.text_id is not None and prev.state.exists and (
                 prev.text_id != text_id or not s.exists):
             # the previous text stops counting: close its postings' interval (document frequencies)
-            c.execute("UPDATE postings SET t_to = ? WHERE text_id = ?", (e.offset, prev.text_id))
-        before = (1, self._length(c, prev.text_id)) if prev and prev.state.exists and prev.text_id else (0, 0)
-        after = (1, self._length(c, text_id)) if s.exists and text_id is not None else (0, 0)
+            rows = self._buf_postings.get(prev.text_id)
+            if rows is not None:
+                for r in rows:
+                    r[6] = e.offset
+            else:
+                self._buf_posting_closes.append((e.offset, prev.text_id))
+        before = (1, prev.text_len) if prev and prev.state.exists and prev.text_id is not None else (0, 0)
+        after = (1, cur.text_len) if s.exists and text_id is not None else (0, 0)
         if before == after:
             return
         for cube in (s.cube, ALL_CUBES):
             n, total = self._counts(c, cube)
             n, total = n + after[0] - before[0], total + after[1] - before[1]
             self._corpus[cube] = (n, total)
-            c.execute("INSERT OR REPLACE INTO corpus(cube, offset, n, total) VALUES (?,?,?,?)",
-                      (cube, e.offset, n, total))
+            self._buf_corpus[(cube, e.offset)] = (n, total)
 
     def _purge_texts(self, c: sqlite3.Connection, text_ids: list[int], memory_ids: list[str]) -> None:
         cubes = {r[0] for chunk in _chunks(memory_ids, 500) for r in c.execute(
