@@ -44,10 +44,11 @@ class FusionWeights:
     rrf_k: float = 60.0
     candidates: int = 100  # per retriever
     prf_docs: int = 3  # pseudo-relevance feedback: top fused hits read for expansion terms
-    prf_terms: int = 10
+    prf_terms: int = 15
     prf_weight: float = 0.5
     prf_max_df: float = 0.25  # expansion terms must occur in at most this share of the corpus
-    entity_boost: float = 0.4
+    prf_retrieve: bool = False  # True: the expansion also retrieves new candidates (slower at scale)
+    entity_boost: float = 0.6
     link_in: float = 0.15  # share of a linked-from memory's score (e.g. the previous turn)
     link_out: float = 0.1  # share of a linked-to memory's score
     comention: float = 0.0  # share of co-mentioning memories' scores (graph neighbours)
@@ -225,7 +226,11 @@ class Retriever:
         if not expansion:
             return
         n = max(w.candidates, 1)
-        extra = self.keyword.search_terms(expansion, n, cubes, as_of, states, metadata, exclude=overlay)
+        if w.prf_retrieve:
+            extra = self.keyword.search_terms(expansion, n, cubes, as_of, states, metadata, exclude=overlay)
+        else:
+            rescored = self.keyword.score_memories(expansion, [m for m in fused if m not in overlay], cubes, as_of)
+            extra = sorted(rescored.items(), key=lambda kv: (-kv[1], kv[0]))
         if branch_texts:
             extra = _merge_ranked(extra, self.keyword.score_texts("", branch_texts, cubes, as_of, expansion), n)
         kw_top = max((s for _, s in lists.get("keyword", [])), default=0.0)

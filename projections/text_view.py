@@ -316,6 +316,34 @@ class KeywordView(TemporalSqliteView):
                 return found[:k]
             m *= 4
 
+    def score_memories(self, qterms: Sequence[str], memory_ids: Iterable[str], cubes: Sequence[str] | None = None,
+                       as_of: int | None = None, stats: CorpusStats | None = None) -> dict[str, float]:
+        """BM25 of the given memories' versions current at ``as_of`` for analysed ``qterms`` (rescoring)."""
+        uniq = list(dict.fromkeys(qterms))
+        stats = stats or self.corpus_stats(uniq, cubes, as_of)
+        weights = {t: w for t, w in stats.idf.items() if t in set(uniq)}
+        ids = list(dict.fromkeys(memory_ids))
+        if not weights or not ids:
+            return {}
+        term_ids = self._lookup_terms(list(weights))
+        at = OPEN - 1 if as_of is None else as_of
+        values = ",".join("(?,?)" for _ in weights)
+        wargs: list[Any] = []
+        for t, w in weights.items():
+            wargs += [term_ids[t], w]
+        norm = K1 / stats.avgdl if stats.avgdl else 0.0
+        out: dict[str, float] = {}
+        for chunk in _chunks(ids, 400):
+            marks = ",".join("?" * len(chunk))
+            for mid, score in self.conn().execute(
+                    f"WITH w(term_id, idf) AS (VALUES {values}) "
+                    f"SELECT v.memory_id, SUM(w.idf * p.tf * {K1 + 1} / (p.tf + {K1 * (1 - B)} + {B * norm} * p.dl)) "
+                    f"FROM versions v JOIN w JOIN postings p ON p.term_id = w.term_id AND p.text_id = v.text_id "
+                    f"WHERE v.memory_id IN ({marks}) AND v.valid_from <= ? AND v.valid_to > ? AND v.exists_ = 1 "
+                    "GROUP BY v.memory_id", (*wargs, *chunk, at, at)):
+                out[mid] = float(score)
+        return out
+
     def score_texts(self, query: str, texts: Mapping[str, str], cubes: Sequence[str] | None = None,
                     as_of: int | None = None, qterms: Sequence[str] | None = None) -> dict[str, float]:
         """BM25 of texts outside the view (a branch's own versions) with the view's statistics at ``as_of``.
