@@ -142,3 +142,39 @@ def test_as_of_equals_fresh_fold(ops: list[tuple], cut: float) -> None:
         for v in (full_kw, full_g, part_kw, part_g):
             v.close()
         ledger.log.close()
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=st.lists(op_st.map(lambda op: ("add", "c2", "Bob garden") if op[0] == "forget" else op), min_size=15,
+                    max_size=40), cut=st.floats(0, 1))
+def test_hybrid_search_as_of_equals_fresh_fold(ops: list[tuple], cut: float) -> None:
+    """All three views together: hybrid search as of N equals hybrid search on views folded to N."""
+    from projections.embedding import HashingEmbedder
+    from projections.retrieval import Retriever
+    from projections.vector_view import VectorView
+
+    with tempfile.TemporaryDirectory() as d:
+        ledger = Ledger(SqliteLog(Path(d) / "log.sqlite", synchronous="OFF"))
+        _run(ledger, ops)
+        head = ledger.head()
+        n = int(round(cut * head)) if head >= 0 else -1
+        emb = HashingEmbedder(dim=64)
+        sets = []
+        for tag, to in (("full", None), ("part", n)):
+            kw = KeywordView(Path(d) / f"kw_{tag}.sqlite")
+            g = GraphView(Path(d) / f"g_{tag}.sqlite", max_entity_df=4)
+            vec = VectorView(Path(d) / f"vec_{tag}.sqlite", emb, ann=None)
+            for v in (kw, g, vec):
+                rebuild(ledger.events, v, to=to)
+            sets.append((Retriever(kw, vec, g, embed_query=lambda q: emb.embed([q])[0]), (kw, g, vec)))
+        (full, full_views), (part, part_views) = sets
+        for q in QUERIES:
+            for all_states in (False, True):
+                a = full.search(q, None, 5, n, all_states=all_states)
+                b = part.search(q, None, 5, None, all_states=all_states)
+                event(f"hybrid hits: {min(len(a), 3)}")
+                assert [(h.memory_id, round(h.score, 9), h.memory.to_dict()) for h in a] == \
+                    [(h.memory_id, round(h.score, 9), h.memory.to_dict()) for h in b], q
+        for v in (*full_views, *part_views):
+            v.close()
+        ledger.log.close()
