@@ -74,17 +74,23 @@ def make_vocab(rng: np.random.Generator, n: int = 20_000) -> list[str]:
 
 def corpus(n: int, seed: int = 3) -> list[str]:
     rng = np.random.default_rng(seed)
-    vocab = make_vocab(rng)
+    vocab = np.array(make_vocab(rng))
     ranks = np.arange(1, len(vocab) + 1)
     p = 1.0 / ranks ** 1.05
     p /= p.sum()
-    texts = []
+    lengths = rng.integers(8, 21, n)
+    words = vocab[rng.choice(len(vocab), int(lengths.sum()), p=p)]
+    names = rng.integers(0, len(NAMES), n)
+    places = rng.integers(0, len(PLACES), n)
+    where = rng.integers(0, 1000, n)
+    texts, pos = [], 0
     for i in range(n):
-        words = list(rng.choice(vocab, rng.integers(8, 21), p=p))
-        words.insert(int(rng.integers(0, len(words))), NAMES[int(rng.integers(0, len(NAMES)))])
+        ws = list(words[pos:pos + lengths[i]])
+        pos += lengths[i]
+        ws.insert(int(where[i] % len(ws)), NAMES[names[i]])
         if i % 3 == 0:
-            words.append("in " + PLACES[int(rng.integers(0, len(PLACES)))])
-        texts.append(" ".join(words) + f" #{i}")
+            ws.append("in " + PLACES[places[i]])
+        texts.append(" ".join(ws) + f" #{i}")
     return texts
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ class CorpusStats:
     n: int
     avgdl: float
     idf: dict[str, float]
+    df: dict[str, int] = field(default_factory=dict)
 
 
 def idf(n: int, df: int) -> float:
@@ -84,6 +85,8 @@ class KeywordView(TemporalSqliteView):
 
     name = "keyword"
     store_text = True
+    prune_ratio = 0.02  # terms in more than 2% of the corpus only rescore (see ``search_terms``)
+    prune_min_df = 500
 
     def __init__(self, path: str | Path, opener: Opener | None = None):
         self._corpus: dict[str, tuple[int, int]] = {}
@@ -249,7 +252,8 @@ class KeywordView(TemporalSqliteView):
                     f"AND p.t_from <= ? AND p.t_to > ?{cube_sql} GROUP BY p.term_id",
                     (*ids.values(), at, at, *cube_args)):
                 dfs[inv[tid]] = df
-        return CorpusStats(n, (total / n) if n else 0.0, {t: idf(n, df) for t, df in dfs.items() if df})
+        return CorpusStats(n, (total / n) if n else 0.0, {t: idf(n, df) for t, df in dfs.items() if df},
+                           {t: df for t, df in dfs.items() if df})
 
     def _lookup_terms(self, query_terms: Sequence[str]) -> dict[str, int]:
         uniq = list(dict.fromkeys(query_terms))
@@ -291,16 +295,35 @@ class KeywordView(TemporalSqliteView):
         # 1) rank texts current at ``at`` from the postings alone (their own validity interval);
         # 2) resolve the best texts to their memory versions, applying state/metadata filters;
         # widen step 1 until k versions pass or every matching text was seen.
-        score_sql = (f"WITH w(term_id, idf) AS (VALUES {values}) "
-                     f"SELECT p.text_id, SUM(w.idf * p.tf * {K1 + 1} / (p.tf + {K1 * (1 - B)} + {B * norm} * p.dl)) "
-                     "AS s FROM w JOIN postings p ON p.term_id = w.term_id "
+        # Terms in more than ``prune_ratio`` of the corpus (near stop words, idf close to 0) do not
+        # generate candidates when rarer terms are present: the candidates of the rarer terms are
+        # rescored exactly with every term. Deterministic at any offset, so as-of still equals a fold.
+        cutoff = max(self.prune_min_df, int(self.prune_ratio * stats.n))
+        generators = [t for t in stats.idf if stats.df.get(t, 0) <= cutoff]
+        pruned = 0 < len(generators) < len(stats.idf)
+        gen_terms = generators if pruned else list(stats.idf)
+        gen_values = ",".join("(?,?)" for _ in gen_terms)
+        gen_args: list[Any] = []
+        for t in gen_terms:
+            gen_args += [ids[t], stats.idf[t]]
+        bm25 = f"SUM(w.idf * p.tf * {K1 + 1} / (p.tf + {K1 * (1 - B)} + {B * norm} * p.dl))"
+        score_sql = (f"WITH w(term_id, idf) AS (VALUES {gen_values}) SELECT p.text_id, {bm25} AS s "
+                     "FROM w JOIN postings p ON p.term_id = w.term_id "
                      f"WHERE p.t_from <= ? AND p.t_to > ?{cube_sql} "
                      "GROUP BY p.text_id ORDER BY s DESC LIMIT ?")
         c = self.conn()
         m = 4 * k + 50
         while True:
-            scored = c.execute(score_sql, (*wargs, at, at, *cube_args, m)).fetchall()
+            scored = c.execute(score_sql, (*gen_args, at, at, *cube_args, m)).fetchall()
             by_text = dict(scored)
+            if pruned and by_text:
+                by_text = {}
+                for chunk in _chunks([tid for tid, _ in scored], 400):
+                    marks = ",".join("?" * len(chunk))
+                    by_text.update(c.execute(
+                        f"WITH w(term_id, idf) AS (VALUES {values}) SELECT p.text_id, {bm25} FROM w JOIN postings p "
+                        f"ON p.term_id = w.term_id AND p.text_id IN ({marks}) GROUP BY p.text_id",
+                        (*wargs, *chunk)).fetchall())
             found: list[Hit] = []
             for chunk in _chunks(list(by_text), 500):
                 marks = ",".join("?" * len(chunk))

@@ -147,3 +147,25 @@ def test_keyword_only_view_set(tmp_path: Path) -> None:
     with ViewSet.open(ledger, kinds=["keyword", "graph"]) as views:
         assert isinstance(views.views["graph"], GraphView)
     ledger.log.close()
+
+
+def test_common_term_pruning_keeps_the_exact_top_hits(tmp_path: Path) -> None:
+    from ledger import events as ev
+    from ledger.api import Ledger
+    from ledger.backends.sqlite_log import SqliteLog
+    from ledger.events import NewEvent
+    from projections.base import catch_up
+
+    ledger = Ledger(SqliteLog(tmp_path / "log.sqlite", synchronous="OFF"))
+    rare = ["harbour", "violin", "orchard", "falcon", "copper", "lantern"]
+    batch = [NewEvent("c", ev.MEMORY_ADDED, {"memory_id": f"m{i}", "text": f"common shared words {rare[i % 6]} "
+                                             f"{'common ' * (i % 4)}note {i}"}, "u") for i in range(1500)]
+    ledger.log.append(batch)
+    exact, pruning = KeywordView(tmp_path / "a.sqlite"), KeywordView(tmp_path / "b.sqlite")
+    exact.prune_min_df = 10**9
+    pruning.prune_min_df = 300  # rare words (df 250) generate candidates, the others (df 1500) only rescore
+    for v in (exact, pruning):
+        catch_up(ledger.events, v)
+    for q in ("common violin", "shared common falcon note", "violin orchard common words"):
+        assert pruning.keyword_search(q, 10) == exact.keyword_search(q, 10)
+        assert pruning.keyword_search(q, 10, as_of=700) == exact.keyword_search(q, 10, as_of=700)
