@@ -119,14 +119,19 @@ class ViewSet:
         return {name: catch_up(self.ledger.events, v, to=to, progress=progress, total=total)
                 for name, v in self.views.items()}
 
-    def rebuild(self, to: int | None = None, progress: bool = False) -> dict[str, int]:
-        """Drop every view and fold the log again from offset 0 (up to ``to``)."""
+    def rebuild(self, to: int | None = None, progress: bool = False,
+                kinds: Iterable[str] | None = None) -> dict[str, int]:
+        """Drop the views (all, or ``kinds``) and fold the log again from offset 0 (up to ``to``)."""
         head = self.ledger.head()
         if to is not None and (to < -1 or to > head):
             raise InvalidRequest(f"--to {to} is out of range (head is {head})")
+        chosen = set(kinds) if kinds is not None else set(self.views)
+        unknown = chosen - set(self.views)
+        if unknown:
+            raise InvalidRequest(f"no such view configured: {', '.join(sorted(unknown))}")
         total = head if to is None else to
         return {name: rebuild(self.ledger.events, v, to=to, progress=progress, total=total)
-                for name, v in self.views.items()}
+                for name, v in self.views.items() if name in chosen}
 
     def status(self) -> dict[str, int]:
         """Each view's checkpoint."""

@@ -64,6 +64,8 @@ def test_rebuild_and_views_cli(data: str, capsys) -> None:
     assert status["views"]["keyword"] == 3 and status["head"] == 5
     code, out, err = run(capsys, "--data", data, "rebuild", "--no-progress")
     assert code == 0 and "rebuilt to offset 5" in out
+    code, out, _ = run(capsys, "--data", data, "rebuild", "--json", "--view", "graph", "--to", "2")
+    assert json.loads(out)["checkpoints"] == {"graph": 2}
     code, _, err = run(capsys, "--data", data, "rebuild", "--to", "77")
     assert code == 2 and "out of range" in err
 

@@ -77,8 +77,9 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_rebuild(args: argparse.Namespace) -> int:
     ledger = open_cli_ledger(args)
     start = time.perf_counter()
-    with _open_views(ledger, args.kinds) as views:
-        checkpoints = views.rebuild(to=args.to, progress=not args.no_progress and not args.json)
+    kinds = None if args.kinds is None else sorted({"keyword", *args.kinds})  # keyword holds the records
+    with _open_views(ledger, kinds) as views:
+        checkpoints = views.rebuild(to=args.to, progress=not args.no_progress and not args.json, kinds=args.kinds)
     seconds = time.perf_counter() - start
     events = max(checkpoints.values(), default=-1) + 1
     emit(args, {"checkpoints": checkpoints, "seconds": round(seconds, 3), "events": events},
