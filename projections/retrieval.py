@@ -20,14 +20,18 @@ same embedder); memories mapped to ``None`` are gone.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger.lifecycle import SEARCHABLE_BY_DEFAULT
+import numpy as np
+
+from ledger.errors import InvalidRequest
+from ledger.lifecycle import SEARCHABLE_BY_DEFAULT, check_state
 from ledger.memory_state import MemoryState
-from projections.base import GraphSearch, Hit, VectorSearch
+from projections.base import OPEN, GraphSearch, Hit, VectorSearch
+from projections.text_analysis import entities, term_frequencies, terms
 from projections.text_view import KeywordView
 
 QueryEmbedder = Callable[[str], Sequence[float]]
@@ -107,8 +111,6 @@ def resolve_states(states: Iterable[str] | None, all_states: bool = False) -> li
         return None
     if states is None:
         return sorted(SEARCHABLE_BY_DEFAULT)
-    from ledger.lifecycle import check_state
-
     return [check_state(s) for s in states]
 
 
@@ -136,8 +138,6 @@ class Retriever:
         top-level metadata equals every given value.
         """
         if not isinstance(query, str) or not query.strip():
-            from ledger.errors import InvalidRequest
-
             raise InvalidRequest("search query must be a non-empty string")
         if k <= 0:
             return []
@@ -201,10 +201,6 @@ class Retriever:
                   states: list[str] | None, metadata: Mapping[str, Any] | None,
                   overlay: Mapping[str, MemoryState | None], branch_texts: Mapping[str, str]) -> None:
         """Pseudo-relevance feedback: expand the query with frequent terms of the best hits."""
-        from collections import Counter
-
-        from projections.text_analysis import term_frequencies, terms
-
         w = self.weights
         top = [m for m, _ in sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[: w.prf_docs]]
         rows = self.keyword.versions_at([m for m in top if m not in branch_texts], as_of)
@@ -217,19 +213,16 @@ class Retriever:
         pool = [t for t, _ in counts.most_common(3 * w.prf_terms) if t not in qterms]
         if not pool:
             return
-        stats = self.keyword.corpus_stats(pool, cubes, as_of)
-        limit = w.prf_max_df * stats.n
-        from projections.text_view import idf as idf_of
-
-        floor = idf_of(stats.n, int(limit)) if stats.n else 0.0
-        expansion = [t for t in pool if t in stats.idf and stats.idf[t] >= floor][: w.prf_terms]
+        stats = self.keyword.corpus_stats(pool, cubes, as_of, max_df=w.prf_max_df)
+        expansion = [t for t in pool if t in stats.idf][: w.prf_terms]
         if not expansion:
             return
         n = max(w.candidates, 1)
         if w.prf_retrieve:
             extra = self.keyword.search_terms(expansion, n, cubes, as_of, states, metadata, exclude=overlay)
         else:
-            rescored = self.keyword.score_memories(expansion, [m for m in fused if m not in overlay], cubes, as_of)
+            rescored = self.keyword.score_memories(expansion, [m for m in fused if m not in overlay], cubes, as_of,
+                                                   stats)
             extra = sorted(rescored.items(), key=lambda kv: (-kv[1], kv[0]))
         if branch_texts:
             extra = _merge_ranked(extra, self.keyword.score_texts("", branch_texts, cubes, as_of, expansion), n)
@@ -245,8 +238,6 @@ class Retriever:
                cubes: Sequence[str] | None, as_of: int | None, states: list[str] | None,
                metadata: Mapping[str, Any] | None, overlay: Mapping[str, MemoryState | None]) -> None:
         """Entity focus, then spreading scores over links, merges and (optionally) co-mentions."""
-        from projections.text_analysis import entities
-
         w = self.weights
         graph: Any = self.graph
         base_ids = [m for m in fused if m not in overlay]
@@ -303,8 +294,6 @@ class Retriever:
         return out
 
     def _cosine(self, qv: Sequence[float], states: Mapping[str, MemoryState]) -> dict[str, float]:
-        import numpy as np
-
         assert self.embed_texts is not None
         ids = list(states)
         mat = np.asarray(self.embed_texts([states[m].text or "" for m in ids]), dtype=np.float32)
@@ -328,8 +317,6 @@ class Retriever:
             row = rows.get(mid)
             if row is None:
                 continue  # a vector view ahead of or behind the record view; never show a ghost
-            from projections.base import OPEN
-
             out.append(SearchHit(mid, score, row.memory, row.valid_from, None if row.valid_to == OPEN else row.valid_to,
                                  signals.get(mid, {})))
         return out

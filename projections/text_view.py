@@ -232,8 +232,13 @@ class KeywordView(TemporalSqliteView):
             c.executemany("INSERT INTO corpus(cube, offset, n, total) VALUES (?,?,?,?)", rows)
 
     # -- queries -------------------------------------------------------------------------
-    def corpus_stats(self, query_terms: Sequence[str], cubes: Sequence[str] | None, as_of: int | None) -> CorpusStats:
-        """Document count, mean length and per-term idf of the corpus current at ``as_of``."""
+    def corpus_stats(self, query_terms: Sequence[str], cubes: Sequence[str] | None, as_of: int | None,
+                     max_df: float | None = None) -> CorpusStats:
+        """Document count, mean length and per-term idf of the corpus current at ``as_of``.
+
+        ``max_df`` (a share of the corpus) leaves out terms in more memories than that, counting
+        each term's postings only up to that limit (cheap for very common terms).
+        """
         c = self.conn()
         at = OPEN - 1 if as_of is None else as_of
         n = total = 0
@@ -244,7 +249,15 @@ class KeywordView(TemporalSqliteView):
                 n, total = n + row[0], total + row[1]
         ids = self._lookup_terms(query_terms)
         dfs: dict[str, int] = {}
-        if n and ids:
+        if n and ids and max_df is not None:
+            cube_sql, cube_args = _cube_clause(cubes, "p")
+            cap = int(max_df * n) + 1
+            for t, tid in ids.items():
+                df = c.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM postings p WHERE p.term_id = ? AND p.t_from <= ? "
+                               f"AND p.t_to > ?{cube_sql} LIMIT ?)", (tid, at, at, *cube_args, cap)).fetchone()[0]
+                if df < cap:
+                    dfs[t] = df
+        elif n and ids:
             cube_sql, cube_args = _cube_clause(cubes, "p")
             inv = {v: k for k, v in ids.items()}
             for tid, df in c.execute(
@@ -361,7 +374,8 @@ class KeywordView(TemporalSqliteView):
             for mid, score in self.conn().execute(
                     f"WITH w(term_id, idf) AS (VALUES {values}) "
                     f"SELECT v.memory_id, SUM(w.idf * p.tf * {K1 + 1} / (p.tf + {K1 * (1 - B)} + {B * norm} * p.dl)) "
-                    f"FROM versions v JOIN w JOIN postings p ON p.term_id = w.term_id AND p.text_id = v.text_id "
+                    "FROM versions v CROSS JOIN w CROSS JOIN postings p "  # index lookups, candidate by candidate
+                    "ON p.term_id = w.term_id AND p.text_id = v.text_id "
                     f"WHERE v.memory_id IN ({marks}) AND v.valid_from <= ? AND v.valid_to > ? AND v.exists_ = 1 "
                     "GROUP BY v.memory_id", (*wargs, *chunk, at, at)):
                 out[mid] = float(score)
