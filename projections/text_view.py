@@ -121,19 +121,24 @@ class KeywordView(TemporalSqliteView):
         self._analysed = term_frequencies(text)
         return self._analysed[1]
 
-    def _term_id(self, c: sqlite3.Connection, term: str) -> int:
-        tid = self._term_ids.get(term)
-        if tid is None:
-            row = c.execute("SELECT term_id FROM terms WHERE term = ?", (term,)).fetchone()
-            tid = row[0] if row else c.execute("INSERT INTO terms(term) VALUES (?)", (term,)).lastrowid
-            assert tid is not None
-            self._term_ids[term] = tid
-        return tid
+    def _resolve_terms(self, c: sqlite3.Connection, words: set[str]) -> None:
+        """Fill the term-id cache for ``words``: one lookup per 500 unknown words, one insert for new ones."""
+        unknown = [w for w in words if w not in self._term_ids]
+        for chunk in _chunks(unknown, 500):
+            self._term_ids.update(c.execute(f"SELECT term, term_id FROM terms WHERE term IN "
+                                            f"({','.join('?' * len(chunk))})", chunk).fetchall())
+        new = sorted(w for w in unknown if w not in self._term_ids)
+        if new:
+            start = (c.execute("SELECT MAX(term_id) FROM terms").fetchone()[0] or 0) + 1
+            ids = {w: start + i for i, w in enumerate(new)}
+            c.executemany("INSERT INTO terms(term_id, term) VALUES (?,?)", [(i, w) for w, i in ids.items()])
+            self._term_ids.update(ids)
 
     def _index_text(self, c: sqlite3.Connection, text_id: int, s: MemoryState, text: str) -> None:
         tf, dl = self._analysed if self._analysed and self._analysed_text == text else term_frequencies(text)
         at = s.updated_offset
-        self._buf_postings[text_id] = [[self._term_id(c, t), text_id, n, dl, s.cube, at, OPEN] for t, n in tf.items()]
+        # the term (a string here) becomes its id when the batch is flushed
+        self._buf_postings[text_id] = [[t, text_id, n, dl, s.cube, at, OPEN] for t, n in tf.items()]
 
     def _invalidate_caches(self) -> None:
         self._term_ids.clear()
@@ -146,8 +151,13 @@ class KeywordView(TemporalSqliteView):
 
     def _flush_extra(self, c: sqlite3.Connection) -> None:
         if self._buf_postings:
+            rows = [r for rs in self._buf_postings.values() for r in rs]
+            self._resolve_terms(c, {r[0] for r in rows})
+            ids = self._term_ids
+            for r in rows:
+                r[0] = ids[r[0]]
             c.executemany("INSERT INTO postings(term_id, text_id, tf, dl, cube, t_from, t_to) VALUES (?,?,?,?,?,?,?)",
-                          [r for rows in self._buf_postings.values() for r in rows])
+                          rows)
         if self._buf_posting_closes:
             c.executemany("UPDATE postings SET t_to = ? WHERE text_id = ?", self._buf_posting_closes)
         if self._buf_corpus:
