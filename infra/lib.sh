@@ -4,7 +4,7 @@ set -euo pipefail
 
 INFRA_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 RUN_DIR="${MEMLEDGER_INFRA_RUN:-$INFRA_DIR/run}"
-VENVS="$RUN_DIR/venvs"
+VENVS="${MEMLEDGER_INFRA_VENVS:-$RUN_DIR/venvs}"
 HOST=127.0.0.1
 PYTHON_BOOT="${MEMLEDGER_INFRA_PYTHON:-python3}"
 mkdir -p "$RUN_DIR" "$VENVS"

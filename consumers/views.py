@@ -1,0 +1,75 @@
+"""Which projection a consumer runs: view names -> factories, chosen by configuration.
+
+Built in: ``elasticsearch`` (keyword + vector) and ``neo4j`` (graph). Any other view is named
+in ``memledger.toml``::
+
+    [consumers.views.my_view]
+    factory = "my_package.my_module:build"   # build(config, ledger) -> Projection
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ledger.errors import InvalidRequest
+
+BUILTIN_VIEWS: dict[str, str] = {
+    "elasticsearch": "consumers.views:build_elasticsearch",
+    "neo4j": "consumers.views:build_neo4j",
+}
+
+
+def _embedder(name: str | None) -> Any:
+    """``minilm`` | ``hashing`` | none, from the embedded vector view's embedders."""
+    if not name or name == "none":
+        return None
+    try:
+        emb = importlib.import_module("projections.embedding")
+    except ImportError:
+        raise InvalidRequest(f"embedder {name!r} needs projections.embedding (the vector view)") from None
+    if name == "minilm":
+        return emb.MiniLMEmbedder()
+    if name == "hashing":
+        return emb.HashingEmbedder()
+    raise InvalidRequest(f"unknown embedder {name!r}; known: minilm, hashing, none")
+
+
+def build_elasticsearch(config: Any, ledger: Any) -> Any:
+    from projections.es_views import from_config
+
+    section = config.section("views").get("elasticsearch", {})
+    name = section.get("embedder", "minilm") if isinstance(section, dict) else "minilm"
+    return from_config(config, ledger, embedder=_embedder(name))
+
+
+def build_neo4j(config: Any, ledger: Any) -> Any:
+    from projections.neo4j_graph import from_config
+
+    return from_config(config, ledger)
+
+
+def known_views(config: Any) -> dict[str, str]:
+    """View name -> ``module:function`` for this configuration."""
+    out = dict(BUILTIN_VIEWS)
+    extra = config.section("consumers").get("views", {})
+    if not isinstance(extra, dict):
+        raise InvalidRequest("[consumers.views] must be a table of tables")
+    for name, spec in extra.items():
+        if not isinstance(spec, dict) or not isinstance(spec.get("factory"), str) or ":" not in spec["factory"]:
+            raise InvalidRequest(f'[consumers.views.{name}] needs factory = "module:function"')
+        out[name] = spec["factory"]
+    return out
+
+
+def build_view(name: str, config: Any, ledger: Any) -> Any:
+    """Build the projection called ``name``."""
+    views = known_views(config)
+    if name not in views:
+        raise InvalidRequest(f"unknown view {name!r}; known: {', '.join(sorted(views))}")
+    module, func = views[name].split(":")
+    try:
+        factory = getattr(importlib.import_module(module), func)
+    except (ImportError, AttributeError) as exc:
+        raise InvalidRequest(f"view {name!r}: cannot load {views[name]}: {exc}") from None
+    return factory(config, ledger)
