@@ -155,9 +155,9 @@ class CheckpointSigner:
     def public_key(self, create: bool = False) -> Ed25519PublicKey:
         return self.private_key(create).public_key()
 
-    def public_key_pem(self) -> str:
+    def public_key_pem(self, create: bool = True) -> str:
         """The public key as SubjectPublicKeyInfo PEM (what auditors keep)."""
-        return self.public_key(create=True).public_bytes(
+        return self.public_key(create=create).public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
     def sign(self, message: bytes) -> str:
