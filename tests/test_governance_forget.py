@@ -153,3 +153,34 @@ def test_cli_forget_and_get(tmp_path, capsys):
     assert OTHER in capsys.readouterr().out
     assert main(["--data", d, "verify"]) == 0
     assert main(["--data", d, "forget", "--subject", "nobody", "--actor", "dpo"]) == 3
+
+
+def test_views_of_the_data_directory_are_caught_up(setup, monkeypatch):
+    """With a view set installed (projections.view_set), forget catches every view up so they purge."""
+    import sys
+    import types
+
+    data, ledger, ids, other, plain, view = setup
+    calls: list[str] = []
+
+    class FakeViewSet:
+        @classmethod
+        def open(cls, lg, root, kinds=None):
+            calls.append(f"open {root} {kinds}")
+            return cls()
+
+        def catch_up(self):
+            calls.append("catch_up")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            calls.append("close")
+
+    module = types.ModuleType("projections.view_set")
+    module.ViewSet = FakeViewSet  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "projections.view_set", module)
+    report = forget(ledger, "ada", actor="dpo")
+    assert calls == [f"open {data} None", "catch_up", "close"]
+    assert report.complete

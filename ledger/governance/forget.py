@@ -7,8 +7,9 @@
    in branches, in backups, becomes unreadable),
 3. appends ``subject.forgotten`` to the ``_system`` stream (the audit record; views purge the
    subject's rows when they see it),
-4. runs the forget hooks (registered in code with ``register_forget_hook`` or named in
-   ``[governance] forget_hooks = ["module:function"]``), which bring views up to date,
+4. runs the forget hooks: the data directory's views are caught up (``projections.view_set``,
+   when the directory has views), then hooks registered in code with ``register_forget_hook``
+   or named in ``[governance] forget_hooks = ["module:function"]``,
 5. scrubs every SQLite database of the data directory (VACUUM, FTS5 optimize, WAL truncate),
 6. greps every file of the data directory for the texts of step 1 and reports any residue.
 
@@ -123,6 +124,29 @@ def _config_hooks(ledger: Ledger) -> list[ForgetHook]:
     return hooks
 
 
+def _view_hook(root: Path | None) -> list[ForgetHook]:
+    """Catch the data directory's views up (they purge on ``subject.forgotten``), if it has any."""
+    if root is None or not (root / "views").is_dir():
+        return []
+    try:
+        from projections.view_set import ViewSet  # type: ignore[import-not-found]
+    except ImportError:
+        return []
+
+    def catch_up_views(ledger: Ledger, event: Event) -> None:
+        try:
+            views = ViewSet.open(ledger, root)
+        except Exception as exc:  # e.g. the vector view's embedder cannot load here
+            with ViewSet.open(ledger, root, kinds=("keyword", "graph")) as partial:
+                partial.catch_up()
+            raise RuntimeError(f"only the keyword and graph views were caught up; the others did not open: "
+                               f"{exc}") from exc
+        with views:
+            views.catch_up()
+
+    return [catch_up_views]
+
+
 def forget(ledger: Ledger, subject: str, actor: str, reason: str | None = None,
            data_dir: str | Path | None = None, scrub: bool = True) -> ForgetReport:
     """Crypto-shred ``subject``: destroy its key, record the erasure, purge and check the data dir.
@@ -136,7 +160,10 @@ def forget(ledger: Ledger, subject: str, actor: str, reason: str | None = None,
     if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON):
         raise InvalidRequest(f"reason must be a string of at most {MAX_REASON} characters")
     cipher = _cipher(ledger)
-    hooks = _config_hooks(ledger) + list(_HOOKS)  # resolve before anything irreversible happens
+    config = getattr(ledger, "config", None)
+    root = Path(data_dir) if data_dir is not None else (config.data_dir if config is not None else None)
+    # resolve the hooks before anything irreversible happens
+    hooks = _view_hook(root) + _config_hooks(ledger) + list(_HOOKS)
     keystore = cipher.keystore
     texts, count, last_forgotten = _subject_texts(ledger, cipher, subject)
     live = keystore.get(subject)
@@ -160,8 +187,6 @@ def forget(ledger: Ledger, subject: str, actor: str, reason: str | None = None,
             hook(ledger, event)
         except Exception as exc:  # the key is gone already; report, don't abort
             report.problems.append(f"forget hook {getattr(hook, '__qualname__', hook)!r} failed: {exc}")
-    config = getattr(ledger, "config", None)
-    root = Path(data_dir) if data_dir is not None else (config.data_dir if config is not None else None)
     if scrub and root is not None:
         log_path = getattr(ledger.log, "path", None)
         result = scrub_sqlite(root, append_only=[Path(log_path)] if log_path else [])
