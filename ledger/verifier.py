@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m ledger.verifier proof.json --public-key checkpoint-key.pem [--json]
+    python -m ledger.verifier proof.json --public-key checkpoint-key.pem [--checkpoint saved.json] [--json]
     python verifier.py proof.json --public-key <hex or base64 of the raw 32-byte key>
 
 This file imports only the standard library and ``cryptography``, so it can be copied anywhere
@@ -293,15 +293,36 @@ def verify_consistency_proof(doc: dict[str, Any], public_key: Ed25519PublicKey) 
             "new": {"seq": doc["new"]["seq"], "log_size": new_size, "root": new_root.hex()}}
 
 
-def verify_document(doc: Any, public_key: Ed25519PublicKey) -> dict[str, Any]:
-    """Dispatch on the proof's ``format``."""
+_PINNED_FIELDS = ("seq", "log_size", "root", "head_hash", "ts_us", "key_id")
+
+
+def check_pinned(cp: dict[str, Any], pinned: Any, public_key: Ed25519PublicKey, what: str) -> None:
+    """Require ``cp`` to be the checkpoint the verifier already holds (``pinned``)."""
+    check_checkpoint(pinned, public_key, "pinned checkpoint")
+    for name in _PINNED_FIELDS:
+        if cp.get(name) != pinned.get(name):
+            raise VerificationFailed(f"{what} is not the pinned checkpoint #{pinned.get('seq')} ({name} differs)")
+
+
+def verify_document(doc: Any, public_key: Ed25519PublicKey, pinned: Any = None) -> dict[str, Any]:
+    """Dispatch on the proof's ``format``.
+
+    ``pinned``: a checkpoint the caller already trusts (saved earlier). An inclusion proof must
+    then be relative to exactly that checkpoint, and a consistency proof must start from it.
+    """
     if not isinstance(doc, dict):
         raise VerificationFailed("the proof is not a JSON object")
     fmt = doc.get("format")
     if fmt == INCLUSION_FORMAT:
-        return verify_inclusion_proof(doc, public_key)
+        result = verify_inclusion_proof(doc, public_key)
+        if pinned is not None:
+            check_pinned(doc["checkpoint"], pinned, public_key, "the proof's checkpoint")
+        return result
     if fmt == CONSISTENCY_FORMAT:
-        return verify_consistency_proof(doc, public_key)
+        result = verify_consistency_proof(doc, public_key)
+        if pinned is not None:
+            check_pinned(doc["old"], pinned, public_key, "the proof's old checkpoint")
+        return result
     raise VerificationFailed(f"unknown proof format {fmt!r}")
 
 
@@ -311,21 +332,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("proof", help="proof JSON file ('-' for standard input)")
     parser.add_argument("--public-key", required=True,
                         help="the ledger's checkpoint public key: PEM file, or raw 32 bytes in hex/base64")
+    parser.add_argument("--checkpoint", default=None, dest="pinned",
+                        help="a checkpoint JSON you saved earlier: the proof must be relative to it "
+                             "(inclusion) or start from it (consistency)")
     parser.add_argument("--json", action="store_true", help="machine-readable result")
     args = parser.parse_args(argv)
     try:
         key = load_public_key(args.public_key)
         text = sys.stdin.read() if args.proof == "-" else Path(args.proof).read_text()
+        pinned_text = Path(args.pinned).read_text() if args.pinned else None
     except (UnusableInput, OSError, UnicodeDecodeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
         doc = json.loads(text)
+        pinned = json.loads(pinned_text) if pinned_text is not None else None
     except ValueError as exc:
-        print(f"error: the proof is not valid JSON: {exc}", file=sys.stderr)
+        print(f"error: not valid JSON: {exc}", file=sys.stderr)
         return 2
+    if isinstance(pinned, dict) and pinned.get("format") == INCLUSION_FORMAT:
+        pinned = pinned.get("checkpoint")  # an earlier inclusion proof pins its checkpoint
     try:
-        result = verify_document(doc, key)
+        result = verify_document(doc, key, pinned)
     except VerificationFailed as exc:
         if args.json:
             print(json.dumps({"ok": False, "problem": str(exc)}))

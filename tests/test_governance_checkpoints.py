@@ -146,3 +146,17 @@ def test_checkpoint_cli_and_empty_log(tmp_path, capsys):
     assert main(["--data", d, "verify"]) == 0
     key = tmp_path / "d" / "keys" / "checkpoint-signing.key"
     assert oct(key.stat().st_mode & 0o777) == "0o600"
+
+
+def test_damaged_store_or_missing_key_fail_verify(data, capsys):
+    key = data / "keys" / "checkpoint-signing.key"
+    saved = key.read_bytes()
+    key.unlink()
+    r = _check(data)
+    assert not r.ok and "signing key" in r.problem
+    key.write_bytes(saved)
+    with open(data / "checkpoints.jsonl", "ab") as f:
+        f.write(b"{torn line\n")
+    r = _check(data)
+    assert not r.ok and "damaged" in r.problem
+    assert main(["--data", str(data), "verify"]) == 1

@@ -245,3 +245,27 @@ def test_verifier_merkle_code_agrees_with_the_core(n, data):
     assert core_verify_consistency(old, n, tree.root(old), tree.root(), proof) is True
     if proof:
         assert not verifier.verify_consistency(old, n, tree.root(old), tree.root(), proof[:-1])
+
+
+def test_pinned_checkpoint(env, tmp_path):
+    ledger, cps, pub = env
+    first, second = (c.to_dict() for c in cps.list())
+    assert verifier.verify_document(consistency_proof(ledger.log, cps, 1, 2), pub, pinned=first)["ok"]
+    with pytest.raises(verifier.VerificationFailed, match="pinned"):
+        verifier.verify_document(consistency_proof(ledger.log, cps, 2, 2), pub, pinned=first)
+    doc = inclusion_proof(ledger.log, cps, 3, seq=1)
+    assert verifier.verify_document(doc, pub, pinned=first)["ok"]
+    with pytest.raises(verifier.VerificationFailed, match="pinned"):
+        verifier.verify_document(doc, pub, pinned=second)
+    forged = dict(first, root="00" * 32)
+    with pytest.raises(verifier.VerificationFailed, match="pinned checkpoint signature"):
+        verifier.verify_document(doc, pub, pinned=forged)
+    saved = tmp_path / "saved.json"
+    saved.write_text(json.dumps(first))
+    proof = tmp_path / "p.json"
+    proof.write_text(json.dumps(consistency_proof(ledger.log, cps, 1, 2)))
+    key = tmp_path / "k.pem"
+    key.write_text(cps.signer.public_key_pem())
+    assert verifier.main([str(proof), "--public-key", str(key), "--checkpoint", str(saved)]) == 0
+    saved.write_text(json.dumps(second))
+    assert verifier.main([str(proof), "--public-key", str(key), "--checkpoint", str(saved)]) == 1

@@ -167,6 +167,6 @@ def _checkpoint_report(ledger: Any, public_key: str | None) -> Any:
     except ImportError:
         return None
     cps = Checkpoints.for_config(ledger.config)
-    if not cps.list() and public_key is None:
+    if not cps.any_stored() and public_key is None:
         return None
     return cps.verify(ledger.log, load_public_key(public_key) if public_key else None)

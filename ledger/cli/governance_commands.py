@@ -45,6 +45,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("file", help="proof JSON ('-' for standard input)")
     p.add_argument("--public-key", default=None,
                    help="trusted public key (PEM file or raw hex/base64); default: this data directory's key")
+    p.add_argument("--checkpoint", default=None, dest="pinned", help="a checkpoint JSON saved earlier to pin")
     p.set_defaults(func=cmd_verify_proof)
 
     p = sub.add_parser("keys", help="key material")
@@ -119,6 +120,8 @@ def cmd_verify_proof(args: argparse.Namespace) -> int:
     from ledger import verifier
 
     argv = [args.file, "--public-key", args.public_key or _local_public_key_pem(args)]
+    if args.pinned:
+        argv += ["--checkpoint", args.pinned]
     if args.json:
         argv.append("--json")
     return verifier.main(argv)

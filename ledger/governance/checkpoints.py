@@ -256,6 +256,11 @@ class Checkpoints:
     def list(self) -> list[Checkpoint]:
         return self.store.all()
 
+    def any_stored(self) -> bool:
+        """True when the store file holds anything (without parsing it)."""
+        p = self.store.path
+        return p.exists() and p.stat().st_size > 0
+
     def get(self, seq: int) -> Checkpoint:
         return self.store.get(seq)
 
@@ -272,10 +277,16 @@ class Checkpoints:
 
         ``public_key``: a trusted key (e.g. one an auditor holds); default the local key.
         """
-        cps = self.store.all()
         t = tree or log_tree(log)
+        try:
+            cps = self.store.all()
+        except CheckpointError as exc:
+            return CheckpointReport(False, 0, t.size, f"the checkpoint store is damaged: {exc}")
         if not cps:
             return CheckpointReport(True, 0, t.size)
+        if public_key is None and not self.signer.exists():
+            return CheckpointReport(False, 0, t.size, f"{len(cps)} checkpoints are stored but the signing key "
+                                    f"{self.signer.path} is gone; verify with the published public key")
         pub = public_key or self.signer.public_key(create=False)
         prev_seq, prev_size = 0, 0
         for i, cp in enumerate(cps):
