@@ -269,3 +269,15 @@ def test_pinned_checkpoint(env, tmp_path):
     assert verifier.main([str(proof), "--public-key", str(key), "--checkpoint", str(saved)]) == 0
     saved.write_text(json.dumps(second))
     assert verifier.main([str(proof), "--public-key", str(key), "--checkpoint", str(saved)]) == 1
+
+
+def test_proof_of_a_forgotten_subjects_event_still_verifies(env):
+    from ledger.governance.forget import forget
+
+    ledger, cps, pub = env
+    before = inclusion_proof(ledger.log, cps, 2, seq=1)
+    forget(ledger, "ada", actor="dpo")
+    after = inclusion_proof(ledger.log, cps, 2, seq=1)
+    assert after == before and _ok(after, pub)
+    cp = cps.create(ledger.log)
+    assert _ok(consistency_proof(ledger.log, cps, 1, cp.seq), pub)
