@@ -184,3 +184,13 @@ def test_views_of_the_data_directory_are_caught_up(setup, monkeypatch):
     report = forget(ledger, "ada", actor="dpo")
     assert calls == [f"open {data} None", "catch_up", "close"]
     assert report.complete
+
+
+def test_merged_memory_and_history_of_a_forgotten_subject(setup):
+    data, ledger, ids, *_ = setup
+    merged = ledger.merge(ids[1:3], f"{MARKER} merged", actor="agent").id
+    assert ledger.get(merged).text == f"{MARKER} merged" and ledger.get(merged).subject == "ada"
+    report = forget(ledger, "ada", actor="dpo")
+    assert report.complete and report.sealed_payloads == 22
+    assert ledger.get(merged).forgotten and all(v.forgotten and v.text is None for v in ledger.history(ids[0]))
+    assert _files_containing(data, MARKER) == []
