@@ -95,3 +95,9 @@ def test_large_reads_page_through(log):
     assert sum(1 for _ in log.read()) == 4500
     assert [e.version for e in log.read_stream("c", start_version=4499)] == [4499, 4500]
     assert log.verify().checked == 4500
+
+
+def test_hashes_match_the_events(log):
+    out = log.append([added("c", f"m{i}", "x") for i in range(7)])
+    assert list(log.hashes()) == [e.hash for e in out]
+    assert list(log.hashes(2, 4)) == [e.hash for e in out[2:5]]

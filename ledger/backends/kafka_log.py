@@ -401,6 +401,10 @@ class KafkaLog:
             o = st.by_id.get(event_id)
             return None if o is None else st.events[o]
 
+    def hashes(self, start: int = 0, end: int | None = None) -> Iterator[str]:
+        """Hex hashes of events ``start..end`` in offset order (for Merkle trees)."""
+        return (e.hash for e in self.read(start, end))
+
     def head(self) -> int:
         with self._lock:
             return self._snapshot().head

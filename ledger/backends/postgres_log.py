@@ -205,6 +205,20 @@ class PostgresLog:
                                  (event_id,)).fetchone()
         return _row_to_event(r) if r else None
 
+    def hashes(self, start: int = 0, end: int | None = None) -> Iterator[str]:
+        """Hex hashes of events ``start..end`` in offset order (for Merkle trees; no payload decoding)."""
+        stop = end if end is not None else 2**62
+        q = self._q(f"SELECT offset_, hash FROM {{s}}.events WHERE offset_ >= %s AND offset_ <= %s "
+                    f"ORDER BY offset_ LIMIT {_PAGE * 10}")
+        nxt = start
+        while nxt <= stop:
+            rows = self._conn().execute(q, (nxt, stop)).fetchall()
+            for _, h in rows:
+                yield h
+            if len(rows) < _PAGE * 10:
+                return
+            nxt = rows[-1][0] + 1
+
     def head(self) -> int:
         return int(self._conn().execute(self._q("SELECT head FROM {s}.head WHERE id = 1")).fetchone()[0])
 
