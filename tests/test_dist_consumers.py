@@ -199,3 +199,33 @@ def test_broker_restart_loses_nothing_and_applies_once(tmp_path, durable_broker)
         fresh.close()
         log.close()
         view.close()
+
+
+def test_cli_consume_keeps_the_elasticsearch_view_current(tmp_path, capsys):
+    from ledger.cli.app import main
+    from projections.es_views import ElasticsearchView
+
+    url = endpoint("elasticsearch")
+    pg = endpoint("postgres")
+    prefix = unique_name("cli").lower()
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "memledger.toml").write_text(
+        f'[log]\nbackend = "postgres"\ndsn = "{pg}"\nschema = "{unique_name("cli")}"\n\n'
+        f'[views.elasticsearch]\nurl = "{url}"\nindex_prefix = "{prefix}"\nembedder = "none"\n')
+    ledger = open_ledger(data)
+    w = ledger.add("notes", "The offsite is in Lisbon in May", "alice")
+    assert main(["--data", str(data), "consume", "--view", "elasticsearch", "--once", "--max-seconds", "60"]) == 0
+    assert main(["--data", str(data), "lag", "--view", "elasticsearch", "--json"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert '"lag_events":0' in out[-1]
+    view = ElasticsearchView(url, ledger, index_prefix=prefix)
+    try:
+        assert [m for m, _ in view.keyword_search("Lisbon", 3)] == [w.id]
+        assert main(["--data", str(data), "consume", "--view", "nope", "--once"]) == 2
+    finally:
+        view.reset()
+        view.es.options(ignore_status=404).indices.delete(index=[view.versions_index, view.meta_index])
+        view.close()
+        ledger.log.drop()
+        ledger.log.close()

@@ -58,6 +58,7 @@ from ledger.log import refs_of
 from ledger.schema_registry import SchemaRegistry, default_registry
 
 MAX_ATTEMPTS = 50
+FETCH_WAIT_MS = 5  # how long the broker may hold an empty fetch; bounds read staleness checks
 DATA_WAIT_S = 30.0
 
 
@@ -141,7 +142,7 @@ class KafkaLog:
             self._producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True,
                                            linger_ms=0, max_in_flight_requests_per_connection=5, **opts)
             self._consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
-                                           fetch_max_wait_ms=20, max_poll_records=5000, **opts)
+                                           fetch_max_wait_ms=FETCH_WAIT_MS, max_poll_records=5000, **opts)
             self.partitions = len(self._consumer.partitions_for_topic(topic) or ()) or partitions
         except Exception as exc:  # kafka-python raises many unrelated types for "no broker"
             if isinstance(exc, LedgerError):
@@ -215,24 +216,31 @@ class KafkaLog:
                 return False
         return True
 
-    def _sync(self, until_seq: int | None = None, max_wait_s: float = DATA_WAIT_S) -> None:
-        """Apply every sequencer record up to the high watermark (or through ``until_seq``)."""
+    def _sync(self, until_seq: int | None = None, strict: bool = True, max_wait_s: float = DATA_WAIT_S) -> None:
+        """Apply the sequencer records fetched so far.
+
+        ``until_seq``: keep fetching until the commit at that sequencer offset is applied.
+        ``strict``: keep fetching until a fetch made during this call came back empty at the high
+        watermark, so everything committed before the call is visible (costs one fetch wait).
+        Otherwise only what is already buffered is applied (appends: a stale view only costs a
+        lost race, never a wrong answer).
+        """
         with self._lock:
             deadline = time.monotonic() + max_wait_s
-            polled_once = False
+            self._poll(0)
+            self._apply_pending(deadline)
             while True:
-                n = self._poll(0 if polled_once else 20)
-                polled_once = True
-                self._apply_pending(deadline)
                 if until_seq is not None:
                     if self._state.seq_pos > until_seq:
                         return
-                elif n == 0 and self._caught_up() and not self._pending_seq:
+                elif not strict:
+                    return
+                n = self._poll(2 * FETCH_WAIT_MS)
+                self._apply_pending(deadline)
+                if until_seq is None and n == 0 and self._caught_up() and not self._pending_seq:
                     return
                 if time.monotonic() > deadline:
                     raise KafkaLogError(f"timed out reading {self.seq_topic} from {self.bootstrap_servers}")
-                if n == 0:
-                    self._poll(50)
 
     def _apply_pending(self, deadline: float) -> None:
         while self._pending_seq:
@@ -328,7 +336,7 @@ class KafkaLog:
         ids = [p.new.event_id for p in prepared]
         for attempt in range(MAX_ATTEMPTS):
             with self._lock:
-                self._sync()
+                self._sync(strict=attempt > 0)
                 st = self._state
                 existing = {i: st.events[st.by_id[i]] for i in ids if i in st.by_id}
                 retry = resolve_retry(prepared, existing)
@@ -377,7 +385,8 @@ class KafkaLog:
 
     def read(self, start: int = 0, end: int | None = None) -> Iterator[Event]:
         with self._lock:
-            st = self._snapshot()
+            # a range this handle already holds needs no round trip to the broker
+            st = self._state if end is not None and end <= self._state.head else self._snapshot()
             stop = st.head if end is None else min(end, st.head)
             out = st.events[max(start, 0): stop + 1]
         return iter(out)
