@@ -271,3 +271,26 @@ def test_cli_branch_flow(tmp_path, capsys):
     assert "nested" in capsys.readouterr().err
     assert run("branch", "drop", "exp2") == 0 and run("branch", "drop", "exp") == 0
     assert run("get", "m1", "--branch", "nope") == 3
+
+
+def test_search_overlay_of_nested_branch(main_ledger, branches):
+    from ledger.restore import restore_memory
+
+    fork = _seed(main_ledger)
+    main_ledger.add("c", "after fork on main", "alice", memory_id="late")
+    branches.create("a", fork, "alice")
+    a = branches.ledger("a")
+    a.update("m1", "alpha on a", "bob")
+    branches.create("a2", None, "bob", from_branch="a")
+    a2 = branches.ledger("a2")
+    a2.add("c", "new on a2", "bob", memory_id="n")
+    restore_memory(a2, "m2", 0, "bob")  # m2 did not exist at offset 0: gone on a2
+    a2.get("m1", actor="reader")  # reads are recorded on main, they change nothing
+    fork_offset, overlay = branches.overlay("a2")
+    assert fork_offset == fork
+    assert set(overlay) == {"m1", "n", "m2"}
+    assert overlay["m1"].text == "alpha on a" and overlay["n"].text == "new on a2" and overlay["m2"] is None
+    # as of an offset of a2 that is below a's own events: only main up to there, nothing overlaid
+    assert branches.overlay("a2", fork) == (fork, {})
+    fork_offset, overlay = branches.overlay("a2", fork + 1)
+    assert (fork_offset, set(overlay)) == (fork, {"m1"})
