@@ -176,7 +176,8 @@ class SqliteLog:
         return r[0] or 0
 
     def read_filtered(self, start: int = 0, end: int | None = None, actor: str | None = None,
-                      types: list[str] | None = None, stream: str | None = None) -> Iterator[Event]:
+                      types: list[str] | None = None, stream: str | None = None,
+                      limit: int | None = None) -> Iterator[Event]:
         """Events in ``start..end`` filtered by actor, types and stream in SQL (audit queries)."""
         where, args = ["offset >= ?", "offset <= ?"], [start, 2**62 if end is None else end]
         if actor is not None:
@@ -188,7 +189,9 @@ class SqliteLog:
         if stream is not None:
             where.append("stream = ?")
             args.append(stream)
-        return self._iter(f"SELECT {_COLS} FROM events WHERE {' AND '.join(where)} ORDER BY offset", tuple(args))
+        tail = "" if limit is None else f" LIMIT {int(limit)}"
+        return self._iter(f"SELECT {_COLS} FROM events WHERE {' AND '.join(where)} ORDER BY offset{tail}", tuple(args),
+                          batch=min(2000, limit or 2000))
 
     def get_by_id(self, event_id: str) -> Event | None:
         r = self._conn().execute(f"SELECT {_COLS} FROM events WHERE event_id = ?", (event_id,)).fetchone()
