@@ -7,7 +7,6 @@ import sys
 from typing import Any
 
 from ledger.cli.app import default_actor
-from ledger.cli.context import open_cli_ledger
 from ledger.cli.output import emit, emit_line, parse_json_object
 from ledger.cli.time_commands import add_branch_flag, ledger_for
 from ledger.config import init_data_dir
@@ -56,9 +55,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.set_defaults(func=cmd_log)
 
     p = sub.add_parser("head", parents=[common], help="offset of the last event")
+    add_branch_flag(p)
     p.set_defaults(func=cmd_head)
 
     p = sub.add_parser("verify", parents=[common], help="recompute the hash chain")
+    add_branch_flag(p)
     p.set_defaults(func=cmd_verify)
 
 
@@ -126,14 +127,14 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 
 def cmd_head(args: argparse.Namespace) -> int:
-    ledger = open_cli_ledger(args)
+    ledger = ledger_for(args)
     head = ledger.head()
     emit(args, {"offset": head, "hash": ledger.log.head_hash()}, str(head))
     return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    ledger = open_cli_ledger(args)
+    ledger = ledger_for(args)
     verify = getattr(ledger.log, "verify", None)
     if verify is None:
         raise InvalidRequest("this log backend cannot be verified from here")
