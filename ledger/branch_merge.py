@@ -89,7 +89,7 @@ class Conflict:
     """A memory (or cube) changed both on the branch and on the base since the fork."""
 
     ref: str
-    kind: str  # memory | cube
+    kind: str  # memory | cube | event id
     base_events: list[Event] = field(default_factory=list)
 
     def describe(self) -> str:
@@ -138,6 +138,9 @@ def find_conflicts(log: BranchLog, own: list[Event]) -> list[Conflict]:
         if later:
             out.append(Conflict(mid, "memory", later))
     for e in own:
+        clash = base.get_by_id(e.event_id)
+        if clash is not None and clash.offset > log.fork:
+            out.append(Conflict(e.event_id, "event id", [clash]))
         if e.type == ev.CUBE_CREATED and stream_version_at(base, e.stream, log.fork) == 0 \
                 and base.stream_version(e.stream) > 0:
             first = next(iter(base.read_stream(e.stream, 1)), None)

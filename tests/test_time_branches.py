@@ -294,3 +294,28 @@ def test_search_overlay_of_nested_branch(main_ledger, branches):
     assert branches.overlay("a2", fork) == (fork, {})
     fork_offset, overlay = branches.overlay("a2", fork + 1)
     assert (fork_offset, set(overlay)) == (fork, {"m1"})
+
+
+def test_merge_reports_an_event_id_used_on_both_sides(main_ledger, branches):
+    fork = _seed(main_ledger)
+    branches.create("b", fork, "alice")
+    branches.ledger("b").add("c", "on branch", "bob", event_id="retry-key-1")
+    main_ledger.add("c", "on main", "alice", event_id="retry-key-1")
+    with pytest.raises(MergeConflict) as info:
+        merge(branches, "b", "carol")
+    assert [(c.kind, c.ref) for c in info.value.conflicts] == [("event id", "retry-key-1")]
+
+
+def test_cli_head_and_verify_on_a_branch(tmp_path, capsys):
+    d = str(tmp_path / "data")
+    run = lambda *a: main(["--data", d, *a])  # noqa: E731
+    run("init")
+    run("add", "--cube", "c", "--id", "m1", "--actor", "a", "one")
+    run("branch", "create", "b", "--at", "0")
+    run("add", "--cube", "c", "--id", "m2", "--actor", "a", "two", "--branch", "b")
+    capsys.readouterr()
+    assert run("head", "--branch", "b", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["offset"] == 1  # fork at 0, one own event
+    assert run("verify", "--branch", "b", "--json") == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ok"] and out["checked"] == 1
