@@ -49,7 +49,12 @@ def default_store_path(ledger: Ledger) -> Path:
 
 
 class BranchLedger(Ledger):
-    """A ``Ledger`` whose log is a ``BranchLog``. Reads are audited on *main* (they are real reads)."""
+    """A ``Ledger`` whose log is a ``BranchLog``.
+
+    Reads are audited on *main* (they are real reads of real data and must outlive the branch):
+    a ``memory.read`` naming the branch, on the cube's stream of main, or on ``_system`` when
+    the cube exists only on the branch.
+    """
 
     def __init__(self, log: BranchLog, main: Ledger):
         super().__init__(log, registry=main.registry, opener=main.opener, sealer=main.sealer,
@@ -67,7 +72,8 @@ class BranchLedger(Ledger):
         payload: dict[str, Any] = {"memory_ids": ids, "operation": operation, "as_of": as_of, "branch": self.branch}
         if query is not None:
             payload["query"] = query
-        self.main.log.append([NewEvent(ev.SYSTEM_STREAM, ev.MEMORY_READ, payload, actor or "anonymous")])
+        stream = cube if self.main.cube_exists(cube) else ev.SYSTEM_STREAM  # a cube born on the branch
+        self.main.log.append([NewEvent(stream, ev.MEMORY_READ, payload, actor or "anonymous")])
 
 
 class Branches:
