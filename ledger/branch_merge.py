@@ -108,7 +108,9 @@ class MergeConflict(LedgerError):
 
     def __init__(self, branch: str, into: str, conflicts: list[Conflict]):
         lines = "\n  ".join(c.describe() for c in conflicts)
-        super().__init__(f"cannot merge branch {branch!r} into {into}: {len(conflicts)} conflict(s)\n  {lines}")
+        super().__init__(f"cannot merge branch {branch!r} into {into}: {len(conflicts)} conflict(s); nothing was "
+                         f"written\n  {lines}\n(to resolve: fork a new branch at the current head and redo the "
+                         f"changes there, or look at `memledger branch diff {branch}` and apply them by hand)")
         self.branch = branch
         self.into = into
         self.conflicts = conflicts
