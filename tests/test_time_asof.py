@@ -33,8 +33,10 @@ def test_get_and_history_as_of_offset(ledger):
     assert ledger.get("m", as_of=b.offset).text == "v2"
     assert ledger.get("m", as_of=str(c.offset)).text == "v3"
     assert [v.text for v in ledger.history("m", as_of=b.offset)] == ["v1", "v2"]
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFound, match="as of offset"):
         ledger.get("m", as_of=a.offset - 1)  # the cube.created event: m does not exist yet
+    with pytest.raises(NotFound, match="as of offset"):
+        ledger.history("m", as_of=a.offset - 1)
     with pytest.raises(InvalidRequest):
         ledger.get("m", as_of=c.offset + 1)
 
