@@ -27,6 +27,16 @@ def hash_matches(e: Event) -> bool:
     return again == e.hash
 
 
+def _merged_from_branch(ledger: Ledger, e: Event) -> str | None:
+    """The branch an event was replayed from by ``branch merge`` (its correlation id names the merge)."""
+    if not e.correlation_id:
+        return None
+    cause = ledger.log.get_by_id(e.correlation_id)
+    if cause is not None and cause.type == ev.BRANCH_MERGED:
+        return str(cause.payload["name"])
+    return None
+
+
 def provenance(ledger: Ledger, memory_id: str, as_of: int | str | None = None, version: int | None = None,
                _depth: int = 0, _seen: frozenset[tuple[str, int]] = frozenset()) -> dict[str, Any]:
     """The provenance tree of ``memory_id`` at ``version`` (default: its version current at ``as_of``)."""
@@ -49,9 +59,13 @@ def provenance(ledger: Ledger, memory_id: str, as_of: int | str | None = None, v
     seen = _seen | {key}
     for n, off in enumerate(chosen.event_offsets, start=1):
         e = by_offset[off]
-        chain.append({"version": n, "offset": e.offset, "time": e.time, "actor": e.actor, "type": e.type,
-                      "action": action_of(e), "event_id": e.event_id, "hash": e.hash, "prev_hash": e.prev_hash,
-                      "hash_ok": hash_matches(e)})
+        entry = {"version": n, "offset": e.offset, "time": e.time, "actor": e.actor, "type": e.type,
+                 "action": action_of(e), "event_id": e.event_id, "hash": e.hash, "prev_hash": e.prev_hash,
+                 "hash_ok": hash_matches(e)}
+        via = _merged_from_branch(ledger, e)
+        if via is not None:
+            entry["via_branch"] = via
+        chain.append(entry)
         if _depth >= MAX_DEPTH:
             continue
         if e.type == ev.MEMORY_MERGED and e.payload.get("memory_id") == memory_id:

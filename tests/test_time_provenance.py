@@ -87,3 +87,18 @@ def test_cli_provenance(tmp_path, capsys):
     assert [e["actor"] for e in json.loads(capsys.readouterr().out)["events"]] == ["a", "b"]
     assert run("provenance", "m", "--as-of", "1") == 0
     assert "version 1" in capsys.readouterr().out
+
+
+def test_events_merged_from_a_branch_name_it(ledger):
+    from ledger.branch_merge import merge
+    from ledger.branches import Branches
+
+    ledger.add("c", "v1", "alice", memory_id="m")
+    branches = Branches(ledger)
+    branches.create("fix", None, "alice")
+    branches.ledger("fix").update("m", "v2 from the branch", "bob")
+    merge(branches, "fix", "carol")
+    events = provenance(ledger, "m")["events"]
+    assert [e.get("via_branch") for e in events] == [None, "fix"]
+    assert events[1]["actor"] == "bob"
+    branches.close()

@@ -223,7 +223,8 @@ def _provenance_lines(tree: dict[str, Any], depth: int) -> list[str]:
         return [f"{pad}{tree['memory']}: not found"]
     lines = [f"{pad}{tree['memory']} version {tree['version']} (as of offset {tree['as_of']})"]
     for e in tree["events"]:
-        ok = "" if e["hash_ok"] else "  HASH MISMATCH"
+        ok = ("" if e["hash_ok"] else "  HASH MISMATCH") + (f"  (via branch {e['via_branch']})"
+                                                            if e.get("via_branch") else "")
         lines.append(f"{pad}  v{e['version']} {e['offset']:>8} {e['time']} {e['actor']:<14} {e['action']}"
                      f"  {e['hash'][:12]}{ok}")
     for s in tree["sources"]:
