@@ -125,6 +125,37 @@ class GraphView(TemporalSqliteView):
             "ORDER BY e.name", (memory_id, at, at))
         return [r[0] for r in rows]
 
+    def entity_names(self, memory_ids: Sequence[str], as_of: int | None = None) -> dict[str, set[str]]:
+        """Entity names mentioned by each memory's version current at ``as_of`` (one query per 400 ids)."""
+        at = OPEN - 1 if as_of is None else as_of
+        out: dict[str, set[str]] = defaultdict(set)
+        for chunk in _chunks(list(dict.fromkeys(memory_ids)), 400):
+            marks = ",".join("?" * len(chunk))
+            for mid, name in self.conn().execute(
+                    "SELECT v.memory_id, e.name FROM versions v JOIN mentions m ON m.text_id = v.text_id "
+                    f"JOIN entities e ON e.entity_id = m.entity_id WHERE v.memory_id IN ({marks}) "
+                    "AND v.valid_from <= ? AND v.valid_to > ?", (*chunk, at, at)):
+                out[mid].add(name)
+        return dict(out)
+
+    def edges(self, memory_ids: Sequence[str], as_of: int | None = None,
+              cubes: Sequence[str] | None = None) -> list[tuple[str, str, str, float]]:
+        """Explicit and merge edges ``(src, dst, relation, weight)`` touching ``memory_ids`` as of
+        ``as_of``, both ends existing then (and in ``cubes`` when given)."""
+        at = OPEN - 1 if as_of is None else as_of
+        ids = list(dict.fromkeys(memory_ids))
+        found: list[tuple[str, str, str, float]] = []
+        for chunk in _chunks(ids, 400):
+            marks = ",".join("?" * len(chunk))
+            found += self.conn().execute(
+                f"SELECT src, dst, relation, weight FROM edges WHERE offset <= ? AND (src IN ({marks}) OR dst IN "
+                f"({marks}))", (at, *chunk, *chunk)).fetchall()
+        if not found:
+            return []
+        live = self.versions_at({x for e in found for x in e[:2]}, as_of)
+        ok = {m for m, r in live.items() if r.memory.exists and (cubes is None or r.cube in cubes)}
+        return sorted({e for e in found if e[0] in ok and e[1] in ok})
+
     def neighbours(self, memory_ids: Sequence[str], cubes: Sequence[str] | None = None, as_of: int | None = None,
                    hops: int = 1, limit: int = 50, states: Iterable[str] | None = None) -> list[Hit]:
         """Memories related to ``memory_ids`` as of ``as_of``, strongest first (seeds excluded)."""

@@ -26,8 +26,8 @@ from projections.base import OPEN, Hit
 from projections.temporal_store import Current, TemporalSqliteView, _chunks
 from projections.text_analysis import term_frequencies, terms
 
-K1 = 1.2
-B = 0.75
+K1 = 0.9  # tuned for short memories (LoCoMo dev; see docs/projections.md)
+B = 0.3
 ALL_CUBES = ""  # corpus statistics over every cube (cube names are never empty)
 
 _DDL = """
@@ -134,7 +134,8 @@ class KeywordView(TemporalSqliteView):
     def _counts(self, c: sqlite3.Connection, cube: str) -> tuple[int, int]:
         got = self._corpus.get(cube)
         if got is None:
-            row = c.execute("SELECT n, total FROM corpus WHERE cube = ? ORDER BY offset DESC LIMIT 1", (cube,)).fetchone()
+            row = c.execute("SELECT n, total FROM corpus WHERE cube = ? ORDER BY offset DESC LIMIT 1",
+                            (cube,)).fetchone()
             got = (row[0], row[1]) if row else (0, 0)
         return got
 
@@ -148,7 +149,8 @@ class KeywordView(TemporalSqliteView):
             n, total = self._counts(c, cube)
             n, total = n + after[0] - before[0], total + after[1] - before[1]
             self._corpus[cube] = (n, total)
-            c.execute("INSERT OR REPLACE INTO corpus(cube, offset, n, total) VALUES (?,?,?,?)", (cube, e.offset, n, total))
+            c.execute("INSERT OR REPLACE INTO corpus(cube, offset, n, total) VALUES (?,?,?,?)",
+                      (cube, e.offset, n, total))
 
     def _purge_texts(self, c: sqlite3.Connection, text_ids: list[int], memory_ids: list[str]) -> None:
         cubes = {r[0] for chunk in _chunks(memory_ids, 500) for r in c.execute(
@@ -236,9 +238,14 @@ class KeywordView(TemporalSqliteView):
         ``states`` None means every lifecycle state; ``metadata`` filters on equality of
         top-level keys; ``exclude`` drops memory ids (e.g. those a branch overlay replaces).
         """
+        return self.search_terms(terms(query), k, cubes, as_of, states, metadata, exclude)
+
+    def search_terms(self, qterms: Sequence[str], k: int, cubes: Sequence[str] | None = None,
+                     as_of: int | None = None, states: Iterable[str] | None = None,
+                     metadata: Mapping[str, Any] | None = None, exclude: Iterable[str] = ()) -> list[Hit]:
+        """:meth:`keyword_search` for already analysed terms (e.g. a query expansion)."""
         if k <= 0:
             return []
-        qterms = terms(query)
         stats = self.corpus_stats(qterms, cubes, as_of)
         if not stats.idf:
             return []
@@ -263,9 +270,12 @@ class KeywordView(TemporalSqliteView):
         return [(mid, float(s)) for mid, s in rows]
 
     def score_texts(self, query: str, texts: Mapping[str, str], cubes: Sequence[str] | None = None,
-                    as_of: int | None = None) -> dict[str, float]:
-        """BM25 of texts outside the view (a branch's own versions) with the view's statistics at ``as_of``."""
-        qterms = list(dict.fromkeys(terms(query)))
+                    as_of: int | None = None, qterms: Sequence[str] | None = None) -> dict[str, float]:
+        """BM25 of texts outside the view (a branch's own versions) with the view's statistics at ``as_of``.
+
+        ``qterms`` gives already analysed query terms instead of ``query``.
+        """
+        qterms = list(dict.fromkeys(terms(query) if qterms is None else qterms))
         stats = self.corpus_stats(qterms, cubes, as_of)
         n = max(stats.n, 1)
         avgdl = stats.avgdl or 1.0

@@ -15,6 +15,7 @@ from ledger.errors import LedgerError, NotFound
 COMMAND_MODULES = [
     "ledger.cli.core_commands",
     "ledger.cli.time_commands",
+    "ledger.cli.search_commands",
 ]
 
 
