@@ -54,3 +54,28 @@ def test_branch_search_records_reads_on_main_naming_the_branch(world):
     assert (read.actor, read.stream, read.payload["branch"], read.payload["memory_ids"]) == ("mallory", "c", "b",
                                                                                              ["m3"])
     assert read.payload["operation"] == "search" and read.payload["query"] == "cat"
+
+
+def test_cli_search_branch(tmp_path, capsys):
+    import json
+
+    from ledger.cli.app import main
+
+    d = str(tmp_path / "data")
+    run = lambda *a: main(["--data", d, *a])  # noqa: E731
+    run("init")
+    run("add", "--cube", "c", "--id", "m1", "--actor", "a", "the cat sat on the mat")
+    run("branch", "create", "b")
+    run("update", "m1", "--branch", "b", "--actor", "a", "the bird sang")
+    run("add", "--cube", "c", "--id", "m2", "--branch", "b", "--actor", "a", "a cat on the branch")
+    capsys.readouterr()
+    assert run("search", "--no-vector", "--cube", "c", "--json", "--actor", "eve", "cat") == 0
+    assert [h["id"] for h in json.loads(capsys.readouterr().out)] == ["m1"]
+    assert run("search", "--no-vector", "--cube", "c", "--json", "--branch", "b", "--actor", "eve", "cat") == 0
+    assert [h["id"] for h in json.loads(capsys.readouterr().out)] == ["m2"]
+    assert run("search", "--no-vector", "--cube", "c", "--json", "--branch", "b", "--as-of", "1", "cat") == 0
+    assert [h["id"] for h in json.loads(capsys.readouterr().out)] == ["m1"]
+    assert run("audit", "--actor", "eve", "--json") == 0
+    reads = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [(r["memory_ids"], r["details"].get("branch")) for r in reads] == [(["m1"], None), (["m2"], "b")]
+    assert run("search", "--no-vector", "--branch", "nope", "cat") == 3
