@@ -16,6 +16,8 @@ COMMAND_MODULES = [
     "ledger.cli.core_commands",
     "ledger.cli.time_commands",
     "ledger.cli.search_commands",
+    "ledger.cli.demo_commands",
+    "ledger.cli.governance_commands",
 ]
 
 

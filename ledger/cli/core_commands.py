@@ -38,7 +38,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     add_branch_flag(p)
     p.set_defaults(func=cmd_update)
 
-    for name, func, helptext in (("get", cmd_get, "show a memory"), ("history", cmd_history, "every version of a memory")):
+    reads = (("get", cmd_get, "show a memory"), ("history", cmd_history, "every version of a memory"))
+    for name, func, helptext in reads:
         p = sub.add_parser(name, parents=[common], help=helptext)
         p.add_argument("id")
         p.add_argument("--as-of", default=None, help="offset or ISO-8601 time")
@@ -51,6 +52,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--to", dest="end", type=int, default=None)
     p.add_argument("--as-of", default=None, help="offset or ISO-8601 time (upper bound)")
     p.add_argument("--stream", default=None, help="only this stream (cube)")
+    p.add_argument("--since", default=None, help="ISO-8601 time: events at or after it")
+    p.add_argument("--until", default=None, help="ISO-8601 time: events at or before it")
     add_branch_flag(p)
     p.set_defaults(func=cmd_log)
 
@@ -58,7 +61,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     add_branch_flag(p)
     p.set_defaults(func=cmd_head)
 
-    p = sub.add_parser("verify", parents=[common], help="recompute the hash chain")
+    p = sub.add_parser("verify", parents=[common], help="recompute the hash chain (and check signed checkpoints)")
+    p.add_argument("--public-key", default=None, help="trusted checkpoint public key (default: the local one)")
     add_branch_flag(p)
     p.set_defaults(func=cmd_verify)
 
@@ -120,7 +124,11 @@ def cmd_log(args: argparse.Namespace) -> int:
     if args.as_of is not None:
         limit = ledger.resolve_as_of(args.as_of)
         end = limit if end is None else min(end, limit)
-    for e in ledger.events(args.start, end):
+    events = ledger.events(args.start, end)
+    if args.since is not None or args.until is not None:
+        events = (e for e in ledger.events_between(args.since, args.until)
+                  if e.offset >= args.start and (end is None or e.offset <= end))
+    for e in events:
         if args.stream is None or e.stream == args.stream:
             emit_line(e.to_dict())
     return 0
@@ -140,9 +148,32 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise InvalidRequest("this log backend cannot be verified from here")
     result = verify()
     if result.ok:
-        emit(args, result.to_dict(), f"OK: {result.checked} events, head {result.head}, head hash {result.head_hash}")
+        on_branch = getattr(args, "branch", None) not in (None, "main")  # signed checkpoints are main's
+        cps = None if on_branch else _checkpoint_report(ledger, getattr(args, "public_key", None))
+        d = result.to_dict()
+        text = f"OK: {result.checked} events, head {result.head}, head hash {result.head_hash}"
+        if cps is not None:
+            d["checkpoints"] = cps.to_dict()
+            if not cps.ok:
+                d.update(ok=False, problem=cps.problem)
+                emit(args, d, f"FAILED: {cps.problem}")
+                return 1
+            text += f"; {cps.checked} signed checkpoints match"
+        emit(args, d, text)
         return 0
     emit(args, result.to_dict(), f"FAILED at offset {result.first_bad_offset}: {result.problem}")
     if not args.json:
         print(f"chain broken at offset {result.first_bad_offset}", file=sys.stderr)
     return 1
+
+
+def _checkpoint_report(ledger: Any, public_key: str | None) -> Any:
+    """Stored signed checkpoints checked against the log (None when governance has none)."""
+    try:
+        from ledger.governance.checkpoints import Checkpoints, load_public_key
+    except ImportError:
+        return None
+    cps = Checkpoints.for_config(ledger.config)
+    if not cps.any_stored() and public_key is None:
+        return None
+    return cps.verify(ledger.log, load_public_key(public_key) if public_key else None)
