@@ -137,3 +137,28 @@ def test_cli_restore(tmp_path, capsys):
     assert run("get", "m") == 3
     assert run("restore", "--to", "0") == 2  # neither an id nor --cube
     assert run("restore", "m", "--cube", "c", "--to", "0") == 2
+
+
+def test_restore_and_branches_with_the_real_cipher_respect_forgetting(tmp_path, capsys):
+    d = str(tmp_path / "data")
+    run = lambda *a: main(["--data", d, *a])  # noqa: E731
+    run("init")
+    assert run("add", "--cube", "c", "--id", "m", "--subject", "s1", "--actor", "a", "secret one") == 0
+    assert run("update", "m", "--actor", "a", "secret two") == 0
+    assert run("restore", "m", "--to", "1", "--actor", "a") == 0
+    assert run("branch", "create", "b", "--actor", "a") == 0
+    assert run("update", "m", "--branch", "b", "--actor", "a", "secret on the branch") == 0
+    capsys.readouterr()
+    assert run("get", "m", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["text"] == "secret one"
+    assert run("forget", "--subject", "s1", "--actor", "dpo") == 0
+    capsys.readouterr()
+    for extra in ([], ["--branch", "b"]):
+        assert run("get", "m", "--json", *extra) == 0
+        m = json.loads(capsys.readouterr().out)
+        assert m["text"] is None and m["forgotten"]
+    assert run("restore", "m", "--to", "1", "--actor", "a", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["restored"] == []  # ciphertext only: nothing comes back
+    for path in (tmp_path / "data").rglob("*"):
+        if path.is_file():
+            assert b"secret on the branch" not in path.read_bytes()
