@@ -121,12 +121,13 @@ def cmd_branch_diff(args: argparse.Namespace) -> int:
     from ledger.branch_merge import diff
 
     entries = diff(_branches(args), args.name)
+    marks = {"added": "+", "removed": "-", "changed": "~"}
     lines = []
     for d in entries:
         what = f" ({', '.join(d.fields)})" if d.fields else ""
-        text = (d.after or d.before).text if (d.after or d.before) else None
-        lines.append(f"{ {'added': '+', 'removed': '-', 'changed': '~'}[d.change] } {d.memory_id} {d.change}{what}"
-                     f"  {text if text is not None else ''}")
+        shown = d.after or d.before
+        text = shown.text if shown is not None and shown.text is not None else ""
+        lines.append(f"{marks[d.change]} {d.memory_id} {d.change}{what}  {text}")
     emit(args, [d.to_dict() for d in entries], "\n".join(lines) or "no differences")
     return 0
 
