@@ -171,6 +171,14 @@ def merge(branches: Branches, name: str, actor: str, strict: bool = False, attem
     if done is not None:  # an earlier merge was appended but not marked: finish it
         branches.store.conn().execute("UPDATE branches SET status = ? WHERE name = ?", (MERGED, name))
         return MergeResult(name, into, [e for e in (log.base.get_by_id(x.event_id) for x in own) if e], mid_list)
+    if own and info.parent is not None:
+        landed = [log.base.get_by_id(e.event_id) for e in own]
+        if all(x is not None and x.offset > log.fork for x in landed):  # appended, audit record missing
+            branches.main.log.append([NewEvent(ev.SYSTEM_STREAM, ev.BRANCH_MERGED,
+                                               {"name": name, "events": len(own), "into": info.parent}, actor,
+                                               event_id=merge_id)])
+            branches.store.conn().execute("UPDATE branches SET status = ? WHERE name = ?", (MERGED, name))
+            return MergeResult(name, into, [x for x in landed if x is not None], mid_list)
     for _ in range(attempts):
         conflicts = find_conflicts(log, own)
         if conflicts:

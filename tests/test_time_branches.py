@@ -365,3 +365,36 @@ def test_audit_and_provenance_on_a_branch(tmp_path, capsys):
     assert [json.loads(x)["actor"] for x in capsys.readouterr().out.splitlines()] == ["alice"]
     assert run("provenance", "m1", "--branch", "b", "--json") == 0
     assert [e["actor"] for e in json.loads(capsys.readouterr().out)["events"]] == ["alice", "bob"]
+
+
+def test_an_interrupted_merge_is_completed_by_running_it_again(main_ledger, branches, monkeypatch, tmp_path):
+    fork = _seed(main_ledger)
+    branches.create("a", fork, "alice")
+    branches.ledger("a").update("m1", "on a", "bob")
+    branches.create("a2", None, "alice", from_branch="a")
+    branches.ledger("a2").update("m2", "on a2", "bob")
+    real_append = main_ledger.log.append
+
+    def crash_on_record(events, expected=None):
+        if any(e.type == ev.BRANCH_MERGED for e in events):
+            raise RuntimeError("crash before the merge record")
+        return real_append(events, expected)
+
+    monkeypatch.setattr(main_ledger.log, "append", crash_on_record)
+    with pytest.raises(RuntimeError):
+        merge(branches, "a2", "carol")  # into a: events landed on a, the record on main did not
+    monkeypatch.undo()
+    assert branches.info("a2").status == "active"
+    result = merge(branches, "a2", "carol")
+    assert branches.info("a2").status == "merged" and result.into == "a"
+    assert len([e for e in branches.log("a").own_events() if e.payload.get("memory_id") == "m2"]) == 1
+    records = [e for e in main_ledger.log.read_stream(ev.SYSTEM_STREAM) if e.type == ev.BRANCH_MERGED]
+    assert len(records) == 1
+    # into main: events and record landed atomically, but the status update was lost
+    merge(branches, "a", "carol")
+    with sqlite3.connect(tmp_path / "branches.sqlite") as conn:
+        conn.execute("UPDATE branches SET status = 'active' WHERE name = 'a'")
+    head = main_ledger.head()
+    again = merge(branches, "a", "carol")
+    assert main_ledger.head() == head and branches.info("a").status == "merged"
+    assert {e.payload.get("memory_id") for e in again.events} >= {"m1", "m2"}
