@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from ledger import events as ev
@@ -200,8 +201,8 @@ def merge(branches: Branches, name: str, actor: str, strict: bool = False, attem
                 branches.main.log.append([audit])
         except ConcurrencyConflict as exc:
             if strict:
-                conflict = Conflict(exc.stream, "cube", list(log.base.read_stream(
-                    exc.stream, stream_version_at(log.base, exc.stream, log.fork) + 1)))
+                moved = log.base.read_stream(exc.stream, stream_version_at(log.base, exc.stream, log.fork) + 1)
+                conflict = Conflict(exc.stream, "cube", list(islice(moved, 100)))
                 raise MergeConflict(name, into, [conflict]) from None
             continue  # the base moved between the check and the append: check again
         conn = branches.store.conn()

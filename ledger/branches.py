@@ -112,13 +112,6 @@ class Branches:
         assert isinstance(log, BranchLog)
         return BranchLedger(log, self.main)
 
-    def chain(self, name: str) -> list[BranchInfo]:
-        """``name`` and its ancestors, leaf first."""
-        out = [self.info(name)]
-        while out[-1].parent is not None:
-            out.append(self.info(out[-1].parent))
-        return out
-
     # -- registry operations ------------------------------------------------------------
     def create(self, name: str, at: int | str | None, actor: str, from_branch: str | None = None) -> BranchInfo:
         """Fork ``name`` from main (or ``from_branch``) at ``at`` (offset or ISO time; None: head)."""
