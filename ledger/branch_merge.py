@@ -63,15 +63,33 @@ class DiffEntry:
                 "after": self.after.to_dict() if self.after else None}
 
 
-def diff(branches: Branches, name: str) -> list[DiffEntry]:
-    """Memories added, changed or removed on ``name`` relative to its base at the fork point."""
-    log = branches.log(name)
-    assert isinstance(log, BranchLog)
+def diff(branches: Branches, name: str, against: str = "main") -> list[DiffEntry]:
+    """Memories added, changed or removed on ``name`` relative to the fork point.
+
+    ``against="main"``: relative to main where the branch (or its oldest ancestor branch) left
+    it, counting the changes of every ancestor branch it sees; ``against="parent"``: relative to
+    its direct base at its own fork offset, i.e. what a merge would bring into the parent.
+    """
+    if against not in ("main", "parent"):
+        from ledger.errors import InvalidRequest
+
+        raise InvalidRequest(f"diff against must be 'main' or 'parent', not {against!r}")
+    leaf = branches.log(name)
+    assert isinstance(leaf, BranchLog)
     reg, opener = branches.main.registry, branches.main.opener
+    own: list[Event] = []
+    base: Log = leaf
+    limit = leaf.head()
+    while isinstance(base, BranchLog) and (base is leaf or against == "main"):
+        if limit > base.fork:
+            own = [reg.upcast(e) for e in base.own_events(None, limit)] + own
+            limit = base.fork
+        base = base.base
+    fork = leaf.fork if against == "parent" else limit
     out: list[DiffEntry] = []
-    for mid in touched_memories([reg.upcast(e) for e in log.own_events()]):
-        before = _state(log.base, reg, opener, mid, log.fork)
-        after = _state(log, reg, opener, mid, log.head())
+    for mid in touched_memories(own):
+        before = _state(base, reg, opener, mid, fork)
+        after = _state(leaf, reg, opener, mid, leaf.head())
         if before is None and after is None:
             continue
         if before is None:

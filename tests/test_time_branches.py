@@ -398,3 +398,17 @@ def test_an_interrupted_merge_is_completed_by_running_it_again(main_ledger, bran
     again = merge(branches, "a", "carol")
     assert main_ledger.head() == head and branches.info("a").status == "merged"
     assert {e.payload.get("memory_id") for e in again.events} >= {"m1", "m2"}
+
+
+def test_diff_of_a_nested_branch_against_main_or_parent(main_ledger, branches):
+    fork = _seed(main_ledger)
+    branches.create("a", fork, "alice")
+    branches.ledger("a").update("m1", "changed on a", "bob")
+    branches.create("a2", None, "bob", from_branch="a")
+    branches.ledger("a2").add("c", "new on a2", "bob", memory_id="n")
+    against_main = {d.memory_id: d.change for d in diff(branches, "a2")}
+    assert against_main == {"m1": "changed", "n": "added"}
+    assert {d.memory_id: d.change for d in diff(branches, "a2", against="parent")} == {"n": "added"}
+    assert diff(branches, "a2")[0].before.text == "alpha"
+    with pytest.raises(InvalidRequest):
+        diff(branches, "a2", against="sideways")

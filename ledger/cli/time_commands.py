@@ -52,6 +52,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     b.set_defaults(func=cmd_branch_drop)
     b = bsub.add_parser("diff", parents=[common], help="memories added, changed or removed relative to the fork point")
     b.add_argument("name")
+    b.add_argument("--against", choices=["main", "parent"], default="main",
+                   help="compare with main where the branch left it (default), or with the direct parent "
+                        "branch at the fork offset (what a merge would bring in)")
     b.set_defaults(func=cmd_branch_diff)
     b = bsub.add_parser("merge", parents=[common], help="replay a branch's events onto its base")
     b.add_argument("name")
@@ -120,7 +123,7 @@ def cmd_branch_drop(args: argparse.Namespace) -> int:
 def cmd_branch_diff(args: argparse.Namespace) -> int:
     from ledger.branch_merge import diff
 
-    entries = diff(_branches(args), args.name)
+    entries = diff(_branches(args), args.name, args.against)
     marks = {"added": "+", "removed": "-", "changed": "~"}
     lines = []
     for d in entries:
