@@ -73,15 +73,15 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("audit", parents=[common], help="who created, changed, read, merged, archived, restored what")
-    p.add_argument("--memory", default=None)
-    p.add_argument("--cube", default=None)
-    p.add_argument("--actor", default=None)
+    p.add_argument("--memory", default=None, help="only events that reference this memory (reads included)")
+    p.add_argument("--cube", default=None, help="only events of this cube")
+    p.add_argument("--actor", default=None, help="only events by this actor")
     p.add_argument("--since", default=None, help="offset or ISO-8601 time (inclusive)")
     p.add_argument("--until", default=None, help="offset or ISO-8601 time (inclusive)")
     p.add_argument("--type", action="append", default=[], dest="types", help="event type or glob; repeatable")
     p.add_argument("--as-of", default=None,
                    help="with --memory: what the system knew about it then and who had read it")
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--limit", type=int, default=None, help="at most this many entries (oldest first)")
     add_branch_flag(p)
     p.set_defaults(func=cmd_audit)
 
