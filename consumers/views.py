@@ -20,27 +20,10 @@ BUILTIN_VIEWS: dict[str, str] = {
 }
 
 
-def _embedder(name: str | None) -> Any:
-    """``minilm`` | ``hashing`` | none, from the embedded vector view's embedders."""
-    if not name or name == "none":
-        return None
-    try:
-        emb = importlib.import_module("projections.embedding")
-    except ImportError:
-        raise InvalidRequest(f"embedder {name!r} needs projections.embedding (the vector view)") from None
-    if name == "minilm":
-        return emb.MiniLMEmbedder()
-    if name == "hashing":
-        return emb.HashingEmbedder()
-    raise InvalidRequest(f"unknown embedder {name!r}; known: minilm, hashing, none")
-
-
 def build_elasticsearch(config: Any, ledger: Any) -> Any:
     from projections.es_views import from_config
 
-    section = config.section("views").get("elasticsearch", {})
-    name = section.get("embedder", "minilm") if isinstance(section, dict) else "minilm"
-    return from_config(config, ledger, embedder=_embedder(name))
+    return from_config(config, ledger)
 
 
 def build_neo4j(config: Any, ledger: Any) -> Any:

@@ -16,6 +16,7 @@ start() {
   pkg="$(site_packages "$venv")/arcadedb_embedded"
   [ -x "$pkg/jre/bin/java" ] || die "bundled Java runtime not found in $pkg/jre"
   mkdir -p "$RUN_DIR/$NAME/databases"
+  cd "$RUN_DIR/$NAME"  # ArcadeDB writes ./log relative to its working directory
   start_bg "$RUN_DIR/$NAME/server.log" "$pkg/jre/bin/java" -Xmx512m \
     -Darcadedb.server.rootPath="$RUN_DIR/$NAME" \
     -Darcadedb.server.databaseDirectory="$RUN_DIR/$NAME/databases" \

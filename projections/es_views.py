@@ -238,6 +238,16 @@ class ElasticsearchView:
         # Elasticsearch reports cosine as (1 + cos) / 2; give callers the cosine itself.
         return [(h["_source"]["memory_id"], 2.0 * float(h["_score"]) - 1.0) for h in r["hits"]["hits"]]
 
+    def embed_query(self, text: str) -> Any:
+        """The vector of a query text (the view's embedder)."""
+        return self.embed_texts([text])[0]
+
+    def embed_texts(self, texts: Sequence[str]) -> Any:
+        """Vectors of arbitrary texts (rows L2-normalised), e.g. for a branch overlay."""
+        if self.embedder is None:
+            raise InvalidRequest(f"view {self.name!r} was built without an embedder")
+        return self.embedder.embed(list(texts))
+
     def text_vector_search(self, text: str, k: int, **kw: Any) -> list[Hit]:
         """Embed ``text`` with the view's embedder and run :meth:`vector_search`."""
         if self.embedder is None:
@@ -250,18 +260,49 @@ class ElasticsearchView:
         return int(self.es.count(index=self.versions_index)["count"])
 
 
-def from_config(config: object, source: object, embedder: Any = None) -> ElasticsearchView:
-    """``[views.elasticsearch] url`` (or ``$MEMLEDGER_ES``) and ``index_prefix``."""
+def adapter_options(config: Any, adapter: str) -> dict[str, Any]:
+    """Options of a distributed view adapter from ``memledger.toml``.
+
+    Either the ``[views.<kind>]`` table that says ``adapter = "<adapter>"`` (the form the view set
+    reads), or a ``[views.<adapter>]`` table.
+    """
+    views = config.section("views") if config is not None else {}
+    for value in views.values():
+        if isinstance(value, dict) and value.get("adapter") == adapter:
+            return value
+    value = views.get(adapter, {})
+    return value if isinstance(value, dict) else {}
+
+
+def _embedder_named(name: str | None) -> Any:
+    if not name or name == "none":
+        return None
+    from projections.vector_setup import embedder_by_name
+
+    return embedder_by_name(str(name))
+
+
+def from_options(options: dict[str, Any], source: object, embedder: Any = None,
+                 opener: Opener | None = None) -> ElasticsearchView:
+    """Build the view from adapter options: ``url`` (or ``$MEMLEDGER_ES``), ``index_prefix``, ``embedder``."""
     import os
 
-    from ledger.config import Config
-
-    assert isinstance(config, Config)
-    views = config.section("views")
-    section = views.get("elasticsearch", {}) if isinstance(views.get("elasticsearch", {}), dict) else {}
-    url = os.environ.get("MEMLEDGER_ES") or section.get("url")
+    url = os.environ.get("MEMLEDGER_ES") or options.get("url")
     if not url:
-        raise InvalidRequest("the elasticsearch view needs [views.elasticsearch] url = \"http://host:9200\" "
-                             "(or $MEMLEDGER_ES)")
-    return ElasticsearchView(str(url), source, index_prefix=str(section.get("index_prefix", "memledger")),
-                             embedder=embedder)
+        raise InvalidRequest('the elasticsearch view needs url = "http://host:9200" in [views.vector] '
+                             '(with adapter = "elasticsearch") or $MEMLEDGER_ES')
+    emb = embedder if embedder is not None else _embedder_named(options.get("embedder", "minilm"))
+    return ElasticsearchView(str(url), source, index_prefix=str(options.get("index_prefix", "memledger")),
+                             embedder=emb, opener=opener)
+
+
+def from_config(config: Any, source: object, embedder: Any = None) -> ElasticsearchView:
+    """The view configured in ``memledger.toml`` (see :func:`adapter_options`)."""
+    return from_options(adapter_options(config, "elasticsearch"), source, embedder,
+                        getattr(source, "opener", None))
+
+
+def from_view_set(ledger: Any, views_dir: Any, options: dict[str, Any]) -> ElasticsearchView:
+    """``projections.view_set`` adapter for ``[views.vector] adapter = "elasticsearch"``."""
+    opts = options or adapter_options(getattr(ledger, "config", None), "elasticsearch")
+    return from_options(opts, ledger, opener=ledger.opener)

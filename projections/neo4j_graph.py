@@ -200,6 +200,33 @@ class Neo4jGraphView:
                          "WHERE v.valid_from <= $at AND v.valid_to > $at RETURN e.name AS n", m=memory_id, at=at)
             return sorted(r["n"] for r in rows)
 
+    def entity_names(self, memory_ids: Sequence[str], as_of: int | None = None) -> dict[str, set[str]]:
+        """Entity names mentioned by each memory's version current at ``as_of``."""
+        at = OPEN - 1 if as_of is None else as_of
+        out: dict[str, set[str]] = defaultdict(set)
+        with self._session() as s:
+            for r in s.run(f"MATCH (v:{self.V})-[:MENTIONS]->(e:{self.E}) WHERE v.memory_id IN $ids "
+                           "AND v.valid_from <= $at AND v.valid_to > $at RETURN v.memory_id AS m, e.name AS n",
+                           ids=list(dict.fromkeys(memory_ids)), at=at):
+                out[r["m"]].add(r["n"])
+        return dict(out)
+
+    def edges(self, memory_ids: Sequence[str], as_of: int | None = None,
+              cubes: Sequence[str] | None = None) -> list[tuple[str, str, str, float]]:
+        """Explicit and merge edges ``(src, dst, relation, weight)`` touching ``memory_ids`` as of
+        ``as_of``, both ends existing then (and in ``cubes`` when given)."""
+        at = OPEN - 1 if as_of is None else as_of
+        with self._session() as s:
+            found = {(r["a"], r["b"], r["rel"], float(r["w"])) for r in s.run(
+                f"MATCH (a:{self.M})-[x:RELATED]->(b:{self.M}) WHERE (a.memory_id IN $ids OR b.memory_id IN $ids) "
+                "AND x.offset <= $at RETURN a.memory_id AS a, b.memory_id AS b, x.relation AS rel, x.weight AS w",
+                ids=list(dict.fromkeys(memory_ids)), at=at)}
+            if not found:
+                return []
+            live = self._live(s, sorted({x for e in found for x in e[:2]}), as_of)
+        ok = {m for m, (cube, _) in live.items() if cubes is None or cube in cubes}
+        return sorted(e for e in found if e[0] in ok and e[1] in ok)
+
     def neighbours(self, memory_ids: Sequence[str], cubes: Sequence[str] | None = None, as_of: int | None = None,
                    hops: int = 1, limit: int = 50, states: Iterable[str] | None = None) -> list[Hit]:
         """Memories related to ``memory_ids`` as of ``as_of``, strongest first (seeds excluded)."""
@@ -268,17 +295,28 @@ class Neo4jGraphView:
         return dict(out)
 
 
-def from_config(config: object, source: object) -> Neo4jGraphView:
-    """``[views.neo4j] url = "bolt://user:password@host:7687/database"`` (or ``$MEMLEDGER_NEO4J``)."""
+def from_options(options: dict[str, Any], source: object, opener: Opener | None = None) -> Neo4jGraphView:
+    """Build the view from adapter options: ``url`` (or ``$MEMLEDGER_NEO4J``), ``namespace``, ``max_entity_df``."""
     import os
 
-    from ledger.config import Config
-
-    assert isinstance(config, Config)
-    views = config.section("views")
-    section = views.get("neo4j", {}) if isinstance(views.get("neo4j", {}), dict) else {}
-    url = os.environ.get("MEMLEDGER_NEO4J") or section.get("url")
+    url = os.environ.get("MEMLEDGER_NEO4J") or options.get("url")
     if not url:
-        raise InvalidRequest('the neo4j view needs [views.neo4j] url = "bolt://user:password@host:7687/db" '
-                             "(or $MEMLEDGER_NEO4J)")
-    return Neo4jGraphView(str(url), source, namespace=str(section.get("namespace", "Memledger")))
+        raise InvalidRequest('the neo4j view needs url = "bolt://user:password@host:7687/db" in [views.graph] '
+                             '(with adapter = "neo4j") or $MEMLEDGER_NEO4J')
+    return Neo4jGraphView(str(url), source, namespace=str(options.get("namespace", "Memledger")), opener=opener,
+                          max_entity_df=int(options.get("max_entity_df", 50)))
+
+
+def from_config(config: Any, source: object) -> Neo4jGraphView:
+    """The view configured in ``memledger.toml`` (``[views.graph] adapter = "neo4j"`` or ``[views.neo4j]``)."""
+    from projections.es_views import adapter_options
+
+    return from_options(adapter_options(config, "neo4j"), source, getattr(source, "opener", None))
+
+
+def from_view_set(ledger: Any, views_dir: Any, options: dict[str, Any]) -> Neo4jGraphView:
+    """``projections.view_set`` adapter for ``[views.graph] adapter = "neo4j"``."""
+    from projections.es_views import adapter_options
+
+    opts = options or adapter_options(getattr(ledger, "config", None), "neo4j")
+    return from_options(opts, ledger, opener=ledger.opener)
