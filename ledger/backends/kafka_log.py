@@ -426,6 +426,11 @@ class KafkaLog:
         with self._lock:
             return self._snapshot().stream_version(stream)
 
+    def stream_version_at(self, stream: str, offset: int) -> int:
+        """Version of ``stream`` counting only events at or below ``offset`` (branch fork points)."""
+        with self._lock:
+            return bisect.bisect_right(self._snapshot().by_stream.get(stream, []), offset)
+
     def streams(self) -> list[str]:
         """Every stream (cube) that has events."""
         with self._lock:

@@ -200,6 +200,31 @@ class PostgresLog:
             "offset_ IN (SELECT offset_ FROM {s}.refs WHERE ref = %s AND offset_ <= %s)",
             (ref, stop)))
 
+    def stream_version_at(self, stream: str, offset: int) -> int:
+        """Version of ``stream`` counting only events at or below ``offset`` (branch fork points)."""
+        r = self._conn().execute(self._q("SELECT MAX(version) FROM {s}.events WHERE stream = %s AND offset_ <= %s"),
+                                 (stream, offset)).fetchone()
+        return int(r[0] or 0)
+
+    def read_filtered(self, start: int = 0, end: int | None = None, actor: str | None = None,
+                      types: list[str] | None = None, stream: str | None = None,
+                      limit: int | None = None) -> Iterator[Event]:
+        """Events in ``start..end`` filtered by actor, types and stream in SQL (audit queries)."""
+        where, args = ["offset_ >= %s", "offset_ <= %s"], [start, 2**62 if end is None else end]
+        if actor is not None:
+            where.append("actor = %s")
+            args.append(actor)
+        if types:
+            where.append("type = ANY(%s)")
+            args.append(list(types))
+        if stream is not None:
+            where.append("stream = %s")
+            args.append(stream)
+        rows = self._pages(" AND ".join(where), tuple(args))
+        if limit is not None:
+            rows = (r for _, r in zip(range(max(0, int(limit))), rows, strict=False))
+        return (_row_to_event(r) for r in rows)
+
     def get_by_id(self, event_id: str) -> Event | None:
         r = self._conn().execute(self._q(f"SELECT {_COLS} FROM {{s}}.events WHERE event_id = %s"),
                                  (event_id,)).fetchone()
