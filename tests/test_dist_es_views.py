@@ -104,3 +104,45 @@ def test_bad_queries_fail_clearly(view):
     assert view.keyword_search("   ", 3) == []
     with pytest.raises(InvalidRequest, match="index prefix"):
         ElasticsearchView(view.es, None, index_prefix="Bad Name")
+
+
+def test_forgetting_a_subject_purges_its_text_from_every_version(tmp_path):
+    import json
+
+    from ledger.events import SYSTEM_STREAM, NewEvent
+
+    class Sealer:
+        forgotten: set[str] = set()
+
+        def seal(self, subject, content):
+            return {"subject": subject, "key_id": "k1", "alg": "AES-256-GCM", "nonce": "n",
+                    "ciphertext": json.dumps(content)}
+
+        def open(self, sealed):
+            return None if sealed["subject"] in self.forgotten else json.loads(sealed["ciphertext"])
+
+    sealer = Sealer()
+    ledger = Ledger(SqliteLog(tmp_path / "log.sqlite"), sealer=sealer, opener=sealer.open, record_reads=False)
+    view = ElasticsearchView(endpoint("elasticsearch"), ledger, index_prefix=unique_name("fg").lower(),
+                             embedder=WordHashEmbedder())
+    try:
+        a = ledger.add("hr", "Dana's medical leave starts in March", "alice", subject="dana")
+        ledger.update(a.id, "Dana's medical leave starts in April", "alice")
+        other = ledger.add("hr", "Team offsite planning for March", "alice")
+        catch_up(ledger.events, view)
+        before = ledger.head()
+        assert a.id in [m for m, _ in view.keyword_search("medical leave", 5)]
+        sealer.forgotten.add("dana")
+        ledger.append([NewEvent(SYSTEM_STREAM, "subject.forgotten", {"subject": "dana"}, "dpo")])
+        catch_up(ledger.events, view)
+        assert view.keyword_search("medical leave", 5) == []
+        assert view.keyword_search("medical leave", 5, as_of=before) == []  # gone from the past too
+        assert [m for m, _ in view.keyword_search("March", 5, as_of=before)] == [other.id]
+        docs = _docs(view)
+        dana = [d for d in docs.values() if d["memory_id"] == a.id]
+        assert len(dana) == 2 and all(d["text"] is None and "embedding" not in d for d in dana)
+        assert not any("medical" in json.dumps(d) for d in docs.values())
+    finally:
+        view.es.options(ignore_status=404).indices.delete(index=[view.versions_index, view.meta_index])
+        view.close()
+        ledger.log.close()
