@@ -100,3 +100,38 @@ def test_bolt_url_parsing():
         "bolt://127.0.0.1:17687", ("root", "p@ss"), "graph")
     with pytest.raises(Exception, match="Bolt"):
         parse_bolt_url("http://x")
+
+
+def test_forgetting_a_subject_removes_its_entities(tmp_path):
+    import json
+
+    from ledger.events import SYSTEM_STREAM, NewEvent
+
+    class Sealer:
+        forgotten: set[str] = set()
+
+        def seal(self, subject, content):
+            return {"subject": subject, "key_id": "k1", "alg": "AES-256-GCM", "nonce": "n",
+                    "ciphertext": json.dumps(content)}
+
+        def open(self, sealed):
+            return None if sealed["subject"] in self.forgotten else json.loads(sealed["ciphertext"])
+
+    sealer = Sealer()
+    ledger = Ledger(SqliteLog(tmp_path / "log.sqlite"), sealer=sealer, opener=sealer.open, record_reads=False)
+    view = Neo4jGraphView(endpoint("neo4j"), ledger, namespace="T" + unique_name("f").replace("_", ""))
+    try:
+        a = ledger.add("hr", "Dana visited the Mayo Clinic", "alice", subject="dana")
+        b = ledger.add("hr", "The Mayo Clinic invoice arrived", "alice")
+        catch_up(ledger.events, view)
+        before = ledger.head()
+        assert set(dict(view.neighbours([b.id]))) == {a.id}
+        sealer.forgotten.add("dana")
+        ledger.append([NewEvent(SYSTEM_STREAM, "subject.forgotten", {"subject": "dana"}, "dpo")])
+        catch_up(ledger.events, view)
+        assert view.neighbours([b.id]) == [] and view.neighbours([b.id], as_of=before) == []
+        assert view.entities_of(a.id, as_of=before) == []
+    finally:
+        view.reset()
+        view.close()
+        ledger.log.close()
