@@ -35,8 +35,14 @@ start() {
   mkdir -p "$RUN_DIR/$NAME"
   if [ "$(id -u)" = 0 ]; then
     chown postgres "$RUN_DIR/$NAME"
-    # the postgres user must be able to reach its data directory
-    local d="$RUN_DIR/$NAME"; while [ "$d" != / ]; do chmod o+x "$d" 2>/dev/null || true; d="$(dirname "$d")"; done
+    # the postgres user must be able to reach its data directory: grant search (x) only where missing
+    if ! runuser -u postgres -- test -x "$RUN_DIR/$NAME"; then
+      local d="$RUN_DIR/$NAME"
+      while [ "$d" != / ]; do
+        runuser -u postgres -- test -x "$d" || { log "granting o+x on $d so the postgres user can reach its data"; chmod o+x "$d"; }
+        d="$(dirname "$d")"
+      done
+    fi
   fi
   if as_owner "$bin/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then log "already running on $HOST:$PORT"; return 0; fi
   port_open "$PORT" && die "port $PORT is taken by another process"
