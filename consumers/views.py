@@ -1,7 +1,8 @@
 """Which projection a consumer runs: view names -> factories, chosen by configuration.
 
-Built in: ``elasticsearch`` (keyword + vector) and ``neo4j`` (graph). Any other view is named
-in ``memledger.toml``::
+Built in: ``elasticsearch`` (keyword + vector) and ``neo4j`` (graph), and the view set's kinds
+``keyword``, ``graph`` and ``vector``, which run whatever adapter ``[views]`` configures for that
+kind (embedded, elasticsearch, neo4j). Any other view is named in ``memledger.toml``::
 
     [consumers.views.my_view]
     factory = "my_package.my_module:build"   # build(config, ledger) -> Projection
@@ -17,6 +18,9 @@ from ledger.errors import InvalidRequest
 BUILTIN_VIEWS: dict[str, str] = {
     "elasticsearch": "consumers.views:build_elasticsearch",
     "neo4j": "consumers.views:build_neo4j",
+    "keyword": "consumers.views:build_keyword",
+    "graph": "consumers.views:build_graph",
+    "vector": "consumers.views:build_vector",
 }
 
 
@@ -30,6 +34,36 @@ def build_neo4j(config: Any, ledger: Any) -> Any:
     from projections.neo4j_graph import from_config
 
     return from_config(config, ledger)
+
+
+def _view_set_kind(kind: str, config: Any, ledger: Any) -> Any:
+    """The view the view set would open for ``kind`` (same adapter, same options, same files)."""
+    from projections.view_set import DEFAULTS, VIEW_ADAPTERS
+
+    spec = config.section("views").get(kind, DEFAULTS[kind])
+    name, options = (spec, {}) if isinstance(spec, str) else (spec.get("adapter", "embedded"), spec)
+    if name == "none":
+        raise InvalidRequest(f"[views] {kind} is 'none': there is no {kind} view to consume into")
+    target = VIEW_ADAPTERS.get((kind, name))
+    if target is None:
+        raise InvalidRequest(f"unknown {kind} view adapter {name!r}")
+    module, func = target.split(":")
+    view = getattr(importlib.import_module(module), func)(ledger, config.data_dir / "views", options)
+    if view is None:
+        raise InvalidRequest(f"the {kind} view ({name}) is not available in this installation")
+    return view
+
+
+def build_keyword(config: Any, ledger: Any) -> Any:
+    return _view_set_kind("keyword", config, ledger)
+
+
+def build_graph(config: Any, ledger: Any) -> Any:
+    return _view_set_kind("graph", config, ledger)
+
+
+def build_vector(config: Any, ledger: Any) -> Any:
+    return _view_set_kind("vector", config, ledger)
 
 
 def known_views(config: Any) -> dict[str, str]:

@@ -229,3 +229,23 @@ def test_cli_consume_keeps_the_elasticsearch_view_current(tmp_path, capsys):
         view.close()
         ledger.log.drop()
         ledger.log.close()
+
+
+def test_cli_consume_runs_the_embedded_views_out_of_process(tmp_path, capsys):
+    """`consume --view keyword|graph` keeps the view set's own views current from a shared log."""
+    from ledger.cli.app import main
+    from projections.view_set import ViewSet
+
+    data = _pg_data(tmp_path)
+    ledger = open_ledger(data)
+    w = ledger.add("notes", "Caroline moved to Lisbon", "alice")
+    for kind in ("keyword", "graph"):
+        assert main(["--data", str(data), "consume", "--view", kind, "--once", "--max-seconds", "60"]) == 0
+    views = ViewSet.open(ledger, kinds=["keyword", "graph"])
+    try:
+        assert views.status() == {"keyword": ledger.head(), "graph": ledger.head()}  # nothing left to catch up
+        assert views.search("Lisbon", k=1, record_read=False)[0].memory_id == w.id
+    finally:
+        views.close()
+        ledger.log.drop()
+        ledger.log.close()
