@@ -38,8 +38,8 @@ def prepare(registry: SchemaRegistry, events: Sequence[NewEvent]) -> list[Prepar
         for name in ("stream", "type", "actor", "event_id"):
             value = getattr(ev, name)
             if not isinstance(value, str) or not value or len(value) > 200:
-                raise SchemaViolation(str(ev.type), ev.schema_version or 0,
-                                      f"envelope field {name!r} must be a non-empty string of at most 200 characters", i)
+                detail = f"envelope field {name!r} must be a non-empty string of at most 200 characters"
+                raise SchemaViolation(str(ev.type), ev.schema_version or 0, detail, i)
         if ev.event_id in seen:
             raise IdempotencyConflict(ev.event_id, "used twice in one batch")
         seen.add(ev.event_id)
@@ -144,6 +144,22 @@ class VerifyResult:
 RawRow = tuple[int, str, int, str, str, int, int, str, "str | None", "str | None", bytes, str, str]
 
 
+def _row_problem(row: tuple, prev: str) -> str | None:
+    """Why one stored row does not extend the chain ending in ``prev`` (None when it does)."""
+    offset, stream, version, event_id, etype, sv, ts, actor, cause, corr, payload, prev_hash, h = row
+    if prev_hash != prev:
+        return f"offset {offset}: prev_hash does not link to the previous event (removed or reordered)"
+    try:
+        canon = canonical_bytes(orjson.loads(payload))
+    except orjson.JSONDecodeError:
+        return f"offset {offset}: payload is not valid JSON"
+    if canon != bytes(payload):
+        return f"offset {offset}: payload is not canonical (modified)"
+    if chain_hash(prev, offset, stream, version, event_id, etype, sv, ts, actor, cause, corr, canon) != h:
+        return f"offset {offset}: content does not match its hash (modified)"
+    return None
+
+
 def verify_rows(rows: Iterable[RawRow], start_offset: int = 0, start_hash: str = GENESIS_HASH) -> VerifyResult:
     """Recompute the chain over stored rows (offset order) and report the first broken offset.
 
@@ -153,24 +169,16 @@ def verify_rows(rows: Iterable[RawRow], start_offset: int = 0, start_hash: str =
     expected_offset = start_offset
     prev = start_hash
     checked = 0
-    for (offset, stream, version, event_id, etype, sv, ts, actor, cause, corr, payload, prev_hash, h) in rows:
+    for row in rows:
+        offset = row[0]
         if offset != expected_offset:
             kind = "removed" if offset > expected_offset else "reordered or duplicated"
             return VerifyResult(False, checked, offset, prev, expected_offset,
                                 f"offset {expected_offset} {kind} (found offset {offset} next)")
-        if prev_hash != prev:
-            return VerifyResult(False, checked, offset, prev, offset,
-                                f"offset {offset}: prev_hash does not link to the previous event (removed or reordered)")
-        try:
-            canon = canonical_bytes(orjson.loads(payload))
-        except orjson.JSONDecodeError:
-            return VerifyResult(False, checked, offset, prev, offset, f"offset {offset}: payload is not valid JSON")
-        if canon != bytes(payload):
-            return VerifyResult(False, checked, offset, prev, offset, f"offset {offset}: payload is not canonical (modified)")
-        again = chain_hash(prev, offset, stream, version, event_id, etype, sv, ts, actor, cause, corr, canon)
-        if again != h:
-            return VerifyResult(False, checked, offset, prev, offset, f"offset {offset}: content does not match its hash (modified)")
-        prev = h
+        problem = _row_problem(row, prev)
+        if problem is not None:
+            return VerifyResult(False, checked, offset, prev, offset, problem)
+        prev = row[12]
         expected_offset += 1
         checked += 1
     return VerifyResult(True, checked, expected_offset - 1, prev)

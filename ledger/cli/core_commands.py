@@ -36,7 +36,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("text")
     p.set_defaults(func=cmd_update)
 
-    for name, func, helptext in (("get", cmd_get, "show a memory"), ("history", cmd_history, "every version of a memory")):
+    reads = (("get", cmd_get, "show a memory"), ("history", cmd_history, "every version of a memory"))
+    for name, func, helptext in reads:
         p = sub.add_parser(name, parents=[common], help=helptext)
         p.add_argument("id")
         p.add_argument("--as-of", default=None, help="offset or ISO-8601 time")
