@@ -9,8 +9,6 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from memos_fixtures import FakeSealer, new_ledger, tiny_model  # noqa: E402
-
 from ledger import events as ev  # noqa: E402
 from ledger.events import NewEvent  # noqa: E402
 from projections.kv_cache import (  # noqa: E402
@@ -22,6 +20,7 @@ from projections.kv_cache import (  # noqa: E402
     generate,
 )
 from projections.kv_store import KVCacheCorrupt, KVCacheMismatch, KVStore, cache_key  # noqa: E402
+from tests.memos_fixtures import FakeSealer, new_ledger, tiny_model  # noqa: E402
 
 
 def _activated_cube(ledger, cube="alice", texts=("Alice lives in Lyon.", "Alice's cat is called Miso.")):
