@@ -72,8 +72,13 @@ def check_cache_fits(model: LocalModel, cache: KVCache) -> None:
         raise KVCacheMismatch(f"KV cache {cache.key[:12]} has {len(cache.layers)} layers; the model has {n_layers}")
 
 
-def forward(model: LocalModel, token_ids: Sequence[int], cache: KVCache | None = None) -> tuple[Any, Any]:
-    """Run ``token_ids`` after the (copied) ``cache``; return (logits [1, n, vocab], dynamic cache)."""
+def forward(model: LocalModel, token_ids: Sequence[int], cache: KVCache | None = None,
+            last_only: bool = False) -> tuple[Any, Any]:
+    """Run ``token_ids`` after the (copied) ``cache``; return (logits [1, n, vocab], dynamic cache).
+
+    ``last_only`` computes the logits of the last position only (what generation needs; the
+    vocabulary projection of every position is a large share of a long prefill's cost).
+    """
     import torch
 
     if not token_ids:
@@ -83,11 +88,13 @@ def forward(model: LocalModel, token_ids: Sequence[int], cache: KVCache | None =
         check_cache_fits(model, cache)
         past = cache.to_dynamic_cache()
     ids = torch.tensor([list(token_ids)], dtype=torch.long)
+    kwargs: dict[str, Any] = {"use_cache": True}
+    if last_only:
+        kwargs["logits_to_keep"] = 1
+    if past is not None:
+        kwargs["cache"] = past
     with torch.no_grad():
-        if past is None:
-            out = model.model(input_ids=ids, use_cache=True)
-        else:
-            out = model.model(input_ids=ids, cache=past, use_cache=True)
+        out = model.model(input_ids=ids, **kwargs)
     return out.logits, out.cache
 
 
@@ -117,7 +124,7 @@ def generate(model: LocalModel, new_ids: Sequence[int], cache: KVCache | None = 
     import torch
 
     t0 = time.perf_counter()
-    logits, past = forward(model, new_ids, cache)
+    logits, past = forward(model, new_ids, cache, last_only=True)
     nxt = int(torch.argmax(logits[0, -1]).item())
     ttft = time.perf_counter() - t0
     eos = model.eos_ids
@@ -129,7 +136,7 @@ def generate(model: LocalModel, new_ids: Sequence[int], cache: KVCache | None = 
             out.append(nxt)
             if len(out) >= max_new_tokens:
                 break
-            step = model.model(input_ids=torch.tensor([[nxt]]), cache=past, use_cache=True)
+            step = model.model(input_ids=torch.tensor([[nxt]]), cache=past, use_cache=True, logits_to_keep=1)
             past = step.cache
             nxt = int(torch.argmax(step.logits[0, -1]).item())
     return Generation(model.decode(out).strip(), out, len(new_ids), cache.n_tokens if cache else 0, ttft,
