@@ -59,8 +59,12 @@ def ensure_smollm2_copy() -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     pkg = smollm2_package_dir()
-    tok = AutoTokenizer.from_pretrained(str(pkg), gguf_file=SMOLLM2_GGUF)
-    model = AutoModelForCausalLM.from_pretrained(str(pkg), gguf_file=SMOLLM2_GGUF)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(pkg), gguf_file=SMOLLM2_GGUF)
+        model = AutoModelForCausalLM.from_pretrained(str(pkg), gguf_file=SMOLLM2_GGUF)
+    except (ImportError, ValueError, OSError) as exc:
+        raise ModelError(f"cannot load {SMOLLM2_GGUF} (loading a GGUF needs the packages gguf and accelerate): "
+                         f"{exc}") from None
     if getattr(model, "hf_quantizer", None) is not None:
         model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
