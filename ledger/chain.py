@@ -32,25 +32,33 @@ def prepare(registry: SchemaRegistry, events: Sequence[NewEvent]) -> list[Prepar
     out: list[PreparedEvent] = []
     seen: set[str] = set()
     validate = registry.validate
+    latest = registry.latest
     for i, ev in enumerate(events):
-        if not isinstance(ev, NewEvent):
+        if type(ev) is not NewEvent:
             raise InvalidRequest(f"event #{i} is a {type(ev).__name__}, not a NewEvent")
-        for name in ("stream", "type", "actor", "event_id"):
-            value = getattr(ev, name)
-            if not isinstance(value, str) or not value or len(value) > 200:
-                detail = f"envelope field {name!r} must be a non-empty string of at most 200 characters"
-                raise SchemaViolation(str(ev.type), ev.schema_version or 0, detail, i)
-        if ev.event_id in seen:
-            raise IdempotencyConflict(ev.event_id, "used twice in one batch")
-        seen.add(ev.event_id)
-        version = ev.schema_version or registry.latest(ev.type)
-        validate(ev.type, version, ev.payload, i)
+        s, t, a, eid = ev.stream, ev.type, ev.actor, ev.event_id
+        if not (type(s) is str and type(t) is str and type(a) is str and type(eid) is str
+                and 0 < len(s) <= 200 and 0 < len(t) <= 200 and 0 < len(a) <= 200 and 0 < len(eid) <= 200):
+            _envelope_error(ev, i)
+        if eid in seen:
+            raise IdempotencyConflict(eid, "used twice in one batch")
+        seen.add(eid)
+        version = ev.schema_version or latest(t)
+        validate(t, version, ev.payload, i)
         try:
             payload_bytes = canonical_bytes(ev.payload)
         except TypeError as exc:
-            raise SchemaViolation(ev.type, version, f"payload is not JSON-encodable: {exc}", i) from None
+            raise SchemaViolation(t, version, f"payload is not JSON-encodable: {exc}", i) from None
         out.append(PreparedEvent(ev, version, payload_bytes))
     return out
+
+
+def _envelope_error(ev: NewEvent, index: int) -> None:
+    for name in ("stream", "type", "actor", "event_id"):
+        value = getattr(ev, name)
+        if not isinstance(value, str) or not value or len(value) > 200:
+            detail = f"envelope field {name!r} must be a non-empty string of at most 200 characters"
+            raise SchemaViolation(str(ev.type), ev.schema_version or 0, detail, index)
 
 
 def check_expected(expected: Mapping[str, int] | None, current: Mapping[str, int]) -> None:

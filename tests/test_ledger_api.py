@@ -138,3 +138,18 @@ def test_reads_are_recorded_when_an_actor_reads(ledger):
         ("auditor-1", "get", [w.id]), ("auditor-2", "history", [w.id])]
     ledger.get(w.id)  # no actor: an internal read, not recorded
     assert sum(e.type == "memory.read" for e in ledger.events()) == 2
+
+
+def test_events_between_times(ledger):
+    import time
+
+    ledger.add("c", "one", actor="a")
+    time.sleep(0.005)
+    w2 = ledger.add("c", "two", actor="a")
+    time.sleep(0.005)
+    ledger.add("c", "three", actor="a")
+    t2 = next(ledger.events(w2.offset, w2.offset)).ts_us
+    assert [e.offset for e in ledger.events_between(t2, t2)] == [w2.offset]
+    assert [e.offset for e in ledger.events_between(since=t2)] == [2, 3]
+    assert [e.offset for e in ledger.events_between(until=t2 - 1)] == [0, 1]
+    assert list(ledger.events_between("2999-01-01T00:00:00Z")) == []
