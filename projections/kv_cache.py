@@ -206,3 +206,16 @@ class KVCacheView:
 
     def close(self) -> None:
         self.store.close()
+
+
+def kv_warmer(view: KVCacheView, model: LocalModel) -> Any:
+    """An ``on_run`` hook for the scheduler: after a pass, (re)build the KV cache of every cube
+    whose activated set it changed, so promoted memories are in activation memory at once."""
+
+    def warm(result: Any) -> list[str]:
+        cubes = sorted({d.cube for d in result.plan.decisions
+                        if d.kind in ("promote", "demote") or (d.kind == "merge" and d.activate_merged)}
+                       - set(result.skipped_cubes))
+        return [view.get_or_build(model, cube).key for cube in cubes]
+
+    return warm

@@ -209,3 +209,22 @@ def test_smollm2_injected_cache_matches_full_prefill(tmp_path):
     other = tiny_model()
     with pytest.raises(KVCacheMismatch):
         forward(other, other.encode("hi"), cache)
+
+
+def test_scheduler_promotion_warms_the_kv_cache(tmp_path):
+    from ledger.scheduler import Scheduler
+    from ledger.scheduler_policy import SchedulerPolicy
+    from projections.kv_cache import kv_warmer
+
+    model = tiny_model()
+    ledger = new_ledger(tmp_path)
+    hot = ledger.add("alice", "Alice's favourite tea is sencha.", "alice").id
+    for _ in range(3):
+        ledger.get(hot, actor="chat")
+    view = KVCacheView(ledger, KVStore(tmp_path / "kv"))
+    policy = SchedulerPolicy(stable_for_s=0, promote_min_score=1.0)
+    sched = Scheduler(ledger, policy, on_run=kv_warmer(view, model))
+    sched.run_once()
+    entries = view.store.entries()
+    assert len(entries) == 1 and entries[0]["memory_ids"] == [hot] and entries[0]["cube"] == "alice"
+    assert view.get_or_build(model, "alice").key == entries[0]["key"]  # found, not rebuilt

@@ -84,6 +84,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--policy", default=None, help="JSON object overriding [scheduler] settings")
     p.add_argument("--dry-run", action="store_true", help="print the decisions, write nothing")
     p.add_argument("--no-tick", action="store_true", help="never append a scheduler.ticked event")
+    p.add_argument("--warm-kv", action="store_true",
+                   help="afterwards build the KV caches of cubes whose activated memories changed ([llm] model)")
     p.add_argument("--verify", type=int, default=None, metavar="OFFSET",
                    help="recompute the decisions recorded for basis OFFSET and compare")
     p.set_defaults(func=cmd_schedule)
@@ -255,6 +257,13 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     settings.update(parse_json_object(args.policy, "--policy") or {})
     policy = SchedulerPolicy.from_dict(settings)
     res = run(ledger, policy, args.cubes, tick=not args.no_tick, dry_run=args.dry_run)
+    warmed: list[str] = []
+    if args.warm_kv and not args.dry_run:
+        from ledger.llm import LLMSettings, load_local_model
+        from projections.kv_cache import KVCacheView, kv_warmer
+
+        model = load_local_model(LLMSettings.from_config(config).model)
+        warmed = kv_warmer(KVCacheView.open(ledger, args.data), model)(res)
     lines = [f"basis offset {res.plan.basis_offset}{' (after a tick)' if res.ticked else ''}: "
              f"{len(res.plan.decisions)} decision(s){' (dry run)' if args.dry_run else ''}"]
     for d in res.plan.decisions:
@@ -262,7 +271,9 @@ def cmd_schedule(args: argparse.Namespace) -> int:
                      f"{' -> ' + d.merged_into if d.merged_into else ''}\n           {d.reason}")
     if res.skipped_cubes:
         lines.append(f"  skipped (changed since the basis, decide again): {', '.join(res.skipped_cubes)}")
-    emit(args, res.to_dict(), "\n".join(lines))
+    if warmed:
+        lines.append(f"  KV caches built: {', '.join(k[:16] for k in warmed)}")
+    emit(args, {**res.to_dict(), "kv_caches": warmed}, "\n".join(lines))
     return 0
 
 
