@@ -23,6 +23,7 @@ copy) passes it as ``expected_root``: then the file cannot be forged as a whole 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
@@ -37,6 +38,7 @@ from ledger.events import Event, NewEvent, now_us, us_to_iso
 from ledger.governance.merkle import MerkleTree, leaf_hash, verify_inclusion
 
 FORMAT = "memledger-cube-export"
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 VERSION = 1
 
 
@@ -136,6 +138,8 @@ def verify_export(records: list[dict[str, Any]], expected_root: str | None = Non
             proof = [bytes.fromhex(p) for p in rec["proof"]]
         except (KeyError, ValueError, TypeError) as exc:
             raise _fail(i, f"malformed event record ({exc})") from None
+        if not _HEX64.match(e.hash) or not _HEX64.match(e.prev_hash):
+            raise _fail(i, "event hash or prev_hash is not 64 hex digits")
         if e.stream != cube:
             raise _fail(i, f"event of stream {e.stream!r} in an export of cube {cube!r}")
         if e.version != len(events) + 1:

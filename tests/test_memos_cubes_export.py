@@ -139,11 +139,14 @@ def test_tampered_exports_are_rejected(two):
                                e["schema_version"], e["ts_us"], e["actor"], e["causation_id"], e["correlation_id"],
                                canonical_bytes(e["payload"]))
 
+    def bad_hash(r):
+        r[2]["event"]["hash"] = "zz"
+
     def bad_proof(r):
         r[2]["proof"][0] = "00" * 32
 
     cases = [(edit_text, "does not match its hash"), (drop_middle, "events missing"),
-             (forge_rehash, "inclusion proof"), (bad_proof, "inclusion proof")]
+             (forge_rehash, "inclusion proof"), (bad_proof, "inclusion proof"), (bad_hash, "64 hex digits")]
     for fn, msg in cases:
         with pytest.raises(ExportVerificationError, match=msg):
             import_cube(dst, mutate(fn), "importer")
