@@ -136,6 +136,17 @@ def test_chat_and_kv_commands(tmp_path, data, capsys):
     assert code == 0, err
     assert len(turns) == 2 and turns[0]["kv_cache"] == built["key"] and turns[0]["cached_tokens"] == built["tokens"]
     assert [f["text"] for f in turns[0]["facts"]] == ["alice lives in Oslo."]
+    import io
+    import sys
+
+    old_stdin = sys.stdin
+    sys.stdin = io.StringIO("My dog is Rex.\n\nI work at the port.\n")  # a script piped into the chat
+    try:
+        code, out, _ = run(capsys, "--data", data, "chat", "--cube", "alice", "--actor", "alice", "--json")
+    finally:
+        sys.stdin = old_stdin
+    piped = [json.loads(x) for x in out.splitlines()]
+    assert code == 0 and [t["facts"][0]["text"] for t in piped] == ["alice's dog is Rex.", "alice works at the port."]
     code, out, _ = run(capsys, "--data", data, "kv", "list", "--json")
     assert [e["key"] for e in json.loads(out)] == [built["key"]]
     code, out, _ = run(capsys, "--data", data, "kv", "clear")
