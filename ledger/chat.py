@@ -106,13 +106,14 @@ class ChatTurn:
     prefilled_tokens: int = 0
     time_to_first_token_s: float | None = None
     offsets: tuple[int, int] = (-1, -1)
+    retrieved_cubes: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"answer": self.answer, "retrieved": self.retrieved, "activated": self.activated,
                 "user_memory": self.user_memory, "assistant_memory": self.assistant_memory, "facts": self.facts,
                 "kv_cache": self.cache_key, "cached_tokens": self.cached_tokens,
                 "prefilled_tokens": self.prefilled_tokens, "time_to_first_token_s": self.time_to_first_token_s,
-                "offsets": list(self.offsets)}
+                "offsets": list(self.offsets), "retrieved_cubes": self.retrieved_cubes}
 
 
 @dataclass
@@ -121,6 +122,8 @@ class ChatSession:
 
     Give ``model`` (local, with optional ``kv_view`` for activation memory) or ``remote``.
     ``retrieve`` is any ``(cube, query, k) -> [(memory_id, score)]`` callable.
+    ``shared_cubes`` are other cubes searched too (the caller checks the actor may read them,
+    e.g. with :func:`ledger.cubes.readable_cubes`); the exchange is written to ``cube`` only.
     """
 
     ledger: Ledger
@@ -135,6 +138,7 @@ class ChatSession:
     history_turns: int = 3
     subject: str | None = None
     extract: bool = True
+    shared_cubes: list[str] = field(default_factory=list)
     session_id: str = field(default_factory=lambda: "chat_" + os.urandom(6).hex())
     history: list[tuple[str, str]] = field(default_factory=list)
 
@@ -143,15 +147,41 @@ class ChatSession:
         if (self.model is None) == (self.remote is None):
             raise InvalidRequest("a chat session needs exactly one of a local model or a remote endpoint")
 
+    # -- retrieval ---------------------------------------------------------------------------
+    def _retrieve(self, message: str, own: dict[str, Any], act_ids: set[str]) -> list[tuple[str, str, str]]:
+        """The top ``k`` usable memories of the cube and the ``shared_cubes``.
+
+        With shared cubes each cube is ranked separately and the lists are fused by reciprocal
+        rank (scores of different corpora are not comparable; ranks are).
+        """
+        fused: dict[str, float] = {}
+        texts: dict[str, tuple[str, str]] = {}
+        for cube in [self.cube, *[c for c in self.shared_cubes if c != self.cube]]:
+            mems = own if cube == self.cube else self.ledger.cube_memories(cube)
+            rank = 0
+            for mid, _score in self.retrieve(cube, message, self.k + len(act_ids)):
+                m = mems.get(mid)
+                if m is None or mid in act_ids or m.text is None or m.state not in SEARCHABLE_BY_DEFAULT:
+                    continue
+                if m.metadata.get("session") == self.session_id:
+                    continue  # this conversation's own turns are in the prompt's history already
+                rank += 1
+                fused[mid] = fused.get(mid, 0.0) + 1.0 / (60 + rank)
+                texts[mid] = (cube, m.text)
+                if rank >= self.k:
+                    break
+        best = sorted(fused, key=lambda i: (-fused[i], i))[: self.k]
+        return [(mid, texts[mid][1], texts[mid][0]) for mid in best]
+
     # -- prompt ----------------------------------------------------------------------------
     def _recent(self) -> list[tuple[str, str]]:
         n = max(0, int(self.history_turns))
         return self.history[len(self.history) - n:] if n else []
 
-    def _user_block(self, message: str, retrieved: list[tuple[str, str]]) -> str:
+    def _user_block(self, message: str, retrieved: list[tuple[str, str, str]]) -> str:
         if not retrieved:
             return message
-        lines = "\n".join(f"- {text[:MAX_MEMORY_CHARS]}" for _, text in retrieved)
+        lines = "\n".join(f"- {text[:MAX_MEMORY_CHARS]}" for _, text, _ in retrieved)
         return f"Relevant memories:\n{lines}\n\n{message}"
 
     def send(self, message: str) -> ChatTurn:
@@ -171,18 +201,10 @@ class ChatSession:
         activated = activated_memories(self.ledger, self.cube) if exists else []
         act_ids = {m.memory_id for m in activated}
         mems = self.ledger.cube_memories(self.cube) if exists else {}
-        retrieved: list[tuple[str, str]] = []
-        for mid, _score in self.retrieve(self.cube, message, self.k + len(act_ids)):
-            m = mems.get(mid)
-            if m is None or mid in act_ids or m.text is None or m.state not in SEARCHABLE_BY_DEFAULT:
-                continue
-            if m.metadata.get("session") == self.session_id:
-                continue  # this conversation's own turns are in the prompt's history already
-            retrieved.append((mid, m.text))
-            if len(retrieved) >= self.k:
-                break
+        retrieved = self._retrieve(message, mems, act_ids)
         user_block = self._user_block(message, retrieved)
-        turn = ChatTurn("", [r[0] for r in retrieved], sorted(act_ids), "", "", [])
+        turn = ChatTurn("", [r[0] for r in retrieved], sorted(act_ids), "", "", [],
+                        retrieved_cubes={mid: c for mid, _, c in retrieved})
         if self.model is not None:
             model = self.model
             history = "".join(format_block(model, "user", u) + format_block(model, "assistant", a)
@@ -220,10 +242,15 @@ class ChatSession:
         if version == 0:
             batch.append(NewEvent(cube, ev.CUBE_CREATED, {"cube": cube, "owner": actor, "visibility": "private",
                                                           "metadata": {}}, actor))
-        used = turn.activated + turn.retrieved
+        origin = turn.retrieved_cubes
+        used = turn.activated + [m for m in turn.retrieved if origin.get(m, cube) == cube]
         if used:
             batch.append(NewEvent(cube, ev.MEMORY_READ, {"memory_ids": used, "operation": "chat",
                                                          "query": message[:100_000], "as_of": None}, actor))
+        for other in sorted({c for c in origin.values() if c != cube}):  # reads of shared cubes, audited there
+            batch.append(NewEvent(other, ev.MEMORY_READ, {
+                "memory_ids": [m for m in turn.retrieved if origin[m] == other], "operation": "chat",
+                "query": message[:100_000], "as_of": None}, actor))
 
         def memory(text: str, who: str, tags: list[str], meta: dict[str, Any]) -> str:
             mid = new_memory_id()

@@ -177,3 +177,27 @@ def test_fact_extraction_rules():
     assert extract_facts("I think I live in Rome.", "x") == []
     assert extract_facts("I really love my job and I was born in Oslo.", "kim")[1].text == "kim was born in Oslo."
     assert extract_facts("I really love my job.", "kim")[0].text == "kim really loves kim's job."
+
+
+def test_chat_spans_cubes_shared_with_the_actor(tmp_path, model):
+    from ledger.cubes import create_cube, readable_cubes, share_cube
+
+    ledger = new_ledger(tmp_path)
+    create_cube(ledger, "team", "lead")
+    create_cube(ledger, "secret", "boss")
+    create_cube(ledger, "bob", "bob")
+    handbook = ledger.add("team", "The team's standup is at nine thirty every weekday.", "lead").id
+    ledger.add("secret", "The standup will be cancelled next year.", "boss")
+    own = ledger.add("bob", "Bob prefers the standup to be short.", "bob").id
+    share_cube(ledger, "team", "bob", "lead")
+    shared = [c for c in readable_cubes(ledger, "bob") if c != "bob"]
+    assert shared == ["team"]
+    chat = ChatSession(ledger, "bob", "bob", scan_retriever(ledger), model=model, max_new_tokens=1, k=3,
+                       shared_cubes=shared, extract=False)
+    head = ledger.head()
+    turn = chat.send("When is the standup?")
+    assert set(turn.retrieved) == {handbook, own}  # the unshared cube was not searched
+    assert turn.retrieved_cubes == {handbook: "team", own: "bob"}
+    reads = {e.stream: e.payload["memory_ids"] for e in ledger.events(head + 1) if e.type == "memory.read"}
+    assert reads == {"bob": [own], "team": [handbook]}  # each cube's stream audits its own reads
+    assert ledger.get(turn.user_memory).cube == "bob"

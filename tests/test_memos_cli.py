@@ -131,7 +131,7 @@ def test_chat_and_kv_commands(tmp_path, data, capsys):
     built = json.loads(out)
     assert code == 0 and built["memory_ids"] == [a] and built["tokens"] > 0
     code, out, err = run(capsys, "--data", data, "chat", "--cube", "alice", "--actor", "alice", "--json",
-                         "-m", "I live in Oslo.", "-m", "What am I allergic to?")
+                         "--include-shared", "-m", "I live in Oslo.", "-m", "What am I allergic to?")
     turns = [json.loads(x) for x in out.splitlines()]
     assert code == 0, err
     assert len(turns) == 2 and turns[0]["kv_cache"] == built["key"] and turns[0]["cached_tokens"] == built["tokens"]

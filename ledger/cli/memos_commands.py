@@ -99,6 +99,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--max-new-tokens", type=int, default=None)
     p.add_argument("--no-facts", action="store_true", help="do not extract facts from the messages")
     p.add_argument("--subject", default=None, help="data subject whose key seals the chat memories")
+    p.add_argument("--include-shared", action="store_true",
+                   help="also retrieve from the cubes the actor may read (shared with them or visibility shared)")
     p.set_defaults(func=cmd_chat)
 
     kv = sub.add_parser("kv", help="KV-cache activation memory: build, list, clear")
@@ -282,10 +284,15 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from ledger.chat import open_chat
 
     ledger = open_cli_ledger(args)
+    actor = args.actor or default_actor()
     options: dict[str, Any] = {"k": args.k, "extract": not args.no_facts, "subject": args.subject}
+    if args.include_shared:
+        from ledger.cubes import readable_cubes
+
+        options["shared_cubes"] = [c for c in readable_cubes(ledger, actor) if c != args.cube]
     if args.max_new_tokens is not None:
         options["max_new_tokens"] = args.max_new_tokens
-    chat = open_chat(ledger, args.cube, args.actor or default_actor(), data_dir=args.data, **options)
+    chat = open_chat(ledger, args.cube, actor, data_dir=args.data, **options)
     if args.message:
         for message in args.message:
             turn = chat.send(message)
