@@ -219,3 +219,23 @@ def kv_warmer(view: KVCacheView, model: LocalModel) -> Any:
         return [view.get_or_build(model, cube).key for cube in cubes]
 
     return warm
+
+
+def forget_hook(ledger: Ledger, event: Event) -> None:
+    """Governance forget hook: delete the KV caches built from the forgotten subject's memories.
+
+    Enable with ``[governance] forget_hooks = ["projections.kv_cache:forget_hook"]``; without
+    it the caches are deleted at the view's next catch-up (every build does one first).
+    """
+    config = getattr(ledger, "config", None)
+    if config is None or event.type != ev.SUBJECT_FORGOTTEN:
+        return
+    root = Path(config.data_dir) / "kv_cache"
+    if not (root / "index.sqlite").exists():
+        return
+    view = KVCacheView.open(ledger, config.data_dir)
+    try:
+        view.store.delete_for_subject(event.payload["subject"])
+        view.catch_up()
+    finally:
+        view.close()
