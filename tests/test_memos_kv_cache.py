@@ -215,6 +215,19 @@ def test_smollm2_injected_cache_matches_full_prefill(tmp_path):
     with_cache, _ = forward(model, suffix, cache)
     full, _ = forward(model, prefix + suffix)
     assert (with_cache[0] - full[0, len(prefix):]).abs().max().item() < 1e-4
+    # generation on a copy: the stored file and the loaded tensors are untouched, and greedy
+    # generation with the cache gives the same tokens as after a full prefill
+    path = a_view.store.path_of(cache.key)
+    digest = _file_digest(path)
+    before = [k.clone() for k, _ in cache.layers]
+    g = generate(model, suffix, cache, max_new_tokens=12)
+    assert _file_digest(path) == digest
+    assert all(torch.equal(a, k) for a, (k, _) in zip(before, cache.layers, strict=True))
+    assert generate(model, prefix + suffix, None, max_new_tokens=12).token_ids == g.token_ids
+    # a tiny budget evicts it
+    a_view.store.budget_bytes = 1
+    a_view.store.evict()
+    assert not a_view.store.has(cache.key)
     other = tiny_model()
     with pytest.raises(KVCacheMismatch):
         forward(other, other.encode("hi"), cache)
