@@ -146,6 +146,10 @@ class ChatSession:
         _check_cube_name(self.cube)
         if (self.model is None) == (self.remote is None):
             raise InvalidRequest("a chat session needs exactly one of a local model or a remote endpoint")
+        if not isinstance(self.k, int) or not 0 <= self.k <= 100:
+            raise InvalidRequest(f"k (memories retrieved per turn) must be between 0 and 100, not {self.k!r}")
+        if not isinstance(self.max_new_tokens, int) or not 1 <= self.max_new_tokens <= 8192:
+            raise InvalidRequest(f"max_new_tokens must be between 1 and 8192, not {self.max_new_tokens!r}")
 
     # -- retrieval ---------------------------------------------------------------------------
     def _retrieve(self, message: str, own: dict[str, Any], act_ids: set[str]) -> list[tuple[str, str, str]]:

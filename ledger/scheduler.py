@@ -352,6 +352,7 @@ def verify_replay(ledger: Ledger, basis_offset: int) -> tuple[bool, list[dict[st
     Returns ``(same, recorded, recomputed)``. Only cubes that had recorded decisions are
     compared (cubes skipped for a concurrency conflict wrote nothing).
     """
+    basis_offset = ledger.resolve_as_of(basis_offset)  # a clear error for an offset out of range
     recorded = recorded_decisions(ledger, basis_offset)
     if not recorded:
         return True, [], []

@@ -104,6 +104,10 @@ def test_injected_retriever_and_bad_input(tmp_path, model):
     assert turn.cache_key is None and turn.cached_tokens == 0
     with pytest.raises(InvalidRequest, match="exactly one"):
         ChatSession(ledger, "alice", "bob", retrieve)
+    with pytest.raises(InvalidRequest, match="between 0 and 100"):
+        ChatSession(ledger, "alice", "bob", retrieve, model=model, k=-1)
+    with pytest.raises(InvalidRequest, match="max_new_tokens"):
+        ChatSession(ledger, "alice", "bob", retrieve, model=model, max_new_tokens=0)
 
 
 def test_chat_reads_make_memories_hot_for_the_scheduler(tmp_path, model):

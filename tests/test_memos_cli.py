@@ -111,6 +111,8 @@ def test_schedule_command(data, capsys):
     assert json.loads(out)["state"] == "activated"
     code, out, _ = run(capsys, "--data", data, "schedule", "--verify", str(res["basis_offset"]))
     assert code == 0 and out.startswith("OK: 2 decisions")
+    code, _, err = run(capsys, "--data", data, "schedule", "--verify", "999999")
+    assert code == 2 and "out of range" in err
     code, _, err = run(capsys, "--data", data, "schedule", "--policy", '{"nope": 1}')
     assert code == 2 and "unknown scheduler policy" in err
 
