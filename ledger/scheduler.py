@@ -2,7 +2,9 @@
 
 :func:`decide` is a pure function of (the log prefix ``0..N``, the policy): its "now" is the
 time of event ``N``, it reads usage from ``memory.read`` events and state from the memory
-fold, and it ignores sealed (encrypted) texts, since keys are not part of the log. So the
+fold. Sealed (encrypted) memories are scheduled by usage like any other but never merged, since
+their text needs keys, which are not part of the log; after ``subject.forgotten`` their subject's
+memories are left alone. So the
 decisions recorded with ``basis_offset = N`` can be recomputed from the log at any later time
 and must come out the same (:func:`verify_replay`).
 
@@ -142,10 +144,14 @@ def decide(events: Iterable[Event], policy: SchedulerPolicy, cubes: Sequence[str
     states: dict[str, MemoryState] = {}
     usage: dict[str, _Usage] = defaultdict(_Usage)
     versions: dict[str, int] = {}
+    forgotten: set[str] = set()
     last: Event | None = None
     for e in events:
         last = e
         versions[e.stream] = e.version
+        if e.type == ev.SUBJECT_FORGOTTEN:
+            forgotten.add(e.payload["subject"])
+            continue
         if e.type == ev.MEMORY_READ:
             if e.payload.get("as_of") is None:  # time-travel reads (audits) are not usage
                 for mid in e.payload.get("memory_ids", []):
@@ -164,7 +170,9 @@ def decide(events: Iterable[Event], policy: SchedulerPolicy, cubes: Sequence[str
     wanted = set(cubes) if cubes is not None else None
     by_cube: dict[str, list[MemoryState]] = defaultdict(list)
     for m in states.values():
-        if m.exists and not m.forgotten and (wanted is None or m.cube in wanted):
+        # sealed memories take part by usage (their text is not needed, except to merge), unless
+        # their subject was forgotten; ``m.forgotten`` only means "no opener here"
+        if m.exists and m.subject not in forgotten and (wanted is None or m.cube in wanted):
             by_cube[m.cube].append(m)
     decisions: list[Decision] = []
     for cube in sorted(by_cube):

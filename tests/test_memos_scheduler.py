@@ -231,3 +231,17 @@ def test_random_histories_replay_every_recorded_basis(tmp_path, seed):
         same, recorded, recomputed = verify_replay(ledger, basis)
         assert same and recorded, (basis, recorded, recomputed)
     assert ledger.log.verify().ok
+
+
+def test_sealed_memories_are_scheduled_by_usage_but_never_merged_and_forgotten_ones_left_alone():
+    s = Synth()
+    sealed = {"subject": "ann", "key_id": "k", "alg": "AES-256-GCM", "nonce": "00", "ciphertext": "xx"}
+    for mid in ("s1", "s2"):
+        s.add(ev.MEMORY_ADDED, {"memory_id": mid, "sealed": sealed, "subject": "ann", "metadata": {}, "tags": [],
+                                "state": "generated"}, 0)
+    for d in (1, 2, 3):
+        s.read(["s1"], d)
+    policy = SchedulerPolicy()
+    assert kinds(decide(s.events, policy)) == [("promote", ("s1",))]  # identical ciphertexts: no merge
+    s.add(ev.SUBJECT_FORGOTTEN, {"subject": "ann"}, 3, stream="_system")
+    assert decide(s.events, policy).decisions == []
