@@ -342,7 +342,7 @@ def run(ledger: Ledger, policy: SchedulerPolicy | None = None, cubes: Sequence[s
 
 def recorded_decisions(ledger: Ledger, basis_offset: int) -> list[dict[str, Any]]:
     """The ``scheduler.decided`` payloads written for ``basis_offset`` (comparable to :meth:`Decision.to_dict`)."""
-    out = []
+    out: list[dict[str, Any]] = []
     for e in ledger.events(basis_offset + 1):
         if e.type == ev.SCHEDULER_DECIDED and e.payload.get("basis_offset") == basis_offset:
             p = e.payload
@@ -350,8 +350,8 @@ def recorded_decisions(ledger: Ledger, basis_offset: int) -> list[dict[str, Any]
                  "score": p.get("score")}
             if p.get("merged_into"):
                 d["merged_into"] = p["merged_into"]
-            out.append((d, p.get("policy")))
-    return [d for d, _ in out]
+            out.append(d)
+    return out
 
 
 def verify_replay(ledger: Ledger, basis_offset: int) -> tuple[bool, list[dict[str, Any]], list[dict[str, Any]]]:
