@@ -211,16 +211,28 @@ class ChatSession:
                         retrieved_cubes={mid: c for mid, _, c in retrieved})
         if self.model is not None:
             model = self.model
-            history = "".join(format_block(model, "user", u) + format_block(model, "assistant", a)
-                              for u, a in self._recent())
-            new_text = history + format_block(model, "user", user_block) + assistant_start(model)
             if self.kv_view is not None and exists:
                 cache = self.kv_view.get_or_build(model, self.cube)
                 turn.cache_key = cache.key
+                system = ""
             else:
                 cache = None
-                new_text = format_block(model, "system", system_text(activated, DEFAULT_SYSTEM)) + new_text
-            gen = generate(model, model.encode(new_text), cache, self.max_new_tokens)
+                system = format_block(model, "system", system_text(activated, DEFAULT_SYSTEM))
+            limit = int(getattr(model.model.config.get_text_config(), "max_position_embeddings", 0) or 0)
+            turns = self._recent()
+            while True:  # drop the oldest turns of the history until the prompt fits the context
+                history = "".join(format_block(model, "user", u) + format_block(model, "assistant", a)
+                                  for u, a in turns)
+                new_ids = model.encode(system + history + format_block(model, "user", user_block)
+                                       + assistant_start(model))
+                total = len(new_ids) + (cache.n_tokens if cache else 0) + self.max_new_tokens
+                if not limit or total <= limit:
+                    break
+                if not turns:
+                    raise InvalidRequest(f"the prompt needs {total} tokens but the model's context is {limit}: "
+                                         "shorten the message, retrieve fewer memories (k) or activate fewer")
+                turns = turns[1:]
+            gen = generate(model, new_ids, cache, self.max_new_tokens)
             turn.answer, turn.cached_tokens = gen.text, gen.cached_tokens
             turn.prefilled_tokens, turn.time_to_first_token_s = gen.prefilled_tokens, gen.time_to_first_token_s
             model_id = model.model_id

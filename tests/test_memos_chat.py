@@ -205,3 +205,18 @@ def test_chat_spans_cubes_shared_with_the_actor(tmp_path, model):
     reads = {e.stream: e.payload["memory_ids"] for e in ledger.events(head + 1) if e.type == "memory.read"}
     assert reads == {"bob": [own], "team": [handbook]}  # each cube's stream audits its own reads
     assert ledger.get(turn.user_memory).cube == "bob"
+
+
+def test_prompt_longer_than_the_context_is_refused_or_trimmed(tmp_path):
+    small = tiny_model()
+    small.model.config.max_position_embeddings = 200  # pretend the context is short
+    ledger = new_ledger(tmp_path)
+    chat = ChatSession(ledger, "c", "u", scan_retriever(ledger), model=small, max_new_tokens=4, extract=False)
+    head = ledger.head()
+    with pytest.raises(InvalidRequest, match="context is 200"):
+        chat.send("x" * 300)
+    assert ledger.head() == head  # nothing written
+    chat.send("a" * 60)
+    chat.send("b" * 60)  # the first exchange no longer fits next to this one: it is dropped from the prompt
+    t = chat.send("c" * 60)
+    assert t.prefilled_tokens + 4 <= 200
