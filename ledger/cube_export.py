@@ -35,7 +35,8 @@ from ledger.canonical import GENESIS_HASH, canonical_bytes, chain_hash
 from ledger.cubes import CUBE_IMPORTED
 from ledger.errors import InvalidRequest, LedgerError, NotFound
 from ledger.events import Event, NewEvent, now_us, us_to_iso
-from ledger.governance.merkle import MerkleTree, leaf_hash, verify_inclusion
+from ledger.governance.log_tree import log_tree
+from ledger.governance.merkle import leaf_hash, verify_inclusion
 
 FORMAT = "memledger-cube-export"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -46,34 +47,50 @@ class ExportVerificationError(LedgerError):
     """A cube export file failed verification; nothing was imported."""
 
 
-def log_tree(ledger: Ledger, end: int) -> MerkleTree:
-    """The Merkle tree over the hashes of events ``0..end``."""
-    tree = MerkleTree()
-    for e in ledger.log.read(0, end):
-        tree.append_leaf_hash(leaf_hash(bytes.fromhex(e.hash)))
-    return tree
+def export_cube(ledger: Ledger, cube: str, as_of: int | str | None = None,
+                sign: bool = False) -> Iterator[dict[str, Any]]:
+    """The export records of ``cube`` (header first) as of ``as_of`` (default: head).
 
-
-def export_cube(ledger: Ledger, cube: str, as_of: int | str | None = None) -> Iterator[dict[str, Any]]:
-    """The export records of ``cube`` (header first) as of ``as_of`` (default: head)."""
+    ``sign``: anchor the root in a signed checkpoint of the source ledger (created now, over the
+    whole log) plus a consistency proof from the export's tree to the checkpoint's tree, so a
+    verifier holding the ledger's public checkpoint key can trust the root itself.
+    """
     end = ledger.resolve_as_of(as_of)
     events = list(ledger.log.read_stream(cube, 1, end))
     if not events:
         raise NotFound(f"cube {cube!r} not found" + ("" if as_of is None else f" as of offset {end}"))
-    tree = log_tree(ledger, end)
+    tree = log_tree(ledger.log, end + 1)
     first = next(iter(ledger.log.read(0, 0)))
     head = next(iter(ledger.log.read(end, end)))
-    yield {"format": FORMAT, "version": VERSION, "cube": cube, "source_ledger": first.hash,
-           "tree_size": tree.size, "merkle_root": tree.root().hex(), "head_hash": head.hash,
-           "events": len(events), "exported_at": us_to_iso(now_us()), "leaf": "sha256(0x00 || bytes.fromhex(hash))"}
+    header: dict[str, Any] = {
+        "format": FORMAT, "version": VERSION, "cube": cube, "source_ledger": first.hash, "tree_size": tree.size,
+        "merkle_root": tree.root().hex(), "head_hash": head.hash, "events": len(events),
+        "exported_at": us_to_iso(now_us()), "leaf": "sha256(0x00 || bytes.fromhex(hash))"}
+    if sign:
+        header["anchor"] = _anchor(ledger, tree.size)
+    yield header
     for e in events:
         yield {"event": e.to_dict(), "proof": [p.hex() for p in tree.inclusion_proof(e.offset, tree.size)]}
 
 
-def write_export(ledger: Ledger, cube: str, out: IO[bytes], as_of: int | str | None = None) -> int:
+def _anchor(ledger: Ledger, size: int) -> dict[str, Any]:
+    from ledger.governance.checkpoints import Checkpoints
+
+    config = getattr(ledger, "config", None)
+    if config is None:
+        raise InvalidRequest("signing an export needs a data directory (its checkpoint key)")
+    checkpoints = Checkpoints.for_config(config)
+    full = log_tree(ledger.log)
+    cp = checkpoints.create(ledger.log, full)
+    return {"checkpoint": cp.to_dict(), "public_key": checkpoints.signer.public_key_pem(),
+            "consistency_proof": [p.hex() for p in full.consistency_proof(size, cp.log_size)]}
+
+
+def write_export(ledger: Ledger, cube: str, out: IO[bytes], as_of: int | str | None = None,
+                 sign: bool = False) -> int:
     """Write the export of ``cube`` to a binary stream; return the number of events."""
     n = 0
-    for rec in export_cube(ledger, cube, as_of):
+    for rec in export_cube(ledger, cube, as_of, sign):
         out.write(orjson.dumps(rec) + b"\n")
         n += "event" in rec
     return n
@@ -111,8 +128,45 @@ def read_records(lines: Iterable[bytes | str]) -> list[dict[str, Any]]:
     return out
 
 
-def verify_export(records: list[dict[str, Any]], expected_root: str | None = None) -> VerifiedExport:
-    """Check an export completely; raise :class:`ExportVerificationError` at the first problem."""
+def verify_anchor(header: dict[str, Any], trusted_public_key_pem: str | None = None) -> dict[str, Any]:
+    """Check a signed export's anchor: the checkpoint's signature, and that the export's tree is a
+    prefix of the checkpoint's tree. With ``trusted_public_key_pem`` the signature must be by that
+    key; otherwise by the key shipped in the file (which proves integrity, not origin)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from ledger.governance.checkpoints import Checkpoint, CheckpointError
+    from ledger.governance.merkle import verify_consistency
+
+    anchor = header.get("anchor")
+    if not isinstance(anchor, dict):
+        raise ExportVerificationError("cube export is not signed (export it with --sign)")
+    try:
+        cp = Checkpoint.from_dict(anchor["checkpoint"])
+        pem = trusted_public_key_pem or anchor["public_key"]
+        key = serialization.load_pem_public_key(pem.encode())
+        proof = [bytes.fromhex(p) for p in anchor["consistency_proof"]]
+    except (KeyError, TypeError, ValueError, CheckpointError) as exc:
+        raise ExportVerificationError(f"malformed export anchor ({exc})") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise ExportVerificationError("the checkpoint public key is not an ed25519 key")
+    if not cp.verify_signature(key):
+        raise ExportVerificationError(f"checkpoint {cp.seq} signature does not verify"
+                                      + (" with the trusted key" if trusted_public_key_pem else ""))
+    size, root = int(header["tree_size"]), bytes.fromhex(header["merkle_root"])
+    if not verify_consistency(size, cp.log_size, root, bytes.fromhex(cp.root), proof):
+        raise ExportVerificationError(f"the export's tree (size {size}) is not a prefix of the signed "
+                                      f"checkpoint's tree (size {cp.log_size})")
+    return {"checkpoint_seq": cp.seq, "key_id": cp.key_id, "log_size": cp.log_size,
+            "trusted_key": trusted_public_key_pem is not None}
+
+
+def verify_export(records: list[dict[str, Any]], expected_root: str | None = None,
+                  trusted_public_key_pem: str | None = None) -> VerifiedExport:
+    """Check an export completely; raise :class:`ExportVerificationError` at the first problem.
+
+    With ``trusted_public_key_pem`` the export must be signed (``sign=True``) by that key.
+    """
     if not records:
         raise ExportVerificationError("cube export is empty")
     header = records[0]
@@ -158,6 +212,8 @@ def verify_export(records: list[dict[str, Any]], expected_root: str | None = Non
         last_offset = e.offset
     if not events or events[0].type != "cube.created":
         raise ExportVerificationError("cube export does not start with the cube's cube.created event")
+    if trusted_public_key_pem is not None or "anchor" in header:
+        verify_anchor(header, trusted_public_key_pem)
     return VerifiedExport(header, events)
 
 
@@ -177,7 +233,7 @@ class ImportResult:
 
 
 def import_cube(ledger: Ledger, records: list[dict[str, Any]], actor: str,
-                expected_root: str | None = None) -> ImportResult:
+                expected_root: str | None = None, trusted_public_key_pem: str | None = None) -> ImportResult:
     """Verify an export and append its events to ``ledger`` in one atomic batch.
 
     The events keep their ids, types, schema versions, payloads, actors and causation ids
@@ -186,7 +242,7 @@ def import_cube(ledger: Ledger, records: list[dict[str, Any]], actor: str,
     the source ledger and Merkle root. Importing the same file again is a no-op; importing
     into a ledger where the cube already exists otherwise is refused.
     """
-    verified = verify_export(records, expected_root)
+    verified = verify_export(records, expected_root, trusted_public_key_pem)
     h = verified.header
     cube = verified.cube
     import_id = hashlib.sha256(f"cube-import:{h['source_ledger']}:{h['merkle_root']}:{cube}".encode()).hexdigest()[:32]

@@ -63,6 +63,18 @@ def test_cube_commands_and_export_import(tmp_path, data, capsys):
     assert json.loads(out)["text"] == "Alice likes jazz"
     code, out, _ = run(capsys, "--data", other, "verify")
     assert code == 0
+    signed = tmp_path / "signed.jsonl"
+    code, _, _ = run(capsys, "--data", data, "cube", "export", "alice", "--sign", "-o", str(signed))
+    assert code == 0
+    code, out, _ = run(capsys, "--data", data, "keys", "export-public", "--json")
+    pem_file = tmp_path / "pub.pem"
+    pem_file.write_text(json.loads(out)["pem"])
+    code, out, _ = run(capsys, "--data", other, "cube", "import", str(signed), "--verify-only",
+                       "--public-key", str(pem_file))
+    assert code == 0 and "signed checkpoint 1" in out and "(trusted key)" in out
+    code, _, err = run(capsys, "--data", other, "cube", "import", str(export), "--verify-only",
+                       "--public-key", str(pem_file))
+    assert code == 2 and "not signed" in err
     bad = tmp_path / "bad.jsonl"
     bad.write_text(export.read_text().replace("jazz", "blues"))
     code, _, err = run(capsys, "--data", str(tmp_path / "other"), "cube", "import", str(bad))

@@ -171,3 +171,40 @@ def test_import_refuses_existing_cube_and_export_as_of(two):
         import_cube(dst, early, "importer")
     with pytest.raises(NotFound):
         list(export_cube(src, "nobody"))
+
+
+def test_signed_export_anchors_the_root_in_a_checkpoint(tmp_path, two):
+    from ledger.config import Config
+    from ledger.governance.checkpoints import Checkpoints
+
+    src, dst = two
+    src.config = Config(tmp_path / "a", {})
+    _populate(src)
+    early = src.head() - 2
+    records = list(export_cube(src, "alice", as_of=early, sign=True))  # the checkpoint covers the whole log
+    anchor = records[0]["anchor"]
+    assert anchor["checkpoint"]["log_size"] == src.head() + 1 > records[0]["tree_size"]
+    assert anchor["consistency_proof"]
+    pem = Checkpoints.for_config(src.config).signer.public_key_pem()
+    verify_export(records, trusted_public_key_pem=pem)
+    # a different trusted key is refused, and so is an unsigned export when a key is required
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    other = Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    with pytest.raises(ExportVerificationError, match="signature does not verify with the trusted key"):
+        verify_export(records, trusted_public_key_pem=other)
+    with pytest.raises(ExportVerificationError, match="not signed"):
+        verify_export(list(export_cube(src, "alice")), trusted_public_key_pem=pem)
+    # a root that is not a prefix of the signed tree is refused even if every event is re-proved
+    forged = orjson.loads(orjson.dumps(records))
+    forged[0]["anchor"]["consistency_proof"][0] = "11" * 32
+    with pytest.raises(ExportVerificationError, match="not a prefix"):
+        verify_export(forged, trusted_public_key_pem=pem)
+    tampered = orjson.loads(orjson.dumps(records))
+    tampered[0]["anchor"]["checkpoint"]["root"] = "22" * 32
+    with pytest.raises(ExportVerificationError, match="signature does not verify"):
+        verify_export(tampered)
+    res = import_cube(dst, records, "importer", trusted_public_key_pem=pem)
+    assert res.events == records[0]["events"]

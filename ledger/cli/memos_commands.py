@@ -56,12 +56,16 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("name")
     p.add_argument("--as-of", default=None)
     p.add_argument("--output", "-o", default=None, help="file (default: standard output)")
+    p.add_argument("--sign", action="store_true",
+                   help="anchor the Merkle root in a new signed checkpoint (consistency proof included)")
     p.set_defaults(func=cmd_cube_export)
 
     p = csub.add_parser("import", parents=[common], help="verify a cube export and append it to this ledger")
     p.add_argument("file", help="export file, or - for standard input")
     p.add_argument("--actor", default=None)
     p.add_argument("--expect-root", default=None, help="refuse unless the export's Merkle root is this (hex)")
+    p.add_argument("--public-key", default=None, metavar="PEM_FILE",
+                   help="require a signed export whose checkpoint verifies with this trusted public key")
     p.add_argument("--verify-only", action="store_true", help="check the file, import nothing")
     p.set_defaults(func=cmd_cube_import)
 
@@ -173,13 +177,13 @@ def cmd_cube_export(args: argparse.Namespace) -> int:
 
     ledger = open_cli_ledger(args)
     if args.output is None:
-        n = write_export(ledger, args.name, sys.stdout.buffer, args.as_of)
+        n = write_export(ledger, args.name, sys.stdout.buffer, args.as_of, args.sign)
         sys.stdout.flush()
     else:
         tmp = f"{args.output}.tmp{os.getpid()}"
         try:
             with open(tmp, "wb") as fh:
-                n = write_export(ledger, args.name, fh, args.as_of)
+                n = write_export(ledger, args.name, fh, args.as_of, args.sign)
             os.replace(tmp, args.output)
         finally:
             if os.path.exists(tmp):
@@ -199,14 +203,28 @@ def cmd_cube_import(args: argparse.Namespace) -> int:
                 records = read_records(fh)
     except OSError as exc:
         raise InvalidRequest(f"cannot read {args.file}: {exc.strerror}") from None
+    pem = None
+    if args.public_key is not None:
+        try:
+            with open(args.public_key) as fh:
+                pem = fh.read()
+        except OSError as exc:
+            raise InvalidRequest(f"cannot read {args.public_key}: {exc.strerror}") from None
     if args.verify_only:
-        v = verify_export(records, args.expect_root)
+        v = verify_export(records, args.expect_root, pem)
+        anchor = v.header.get("anchor")
+        signed = ""
+        if anchor:
+            cp = anchor["checkpoint"]
+            signed = (f"; signed checkpoint {cp['seq']} (log size {cp['log_size']}) by key {cp['key_id']}"
+                      f"{' (trusted key)' if pem else ' (key shipped in the file: integrity, not origin)'}")
         emit(args, {"ok": True, "cube": v.cube, "events": len(v.events), "merkle_root": v.header["merkle_root"],
-                     "tree_size": v.header["tree_size"]},
-             f"OK: {len(v.events)} events of cube {v.cube} verified against Merkle root {v.header['merkle_root']}")
+                     "tree_size": v.header["tree_size"], "signed": bool(anchor), "trusted_key": pem is not None},
+             f"OK: {len(v.events)} events of cube {v.cube} verified against Merkle root "
+             f"{v.header['merkle_root']}{signed}")
         return 0
     ledger = open_cli_ledger(args)
-    res = import_cube(ledger, records, args.actor or default_actor(), args.expect_root)
+    res = import_cube(ledger, records, args.actor or default_actor(), args.expect_root, pem)
     _catch_up_views(ledger, args.data)
     emit(args, res.to_dict(), (f"cube {res.cube} already imported" if res.already_imported else
                                f"imported {res.events} events of cube {res.cube} at offsets "
