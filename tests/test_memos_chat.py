@@ -220,3 +220,24 @@ def test_prompt_longer_than_the_context_is_refused_or_trimmed(tmp_path):
     chat.send("b" * 60)  # the first exchange no longer fits next to this one: it is dropped from the prompt
     t = chat.send("c" * 60)
     assert t.prefilled_tokens + 4 <= 200
+
+
+def test_default_retriever_uses_the_hybrid_search_views(tmp_path, model):
+    pytest.importorskip("projections.view_set")
+    from ledger.chat import default_retriever
+    from ledger.config import CONFIG_NAME
+    from ledger.factory import open_ledger
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / CONFIG_NAME).write_text('[log]\nbackend = "sqlite"\n\n[views]\nvector = "none"\n')
+    ledger = open_ledger(data)
+    tea = ledger.add("alice", "Alice drinks green tea every morning.", "alice").id
+    ledger.add("alice", "The car is parked on level 3.", "alice")
+    retrieve = default_retriever(ledger, str(data))
+    assert retrieve is not None and (data / "views").is_dir()  # the projection views, not the fold scan
+    head = ledger.head()
+    assert retrieve("alice", "which tea", 2)[0][0] == tea
+    assert ledger.head() == head  # the retriever records no read; the chat turn does
+    chat = ChatSession(ledger, "alice", "alice", retrieve, model=model, max_new_tokens=1, extract=False)
+    assert chat.send("green tea?").retrieved[0] == tea

@@ -61,6 +61,9 @@ def test_cube_commands_and_export_import(tmp_path, data, capsys):
     assert code == 0 and json.loads(out)["events"] == 3
     code, out, _ = run(capsys, "--data", other, "get", mid, "--json")
     assert json.loads(out)["text"] == "Alice likes jazz"
+    # searchable at once through the hybrid search views of the importing ledger
+    code, out, _ = run(capsys, "--data", other, "search", "jazz", "--cube", "alice", "--no-vector", "--json")
+    assert code == 0 and mid in out
     code, out, _ = run(capsys, "--data", other, "verify")
     assert code == 0
     signed = tmp_path / "signed.jsonl"
