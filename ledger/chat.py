@@ -88,6 +88,11 @@ def default_retriever(ledger: Ledger, data_dir: str | None = None) -> Retriever:
     def retrieve(cube: str, query: str, k: int) -> list[tuple[str, float]]:
         return [(h.memory_id, float(h.score)) for h in views.search(query, cube=cube, k=k, record_read=False)]
 
+    def many(cubes: list[str], query: str, k: int) -> list[tuple[str, float]]:
+        """One ranking over several cubes (the graph expansion spans them too)."""
+        return [(h.memory_id, float(h.score)) for h in views.search(query, cube=cubes, k=k, record_read=False)]
+
+    retrieve.many = many  # type: ignore[attr-defined]
     return retrieve
 
 
@@ -155,12 +160,30 @@ class ChatSession:
     def _retrieve(self, message: str, own: dict[str, Any], act_ids: set[str]) -> list[tuple[str, str, str]]:
         """The top ``k`` usable memories of the cube and the ``shared_cubes``.
 
-        With shared cubes each cube is ranked separately and the lists are fused by reciprocal
-        rank (scores of different corpora are not comparable; ranks are).
+        With shared cubes, a retriever that offers ``.many(cubes, query, k)`` (the hybrid search
+        views do) ranks all cubes at once; otherwise each cube is ranked separately and the lists
+        are fused by reciprocal rank (scores of different corpora are not comparable; ranks are).
         """
         fused: dict[str, float] = {}
         texts: dict[str, tuple[str, str]] = {}
-        for cube in [self.cube, *[c for c in self.shared_cubes if c != self.cube]]:
+        cubes = [self.cube, *[c for c in self.shared_cubes if c != self.cube]]
+        many = getattr(self.retrieve, "many", None)
+        if len(cubes) > 1 and many is not None:  # one ranking across the cubes (and their graph)
+            mems_by_cube = {c: (own if c == self.cube else self.ledger.cube_memories(c)) for c in cubes}
+            rank = 0
+            for mid, _score in many(cubes, message, self.k + len(act_ids)):
+                m, cube = next(((ms[mid], c) for c, ms in mems_by_cube.items() if mid in ms), (None, ""))
+                if m is None or mid in act_ids or m.text is None or m.state not in SEARCHABLE_BY_DEFAULT:
+                    continue
+                if m.metadata.get("session") == self.session_id:
+                    continue
+                rank += 1
+                fused[mid] = 1.0 / (60 + rank)
+                texts[mid] = (cube, m.text)
+                if rank >= self.k:
+                    break
+            cubes = []
+        for cube in cubes:
             mems = own if cube == self.cube else self.ledger.cube_memories(cube)
             rank = 0
             for mid, _score in self.retrieve(cube, message, self.k + len(act_ids)):

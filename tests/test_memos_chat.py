@@ -241,3 +241,35 @@ def test_default_retriever_uses_the_hybrid_search_views(tmp_path, model):
     assert ledger.head() == head  # the retriever records no read; the chat turn does
     chat = ChatSession(ledger, "alice", "alice", retrieve, model=model, max_new_tokens=1, extract=False)
     assert chat.send("green tea?").retrieved[0] == tea
+
+
+def test_hybrid_retriever_ranks_shared_cubes_in_one_search(tmp_path, model):
+    pytest.importorskip("projections.view_set")
+    from ledger.chat import default_retriever
+    from ledger.config import CONFIG_NAME
+    from ledger.cubes import create_cube, share_cube
+    from ledger.factory import open_ledger
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / CONFIG_NAME).write_text('[log]\nbackend = "sqlite"\n\n[views]\nvector = "none"\n')
+    ledger = open_ledger(data)
+    create_cube(ledger, "team", "lead")
+    create_cube(ledger, "bob", "bob")
+    handbook = ledger.add("team", "The standup is at nine thirty.", "lead").id
+    own = ledger.add("bob", "Bob finds the standup too long.", "bob").id
+    share_cube(ledger, "team", "bob", "lead")
+    retrieve = default_retriever(ledger, str(data))
+    calls = []
+    many = retrieve.many
+
+    def spy(cubes, q, k):
+        calls.append(cubes)
+        return many(cubes, q, k)
+
+    retrieve.many = spy
+    chat = ChatSession(ledger, "bob", "bob", retrieve, model=model, max_new_tokens=1, extract=False,
+                       shared_cubes=["team"])
+    turn = chat.send("standup")
+    assert calls == [["bob", "team"]]
+    assert set(turn.retrieved) == {handbook, own} and turn.retrieved_cubes[handbook] == "team"
