@@ -141,6 +141,8 @@ class ChatSession:
     k: int = 5
     max_new_tokens: int = 128
     history_turns: int = 3
+    repetition_penalty: float = 1.2
+    include_assistant_turns: bool = False
     subject: str | None = None
     extract: bool = True
     shared_cubes: list[str] = field(default_factory=list)
@@ -175,7 +177,7 @@ class ChatSession:
                 m, cube = next(((ms[mid], c) for c, ms in mems_by_cube.items() if mid in ms), (None, ""))
                 if m is None or mid in act_ids or m.text is None or m.state not in SEARCHABLE_BY_DEFAULT:
                     continue
-                if m.metadata.get("session") == self.session_id:
+                if m.metadata.get("session") == self.session_id or self._skip_turn(m):
                     continue
                 rank += 1
                 fused[mid] = 1.0 / (60 + rank)
@@ -190,7 +192,7 @@ class ChatSession:
                 m = mems.get(mid)
                 if m is None or mid in act_ids or m.text is None or m.state not in SEARCHABLE_BY_DEFAULT:
                     continue
-                if m.metadata.get("session") == self.session_id:
+                if m.metadata.get("session") == self.session_id or self._skip_turn(m):
                     continue  # this conversation's own turns are in the prompt's history already
                 rank += 1
                 fused[mid] = fused.get(mid, 0.0) + 1.0 / (60 + rank)
@@ -199,6 +201,11 @@ class ChatSession:
                     break
         best = sorted(fused, key=lambda i: (-fused[i], i))[: self.k]
         return [(mid, texts[mid][1], texts[mid][0]) for mid in best]
+
+    def _skip_turn(self, m: Any) -> bool:
+        """Earlier answers of the model are kept for audit but not fed back as memories (by default):
+        a small model's own mistakes would otherwise come back to it as facts."""
+        return not self.include_assistant_turns and "assistant-turn" in m.tags
 
     # -- prompt ----------------------------------------------------------------------------
     def _recent(self) -> list[tuple[str, str]]:
@@ -255,7 +262,7 @@ class ChatSession:
                     raise InvalidRequest(f"the prompt needs {total} tokens but the model's context is {limit}: "
                                          "shorten the message, retrieve fewer memories (k) or activate fewer")
                 turns = turns[1:]
-            gen = generate(model, new_ids, cache, self.max_new_tokens)
+            gen = generate(model, new_ids, cache, self.max_new_tokens, self.repetition_penalty)
             turn.answer, turn.cached_tokens = gen.text, gen.cached_tokens
             turn.prefilled_tokens, turn.time_to_first_token_s = gen.prefilled_tokens, gen.time_to_first_token_s
             model_id = model.model_id

@@ -118,14 +118,31 @@ class Generation:
     total_s: float
 
 
+def _pick(logits: Any, generated: list[int], repetition_penalty: float) -> int:
+    """Greedy choice; tokens already generated have their logit divided (if > 0) or multiplied
+    by ``repetition_penalty`` (CTRL-style), which curbs the loops small models fall into."""
+    import torch
+
+    row = logits[0, -1]
+    if repetition_penalty != 1.0 and generated:
+        row = row.clone()
+        idx = torch.tensor(sorted(set(generated)), dtype=torch.long)
+        vals = row[idx]
+        row[idx] = torch.where(vals > 0, vals / repetition_penalty, vals * repetition_penalty)
+    return int(torch.argmax(row).item())
+
+
 def generate(model: LocalModel, new_ids: Sequence[int], cache: KVCache | None = None,
-             max_new_tokens: int = 128) -> Generation:
-    """Greedy generation after ``cache`` (if any): only ``new_ids`` are prefilled."""
+             max_new_tokens: int = 128, repetition_penalty: float = 1.0) -> Generation:
+    """Greedy generation after ``cache`` (if any): only ``new_ids`` are prefilled.
+
+    Deterministic: the same prompt gives the same tokens with or without the cache.
+    """
     import torch
 
     t0 = time.perf_counter()
     logits, past = forward(model, new_ids, cache, last_only=True)
-    nxt = int(torch.argmax(logits[0, -1]).item())
+    nxt = _pick(logits, [], repetition_penalty)
     ttft = time.perf_counter() - t0
     eos = model.eos_ids
     out: list[int] = []
@@ -138,7 +155,7 @@ def generate(model: LocalModel, new_ids: Sequence[int], cache: KVCache | None = 
                 break
             step = model.model(input_ids=torch.tensor([[nxt]]), cache=past, use_cache=True, logits_to_keep=1)
             past = step.cache
-            nxt = int(torch.argmax(step.logits[0, -1]).item())
+            nxt = _pick(step.logits, out, repetition_penalty)
     return Generation(model.decode(out).strip(), out, len(new_ids), cache.n_tokens if cache else 0, ttft,
                       time.perf_counter() - t0)
 

@@ -273,3 +273,15 @@ def test_hybrid_retriever_ranks_shared_cubes_in_one_search(tmp_path, model):
     turn = chat.send("standup")
     assert calls == [["bob", "team"]]
     assert set(turn.retrieved) == {handbook, own} and turn.retrieved_cubes[handbook] == "team"
+
+
+def test_earlier_answers_are_not_fed_back_as_memories(tmp_path, model):
+    ledger = new_ledger(tmp_path)
+    first = ChatSession(ledger, "c", "u", scan_retriever(ledger), model=model, max_new_tokens=3, extract=False)
+    t1 = first.send("tell me about zebras")
+    second = ChatSession(ledger, "c", "u", scan_retriever(ledger), model=model, max_new_tokens=3, extract=False)
+    t2 = second.send("zebras")
+    assert t1.user_memory in t2.retrieved and t1.assistant_memory not in t2.retrieved
+    third = ChatSession(ledger, "c", "u", lambda c, q, k: [(t1.assistant_memory, 1.0)], model=model,
+                        max_new_tokens=1, extract=False, include_assistant_turns=True)
+    assert third.send("zebras").retrieved == [t1.assistant_memory]
