@@ -100,3 +100,10 @@ def test_orphaned_data_records_stay_invisible(log):
     log.append([added("c", "m2", "y")])
     assert [e.payload["memory_id"] for e in log.read()] == ["m1", "m2"]
     assert log.verify().ok
+
+
+def test_unreachable_broker_fails_clearly():
+    from ledger.backends.kafka_log import KafkaLogError
+
+    with pytest.raises(KafkaLogError, match="cannot reach Kafka at 127.0.0.1:1"):
+        KafkaLog("127.0.0.1:1", topic="nowhere", connect_timeout=1.0)

@@ -123,7 +123,8 @@ class KafkaLog:
 
     def __init__(self, bootstrap_servers: str, topic: str = "memledger", partitions: int = 4,
                  replication_factor: int = 1, registry: SchemaRegistry | None = None,
-                 create_topics: bool = True, client_options: Mapping[str, object] | None = None):
+                 create_topics: bool = True, client_options: Mapping[str, object] | None = None,
+                 connect_timeout: float = 10.0):
         from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
         if not topic or len(topic) > 200 or not all(c.isalnum() or c in "._-" for c in topic):
@@ -135,6 +136,7 @@ class KafkaLog:
         self.seq_topic = f"{topic}.seq"
         self.registry = registry or default_registry()
         self.writer_id = os.urandom(8).hex()
+        self._connect_timeout_ms = int(connect_timeout * 1000)
         opts = dict(client_options or {})
         try:
             if create_topics:
@@ -162,7 +164,8 @@ class KafkaLog:
         from kafka.admin import KafkaAdminClient, NewTopic
         from kafka.errors import TopicAlreadyExistsError
 
-        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers, **opts)
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers,
+                                 **{"bootstrap_timeout_ms": self._connect_timeout_ms, **opts})
         try:
             existing = set(admin.list_topics())
             wanted = [NewTopic(self.topic, partitions, replication_factor),
@@ -509,4 +512,5 @@ def from_config(config: object) -> KafkaLog:
         raise InvalidRequest('[log] backend = "kafka" needs bootstrap_servers = "host:port" (or $MEMLEDGER_KAFKA)')
     return KafkaLog(str(servers), topic=str(section.get("topic", "memledger")),
                     partitions=int(section.get("partitions", 4)),
-                    replication_factor=int(section.get("replication_factor", 1)))
+                    replication_factor=int(section.get("replication_factor", 1)),
+                    connect_timeout=float(section.get("connect_timeout", 10.0)))
