@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from ledger.api import Ledger
 from ledger.config import Config
 from tests.dist_env import endpoint, unique_name
@@ -45,5 +43,3 @@ def drop_tests(namespace: dict, *names: str) -> None:
     for n in names:
         namespace.pop(n, None)
 
-
-backend_param = pytest.fixture(params=BACKENDS)

@@ -10,29 +10,16 @@ from __future__ import annotations
 import pytest
 
 from ledger.api import Ledger
-from ledger.backends.kafka_log import KafkaLog
-from ledger.backends.postgres_log import PostgresLog
-from ledger.backends.sqlite_log import SqliteLog
 from ledger.memory_state import fold
-from tests.dist_env import endpoint, unique_name
+from tests.dist_backends import open_log
 from tests.test_ledger_api import *  # noqa: F403 - the shared behaviour suite
 
 pytestmark = pytest.mark.integration
 
 
-def _open(backend: str, tmp_path):
-    if backend == "postgres":
-        log = PostgresLog(endpoint("postgres"), schema=unique_name("led"))
-        return log, log.drop
-    if backend == "kafka":
-        log = KafkaLog(endpoint("kafka"), topic=unique_name("led"), partitions=3)
-        return log, log.drop
-    return SqliteLog(tmp_path / "log.sqlite"), lambda: None
-
-
 @pytest.fixture(params=["postgres", "kafka"])
 def ledger(request, tmp_path):  # noqa: F811 - overrides the embedded suite's fixture
-    log, drop = _open(request.param, tmp_path)
+    log, drop = open_log(request.param, tmp_path)
     lg = Ledger(log)
     yield lg
     log.close()
@@ -63,7 +50,7 @@ def test_replay_equivalence_with_the_embedded_log(backend, tmp_path):
         for name in ("sqlite", backend):
             ids = iter(f"mem_{i:04d}" for i in range(100))  # same memory ids on both sides
             api.new_memory_id = ids.__next__
-            log, drop = _open(name, tmp_path)
+            log, drop = open_log(name, tmp_path)
             logs.append((log, drop))
             lg = Ledger(log)
             _script(lg)
