@@ -12,6 +12,9 @@ and hash chaining are on everywhere. SQLite runs with synchronous=FULL; PostgreS
 fsync=on (infra default); Kafka (Tansu) keeps data in memory, so its numbers are an upper bound
 for a broker that fsyncs or replicates.
 
+View catch-up: how fast the real distributed views (Elasticsearch keyword + vector with the
+hashing embedder, Neo4j graph) fold memory events read from each log.
+
 Projection lag: a consumer (``consumers.runner.ProjectionConsumer``, batch 500, poll 10 ms) runs
 a minimal in-memory projection in a thread while the writer appends batches of 10 at a steady
 pace; lag of a batch = time from its append returning to the consumer having applied it.
@@ -189,11 +192,49 @@ def projection_lag(factory, events: int, pace_s: float = 0.01) -> tuple[float, f
     return statistics.median(lags), p95, lags[-1]
 
 
+def view_catch_up(factory, view_kind: str, events: int) -> float:
+    """Events per second a real distributed view folds from this log (catch-up, batches of 500)."""
+    from projections.base import catch_up
+
+    name = _name("v")
+    log, cleanup = factory(name)
+    ledger = Ledger(log, record_reads=False)
+    view: Any = None
+    try:
+        for k in range(max(1, events // 50)):
+            log.append(_batch(50, k * 50))
+        if view_kind == "elasticsearch":
+            from projections.embedding import HashingEmbedder
+            from projections.es_views import ElasticsearchView
+
+            view = ElasticsearchView(os.environ["MEMLEDGER_TEST_ES"], ledger, index_prefix=name.replace("_", "-"),
+                                     embedder=HashingEmbedder())
+        else:
+            from projections.neo4j_graph import Neo4jGraphView
+
+            view = Neo4jGraphView(os.environ["MEMLEDGER_TEST_NEO4J"], ledger, namespace="B" + name.replace("_", ""))
+        t0 = time.perf_counter()
+        catch_up(ledger.events, view, batch_size=500)
+        dt = time.perf_counter() - t0
+        assert view.checkpoint() == log.head()
+        return (log.head() + 1) / dt
+    finally:
+        if view is not None:
+            view.reset()
+            if view_kind == "elasticsearch":
+                view.es.options(ignore_status=404).indices.delete(index=[view.versions_index, view.meta_index])
+            view.close()
+        log.close()
+        cleanup()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--events", type=int, default=2000, help="events per append measurement")
     ap.add_argument("--lag-events", type=int, default=300, help="events in the lag measurement")
     ap.add_argument("--writers", type=int, default=4)
+    ap.add_argument("--view-events", type=int, default=1000,
+                    help="events folded into the Elasticsearch and Neo4j views per log (0: skip)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as d:
         backends = _backends(Path(d))
@@ -211,6 +252,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             p50, p95, mx = projection_lag(factory, args.lag_events)
             print(f"{name:<18} {single:>16,.0f} {batched:>17,.0f} {conc:>18,.0f} {p50:>11.1f} {p95:>11.1f} "
                   f"{mx:>11.1f}", flush=True)
+        views = [k for k, var in (("elasticsearch", "MEMLEDGER_TEST_ES"), ("neo4j", "MEMLEDGER_TEST_NEO4J"))
+                 if os.environ.get(var)]
+        if args.view_events > 0 and views:
+            print(f"\nview catch-up, {args.view_events} memory.added events folded in batches of 500 (events/s)")
+            print(f"{'log backend':<18} " + " ".join(f"{v:>14}" for v in views))
+            for name, factory in backends.items():
+                if factory is not None:
+                    rates = [view_catch_up(factory, v, args.view_events) for v in views]
+                    print(f"{name:<18} " + " ".join(f"{r:>14,.0f}" for r in rates), flush=True)
 
 
 if __name__ == "__main__":

@@ -388,22 +388,25 @@ class KafkaLog:
 
     def read(self, start: int = 0, end: int | None = None) -> Iterator[Event]:
         with self._lock:
-            # a range this handle already holds needs no round trip to the broker
-            st = self._state if end is not None and end <= self._state.head else self._snapshot()
+            st = self._held(end)  # a range this handle already holds needs no round trip
             stop = st.head if end is None else min(end, st.head)
             out = st.events[max(start, 0): stop + 1]
         return iter(out)
 
+    def _held(self, end: int | None) -> _State:
+        """This handle's state if it already holds offsets up to ``end``, else a fresh snapshot."""
+        return self._state if end is not None and end <= self._state.head else self._snapshot()
+
     def read_stream(self, stream: str, start_version: int = 1, end_offset: int | None = None) -> Iterator[Event]:
         with self._lock:
-            st = self._snapshot()
+            st = self._held(end_offset)
             offs = st.by_stream.get(stream, [])[max(start_version, 1) - 1:]
             out = [st.events[o] for o in offs if end_offset is None or o <= end_offset]
         return iter(out)
 
     def read_refs(self, ref: str, end_offset: int | None = None) -> Iterator[Event]:
         with self._lock:
-            st = self._snapshot()
+            st = self._held(end_offset)
             out = [st.events[o] for o in st.by_ref.get(ref, []) if end_offset is None or o <= end_offset]
         return iter(out)
 
@@ -432,7 +435,7 @@ class KafkaLog:
     def stream_version_at(self, stream: str, offset: int) -> int:
         """Version of ``stream`` counting only events at or below ``offset`` (branch fork points)."""
         with self._lock:
-            return bisect.bisect_right(self._snapshot().by_stream.get(stream, []), offset)
+            return bisect.bisect_right(self._held(offset).by_stream.get(stream, []), offset)
 
     def streams(self) -> list[str]:
         """Every stream (cube) that has events."""
