@@ -1,0 +1,87 @@
+"""``create_app``: the FastAPI application over one data directory."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from ledger.access import AccessControl
+from ledger.api import Ledger
+from ledger.config import CONFIG_NAME
+from ledger.errors import InvalidRequest
+from ledger.principals import PrincipalStore
+from ledger.service.auth import ANONYMOUS
+from ledger.service.errors import install_error_handlers
+from ledger.service.limits import BodyLimitMiddleware
+from ledger.service.metrics import CountingLog, MetricsMiddleware, ServiceMetrics
+from ledger.service.ratelimit import AuditLimiter
+from ledger.service.settings import Settings
+from ledger.service.state import ServiceState
+
+log = logging.getLogger("memledger.service")
+
+# Route modules, one per area. Optional ones (features other parts of memledger provide) are
+# included when importable, so the API grows as those parts land.
+ROUTE_MODULES = [
+    "ledger.service.routes_system",
+    "ledger.service.routes_cubes",
+    "ledger.service.routes_memories",
+    "ledger.service.routes_log",
+]
+OPTIONAL_ROUTE_MODULES: list[str] = []
+
+ANONYMOUS_WARNING = ("memledger serve: anonymous access is ON; requests without credentials act as principal "
+                     "'anonymous'. Never expose this beyond a trusted loopback setup.")
+
+
+def create_app(data_dir: str | Path, settings: Settings | None = None, ledger: Ledger | None = None,
+               views: dict[str, Callable[[], int]] | None = None) -> FastAPI:
+    """Build the service for ``data_dir`` (which must have been initialised with ``memledger init``)."""
+    settings = settings or Settings()
+    data = Path(data_dir)
+    if ledger is None:
+        if not (data / CONFIG_NAME).exists():
+            raise InvalidRequest(f"{data} is not a memledger data directory; run: memledger --data {data} init")
+        from ledger.factory import open_ledger
+
+        ledger = open_ledger(data)
+    metrics = ServiceMetrics()
+    ledger.log = CountingLog(ledger.log, metrics.events_appended)  # type: ignore[assignment]
+    principals = PrincipalStore(data)
+
+    def principal_exists(name: str) -> bool:
+        if name == ANONYMOUS:
+            return settings.allow_anonymous
+        p = principals.get(name)
+        return p is not None and p.active
+
+    access = AccessControl(ledger.log, principal_exists=principal_exists)
+    state = ServiceState(data_dir=data, ledger=ledger, principals=principals, access=access, settings=settings,
+                         metrics=metrics, unauth_limiter=AuditLimiter(settings.unauth_audit_per_minute),
+                         views=dict(views or {}))
+    metrics.watch(ledger.head, state.views)
+    if settings.allow_anonymous:
+        log.warning(ANONYMOUS_WARNING)
+
+    app = FastAPI(title="memledger", version="1", description=(
+        "Event-sourced memory ledger. Authenticate with `Authorization: Bearer <token>` or "
+        "`X-API-Key: <token>` (tokens from `memledger principal create`). Every event is attributed to "
+        "the authenticated principal."))
+    app.state.memledger = state
+    install_error_handlers(app)
+    for name in ROUTE_MODULES:
+        app.include_router(importlib.import_module(name).router)
+    for name in OPTIONAL_ROUTE_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            log.info("optional routes %s not available: %s", name, exc)
+            continue
+        app.include_router(module.router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app
