@@ -52,6 +52,19 @@ class Ledger:
         up = self.registry.upcast
         return (up(e) for e in self.log.read(start, end))
 
+    def events_between(self, since: str | int | None = None, until: str | int | None = None) -> Iterator[Event]:
+        """Events whose time lies in ``[since, until]`` (ISO-8601 strings or microseconds), upcast."""
+        lo = 0
+        if since is not None:
+            ts = iso_to_us(since) if isinstance(since, str) else since
+            lo = self.log.offset_at(ts - 1) + 1
+        hi = None
+        if until is not None:
+            hi = self.log.offset_at(iso_to_us(until) if isinstance(until, str) else until)
+            if hi < lo:
+                return iter(())
+        return self.events(lo, hi)
+
     def append(self, events: Sequence[NewEvent], expected_versions: dict[str, int] | None = None) -> list[Event]:
         """Append raw events (validated against their schemas)."""
         return self.log.append(events, expected_versions)

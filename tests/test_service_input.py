@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from service_support import make_service
 
 from ledger.service.settings import Settings
+from tests.service_support import make_service
 
 
 @pytest.fixture

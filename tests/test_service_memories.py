@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service_support import make_service
+from tests.service_support import make_service
 
 
 def test_memory_lifecycle_over_http(tmp_path):

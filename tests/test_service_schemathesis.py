@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from service_support import make_service
+
+from tests.service_support import make_service
 
 SCHEMATHESIS = shutil.which("schemathesis") or str(Path(sys.executable).parent / "schemathesis")
 

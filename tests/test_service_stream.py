@@ -10,7 +10,8 @@ import httpx
 import orjson
 import pytest
 import uvicorn
-from service_support import make_service
+
+from tests.service_support import make_service
 
 
 def _parse_sse(text: str) -> list[dict]:

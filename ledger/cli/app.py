@@ -14,6 +14,7 @@ from ledger.errors import LedgerError, NotFound
 
 COMMAND_MODULES = [
     "ledger.cli.core_commands",
+    "ledger.cli.demo_commands",
     "ledger.cli.service_commands",
 ]
 

@@ -36,7 +36,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("text")
     p.set_defaults(func=cmd_update)
 
-    for name, func, helptext in (("get", cmd_get, "show a memory"), ("history", cmd_history, "every version of a memory")):
+    reads = (("get", cmd_get, "show a memory"), ("history", cmd_history, "every version of a memory"))
+    for name, func, helptext in reads:
         p = sub.add_parser(name, parents=[common], help=helptext)
         p.add_argument("id")
         p.add_argument("--as-of", default=None, help="offset or ISO-8601 time")
@@ -48,6 +49,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--to", dest="end", type=int, default=None)
     p.add_argument("--as-of", default=None, help="offset or ISO-8601 time (upper bound)")
     p.add_argument("--stream", default=None, help="only this stream (cube)")
+    p.add_argument("--since", default=None, help="ISO-8601 time: events at or after it")
+    p.add_argument("--until", default=None, help="ISO-8601 time: events at or before it")
     p.set_defaults(func=cmd_log)
 
     p = sub.add_parser("head", parents=[common], help="offset of the last event")
@@ -114,7 +117,11 @@ def cmd_log(args: argparse.Namespace) -> int:
     if args.as_of is not None:
         limit = ledger.resolve_as_of(args.as_of)
         end = limit if end is None else min(end, limit)
-    for e in ledger.events(args.start, end):
+    events = ledger.events(args.start, end)
+    if args.since is not None or args.until is not None:
+        events = (e for e in ledger.events_between(args.since, args.until)
+                  if e.offset >= args.start and (end is None or e.offset <= end))
+    for e in events:
         if args.stream is None or e.stream == args.stream:
             emit_line(e.to_dict())
     return 0
