@@ -35,9 +35,11 @@ class Service:
 
 
 def make_service(tmp_path: Path, settings: Settings | None = None,
-                 names: tuple[str, ...] = ("alice", "bob", "carol", "dave")) -> Service:
+                 names: tuple[str, ...] = ("alice", "bob", "carol", "dave"), config: str | None = None) -> Service:
     data = tmp_path / "data"
     init_data_dir(data)
+    if config is not None:
+        (data / "memledger.toml").write_text(config)
     store = PrincipalStore(data)
     tokens = {n: store.create(n)[1] for n in names}
     tokens["root"] = store.create("root", admin=True)[1]

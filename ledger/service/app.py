@@ -32,7 +32,9 @@ ROUTE_MODULES = [
     "ledger.service.routes_memories",
     "ledger.service.routes_log",
 ]
-OPTIONAL_ROUTE_MODULES: list[str] = []
+OPTIONAL_ROUTE_MODULES: list[str] = [
+    "ledger.service.routes_search",
+]
 
 ANONYMOUS_WARNING = ("memledger serve: anonymous access is ON; requests without credentials act as principal "
                      "'anonymous'. Never expose this beyond a trusted loopback setup.")
