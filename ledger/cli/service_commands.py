@@ -70,7 +70,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("WARNING: " + ANONYMOUS_WARNING, file=sys.stderr)
     settings = Settings(allow_anonymous=args.allow_anonymous, public_metrics=args.public_metrics,
                         max_body_bytes=args.max_body_bytes, max_text_chars=args.max_text_chars)
-    app = create_app(args.data, settings=settings)
+    app = create_app(args.data, settings=settings, follow_views=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 

@@ -41,8 +41,12 @@ ANONYMOUS_WARNING = ("memledger serve: anonymous access is ON; requests without 
 
 
 def create_app(data_dir: str | Path, settings: Settings | None = None, ledger: Ledger | None = None,
-               views: dict[str, Callable[[], int]] | None = None) -> FastAPI:
-    """Build the service for ``data_dir`` (which must have been initialised with ``memledger init``)."""
+               views: dict[str, Callable[[], int]] | None = None, follow_views: bool = False) -> FastAPI:
+    """Build the service for ``data_dir`` (which must have been initialised with ``memledger init``).
+
+    ``follow_views`` opens the search views at start-up and keeps them caught up in a background
+    thread (what ``memledger serve`` does); otherwise they open on the first search.
+    """
     settings = settings or Settings()
     data = Path(data_dir)
     if ledger is None:
@@ -84,6 +88,13 @@ def create_app(data_dir: str | Path, settings: Settings | None = None, ledger: L
             log.info("optional routes %s not available: %s", name, exc)
             continue
         app.include_router(module.router)
+    if follow_views and any(r.path == "/v1/search" for r in app.routes if hasattr(r, "path")):
+        from ledger.service.search_backend import search_backend
+
+        backend = search_backend(state)
+        backend.views()
+        backend.start_follower()
+        app.router.add_event_handler("shutdown", backend.close)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
