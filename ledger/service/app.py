@@ -88,7 +88,8 @@ def create_app(data_dir: str | Path, settings: Settings | None = None, ledger: L
             log.info("optional routes %s not available: %s", name, exc)
             continue
         app.include_router(module.router)
-    if follow_views and any(r.path == "/v1/search" for r in app.routes if hasattr(r, "path")):
+        state.extras.setdefault("optional_routes", []).append(name)
+    if follow_views and "ledger.service.routes_search" in state.extras.get("optional_routes", []):
         from ledger.service.search_backend import search_backend
 
         backend = search_backend(state)
