@@ -71,6 +71,18 @@ async def _workload(clients: list[httpx.AsyncClient], total: int, seconds: float
             "p50": _pct(latencies, 0.50) * 1000, "p99": _pct(latencies, 0.99) * 1000}
 
 
+async def _wait_for_views(client: httpx.AsyncClient, seconds: float) -> None:
+    """Wait (bounded) until every view has caught up with the log, so searches measure search."""
+    deadline = time.perf_counter() + max(seconds, 60.0)
+    while time.perf_counter() < deadline:
+        text = (await client.get("/metrics")).text
+        lags = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                if line.startswith("memledger_projection_lag_events{")]
+        if lags and max(lags) == 0:
+            return
+        await asyncio.sleep(0.2)
+
+
 async def _run(base: str, token: str, n_clients: int, adds: int, searches: int, seconds: float) -> list[tuple]:
     headers = {"Authorization": f"Bearer {token}"}
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
@@ -101,6 +113,7 @@ async def _run(base: str, token: str, n_clients: int, adds: int, searches: int, 
 
         spec = (await clients[0].get("/openapi.json")).json()
         if "/v1/search" in spec.get("paths", {}):
+            await _wait_for_views(clients[0], seconds)
             async def search(c: httpx.AsyncClient, w: int, i: int) -> httpx.Response:
                 query = f"{WORDS[i % len(WORDS)]} {WORDS[(i * 3) % len(WORDS)]}"
                 return await c.get("/v1/search", params={"q": query, "cube": f"bench-{w}", "k": 10})
@@ -121,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--adds", type=int, default=2000)
     ap.add_argument("--searches", type=int, default=1000, help="requests for each read workload")
     ap.add_argument("--seconds", type=float, default=30.0, help="time bound per workload")
+    ap.add_argument("--vector", choices=("none", "embedded"), default="none",
+                    help="vector view for search: none (keyword BM25 + graph) or the embedded MiniLM view")
     args = ap.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="memledger-http-bench-") as tmp:
@@ -128,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         cli = [sys.executable, "-m", "ledger", "--data", str(data)]
         subprocess.run(cli + ["init"], check=True, env=env, capture_output=True)
+        if args.vector == "none":
+            config = data / "memledger.toml"
+            config.write_text(config.read_text().replace('# vector = "embedded"', 'vector = "none"'))
         out = subprocess.run(cli + ["principal", "create", "bench", "--json"], check=True, env=env,
                              capture_output=True, text=True).stdout
         import json
@@ -151,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             server.wait(timeout=30)
 
     print(f"memledger HTTP service, uvicorn (1 process) on loopback, {args.clients} concurrent clients, "
-          f"SQLite log synchronous=FULL, bearer-token auth, every read audited")
+          f"SQLite log synchronous=FULL, bearer-token auth, every read audited, vector view: {args.vector}")
     print(f"{'workload':<32} {'requests':>9} {'errors':>7} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9}")
     for name, r in rows:
         if r is None:
