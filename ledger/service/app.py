@@ -34,6 +34,8 @@ ROUTE_MODULES = [
 ]
 OPTIONAL_ROUTE_MODULES: list[str] = [
     "ledger.service.routes_search",
+    "ledger.service.routes_audit",
+    "ledger.service.routes_branches",
 ]
 
 ANONYMOUS_WARNING = ("memledger serve: anonymous access is ON; requests without credentials act as principal "

@@ -34,8 +34,15 @@ STATUS: list[tuple[type[LedgerError], int]] = [
 ]
 
 
+# errors defined by optional parts of memledger, matched by class name
+STATUS_BY_NAME = {"MergeConflict": 409}
+
+
 def status_of(exc: LedgerError) -> int:
     """HTTP status of a ledger error (400 for any subclass not listed)."""
+    for klass in type(exc).__mro__:
+        if klass.__name__ in STATUS_BY_NAME:
+            return STATUS_BY_NAME[klass.__name__]
     for cls, code in STATUS:
         if isinstance(exc, cls):
             return code
