@@ -9,7 +9,9 @@ Roles (a principal may hold several on one cube):
   redacted), its grants, and run verification; never memory texts.
 
 The creator of a cube is its owner (``cube.created`` payload ``owner``); ``access.granted`` and
-``access.revoked`` events change roles, so who could do what at any past offset is itself
+``access.revoked`` events change roles; a cube with visibility ``shared`` (``cube.created`` or
+``cube.updated``) is readable by every principal, and ``cube.shared`` gives one principal ``reader``
+(``unshare`` takes it back). All of these are events, so who could do what at any past offset is itself
 replayable. A refused attempt appends ``access.denied``. A principal without any role on a cube
 is told the cube (or memory) does not exist, exactly as for an id that really does not exist;
 both cases are audited, so guessing ids reveals nothing and leaves a trace.
@@ -28,6 +30,8 @@ from ledger.events import Event, NewEvent
 from ledger.log import Log
 
 ROLES = ("owner", "writer", "reader", "auditor")
+CUBE_UPDATED = "cube.updated"  # metadata / visibility changes (ledger.cubes)
+CUBE_SHARED = "cube.shared"  # share / unshare with one principal (ledger.cubes): grants ``reader``
 
 
 class Action(StrEnum):
@@ -63,6 +67,8 @@ class AccessIndex:
         self._lock = threading.Lock()
         self._offset = -1
         self._roles: dict[str, dict[str, set[str]]] = {}
+        self._shared: dict[str, set[str]] = {}  # cube -> principals it was shared with (cube.shared)
+        self._public: set[str] = set()  # cubes with visibility "shared": every principal may read
         self._memory_cube: dict[str, str] = {}
 
     def refresh(self) -> int:
@@ -79,6 +85,15 @@ class AccessIndex:
         p = e.payload
         if e.type == ev.CUBE_CREATED:
             self._roles.setdefault(e.stream, {}).setdefault(p["owner"], set()).add("owner")
+            self._set_visibility(e.stream, p.get("visibility"))
+        elif e.type == CUBE_UPDATED and "visibility" in p:
+            self._set_visibility(e.stream, p["visibility"])
+        elif e.type == CUBE_SHARED:
+            shared = self._shared.setdefault(e.stream, set())
+            if p.get("action") == "unshare":
+                shared.discard(p["principal"])
+            else:
+                shared.add(p["principal"])
         elif e.type == ev.ACCESS_GRANTED:
             self._roles.setdefault(p["cube"], {}).setdefault(p["principal"], set()).add(p["role"])
         elif e.type == ev.ACCESS_REVOKED:
@@ -88,14 +103,30 @@ class AccessIndex:
         elif e.type in (ev.MEMORY_ADDED, ev.MEMORY_MERGED) and isinstance(p.get("memory_id"), str):
             self._memory_cube.setdefault(p["memory_id"], e.stream)
 
+    def _set_visibility(self, cube: str, visibility: object) -> None:
+        if visibility == "shared":
+            self._public.add(cube)
+        elif visibility == "private":
+            self._public.discard(cube)
+
     # -- queries (call refresh() first for an up-to-date answer) ---------------------------
     def cube_exists(self, cube: str) -> bool:
         with self._lock:
             return cube in self._roles
 
     def roles(self, cube: str, principal: str) -> frozenset[str]:
+        """Explicit roles plus ``reader`` when the cube is shared with the principal or with everyone."""
         with self._lock:
-            return frozenset(self._roles.get(cube, {}).get(principal, ()))
+            held = set(self._roles.get(cube, {}).get(principal, ()))
+            if cube in self._roles and (cube in self._public or principal in self._shared.get(cube, ())):
+                held.add("reader")
+            return frozenset(held)
+
+    def sharing(self, cube: str) -> dict[str, object]:
+        """Visibility and ``cube.shared`` principals of a cube."""
+        with self._lock:
+            return {"visibility": "shared" if cube in self._public else "private",
+                    "shared_with": sorted(self._shared.get(cube, ()))}
 
     def grants(self, cube: str) -> dict[str, list[str]]:
         """Principal -> sorted roles on ``cube`` (principals with no role left are omitted)."""
@@ -103,9 +134,15 @@ class AccessIndex:
             return {p: sorted(r) for p, r in sorted(self._roles.get(cube, {}).items()) if r}
 
     def cubes_of(self, principal: str) -> dict[str, list[str]]:
-        """Cube -> sorted roles of ``principal``."""
+        """Cube -> sorted roles of ``principal`` (shared cubes included)."""
         with self._lock:
-            return {c: sorted(m[principal]) for c, m in sorted(self._roles.items()) if m.get(principal)}
+            names = sorted(self._roles)
+        out = {}
+        for c in names:
+            held = self.roles(c, principal)
+            if held:
+                out[c] = sorted(held)
+        return out
 
     def cube_of(self, memory_id: str) -> str | None:
         with self._lock:

@@ -179,3 +179,15 @@ def test_anonymous_access_only_when_configured(tmp_path):
     r = s.client.post("/v1/memories", json={"cube": "scratch", "text": "hi"})
     assert r.status_code == 201
     assert s.events()[-1].actor == "anonymous"
+
+
+def test_a_cube_created_shared_is_readable_by_every_principal_but_writable_only_by_grant(svc):
+    c = svc.client
+    assert c.post("/v1/cubes", json={"cube": "handbook", "visibility": "shared"}, headers=svc.h("alice")).status_code \
+        == 201
+    mid = c.post("/v1/memories", json={"cube": "handbook", "text": "office opens at 9"},
+                 headers=svc.h("alice")).json()["id"]
+    assert c.get(f"/v1/memories/{mid}", headers=svc.h("bob")).json()["text"] == "office opens at 9"
+    assert c.get("/v1/cubes/handbook", headers=svc.h("bob")).json()["visibility"] == "shared"
+    assert c.put(f"/v1/memories/{mid}", json={"text": "9:30"}, headers=svc.h("bob")).status_code == 403
+    assert {"cube": "handbook", "roles": ["reader"]} in c.get("/v1/cubes", headers=svc.h("bob")).json()["cubes"]

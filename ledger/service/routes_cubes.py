@@ -53,10 +53,10 @@ def describe_cube(cube: str = CubePath, caller: Caller = Depends(current_caller)
     _require_visible(state, caller, cube, "cube.describe")
     created = next(iter(state.ledger.log.read_stream(cube, 1)), None)
     info: dict[str, Any] = {"cube": cube, "version": state.ledger.log.stream_version(cube),
-                            "roles": sorted(state.access.index.roles(cube, caller.name))}
+                            "roles": sorted(state.access.index.roles(cube, caller.name)),
+                            **state.access.index.sharing(cube)}
     if created is not None and created.type == ev.CUBE_CREATED:
-        info.update(owner=created.payload.get("owner"), visibility=created.payload.get("visibility", "private"),
-                    created_at=created.time, created_offset=created.offset)
+        info.update(owner=created.payload.get("owner"), created_at=created.time, created_offset=created.offset)
     return info
 
 
@@ -109,7 +109,7 @@ def list_grants(cube: str = CubePath, caller: Caller = Depends(current_caller),
                 state: ServiceState = Depends(get_state)) -> dict[str, Any]:
     if not state.access.allowed(caller, cube, Action.MANAGE):
         state.access.require_cube(caller, cube, Action.AUDIT, "cube.grants")
-    return {"cube": cube, "grants": state.access.index.grants(cube)}
+    return {"cube": cube, "grants": state.access.index.grants(cube), **state.access.index.sharing(cube)}
 
 
 @router.post("/{cube}/grants", status_code=201, summary="Grant a role on the cube (owner)")
