@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--public-metrics", action="store_true", help="serve /metrics without credentials")
     p.add_argument("--max-body-bytes", type=int, default=2_000_000)
     p.add_argument("--max-text-chars", type=int, default=200_000)
+    p.add_argument("--scheduler-interval", type=float, default=None, metavar="SECONDS",
+                   help="run the memory scheduler every SECONDS in the service (default: off)")
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=cmd_serve)
 
@@ -70,7 +72,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("WARNING: " + ANONYMOUS_WARNING, file=sys.stderr)
     settings = Settings(allow_anonymous=args.allow_anonymous, public_metrics=args.public_metrics,
                         max_body_bytes=args.max_body_bytes, max_text_chars=args.max_text_chars)
-    app = create_app(args.data, settings=settings, follow_views=True)
+    app = create_app(args.data, settings=settings, follow_views=True, scheduler_interval=args.scheduler_interval)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 

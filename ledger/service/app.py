@@ -36,6 +36,9 @@ OPTIONAL_ROUTE_MODULES: list[str] = [
     "ledger.service.routes_search",
     "ledger.service.routes_audit",
     "ledger.service.routes_branches",
+    "ledger.service.routes_cube_admin",
+    "ledger.service.routes_chat",
+    "ledger.service.routes_scheduler",
 ]
 
 ANONYMOUS_WARNING = ("memledger serve: anonymous access is ON; requests without credentials act as principal "
@@ -43,11 +46,13 @@ ANONYMOUS_WARNING = ("memledger serve: anonymous access is ON; requests without 
 
 
 def create_app(data_dir: str | Path, settings: Settings | None = None, ledger: Ledger | None = None,
-               views: dict[str, Callable[[], int]] | None = None, follow_views: bool = False) -> FastAPI:
+               views: dict[str, Callable[[], int]] | None = None, follow_views: bool = False,
+               scheduler_interval: float | None = None) -> FastAPI:
     """Build the service for ``data_dir`` (which must have been initialised with ``memledger init``).
 
     ``follow_views`` opens the search views at start-up and keeps them caught up in a background
     thread (what ``memledger serve`` does); otherwise they open on the first search.
+    ``scheduler_interval`` (seconds) runs the memory scheduler in a background thread.
     """
     settings = settings or Settings()
     data = Path(data_dir)
@@ -98,6 +103,33 @@ def create_app(data_dir: str | Path, settings: Settings | None = None, ledger: L
         backend.views()
         backend.start_follower()
         app.router.add_event_handler("shutdown", backend.close)
+    if scheduler_interval is not None:
+        _start_scheduler(app, state, scheduler_interval)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
+
+
+def _start_scheduler(app: FastAPI, state: ServiceState, interval: float) -> None:
+    """Run ``ledger.scheduler`` every ``interval`` seconds in a daemon thread (stopped at shutdown)."""
+    import threading
+
+    if interval <= 0:
+        raise InvalidRequest("the scheduler interval must be positive")
+    if "ledger.service.routes_scheduler" not in state.extras.get("optional_routes", []):
+        raise InvalidRequest("this installation has no memory scheduler (ledger.scheduler)")
+    scheduler_mod = importlib.import_module("ledger.scheduler")
+    policy_cls = importlib.import_module("ledger.scheduler_policy").SchedulerPolicy
+    config = getattr(state.ledger, "config", None)
+    sched = scheduler_mod.Scheduler(state.ledger, policy_cls.from_dict(
+        config.section("scheduler") if config is not None else None))
+    stop = threading.Event()
+    thread = threading.Thread(target=sched.run_loop, args=(stop, interval), name="memledger-scheduler", daemon=True)
+    state.extras.update(scheduler=sched, scheduler_interval=interval)
+    thread.start()
+
+    def shutdown() -> None:
+        stop.set()
+        thread.join(timeout=30)
+
+    app.router.add_event_handler("shutdown", shutdown)

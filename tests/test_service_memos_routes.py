@@ -1,0 +1,77 @@
+"""Cube export/share/update, scheduler status and chat over HTTP (active where those parts exist)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.service_support import make_service
+
+
+@pytest.fixture
+def svc(tmp_path):
+    s = make_service(tmp_path)
+    c = s.client
+    c.post("/v1/cubes", json={"cube": "a"}, headers=s.h("alice"))
+    s.m = c.post("/v1/memories", json={"cube": "a", "text": "alice drinks green tea"}, headers=s.h("alice")).json()
+    return s
+
+
+def test_share_update_and_export_are_for_owners(svc):
+    pytest.importorskip("ledger.cube_export")
+    c = svc.client
+    assert c.post("/v1/cubes/a/share", json={"principal": "bob"}, headers=svc.h("carol")).status_code == 404
+    r = c.post("/v1/cubes/a/share", json={"principal": "bob"}, headers=svc.h("alice"))
+    assert r.status_code == 200, r.text
+    assert c.get(f"/v1/memories/{svc.m['id']}", headers=svc.h("bob")).status_code == 200
+    assert c.get("/v1/cubes/a/export", headers=svc.h("bob")).status_code == 403
+    r = c.post("/v1/cubes/a/share", json={"principal": "bob", "unshare": True}, headers=svc.h("alice"))
+    assert r.status_code == 200
+    assert c.get(f"/v1/memories/{svc.m['id']}", headers=svc.h("bob")).status_code == 404
+    r = c.patch("/v1/cubes/a", json={"visibility": "shared"}, headers=svc.h("alice"))
+    assert r.status_code == 200 and r.json()["visibility"] == "shared"
+    assert c.get(f"/v1/memories/{svc.m['id']}", headers=svc.h("bob")).status_code == 200
+    r = c.get("/v1/cubes/a/export", headers=svc.h("alice"))
+    assert r.status_code == 200
+    lines = [line for line in r.text.splitlines() if line]
+    assert len(lines) >= 3 and "green tea" in r.text
+
+
+def test_scheduler_status_and_run(svc):
+    pytest.importorskip("ledger.scheduler")
+    c = svc.client
+    assert c.get("/v1/scheduler", headers=svc.h("alice")).json()["running"] is False
+    assert c.post("/v1/scheduler/run", headers=svc.h("alice")).status_code == 403
+    r = c.post("/v1/scheduler/run", headers=svc.h("root"))
+    assert r.status_code == 200, r.text
+    assert "decisions" in r.json()
+
+
+def test_chat_needs_write_and_writes_the_exchange_back(svc):
+    pytest.importorskip("ledger.chat")
+    pytest.importorskip("transformers")
+    from ledger.chat import ChatSession, scan_retriever
+
+    from tests.memos_fixtures import tiny_model
+
+    model = tiny_model()
+
+    def factory(ledger, cube, actor, **options):
+        options.pop("subject", None)
+        return ChatSession(ledger, cube, actor, scan_retriever(ledger), model=model, max_new_tokens=4,
+                           k=options.get("k", 3))
+
+    c = svc.client
+    c.app.state.memledger.extras["chat_factory"] = factory
+    c.post("/v1/cubes/a/grants", json={"principal": "bob", "role": "reader"}, headers=svc.h("alice"))
+    assert c.post("/v1/cubes/a/chat", json={"message": "what tea?"}, headers=svc.h("bob")).status_code == 403
+    assert c.post("/v1/cubes/a/chat", json={"message": "what tea?"}, headers=svc.h("carol")).status_code == 404
+    head = svc.head()
+    r = c.post("/v1/cubes/a/chat", json={"message": "What tea do I drink?"}, headers=svc.h("alice"))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["session_id"] and svc.m["id"] in body["retrieved"]
+    written = svc.events(head + 1)
+    assert written and {e.actor for e in written} == {"alice"}
+    again = c.post("/v1/cubes/a/chat", json={"message": "and coffee?", "session_id": body["session_id"]},
+                   headers=svc.h("alice"))
+    assert again.status_code == 200 and again.json()["session_id"] == body["session_id"]
