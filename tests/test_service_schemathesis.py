@@ -56,7 +56,8 @@ def test_schemathesis_finds_no_server_errors(tmp_path):
     base = [SCHEMATHESIS]
     run = ["run", f"http://127.0.0.1:{port}/openapi.json", "-H", f"Authorization: Bearer {s.tokens['root']}",
            "--checks", "not_a_server_error", "--max-examples", os.environ.get("MEMLEDGER_SCHEMATHESIS_N", "25"),
-           "--exclude-path", "/v1/log/stream", "--exclude-path", "/v1/cubes/{cube}/chat", "--request-timeout", "20", "--seed", seed, "--no-color"]
+           "--exclude-path", "/v1/log/stream", "--exclude-path", "/v1/cubes/{cube}/chat",
+           "--request-timeout", "20", "--seed", seed, "--no-color"]
     try:
         outputs = []
         for args in (base + ["--config-file", str(config)] + run, base + run):
