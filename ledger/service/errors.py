@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger.errors import (
@@ -92,6 +93,12 @@ def install_error_handlers(app: FastAPI) -> None:
                                              _clean_validation_errors(errors)), status_code=400)
         return JSON(error_body("InvalidRequest", "the request does not match the API schema",
                                          _clean_validation_errors(errors)), status_code=422)
+
+    @app.exception_handler(ValidationError)
+    async def model_error(request: Request, exc: ValidationError) -> JSON:
+        # a model built inside a handler (e.g. from query parameters) rejected its input
+        return JSON(error_body("InvalidRequest", "the request does not match the API schema",
+                               _clean_validation_errors(list(exc.errors()))), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSON:
