@@ -39,6 +39,7 @@ OPTIONAL_ROUTE_MODULES: list[str] = [
     "ledger.service.routes_cube_admin",
     "ledger.service.routes_chat",
     "ledger.service.routes_scheduler",
+    "ledger.service.routes_governance",
 ]
 
 ANONYMOUS_WARNING = ("memledger serve: anonymous access is ON; requests without credentials act as principal "
