@@ -44,7 +44,7 @@ def test_malformed_json_and_wrong_types(svc):
                  {"cube": "c", "text": "   "}, {"cube": "c", "text": "x", "metadata": [1]},
                  {"cube": "c", "text": "x", "tags": ["t"] * 101}, {"cube": "c", "text": "x", "bogus": 1},
                  {"cube": "_system", "text": "x"}, {"cube": "c", "text": "x", "metadata": {"n": 2**70}},
-                 {"cube": "c", "text": "x", "subject": "s1"}):
+                 {"cube": "c", "text": "x", "subject": ""}, {"cube": "c", "text": "x", "idempotency_key": "a b"}):
         r = _unchanged(svc, lambda body=body: c.post("/v1/memories", json=body, headers=h))
         assert r.status_code in (400, 404, 422), (body, r.text)
 
