@@ -27,8 +27,12 @@ def test_share_update_and_export_are_for_owners(svc):
     r = c.post("/v1/cubes/a/share", json={"principal": "bob", "unshare": True}, headers=svc.h("alice"))
     assert r.status_code == 200
     assert c.get(f"/v1/memories/{svc.m['id']}", headers=svc.h("bob")).status_code == 404
-    r = c.patch("/v1/cubes/a", json={"visibility": "shared"}, headers=svc.h("alice"))
+    # a second owner (granted, not the creator) changes visibility; the event names them
+    c.post("/v1/cubes/a/grants", json={"principal": "dave", "role": "owner"}, headers=svc.h("alice"))
+    r = c.patch("/v1/cubes/a", json={"visibility": "shared"}, headers=svc.h("dave"))
     assert r.status_code == 200 and r.json()["visibility"] == "shared"
+    assert svc.events()[-1].type == "cube.updated" and svc.events()[-1].actor == "dave"
+    assert c.patch("/v1/cubes/a", json={}, headers=svc.h("dave")).status_code == 422
     assert c.get(f"/v1/memories/{svc.m['id']}", headers=svc.h("bob")).status_code == 200
     r = c.get("/v1/cubes/a/export", headers=svc.h("alice"))
     assert r.status_code == 200

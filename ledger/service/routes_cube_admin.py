@@ -20,6 +20,7 @@ from starlette.responses import StreamingResponse
 
 from ledger import events as ev
 from ledger.access import Action, Caller
+from ledger.errors import InvalidRequest, NotFound, StateError
 from ledger.events import NewEvent
 from ledger.service.auth import current_caller
 from ledger.service.models import ERRORS, Metadata, PrincipalName, RequestBody
@@ -46,32 +47,42 @@ class ShareRequest(RequestBody):
     unshare: bool = False
 
 
-def _owner_name(state: ServiceState, cube: str) -> str:
-    return cubes_mod.get_cube(state.ledger, cube).owner
-
-
 @router.patch("/{cube}", summary="Change a cube's visibility, models or metadata (owner)")
 def update_cube(body: CubeUpdate, cube: str = CubePath, caller: Caller = Depends(current_caller),
                 state: ServiceState = Depends(get_state)) -> dict[str, Any]:
     state.access.require_cube(caller, cube, Action.MANAGE, "cube.update")
-    info = cubes_mod.update_cube(state.ledger, cube, _owner_name(state, cube), visibility=body.visibility,
-                                 embedder=body.embedder, llm=body.llm, metadata=body.metadata)
-    state.access.index.refresh()
-    return info.to_dict()
+    payload: dict[str, Any] = {"cube": cube, **body.model_dump(exclude_none=True)}
+    if len(payload) == 1:
+        raise InvalidRequest("nothing to update: give visibility, embedder, llm or metadata")
+    _append(state, cube, cubes_mod.CUBE_UPDATED, payload, caller)
+    return cubes_mod.get_cube(state.ledger, cube).to_dict()
 
 
 @router.post("/{cube}/share", summary="Share a private cube with a principal as reader, or withdraw it (owner)")
 def share_cube(body: ShareRequest, cube: str = CubePath, caller: Caller = Depends(current_caller),
                state: ServiceState = Depends(get_state)) -> dict[str, Any]:
     state.access.require_cube(caller, cube, Action.MANAGE, "cube.share")
-    if not body.unshare and state.access.principal_exists is not None and not state.access.principal_exists(
-            body.principal):
-        from ledger.errors import NotFound
+    info = cubes_mod.get_cube(state.ledger, cube)
+    if body.principal == info.owner:
+        raise InvalidRequest(f"{body.principal!r} owns cube {cube!r} already")
+    if body.unshare:
+        if body.principal not in info.shared_with:
+            raise StateError(f"cube {cube!r} is not shared with {body.principal!r}")
+    else:
+        exists = state.access.principal_exists
+        if exists is not None and not exists(body.principal):
+            raise NotFound(f"principal {body.principal!r} does not exist")
+        if body.principal in info.shared_with:
+            return info.to_dict()
+    payload = {"cube": cube, "principal": body.principal, "action": "unshare" if body.unshare else "share"}
+    _append(state, cube, cubes_mod.CUBE_SHARED, payload, caller)
+    return cubes_mod.get_cube(state.ledger, cube).to_dict()
 
-        raise NotFound(f"principal {body.principal!r} does not exist")
-    info = cubes_mod.share_cube(state.ledger, cube, body.principal, _owner_name(state, cube), unshare=body.unshare)
+
+def _append(state: ServiceState, cube: str, event_type: str, payload: dict[str, Any], caller: Caller) -> None:
+    """Write a cube event as the caller (not as the cube's creator), then refresh the roles."""
+    state.ledger.log.append([NewEvent(cube, event_type, payload, caller.name)])
     state.access.index.refresh()
-    return info.to_dict()
 
 
 @router.get("/{cube}/export", summary="Verifiable export of the cube as JSON lines (owner)",
