@@ -45,9 +45,11 @@ def test_scheduler_status_and_run(svc):
     c = svc.client
     assert c.get("/v1/scheduler", headers=svc.h("alice")).json()["running"] is False
     assert c.post("/v1/scheduler/run", headers=svc.h("alice")).status_code == 403
+    head = svc.head()
     r = c.post("/v1/scheduler/run", headers=svc.h("root"))
     assert r.status_code == 200, r.text
     assert "decisions" in r.json()
+    assert {e.actor for e in svc.events(head + 1) if e.type != "access.denied"} <= {"root"}
 
 
 def test_chat_needs_write_and_writes_the_exchange_back(svc):

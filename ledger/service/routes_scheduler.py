@@ -39,7 +39,7 @@ def scheduler_status(caller: Caller = Depends(current_caller),
             "last_run": _visible(state, caller, last), "last_error": sched.last_error}
 
 
-@router.post("/run", summary="Run one scheduling pass now (admin)")
+@router.post("/run", summary="Run one scheduling pass now (admin; its events name the admin as actor)")
 def scheduler_run(caller: Caller = Depends(admin_caller), state: ServiceState = Depends(get_state)) -> dict[str, Any]:
     sched = state.extras.get("scheduler")
     if sched is None:
@@ -48,7 +48,7 @@ def scheduler_run(caller: Caller = Depends(admin_caller), state: ServiceState = 
         sched = scheduler_mod.Scheduler(state.ledger, policy_cls.from_dict(
             config.section("scheduler") if config is not None else None))
     try:
-        result = sched.run_once()
+        result = scheduler_mod.run(state.ledger, sched.policy, sched.cubes, actor=caller.name)
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
     state.access.index.refresh()
