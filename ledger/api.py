@@ -184,7 +184,9 @@ class Ledger:
             check_writable(memory_id, state.state)
             if state.forgotten:
                 raise StateError(f"memory {memory_id} belongs to a forgotten subject")
-            payload = {"memory_id": memory_id, **self._content_payload(text, metadata, state.subject)}
+            content = self._content_payload(text, metadata, state.subject)
+            content.pop("subject", None)  # memory.updated v1 has no top-level subject; it is inside sealed
+            payload = {"memory_id": memory_id, **content}
             if reason:
                 payload["reason"] = reason
             return NewEvent(state.cube, ev.MEMORY_UPDATED, payload, actor)

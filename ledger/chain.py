@@ -157,6 +157,8 @@ def _row_problem(row: tuple, prev: str) -> str | None:
     offset, stream, version, event_id, etype, sv, ts, actor, cause, corr, payload, prev_hash, h = row
     if prev_hash != prev:
         return f"offset {offset}: prev_hash does not link to the previous event (removed or reordered)"
+    if isinstance(payload, str):  # a row edited with SQL text functions comes back as TEXT
+        payload = payload.encode()
     try:
         canon = canonical_bytes(orjson.loads(payload))
     except orjson.JSONDecodeError:

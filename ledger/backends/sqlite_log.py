@@ -173,6 +173,14 @@ class SqliteLog:
         r = self._conn().execute(f"SELECT {_COLS} FROM events WHERE event_id = ?", (event_id,)).fetchone()
         return _row_to_event(r) if r else None
 
+    def hashes(self, start: int = 0, end: int | None = None) -> Iterator[str]:
+        """Hex hashes of events ``start..end`` in offset order (for Merkle trees; no payload decoding)."""
+        stop = end if end is not None else 2**62
+        cur = self._conn().execute("SELECT hash FROM events WHERE offset >= ? AND offset <= ? ORDER BY offset",
+                                   (start, stop))
+        for (h,) in _flatten(cur):
+            yield h
+
     def head(self) -> int:
         r = self._conn().execute("SELECT MAX(offset) FROM events").fetchone()
         return -1 if r[0] is None else r[0]

@@ -15,6 +15,7 @@ from ledger.errors import LedgerError, NotFound
 COMMAND_MODULES = [
     "ledger.cli.core_commands",
     "ledger.cli.demo_commands",
+    "ledger.cli.governance_commands",
     "ledger.cli.service_commands",
 ]
 

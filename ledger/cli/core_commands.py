@@ -56,7 +56,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p = sub.add_parser("head", parents=[common], help="offset of the last event")
     p.set_defaults(func=cmd_head)
 
-    p = sub.add_parser("verify", parents=[common], help="recompute the hash chain")
+    p = sub.add_parser("verify", parents=[common], help="recompute the hash chain (and check signed checkpoints)")
+    p.add_argument("--public-key", default=None, help="trusted checkpoint public key (default: the local one)")
     p.set_defaults(func=cmd_verify)
 
 
@@ -141,9 +142,31 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise InvalidRequest("this log backend cannot be verified from here")
     result = verify()
     if result.ok:
-        emit(args, result.to_dict(), f"OK: {result.checked} events, head {result.head}, head hash {result.head_hash}")
+        cps = _checkpoint_report(ledger, getattr(args, "public_key", None))
+        d = result.to_dict()
+        text = f"OK: {result.checked} events, head {result.head}, head hash {result.head_hash}"
+        if cps is not None:
+            d["checkpoints"] = cps.to_dict()
+            if not cps.ok:
+                d.update(ok=False, problem=cps.problem)
+                emit(args, d, f"FAILED: {cps.problem}")
+                return 1
+            text += f"; {cps.checked} signed checkpoints match"
+        emit(args, d, text)
         return 0
     emit(args, result.to_dict(), f"FAILED at offset {result.first_bad_offset}: {result.problem}")
     if not args.json:
         print(f"chain broken at offset {result.first_bad_offset}", file=sys.stderr)
     return 1
+
+
+def _checkpoint_report(ledger: Any, public_key: str | None) -> Any:
+    """Stored signed checkpoints checked against the log (None when governance has none)."""
+    try:
+        from ledger.governance.checkpoints import Checkpoints, load_public_key
+    except ImportError:
+        return None
+    cps = Checkpoints.for_config(ledger.config)
+    if not cps.any_stored() and public_key is None:
+        return None
+    return cps.verify(ledger.log, load_public_key(public_key) if public_key else None)
