@@ -85,3 +85,28 @@ def test_bad_offsets_and_as_of(svc):
     assert c.get(f"/v1/memories/{svc.mid}?as_of=-1", headers=h).status_code == 404
     assert c.get(f"/v1/memories/{svc.mid}?as_of=1970-01-02T00:00:00Z", headers=h).status_code == 404
     assert svc.head() == head
+
+
+def test_chunked_body_over_the_limit_is_refused_while_streaming(svc):
+    head = svc.head()
+
+    def chunks():
+        yield b'{"cube": "c", "text": "'
+        for _ in range(10):
+            yield b"x" * 10_000
+        yield b'"}'
+
+    r = svc.client.post("/v1/memories", content=chunks(),
+                        headers={**svc.h("alice"), "Content-Type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"]["type"] == "PayloadTooLarge"
+    assert svc.head() == head
+
+
+def test_unauthenticated_audit_is_rate_limited_and_the_excess_counted(tmp_path):
+    s = make_service(tmp_path, settings=Settings(unauth_audit_per_minute=3))
+    head = s.head()
+    for _ in range(5):
+        assert s.client.get("/v1/head").status_code == 401
+    assert len(s.denials(head + 1)) == 3
+    metrics = s.client.get("/metrics", headers=s.h("alice")).text
+    assert "memledger_unaudited_denials_total 2.0" in metrics
