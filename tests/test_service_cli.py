@@ -63,3 +63,43 @@ def test_grant_and_revoke_need_an_owner_and_are_events(data, capsys):
 def test_serve_defaults_to_loopback_and_no_anonymous():
     args = build_parser().parse_args(["serve"])
     assert args.host == "127.0.0.1" and args.port == 8080 and args.allow_anonymous is False
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("anonymous", [False, True])
+def test_serve_starts_on_loopback_and_warns_about_anonymous_access(data, anonymous):
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import httpx
+
+    port = _free_port()
+    cmd = [sys.executable, "-m", "ledger", "--data", data, "serve", "--port", str(port), "--log-level", "warning"]
+    if anonymous:
+        cmd.append("--allow-anonymous")
+    root = str(Path(__file__).resolve().parents[1])
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, cwd=root,
+                            env={**os.environ, "PYTHONPATH": root})
+    try:
+        for _ in range(200):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        r = httpx.get(f"http://127.0.0.1:{port}/v1/head", timeout=5)
+        assert r.status_code == (200 if anonymous else 401)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert ("anonymous access is ON" in err) is anonymous
