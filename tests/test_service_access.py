@@ -191,3 +191,12 @@ def test_a_cube_created_shared_is_readable_by_every_principal_but_writable_only_
     assert c.get("/v1/cubes/handbook", headers=svc.h("bob")).json()["visibility"] == "shared"
     assert c.put(f"/v1/memories/{mid}", json={"text": "9:30"}, headers=svc.h("bob")).status_code == 403
     assert {"cube": "handbook", "roles": ["reader"]} in c.get("/v1/cubes", headers=svc.h("bob")).json()["cubes"]
+
+
+def test_reading_another_cubes_stream_from_the_log_is_refused_and_audited(svc):
+    head = svc.head()
+    r = svc.client.get("/v1/log", params={"stream": "alice-notes"}, headers=svc.h("bob"))
+    assert r.status_code == 404
+    assert [e.payload["action"] for e in svc.denials(head + 1)] == ["log.read"]
+    r = svc.client.get("/v1/log", params={"stream": "alice-notes"}, headers=svc.h("alice"))
+    assert r.status_code == 200 and {e["stream"] for e in r.json()["events"]} == {"alice-notes"}

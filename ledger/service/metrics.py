@@ -51,7 +51,14 @@ class _LogCollector(Collector):
         yield GaugeMetricFamily("memledger_log_events", "Events in the log (head offset + 1)", value=head + 1)
         lag = GaugeMetricFamily("memledger_projection_lag_events", "Log head minus the view checkpoint",
                                 labels=["view"])
-        for name, checkpoint in sorted(self.views.items()):
+        views: dict[str, Callable[[], int]] = {}
+        for _ in range(3):  # the view set may register its views while we read the mapping
+            try:
+                views = dict(self.views)
+                break
+            except RuntimeError:
+                continue
+        for name, checkpoint in sorted(views.items()):
             try:
                 lag.add_metric([name], max(0, head - checkpoint()))
             except Exception:  # noqa: BLE001 - a broken view must not break the scrape

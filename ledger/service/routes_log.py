@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
 from ledger.access import Caller
-from ledger.errors import InvalidRequest
+from ledger.errors import InvalidRequest, NotFound
 from ledger.service.auth import current_caller
 from ledger.service.event_filter import EventFilter
 from ledger.service.models import ERRORS
@@ -47,6 +47,9 @@ def read_log(start: From = 0, to: Offset | None = None, as_of: AsOf = None,
         end = min(end, bound)
     flt = EventFilter(caller, state.access)
     flt.refresh()
+    if stream is not None and flt.mode(stream) == "hidden":
+        state.access.deny(caller.name, "log.read", cube=stream, reason="no role on the stream")
+        raise NotFound(f"stream {stream!r} not found")
     out: list[dict[str, Any]] = []
     scanned_to = start - 1
     scan_end = min(end, start + state.settings.max_scan - 1)
