@@ -88,12 +88,14 @@ class AccessIndex:
             self._set_visibility(e.stream, p.get("visibility"))
         elif e.type == CUBE_UPDATED and "visibility" in p:
             self._set_visibility(e.stream, p["visibility"])
-        elif e.type == CUBE_SHARED:
+        elif e.type == CUBE_SHARED and p.get("cube") == e.stream:
             shared = self._shared.setdefault(e.stream, set())
             if p.get("action") == "unshare":
                 shared.discard(p["principal"])
             else:
                 shared.add(p["principal"])
+        elif e.type in (ev.ACCESS_GRANTED, ev.ACCESS_REVOKED) and p.get("cube") != e.stream:
+            return  # a role change counts only on the stream of the cube it names
         elif e.type == ev.ACCESS_GRANTED:
             self._roles.setdefault(p["cube"], {}).setdefault(p["principal"], set()).add(p["role"])
         elif e.type == ev.ACCESS_REVOKED:
