@@ -74,6 +74,7 @@ def create_app(data_dir: str | Path, settings: Settings | None = None, ledger: L
         return p is not None and p.active
 
     access = AccessControl(ledger.log, principal_exists=principal_exists)
+    access.index.refresh()  # fold the roles once at start-up, not in the first request
     state = ServiceState(data_dir=data, ledger=ledger, principals=principals, access=access, settings=settings,
                          metrics=metrics, unauth_limiter=AuditLimiter(settings.unauth_audit_per_minute),
                          views=dict(views or {}))
