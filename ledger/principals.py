@@ -155,6 +155,19 @@ class PrincipalStore:
             self._write({**by_name, name: p})
         return p
 
+    def rotate(self, name: str) -> tuple[Principal, str]:
+        """Give an active principal a new token; the old one is refused from the next request on."""
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        with self._locked_update() as by_name:
+            p = by_name.get(name)
+            if p is None:
+                raise NotFound(f"principal {name!r} does not exist")
+            if not p.active:
+                raise StateError(f"principal {name!r} is revoked")
+            p = Principal(p.name, p.admin, p.created_at, token_digest(token), None)
+            self._write({**by_name, name: p})
+        return p, token
+
     def list(self) -> list[Principal]:
         """Every principal, revoked ones included."""
         with self._lock:

@@ -49,3 +49,13 @@ def test_tokens_differ_and_admin_flag_is_kept(tmp_path):
     assert ta != tb
     assert store.authenticate(ta).admin and not store.authenticate(tb).admin
     assert [p.name for p in store.list()] == ["a", "b"]
+
+
+def test_rotate_replaces_the_token(tmp_path):
+    store = PrincipalStore(tmp_path)
+    _, old = store.create("carol")
+    p, new = store.rotate("carol")
+    assert new != old and store.authenticate(old) is None and store.authenticate(new).name == "carol"
+    store.revoke("carol")
+    with pytest.raises(StateError):
+        store.rotate("carol")

@@ -40,6 +40,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p = psub.add_parser("revoke", parents=[common], help="revoke a principal's token (immediate)")
     p.add_argument("name")
     p.set_defaults(func=cmd_principal_revoke)
+    p = psub.add_parser("rotate", parents=[common], help="issue a new token (printed once); the old one stops working")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_principal_rotate)
 
     for name, func, helptext in (("grant", cmd_grant, "give a principal a role on a cube (as an owner)"),
                                  ("revoke", cmd_revoke, "take a principal's role on a cube away (as an owner)")):
@@ -82,6 +85,13 @@ def cmd_principal_create(args: argparse.Namespace) -> int:
     emit(args, {**p.public(), "token": token},
          f"created principal {p.name}{' (admin)' if p.admin else ''}\n"
          f"token (shown once, store it now): {token}")
+    return 0
+
+
+def cmd_principal_rotate(args: argparse.Namespace) -> int:
+    p, token = _store(args).rotate(args.name)
+    emit(args, {**p.public(), "token": token},
+         f"new token for {p.name} (shown once; the old token no longer works): {token}")
     return 0
 
 

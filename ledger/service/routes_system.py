@@ -60,3 +60,10 @@ def revoke_principal(name: str = Path(min_length=1, max_length=100), caller: Cal
     if state.principals.get(name) is None:
         raise NotFound(f"principal {name!r} does not exist")
     return state.principals.revoke(name).public()
+
+
+@router.post("/v1/principals/{name}/rotate", summary="Issue a new token for a principal, shown once (admin)")
+def rotate_principal(name: str = Path(min_length=1, max_length=100), caller: Caller = Depends(admin_caller),
+                     state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+    p, token = state.principals.rotate(name)
+    return {**p.public(), "token": token}
