@@ -58,7 +58,10 @@ def _search(state: ServiceState, caller: Caller, req: SearchRequest) -> dict[str
     if req.branch is not None and req.branch != "main":
         from ledger.branches import branch_overlay
 
-        as_of, overlay = branch_overlay(state.ledger, req.branch, req.as_of)
+        try:
+            as_of, overlay = branch_overlay(state.ledger, req.branch, req.as_of)
+        except (ValueError, OverflowError) as exc:
+            raise InvalidRequest(f"as_of must be an offset or an ISO-8601 time, not {req.as_of!r}") from exc
     with backend.lock:
         hits = backend.views().search(req.query, cube=cubes, k=req.k, as_of=as_of, states=req.states,
                                       metadata=req.metadata, all_states=req.all_states, actor=caller.name,
