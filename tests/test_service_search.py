@@ -44,3 +44,15 @@ def test_search_as_of_and_post_form(svc):
     r = c.post("/v1/search", json={"query": "coffee", "cubes": ["a"], "k": 5}, headers=h)
     assert r.status_code == 200 and r.json()["hits"][0]["text"] == "alice switched to coffee"
     assert c.post("/v1/search", json={"query": "x", "actor": "bob"}, headers=h).status_code == 422
+
+
+def test_search_on_a_branch_sees_the_branch_and_main_does_not(svc):
+    pytest.importorskip("ledger.branches")
+    c, h = svc.client, svc.h("alice")
+    assert c.post("/v1/branches", json={"name": "exp"}, headers=h).status_code == 201
+    r = c.put(f"/v1/branches/exp/memories/{svc.tea['id']}", json={"text": "alice drinks mate now"}, headers=h)
+    assert r.status_code == 200, r.text
+    on_branch = c.get("/v1/search", params={"q": "mate", "cube": "a", "branch": "exp"}, headers=h).json()
+    assert [x["id"] for x in on_branch["hits"]] == [svc.tea["id"]]
+    assert c.get("/v1/search", params={"q": "mate", "cube": "a"}, headers=h).json()["hits"] == []
+    assert c.get("/v1/search", params={"q": "mate", "branch": "nope"}, headers=h).status_code == 404
