@@ -84,3 +84,23 @@ def test_chat_needs_write_and_writes_the_exchange_back(svc):
     again = c.post("/v1/cubes/a/chat", json={"message": "and coffee?", "session_id": body["session_id"]},
                    headers=svc.h("alice"))
     assert again.status_code == 200 and again.json()["session_id"] == body["session_id"]
+
+
+def test_background_scheduler_reports_its_runs(svc):
+    pytest.importorskip("ledger.scheduler")
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from ledger.service import create_app
+
+    app = create_app(svc.data, scheduler_interval=0.1)
+    with TestClient(app) as c:
+        for _ in range(100):
+            status = c.get("/v1/scheduler", headers=svc.h("alice")).json()
+            if status["last_run"] is not None:
+                break
+            time.sleep(0.05)
+        assert status["running"] is True and status["interval_s"] == 0.1
+        assert status["last_run"] is not None and status["last_error"] is None
+    assert not app.state.memledger.extras["scheduler"] is None
