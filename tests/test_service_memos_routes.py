@@ -103,4 +103,3 @@ def test_background_scheduler_reports_its_runs(svc):
             time.sleep(0.05)
         assert status["running"] is True and status["interval_s"] == 0.1
         assert status["last_run"] is not None and status["last_error"] is None
-    assert not app.state.memledger.extras["scheduler"] is None
