@@ -271,7 +271,7 @@ class Ledger:
         end = self.resolve_as_of(as_of)
         versions = history(memory_id, self.memory_events(memory_id, end), self.opener)
         if not versions:
-            raise NotFound(f"memory {memory_id} not found")
+            raise NotFound(f"memory {memory_id} not found" + ("" if as_of is None else f" as of offset {end}"))
         self._record_read(versions[-1].cube, [memory_id], "history", actor, record_read,
                           as_of=None if as_of is None else end)
         return versions

@@ -169,6 +169,30 @@ class SqliteLog:
             (ref, end),
         )
 
+    def stream_version_at(self, stream: str, offset: int) -> int:
+        """Version of ``stream`` counting only events at or below ``offset`` (for branch fork points)."""
+        r = self._conn().execute("SELECT MAX(version) FROM events WHERE stream = ? AND offset <= ?",
+                                 (stream, offset)).fetchone()
+        return r[0] or 0
+
+    def read_filtered(self, start: int = 0, end: int | None = None, actor: str | None = None,
+                      types: list[str] | None = None, stream: str | None = None,
+                      limit: int | None = None) -> Iterator[Event]:
+        """Events in ``start..end`` filtered by actor, types and stream in SQL (audit queries)."""
+        where, args = ["offset >= ?", "offset <= ?"], [start, 2**62 if end is None else end]
+        if actor is not None:
+            where.append("actor = ?")
+            args.append(actor)
+        if types:
+            where.append(f"type IN ({','.join('?' * len(types))})")
+            args.extend(types)
+        if stream is not None:
+            where.append("stream = ?")
+            args.append(stream)
+        tail = "" if limit is None else f" LIMIT {int(limit)}"
+        return self._iter(f"SELECT {_COLS} FROM events WHERE {' AND '.join(where)} ORDER BY offset{tail}", tuple(args),
+                          batch=min(2000, limit or 2000))
+
     def get_by_id(self, event_id: str) -> Event | None:
         r = self._conn().execute(f"SELECT {_COLS} FROM events WHERE event_id = ?", (event_id,)).fetchone()
         return _row_to_event(r) if r else None

@@ -1,0 +1,146 @@
+"""Search and view commands: ``search``, ``rebuild``, ``views``, ``bench locomo``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ledger.cli.app import default_actor
+from ledger.cli.context import open_cli_ledger
+from ledger.cli.output import emit, parse_json_object
+from ledger.errors import InvalidRequest
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("search", parents=[common], help="hybrid search (keyword + vector + graph)")
+    p.add_argument("--cube", action="append", default=None, dest="cubes",
+                   help="cube to search (repeat for several; default: every cube)")
+    p.add_argument("--k", type=int, default=10, help="number of hits (default 10)")
+    p.add_argument("--as-of", default=None, help="offset or ISO-8601 time")
+    p.add_argument("--state", action="append", default=None, dest="states",
+                   help="lifecycle state to include (repeat; default generated, activated, frozen)")
+    p.add_argument("--all-states", action="store_true", help="include merged and archived memories")
+    p.add_argument("--metadata", default=None, help='JSON object of top-level equality filters, e.g. {"topic": "x"}')
+    p.add_argument("--actor", default=None, help="reader recorded in the audit trail")
+    p.add_argument("--no-vector", action="store_true", help="skip the vector view (no model load)")
+    p.add_argument("--branch", default=None, help="search this branch (its --as-of is an offset of the branch)")
+    p.add_argument("query")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("rebuild", parents=[common], help="drop every view and fold the log again")
+    p.add_argument("--to", type=int, default=None, help="stop at this offset (default: head)")
+    p.add_argument("--view", action="append", default=None, dest="kinds", choices=["keyword", "graph", "vector"],
+                   help="rebuild only this view (repeat)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_rebuild)
+
+    p = sub.add_parser("views", parents=[common], help="each view's checkpoint against the log head")
+    p.set_defaults(func=cmd_views)
+
+    bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench", metavar="BENCH")
+    bench.required = True
+    p = bench.add_parser("locomo", parents=[common], help="LoCoMo evidence recall@k and MRR")
+    p.add_argument("--dataset", required=True, help="LoCoMo-format JSON file")
+    p.add_argument("--workdir", default=None, help="data directory to ingest into (default: a temporary one)")
+    p.add_argument("--no-vector", action="store_true", help="keyword + graph only")
+    p.add_argument("--embedder", default=None, help="vector view embedder: minilm (default) or hashing")
+    p.set_defaults(func=cmd_bench_locomo)
+
+
+def _open_views(ledger: Any, kinds: list[str] | None = None) -> Any:
+    from projections.view_set import ViewSet
+
+    return ViewSet.open(ledger, kinds=kinds)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    ledger = open_cli_ledger(args)
+    metadata = parse_json_object(args.metadata, "--metadata")
+    if args.all_states and args.states:
+        raise InvalidRequest("give either --state or --all-states, not both")
+    with _open_views(ledger, ["keyword", "graph"] if args.no_vector else None) as views:
+        if args.branch not in (None, "main"):
+            from ledger.branch_search import search_branch
+            from ledger.branches import Branches
+
+            hits = search_branch(views, Branches(ledger), args.branch, args.query, cube=args.cubes, k=args.k,
+                                 as_of=args.as_of, states=args.states, metadata=metadata,
+                                 all_states=args.all_states, actor=args.actor or default_actor())
+        else:
+            hits = views.search(args.query, cube=args.cubes, k=args.k, as_of=args.as_of, states=args.states,
+                                metadata=metadata, all_states=args.all_states, actor=args.actor or default_actor())
+    out = [h.to_dict() for h in hits]
+    lines = []
+    for i, h in enumerate(out, start=1):
+        text = h["text"] if h["text"] is not None else ("[forgotten]" if h["forgotten"] else "[sealed]")
+        lines.append(f"{i:>3}. {h['score']:.4f}  {h['id']}  cube={h['cube']}  state={h['state']}  "
+                     f"v{h['version']}  offsets={h['provenance']['offsets']}\n     {text}")
+    emit(args, out, "\n".join(lines) if lines else "no matches")
+    return 0
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    ledger = open_cli_ledger(args)
+    start = time.perf_counter()
+    with _open_views(ledger, args.kinds) as views:
+        checkpoints = views.rebuild(to=args.to, progress=not args.no_progress and not args.json)
+    seconds = time.perf_counter() - start
+    events = max(checkpoints.values(), default=-1) + 1
+    emit(args, {"checkpoints": checkpoints, "seconds": round(seconds, 3), "events": events},
+         "\n".join(f"{name}: rebuilt to offset {cp}" for name, cp in checkpoints.items())
+         + f"\n{events} events in {seconds:.2f} s")
+    return 0
+
+
+def cmd_views(args: argparse.Namespace) -> int:
+    ledger = open_cli_ledger(args)
+    with _open_views(ledger, ["keyword", "graph"]) as views:
+        status = views.status()
+    head = ledger.head()
+    emit(args, {"head": head, "views": status},
+         "\n".join(f"{name}: checkpoint {cp} ({head - cp} behind)" for name, cp in status.items()))
+    return 0
+
+
+def cmd_bench_locomo(args: argparse.Namespace) -> int:
+    from projections import locomo
+
+    samples = locomo.load_dataset(args.dataset)
+    with tempfile.TemporaryDirectory(prefix="memledger-locomo-") as tmp:
+        result = run_locomo(samples, Path(args.workdir or tmp), vector=not args.no_vector, embedder=args.embedder)
+    emit(args, result, locomo.format_table(result) + f"\n({result['seconds']:.1f} s, views: {result['views']})")
+    return 0
+
+
+def run_locomo(samples: list[dict[str, Any]], data_dir: Path, vector: bool = True,
+               embedder: str | None = None) -> dict[str, Any]:
+    """Ingest ``samples`` into a fresh data directory and evaluate hybrid search on them."""
+    from ledger.config import init_data_dir
+    from ledger.factory import open_ledger
+    from projections import locomo
+    from projections.view_set import ViewSet
+
+    if (data_dir / "log.sqlite").exists():
+        raise InvalidRequest(f"{data_dir} already holds a ledger; give an empty --workdir")
+    init_data_dir(data_dir)
+    if embedder:
+        cfg = data_dir / "memledger.toml"
+        cfg.write_text(cfg.read_text() + f'\n[views.vector]\nadapter = "embedded"\nembedder = "{embedder}"\n')
+    start = time.perf_counter()
+    ledger = open_ledger(data_dir)
+    locomo.ingest(ledger, samples)
+    views = ViewSet.open(ledger, kinds=None if vector else ["keyword", "graph"])
+    try:
+        views.catch_up()
+        result = locomo.evaluate(views, samples)
+        result["views"] = sorted(views.views)
+    finally:
+        views.close()
+        ledger.log.close()
+    result["seconds"] = round(time.perf_counter() - start, 2)
+    print(f"ingested {len(samples)} conversations", file=sys.stderr)
+    return result

@@ -1,0 +1,332 @@
+"""``TemporalSqliteView``: the shared machinery of the embedded keyword and graph views.
+
+One SQLite file per view. Every memory version is one row of ``versions`` with the offset
+interval ``[valid_from, valid_to)`` in which it was current; the version itself is computed by
+``ledger.memory_state.apply_event`` (the one definition of memory state), so the view agrees
+with ``Ledger.get`` by construction. Texts live in ``texts`` (one row per distinct text of a
+memory; state changes reuse it), so subclasses index a text once, not once per version.
+
+``apply_batch`` writes the rows and the checkpoint in one ``BEGIN IMMEDIATE`` transaction:
+a crash leaves the batch applied with its checkpoint, or neither. ``subject.forgotten`` purges
+every row of the subject's memories with ``secure_delete`` on and truncates the WAL, so the
+text leaves the view's files.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ledger import events as ev
+from ledger.events import Event
+from ledger.memory_state import CONTENT_EVENTS, MEMORY_EVENTS, MemoryState, Opener, apply_event
+from projections.base import OPEN
+
+_BASE_DDL = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS versions(
+  vid INTEGER PRIMARY KEY,
+  memory_id TEXT NOT NULL,
+  cube TEXT NOT NULL,
+  state TEXT NOT NULL,
+  valid_from INTEGER NOT NULL,
+  valid_to INTEGER NOT NULL,
+  exists_ INTEGER NOT NULL,
+  text_id INTEGER,
+  subject TEXT,
+  meta TEXT NOT NULL,
+  blob BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS versions_mem ON versions(memory_id, valid_to);
+CREATE INDEX IF NOT EXISTS versions_text ON versions(text_id, valid_from, valid_to);
+CREATE INDEX IF NOT EXISTS versions_subject ON versions(subject) WHERE subject IS NOT NULL;
+CREATE TABLE IF NOT EXISTS texts(
+  text_id INTEGER PRIMARY KEY,
+  memory_id TEXT NOT NULL,
+  length INTEGER NOT NULL,
+  text TEXT
+);
+"""
+
+_STATE_FIELDS = ("memory_id", "cube", "metadata", "tags", "state", "version", "created_offset",
+                 "updated_offset", "created_at", "updated_at", "created_by", "updated_by", "subject",
+                 "sealed", "forgotten", "sources", "merged_into", "exists", "event_offsets")
+
+
+def state_blob(s: MemoryState) -> bytes:
+    """A memory state without its text, as bytes (the text lives in ``texts``)."""
+    return orjson.dumps({f: getattr(s, f) for f in _STATE_FIELDS})
+
+
+def state_from_blob(blob: bytes, text: str | None) -> MemoryState:
+    """Inverse of :func:`state_blob`."""
+    d = orjson.loads(blob)
+    return MemoryState(text=text, **d)
+
+
+def visible_sql(alias: str = "v") -> str:
+    """SQL condition: the version row was current at offset ``?`` (bind the offset twice)."""
+    return f"{alias}.valid_from <= ? AND {alias}.valid_to > ?"
+
+
+@dataclass(slots=True)
+class Current:
+    """The current version row of a memory, as cached during a batch."""
+
+    vid: int
+    state: MemoryState
+    text_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRow:
+    """A memory version as read from a view."""
+
+    vid: int
+    memory_id: str
+    cube: str
+    state: str
+    valid_from: int
+    valid_to: int
+    text_id: int | None
+    memory: MemoryState
+
+
+class TemporalSqliteView:
+    """Base of the embedded views. Subclasses add tables and index new texts and events."""
+
+    name = "temporal"
+    store_text = False  # keep the text itself in ``texts`` (the keyword view does, to show hits)
+
+    def __init__(self, path: str | Path, opener: Opener | None = None):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.opener = opener
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._create()
+
+    # -- connections ---------------------------------------------------------------------
+    def conn(self) -> sqlite3.Connection:
+        """This thread's connection to the view file."""
+        c = getattr(self._local, "conn", None)
+        if c is None:
+            c = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
+            c.execute("PRAGMA journal_mode=WAL")
+            c.execute("PRAGMA synchronous=NORMAL")
+            c.execute("PRAGMA secure_delete=ON")
+            c.execute("PRAGMA busy_timeout=60000")
+            c.execute("PRAGMA cache_size=-65536")
+            c.execute("PRAGMA temp_store=MEMORY")
+            self._local.conn = c
+            with self._lock:
+                self._conns.append(c)
+        return c
+
+    def close(self) -> None:
+        """Close every connection of this view."""
+        with self._lock:
+            for c in self._conns:
+                try:
+                    c.close()
+                except sqlite3.Error:
+                    pass
+            self._conns.clear()
+        self._local = threading.local()
+
+    def _create(self) -> None:
+        self.conn().executescript(_BASE_DDL + self._ddl())
+
+    def _ddl(self) -> str:
+        """Extra tables of the subclass."""
+        return ""
+
+    def _tables(self) -> list[str]:
+        """Tables of the subclass (dropped by ``reset``)."""
+        return []
+
+    # -- Projection protocol -------------------------------------------------------------
+    def checkpoint(self) -> int:
+        row = self.conn().execute("SELECT value FROM meta WHERE key = 'checkpoint'").fetchone()
+        return -1 if row is None else int(row[0])
+
+    def reset(self) -> None:
+        c = self.conn()
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            for t in [*self._tables(), "versions", "texts", "meta"]:
+                c.execute(f"DROP TABLE IF EXISTS {t}")
+            for stmt in (_BASE_DDL + self._ddl()).split(";"):
+                if stmt.strip():
+                    c.execute(stmt)
+            c.execute("COMMIT")
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+        self._after_purge()
+
+    def apply_batch(self, events: Sequence[Event]) -> None:
+        if not events:
+            return
+        c = self.conn()
+        purged = False
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            done = self.checkpoint()
+            cache: dict[str, Current | None] = {}
+            last = done
+            for e in events:
+                if e.offset <= done:
+                    continue
+                if e.offset <= last:
+                    raise ValueError(f"events out of order: {e.offset} after {last}")
+                last = e.offset
+                if e.type in MEMORY_EVENTS:
+                    self._apply_memory_event(c, e, cache)
+                elif e.type == ev.SUBJECT_FORGOTTEN:
+                    self._purge_subject(c, e.payload["subject"], cache)
+                    purged = True
+                else:
+                    self._on_other_event(c, e)
+            if last > done:
+                c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('checkpoint', ?)", (last,))
+            c.execute("COMMIT")
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+        if purged:
+            self._after_purge()
+
+    # -- folding -------------------------------------------------------------------------
+    def _load_current(self, c: sqlite3.Connection, mid: str, cache: dict[str, Current | None]) -> Current | None:
+        if mid in cache:
+            return cache[mid]
+        row = c.execute("SELECT v.vid, v.blob, v.text_id, t.text FROM versions v LEFT JOIN texts t "
+                        "ON t.text_id = v.text_id WHERE v.memory_id = ? AND v.valid_to = ?", (mid, OPEN)).fetchone()
+        cur = None if row is None else Current(row[0], state_from_blob(row[1], row[3]), row[2])
+        cache[mid] = cur
+        return cur
+
+    def _apply_memory_event(self, c: sqlite3.Connection, e: Event, cache: dict[str, Current | None]) -> None:
+        p = e.payload
+        ids = [p["memory_id"], *(p.get("sources") or [])] if e.type == ev.MEMORY_MERGED else [p["memory_id"]]
+        states: dict[str, MemoryState] = {}
+        for mid in ids:
+            cur = self._load_current(c, mid, cache)
+            if cur is not None:
+                states[mid] = cur.state
+        changed = apply_event(states, e, self.opener)
+        for mid in dict.fromkeys(changed):
+            new = states.get(mid)
+            if new is None:
+                continue
+            prev = cache.get(mid)
+            if prev is not None:
+                c.execute("UPDATE versions SET valid_to = ? WHERE vid = ?", (e.offset, prev.vid))
+            content = e.type in CONTENT_EVENTS and mid == p["memory_id"] and p.get("exists", True)
+            if content or prev is None:
+                text_id = self._new_text(c, mid, new) if new.text is not None else None
+            else:
+                text_id = prev.text_id
+            vid = c.execute(
+                "INSERT INTO versions(memory_id, cube, state, valid_from, valid_to, exists_, text_id, subject, meta, "
+                "blob) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (mid, new.cube, new.state, e.offset, OPEN, int(new.exists), text_id, new.subject,
+                 orjson.dumps(new.metadata).decode(), state_blob(new)),
+            ).lastrowid
+            assert vid is not None
+            cache[mid] = Current(vid, new, text_id)
+            self._on_version(c, vid, new, text_id, prev, e)
+
+    def _new_text(self, c: sqlite3.Connection, mid: str, s: MemoryState) -> int:
+        text = s.text or ""
+        length = self._text_length(text)
+        text_id = c.execute("INSERT INTO texts(memory_id, length, text) VALUES (?,?,?)",
+                            (mid, length, text if self.store_text else None)).lastrowid
+        assert text_id is not None
+        self._index_text(c, text_id, s, text)
+        return text_id
+
+    # -- hooks ---------------------------------------------------------------------------
+    def _text_length(self, text: str) -> int:
+        return 0
+
+    def _index_text(self, c: sqlite3.Connection, text_id: int, s: MemoryState, text: str) -> None:
+        """Index a new text (called once per distinct text of a memory)."""
+
+    def _on_version(self, c: sqlite3.Connection, vid: int, s: MemoryState, text_id: int | None,
+                    prev: Current | None, e: Event) -> None:
+        """A new version row was written (``prev`` is the version it superseded, if any)."""
+
+    def _on_other_event(self, c: sqlite3.Connection, e: Event) -> None:
+        """A non-memory event (links, cubes, reads, ...)."""
+
+    def _purge_texts(self, c: sqlite3.Connection, text_ids: list[int], memory_ids: list[str]) -> None:
+        """Remove the subclass's rows derived from these texts and memories."""
+
+    # -- right to be forgotten -----------------------------------------------------------
+    def _purge_subject(self, c: sqlite3.Connection, subject: str, cache: dict[str, Current | None]) -> None:
+        mids = [r[0] for r in c.execute("SELECT DISTINCT memory_id FROM versions WHERE subject = ?", (subject,))]
+        if not mids:
+            return
+        text_ids: list[int] = []
+        for chunk in _chunks(mids, 500):
+            marks = ",".join("?" * len(chunk))
+            text_ids += [r[0] for r in c.execute(f"SELECT text_id FROM texts WHERE memory_id IN ({marks})", chunk)]
+        self._purge_texts(c, text_ids, mids)
+        for chunk in _chunks(mids, 500):
+            marks = ",".join("?" * len(chunk))
+            c.execute(f"DELETE FROM versions WHERE memory_id IN ({marks})", chunk)
+            c.execute(f"DELETE FROM texts WHERE memory_id IN ({marks})", chunk)
+        for mid in mids:
+            cache[mid] = None
+
+    def _after_purge(self) -> None:
+        """Push deleted pages out of the WAL so no copy of purged text survives on disk."""
+        c = self.conn()
+        c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # -- reads ---------------------------------------------------------------------------
+    def versions_at(self, memory_ids: Iterable[str], as_of: int | None = None) -> dict[str, VersionRow]:
+        """The version of each memory current at ``as_of`` (None: head); absent ids are left out."""
+        at = OPEN - 1 if as_of is None else as_of
+        out: dict[str, VersionRow] = {}
+        c = self.conn()
+        ids = list(dict.fromkeys(memory_ids))
+        for chunk in _chunks(ids, 500):
+            marks = ",".join("?" * len(chunk))
+            for r in c.execute(
+                "SELECT v.vid, v.memory_id, v.cube, v.state, v.valid_from, v.valid_to, v.text_id, v.blob, t.text "
+                f"FROM versions v LEFT JOIN texts t ON t.text_id = v.text_id WHERE v.memory_id IN ({marks}) "
+                "AND v.valid_from <= ? AND v.valid_to > ?", (*chunk, at, at)):
+                out[r[1]] = VersionRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], state_from_blob(r[7], r[8]))
+        return out
+
+    def memories_at(self, as_of: int | None = None, cubes: Sequence[str] | None = None) -> dict[str, MemoryState]:
+        """Every memory (with ``exists``) current at ``as_of``: the view's answer to ``fold``."""
+        at = OPEN - 1 if as_of is None else as_of
+        sql = ("SELECT v.blob, t.text FROM versions v LEFT JOIN texts t ON t.text_id = v.text_id "
+               "WHERE v.valid_from <= ? AND v.valid_to > ?")
+        args: list[Any] = [at, at]
+        if cubes is not None:
+            sql += f" AND v.cube IN ({','.join('?' * len(cubes))})"
+            args += list(cubes)
+        out = {}
+        for blob, text in self.conn().execute(sql, args):
+            s = state_from_blob(blob, text)
+            out[s.memory_id] = s
+        return out
+
+
+def _chunks(items: list[Any], n: int) -> Iterable[list[Any]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
