@@ -53,21 +53,35 @@ def _search(state: ServiceState, caller: Caller, req: SearchRequest) -> dict[str
     if not cubes:
         return {"query": req.query, "as_of": None, "branch": req.branch, "hits": []}
     backend = search_backend(state)
-    as_of: int | None = resolve_as_of(state.ledger, req.as_of)
-    overlay = None
     if req.branch is not None and req.branch != "main":
-        from ledger.branches import branch_overlay
-
-        try:
-            as_of, overlay = branch_overlay(state.ledger, req.branch, req.as_of)
-        except (ValueError, OverflowError) as exc:
-            raise InvalidRequest(f"as_of must be an offset or an ISO-8601 time, not {req.as_of!r}") from exc
-    with backend.lock:
-        hits = backend.views().search(req.query, cube=cubes, k=req.k, as_of=as_of, states=req.states,
-                                      metadata=req.metadata, all_states=req.all_states, actor=caller.name,
-                                      record_read=True, overlay=overlay, branch=req.branch)
+        hits = _search_branch(state, backend, caller, req, cubes)
+        as_of: int | str | None = req.as_of
+    else:
+        as_of = resolve_as_of(state.ledger, req.as_of)
+        with backend.lock:
+            hits = backend.views().search(req.query, cube=cubes, k=req.k, as_of=as_of, states=req.states,
+                                          metadata=req.metadata, all_states=req.all_states, actor=caller.name,
+                                          record_read=True)
     hits = [h for h in hits if h.memory.cube in cubes]
     return {"query": req.query, "as_of": as_of, "branch": req.branch, "hits": [h.to_dict() for h in hits]}
+
+
+def _search_branch(state: ServiceState, backend: Any, caller: Caller, req: SearchRequest,
+                   cubes: list[str]) -> list[Any]:
+    """Search on a branch (``ledger.branch_search``): main's views with the branch laid over them."""
+    from ledger.branch_search import search_branch
+    from ledger.branches import Branches
+
+    branches = Branches(state.ledger)
+    try:
+        with backend.lock:
+            return search_branch(backend.views(), branches, req.branch, req.query, cube=cubes, k=req.k,
+                                 as_of=req.as_of, states=req.states, metadata=req.metadata,
+                                 all_states=req.all_states, actor=caller.name, record_read=True)
+    except (ValueError, OverflowError) as exc:
+        raise InvalidRequest(f"as_of must be an offset or an ISO-8601 time, not {req.as_of!r}") from exc
+    finally:
+        branches.close()
 
 
 @router.get("/search", summary="Hybrid search (keyword + vector + graph) of readable cubes; audited")
