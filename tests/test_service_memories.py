@@ -82,3 +82,17 @@ def test_projection_lag_is_reported_per_view(tmp_path):
     c.post("/v1/cubes", json={"cube": "m"}, headers=s.h("alice"))
     text = c.get("/metrics").text
     assert 'memledger_projection_lag_events{view="keyword"} 1.0' in text
+
+
+def test_request_id_is_echoed_and_labels_the_events_of_the_request(tmp_path):
+    s = make_service(tmp_path)
+    c = s.client
+    r = c.post("/v1/cubes", json={"cube": "r"}, headers={**s.h("alice"), "X-Request-ID": "trace-42"})
+    assert r.headers["x-request-id"] == "trace-42"
+    assert s.events()[-1].correlation_id == "trace-42" and s.events()[-1].actor == "alice"
+    r = c.post("/v1/memories", json={"cube": "r", "text": "x"}, headers={**s.h("alice"), "X-Request-ID": "bad id!"})
+    generated = r.headers["x-request-id"]
+    assert generated.startswith("req_") and s.events()[-1].correlation_id == generated
+    # refusals carry the id too, so a 404 in the access log can be matched to its audit event
+    r = c.get("/v1/memories/nope", headers={**s.h("bob"), "X-Request-ID": "probe-1"})
+    assert r.status_code == 404 and s.denials()[-1].correlation_id == "probe-1"

@@ -19,6 +19,7 @@ from ledger.service.errors import install_error_handlers
 from ledger.service.limits import BodyLimitMiddleware
 from ledger.service.metrics import CountingLog, MetricsMiddleware, ServiceMetrics
 from ledger.service.ratelimit import AuditLimiter
+from ledger.service.request_id import RequestIdMiddleware
 from ledger.service.settings import Settings
 from ledger.service.state import ServiceState
 
@@ -109,6 +110,7 @@ def create_app(data_dir: str | Path, settings: Settings | None = None, ledger: L
         _start_scheduler(app, state, scheduler_interval)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestIdMiddleware)
     return app
 
 

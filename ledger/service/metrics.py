@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -18,6 +19,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ledger.events import Event, NewEvent
+from ledger.service.request_id import current_request_id
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -67,13 +69,17 @@ class _LogCollector(Collector):
 
 
 class CountingLog:
-    """Wraps a ``Log`` and counts appended events per type; everything else is delegated."""
+    """Wraps a ``Log``: counts appended events per type and stamps the current request id as the
+    ``correlation_id`` of events that have none; everything else is delegated."""
 
     def __init__(self, inner: Any, counter: Counter):
         self._inner = inner
         self._counter = counter
 
     def append(self, events: Sequence[NewEvent], expected_versions: Mapping[str, int] | None = None) -> list[Event]:
+        rid = current_request_id()
+        if rid is not None:
+            events = [replace(e, correlation_id=rid) if e.correlation_id is None else e for e in events]
         written = self._inner.append(events, expected_versions)
         for e in written:
             self._counter.labels(e.type).inc()
