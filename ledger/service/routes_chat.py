@@ -1,9 +1,10 @@
 """Chat route: a conversation with a cube's memory (``ledger.chat``), written back as memories.
 
 Chat reads the cube's memories and writes the exchange back, so it needs ``writer`` (or
-``owner``) on the cube. Sessions keep their recent turns in memory, keyed by principal, cube and
-``session_id``; one principal can never continue another's session. Generation is serialised
-(one local model is shared by every session).
+``owner``) on the cube; ``shared_cubes`` (retrieved from too, never written) need ``reader``
+each. Sessions keep their recent turns in memory, keyed by principal, cube and ``session_id``;
+one principal can never continue another's session. Generation is serialised (one local model
+is shared by every session).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from fastapi import APIRouter, Depends, Path
 from pydantic import Field
 
 from ledger.access import Action, Caller
+from ledger.errors import InvalidRequest
 from ledger.service.auth import current_caller
-from ledger.service.models import ERRORS, RequestBody
+from ledger.service.models import ERRORS, CubeName, RequestBody
 from ledger.service.state import ServiceState, get_state
 
 chat_mod = importlib.import_module("ledger.chat")  # this route exists only where chat does
@@ -35,6 +37,8 @@ class ChatRequest(RequestBody):
     k: int = Field(default=5, ge=1, le=50)
     max_new_tokens: int | None = Field(default=None, ge=1, le=1024)
     subject: str | None = Field(default=None, min_length=1, max_length=200)
+    shared_cubes: list[CubeName] = Field(default_factory=list, max_length=20,
+                                         description="other cubes to retrieve from too (reader on each)")
 
 
 class ChatSessions:
@@ -52,6 +56,8 @@ class ChatSessions:
         if chat is None:
             factory = self.state.extras.get("chat_factory")
             options: dict[str, Any] = {"k": req.k, "subject": req.subject}
+            if req.shared_cubes:
+                options["shared_cubes"] = list(req.shared_cubes)
             if req.max_new_tokens is not None:
                 options["max_new_tokens"] = req.max_new_tokens
             if factory is not None:
@@ -66,6 +72,8 @@ class ChatSessions:
         else:
             self.sessions.move_to_end(key)
             chat.k = req.k
+            if hasattr(chat, "shared_cubes"):
+                chat.shared_cubes = list(req.shared_cubes)
         return sid, chat
 
 
@@ -81,6 +89,10 @@ def chat(body: ChatRequest, cube: str = Path(min_length=1, max_length=200), call
          state: ServiceState = Depends(get_state)) -> dict[str, Any]:
     state.access.require_cube(caller, cube, Action.READ, "chat")
     state.access.require_cube(caller, cube, Action.WRITE, "chat")
+    for other in dict.fromkeys(body.shared_cubes):
+        state.access.require_cube(caller, other, Action.READ, "chat")
+    if body.shared_cubes and "shared_cubes" not in getattr(chat_mod.ChatSession, "__dataclass_fields__", {}):
+        raise InvalidRequest("this installation's chat cannot retrieve from other cubes (shared_cubes)")
     sessions = _sessions(state)
     with sessions.lock:
         sid, session = sessions.session(caller, cube, body)
