@@ -103,3 +103,30 @@ def test_background_scheduler_reports_its_runs(svc):
             time.sleep(0.05)
         assert status["running"] is True and status["interval_s"] == 0.1
         assert status["last_run"] is not None and status["last_error"] is None
+
+
+def test_chat_shared_cubes_need_read_access(svc):
+    chat_mod = pytest.importorskip("ledger.chat")
+    pytest.importorskip("transformers")
+    if "shared_cubes" not in getattr(chat_mod.ChatSession, "__dataclass_fields__", {}):
+        pytest.skip("this ledger.chat has no shared_cubes")
+    from ledger.chat import ChatSession, scan_retriever
+
+    from tests.memos_fixtures import tiny_model
+
+    model = tiny_model()
+
+    def factory(ledger, cube, actor, **options):
+        return ChatSession(ledger, cube, actor, scan_retriever(ledger), model=model, max_new_tokens=4,
+                           k=3, shared_cubes=options.get("shared_cubes", []))
+
+    c = svc.client
+    c.app.state.memledger.extras["chat_factory"] = factory
+    c.post("/v1/cubes", json={"cube": "b"}, headers=svc.h("bob"))
+    c.post("/v1/memories", json={"cube": "b", "text": "bob drinks oolong tea"}, headers=svc.h("bob"))
+    head = svc.head()
+    r = c.post("/v1/cubes/a/chat", json={"message": "tea?", "shared_cubes": ["b"]}, headers=svc.h("alice"))
+    assert r.status_code == 404 and svc.head() == head + 1  # refused, only the denial written
+    c.post("/v1/cubes/b/grants", json={"principal": "alice", "role": "reader"}, headers=svc.h("bob"))
+    r = c.post("/v1/cubes/a/chat", json={"message": "which tea?", "shared_cubes": ["b"]}, headers=svc.h("alice"))
+    assert r.status_code == 200, r.text
