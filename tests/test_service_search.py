@@ -56,3 +56,11 @@ def test_search_on_a_branch_sees_the_branch_and_main_does_not(svc):
     assert [x["id"] for x in on_branch["hits"]] == [svc.tea["id"]]
     assert c.get("/v1/search", params={"q": "mate", "cube": "a"}, headers=h).json()["hits"] == []
     assert c.get("/v1/search", params={"q": "mate", "branch": "nope"}, headers=h).status_code == 404
+
+
+def test_an_auditor_cannot_search_texts(svc):
+    c = svc.client
+    c.post("/v1/cubes/a/grants", json={"principal": "dave", "role": "auditor"}, headers=svc.h("alice"))
+    assert c.get("/v1/search", params={"q": "tea", "cube": "a"}, headers=svc.h("dave")).status_code == 403
+    assert c.get("/v1/search", params={"q": "tea"}, headers=svc.h("dave")).json()["hits"] == []
+    assert svc.denials()[-1].payload["principal"] == "dave"
