@@ -128,8 +128,10 @@ class Ledger:
             event_id: str | None = None, state: str = "generated", source: str | None = None) -> Written:
         """Add a memory to ``cube`` (created on first use, owned by ``actor``)."""
         _check_cube_name(cube)
+        if check_state(state) == "merged":
+            raise InvalidRequest("a memory cannot be added as merged; it becomes merged only through merge()")
         mid = memory_id or new_memory_id()
-        payload = {"memory_id": mid, "tags": list(tags or []), "state": check_state(state),
+        payload = {"memory_id": mid, "tags": list(tags or []), "state": state,
                    **self._content_payload(text, metadata, subject)}
         if "metadata" not in payload:
             payload["metadata"] = {}
@@ -200,6 +202,9 @@ class Ledger:
 
         def make(state: MemoryState) -> NewEvent:
             check_transition(memory_id, state.state, to)
+            if to == "merged":
+                raise StateError(f"memory {memory_id} can become merged only through a merge, which records "
+                                 "the merged memory and its provenance (memledger merge / Ledger.merge)")
             payload = {"memory_id": memory_id, "from": state.state, "to": to}
             if reason:
                 payload["reason"] = reason
