@@ -56,7 +56,6 @@ def test_chat_needs_write_and_writes_the_exchange_back(svc):
     pytest.importorskip("ledger.chat")
     pytest.importorskip("transformers")
     from ledger.chat import ChatSession, scan_retriever
-
     from tests.memos_fixtures import tiny_model
 
     model = tiny_model()
@@ -111,7 +110,6 @@ def test_chat_shared_cubes_need_read_access(svc):
     if "shared_cubes" not in getattr(chat_mod.ChatSession, "__dataclass_fields__", {}):
         pytest.skip("this ledger.chat has no shared_cubes")
     from ledger.chat import ChatSession, scan_retriever
-
     from tests.memos_fixtures import tiny_model
 
     model = tiny_model()
