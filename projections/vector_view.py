@@ -67,6 +67,7 @@ CREATE TABLE IF NOT EXISTS versions(
 );
 CREATE INDEX IF NOT EXISTS versions_memory ON versions(memory_id, valid_to);
 CREATE INDEX IF NOT EXISTS versions_subject ON versions(subject) WHERE subject IS NOT NULL;
+CREATE INDEX IF NOT EXISTS versions_closed ON versions(valid_to) WHERE valid_to < 4611686018427387904;
 """
 
 _CHUNK = 500
@@ -228,6 +229,7 @@ class VectorView:
                     writer.apply(e)
                 writer.flush()
                 self._set_meta("checkpoint", todo[-1].offset)
+                writer.last_offset = todo[-1].offset
                 if writer.forgot:  # erased vectors invalidate every derived index
                     self._set_meta("epoch", _new_epoch())
                 self._set_meta("generation", gen + 1)
@@ -306,6 +308,8 @@ class VectorView:
         mem.add_rows(writer.new_search_rows)
         mem.close_rows(writer.closed_done)
         mem.generation = gen_before + 1
+        mem.checkpoint = writer.last_offset
+        mem.max_id = max(mem.max_id, writer.next_id - 1)
         if self._ann is not None and mem.n_slots - self._ann.covered >= 4096:
             self._ann.extend(mem.vectors, mem.present, mem.n_slots)
 
@@ -359,9 +363,20 @@ class VectorView:
         mem = self._mem
         if mem is not None and mem.generation == gen:
             return mem
-        mem = _Columns.load(self._conn, self.dim, gen, self._meta("epoch", "") or "")
+        self._conn.execute("BEGIN")  # one read snapshot for the meta and the rows
+        try:
+            gen = self._generation()
+            epoch = self._meta("epoch", "") or ""
+            cp = int(self._meta("checkpoint", "-1"))
+            if mem is not None and mem.epoch == epoch:
+                mem.refresh(self._conn, cp)  # rows appended/closed by another process since
+            else:  # first load, or vectors erased / view reset since: load everything
+                mem = _Columns.load(self._conn, self.dim, gen, epoch, cp)
+            mem.generation = gen
+        finally:
+            self._conn.execute("COMMIT")
         if self._ann is not None and self._ann_epoch != mem.epoch:
-            self._ann = None  # vectors were erased or the view was reset by another process
+            self._ann = None
             self._ann_saved = 0
         self._mem = mem
         return mem
@@ -543,6 +558,7 @@ class _BatchWriter:
         self.new_search_rows: list[tuple[int, int, int, int, str, str, str]] = []
         self.slots: dict[bytes, int] = {}
         self.pending_vectors: list[tuple[int, bytes, bytes]] = []
+        self.last_offset = -1
         self.forgot = False
         self.purged_digests: list[bytes] = []
         self.next_id = (self.conn.execute("SELECT max(id) FROM versions").fetchone()[0] or 0) + 1
@@ -712,6 +728,8 @@ class _Columns:
         self.present = np.zeros(1024, dtype=bool)  # slot ids that hold a vector
         self.n_present = 0
         self.n_slots = 0  # 1 + highest slot id loaded
+        self.checkpoint = -1  # the view's checkpoint these columns reflect
+        self.max_id = 0  # highest version row id seen (searchable or not)
         cap = 1024
         self.ids = np.zeros(cap, dtype=np.int64)
         self.slot = np.zeros(cap, dtype=np.int64)
@@ -728,8 +746,10 @@ class _Columns:
         self.state_code: dict[str, int] = {}
 
     @classmethod
-    def load(cls, conn: sqlite3.Connection, dim: int, generation: int, epoch: str = "") -> _Columns:
+    def load(cls, conn: sqlite3.Connection, dim: int, generation: int, epoch: str = "",
+             checkpoint: int = -1) -> _Columns:
         mem = cls(dim, generation, epoch)
+        mem.checkpoint = checkpoint
         top = conn.execute("SELECT max(slot) FROM vectors").fetchone()[0]
         if top is not None:  # straight into a matrix of the final size, a chunk at a time
             mem.vectors = np.zeros((top + 1, dim), dtype=np.float32)
@@ -744,7 +764,22 @@ class _Columns:
         rows = conn.execute("SELECT id, slot, valid_from, valid_to, memory_id, cube, state FROM versions "
                             "WHERE present = 1 AND slot IS NOT NULL ORDER BY id").fetchall()
         mem.add_rows(rows)
+        mem.max_id = conn.execute("SELECT coalesce(max(id), 0) FROM versions").fetchone()[0]
         return mem
+
+    def refresh(self, conn: sqlite3.Connection, checkpoint: int) -> None:
+        """Catch up with rows written by another process (same epoch: nothing was erased)."""
+        rows = conn.execute("SELECT slot, vec FROM vectors WHERE slot >= ? ORDER BY slot", (self.n_slots,)).fetchall()
+        self.add_vectors({r[0]: np.frombuffer(r[1], dtype=np.float32) for r in rows})
+        last_id = int(self.max_id)
+        rows = conn.execute("SELECT id, slot, valid_from, valid_to, memory_id, cube, state FROM versions "
+                            "WHERE id > ? AND present = 1 AND slot IS NOT NULL ORDER BY id", (last_id,)).fetchall()
+        self.add_rows(rows)
+        closed = conn.execute(f"SELECT id, valid_to FROM versions WHERE valid_to > ? AND valid_to < {OPEN}",
+                              (self.checkpoint,)).fetchall()
+        self.close_rows(dict(closed))
+        self.max_id = max(self.max_id, conn.execute("SELECT coalesce(max(id), 0) FROM versions").fetchone()[0])
+        self.checkpoint = checkpoint
 
     def _grow_rows(self, need: int) -> None:
         cap = self.ids.shape[0]
@@ -800,6 +835,7 @@ class _Columns:
         self.state[n0:n0 + m] = [sc[x] if x in sc else self._code(sc, x) for x in states]
         self.pos.update(zip(ids, range(n0, n0 + m), strict=True))
         self.n = n0 + m
+        self.max_id = max(self.max_id, int(ids[-1]))
 
     def close_rows(self, closed: Mapping[int, int]) -> None:
         for rid, vt in closed.items():
