@@ -159,6 +159,8 @@ class VectorView:
         self._ann: vector_ann.AnnIndex | None = None
         self._ann_epoch: str | None = None
         self._ann_saved = 0  # coverage of the persisted index file
+        self._indexer: threading.Thread | None = None
+        self._closing = False
         self._check_model()
 
     # -- meta ------------------------------------------------------------------------------
@@ -310,8 +312,6 @@ class VectorView:
         mem.generation = gen_before + 1
         mem.checkpoint = writer.last_offset
         mem.max_id = max(mem.max_id, writer.next_id - 1)
-        if self._ann is not None and mem.n_slots - self._ann.covered >= 4096:
-            self._ann.extend(mem.vectors, mem.present, mem.n_slots)
 
     def reset(self) -> None:
         """Drop every row, vector and the ANN index; the checkpoint goes back to -1."""
@@ -337,6 +337,8 @@ class VectorView:
 
     def close(self) -> None:
         """Release the database (and the cache if the view opened it)."""
+        self._closing = True
+        self._wait_indexer()
         with self._lock:
             try:
                 self._save_ann()
@@ -349,6 +351,11 @@ class VectorView:
             self._ann = None
 
     # -- in-memory columns -----------------------------------------------------------------
+    def _wait_indexer(self) -> None:
+        t = self._indexer
+        if t is not None and t.is_alive() and t is not threading.current_thread():
+            t.join()
+
     def _drop_memory(self, shred_index: bool = False) -> None:
         self._mem = None
         self._ann = None
@@ -426,19 +433,60 @@ class VectorView:
             return False
         return rows.size >= self.ann_min_fraction * max(1, mem.n_present)
 
-    def _ensure_ann(self, mem: _Columns) -> vector_ann.AnnIndex:
+    def _ensure_ann(self, mem: _Columns, wait: bool) -> vector_ann.AnnIndex | None:
+        """The index for ``mem``'s epoch: loaded from disk, or built (now if ``wait``, else in the background).
+
+        Without ``wait`` a query never waits for indexing: it gets None (answer exactly) while a
+        background thread builds the index, and slots not indexed yet are scored exactly.
+        """
+        if self._ann is None or self._ann_epoch != mem.epoch:
+            self._ann = vector_ann.AnnIndex.load(self._ann_path(), mem.epoch, self.dim)
+            self._ann_epoch = mem.epoch if self._ann is not None else None
+            self._ann_saved = self._ann.covered if self._ann is not None else 0
         if self._ann is None:
-            ann = vector_ann.AnnIndex.load(self._ann_path(), mem.epoch, self.dim)
-            self._ann_saved = ann.covered if ann is not None else 0
-            if ann is None:
+            if wait:
                 ann = vector_ann.AnnIndex(self.dim)
-            self._ann, self._ann_epoch = ann, mem.epoch
+                ann.extend(mem.vectors, mem.present, mem.n_slots)
+                self._ann, self._ann_epoch, self._ann_saved = ann, mem.epoch, 0
+            else:
+                self._start_indexer(mem.epoch)
+                return None
         ann = self._ann
         if ann.covered < mem.n_slots:
-            ann.extend(mem.vectors, mem.present, mem.n_slots)
+            if wait:
+                ann.extend(mem.vectors, mem.present, mem.n_slots)
+            elif mem.n_slots - ann.covered > 1024:
+                self._start_indexer(mem.epoch)
+        return ann
+
+    def _start_indexer(self, epoch: str) -> None:
+        if self._indexer is not None and self._indexer.is_alive():
+            return
+        self._indexer = threading.Thread(target=self._index_in_background, args=(epoch,), daemon=True,
+                                         name=f"vector-index-{self.path.name}")
+        self._indexer.start()
+
+    def _index_in_background(self, epoch: str) -> None:
+        """Build or extend the index in small steps, never holding the view lock while indexing."""
+        with self._lock:
+            ann = self._ann if self._ann is not None and self._ann_epoch == epoch else vector_ann.AnnIndex(self.dim)
+        published = ann is self._ann
+        while not self._closing:
+            with self._lock:
+                mem = self._mem
+                if mem is None or mem.epoch != epoch:
+                    return  # erased or reset meanwhile: this index must not be used or saved
+                vectors, present, upto = mem.vectors, mem.present, mem.n_slots
+            if ann.covered >= upto:
+                break
+            ann.extend(vectors, present, min(upto, ann.covered + (2048 if not published else 64)), threads=1)
+        with self._lock:
+            if self._closing or self._mem is None or self._mem.epoch != epoch or self._meta("epoch") != epoch:
+                return
+            if not published:
+                self._ann, self._ann_epoch, self._ann_saved = ann, epoch, 0
             if ann.covered - self._ann_saved > max(4096, self._ann_saved // 4):
                 self._save_ann()
-        return ann
 
     def _save_ann(self) -> None:
         if self._ann is not None and self._ann_epoch and self._ann.covered > self._ann_saved:
@@ -447,11 +495,13 @@ class VectorView:
 
     def build_index(self) -> dict[str, Any]:
         """Build (or bring up to date) and persist the approximate index now; returns its description."""
+        if self.ann_mode is None or not vector_ann.AVAILABLE:
+            return {"ann": None}
+        self._wait_indexer()  # outside the lock: the background indexer takes it to publish
         with self._lock:
-            if self.ann_mode is None or not vector_ann.AVAILABLE:
-                return {"ann": None}
             mem = self._columns()
-            ann = self._ensure_ann(mem)
+            ann = self._ensure_ann(mem, wait=True)
+            assert ann is not None
             self._save_ann()
             return {"ann": "usearch-hnsw-f16", "vectors": len(ann), "covered_slots": ann.covered}
 
@@ -466,7 +516,9 @@ class VectorView:
 
     def _ann_search(self, mem: _Columns, q: np.ndarray, k: int, rows: np.ndarray) -> list[Hit] | None:
         """Candidates from the index, kept if valid for this query, scored exactly; None: go exact."""
-        ann = self._ensure_ann(mem)
+        ann = self._ensure_ann(mem, wait=False)
+        if ann is None:
+            return None
         total = max(1, len(ann))
         want = max(64, int(k * 2 * mem.n_present / max(1, rows.size)) + 32)
         row_slots = mem.slot[rows]
