@@ -39,6 +39,7 @@ import orjson
 from ledger import events as ev
 from ledger.errors import InvalidRequest
 from ledger.events import Event
+from ledger.lifecycle import check_state
 from ledger.memory_state import Opener
 from projections import vector_ann
 from projections.base import OPEN, Hit
@@ -413,6 +414,13 @@ class VectorView:
         q = np.asarray(query_vector, dtype=np.float32).reshape(-1)
         if q.shape[0] != self.dim:
             raise InvalidRequest(f"query vector has {q.shape[0]} dimensions; the view has {self.dim}")
+        if not np.all(np.isfinite(q)):
+            raise InvalidRequest("query vector contains NaN or infinite values")
+        norm = float(np.linalg.norm(q))
+        if norm > 0:
+            q = q / norm  # cosine, whatever the query's scale
+        if states is not None:
+            states = [check_state(states)] if isinstance(states, str) else [check_state(x) for x in states]
         if k <= 0:
             return []
         with self._lock:
