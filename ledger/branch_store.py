@@ -7,10 +7,11 @@ each branch with its own hash chain that continues from the hash of its fork poi
 from __future__ import annotations
 
 import sqlite3
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ledger.sqlite_pool import WAL_PRAGMAS, ThreadConnections
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS branches(
@@ -85,34 +86,16 @@ class BranchStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._synchronous = synchronous
-        self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
+        self._pool = ThreadConnections(self.path, (*WAL_PRAGMAS, f"synchronous={synchronous}"))
         with self.conn() as c:
             c.executescript(_DDL)
 
     def conn(self) -> sqlite3.Connection:
         """This thread's connection (autocommit; callers open explicit transactions)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={self._synchronous}")
-            conn.execute("PRAGMA busy_timeout=60000")
-            self._local.conn = conn
-            with self._lock:
-                self._conns.append(conn)
-        return conn
+        return self._pool.get()
 
     def close(self) -> None:
-        with self._lock:
-            for c in self._conns:
-                try:
-                    c.close()
-                except sqlite3.Error:
-                    pass
-            self._conns.clear()
-        self._local = threading.local()
+        self._pool.close()
 
     # -- registry ----------------------------------------------------------------------
     def info(self, name: str) -> BranchInfo | None:

@@ -9,7 +9,6 @@ processes) serialise and can never fork the chain; a crash leaves the whole batc
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ from ledger.chain import VerifyResult, check_expected, prepare, resolve_retry, s
 from ledger.events import Event, NewEvent
 from ledger.log import refs_of
 from ledger.schema_registry import SchemaRegistry, default_registry
+from ledger.sqlite_pool import WAL_PRAGMAS, ThreadConnections
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS events(
@@ -59,35 +59,17 @@ class SqliteLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.registry = registry or default_registry()
         self._synchronous = synchronous
-        self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
-        self._conns_lock = threading.Lock()
+        self._pool = ThreadConnections(self.path, (*WAL_PRAGMAS, f"synchronous={synchronous}"))
         conn = self._conn()
         with conn:
             conn.executescript(_DDL)
 
     # -- connections -------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={self._synchronous}")
-            conn.execute("PRAGMA busy_timeout=60000")
-            self._local.conn = conn
-            with self._conns_lock:
-                self._conns.append(conn)
-        return conn
+        return self._pool.get()
 
     def close(self) -> None:
-        with self._conns_lock:
-            for c in self._conns:
-                try:
-                    c.close()
-                except sqlite3.Error:
-                    pass
-            self._conns.clear()
-        self._local = threading.local()
+        self._pool.close()
 
     # -- writes ------------------------------------------------------------------------
     def append(self, events: Sequence[NewEvent], expected_versions: Mapping[str, int] | None = None) -> list[Event]:
