@@ -52,6 +52,19 @@ class Ledger:
         up = self.registry.upcast
         return (up(e) for e in self.log.read(start, end))
 
+    def events_between(self, since: str | int | None = None, until: str | int | None = None) -> Iterator[Event]:
+        """Events whose time lies in ``[since, until]`` (ISO-8601 strings or microseconds), upcast."""
+        lo = 0
+        if since is not None:
+            ts = iso_to_us(since) if isinstance(since, str) else since
+            lo = self.log.offset_at(ts - 1) + 1
+        hi = None
+        if until is not None:
+            hi = self.log.offset_at(iso_to_us(until) if isinstance(until, str) else until)
+            if hi < lo:
+                return iter(())
+        return self.events(lo, hi)
+
     def append(self, events: Sequence[NewEvent], expected_versions: dict[str, int] | None = None) -> list[Event]:
         """Append raw events (validated against their schemas)."""
         return self.log.append(events, expected_versions)
@@ -115,8 +128,10 @@ class Ledger:
             event_id: str | None = None, state: str = "generated", source: str | None = None) -> Written:
         """Add a memory to ``cube`` (created on first use, owned by ``actor``)."""
         _check_cube_name(cube)
+        if check_state(state) == "merged":
+            raise InvalidRequest("a memory cannot be added as merged; it becomes merged only through merge()")
         mid = memory_id or new_memory_id()
-        payload = {"memory_id": mid, "tags": list(tags or []), "state": check_state(state),
+        payload = {"memory_id": mid, "tags": list(tags or []), "state": state,
                    **self._content_payload(text, metadata, subject)}
         if "metadata" not in payload:
             payload["metadata"] = {}
@@ -171,7 +186,9 @@ class Ledger:
             check_writable(memory_id, state.state)
             if state.forgotten:
                 raise StateError(f"memory {memory_id} belongs to a forgotten subject")
-            payload = {"memory_id": memory_id, **self._content_payload(text, metadata, state.subject)}
+            content = self._content_payload(text, metadata, state.subject)
+            content.pop("subject", None)  # memory.updated v1 has no top-level subject; it is inside sealed
+            payload = {"memory_id": memory_id, **content}
             if reason:
                 payload["reason"] = reason
             return NewEvent(state.cube, ev.MEMORY_UPDATED, payload, actor)
@@ -185,6 +202,9 @@ class Ledger:
 
         def make(state: MemoryState) -> NewEvent:
             check_transition(memory_id, state.state, to)
+            if to == "merged":
+                raise StateError(f"memory {memory_id} can become merged only through a merge, which records "
+                                 "the merged memory and its provenance (memledger merge / Ledger.merge)")
             payload = {"memory_id": memory_id, "from": state.state, "to": to}
             if reason:
                 payload["reason"] = reason
@@ -256,7 +276,7 @@ class Ledger:
         end = self.resolve_as_of(as_of)
         versions = history(memory_id, self.memory_events(memory_id, end), self.opener)
         if not versions:
-            raise NotFound(f"memory {memory_id} not found")
+            raise NotFound(f"memory {memory_id} not found" + ("" if as_of is None else f" as of offset {end}"))
         self._record_read(versions[-1].cube, [memory_id], "history", actor, record_read,
                           as_of=None if as_of is None else end)
         return versions

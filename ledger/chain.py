@@ -32,25 +32,33 @@ def prepare(registry: SchemaRegistry, events: Sequence[NewEvent]) -> list[Prepar
     out: list[PreparedEvent] = []
     seen: set[str] = set()
     validate = registry.validate
+    latest = registry.latest
     for i, ev in enumerate(events):
-        if not isinstance(ev, NewEvent):
+        if type(ev) is not NewEvent:
             raise InvalidRequest(f"event #{i} is a {type(ev).__name__}, not a NewEvent")
-        for name in ("stream", "type", "actor", "event_id"):
-            value = getattr(ev, name)
-            if not isinstance(value, str) or not value or len(value) > 200:
-                raise SchemaViolation(str(ev.type), ev.schema_version or 0,
-                                      f"envelope field {name!r} must be a non-empty string of at most 200 characters", i)
-        if ev.event_id in seen:
-            raise IdempotencyConflict(ev.event_id, "used twice in one batch")
-        seen.add(ev.event_id)
-        version = ev.schema_version or registry.latest(ev.type)
-        validate(ev.type, version, ev.payload, i)
+        s, t, a, eid = ev.stream, ev.type, ev.actor, ev.event_id
+        if not (type(s) is str and type(t) is str and type(a) is str and type(eid) is str
+                and 0 < len(s) <= 200 and 0 < len(t) <= 200 and 0 < len(a) <= 200 and 0 < len(eid) <= 200):
+            _envelope_error(ev, i)
+        if eid in seen:
+            raise IdempotencyConflict(eid, "used twice in one batch")
+        seen.add(eid)
+        version = ev.schema_version or latest(t)
+        validate(t, version, ev.payload, i)
         try:
             payload_bytes = canonical_bytes(ev.payload)
         except TypeError as exc:
-            raise SchemaViolation(ev.type, version, f"payload is not JSON-encodable: {exc}", i) from None
+            raise SchemaViolation(t, version, f"payload is not JSON-encodable: {exc}", i) from None
         out.append(PreparedEvent(ev, version, payload_bytes))
     return out
+
+
+def _envelope_error(ev: NewEvent, index: int) -> None:
+    for name in ("stream", "type", "actor", "event_id"):
+        value = getattr(ev, name)
+        if not isinstance(value, str) or not value or len(value) > 200:
+            detail = f"envelope field {name!r} must be a non-empty string of at most 200 characters"
+            raise SchemaViolation(str(ev.type), ev.schema_version or 0, detail, index)
 
 
 def check_expected(expected: Mapping[str, int] | None, current: Mapping[str, int]) -> None:
@@ -144,6 +152,24 @@ class VerifyResult:
 RawRow = tuple[int, str, int, str, str, int, int, str, "str | None", "str | None", bytes, str, str]
 
 
+def _row_problem(row: tuple, prev: str) -> str | None:
+    """Why one stored row does not extend the chain ending in ``prev`` (None when it does)."""
+    offset, stream, version, event_id, etype, sv, ts, actor, cause, corr, payload, prev_hash, h = row
+    if prev_hash != prev:
+        return f"offset {offset}: prev_hash does not link to the previous event (removed or reordered)"
+    if isinstance(payload, str):  # a row edited with SQL text functions comes back as TEXT
+        payload = payload.encode()
+    try:
+        canon = canonical_bytes(orjson.loads(payload))
+    except orjson.JSONDecodeError:
+        return f"offset {offset}: payload is not valid JSON"
+    if canon != bytes(payload):
+        return f"offset {offset}: payload is not canonical (modified)"
+    if chain_hash(prev, offset, stream, version, event_id, etype, sv, ts, actor, cause, corr, canon) != h:
+        return f"offset {offset}: content does not match its hash (modified)"
+    return None
+
+
 def verify_rows(rows: Iterable[RawRow], start_offset: int = 0, start_hash: str = GENESIS_HASH) -> VerifyResult:
     """Recompute the chain over stored rows (offset order) and report the first broken offset.
 
@@ -153,24 +179,16 @@ def verify_rows(rows: Iterable[RawRow], start_offset: int = 0, start_hash: str =
     expected_offset = start_offset
     prev = start_hash
     checked = 0
-    for (offset, stream, version, event_id, etype, sv, ts, actor, cause, corr, payload, prev_hash, h) in rows:
+    for row in rows:
+        offset = row[0]
         if offset != expected_offset:
             kind = "removed" if offset > expected_offset else "reordered or duplicated"
             return VerifyResult(False, checked, offset, prev, expected_offset,
                                 f"offset {expected_offset} {kind} (found offset {offset} next)")
-        if prev_hash != prev:
-            return VerifyResult(False, checked, offset, prev, offset,
-                                f"offset {offset}: prev_hash does not link to the previous event (removed or reordered)")
-        try:
-            canon = canonical_bytes(orjson.loads(payload))
-        except orjson.JSONDecodeError:
-            return VerifyResult(False, checked, offset, prev, offset, f"offset {offset}: payload is not valid JSON")
-        if canon != bytes(payload):
-            return VerifyResult(False, checked, offset, prev, offset, f"offset {offset}: payload is not canonical (modified)")
-        again = chain_hash(prev, offset, stream, version, event_id, etype, sv, ts, actor, cause, corr, canon)
-        if again != h:
-            return VerifyResult(False, checked, offset, prev, offset, f"offset {offset}: content does not match its hash (modified)")
-        prev = h
+        problem = _row_problem(row, prev)
+        if problem is not None:
+            return VerifyResult(False, checked, offset, prev, offset, problem)
+        prev = row[12]
         expected_offset += 1
         checked += 1
     return VerifyResult(True, checked, expected_offset - 1, prev)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ledger.canonical import canonical_bytes
@@ -38,12 +38,12 @@ def new_event_id() -> str:
 
 def now_us() -> int:
     """Current UTC time in microseconds since the epoch."""
-    return int(datetime.now(timezone.utc).timestamp() * 1_000_000)
+    return int(datetime.now(UTC).timestamp() * 1_000_000)
 
 
 def us_to_iso(ts_us: int) -> str:
     """Render microseconds since the epoch as an ISO-8601 UTC string."""
-    return datetime.fromtimestamp(ts_us / 1_000_000, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts_us / 1_000_000, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
 def iso_to_us(text: str) -> int:
@@ -58,7 +58,7 @@ def iso_to_us(text: str) -> int:
 
         raise InvalidRequest(f"not an ISO-8601 time: {text!r}") from exc
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp() * 1_000_000)
 
 

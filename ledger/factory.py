@@ -15,6 +15,8 @@ from ledger.log import Log
 # backend name -> "module:function" taking (config) and returning a Log
 LOG_BACKENDS: dict[str, str] = {
     "sqlite": "ledger.backends.sqlite_log:from_config",
+    "postgres": "ledger.backends.postgres_log:from_config",
+    "kafka": "ledger.backends.kafka_log:from_config",
 }
 
 

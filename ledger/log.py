@@ -78,15 +78,16 @@ class Log(Protocol):
 def refs_of(payload: Mapping[str, object]) -> set[str]:
     """The memory, subject and cube ids an event payload references (for the ref index)."""
     refs: set[str] = set()
+    get = payload.get
     for key in ("memory_id", "source", "target", "subject"):
-        v = payload.get(key)
-        if isinstance(v, str):
-            refs.add(v)
+        v = get(key)
+        if v.__class__ is str:
+            refs.add(v)  # type: ignore[arg-type]
     for key in ("sources", "memory_ids"):
-        v = payload.get(key)
+        v = get(key)
         if isinstance(v, list):
             refs.update(x for x in v if isinstance(x, str))
-    sealed = payload.get("sealed")
+    sealed = get("sealed")
     if isinstance(sealed, dict) and isinstance(sealed.get("subject"), str):
         refs.add(sealed["subject"])
     return refs

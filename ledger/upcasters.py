@@ -19,3 +19,11 @@ def memory_added_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
 UPCASTERS = {
     ("memory.added", 1): memory_added_v1_to_v2,
 }
+
+
+def scheduler_decided_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    """v2 adds the log prefix a decision was computed from; v1 decisions did not record it."""
+    return {**payload, "basis_offset": None, "basis_time_us": None}
+
+
+UPCASTERS[("scheduler.decided", 1)] = scheduler_decided_v1_to_v2

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -33,36 +34,40 @@ class AnnIndex:
         self.index = Index(ndim=dim, metric="ip", dtype="f16", connectivity=connectivity,
                            expansion_add=expansion_add, expansion_search=expansion_search)
         self.covered = 0  # every present slot below this id is in the index
+        self.lock = threading.Lock()  # adds and searches may come from different threads
 
     def __len__(self) -> int:
         return len(self.index)
 
     def extend(self, vectors: np.ndarray, present: np.ndarray, upto: int, threads: int = 0) -> int:
         """Add the present slots in ``[covered, upto)``; returns how many were added."""
-        if upto <= self.covered:
-            return 0
-        keys = np.flatnonzero(present[self.covered:upto]) + self.covered
-        if keys.size:
-            self.index.add(keys.astype(np.uint64), np.ascontiguousarray(vectors[keys]), threads=threads)
-        self.covered = upto
-        return int(keys.size)
+        with self.lock:
+            if upto <= self.covered:
+                return 0
+            keys = np.flatnonzero(present[self.covered:upto]) + self.covered
+            if keys.size:
+                self.index.add(keys.astype(np.uint64), np.ascontiguousarray(vectors[keys]), threads=threads)
+            self.covered = upto
+            return int(keys.size)
 
     def search(self, q: np.ndarray, count: int) -> np.ndarray:
         """Up to ``count`` candidate slot ids, best first (approximate)."""
-        if len(self.index) == 0 or count <= 0:
-            return np.zeros(0, dtype=np.int64)
-        m = self.index.search(q, min(count, len(self.index)))
-        return np.asarray(m.keys, dtype=np.int64)
+        with self.lock:
+            if len(self.index) == 0 or count <= 0:
+                return np.zeros(0, dtype=np.int64)
+            m = self.index.search(q, min(count, len(self.index)))
+            return np.asarray(m.keys, dtype=np.int64)
 
     def save(self, path: Path, epoch: str) -> None:
         """Persist atomically (index file, then a sidecar naming the epoch and coverage)."""
         tmp = path.with_name(path.name + ".tmp")
-        self.index.save(str(tmp))
+        with self.lock:
+            self.index.save(str(tmp))
+            covered, size = self.covered, len(self.index)
         os.replace(tmp, path)
         side = _sidecar(path)
         side_tmp = side.with_name(side.name + ".tmp")
-        side_tmp.write_text(json.dumps({"epoch": epoch, "covered": self.covered, "dim": self.dim,
-                                        "size": len(self.index)}))
+        side_tmp.write_text(json.dumps({"epoch": epoch, "covered": covered, "dim": self.dim, "size": size}))
         os.replace(side_tmp, side)
 
     @classmethod

@@ -39,6 +39,7 @@ import orjson
 from ledger import events as ev
 from ledger.errors import InvalidRequest
 from ledger.events import Event
+from ledger.lifecycle import check_state
 from ledger.memory_state import Opener
 from projections import vector_ann
 from projections.base import OPEN, Hit
@@ -67,6 +68,7 @@ CREATE TABLE IF NOT EXISTS versions(
 );
 CREATE INDEX IF NOT EXISTS versions_memory ON versions(memory_id, valid_to);
 CREATE INDEX IF NOT EXISTS versions_subject ON versions(subject) WHERE subject IS NOT NULL;
+CREATE INDEX IF NOT EXISTS versions_closed ON versions(valid_to) WHERE valid_to < 4611686018427387904;
 """
 
 _CHUNK = 500
@@ -158,6 +160,8 @@ class VectorView:
         self._ann: vector_ann.AnnIndex | None = None
         self._ann_epoch: str | None = None
         self._ann_saved = 0  # coverage of the persisted index file
+        self._indexer: threading.Thread | None = None
+        self._closing = False
         self._check_model()
 
     # -- meta ------------------------------------------------------------------------------
@@ -228,6 +232,7 @@ class VectorView:
                     writer.apply(e)
                 writer.flush()
                 self._set_meta("checkpoint", todo[-1].offset)
+                writer.last_offset = todo[-1].offset
                 if writer.forgot:  # erased vectors invalidate every derived index
                     self._set_meta("epoch", _new_epoch())
                 self._set_meta("generation", gen + 1)
@@ -306,8 +311,8 @@ class VectorView:
         mem.add_rows(writer.new_search_rows)
         mem.close_rows(writer.closed_done)
         mem.generation = gen_before + 1
-        if self._ann is not None and mem.n_slots - self._ann.covered >= 4096:
-            self._ann.extend(mem.vectors, mem.present, mem.n_slots)
+        mem.checkpoint = writer.last_offset
+        mem.max_id = max(mem.max_id, writer.next_id - 1)
 
     def reset(self) -> None:
         """Drop every row, vector and the ANN index; the checkpoint goes back to -1."""
@@ -333,6 +338,8 @@ class VectorView:
 
     def close(self) -> None:
         """Release the database (and the cache if the view opened it)."""
+        self._closing = True
+        self._wait_indexer()
         with self._lock:
             try:
                 self._save_ann()
@@ -345,6 +352,11 @@ class VectorView:
             self._ann = None
 
     # -- in-memory columns -----------------------------------------------------------------
+    def _wait_indexer(self) -> None:
+        t = self._indexer
+        if t is not None and t.is_alive() and t is not threading.current_thread():
+            t.join()
+
     def _drop_memory(self, shred_index: bool = False) -> None:
         self._mem = None
         self._ann = None
@@ -359,9 +371,20 @@ class VectorView:
         mem = self._mem
         if mem is not None and mem.generation == gen:
             return mem
-        mem = _Columns.load(self._conn, self.dim, gen, self._meta("epoch", "") or "")
+        self._conn.execute("BEGIN")  # one read snapshot for the meta and the rows
+        try:
+            gen = self._generation()
+            epoch = self._meta("epoch", "") or ""
+            cp = int(self._meta("checkpoint", "-1"))
+            if mem is not None and mem.epoch == epoch:
+                mem.refresh(self._conn, cp)  # rows appended/closed by another process since
+            else:  # first load, or vectors erased / view reset since: load everything
+                mem = _Columns.load(self._conn, self.dim, gen, epoch, cp)
+            mem.generation = gen
+        finally:
+            self._conn.execute("COMMIT")
         if self._ann is not None and self._ann_epoch != mem.epoch:
-            self._ann = None  # vectors were erased or the view was reset by another process
+            self._ann = None
             self._ann_saved = 0
         self._mem = mem
         return mem
@@ -391,6 +414,13 @@ class VectorView:
         q = np.asarray(query_vector, dtype=np.float32).reshape(-1)
         if q.shape[0] != self.dim:
             raise InvalidRequest(f"query vector has {q.shape[0]} dimensions; the view has {self.dim}")
+        if not np.all(np.isfinite(q)):
+            raise InvalidRequest("query vector contains NaN or infinite values")
+        norm = float(np.linalg.norm(q))
+        if norm > 0:
+            q = q / norm  # cosine, whatever the query's scale
+        if states is not None:
+            states = [check_state(states)] if isinstance(states, str) else [check_state(x) for x in states]
         if k <= 0:
             return []
         with self._lock:
@@ -411,19 +441,60 @@ class VectorView:
             return False
         return rows.size >= self.ann_min_fraction * max(1, mem.n_present)
 
-    def _ensure_ann(self, mem: _Columns) -> vector_ann.AnnIndex:
+    def _ensure_ann(self, mem: _Columns, wait: bool) -> vector_ann.AnnIndex | None:
+        """The index for ``mem``'s epoch: loaded from disk, or built (now if ``wait``, else in the background).
+
+        Without ``wait`` a query never waits for indexing: it gets None (answer exactly) while a
+        background thread builds the index, and slots not indexed yet are scored exactly.
+        """
+        if self._ann is None or self._ann_epoch != mem.epoch:
+            self._ann = vector_ann.AnnIndex.load(self._ann_path(), mem.epoch, self.dim)
+            self._ann_epoch = mem.epoch if self._ann is not None else None
+            self._ann_saved = self._ann.covered if self._ann is not None else 0
         if self._ann is None:
-            ann = vector_ann.AnnIndex.load(self._ann_path(), mem.epoch, self.dim)
-            self._ann_saved = ann.covered if ann is not None else 0
-            if ann is None:
+            if wait:
                 ann = vector_ann.AnnIndex(self.dim)
-            self._ann, self._ann_epoch = ann, mem.epoch
+                ann.extend(mem.vectors, mem.present, mem.n_slots)
+                self._ann, self._ann_epoch, self._ann_saved = ann, mem.epoch, 0
+            else:
+                self._start_indexer(mem.epoch)
+                return None
         ann = self._ann
         if ann.covered < mem.n_slots:
-            ann.extend(mem.vectors, mem.present, mem.n_slots)
+            if wait:
+                ann.extend(mem.vectors, mem.present, mem.n_slots)
+            elif mem.n_slots - ann.covered > 1024:
+                self._start_indexer(mem.epoch)
+        return ann
+
+    def _start_indexer(self, epoch: str) -> None:
+        if self._indexer is not None and self._indexer.is_alive():
+            return
+        self._indexer = threading.Thread(target=self._index_in_background, args=(epoch,), daemon=True,
+                                         name=f"vector-index-{self.path.name}")
+        self._indexer.start()
+
+    def _index_in_background(self, epoch: str) -> None:
+        """Build or extend the index in small steps, never holding the view lock while indexing."""
+        with self._lock:
+            ann = self._ann if self._ann is not None and self._ann_epoch == epoch else vector_ann.AnnIndex(self.dim)
+        published = ann is self._ann
+        while not self._closing:
+            with self._lock:
+                mem = self._mem
+                if mem is None or mem.epoch != epoch:
+                    return  # erased or reset meanwhile: this index must not be used or saved
+                vectors, present, upto = mem.vectors, mem.present, mem.n_slots
+            if ann.covered >= upto:
+                break
+            ann.extend(vectors, present, min(upto, ann.covered + (2048 if not published else 64)), threads=1)
+        with self._lock:
+            if self._closing or self._mem is None or self._mem.epoch != epoch or self._meta("epoch") != epoch:
+                return
+            if not published:
+                self._ann, self._ann_epoch, self._ann_saved = ann, epoch, 0
             if ann.covered - self._ann_saved > max(4096, self._ann_saved // 4):
                 self._save_ann()
-        return ann
 
     def _save_ann(self) -> None:
         if self._ann is not None and self._ann_epoch and self._ann.covered > self._ann_saved:
@@ -432,11 +503,13 @@ class VectorView:
 
     def build_index(self) -> dict[str, Any]:
         """Build (or bring up to date) and persist the approximate index now; returns its description."""
+        if self.ann_mode is None or not vector_ann.AVAILABLE:
+            return {"ann": None}
+        self._wait_indexer()  # outside the lock: the background indexer takes it to publish
         with self._lock:
-            if self.ann_mode is None or not vector_ann.AVAILABLE:
-                return {"ann": None}
             mem = self._columns()
-            ann = self._ensure_ann(mem)
+            ann = self._ensure_ann(mem, wait=True)
+            assert ann is not None
             self._save_ann()
             return {"ann": "usearch-hnsw-f16", "vectors": len(ann), "covered_slots": ann.covered}
 
@@ -451,7 +524,9 @@ class VectorView:
 
     def _ann_search(self, mem: _Columns, q: np.ndarray, k: int, rows: np.ndarray) -> list[Hit] | None:
         """Candidates from the index, kept if valid for this query, scored exactly; None: go exact."""
-        ann = self._ensure_ann(mem)
+        ann = self._ensure_ann(mem, wait=False)
+        if ann is None:
+            return None
         total = max(1, len(ann))
         want = max(64, int(k * 2 * mem.n_present / max(1, rows.size)) + 32)
         row_slots = mem.slot[rows]
@@ -543,6 +618,7 @@ class _BatchWriter:
         self.new_search_rows: list[tuple[int, int, int, int, str, str, str]] = []
         self.slots: dict[bytes, int] = {}
         self.pending_vectors: list[tuple[int, bytes, bytes]] = []
+        self.last_offset = -1
         self.forgot = False
         self.purged_digests: list[bytes] = []
         self.next_id = (self.conn.execute("SELECT max(id) FROM versions").fetchone()[0] or 0) + 1
@@ -712,6 +788,8 @@ class _Columns:
         self.present = np.zeros(1024, dtype=bool)  # slot ids that hold a vector
         self.n_present = 0
         self.n_slots = 0  # 1 + highest slot id loaded
+        self.checkpoint = -1  # the view's checkpoint these columns reflect
+        self.max_id = 0  # highest version row id seen (searchable or not)
         cap = 1024
         self.ids = np.zeros(cap, dtype=np.int64)
         self.slot = np.zeros(cap, dtype=np.int64)
@@ -728,8 +806,10 @@ class _Columns:
         self.state_code: dict[str, int] = {}
 
     @classmethod
-    def load(cls, conn: sqlite3.Connection, dim: int, generation: int, epoch: str = "") -> _Columns:
+    def load(cls, conn: sqlite3.Connection, dim: int, generation: int, epoch: str = "",
+             checkpoint: int = -1) -> _Columns:
         mem = cls(dim, generation, epoch)
+        mem.checkpoint = checkpoint
         top = conn.execute("SELECT max(slot) FROM vectors").fetchone()[0]
         if top is not None:  # straight into a matrix of the final size, a chunk at a time
             mem.vectors = np.zeros((top + 1, dim), dtype=np.float32)
@@ -744,7 +824,22 @@ class _Columns:
         rows = conn.execute("SELECT id, slot, valid_from, valid_to, memory_id, cube, state FROM versions "
                             "WHERE present = 1 AND slot IS NOT NULL ORDER BY id").fetchall()
         mem.add_rows(rows)
+        mem.max_id = conn.execute("SELECT coalesce(max(id), 0) FROM versions").fetchone()[0]
         return mem
+
+    def refresh(self, conn: sqlite3.Connection, checkpoint: int) -> None:
+        """Catch up with rows written by another process (same epoch: nothing was erased)."""
+        rows = conn.execute("SELECT slot, vec FROM vectors WHERE slot >= ? ORDER BY slot", (self.n_slots,)).fetchall()
+        self.add_vectors({r[0]: np.frombuffer(r[1], dtype=np.float32) for r in rows})
+        last_id = int(self.max_id)
+        rows = conn.execute("SELECT id, slot, valid_from, valid_to, memory_id, cube, state FROM versions "
+                            "WHERE id > ? AND present = 1 AND slot IS NOT NULL ORDER BY id", (last_id,)).fetchall()
+        self.add_rows(rows)
+        closed = conn.execute(f"SELECT id, valid_to FROM versions WHERE valid_to > ? AND valid_to < {OPEN}",
+                              (self.checkpoint,)).fetchall()
+        self.close_rows(dict(closed))
+        self.max_id = max(self.max_id, conn.execute("SELECT coalesce(max(id), 0) FROM versions").fetchone()[0])
+        self.checkpoint = checkpoint
 
     def _grow_rows(self, need: int) -> None:
         cap = self.ids.shape[0]
@@ -800,6 +895,7 @@ class _Columns:
         self.state[n0:n0 + m] = [sc[x] if x in sc else self._code(sc, x) for x in states]
         self.pos.update(zip(ids, range(n0, n0 + m), strict=True))
         self.n = n0 + m
+        self.max_id = max(self.max_id, int(ids[-1]))
 
     def close_rows(self, closed: Mapping[int, int]) -> None:
         for rid, vt in closed.items():

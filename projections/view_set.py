@@ -35,6 +35,8 @@ VIEW_ADAPTERS: dict[tuple[str, str], str] = {
     ("keyword", "embedded"): "projections.view_set:_embedded_keyword",
     ("graph", "embedded"): "projections.view_set:_embedded_graph",
     ("vector", "embedded"): "projections.view_set:_embedded_vector",
+    ("vector", "elasticsearch"): "projections.es_views:from_view_set",
+    ("graph", "neo4j"): "projections.neo4j_graph:from_view_set",
 }
 DEFAULTS = {"keyword": "embedded", "graph": "embedded", "vector": "embedded"}
 ORDER = ("keyword", "graph", "vector")

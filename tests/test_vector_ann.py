@@ -56,6 +56,7 @@ def setup(tmp_path):
     for i in range(0, len(events), 400):
         approx.apply_batch(events[i:i + 400])
         exact.apply_batch(events[i:i + 400])
+    approx.build_index()
     queries = normalise_rows(rng.standard_normal((30, DIM), dtype=np.float32))
     yield approx, exact, queries, n, events, tmp_path
     approx.close()
@@ -112,3 +113,25 @@ def test_ann_index_is_persisted_and_rebuilt_after_forget(setup):
     assert index_file.exists() and zoe.astype(np.float16).tobytes() not in index_file.read_bytes()
     assert again.build_index()["vectors"] == n + n // 3
     again.close()
+
+
+def test_queries_never_wait_for_indexing(tmp_path):
+    rng = np.random.default_rng(8)
+    table = normalise_rows(rng.standard_normal((600, DIM), dtype=np.float32))
+    emb = TableEmbedder(table)
+    v = VectorView(tmp_path / "v.sqlite", emb, exact_threshold=0, ann_min_fraction=0.0)
+    exact = VectorView(tmp_path / "e.sqlite", emb, ann=None, cache=v.cache)
+    events = [make_event(i, "c", ev.MEMORY_ADDED, {"memory_id": f"m{i}", "text": f"t{i}"}) for i in range(600)]
+    v.apply_batch(events)
+    exact.apply_batch(events)
+    q = table[7]
+    assert v.vector_search(q, 5) == exact.vector_search(q, 5)  # answered exactly while the index builds
+    assert v._indexer is not None
+    v._indexer.join(timeout=60)
+    assert v._ann is not None and len(v._ann) == 600
+    assert v.vector_search(q, 5)[0][0] == "m7"
+    # new rows are scored exactly until indexed
+    v.apply_batch([make_event(600, "c", ev.MEMORY_ADDED, {"memory_id": "new", "text": "t7"})])
+    assert {m for m, _ in v.vector_search(q, 2)} == {"m7", "new"}
+    exact.close()
+    v.close()

@@ -119,4 +119,8 @@ def test_bad_queries_are_refused(tmp_path):
     with pytest.raises(InvalidRequest, match="catch it up"):
         v.vector_search(np.zeros(64), 5, as_of=10)
     assert v.vector_search(np.zeros(64), 5, as_of=-1) == []
+    with pytest.raises(InvalidRequest, match="lifecycle state"):
+        v.vector_search(np.ones(64), 5, states=["activ"])
+    with pytest.raises(InvalidRequest, match="NaN"):
+        v.vector_search(np.full(64, np.nan), 5)
     v.close()

@@ -166,8 +166,19 @@ def test_second_process_view_sees_new_rows(tmp_path):
     writer.apply_batch(events[:2])
     q = reader.embed_query("coffee")
     assert {m for m, _ in reader.vector_search(q, 10)} == {"a", "b"}
-    writer.apply_batch(events[2:])
+    columns = reader._mem
+    for cut in (4, 5, 7):
+        writer.apply_batch(events[:cut])
+        fresh = VectorView(tmp_path / "v.sqlite", emb)
+        for as_of in range(cut):
+            assert reader.vector_search(q, 10, as_of=as_of) == fresh.vector_search(q, 10, as_of=as_of)
+        fresh.close()
+    assert reader._mem is columns  # caught up incrementally, not reloaded
     assert {m for m, _ in reader.vector_search(q, 10)} == {"a", "b", "c", "d"}
+    writer.apply_batch([make_event(7, "work", ev.MEMORY_ADDED, {"memory_id": "s", "text": "coffee", "subject": "x"}),
+                        make_event(8, "_system", ev.SUBJECT_FORGOTTEN, {"subject": "x"})])
+    assert "s" not in {m for m, _ in reader.vector_search(q, 10)}
+    assert reader._mem is not columns  # vectors were erased: full reload
     writer.close()
     reader.close()
 

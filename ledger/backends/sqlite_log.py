@@ -9,7 +9,6 @@ processes) serialise and can never fork the chain; a crash leaves the whole batc
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ from ledger.chain import VerifyResult, check_expected, prepare, resolve_retry, s
 from ledger.events import Event, NewEvent
 from ledger.log import refs_of
 from ledger.schema_registry import SchemaRegistry, default_registry
+from ledger.sqlite_pool import WAL_PRAGMAS, ThreadConnections
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS events(
@@ -59,35 +59,17 @@ class SqliteLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.registry = registry or default_registry()
         self._synchronous = synchronous
-        self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
-        self._conns_lock = threading.Lock()
+        self._pool = ThreadConnections(self.path, (*WAL_PRAGMAS, f"synchronous={synchronous}"))
         conn = self._conn()
         with conn:
             conn.executescript(_DDL)
 
     # -- connections -------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={self._synchronous}")
-            conn.execute("PRAGMA busy_timeout=60000")
-            self._local.conn = conn
-            with self._conns_lock:
-                self._conns.append(conn)
-        return conn
+        return self._pool.get()
 
     def close(self) -> None:
-        with self._conns_lock:
-            for c in self._conns:
-                try:
-                    c.close()
-                except sqlite3.Error:
-                    pass
-            self._conns.clear()
-        self._local = threading.local()
+        self._pool.close()
 
     # -- writes ------------------------------------------------------------------------
     def append(self, events: Sequence[NewEvent], expected_versions: Mapping[str, int] | None = None) -> list[Event]:
@@ -169,9 +151,41 @@ class SqliteLog:
             (ref, end),
         )
 
+    def stream_version_at(self, stream: str, offset: int) -> int:
+        """Version of ``stream`` counting only events at or below ``offset`` (for branch fork points)."""
+        r = self._conn().execute("SELECT MAX(version) FROM events WHERE stream = ? AND offset <= ?",
+                                 (stream, offset)).fetchone()
+        return r[0] or 0
+
+    def read_filtered(self, start: int = 0, end: int | None = None, actor: str | None = None,
+                      types: list[str] | None = None, stream: str | None = None,
+                      limit: int | None = None) -> Iterator[Event]:
+        """Events in ``start..end`` filtered by actor, types and stream in SQL (audit queries)."""
+        where, args = ["offset >= ?", "offset <= ?"], [start, 2**62 if end is None else end]
+        if actor is not None:
+            where.append("actor = ?")
+            args.append(actor)
+        if types:
+            where.append(f"type IN ({','.join('?' * len(types))})")
+            args.extend(types)
+        if stream is not None:
+            where.append("stream = ?")
+            args.append(stream)
+        tail = "" if limit is None else f" LIMIT {int(limit)}"
+        return self._iter(f"SELECT {_COLS} FROM events WHERE {' AND '.join(where)} ORDER BY offset{tail}", tuple(args),
+                          batch=min(2000, limit or 2000))
+
     def get_by_id(self, event_id: str) -> Event | None:
         r = self._conn().execute(f"SELECT {_COLS} FROM events WHERE event_id = ?", (event_id,)).fetchone()
         return _row_to_event(r) if r else None
+
+    def hashes(self, start: int = 0, end: int | None = None) -> Iterator[str]:
+        """Hex hashes of events ``start..end`` in offset order (for Merkle trees; no payload decoding)."""
+        stop = end if end is not None else 2**62
+        cur = self._conn().execute("SELECT hash FROM events WHERE offset >= ? AND offset <= ? ORDER BY offset",
+                                   (start, stop))
+        for (h,) in _flatten(cur):
+            yield h
 
     def head(self) -> int:
         r = self._conn().execute("SELECT MAX(offset) FROM events").fetchone()

@@ -14,7 +14,13 @@ from ledger.errors import LedgerError, NotFound
 
 COMMAND_MODULES = [
     "ledger.cli.core_commands",
+    "ledger.cli.time_commands",
     "ledger.cli.search_commands",
+    "ledger.cli.demo_commands",
+    "ledger.cli.governance_commands",
+    "ledger.cli.memos_commands",
+    "ledger.cli.service_commands",
+    "ledger.cli.dist_commands",
 ]
 
 

@@ -27,6 +27,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--metadata", default=None, help='JSON object of top-level equality filters, e.g. {"topic": "x"}')
     p.add_argument("--actor", default=None, help="reader recorded in the audit trail")
     p.add_argument("--no-vector", action="store_true", help="skip the vector view (no model load)")
+    p.add_argument("--branch", default=None, help="search this branch (its --as-of is an offset of the branch)")
     p.add_argument("query")
     p.set_defaults(func=cmd_search)
 
@@ -62,8 +63,16 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.all_states and args.states:
         raise InvalidRequest("give either --state or --all-states, not both")
     with _open_views(ledger, ["keyword", "graph"] if args.no_vector else None) as views:
-        hits = views.search(args.query, cube=args.cubes, k=args.k, as_of=args.as_of, states=args.states,
-                            metadata=metadata, all_states=args.all_states, actor=args.actor or default_actor())
+        if args.branch not in (None, "main"):
+            from ledger.branch_search import search_branch
+            from ledger.branches import Branches
+
+            hits = search_branch(views, Branches(ledger), args.branch, args.query, cube=args.cubes, k=args.k,
+                                 as_of=args.as_of, states=args.states, metadata=metadata,
+                                 all_states=args.all_states, actor=args.actor or default_actor())
+        else:
+            hits = views.search(args.query, cube=args.cubes, k=args.k, as_of=args.as_of, states=args.states,
+                                metadata=metadata, all_states=args.all_states, actor=args.actor or default_actor())
     out = [h.to_dict() for h in hits]
     lines = []
     for i, h in enumerate(out, start=1):

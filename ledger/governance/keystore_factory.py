@@ -1,0 +1,59 @@
+"""Builds the configured key store and the cipher ``ledger.factory`` hands to ``Ledger``.
+
+Configuration (``memledger.toml``)::
+
+    [keys]
+    backend = "file"               # the default; others register with register_keystore()
+    # path = "/secure/volume/keys" # default: <data>/keys
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+
+from ledger.config import Config
+from ledger.errors import InvalidRequest
+from ledger.governance.cipher import SubjectCipher
+from ledger.governance.keystore import FileKeyStore, KeyStore
+
+# backend name -> "module:function" taking (config) and returning a KeyStore
+KEYSTORE_BACKENDS: dict[str, str] = {
+    "file": "ledger.governance.keystore_factory:file_keystore",
+}
+
+
+def register_keystore(name: str, target: str) -> None:
+    """Register a key store factory ``"module:function"`` under ``name``."""
+    KEYSTORE_BACKENDS[name] = target
+
+
+def keys_dir(config: Config) -> Path:
+    """Directory of key material: ``[keys] path`` or ``<data>/keys``."""
+    path = config.section("keys").get("path")
+    if path is None:
+        return config.data_dir / "keys"
+    if not isinstance(path, str) or not path:
+        raise InvalidRequest("[keys] path must be a non-empty string")
+    return Path(path)
+
+
+def file_keystore(config: Config) -> KeyStore:
+    """The file-based default: ``<keys dir>/subjects/``."""
+    return FileKeyStore(keys_dir(config) / "subjects")
+
+
+def open_keystore(config: Config) -> KeyStore:
+    """The configured ``KeyStore``."""
+    name = str(config.section("keys").get("backend", "file"))
+    if name not in KEYSTORE_BACKENDS:
+        raise InvalidRequest(f"unknown key store {name!r}; known: {', '.join(sorted(KEYSTORE_BACKENDS))}")
+    module, func = KEYSTORE_BACKENDS[name].split(":")
+    factory: Callable[[Config], KeyStore] = getattr(importlib.import_module(module), func)
+    return factory(config)
+
+
+def open_cipher(config: Config) -> SubjectCipher:
+    """The sealer/opener for a data directory (used by ``ledger.factory.open_ledger``)."""
+    return SubjectCipher(open_keystore(config))

@@ -1,0 +1,107 @@
+"""Mapping of errors to JSON responses: bad input is always a 4xx, never a 5xx.
+
+Every error body has the form ``{"error": {"type": ..., "message": ..., "details": ...}}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ledger.errors import (
+    AccessDenied,
+    ConcurrencyConflict,
+    IdempotencyConflict,
+    InvalidRequest,
+    LedgerError,
+    NotFound,
+    SchemaViolation,
+    StateError,
+)
+from ledger.service.responses import JSON
+
+STATUS: list[tuple[type[LedgerError], int]] = [
+    (NotFound, 404),
+    (AccessDenied, 403),
+    (ConcurrencyConflict, 409),
+    (IdempotencyConflict, 409),
+    (StateError, 409),
+    (SchemaViolation, 422),
+    (InvalidRequest, 422),
+]
+
+
+# errors defined by optional parts of memledger, matched by class name
+STATUS_BY_NAME = {"MergeConflict": 409}
+
+
+def status_of(exc: LedgerError) -> int:
+    """HTTP status of a ledger error (400 for any subclass not listed)."""
+    for klass in type(exc).__mro__:
+        if klass.__name__ in STATUS_BY_NAME:
+            return STATUS_BY_NAME[klass.__name__]
+    for cls, code in STATUS:
+        if isinstance(exc, cls):
+            return code
+    return 400
+
+
+def error_body(kind: str, message: str, details: Any = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"type": kind, "message": message}
+    if details is not None:
+        body["details"] = details
+    return {"error": body}
+
+
+class Unauthenticated(Exception):
+    """No valid credentials on a request that needs them."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+def _clean_validation_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for e in errors[:20]:
+        out.append({"loc": [str(x) for x in e.get("loc", ())], "msg": str(e.get("msg", ""))[:500],
+                    "type": str(e.get("type", ""))})
+    return out
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that turn exceptions into clear JSON errors."""
+
+    @app.exception_handler(LedgerError)
+    async def ledger_error(request: Request, exc: LedgerError) -> JSON:
+        return JSON(error_body(type(exc).__name__, str(exc)), status_code=status_of(exc))
+
+    @app.exception_handler(Unauthenticated)
+    async def unauthenticated(request: Request, exc: Unauthenticated) -> JSON:
+        return JSON(error_body("Unauthenticated", exc.message), status_code=401,
+                              headers={"WWW-Authenticate": 'Bearer realm="memledger"'})
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSON:
+        errors = list(exc.errors())
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return JSON(error_body("MalformedJSON", "the request body is not valid JSON",
+                                             _clean_validation_errors(errors)), status_code=400)
+        return JSON(error_body("InvalidRequest", "the request does not match the API schema",
+                                         _clean_validation_errors(errors)), status_code=422)
+
+    @app.exception_handler(ValidationError)
+    async def model_error(request: Request, exc: ValidationError) -> JSON:
+        # a model built inside a handler (e.g. from query parameters) rejected its input
+        return JSON(error_body("InvalidRequest", "the request does not match the API schema",
+                               _clean_validation_errors(list(exc.errors()))), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSON:
+        kinds = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge", 400: "BadRequest"}
+        return JSON(error_body(kinds.get(exc.status_code, "HTTPError"), str(exc.detail)),
+                              status_code=exc.status_code, headers=getattr(exc, "headers", None))

@@ -1,0 +1,89 @@
+"""Audit routes: who created, changed, read, shared or was refused what, and when.
+
+Owners and auditors of a cube may query its trail; admins may query the whole log. Entries are
+content-free (texts and sealed payloads never appear); for a caller who may not read memories
+(an auditor) metadata and other content fields are removed as well.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query
+
+from ledger import events as ev
+from ledger.access import ALLOWED, Action, Caller
+from ledger.errors import InvalidRequest
+from ledger.events import NewEvent
+from ledger.service.auth import current_caller
+from ledger.service.event_filter import CONTENT_KEYS
+from ledger.service.models import ERRORS
+from ledger.service.params import AsOf, resolve_as_of
+from ledger.service.state import ServiceState, get_state
+
+audit_mod = importlib.import_module("ledger.audit")  # these routes exist only where audit does
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=ERRORS)
+
+Bound = Annotated[str | None, Query(max_length=64, description="offset or ISO-8601 time (inclusive)")]
+
+
+def _clean(entry: dict[str, Any], full: bool) -> dict[str, Any]:
+    if full:
+        return entry
+    details = {k: v for k, v in (entry.get("details") or {}).items() if k not in CONTENT_KEYS}
+    return {**entry, "details": details}
+
+
+@router.get("", summary="Audit trail of a cube or a memory (owner or auditor; the whole log for admins)")
+def audit_trail(cube: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+                memory: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+                actor: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+                since: Bound = None, until: Bound = None, as_of: AsOf = None,
+                event_type: Annotated[list[str] | None, Query(alias="type")] = None,
+                limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+                caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+    if event_type is not None and (len(event_type) > 50 or any(len(t) > 100 for t in event_type)):
+        raise InvalidRequest("type: at most 50 values of at most 100 characters")
+    access = state.access
+    if memory is not None:
+        mcube = access.require_memory(caller, memory, Action.AUDIT, "audit")
+        if cube is not None and cube != mcube:
+            raise InvalidRequest(f"memory {memory} is not in cube {cube!r}")
+        cube = mcube
+    elif cube is not None:
+        access.require_cube(caller, cube, Action.AUDIT, "audit")
+    elif not caller.admin:
+        raise InvalidRequest("name a cube or a memory (only admins may audit the whole log)")
+    full = caller.admin or (cube is not None and bool(access.index.roles(cube, caller.name) & ALLOWED[Action.READ]))
+    end = resolve_as_of(state.ledger, as_of)
+    q = audit_mod.AuditQuery(memory=memory, cube=cube, actor=actor, since=since, until=until, types=event_type,
+                             as_of=end, limit=limit)
+    try:
+        entries = [e.to_dict() for e in audit_mod.audit(state.ledger, q)]
+    except (ValueError, OverflowError) as exc:
+        raise InvalidRequest(f"bad audit bound: {exc}") from None
+    return {"cube": cube, "memory": memory, "entries": [_clean(e, full) for e in entries],
+            "truncated": len(entries) >= limit}
+
+
+@router.get("/knowledge/{memory_id}",
+            summary="What the system knew about a memory at a time, and who had read it (owner or auditor)")
+def knowledge(memory_id: str = Path(min_length=1, max_length=200), as_of: AsOf = None,
+              caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+    cube = state.access.require_memory(caller, memory_id, Action.AUDIT, "audit.knowledge")
+    end = resolve_as_of(state.ledger, as_of)
+    out = audit_mod.knowledge(state.ledger, memory_id, end)
+    full = bool(state.access.index.roles(cube, caller.name) & ALLOWED[Action.READ])
+    out["events"] = [_clean(e, full) for e in out.get("events", [])]
+    out["reads"] = [_clean(e, full) for e in out.get("reads", [])]
+    if out.get("state") is not None:
+        if full:
+            state.ledger.log.append([NewEvent(cube, ev.MEMORY_READ, {"memory_ids": [memory_id],
+                                                                      "operation": "audit.knowledge",
+                                                                      "as_of": end}, caller.name)])
+        else:
+            out["state"] = {k: (None if k in CONTENT_KEYS else v) for k, v in out["state"].items()}
+            out["redacted"] = sorted(CONTENT_KEYS & set(out["state"]))
+    return out

@@ -1,0 +1,181 @@
+"""Branch routes: counterfactual forks of the log (create, list, drop, diff, merge) and memory
+reads and writes on a branch.
+
+Roles are those of main: writing a memory of cube C on a branch needs ``writer`` on C, reading it
+needs ``reader``; a diff shows only memories of cubes the caller may read; a merge needs
+``writer`` on every cube the branch wrote to. Dropping or merging a branch is for its creator
+(or an admin). Branch names and fork points are visible to every authenticated principal.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path
+from pydantic import Field
+
+from ledger.access import Action, Caller
+from ledger.errors import AccessDenied, NotFound
+from ledger.service.auth import current_caller
+from ledger.service.models import ERRORS, MemoryAdd, MemoryUpdate, RequestBody, StateChange, Written
+from ledger.service.params import AsOf, resolve_as_of
+from ledger.service.routes_memories import MemoryPath, _check_text, _event_id
+from ledger.service.state import ServiceState, get_state
+
+branches_mod = importlib.import_module("ledger.branches")  # these routes exist only where branches do
+merge_mod = importlib.import_module("ledger.branch_merge")
+
+router = APIRouter(prefix="/v1/branches", tags=["branches"], responses=ERRORS)
+
+BranchPath = Path(min_length=1, max_length=200, description="branch name")
+
+
+class BranchCreate(RequestBody):
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")]
+    at: str | None = Field(default=None, max_length=64, description="fork offset or ISO-8601 time; default head")
+    from_branch: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class BranchMerge(RequestBody):
+    strict: bool = False
+
+
+@contextmanager
+def _branches(state: ServiceState) -> Iterator[Any]:
+    b = branches_mod.Branches(state.ledger)
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+def _require_creator(state: ServiceState, caller: Caller, info: Any, operation: str) -> None:
+    if caller.admin or info.created_by == caller.name:
+        return
+    state.access.deny(caller.name, operation, reason=f"branch {info.name!r} was created by someone else")
+    raise AccessDenied(f"only the creator of branch {info.name!r} (or an admin) may {operation.split('.')[-1]} it")
+
+
+def _branch_cube_check(state: ServiceState, caller: Caller, cube: str, action: Action, operation: str,
+                       memory_id: str | None = None) -> None:
+    """Role check for a memory whose cube was found on the branch (404 when the caller has no role)."""
+    if state.access.allowed(caller, cube, action):
+        return
+    if not state.access.visible(caller, cube):
+        state.access.deny(caller.name, operation, cube=cube, memory_id=memory_id, reason="no role on the cube")
+        raise NotFound(f"memory {memory_id} not found" if memory_id else f"cube {cube!r} not found")
+    state.access.require_cube(caller, cube, action, operation)
+
+
+@router.get("", summary="Every branch with its fork point, head and number of own events")
+def list_branches(caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)) -> dict:
+    with _branches(state) as b:
+        return {"branches": b.list()}
+
+
+@router.post("", status_code=201, summary="Fork a branch from main (or another branch) at an offset or time")
+def create_branch(body: BranchCreate, caller: Caller = Depends(current_caller),
+                  state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+    with _branches(state) as b:
+        return b.create(body.name, body.at, caller.name, from_branch=body.from_branch).to_dict()
+
+
+@router.delete("/{name}", summary="Drop a branch and its own events (its creator or an admin)")
+def drop_branch(name: str = BranchPath, caller: Caller = Depends(current_caller),
+                state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+    with _branches(state) as b:
+        _require_creator(state, caller, b.info(name), "branch.drop")
+        return b.drop(name, caller.name).to_dict()
+
+
+@router.get("/{name}/diff", summary="Memories added, changed or removed on the branch (readable cubes only)")
+def branch_diff(name: str = BranchPath, caller: Caller = Depends(current_caller),
+                state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+    with _branches(state) as b:
+        entries = merge_mod.diff(b, name)
+    out = []
+    hidden = 0
+    for d in entries:
+        s = d.after or d.before
+        if s is not None and state.access.allowed(caller, s.cube, Action.READ):
+            out.append(d.to_dict())
+        else:
+            hidden += 1
+    return {"branch": name, "changes": out, "hidden": hidden}
+
+
+@router.post("/{name}/merge", summary="Replay the branch onto its base (creator; writer on every cube it wrote)")
+def merge_branch(body: BranchMerge, name: str = BranchPath, caller: Caller = Depends(current_caller),
+                 state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+    with _branches(state) as b:
+        info = b.info(name)
+        _require_creator(state, caller, info, "branch.merge")
+        log = b.log(name)
+        for cube in sorted({e.stream for e in log.own_events()}):
+            if not state.access.allowed(caller, cube, Action.WRITE):
+                state.access.require_cube(caller, cube, Action.WRITE, "branch.merge")
+        result = merge_mod.merge(b, name, caller.name, strict=body.strict)
+    state.access.index.refresh()
+    return result.to_dict()
+
+
+@router.get("/{name}/memories/{memory_id}", summary="A memory as seen on the branch (reader); audited")
+def branch_get(name: str = BranchPath, memory_id: str = MemoryPath, as_of: AsOf = None,
+               caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+    with _branches(state) as b:
+        ledger = b.ledger(name)
+        end = resolve_as_of(ledger, as_of)
+        try:
+            m = ledger.get(memory_id, as_of=end, record_read=False)
+        except NotFound:
+            state.access.deny(caller.name, "branch.memory.get", memory_id=memory_id, reason="unknown memory")
+            raise
+        _branch_cube_check(state, caller, m.cube, Action.READ, "branch.memory.get", memory_id)
+        m = ledger.get(memory_id, as_of=end, actor=caller.name, record_read=True)
+        return {**m.to_dict(), "branch": name}
+
+
+@router.post("/{name}/memories", status_code=201, response_model=Written, summary="Add a memory on the branch")
+def branch_add(body: MemoryAdd, name: str = BranchPath, caller: Caller = Depends(current_caller),
+               state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+    _check_text(state, body.text)
+    state.access.require_cube(caller, body.cube, Action.WRITE, "branch.memory.add")
+    with _branches(state) as b:
+        return b.ledger(name).add(body.cube, body.text, caller.name, metadata=body.metadata, tags=body.tags,
+                                  subject=body.subject, event_id=_event_id(caller, body.idempotency_key)).to_dict()
+
+
+def _branch_memory_cube(state: ServiceState, caller: Caller, ledger: Any, memory_id: str, operation: str) -> str:
+    try:
+        m = ledger.get(memory_id, record_read=False)
+    except NotFound:
+        state.access.deny(caller.name, operation, memory_id=memory_id, reason="unknown memory")
+        raise
+    _branch_cube_check(state, caller, m.cube, Action.WRITE, operation, memory_id)
+    return m.cube
+
+
+@router.put("/{name}/memories/{memory_id}", response_model=Written, summary="Update a memory on the branch")
+def branch_update(body: MemoryUpdate, name: str = BranchPath, memory_id: str = MemoryPath,
+                  caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)) -> dict:
+    _check_text(state, body.text)
+    with _branches(state) as b:
+        ledger = b.ledger(name)
+        _branch_memory_cube(state, caller, ledger, memory_id, "branch.memory.update")
+        return ledger.update(memory_id, body.text, caller.name, metadata=body.metadata,
+                             expected_version=body.expected_version, reason=body.reason).to_dict()
+
+
+@router.post("/{name}/memories/{memory_id}/state", response_model=Written,
+             summary="Move a memory through its lifecycle on the branch")
+def branch_state(body: StateChange, name: str = BranchPath, memory_id: str = MemoryPath,
+                 caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)) -> dict:
+    with _branches(state) as b:
+        ledger = b.ledger(name)
+        _branch_memory_cube(state, caller, ledger, memory_id, "branch.memory.state")
+        return ledger.change_state(memory_id, body.to, caller.name, reason=body.reason,
+                                   expected_version=body.expected_version).to_dict()
+

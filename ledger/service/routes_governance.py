@@ -1,0 +1,93 @@
+"""Governance routes (``ledger.governance``): right to be forgotten, signed checkpoints, proofs.
+
+- ``POST /v1/subjects/{subject}/forget`` (admin): crypto-shred a data subject; the erasure is an
+  event attributed to the admin, and the report says whether any residue was found on disk.
+- ``GET/POST /v1/checkpoints`` and ``GET /v1/checkpoints/public-key``: signed Merkle checkpoints
+  of the log (creating one is for admins; reading them needs only authentication: they hold sizes
+  and hashes, no content).
+- ``GET /v1/proofs/inclusion?offset=N`` proves one event is in a signed checkpoint; the proof
+  carries the full event (its hash covers the payload), so it needs ``reader`` on the event's cube
+  (or admin). ``GET /v1/proofs/consistency?old=A&new=B`` carries hashes only.
+Proofs verify offline with ``memledger verify-proof`` / ``ledger/verifier.py``, trusting nothing
+from the server but the public key.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query
+from pydantic import Field
+from starlette.responses import PlainTextResponse
+
+from ledger.access import Action, Caller
+from ledger.errors import NotFound
+from ledger.service.auth import admin_caller, current_caller
+from ledger.service.models import ERRORS, Reason, RequestBody
+from ledger.service.state import ServiceState, get_state
+
+forget_mod = importlib.import_module("ledger.governance.forget")  # routes exist only where governance does
+proofs_mod = importlib.import_module("ledger.governance.proofs")
+checkpoints_mod = importlib.import_module("ledger.governance.checkpoints")
+
+router = APIRouter(prefix="/v1", tags=["governance"], responses=ERRORS)
+
+Seq = Annotated[int, Query(ge=0, le=2**62)]
+
+
+class ForgetRequest(RequestBody):
+    reason: Reason | None = Field(default=None)
+
+
+def _checkpoints(state: ServiceState) -> Any:
+    config = getattr(state.ledger, "config", None)
+    if config is None:
+        from ledger.config import load_config
+
+        config = load_config(state.data_dir)
+    return checkpoints_mod.Checkpoints.for_config(config)
+
+
+@router.post("/subjects/{subject}/forget", summary="Crypto-shred a data subject (admin); recorded as an event")
+def forget_subject(body: ForgetRequest, subject: str = Path(min_length=1, max_length=200),
+                   caller: Caller = Depends(admin_caller), state: ServiceState = Depends(get_state)) -> dict:
+    report = forget_mod.forget(state.ledger, subject, caller.name, body.reason, data_dir=state.data_dir)
+    state.access.index.refresh()
+    return {**report.to_dict(), "complete": report.complete}
+
+
+@router.get("/checkpoints", summary="Signed checkpoints of the log (sizes, Merkle roots, signatures)")
+def list_checkpoints(caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)) -> dict:
+    return {"checkpoints": [c.to_dict() for c in _checkpoints(state).list()]}
+
+
+@router.post("/checkpoints", status_code=201, summary="Sign a checkpoint of the log at its head (admin)")
+def create_checkpoint(caller: Caller = Depends(admin_caller), state: ServiceState = Depends(get_state)) -> dict:
+    return _checkpoints(state).create(state.ledger.log).to_dict()
+
+
+@router.get("/checkpoints/public-key", response_class=PlainTextResponse,
+            summary="The ed25519 public key that signs checkpoints (PEM)")
+def public_key(caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)) -> str:
+    signer = _checkpoints(state).signer
+    if not signer.exists():
+        raise NotFound("no checkpoint key yet: create a checkpoint first")
+    return signer.public_key_pem(create=False)
+
+
+@router.get("/proofs/inclusion", summary="Inclusion proof of the event at an offset (reader of its cube)")
+def inclusion(offset: Annotated[int, Query(ge=0, le=2**62)], seq: Seq | None = None,
+              caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)) -> dict:
+    event = next(iter(state.ledger.log.read(offset, offset)), None)
+    if event is None:
+        raise NotFound(f"no event at offset {offset} (head is {state.ledger.head()})")
+    if not caller.admin:
+        state.access.require_cube(caller, event.stream, Action.READ, "proof.inclusion")
+    return proofs_mod.inclusion_proof(state.ledger.log, _checkpoints(state), offset, seq)
+
+
+@router.get("/proofs/consistency", summary="Consistency proof between two checkpoints (hashes only)")
+def consistency(old: Seq, new: Seq, caller: Caller = Depends(current_caller),
+                state: ServiceState = Depends(get_state)) -> dict:
+    return proofs_mod.consistency_proof(state.ledger.log, _checkpoints(state), old, new)

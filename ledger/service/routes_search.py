@@ -1,0 +1,105 @@
+"""Search routes: hybrid search over the caller's readable cubes, as of an offset, on a branch.
+
+Only cubes the caller may read are searched: named cubes are checked (and a refusal audited);
+without ``cube`` every cube the caller can read is searched. Each search is audited as
+``memory.read`` (operation ``search``, with the query) on every searched cube.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import Field
+
+from ledger.access import ALLOWED, Action, Caller
+from ledger.errors import InvalidRequest
+from ledger.service.auth import current_caller
+from ledger.service.models import ERRORS, CubeName, Metadata, RequestBody, State
+from ledger.service.params import AsOf, resolve_as_of
+from ledger.service.search_backend import search_backend
+from ledger.service.state import ServiceState, get_state
+
+importlib.import_module("projections.view_set")  # these routes exist only where search does
+
+router = APIRouter(prefix="/v1", tags=["search"], responses=ERRORS)
+
+MAX_QUERY = 10_000
+
+
+class SearchRequest(RequestBody):
+    query: str = Field(min_length=1, max_length=MAX_QUERY)
+    cubes: list[CubeName] | None = Field(default=None, max_length=100)
+    k: int = Field(default=10, ge=1, le=1000)
+    as_of: str | None = Field(default=None, max_length=64)
+    branch: str | None = Field(default=None, min_length=1, max_length=200)
+    states: list[State] | None = Field(default=None, max_length=5)
+    all_states: bool = False
+    metadata: Metadata | None = None
+
+
+def _search(state: ServiceState, caller: Caller, req: SearchRequest) -> dict[str, Any]:
+    if not req.query.strip():
+        raise InvalidRequest("query must not be blank")
+    if req.cubes:
+        cubes = list(dict.fromkeys(req.cubes))
+        for cube in cubes:
+            state.access.require_cube(caller, cube, Action.READ, "search")
+    else:
+        state.access.index.refresh()
+        cubes = [c for c, roles in state.access.index.cubes_of(caller.name).items()
+                 if set(roles) & ALLOWED[Action.READ]]
+    if not cubes:
+        return {"query": req.query, "as_of": None, "branch": req.branch, "hits": []}
+    backend = search_backend(state)
+    if req.branch is not None and req.branch != "main":
+        hits = _search_branch(state, backend, caller, req, cubes)
+        as_of: int | str | None = req.as_of
+    else:
+        as_of = resolve_as_of(state.ledger, req.as_of)
+        with backend.lock:
+            hits = backend.views().search(req.query, cube=cubes, k=req.k, as_of=as_of, states=req.states,
+                                          metadata=req.metadata, all_states=req.all_states, actor=caller.name,
+                                          record_read=True)
+    hits = [h for h in hits if h.memory.cube in cubes]
+    return {"query": req.query, "as_of": as_of, "branch": req.branch, "hits": [h.to_dict() for h in hits]}
+
+
+def _search_branch(state: ServiceState, backend: Any, caller: Caller, req: SearchRequest,
+                   cubes: list[str]) -> list[Any]:
+    """Search on a branch (``ledger.branch_search``): main's views with the branch laid over them."""
+    from ledger.branch_search import search_branch
+    from ledger.branches import Branches
+
+    branches = Branches(state.ledger)
+    try:
+        with backend.lock:
+            return search_branch(backend.views(), branches, req.branch, req.query, cube=cubes, k=req.k,
+                                 as_of=req.as_of, states=req.states, metadata=req.metadata,
+                                 all_states=req.all_states, actor=caller.name, record_read=True)
+    except (ValueError, OverflowError) as exc:
+        raise InvalidRequest(f"as_of must be an offset or an ISO-8601 time, not {req.as_of!r}") from exc
+    finally:
+        branches.close()
+
+
+@router.get("/search", summary="Hybrid search (keyword + vector + graph) of readable cubes; audited")
+def search_get(q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY)],
+               cube: Annotated[list[str] | None, Query(description="repeatable; default: every readable cube")] = None,
+               k: Annotated[int, Query(ge=1, le=1000)] = 10, as_of: AsOf = None,
+               branch: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+               state_filter: Annotated[list[State] | None, Query(alias="state")] = None,
+               all_states: bool = False, caller: Caller = Depends(current_caller),
+               state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+    if cube is not None and (len(cube) > 100 or any(not c or len(c) > 200 for c in cube)):
+        raise InvalidRequest("cube: at most 100 names of 1-200 characters")
+    req = SearchRequest(query=q, cubes=cube, k=k, as_of=as_of, branch=branch, states=state_filter,
+                        all_states=all_states)
+    return _search(state, caller, req)
+
+
+@router.post("/search", summary="Hybrid search with metadata filters (same rules as GET)")
+def search_post(body: SearchRequest, caller: Caller = Depends(current_caller),
+                state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+    return _search(state, caller, body)

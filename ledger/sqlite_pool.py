@@ -1,0 +1,44 @@
+"""One SQLite connection per thread for a database file, with the pragmas its owner needs."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+WAL_PRAGMAS = ("journal_mode=WAL", "busy_timeout=60000")
+
+
+class ThreadConnections:
+    """Hands each thread its own autocommit connection (callers open explicit transactions)."""
+
+    def __init__(self, path: str | Path, pragmas: Sequence[str] = WAL_PRAGMAS):
+        self.path = Path(path)
+        self._pragmas = tuple(pragmas)
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
+            for pragma in self._pragmas:
+                conn.execute(f"PRAGMA {pragma}")
+            self._local.conn = conn
+            with self._lock:
+                self._conns.append(conn)
+        return conn
+
+    def close(self) -> None:
+        """Close every thread's connection; later calls to ``get`` reopen."""
+        with self._lock:
+            for c in self._conns:
+                try:
+                    c.close()
+                except sqlite3.Error:
+                    pass
+            self._conns.clear()
+        self._local = threading.local()

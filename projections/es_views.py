@@ -1,0 +1,308 @@
+"""Vector + keyword view on Elasticsearch (official ``elasticsearch`` client, documented APIs only).
+
+One document per memory version in ``<prefix>-versions``: ``memory_id``, ``cube``, ``state``,
+``tags``, ``subject``, ``text`` (analysed, BM25), ``embedding`` (``dense_vector``, cosine,
+indexed for kNN), ``valid_from`` / ``valid_to`` (offsets; ``OPEN`` while current) and
+``searchable`` (false for deleted or crypto-shredded versions). A query as of offset N filters
+``valid_from <= N < valid_to``, exactly like the embedded temporal views, so time-travel needs
+no replay. The view's checkpoint is a document in ``<prefix>-meta``.
+
+Exactly once without transactions: Elasticsearch has no multi-document transaction, so every
+write is made idempotent instead. Document ids are deterministic (``memory_id@valid_from``),
+new versions are full-document ``index`` operations, closing a version is an ``update`` that
+sets ``valid_to`` to the superseding offset, and the prior state of each memory is folded from
+the log (``projections.version_tracker``), never read back from the view. The checkpoint is
+written in the same ``_bulk`` request after the view rows, and the request is refreshed before
+it returns. A batch interrupted half way leaves the checkpoint behind; its redelivery rewrites
+the same documents with the same content, so the end state equals a single application.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from ledger import events as ev
+from ledger.errors import InvalidRequest, LedgerError
+from ledger.events import Event
+from ledger.memory_state import MemoryState, Opener
+from projections.base import OPEN, Hit
+from projections.version_tracker import VersionChange, VersionTracker, version_id
+
+CHECKPOINT_ID = "checkpoint"
+
+
+class ElasticsearchViewError(LedgerError):
+    """Elasticsearch refused a write or could not be reached."""
+
+
+def _client(url_or_client: Any) -> Any:
+    if not isinstance(url_or_client, str):
+        return url_or_client
+    from elasticsearch import Elasticsearch
+
+    return Elasticsearch(url_or_client, request_timeout=30)
+
+
+class ElasticsearchView:
+    """Temporal keyword (BM25) and vector (dense_vector kNN) view of memories on Elasticsearch."""
+
+    def __init__(self, es: Any, source: object, index_prefix: str = "memledger", embedder: Any = None,
+                 opener: Opener | None = None, name: str = "elasticsearch"):
+        if not index_prefix or index_prefix != index_prefix.lower() or not all(
+                c.isalnum() or c in "-_." for c in index_prefix):
+            raise InvalidRequest(f"index prefix {index_prefix!r} must be lower-case letters, digits, '-', '_', '.'")
+        self.name = name
+        self.es = _client(es)
+        self.prefix = index_prefix
+        self.versions_index = f"{index_prefix}-versions"
+        self.meta_index = f"{index_prefix}-meta"
+        self.embedder = embedder
+        self.tracker = VersionTracker(source, opener)
+        self._ensure_indices()
+
+    # -- indices ---------------------------------------------------------------------------
+    def _mappings(self) -> dict[str, Any]:
+        props: dict[str, Any] = {
+            "memory_id": {"type": "keyword"}, "cube": {"type": "keyword"}, "state": {"type": "keyword"},
+            "tags": {"type": "keyword"}, "subject": {"type": "keyword"}, "text": {"type": "text"},
+            "valid_from": {"type": "long"}, "valid_to": {"type": "long"}, "searchable": {"type": "boolean"},
+            "version": {"type": "long"}, "updated_by": {"type": "keyword"},
+            "metadata": {"type": "object", "enabled": False},
+        }
+        if self.embedder is not None:
+            props["embedding"] = {"type": "dense_vector", "dims": int(self.embedder.dim), "index": True,
+                                  "similarity": "cosine"}
+            props["embedder"] = {"type": "keyword"}
+        return {"properties": props}
+
+    def _ensure_indices(self) -> None:
+        try:
+            if not self.es.indices.exists(index=self.versions_index):
+                self.es.options(ignore_status=400).indices.create(index=self.versions_index,
+                                                                  mappings=self._mappings())
+            if not self.es.indices.exists(index=self.meta_index):
+                self.es.options(ignore_status=400).indices.create(
+                    index=self.meta_index, mappings={"properties": {"offset": {"type": "long"}}})
+        except Exception as exc:  # noqa: BLE001 - transport errors of any kind
+            raise ElasticsearchViewError(f"cannot prepare Elasticsearch indices {self.prefix}-*: {exc!r}") from None
+
+    # -- Projection ------------------------------------------------------------------------
+    def checkpoint(self) -> int:
+        r = self.es.options(ignore_status=404).get(index=self.meta_index, id=CHECKPOINT_ID)
+        if not r.get("found"):
+            return -1
+        return int(r["_source"]["offset"])
+
+    def reset(self) -> None:
+        self.es.options(ignore_status=404).indices.delete(index=self.versions_index)
+        self.es.options(ignore_status=404).indices.delete(index=self.meta_index)
+        self.tracker.invalidate()
+        self._ensure_indices()
+
+    def close(self) -> None:
+        self.es.close()
+
+    def apply_batch(self, events: Sequence[Event]) -> None:
+        cp = self.checkpoint()
+        todo = [e for e in events if e.offset > cp]
+        if not todo:
+            return
+        try:
+            actions = self._actions(todo)
+            actions.append({"_op_type": "index", "_index": self.meta_index, "_id": CHECKPOINT_ID,
+                            "_source": {"offset": todo[-1].offset}})
+            self._bulk(actions)
+        except BaseException:
+            self.tracker.invalidate()
+            raise
+        self.tracker.committed()
+
+    def _bulk(self, actions: list[dict[str, Any]]) -> None:
+        from elasticsearch import helpers
+
+        try:
+            _, errors = helpers.bulk(self.es, actions, refresh="wait_for", raise_on_error=False, chunk_size=2000)
+        except Exception as exc:  # noqa: BLE001
+            raise ElasticsearchViewError(f"bulk write to {self.prefix}-* failed: {exc!r}") from None
+        if errors:
+            raise ElasticsearchViewError(f"bulk write to {self.prefix}-* rejected {len(errors)} actions: {errors[:3]}")
+
+    def _doc(self, s: MemoryState, valid_from: int) -> dict[str, Any]:
+        searchable = bool(s.exists and s.text and not s.forgotten)
+        return {"memory_id": s.memory_id, "cube": s.cube, "state": s.state, "tags": list(s.tags),
+                "subject": s.subject, "text": s.text if searchable else None, "metadata": s.metadata,
+                "valid_from": valid_from, "valid_to": OPEN, "searchable": searchable, "version": s.version,
+                "updated_by": s.updated_by}
+
+    def _actions(self, events: Sequence[Event]) -> list[dict[str, Any]]:
+        changes: list[VersionChange] = self.tracker.changes(events)
+        docs: dict[str, dict[str, Any]] = {}
+        closes: dict[str, int] = {}
+        for ch in changes:
+            if ch.closed_from is not None and ch.closed_from != ch.offset:
+                closed = version_id(ch.memory_id, ch.closed_from)
+                if closed in docs:
+                    docs[closed]["valid_to"] = ch.offset
+                else:
+                    closes[closed] = ch.offset
+            docs[version_id(ch.memory_id, ch.offset)] = self._doc(ch.state, ch.offset)
+        self._embed(docs)
+        actions: list[dict[str, Any]] = [
+            {"_op_type": "index", "_index": self.versions_index, "_id": vid, "_source": d} for vid, d in docs.items()]
+        actions += [{"_op_type": "update", "_index": self.versions_index, "_id": vid, "doc": {"valid_to": to}}
+                    for vid, to in closes.items()]
+        for e in events:
+            if e.type == ev.SUBJECT_FORGOTTEN:
+                actions += self._forget(e.payload["subject"], docs)
+        return actions
+
+    def _embed(self, docs: Mapping[str, dict[str, Any]]) -> None:
+        if self.embedder is None:
+            return
+        todo = [(vid, d) for vid, d in docs.items() if d["searchable"]]
+        if not todo:
+            return
+        vectors = self.embedder.embed([d["text"] for _, d in todo])
+        for (_, d), vec in zip(todo, vectors, strict=True):
+            d["embedding"] = [float(x) for x in vec]
+            d["embedder"] = str(getattr(self.embedder, "model_id", "unknown"))
+
+    def _forget(self, subject: str, pending: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+        """Crypto-shredding reaches the view: every stored version of the subject loses its text."""
+        for d in pending.values():
+            if d.get("subject") == subject:
+                d.update(text=None, searchable=False)
+                d.pop("embedding", None)
+        out: list[dict[str, Any]] = []
+        for hit in self._scan({"bool": {"filter": [{"term": {"subject": subject}}]}}):
+            src = hit["_source"]
+            if hit["_id"] in pending:
+                continue
+            src.update(text=None, searchable=False)
+            src.pop("embedding", None)
+            src.pop("embedder", None)
+            out.append({"_op_type": "index", "_index": self.versions_index, "_id": hit["_id"], "_source": src})
+        return out
+
+    def _scan(self, query: dict[str, Any], page: int = 500) -> Iterable[dict[str, Any]]:
+        after: list[Any] | None = None
+        while True:
+            kw: dict[str, Any] = {"index": self.versions_index, "query": query, "size": page,
+                                  "sort": [{"memory_id": "asc"}, {"valid_from": "asc"}]}
+            if after is not None:
+                kw["search_after"] = after
+            hits = self.es.search(**kw)["hits"]["hits"]
+            yield from hits
+            if len(hits) < page:
+                return
+            after = hits[-1]["sort"]
+
+    # -- queries ---------------------------------------------------------------------------
+    @staticmethod
+    def _filters(cubes: Sequence[str] | None, as_of: int | None, states: Iterable[str] | None) -> list[dict]:
+        out: list[dict[str, Any]] = [{"term": {"searchable": True}}]
+        if as_of is None:  # current versions; ">= OPEN" also holds where numbers are doubles
+            out.append({"range": {"valid_to": {"gte": OPEN}}})
+        else:
+            out += [{"range": {"valid_from": {"lte": int(as_of)}}}, {"range": {"valid_to": {"gt": int(as_of)}}}]
+        if cubes is not None:
+            out.append({"terms": {"cube": list(cubes)}})
+        if states is not None:
+            out.append({"terms": {"state": list(states)}})
+        return out
+
+    def keyword_search(self, query: str, k: int, cubes: Sequence[str] | None = None, as_of: int | None = None,
+                       states: Iterable[str] | None = None) -> list[Hit]:
+        """BM25 (Elasticsearch's default similarity) over the versions current at ``as_of``."""
+        if k <= 0 or not query.strip() or (cubes is not None and not cubes):
+            return []
+        r = self.es.search(index=self.versions_index, size=k, source=["memory_id"],
+                           query={"bool": {"must": [{"match": {"text": query}}],
+                                           "filter": self._filters(cubes, as_of, states)}})
+        return [(h["_source"]["memory_id"], float(h["_score"])) for h in r["hits"]["hits"]]
+
+    def vector_search(self, query_vector: Sequence[float], k: int, cubes: Sequence[str] | None = None,
+                      as_of: int | None = None, states: Iterable[str] | None = None) -> list[Hit]:
+        """kNN by cosine over the versions current at ``as_of``; scores are cosine similarities."""
+        if self.embedder is None:
+            raise InvalidRequest(f"view {self.name!r} was built without an embedder; it has no vectors")
+        if k <= 0 or (cubes is not None and not cubes):
+            return []
+        if len(query_vector) != int(self.embedder.dim):
+            raise InvalidRequest(f"query vector has {len(query_vector)} dimensions; the view has {self.embedder.dim}")
+        r = self.es.search(index=self.versions_index, size=k, source=["memory_id"],
+                           knn={"field": "embedding", "query_vector": [float(x) for x in query_vector], "k": k,
+                                "num_candidates": max(100, 4 * k),
+                                "filter": {"bool": {"filter": self._filters(cubes, as_of, states)}}})
+        # Elasticsearch reports cosine as (1 + cos) / 2; give callers the cosine itself.
+        return [(h["_source"]["memory_id"], 2.0 * float(h["_score"]) - 1.0) for h in r["hits"]["hits"]]
+
+    def embed_query(self, text: str) -> Any:
+        """The vector of a query text (the view's embedder)."""
+        return self.embed_texts([text])[0]
+
+    def embed_texts(self, texts: Sequence[str]) -> Any:
+        """Vectors of arbitrary texts (rows L2-normalised), e.g. for a branch overlay."""
+        if self.embedder is None:
+            raise InvalidRequest(f"view {self.name!r} was built without an embedder")
+        return self.embedder.embed(list(texts))
+
+    def text_vector_search(self, text: str, k: int, **kw: Any) -> list[Hit]:
+        """Embed ``text`` with the view's embedder and run :meth:`vector_search`."""
+        if self.embedder is None:
+            raise InvalidRequest(f"view {self.name!r} was built without an embedder")
+        return self.vector_search(list(self.embedder.embed([text])[0]), k, **kw)
+
+    def version_count(self) -> int:
+        """Number of stored memory versions (all times)."""
+        self.es.indices.refresh(index=self.versions_index)
+        return int(self.es.count(index=self.versions_index)["count"])
+
+
+def adapter_options(config: Any, adapter: str) -> dict[str, Any]:
+    """Options of a distributed view adapter from ``memledger.toml``.
+
+    Either the ``[views.<kind>]`` table that says ``adapter = "<adapter>"`` (the form the view set
+    reads), or a ``[views.<adapter>]`` table.
+    """
+    views = config.section("views") if config is not None else {}
+    for value in views.values():
+        if isinstance(value, dict) and value.get("adapter") == adapter:
+            return value
+    value = views.get(adapter, {})
+    return value if isinstance(value, dict) else {}
+
+
+def _embedder_named(name: str | None) -> Any:
+    if not name or name == "none":
+        return None
+    from projections.vector_setup import embedder_by_name
+
+    return embedder_by_name(str(name))
+
+
+def from_options(options: dict[str, Any], source: object, embedder: Any = None,
+                 opener: Opener | None = None) -> ElasticsearchView:
+    """Build the view from adapter options: ``url`` (or ``$MEMLEDGER_ES``), ``index_prefix``, ``embedder``."""
+    import os
+
+    url = os.environ.get("MEMLEDGER_ES") or options.get("url")
+    if not url:
+        raise InvalidRequest('the elasticsearch view needs url = "http://host:9200" in [views.vector] '
+                             '(with adapter = "elasticsearch") or $MEMLEDGER_ES')
+    emb = embedder if embedder is not None else _embedder_named(options.get("embedder", "minilm"))
+    return ElasticsearchView(str(url), source, index_prefix=str(options.get("index_prefix", "memledger")),
+                             embedder=emb, opener=opener)
+
+
+def from_config(config: Any, source: object, embedder: Any = None) -> ElasticsearchView:
+    """The view configured in ``memledger.toml`` (see :func:`adapter_options`)."""
+    return from_options(adapter_options(config, "elasticsearch"), source, embedder,
+                        getattr(source, "opener", None))
+
+
+def from_view_set(ledger: Any, views_dir: Any, options: dict[str, Any]) -> ElasticsearchView:
+    """``projections.view_set`` adapter for ``[views.vector] adapter = "elasticsearch"``."""
+    opts = options or adapter_options(getattr(ledger, "config", None), "elasticsearch")
+    return from_options(opts, ledger, opener=ledger.opener)

@@ -1,0 +1,322 @@
+"""Graph view on Neo4j (official ``neo4j`` driver, Cypher): entities and relations between memories.
+
+Same relations and scores as the embedded graph view, kept temporal in the graph itself:
+
+* ``(:<ns>Version {vid, memory_id, cube, state, subject, exists, valid_from, valid_to})`` — one
+  node per memory version (``valid_to`` is ``OPEN`` while current);
+* ``(:<ns>Version)-[:MENTIONS]->(:<ns>Entity {name})`` — entities named in that version's text;
+* ``(:<ns>Memory {memory_id})-[:RELATED {relation, weight, offset, cube}]->(:<ns>Memory)`` —
+  explicit ``memory.linked`` edges and ``memory.merged`` provenance, valid from ``offset`` on;
+* ``(:<ns>Checkpoint {view})`` — the last applied offset.
+
+``neighbours(as_of=N)`` only walks versions with ``valid_from <= N < valid_to`` and edges with
+``offset <= N``. A batch's writes and its checkpoint are one Bolt transaction, so a crash
+commits all of it or none (exactly once); the writes are also idempotent ``MERGE``s keyed by
+deterministic ids, so even two consumers racing on one view cannot double anything.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from ledger import events as ev
+from ledger.errors import InvalidRequest
+from ledger.events import Event
+from ledger.memory_state import Opener
+from projections.base import OPEN, Hit
+from projections.version_tracker import VersionTracker, version_id
+
+MERGE_RELATION = "merged_from"
+HOP_DECAY = 0.5
+_NS = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,40}$")
+
+
+def _default_entities() -> Callable[[str], set[str]]:
+    try:
+        from projections.text_analysis import entities  # the embedded views' extractor
+
+        return entities
+    except ImportError:  # pragma: no cover - only before the embedded views are installed
+        return _capitalised_runs
+
+
+_RUN = re.compile(r"\b[A-Z][\w'&-]*(?:\s+[A-Z][\w'&-]*)*")
+_OPENERS = frozenset("a an the this that these those i we you he she it they my our his her their in on at "
+                     "when then but and or so if".split())
+
+
+def _capitalised_runs(text: str) -> set[str]:
+    """Fallback entity heuristic: runs of capitalised words without a leading function word."""
+    found: set[str] = set()
+    for m in _RUN.finditer(text):
+        words = m.group(0).lower().split()
+        while words and words[0] in _OPENERS:
+            words = words[1:]
+        name = " ".join(words)
+        if len(name) >= 2:
+            found.add(name)
+    return found
+
+
+def parse_bolt_url(url: str) -> tuple[str, tuple[str, str] | None, str | None]:
+    """``bolt://user:password@host:port/database`` -> (uri without credentials, auth, database)."""
+    u = urlparse(url)
+    if u.scheme not in ("bolt", "neo4j", "bolt+s", "neo4j+s", "bolt+ssc", "neo4j+ssc"):
+        raise InvalidRequest(f"not a Bolt URL: {url!r}")
+    auth = (unquote(u.username), unquote(u.password or "")) if u.username else None
+    database = u.path.strip("/") or None
+    return f"{u.scheme}://{u.hostname}:{u.port or 7687}", auth, database
+
+
+class Neo4jGraphView:
+    """Temporal entity/relation graph over memories on a Neo4j-protocol server (``GraphSearch``)."""
+
+    def __init__(self, url: str, source: object, namespace: str = "Memledger", opener: Opener | None = None,
+                 max_entity_df: int = 50, entities: Callable[[str], set[str]] | None = None,
+                 name: str = "neo4j", driver: Any = None):
+        from neo4j import GraphDatabase
+
+        if not _NS.match(namespace):
+            raise InvalidRequest(f"graph namespace {namespace!r} must match {_NS.pattern}")
+        uri, auth, database = parse_bolt_url(url)
+        self.name = name
+        self.database = database
+        self.driver = driver or GraphDatabase.driver(uri, auth=auth)
+        self.max_entity_df = max_entity_df
+        self.entities = entities or _default_entities()
+        self.tracker = VersionTracker(source, opener)
+        self.V, self.E, self.M, self.C = (f"{namespace}Version", f"{namespace}Entity", f"{namespace}Memory",
+                                          f"{namespace}Checkpoint")
+        self._schema()
+
+    def _session(self) -> Any:
+        return self.driver.session(database=self.database) if self.database else self.driver.session()
+
+    def _schema(self) -> None:
+        stmts = [f"CREATE CONSTRAINT IF NOT EXISTS FOR (n:{self.V}) REQUIRE n.vid IS UNIQUE",
+                 f"CREATE INDEX IF NOT EXISTS FOR (n:{self.V}) ON (n.memory_id)",
+                 f"CREATE CONSTRAINT IF NOT EXISTS FOR (n:{self.E}) REQUIRE n.name IS UNIQUE",
+                 f"CREATE CONSTRAINT IF NOT EXISTS FOR (n:{self.M}) REQUIRE n.memory_id IS UNIQUE"]
+        with self._session() as s:
+            for stmt in stmts:
+                s.run(stmt).consume()
+
+    # -- Projection ------------------------------------------------------------------------
+    def checkpoint(self) -> int:
+        with self._session() as s:
+            rec = s.run(f"MATCH (c:{self.C} {{view: $v}}) RETURN c.offset AS o", v=self.name).single()
+        return -1 if rec is None or rec["o"] is None else int(rec["o"])
+
+    def reset(self) -> None:
+        with self._session() as s:
+            for label in (self.V, self.E, self.M, self.C):
+                s.run(f"MATCH (n:{label}) DETACH DELETE n").consume()
+        self.tracker.invalidate()
+
+    def close(self) -> None:
+        self.driver.close()
+
+    def apply_batch(self, events: Sequence[Event]) -> None:
+        cp = self.checkpoint()
+        todo = [e for e in events if e.offset > cp]
+        if not todo:
+            return
+        try:
+            plan = self._plan(todo)
+            with self._session() as s:
+                s.execute_write(self._write, plan, todo[-1].offset)
+        except BaseException:
+            self.tracker.invalidate()
+            raise
+        self.tracker.committed()
+
+    def _plan(self, events: Sequence[Event]) -> dict[str, list[dict[str, Any]]]:
+        versions: dict[str, dict[str, Any]] = {}
+        closes: dict[str, int] = {}
+        for ch in self.tracker.changes(events):
+            if ch.closed_from is not None and ch.closed_from != ch.offset:
+                closed = version_id(ch.memory_id, ch.closed_from)
+                if closed in versions:
+                    versions[closed]["valid_to"] = ch.offset
+                else:
+                    closes[closed] = ch.offset
+            s = ch.state
+            live = bool(s.exists and s.text and not s.forgotten)
+            versions[version_id(s.memory_id, ch.offset)] = {
+                "vid": version_id(s.memory_id, ch.offset), "memory_id": s.memory_id, "cube": s.cube,
+                "state": s.state, "subject": s.subject, "exists": bool(s.exists), "valid_from": ch.offset,
+                "valid_to": OPEN, "entities": sorted(self.entities(s.text)) if live else []}
+        rels: list[dict[str, Any]] = []
+        forgotten: list[str] = []
+        for e in events:
+            p = e.payload
+            if e.type == ev.MEMORY_LINKED:
+                rels.append({"src": p["source"], "dst": p["target"], "relation": p["relation"],
+                             "weight": float(p.get("weight", 1.0)), "offset": e.offset, "cube": e.stream})
+            elif e.type == ev.MEMORY_MERGED:
+                rels += [{"src": p["memory_id"], "dst": src, "relation": MERGE_RELATION, "weight": 1.0,
+                          "offset": e.offset, "cube": e.stream} for src in p["sources"]]
+            elif e.type == ev.SUBJECT_FORGOTTEN:
+                forgotten.append(p["subject"])
+                for v in versions.values():
+                    if v["subject"] == p["subject"]:
+                        v["entities"] = []
+        return {"versions": list(versions.values()), "closes": [{"vid": k, "to": v} for k, v in closes.items()],
+                "rels": rels, "forgotten": forgotten}
+
+    def _write(self, tx: Any, plan: dict[str, list[Any]], last: int) -> None:
+        if plan["versions"]:
+            tx.run(f"UNWIND $rows AS r MERGE (v:{self.V} {{vid: r.vid}}) "
+                   "SET v.memory_id = r.memory_id, v.cube = r.cube, v.state = r.state, v.subject = r.subject, "
+                   "v.exists = r.exists, v.valid_from = r.valid_from, v.valid_to = r.valid_to",
+                   rows=plan["versions"]).consume()
+            mentions = [{"vid": v["vid"], "name": n} for v in plan["versions"] for n in v["entities"]]
+            if mentions:
+                tx.run(f"UNWIND $rows AS r MERGE (e:{self.E} {{name: r.name}}) WITH e, r "
+                       f"MATCH (v:{self.V} {{vid: r.vid}}) MERGE (v)-[:MENTIONS]->(e)", rows=mentions).consume()
+        if plan["closes"]:
+            tx.run(f"UNWIND $rows AS r MATCH (v:{self.V} {{vid: r.vid}}) SET v.valid_to = r.to",
+                   rows=plan["closes"]).consume()
+        if plan["rels"]:
+            tx.run(f"UNWIND $rows AS r MERGE (a:{self.M} {{memory_id: r.src}}) MERGE (b:{self.M} {{memory_id: r.dst}}) "
+                   "MERGE (a)-[x:RELATED {relation: r.relation, offset: r.offset}]->(b) "
+                   "SET x.weight = r.weight, x.cube = r.cube", rows=plan["rels"]).consume()
+        for subject in plan["forgotten"]:
+            # crypto-shredding: the entity names came from text that no longer exists
+            tx.run(f"MATCH (v:{self.V} {{subject: $s}})-[m:MENTIONS]->() DELETE m", s=subject).consume()
+        tx.run(f"MERGE (c:{self.C} {{view: $v}}) SET c.offset = $o", v=self.name, o=last).consume()
+
+    # -- queries ---------------------------------------------------------------------------
+    def entities_of(self, memory_id: str, as_of: int | None = None) -> list[str]:
+        """Entity names mentioned by the memory's version current at ``as_of``."""
+        at = OPEN - 1 if as_of is None else as_of
+        with self._session() as s:
+            rows = s.run(f"MATCH (v:{self.V} {{memory_id: $m}})-[:MENTIONS]->(e:{self.E}) "
+                         "WHERE v.valid_from <= $at AND v.valid_to > $at RETURN e.name AS n", m=memory_id, at=at)
+            return sorted(r["n"] for r in rows)
+
+    def entity_names(self, memory_ids: Sequence[str], as_of: int | None = None) -> dict[str, set[str]]:
+        """Entity names mentioned by each memory's version current at ``as_of``."""
+        at = OPEN - 1 if as_of is None else as_of
+        out: dict[str, set[str]] = defaultdict(set)
+        with self._session() as s:
+            for r in s.run(f"MATCH (v:{self.V})-[:MENTIONS]->(e:{self.E}) WHERE v.memory_id IN $ids "
+                           "AND v.valid_from <= $at AND v.valid_to > $at RETURN v.memory_id AS m, e.name AS n",
+                           ids=list(dict.fromkeys(memory_ids)), at=at):
+                out[r["m"]].add(r["n"])
+        return dict(out)
+
+    def edges(self, memory_ids: Sequence[str], as_of: int | None = None,
+              cubes: Sequence[str] | None = None) -> list[tuple[str, str, str, float]]:
+        """Explicit and merge edges ``(src, dst, relation, weight)`` touching ``memory_ids`` as of
+        ``as_of``, both ends existing then (and in ``cubes`` when given)."""
+        at = OPEN - 1 if as_of is None else as_of
+        with self._session() as s:
+            found = {(r["a"], r["b"], r["rel"], float(r["w"])) for r in s.run(
+                f"MATCH (a:{self.M})-[x:RELATED]->(b:{self.M}) WHERE (a.memory_id IN $ids OR b.memory_id IN $ids) "
+                "AND x.offset <= $at RETURN a.memory_id AS a, b.memory_id AS b, x.relation AS rel, x.weight AS w",
+                ids=list(dict.fromkeys(memory_ids)), at=at)}
+            if not found:
+                return []
+            live = self._live(s, sorted({x for e in found for x in e[:2]}), as_of)
+        ok = {m for m, (cube, _) in live.items() if cubes is None or cube in cubes}
+        return sorted(e for e in found if e[0] in ok and e[1] in ok)
+
+    def neighbours(self, memory_ids: Sequence[str], cubes: Sequence[str] | None = None, as_of: int | None = None,
+                   hops: int = 1, limit: int = 50, states: Iterable[str] | None = None) -> list[Hit]:
+        """Memories related to ``memory_ids`` as of ``as_of``, strongest first (seeds excluded)."""
+        seeds = list(dict.fromkeys(memory_ids))
+        if not seeds or limit <= 0 or hops <= 0:
+            return []
+        allowed = None if states is None else set(states)
+        scores: dict[str, float] = defaultdict(float)
+        seen = set(seeds)
+        frontier, decay = seeds, 1.0
+        with self._session() as s:
+            for _ in range(hops):
+                for mid, w in self._one_hop(s, frontier, cubes, as_of).items():
+                    if mid not in seen:
+                        scores[mid] += decay * w
+                if allowed is not None:
+                    live = self._live(s, list(scores), as_of)
+                    for mid in list(scores):
+                        if mid not in live or live[mid][1] not in allowed:
+                            del scores[mid]
+                ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+                frontier = [m for m, _ in ranked if m not in seen]
+                seen.update(frontier)
+                decay *= HOP_DECAY
+                if not frontier:
+                    break
+        return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+
+    def _live(self, s: Any, ids: list[str], as_of: int | None) -> dict[str, tuple[str, str]]:
+        """memory_id -> (cube, state) of versions that exist at ``as_of``."""
+        at = OPEN - 1 if as_of is None else as_of
+        rows = s.run(f"MATCH (v:{self.V}) WHERE v.memory_id IN $ids AND v.valid_from <= $at AND v.valid_to > $at "
+                     "AND v.exists = true RETURN v.memory_id AS m, v.cube AS c, v.state AS st", ids=ids, at=at)
+        return {r["m"]: (r["c"], r["st"]) for r in rows}
+
+    def _one_hop(self, s: Any, seeds: Sequence[str], cubes: Sequence[str] | None, as_of: int | None) -> dict:
+        at = OPEN - 1 if as_of is None else as_of
+        seed_set = set(seeds)
+        out: dict[str, float] = defaultdict(float)
+        cube_clause = "" if cubes is None else " AND o.cube IN $cubes"
+        rows = s.run(
+            f"MATCH (v:{self.V})-[:MENTIONS]->(e:{self.E}) WHERE v.memory_id IN $seeds AND v.valid_from <= $at "
+            "AND v.valid_to > $at AND v.exists = true WITH DISTINCT e "
+            f"MATCH (e)<-[:MENTIONS]-(o:{self.V}) WHERE o.valid_from <= $at AND o.valid_to > $at AND o.exists = true"
+            f"{cube_clause} RETURN e.name AS name, collect(DISTINCT o.memory_id) AS members",
+            seeds=list(seeds), at=at, cubes=list(cubes or []))
+        for r in rows:
+            members = [m for m in r["members"]]
+            if len(members) > self.max_entity_df:
+                continue
+            w = 1.0 / math.log(1.0 + len(members))
+            for mid in members:
+                if mid not in seed_set:
+                    out[mid] += w
+        linked: dict[str, float] = defaultdict(float)
+        for r in s.run(f"MATCH (a:{self.M})-[x:RELATED]-(b:{self.M}) WHERE a.memory_id IN $seeds AND x.offset <= $at "
+                       "RETURN a.memory_id AS a, b.memory_id AS b, x.weight AS w", seeds=list(seeds), at=at):
+            if r["b"] not in seed_set:
+                linked[r["b"]] += float(r["w"])
+        if linked:
+            live = self._live(s, list(linked), as_of)
+            for mid, w in linked.items():
+                row = live.get(mid)
+                if row is not None and (cubes is None or row[0] in cubes):
+                    out[mid] += w
+        return dict(out)
+
+
+def from_options(options: dict[str, Any], source: object, opener: Opener | None = None) -> Neo4jGraphView:
+    """Build the view from adapter options: ``url`` (or ``$MEMLEDGER_NEO4J``), ``namespace``, ``max_entity_df``."""
+    import os
+
+    url = os.environ.get("MEMLEDGER_NEO4J") or options.get("url")
+    if not url:
+        raise InvalidRequest('the neo4j view needs url = "bolt://user:password@host:7687/db" in [views.graph] '
+                             '(with adapter = "neo4j") or $MEMLEDGER_NEO4J')
+    return Neo4jGraphView(str(url), source, namespace=str(options.get("namespace", "Memledger")), opener=opener,
+                          max_entity_df=int(options.get("max_entity_df", 50)))
+
+
+def from_config(config: Any, source: object) -> Neo4jGraphView:
+    """The view configured in ``memledger.toml`` (``[views.graph] adapter = "neo4j"`` or ``[views.neo4j]``)."""
+    from projections.es_views import adapter_options
+
+    return from_options(adapter_options(config, "neo4j"), source, getattr(source, "opener", None))
+
+
+def from_view_set(ledger: Any, views_dir: Any, options: dict[str, Any]) -> Neo4jGraphView:
+    """``projections.view_set`` adapter for ``[views.graph] adapter = "neo4j"``."""
+    from projections.es_views import adapter_options
+
+    opts = options or adapter_options(getattr(ledger, "config", None), "neo4j")
+    return from_options(opts, ledger, opener=ledger.opener)

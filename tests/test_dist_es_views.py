@@ -1,0 +1,148 @@
+"""The Elasticsearch keyword + vector view: temporal answers, idempotent redelivery, crash recovery."""
+
+from __future__ import annotations
+
+import pytest
+
+from ledger.api import Ledger
+from ledger.backends.sqlite_log import SqliteLog
+from projections.base import catch_up, rebuild
+from projections.es_views import ElasticsearchView
+from tests.dist_env import endpoint, unique_name
+from tests.dist_fixtures import WordHashEmbedder
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    lg = Ledger(SqliteLog(tmp_path / "log.sqlite"), record_reads=False)
+    yield lg
+    lg.log.close()
+
+
+@pytest.fixture
+def view(ledger):
+    url = endpoint("elasticsearch")
+    v = ElasticsearchView(url, ledger, index_prefix=unique_name("ml").lower(), embedder=WordHashEmbedder())
+    yield v
+    v.es.options(ignore_status=404).indices.delete(index=v.versions_index)
+    v.es.options(ignore_status=404).indices.delete(index=v.meta_index)
+    v.close()
+
+
+def _docs(view):
+    view.es.indices.refresh(index=view.versions_index)
+    hits = list(view._scan({"match_all": {}}))
+    return {h["_id"]: {k: v for k, v in h["_source"].items()} for h in hits}
+
+
+def test_keyword_and_vector_search_are_temporal(ledger, view):
+    a = ledger.add("work", "Caroline adopted a golden retriever puppy", "alice")
+    ledger.add("work", "The quarterly budget review is on Friday", "alice")
+    ledger.add("home", "Caroline bought a red bicycle", "bob")
+    before = ledger.head()
+    ledger.update(a.id, "Caroline adopted a grey kitten instead", "alice")
+    catch_up(ledger.events, view)
+    assert view.checkpoint() == ledger.head()
+
+    now = view.keyword_search("puppy retriever", 5)
+    assert a.id not in [m for m, _ in now]
+    then = view.keyword_search("puppy retriever", 5, as_of=before)
+    assert then and then[0][0] == a.id
+    assert [m for m, _ in view.keyword_search("kitten", 5)] == [a.id]
+    assert view.keyword_search("kitten", 5, as_of=before) == []
+    # cube filter
+    assert {m for m, _ in view.keyword_search("Caroline", 5, cubes=["home"])} == {
+        m for m, _ in view.keyword_search("bicycle", 5)}
+    # vector search: the current version is the kitten one, the old one the puppy
+    emb = WordHashEmbedder()
+    hits = view.vector_search(list(emb.embed(["grey kitten"])[0]), 3)
+    assert hits[0][0] == a.id and 0 < hits[0][1] <= 1.0001
+    old = view.vector_search(list(emb.embed(["golden retriever puppy"])[0]), 1, as_of=before)
+    assert old[0][0] == a.id
+    # every version is one document with a closed or open interval
+    docs = _docs(view)
+    assert docs[f"{a.id}@{a.offset}"]["valid_to"] == before + 1
+    assert docs[f"{a.id}@{before + 1}"]["valid_to"] == 2**62
+
+
+def test_states_filter_and_lifecycle(ledger, view):
+    a = ledger.add("c", "archived note about tax forms", "alice")
+    ledger.change_state(a.id, "activated", "alice")
+    mid = ledger.head()
+    ledger.change_state(a.id, "archived", "alice")
+    catch_up(ledger.events, view)
+    assert view.keyword_search("tax", 5, states=["activated"]) == []
+    assert [m for m, _ in view.keyword_search("tax", 5, states=["activated"], as_of=mid)] == [a.id]
+    assert [m for m, _ in view.keyword_search("tax", 5, states=["archived"])] == [a.id]
+
+
+def test_redelivery_and_a_half_written_batch_end_like_one_clean_pass(ledger, view):
+    for i in range(5):
+        w = ledger.add("c", f"memory number {i} about apples", "alice")
+        ledger.update(w.id, f"memory number {i} about pears", "alice")
+    events = list(ledger.events())
+    view.apply_batch(events[:4])
+    # a process dies after writing the view rows of the next batch but before its checkpoint
+    view._bulk(view._actions(events[4:8]))
+    view.tracker.invalidate()
+    assert view.checkpoint() == 3
+    catch_up(ledger.events, view)  # redelivers 4..7 and the rest
+    view.apply_batch(events)  # a full redelivery is skipped by the checkpoint
+    crashed = _docs(view)
+    assert rebuild(ledger.events, view) == ledger.head()
+    assert _docs(view) == crashed
+    assert len(crashed) == 10
+
+
+def test_bad_queries_fail_clearly(view):
+    from ledger.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest, match="dimensions"):
+        view.vector_search([1.0, 0.0], 3)
+    assert view.keyword_search("   ", 3) == []
+    with pytest.raises(InvalidRequest, match="index prefix"):
+        ElasticsearchView(view.es, None, index_prefix="Bad Name")
+
+
+def test_forgetting_a_subject_purges_its_text_from_every_version(tmp_path):
+    import json
+
+    from ledger.events import SYSTEM_STREAM, NewEvent
+
+    class Sealer:
+        forgotten: set[str] = set()
+
+        def seal(self, subject, content):
+            return {"subject": subject, "key_id": "k1", "alg": "AES-256-GCM", "nonce": "n",
+                    "ciphertext": json.dumps(content)}
+
+        def open(self, sealed):
+            return None if sealed["subject"] in self.forgotten else json.loads(sealed["ciphertext"])
+
+    sealer = Sealer()
+    ledger = Ledger(SqliteLog(tmp_path / "log.sqlite"), sealer=sealer, opener=sealer.open, record_reads=False)
+    view = ElasticsearchView(endpoint("elasticsearch"), ledger, index_prefix=unique_name("fg").lower(),
+                             embedder=WordHashEmbedder())
+    try:
+        a = ledger.add("hr", "Dana's medical leave starts in March", "alice", subject="dana")
+        ledger.update(a.id, "Dana's medical leave starts in April", "alice")
+        other = ledger.add("hr", "Team offsite planning for March", "alice")
+        catch_up(ledger.events, view)
+        before = ledger.head()
+        assert a.id in [m for m, _ in view.keyword_search("medical leave", 5)]
+        sealer.forgotten.add("dana")
+        ledger.append([NewEvent(SYSTEM_STREAM, "subject.forgotten", {"subject": "dana"}, "dpo")])
+        catch_up(ledger.events, view)
+        assert view.keyword_search("medical leave", 5) == []
+        assert view.keyword_search("medical leave", 5, as_of=before) == []  # gone from the past too
+        assert [m for m, _ in view.keyword_search("March", 5, as_of=before)] == [other.id]
+        docs = _docs(view)
+        dana = [d for d in docs.values() if d["memory_id"] == a.id]
+        assert len(dana) == 2 and all(d["text"] is None and "embedding" not in d for d in dana)
+        assert not any("medical" in json.dumps(d) for d in docs.values())
+    finally:
+        view.es.options(ignore_status=404).indices.delete(index=[view.versions_index, view.meta_index])
+        view.close()
+        ledger.log.close()

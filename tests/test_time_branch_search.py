@@ -1,0 +1,81 @@
+"""Search on a branch: main's views as of the fork with the branch's changes overlaid."""
+
+from __future__ import annotations
+
+import pytest
+
+from ledger import events as ev
+from ledger.api import Ledger
+from ledger.backends.sqlite_log import SqliteLog
+from ledger.branch_search import search_branch
+from ledger.branches import Branches
+from ledger.restore import restore_memory
+from projections.view_set import ViewSet
+
+
+@pytest.fixture()
+def world(tmp_path):
+    main = Ledger(SqliteLog(tmp_path / "log.sqlite", synchronous="OFF"))
+    main.add("c", "the cat sat on the mat", "alice", memory_id="m1")
+    main.add("c", "a cat chases the dog", "alice", memory_id="m2")
+    main.add("c", "weather report for monday", "alice", memory_id="m0")
+    fork = main.head()
+    branches = Branches(main)
+    branches.create("b", fork, "alice")
+    b = branches.ledger("b")
+    b.update("m1", "the bird sang all day", "bob")
+    b.add("c", "cat food bought on the branch", "bob", memory_id="m3")
+    restore_memory(b, "m2", 0, "bob")  # m2 is gone on the branch
+    main.add("c", "a cat seen on main after the fork", "alice", memory_id="m4")
+    views = ViewSet.open(main, data_dir=tmp_path, kinds=["keyword", "graph"])
+    yield main, branches, views, fork
+    views.close()
+    branches.close()
+    main.log.close()
+
+
+def test_branch_search_sees_the_branch_and_main_search_does_not(world):
+    main, branches, views, fork = world
+    on_main = {h.memory_id for h in views.search("cat", cube="c", k=10)}
+    assert on_main == {"m1", "m2", "m4"}
+    hits = search_branch(views, branches, "b", "cat", cube="c", k=10)
+    assert {h.memory_id for h in hits} == {"m3"}
+    [m3] = hits
+    b = branches.ledger("b")
+    assert m3.event_ids == [e.event_id for e in b.log.read_refs("m3")]
+    assert {h.memory_id for h in search_branch(views, branches, "b", "bird", cube="c")} == {"m1"}
+    assert {h.memory_id for h in search_branch(views, branches, "b", "cat", cube="c", as_of=fork)} == {"m1", "m2"}
+
+
+def test_branch_search_records_reads_on_main_naming_the_branch(world):
+    main, branches, views, _ = world
+    search_branch(views, branches, "b", "cat", cube="c", actor="mallory")
+    [read] = [e for e in main.events() if e.type == ev.MEMORY_READ]
+    assert (read.actor, read.stream, read.payload["branch"], read.payload["memory_ids"]) == ("mallory", "c", "b",
+                                                                                             ["m3"])
+    assert read.payload["operation"] == "search" and read.payload["query"] == "cat"
+
+
+def test_cli_search_branch(tmp_path, capsys):
+    import json
+
+    from ledger.cli.app import main
+
+    d = str(tmp_path / "data")
+    run = lambda *a: main(["--data", d, *a])  # noqa: E731
+    run("init")
+    run("add", "--cube", "c", "--id", "m1", "--actor", "a", "the cat sat on the mat")
+    run("branch", "create", "b")
+    run("update", "m1", "--branch", "b", "--actor", "a", "the bird sang")
+    run("add", "--cube", "c", "--id", "m2", "--branch", "b", "--actor", "a", "a cat on the branch")
+    capsys.readouterr()
+    assert run("search", "--no-vector", "--cube", "c", "--json", "--actor", "eve", "cat") == 0
+    assert [h["id"] for h in json.loads(capsys.readouterr().out)] == ["m1"]
+    assert run("search", "--no-vector", "--cube", "c", "--json", "--branch", "b", "--actor", "eve", "cat") == 0
+    assert [h["id"] for h in json.loads(capsys.readouterr().out)] == ["m2"]
+    assert run("search", "--no-vector", "--cube", "c", "--json", "--branch", "b", "--as-of", "1", "cat") == 0
+    assert [h["id"] for h in json.loads(capsys.readouterr().out)] == ["m1"]
+    assert run("audit", "--actor", "eve", "--json") == 0
+    reads = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [(r["memory_ids"], r["details"].get("branch")) for r in reads] == [(["m1"], None), (["m2"], "b")]
+    assert run("search", "--no-vector", "--branch", "nope", "cat") == 3
