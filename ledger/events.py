@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -32,8 +33,12 @@ SYSTEM_STREAM = "_system"
 
 
 def new_event_id() -> str:
-    """A random 128-bit event id in hex."""
-    return os.urandom(16).hex()
+    """A fresh 128-bit event id in hex: 64 bits of nanosecond time, then 64 random bits.
+
+    Time-ordered ids (as UUIDv7 does) keep the unique index on event ids append-mostly, which
+    makes large batch appends markedly cheaper than random ids would.
+    """
+    return f"{time.time_ns():016x}{os.urandom(8).hex()}"
 
 
 def now_us() -> int:
