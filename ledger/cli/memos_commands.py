@@ -9,6 +9,7 @@ from typing import Any
 from ledger.cli.app import default_actor
 from ledger.cli.context import open_cli_ledger
 from ledger.cli.output import emit, emit_line, parse_json_object
+from ledger.cli.time_commands import add_branch_flag, ledger_for
 from ledger.errors import InvalidRequest
 
 
@@ -74,6 +75,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("state", help="generated | activated | archived | frozen (merged: use merge)")
     p.add_argument("--actor", default=None)
     p.add_argument("--reason", default=None)
+    add_branch_flag(p)
     p.set_defaults(func=cmd_lifecycle)
 
     p = sub.add_parser("merge", parents=[common], help="merge memories of one cube into a new memory")
@@ -81,6 +83,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--text", required=True, help="text of the merged memory")
     p.add_argument("--actor", default=None)
     p.add_argument("--reason", default=None)
+    add_branch_flag(p)
     p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("schedule", parents=[common], help="run the memory scheduler once")
@@ -247,14 +250,14 @@ def _catch_up_views(ledger: Any, data: str) -> None:
 
 # -- lifecycle and merge -----------------------------------------------------------------------
 def cmd_lifecycle(args: argparse.Namespace) -> int:
-    ledger = open_cli_ledger(args)
+    ledger = ledger_for(args)
     w = ledger.change_state(args.id, args.state, args.actor or default_actor(), reason=args.reason)
     emit(args, {**w.to_dict(), "state": args.state}, f"{w.id} -> {args.state} (offset {w.offset})")
     return 0
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    ledger = open_cli_ledger(args)
+    ledger = ledger_for(args)
     w = ledger.merge(args.ids, args.text, args.actor or default_actor(), reason=args.reason)
     emit(args, {**w.to_dict(), "sources": args.ids}, f"{w.id} merged from {', '.join(args.ids)} (offset {w.offset})")
     return 0
