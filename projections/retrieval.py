@@ -45,6 +45,7 @@ class FusionWeights:
     keyword: float = 1.0
     vector: float = 1.0
     fusion: str = "combsum"  # combsum | rrf
+    normalise: str = "max"  # combsum score scale: max (score / best) | minmax ((score - last) / (best - last))
     rrf_k: float = 60.0
     candidates: int = 100  # per retriever
     prf_docs: int = 3  # pseudo-relevance feedback: top fused hits read for expansion terms
@@ -57,6 +58,9 @@ class FusionWeights:
     link_out: float = 0.1  # share of a linked-to memory's score
     comention: float = 0.0  # share of co-mentioning memories' scores (graph neighbours)
     comention_seeds: int = 5
+    speaker_boost: float = 1.5  # factor for memories whose speaker (see speaker_keys) the query names
+    speaker_keys: tuple[str, ...] = ("speaker", "author")  # top-level metadata keys naming who said it
+    speaker_depth: int = 50  # how many of the best fused candidates the speaker focus looks at
 
 
 @dataclass(slots=True)
@@ -82,6 +86,16 @@ class SearchHit:
             "provenance": {"offsets": list(m.event_offsets), "event_ids": list(self.event_ids)},
             "signals": {k: round(v, 6) for k, v in self.signals.items()}, "from_branch": self.branch,
         }
+
+
+def _scale(hits: Sequence[Hit], normalise: str) -> tuple[float, float]:
+    """(best, zero point) of a ranked list for CombSUM: scores map to (score - zero) / (best - zero)."""
+    top = max((s for _, s in hits), default=0.0)
+    if normalise == "minmax" and len(hits) > 1:
+        return top, min(s for _, s in hits)
+    if normalise not in ("max", "minmax"):
+        raise InvalidRequest(f"unknown score normalisation {normalise!r}; use max or minmax")
+    return top, 0.0
 
 
 def metadata_matches(meta: Mapping[str, Any], wanted: Mapping[str, Any] | None) -> bool:
@@ -168,6 +182,8 @@ class Retriever:
             self._feedback(query, fused, lists, signals, cubes, as_of, wanted, metadata, overlay, branch_texts)
         if self.graph is not None and fused:
             self._graph(query, fused, signals, cubes, as_of, wanted, metadata, overlay)
+        if w.speaker_boost != 1.0 and w.speaker_keys and fused:
+            self._speaker_focus(query, fused, signals, as_of, branch_states)
         ranked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
         return self._hits(ranked[:k], signals, as_of, branch_states)
 
@@ -176,20 +192,22 @@ class Retriever:
         weight_of = {"keyword": w.keyword, "vector": w.vector}
         fused: dict[str, float] = defaultdict(float)
         for name, hits in lists.items():
-            top = max((s for _, s in hits), default=0.0)
+            top, low = _scale(hits, w.normalise)
             for rank, (mid, score) in enumerate(hits, start=1):
                 signals[mid][name] = score
                 if w.fusion == "rrf":
                     fused[mid] += weight_of[name] / (w.rrf_k + rank)
-                elif top > 0:
-                    fused[mid] += weight_of[name] * max(score, 0.0) / top
+                elif top > low:
+                    fused[mid] += weight_of[name] * max(score - low, 0.0) / (top - low)
         if w.fusion != "rrf":
             # a candidate missing from a full list scored at most that list's last score: credit it so
             for name, hits in lists.items():
-                top = max((s for _, s in hits), default=0.0)
-                if top <= 0 or len(hits) < w.candidates:
+                top, low = _scale(hits, w.normalise)
+                if top <= low or len(hits) < w.candidates:
                     continue
-                floor = weight_of[name] * max(hits[-1][1], 0.0) / top
+                floor = weight_of[name] * max(hits[-1][1] - low, 0.0) / (top - low)
+                if floor <= 0:
+                    continue
                 present = {m for m, _ in hits}
                 for mid in fused:
                     if mid not in present:
@@ -276,6 +294,31 @@ class Retriever:
                     continue
             fused[mid] = fused.get(mid, 0.0) + b
             signals[mid]["graph"] = b
+
+    def _speaker_focus(self, query: str, fused: dict[str, float], signals: dict[str, dict[str, float]],
+                       as_of: int | None, branch_states: Mapping[str, MemoryState]) -> None:
+        """Boost the best candidates whose speaker/author metadata names an entity of the query.
+
+        "What did Caroline research?" is about what Caroline said: her memories are favoured
+        over others that merely mention her. Only the ``speaker_depth`` best candidates are
+        looked at (one lookup), so the step reorders the head of the ranking.
+        """
+        w = self.weights
+        wanted = entities(query)
+        if not wanted:
+            return
+        top = [m for m, _ in sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[: w.speaker_depth]]
+        rows = self.keyword.versions_at([m for m in top if m not in branch_states], as_of)
+        for mid in top:
+            state = branch_states.get(mid) or (rows[mid].memory if mid in rows else None)
+            if state is None:
+                continue
+            meta = state.metadata or {}
+            names = {n for key in w.speaker_keys if isinstance(meta.get(key), str)
+                     for n in (meta[key].strip().lower(), *entities(meta[key]))}
+            if names & wanted:
+                fused[mid] *= w.speaker_boost
+                signals[mid]["speaker_boost"] = w.speaker_boost
 
     # -- steps ---------------------------------------------------------------------------
     def _overlay_candidates(self, overlay: Mapping[str, MemoryState | None], cubes: Sequence[str] | None,
