@@ -31,6 +31,7 @@ from ledger.errors import InvalidRequest
 from ledger.lifecycle import SEARCHABLE_BY_DEFAULT, check_state
 from ledger.memory_state import MemoryState
 from projections.base import OPEN, GraphSearch, Hit, VectorSearch
+from projections.query_intent import asks_when, mentions_time
 from projections.text_analysis import entities, term_frequencies, terms
 from projections.text_view import KeywordView
 
@@ -50,17 +51,18 @@ class FusionWeights:
     candidates: int = 100  # per retriever
     prf_docs: int = 3  # pseudo-relevance feedback: top fused hits read for expansion terms
     prf_terms: int = 15
-    prf_weight: float = 0.5
+    prf_weight: float = 0.3
     prf_max_df: float = 0.25  # expansion terms must occur in at most this share of the corpus
     prf_retrieve: bool = False  # True: the expansion also retrieves new candidates (slower at scale)
     entity_boost: float = 0.6
-    link_in: float = 0.15  # share of a linked-from memory's score (e.g. the previous turn)
+    link_in: float = 0.25  # share of a linked-from memory's score (e.g. the previous turn)
     link_out: float = 0.1  # share of a linked-to memory's score
     comention: float = 0.0  # share of co-mentioning memories' scores (graph neighbours)
     comention_seeds: int = 5
     speaker_boost: float = 1.5  # factor for memories whose speaker (see speaker_keys) the query names
     speaker_keys: tuple[str, ...] = ("speaker", "author")  # top-level metadata keys naming who said it
-    speaker_depth: int = 50  # how many of the best fused candidates the speaker focus looks at
+    speaker_depth: int = 50  # how many of the best fused candidates the speaker/time focus looks at
+    time_boost: float = 1.4  # "when" questions: factor for candidates that contain a time expression
 
 
 @dataclass(slots=True)
@@ -182,8 +184,8 @@ class Retriever:
             self._feedback(query, fused, lists, signals, cubes, as_of, wanted, metadata, overlay, branch_texts)
         if self.graph is not None and fused:
             self._graph(query, fused, signals, cubes, as_of, wanted, metadata, overlay)
-        if w.speaker_boost != 1.0 and w.speaker_keys and fused:
-            self._speaker_focus(query, fused, signals, as_of, branch_states)
+        if fused and ((w.speaker_boost != 1.0 and w.speaker_keys) or (w.time_boost != 1.0 and asks_when(query))):
+            self._focus(query, fused, signals, as_of, branch_states)
         ranked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
         return self._hits(ranked[:k], signals, as_of, branch_states)
 
@@ -295,17 +297,20 @@ class Retriever:
             fused[mid] = fused.get(mid, 0.0) + b
             signals[mid]["graph"] = b
 
-    def _speaker_focus(self, query: str, fused: dict[str, float], signals: dict[str, dict[str, float]],
-                       as_of: int | None, branch_states: Mapping[str, MemoryState]) -> None:
-        """Boost the best candidates whose speaker/author metadata names an entity of the query.
+    def _focus(self, query: str, fused: dict[str, float], signals: dict[str, dict[str, float]],
+               as_of: int | None, branch_states: Mapping[str, MemoryState]) -> None:
+        """Reorder the head of the ranking by what the question is about.
 
-        "What did Caroline research?" is about what Caroline said: her memories are favoured
-        over others that merely mention her. Only the ``speaker_depth`` best candidates are
-        looked at (one lookup), so the step reorders the head of the ranking.
+        Speaker focus: "What did Caroline research?" is about what Caroline said, so memories
+        whose speaker/author metadata names an entity of the query are boosted over memories
+        that merely mention her. Time focus: a "when" question favours memories that contain a
+        time expression (``projections.query_intent``). Only the ``speaker_depth`` best
+        candidates are looked at (one lookup).
         """
         w = self.weights
-        wanted = entities(query)
-        if not wanted:
+        wanted = entities(query) if w.speaker_boost != 1.0 and w.speaker_keys else set()
+        when = w.time_boost != 1.0 and asks_when(query)
+        if not wanted and not when:
             return
         top = [m for m, _ in sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[: w.speaker_depth]]
         rows = self.keyword.versions_at([m for m in top if m not in branch_states], as_of)
@@ -316,9 +321,12 @@ class Retriever:
             meta = state.metadata or {}
             names = {n for key in w.speaker_keys if isinstance(meta.get(key), str)
                      for n in (meta[key].strip().lower(), *entities(meta[key]))}
-            if names & wanted:
+            if wanted and names & wanted:
                 fused[mid] *= w.speaker_boost
                 signals[mid]["speaker_boost"] = w.speaker_boost
+            if when and state.text and mentions_time(state.text):
+                fused[mid] *= w.time_boost
+                signals[mid]["time_boost"] = w.time_boost
 
     # -- steps ---------------------------------------------------------------------------
     def _overlay_candidates(self, overlay: Mapping[str, MemoryState | None], cubes: Sequence[str] | None,
