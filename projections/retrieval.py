@@ -50,7 +50,7 @@ class FusionWeights:
     rrf_k: float = 60.0
     candidates: int = 100  # per retriever
     prf_docs: int = 3  # pseudo-relevance feedback: top fused hits read for expansion terms
-    prf_terms: int = 15
+    prf_terms: int = 10
     prf_weight: float = 0.3
     prf_max_df: float = 0.25  # expansion terms must occur in at most this share of the corpus
     prf_retrieve: bool = False  # True: the expansion also retrieves new candidates (slower at scale)
