@@ -11,6 +11,8 @@
 5. Graph: scores spread over explicit links and merges of the graph view (a memory earns a
    share of the score of the memories linked to it, which adds neighbours as candidates), and
    optionally over co-mentioned entities.
+6. Focus: among the best candidates, memories whose speaker/author metadata the query names,
+   and for "when" questions memories that contain a time expression, are boosted.
 
 Every step is answered by the views at the requested offset, so an as-of search needs no
 replay. A branch search passes ``overlay``: memories the branch changed replace their base
