@@ -11,6 +11,8 @@
 5. Graph: scores spread over explicit links and merges of the graph view (a memory earns a
    share of the score of the memories linked to it, which adds neighbours as candidates), and
    optionally over co-mentioned entities.
+6. Focus: among the best candidates, memories whose speaker/author metadata the query names,
+   and for "when" questions memories that contain a time expression, are boosted.
 
 Every step is answered by the views at the requested offset, so an as-of search needs no
 replay. A branch search passes ``overlay``: memories the branch changed replace their base
@@ -31,6 +33,7 @@ from ledger.errors import InvalidRequest
 from ledger.lifecycle import SEARCHABLE_BY_DEFAULT, check_state
 from ledger.memory_state import MemoryState
 from projections.base import OPEN, GraphSearch, Hit, VectorSearch
+from projections.query_intent import asks_when, mentions_time
 from projections.text_analysis import entities, term_frequencies, terms
 from projections.text_view import KeywordView
 
@@ -45,18 +48,23 @@ class FusionWeights:
     keyword: float = 1.0
     vector: float = 1.0
     fusion: str = "combsum"  # combsum | rrf
+    normalise: str = "max"  # combsum score scale: max (score / best) | minmax ((score - last) / (best - last))
     rrf_k: float = 60.0
     candidates: int = 100  # per retriever
     prf_docs: int = 3  # pseudo-relevance feedback: top fused hits read for expansion terms
-    prf_terms: int = 15
-    prf_weight: float = 0.5
+    prf_terms: int = 10
+    prf_weight: float = 0.3
     prf_max_df: float = 0.25  # expansion terms must occur in at most this share of the corpus
     prf_retrieve: bool = False  # True: the expansion also retrieves new candidates (slower at scale)
     entity_boost: float = 0.6
-    link_in: float = 0.15  # share of a linked-from memory's score (e.g. the previous turn)
+    link_in: float = 0.25  # share of a linked-from memory's score (e.g. the previous turn)
     link_out: float = 0.1  # share of a linked-to memory's score
     comention: float = 0.0  # share of co-mentioning memories' scores (graph neighbours)
     comention_seeds: int = 5
+    speaker_boost: float = 1.5  # factor for memories whose speaker (see speaker_keys) the query names
+    speaker_keys: tuple[str, ...] = ("speaker", "author")  # top-level metadata keys naming who said it
+    speaker_depth: int = 50  # how many of the best fused candidates the speaker/time focus looks at
+    time_boost: float = 1.4  # "when" questions: factor for candidates that contain a time expression
 
 
 @dataclass(slots=True)
@@ -82,6 +90,16 @@ class SearchHit:
             "provenance": {"offsets": list(m.event_offsets), "event_ids": list(self.event_ids)},
             "signals": {k: round(v, 6) for k, v in self.signals.items()}, "from_branch": self.branch,
         }
+
+
+def _scale(hits: Sequence[Hit], normalise: str) -> tuple[float, float]:
+    """(best, zero point) of a ranked list for CombSUM: scores map to (score - zero) / (best - zero)."""
+    top = max((s for _, s in hits), default=0.0)
+    if normalise == "minmax" and len(hits) > 1:
+        return top, min(s for _, s in hits)
+    if normalise not in ("max", "minmax"):
+        raise InvalidRequest(f"unknown score normalisation {normalise!r}; use max or minmax")
+    return top, 0.0
 
 
 def metadata_matches(meta: Mapping[str, Any], wanted: Mapping[str, Any] | None) -> bool:
@@ -168,6 +186,8 @@ class Retriever:
             self._feedback(query, fused, lists, signals, cubes, as_of, wanted, metadata, overlay, branch_texts)
         if self.graph is not None and fused:
             self._graph(query, fused, signals, cubes, as_of, wanted, metadata, overlay)
+        if fused and ((w.speaker_boost != 1.0 and w.speaker_keys) or (w.time_boost != 1.0 and asks_when(query))):
+            self._focus(query, fused, signals, as_of, branch_states)
         ranked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
         return self._hits(ranked[:k], signals, as_of, branch_states)
 
@@ -176,20 +196,22 @@ class Retriever:
         weight_of = {"keyword": w.keyword, "vector": w.vector}
         fused: dict[str, float] = defaultdict(float)
         for name, hits in lists.items():
-            top = max((s for _, s in hits), default=0.0)
+            top, low = _scale(hits, w.normalise)
             for rank, (mid, score) in enumerate(hits, start=1):
                 signals[mid][name] = score
                 if w.fusion == "rrf":
                     fused[mid] += weight_of[name] / (w.rrf_k + rank)
-                elif top > 0:
-                    fused[mid] += weight_of[name] * max(score, 0.0) / top
+                elif top > low:
+                    fused[mid] += weight_of[name] * max(score - low, 0.0) / (top - low)
         if w.fusion != "rrf":
             # a candidate missing from a full list scored at most that list's last score: credit it so
             for name, hits in lists.items():
-                top = max((s for _, s in hits), default=0.0)
-                if top <= 0 or len(hits) < w.candidates:
+                top, low = _scale(hits, w.normalise)
+                if top <= low or len(hits) < w.candidates:
                     continue
-                floor = weight_of[name] * max(hits[-1][1], 0.0) / top
+                floor = weight_of[name] * max(hits[-1][1] - low, 0.0) / (top - low)
+                if floor <= 0:
+                    continue
                 present = {m for m, _ in hits}
                 for mid in fused:
                     if mid not in present:
@@ -276,6 +298,37 @@ class Retriever:
                     continue
             fused[mid] = fused.get(mid, 0.0) + b
             signals[mid]["graph"] = b
+
+    def _focus(self, query: str, fused: dict[str, float], signals: dict[str, dict[str, float]],
+               as_of: int | None, branch_states: Mapping[str, MemoryState]) -> None:
+        """Reorder the head of the ranking by what the question is about.
+
+        Speaker focus: "What did Caroline research?" is about what Caroline said, so memories
+        whose speaker/author metadata names an entity of the query are boosted over memories
+        that merely mention her. Time focus: a "when" question favours memories that contain a
+        time expression (``projections.query_intent``). Only the ``speaker_depth`` best
+        candidates are looked at (one lookup).
+        """
+        w = self.weights
+        wanted = entities(query) if w.speaker_boost != 1.0 and w.speaker_keys else set()
+        when = w.time_boost != 1.0 and asks_when(query)
+        if not wanted and not when:
+            return
+        top = [m for m, _ in sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[: w.speaker_depth]]
+        rows = self.keyword.versions_at([m for m in top if m not in branch_states], as_of)
+        for mid in top:
+            state = branch_states.get(mid) or (rows[mid].memory if mid in rows else None)
+            if state is None:
+                continue
+            meta = state.metadata or {}
+            names = {n for key in w.speaker_keys if isinstance(meta.get(key), str)
+                     for n in (meta[key].strip().lower(), *entities(meta[key]))}
+            if wanted and names & wanted:
+                fused[mid] *= w.speaker_boost
+                signals[mid]["speaker_boost"] = w.speaker_boost
+            if when and state.text and mentions_time(state.text):
+                fused[mid] *= w.time_boost
+                signals[mid]["time_boost"] = w.time_boost
 
     # -- steps ---------------------------------------------------------------------------
     def _overlay_candidates(self, overlay: Mapping[str, MemoryState | None], cubes: Sequence[str] | None,

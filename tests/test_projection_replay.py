@@ -17,11 +17,13 @@ from projections.graph_view import GraphView
 from projections.text_view import KeywordView
 
 WORDS = ["Alice", "Bob", "Paris", "garden", "coffee", "piano", "river", "dog", "cats", "painting", "hiking",
-         "Lisbon", "book", "sunrise", "music", "running"]
-QUERIES = ["garden coffee", "Alice piano", "cats dog river", "Paris painting", "music", "hiking book sunrise"]
+         "Lisbon", "book", "sunrise", "music", "running", "yesterday"]
+# the last two exercise the focus step: a named speaker, and a "when" question
+QUERIES = ["garden coffee", "Alice piano", "cats dog river", "Paris painting", "music", "hiking book sunrise",
+           "What did Bob say about coffee", "When did Alice go hiking"]
 
 text_st = st.lists(st.sampled_from(WORDS), min_size=1, max_size=6).map(" ".join)
-add_st = st.tuples(st.just("add"), st.sampled_from(["c1", "c2"]), text_st)
+add_st = st.tuples(st.just("add"), st.sampled_from(["c1", "c2"]), text_st, st.sampled_from(["Alice", "Bob", ""]))
 op_st = st.one_of(
     add_st, add_st, add_st, add_st, add_st,
     st.tuples(st.just("update"), st.integers(0, 30), text_st),
@@ -42,7 +44,8 @@ def _run(ledger: Ledger, ops: list[tuple]) -> None:
     for op in ops:
         try:
             if op[0] == "add":
-                ids.append(ledger.add(op[1], op[2], "u").id)
+                speaker = op[3] if len(op) > 3 else ""
+                ids.append(ledger.add(op[1], op[2], "u", metadata={"speaker": speaker} if speaker else None).id)
             elif op[0] == "add_subject":
                 w = ledger.log.append([NewEvent("c1", ev.MEMORY_ADDED, {"memory_id": f"m_{op[1]}_{len(ids)}",
                                                                         "text": op[2], "subject": op[1]}, "u")])
@@ -181,6 +184,7 @@ def test_hybrid_search_as_of_equals_fresh_fold(ops: list[tuple], cut: float) -> 
                 a = full.search(q, None, 5, n, all_states=all_states)
                 b = part.search(q, None, 5, None, all_states=all_states)
                 event(f"hybrid hits: {min(len(a), 3)}")
+                event(f"focus boost used: {any('speaker_boost' in h.signals or 'time_boost' in h.signals for h in a)}")
                 assert _ranked(a) == _ranked(b), q
         for v in (*full_views, *part_views):
             v.close()
