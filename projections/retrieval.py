@@ -266,6 +266,10 @@ class Retriever:
         wanted_entities = entities(query)
         if w.entity_boost > 0 and wanted_entities and hasattr(graph, "entity_names"):
             names = graph.entity_names(base_ids, as_of)
+            for mid in fused:  # a branch's own versions are not in the graph: same extraction, from the text
+                state = overlay.get(mid)
+                if state is not None and state.text:
+                    names[mid] = entities(state.text)
             for mid, own in names.items():
                 shared = len(own & wanted_entities)
                 if shared:

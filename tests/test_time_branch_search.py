@@ -79,3 +79,33 @@ def test_cli_search_branch(tmp_path, capsys):
     reads = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [(r["memory_ids"], r["details"].get("branch")) for r in reads] == [(["m1"], None), (["m2"], "b")]
     assert run("search", "--no-vector", "--branch", "nope", "cat") == 3
+
+
+def test_branch_versions_get_the_same_entity_focus_as_main(tmp_path):
+    """A memory changed on a branch is ranked with the same signals as on main (entity focus)."""
+    from ledger.branch_search import search_branch
+    from ledger.branches import Branches
+    from ledger.config import init_data_dir
+    from ledger.factory import open_ledger
+    from projections.view_set import ViewSet
+
+    d, _ = init_data_dir(tmp_path / "d")
+    led = open_ledger(d)
+    moved = led.add("c", "Caroline moved from Sweden to Lisbon four years ago.", actor="x").id
+    led.add("c", "Caroline's favourite drink is green tea.", actor="x")
+    views = ViewSet.open(led, d, kinds=["keyword", "graph"])
+    try:
+        main_hits = views.search("where did Caroline move to?", cube="c", k=2)
+        branches = Branches(led)
+        branches.create("w", at=led.head(), actor="x")
+        branches.ledger("w").update(moved, "Caroline moved from Sweden to Porto four years ago.", actor="x")
+        branch_hits = search_branch(views, branches, "w", "where did Caroline move to?", cube="c", k=2)
+        assert [h.memory_id for h in branch_hits] == [h.memory_id for h in main_hits]
+        on_branch = next(h for h in branch_hits if h.memory_id == moved)
+        on_main = next(h for h in main_hits if h.memory_id == moved)
+        assert on_branch.memory.text.endswith("Porto four years ago.")
+        assert on_main.signals.get("entity_boost", 1.0) > 1.0
+        assert on_branch.signals.get("entity_boost") == on_main.signals.get("entity_boost")
+        branches.close()
+    finally:
+        views.close()
