@@ -44,6 +44,20 @@ CREATE TABLE IF NOT EXISTS corpus(
 ) WITHOUT ROWID;
 """
 
+# During a rebuild from zero, postings are appended to this table, ordered by text id (texts get
+# increasing ids, so every insert lands at the end of the B-tree), instead of being inserted in
+# term order into ``postings``, where each batch would dirty most of the table's pages. The first
+# read, purge or :meth:`KeywordView.finish_rebuild` moves them into ``postings`` in one sorted pass.
+# Each batch still writes its rows and its checkpoint in one transaction, so the view is correct
+# (postings = postings + postings_bulk) at every commit, and a crash mid-rebuild loses nothing.
+_BULK_DDL = """
+CREATE TABLE IF NOT EXISTS postings_bulk(
+  term_id INTEGER NOT NULL, text_id INTEGER NOT NULL, tf INTEGER NOT NULL, dl INTEGER NOT NULL,
+  cube TEXT NOT NULL, t_from INTEGER NOT NULL, t_to INTEGER NOT NULL,
+  PRIMARY KEY(text_id, term_id)
+) WITHOUT ROWID;
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class CorpusStats:
@@ -99,12 +113,59 @@ class KeywordView(TemporalSqliteView):
         return _DDL
 
     def _tables(self) -> list[str]:
-        return ["terms", "postings", "corpus"]
+        return ["terms", "postings", "corpus", "postings_bulk"]
 
     def reset(self) -> None:
         self._corpus.clear()
         self._term_ids.clear()
         super().reset()
+        c = self.conn()  # the view is empty: fold the rebuild in bulk mode (see ``_BULK_DDL``)
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            c.execute(_BULK_DDL)
+            c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('bulk', 1)")
+            c.execute("COMMIT")
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+
+    # -- bulk mode (rebuild from zero) ---------------------------------------------------
+    @staticmethod
+    def _in_bulk(c: sqlite3.Connection) -> bool:
+        return c.execute("SELECT 1 FROM meta WHERE key = 'bulk'").fetchone() is not None
+
+    def _merge_bulk(self, c: sqlite3.Connection) -> None:
+        """Move the bulk postings into ``postings`` (inside the caller's write transaction)."""
+        if not self._in_bulk(c):
+            return
+        c.execute("DROP INDEX IF EXISTS postings_text")  # rebuilt by one sort below, not row by row
+        c.execute("INSERT INTO postings(term_id, text_id, tf, dl, cube, t_from, t_to) SELECT term_id, text_id, tf, "
+                  "dl, cube, t_from, t_to FROM postings_bulk ORDER BY term_id, text_id")
+        c.execute("CREATE INDEX postings_text ON postings(text_id)")
+        c.execute("DROP TABLE postings_bulk")
+        c.execute("DELETE FROM meta WHERE key = 'bulk'")
+
+    def finish_rebuild(self) -> None:
+        """End the bulk mode of a rebuild from zero (also done lazily by the first read)."""
+        c = self.conn()
+        if not self._in_bulk(c):
+            return
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            self._merge_bulk(c)
+            c.execute("COMMIT")
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+
+    def _ready(self) -> sqlite3.Connection:
+        """This thread's connection, after any pending bulk merge (every read goes through here)."""
+        c = self.conn()
+        if self._in_bulk(c):
+            self.finish_rebuild()
+        return c
 
     def apply_batch(self, events: Sequence[Event]) -> None:
         try:
@@ -156,10 +217,12 @@ class KeywordView(TemporalSqliteView):
             ids = self._term_ids
             for r in rows:
                 r[0] = ids[r[0]]
-            c.executemany("INSERT INTO postings(term_id, text_id, tf, dl, cube, t_from, t_to) VALUES (?,?,?,?,?,?,?)",
+            table = "postings_bulk" if self._in_bulk(c) else "postings"
+            c.executemany(f"INSERT INTO {table}(term_id, text_id, tf, dl, cube, t_from, t_to) VALUES (?,?,?,?,?,?,?)",
                           rows)
         if self._buf_posting_closes:
-            c.executemany("UPDATE postings SET t_to = ? WHERE text_id = ?", self._buf_posting_closes)
+            table = "postings_bulk" if self._in_bulk(c) else "postings"
+            c.executemany(f"UPDATE {table} SET t_to = ? WHERE text_id = ?", self._buf_posting_closes)
         if self._buf_corpus:
             c.executemany("INSERT OR REPLACE INTO corpus(cube, offset, n, total) VALUES (?,?,?,?)",
                           [(cube, off, n, total) for (cube, off), (n, total) in self._buf_corpus.items()])
@@ -209,6 +272,7 @@ class KeywordView(TemporalSqliteView):
         self._pending_stats = cubes
 
     def _purge_subject(self, c: sqlite3.Connection, subject: str, cache: dict[str, Current | None]) -> None:
+        self._merge_bulk(c)
         self._pending_stats: set[str] = set()
         super()._purge_subject(c, subject, cache)
         if self._pending_stats:
@@ -249,7 +313,7 @@ class KeywordView(TemporalSqliteView):
         ``max_df`` (a share of the corpus) leaves out terms in more memories than that, counting
         each term's postings only up to that limit (cheap for very common terms).
         """
-        c = self.conn()
+        c = self._ready()
         at = OPEN - 1 if as_of is None else as_of
         n = total = 0
         for cube in (cubes if cubes is not None else [ALL_CUBES]):
@@ -282,7 +346,8 @@ class KeywordView(TemporalSqliteView):
         uniq = list(dict.fromkeys(query_terms))
         if not uniq:
             return {}
-        rows = self.conn().execute(f"SELECT term, term_id FROM terms WHERE term IN ({','.join('?' * len(uniq))})", uniq)
+        marks = ",".join("?" * len(uniq))
+        rows = self._ready().execute(f"SELECT term, term_id FROM terms WHERE term IN ({marks})", uniq)
         return dict(rows.fetchall())
 
     def keyword_search(self, query: str, k: int, cubes: Sequence[str] | None = None, as_of: int | None = None,
@@ -334,7 +399,7 @@ class KeywordView(TemporalSqliteView):
                      "FROM w JOIN postings p ON p.term_id = w.term_id "
                      f"WHERE p.t_from <= ? AND p.t_to > ?{cube_sql} "
                      "GROUP BY p.text_id ORDER BY s DESC LIMIT ?")
-        c = self.conn()
+        c = self._ready()
         m = 4 * k + 50
         while True:
             scored = c.execute(score_sql, (*gen_args, at, at, *cube_args, m)).fetchall()
@@ -381,7 +446,7 @@ class KeywordView(TemporalSqliteView):
         out: dict[str, float] = {}
         for chunk in _chunks(ids, 400):
             marks = ",".join("?" * len(chunk))
-            for mid, score in self.conn().execute(
+            for mid, score in self._ready().execute(
                     f"WITH w(term_id, idf) AS (VALUES {values}) "
                     f"SELECT v.memory_id, SUM(w.idf * p.tf * {K1 + 1} / (p.tf + {K1 * (1 - B)} + {B * norm} * p.dl)) "
                     "FROM versions v CROSS JOIN w CROSS JOIN postings p "  # index lookups, candidate by candidate
