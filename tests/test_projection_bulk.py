@@ -1,0 +1,106 @@
+"""The keyword view's bulk mode (rebuild from zero): same content and rankings as an incremental fold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ledger import events as ev
+from ledger.api import Ledger
+from ledger.backends.sqlite_log import SqliteLog
+from ledger.events import NewEvent
+from projections.base import catch_up, rebuild
+from projections.text_view import KeywordView
+
+WORDS = ["garden", "coffee", "piano", "river", "dog", "cats", "painting", "hiking", "book", "sunrise", "music"]
+QUERIES = ["garden coffee", "piano", "cats dog river", "painting music book", "sunrise hiking"]
+
+
+def _ledger(d: Path, n: int = 120) -> Ledger:
+    ledger = Ledger(SqliteLog(d / "log.sqlite", synchronous="OFF"))
+    batch = []
+    for i in range(n):
+        text = f"{WORDS[i % 11]} {WORDS[(i * 7) % 11]} note {WORDS[(i * 5) % 11]} {WORDS[(i * 3) % 11]}"
+        meta = {"memory_id": f"m{i}", "text": text}
+        if i % 4 == 0:
+            meta["subject"] = "s1"
+        batch.append(NewEvent(f"c{i % 2}", ev.MEMORY_ADDED, meta, "u"))
+        if i % 9 == 8:
+            batch.append(NewEvent(f"c{(i - 5) % 2}", ev.MEMORY_UPDATED,
+                                  {"memory_id": f"m{i - 5}", "text": text + " revised"}, "u"))
+    ledger.log.append(batch)
+    return ledger
+
+
+def _postings(view: KeywordView) -> list[tuple]:
+    return view.conn().execute(
+        "SELECT t.term, x.memory_id, p.tf, p.dl, p.cube, p.t_from, p.t_to FROM postings p "
+        "JOIN terms t ON t.term_id = p.term_id JOIN texts x ON x.text_id = p.text_id ORDER BY 1, 2, 6").fetchall()
+
+
+def _searches(view: KeywordView, as_of: int | None) -> list:
+    return [view.keyword_search(q, 7, cubes, as_of) for q in QUERIES for cubes in (None, ["c1"])]
+
+
+def _in_bulk(view: KeywordView) -> bool:
+    return view.conn().execute("SELECT 1 FROM meta WHERE key = 'bulk'").fetchone() is not None
+
+
+def test_bulk_fold_equals_incremental_fold_and_merges_lazily(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path)
+    incremental = KeywordView(tmp_path / "inc.sqlite")
+    catch_up(ledger.events, incremental, batch_size=11)
+    bulk = KeywordView(tmp_path / "bulk.sqlite")
+    bulk.reset()
+    catch_up(ledger.events, bulk, batch_size=11)
+    assert _in_bulk(bulk)  # nothing read yet: the postings wait in text order
+    mid = ledger.head() // 2
+    assert _searches(bulk, None) == _searches(incremental, None)  # the first read merges
+    assert not _in_bulk(bulk)
+    assert _searches(bulk, mid) == _searches(incremental, mid)
+    assert _postings(bulk) == _postings(incremental)
+    # after the merge, the view keeps folding incrementally
+    ledger.log.append([NewEvent("c0", ev.MEMORY_ADDED, {"memory_id": "late", "text": "garden garden coffee"}, "u")])
+    for v in (bulk, incremental):
+        catch_up(ledger.events, v)
+    assert _searches(bulk, None) == _searches(incremental, None)
+    assert _postings(bulk) == _postings(incremental)
+
+
+def test_erasure_during_bulk_fold(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path)
+    ledger.log.append([NewEvent("_system", ev.SUBJECT_FORGOTTEN, {"subject": "s1"}, "u")])
+    ledger.log.append([NewEvent("c0", ev.MEMORY_ADDED, {"memory_id": "after", "text": "piano river"}, "u")])
+    incremental = KeywordView(tmp_path / "inc.sqlite")
+    catch_up(ledger.events, incremental, batch_size=13)
+    rebuilt = KeywordView(tmp_path / "bulk.sqlite")
+    rebuild(ledger.events, rebuilt)
+    assert not _in_bulk(rebuilt)
+    assert _postings(rebuilt) == _postings(incremental)
+    assert _searches(rebuilt, None) == _searches(incremental, None)
+    assert all(not m.startswith("m") or int(m[1:]) % 4 for hits in _searches(rebuilt, None) for m, _ in hits)
+
+
+def test_failure_mid_rebuild_resumes_to_the_same_view(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path)
+    clean = KeywordView(tmp_path / "clean.sqlite")
+    rebuild(ledger.events, clean)
+
+    def failing(start: int, end: int | None):
+        for e in ledger.events(start, end):
+            if e.offset == 70:
+                raise RuntimeError("crash")
+            yield e
+
+    view = KeywordView(tmp_path / "bulk.sqlite")
+    view.reset()
+    with pytest.raises(RuntimeError):
+        catch_up(failing, view, batch_size=10)
+    assert _in_bulk(view) and 0 <= view.checkpoint() < 70
+    view.close()
+    reopened = KeywordView(tmp_path / "bulk.sqlite")
+    catch_up(ledger.events, reopened, batch_size=17)
+    assert _searches(reopened, None) == _searches(clean, None)  # merges the bulk postings
+    assert _searches(reopened, 60) == _searches(clean, 60)
+    assert _postings(reopened) == _postings(clean)
