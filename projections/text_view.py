@@ -107,6 +107,8 @@ class KeywordView(TemporalSqliteView):
         self._term_ids: dict[str, int] = {}
         self._analysed: tuple[Any, int] | None = None
         self._analysed_text: str | None = None
+        self._df_cache: dict[tuple[Any, ...], tuple[int, bool]] = {}
+        self._df_stamp: tuple[Any, ...] = ()
         super().__init__(path, opener)
 
     def _ddl(self) -> str:
@@ -323,24 +325,55 @@ class KeywordView(TemporalSqliteView):
                 n, total = n + row[0], total + row[1]
         ids = self._lookup_terms(query_terms)
         dfs: dict[str, int] = {}
-        if n and ids and max_df is not None:
+        if n and ids:
+            known = self._df_cache_for(c)
+            scope = (tuple(cubes) if cubes is not None else None, at)
             cube_sql, cube_args = _cube_clause(cubes, "p")
-            cap = int(max_df * n) + 1
+            missing: dict[int, str] = {}
+            cap = int(max_df * n) + 1 if max_df is not None else None
             for t, tid in ids.items():
-                df = c.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM postings p WHERE p.term_id = ? AND p.t_from <= ? "
-                               f"AND p.t_to > ?{cube_sql} LIMIT ?)", (tid, at, at, *cube_args, cap)).fetchone()[0]
-                if df < cap:
-                    dfs[t] = df
-        elif n and ids:
-            cube_sql, cube_args = _cube_clause(cubes, "p")
-            inv = {v: k for k, v in ids.items()}
-            for tid, df in c.execute(
-                    f"SELECT p.term_id, COUNT(*) FROM postings p WHERE p.term_id IN ({','.join('?' * len(ids))}) "
-                    f"AND p.t_from <= ? AND p.t_to > ?{cube_sql} GROUP BY p.term_id",
-                    (*ids.values(), at, at, *cube_args)):
-                dfs[inv[tid]] = df
+                got = known.get((t, *scope))  # (count, exact); not exact: the count stopped at a cap
+                if got is not None and (got[1] or (cap is not None and got[0] >= cap)):
+                    if cap is None or got[0] < cap:
+                        dfs[t] = got[0]
+                else:
+                    missing[tid] = t
+            if cap is not None:
+                for tid, t in missing.items():
+                    df = c.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM postings p WHERE p.term_id = ? AND "
+                                   f"p.t_from <= ? AND p.t_to > ?{cube_sql} LIMIT ?)",
+                                   (tid, at, at, *cube_args, cap)).fetchone()[0]
+                    known[(t, *scope)] = (df, df < cap)
+                    if df < cap:
+                        dfs[t] = df
+            elif missing:
+                for t in missing.values():
+                    known[(t, *scope)] = (0, True)
+                marks = ",".join("?" * len(missing))
+                for tid, df in c.execute(
+                        f"SELECT p.term_id, COUNT(*) FROM postings p WHERE p.term_id IN ({marks}) "
+                        f"AND p.t_from <= ? AND p.t_to > ?{cube_sql} GROUP BY p.term_id",
+                        (*missing, at, at, *cube_args)):
+                    known[(missing[tid], *scope)] = (df, True)
+                    dfs[missing[tid]] = df
         return CorpusStats(n, (total / n) if n else 0.0, {t: idf(n, df) for t, df in dfs.items() if df},
                            {t: df for t, df in dfs.items() if df})
+
+    def _df_cache_for(self, c: sqlite3.Connection) -> dict[tuple[Any, ...], tuple[int, bool]]:
+        """Document frequencies already counted for the view's present content.
+
+        Keyed by (term, cubes, offset); valid while the checkpoint and the purge generation stay
+        the same: the view only changes through ``apply_batch`` (which moves the checkpoint, also
+        for an erasure) or ``reset`` (which moves the generation), and a fold to a given
+        checkpoint is deterministic. Common terms cost a count over many postings, so repeated
+        queries save most of their time here.
+        """
+        stamp = tuple(c.execute("SELECT key, value FROM meta WHERE key IN ('checkpoint', 'generation') "
+                                "ORDER BY key").fetchall())
+        if stamp != self._df_stamp or len(self._df_cache) > 200_000:
+            self._df_cache = {}
+            self._df_stamp = stamp
+        return self._df_cache
 
     def _lookup_terms(self, query_terms: Sequence[str]) -> dict[str, int]:
         uniq = list(dict.fromkeys(query_terms))

@@ -64,8 +64,31 @@ def test_bulk_fold_equals_incremental_fold_and_merges_lazily(tmp_path: Path) -> 
     ledger.log.append([NewEvent("c0", ev.MEMORY_ADDED, {"memory_id": "late", "text": "garden garden coffee"}, "u")])
     for v in (bulk, incremental):
         catch_up(ledger.events, v)
-    assert _searches(bulk, None) == _searches(incremental, None)
+    fresh = KeywordView(tmp_path / "fresh.sqlite")  # no cached document frequencies
+    catch_up(ledger.events, fresh)
+    assert _searches(bulk, None) == _searches(incremental, None) == _searches(fresh, None)
     assert _postings(bulk) == _postings(incremental)
+
+
+def test_cached_document_frequencies_follow_new_events_and_erasure(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path)
+    view = KeywordView(tmp_path / "kw.sqlite")
+    catch_up(ledger.events, view)
+    before = _searches(view, None)
+    stats = view.corpus_stats(["garden", "coffee"], None, None)
+    ledger.log.append([NewEvent("c0", ev.MEMORY_ADDED, {"memory_id": f"x{i}", "text": "garden garden"}, "u")
+                       for i in range(30)])
+    ledger.log.append([NewEvent("_system", ev.SUBJECT_FORGOTTEN, {"subject": "s1"}, "u")])
+    catch_up(ledger.events, view)
+    fresh = KeywordView(tmp_path / "fresh.sqlite")
+    catch_up(ledger.events, fresh)
+    assert view.corpus_stats(["garden", "coffee"], None, None) == fresh.corpus_stats(["garden", "coffee"], None, None)
+    assert view.corpus_stats(["garden"], None, None).df["garden"] > stats.df["garden"]
+    assert _searches(view, None) == _searches(fresh, None) != before
+    for at in (40, 80):
+        assert view.corpus_stats(["garden", "coffee"], ["c0"], at, max_df=0.5) == fresh.corpus_stats(
+            ["garden", "coffee"], ["c0"], at, max_df=0.5)
+        assert _searches(view, at) == _searches(fresh, at)
 
 
 def test_erasure_during_bulk_fold(tmp_path: Path) -> None:
