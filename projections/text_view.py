@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ledger.errors import InvalidRequest
 from ledger.events import Event
 from ledger.memory_state import MemoryState, Opener
@@ -101,6 +103,8 @@ class KeywordView(TemporalSqliteView):
     store_text = True
     prune_ratio = 0.02  # terms in more than 2% of the corpus only rescore (see ``search_terms``)
     prune_min_df = 500
+    hot_min_postings = 5000  # queries of common terms only, with more postings, score from cached arrays
+    hot_max_postings = 4_000_000  # cached postings kept at most (about 40 bytes each)
 
     def __init__(self, path: str | Path, opener: Opener | None = None):
         self._corpus: dict[str, tuple[int, int]] = {}
@@ -109,6 +113,9 @@ class KeywordView(TemporalSqliteView):
         self._analysed_text: str | None = None
         self._df_cache: dict[tuple[Any, ...], tuple[int, bool]] = {}
         self._df_stamp: tuple[Any, ...] = ()
+        self._hot: dict[str, tuple[np.ndarray, ...]] = {}
+        self._hot_size = 0
+        self._cube_codes: dict[str, int] = {}
         super().__init__(path, opener)
 
     def _ddl(self) -> str:
@@ -373,7 +380,54 @@ class KeywordView(TemporalSqliteView):
         if stamp != self._df_stamp or len(self._df_cache) > 200_000:
             self._df_cache = {}
             self._df_stamp = stamp
+            self._hot, self._hot_size = {}, 0
         return self._df_cache
+
+    def _hot_postings(self, c: sqlite3.Connection, term: str, term_id: int) -> tuple[np.ndarray, ...]:
+        """Every posting of a common term as arrays (text id, tf, dl, cube code, t_from, t_to).
+
+        Cached with the document frequencies (same validity) within ``hot_max_postings``.
+        """
+        got = self._hot.get(term)
+        if got is not None:
+            return got
+        rows = c.execute("SELECT text_id, tf, dl, cube, t_from, t_to FROM postings WHERE term_id = ?",
+                         (term_id,)).fetchall()
+        codes = self._cube_codes
+        cols = list(zip(*rows, strict=True)) if rows else [(), (), (), (), (), ()]
+        got = (np.array(cols[0], dtype=np.int64), np.array(cols[1], dtype=np.float64),
+               np.array(cols[2], dtype=np.float64),
+               np.array([codes.setdefault(x, len(codes)) for x in cols[3]], dtype=np.int64),
+               np.array(cols[4], dtype=np.int64), np.array(cols[5], dtype=np.int64))
+        if self._hot_size + len(rows) > self.hot_max_postings:
+            self._hot, self._hot_size = {}, 0
+        self._hot[term] = got
+        self._hot_size += len(rows)
+        return got
+
+    def _score_hot(self, c: sqlite3.Connection, weights: Mapping[str, float], ids: Mapping[str, int],
+                   cubes: Sequence[str] | None, at: int, norm: float) -> tuple[np.ndarray, np.ndarray]:
+        """(text ids, BM25) of every text current at ``at`` with one of the terms, from cached arrays.
+
+        The same arithmetic as the SQL scorer, term by term, summed per text.
+        """
+        tids, contribs = [], []
+        wanted = None if cubes is None else np.array([self._cube_codes.get(x, -1) for x in cubes], dtype=np.int64)
+        for t, w in weights.items():
+            text_id, tf, dl, cube, t_from, t_to = self._hot_postings(c, t, ids[t])
+            mask = (t_from <= at) & (t_to > at)
+            if wanted is not None:
+                mask &= np.isin(cube, wanted)
+            f, d = tf[mask], dl[mask]
+            tids.append(text_id[mask])
+            contribs.append(w * f * (K1 + 1) / (f + K1 * (1 - B) + (B * norm) * d))
+        text_ids = np.concatenate(tids)
+        if not len(text_ids):
+            return text_ids, np.zeros(0)
+        sums = np.bincount(text_ids, weights=np.concatenate(contribs))
+        hit = np.bincount(text_ids) > 0
+        where = np.flatnonzero(hit)
+        return where, sums[where]
 
     def _lookup_terms(self, query_terms: Sequence[str]) -> dict[str, int]:
         uniq = list(dict.fromkeys(query_terms))
@@ -434,8 +488,25 @@ class KeywordView(TemporalSqliteView):
                      "GROUP BY p.text_id ORDER BY s DESC LIMIT ?")
         c = self._ready()
         m = 4 * k + 50
+        hot = not pruned and sum(stats.df.get(t, 0) for t in gen_terms) > self.hot_min_postings and all(
+            stats.df.get(t, 0) > cutoff for t in gen_terms)
+        if hot:
+            # every term is common: score from the cached posting arrays instead of aggregating
+            # the same tens of thousands of postings in SQL at every query
+            hot_ids, hot_scores = self._score_hot(c, {t: stats.idf[t] for t in gen_terms}, ids, cubes, at, norm)
+            hot_order: np.ndarray | None = None
         while True:
-            scored = c.execute(score_sql, (*gen_args, at, at, *cube_args, m)).fetchall()
+            if hot:
+                if m >= len(hot_scores):
+                    if hot_order is None:
+                        hot_order = np.argsort(-hot_scores, kind="stable")
+                    top = hot_order
+                else:
+                    part = np.argpartition(-hot_scores, m - 1)[:m]
+                    top = part[np.argsort(-hot_scores[part], kind="stable")]
+                scored = list(zip(hot_ids[top].tolist(), hot_scores[top].tolist(), strict=True))
+            else:
+                scored = c.execute(score_sql, (*gen_args, at, at, *cube_args, m)).fetchall()
             by_text = dict(scored)
             if pruned and by_text:
                 by_text = {}

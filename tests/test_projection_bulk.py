@@ -127,3 +127,30 @@ def test_failure_mid_rebuild_resumes_to_the_same_view(tmp_path: Path) -> None:
     assert _searches(reopened, None) == _searches(clean, None)  # merges the bulk postings
     assert _searches(reopened, 60) == _searches(clean, 60)
     assert _postings(reopened) == _postings(clean)
+
+
+def test_common_term_queries_scored_from_cached_arrays_equal_sql(tmp_path: Path) -> None:
+    import itertools
+
+    ledger = _ledger(tmp_path, n=300)
+    ledger.log.append([NewEvent("_system", ev.SUBJECT_FORGOTTEN, {"subject": "s1"}, "u")])
+    ledger.log.append([NewEvent("c1", ev.MEMORY_ADDED, {"memory_id": f"y{i}", "text": "music river river"}, "u")
+                       for i in range(20)])
+    arrays = KeywordView(tmp_path / "kw.sqlite")
+    catch_up(ledger.events, arrays)
+    sql = KeywordView(tmp_path / "kw.sqlite")  # same file, SQL scoring only
+    for v in (arrays, sql):
+        v.prune_min_df = 0  # with 300 memories every word here is "common"
+    arrays.hot_min_postings, sql.hot_min_postings = 0, 10**9
+    words = [*WORDS, "note", "revised"]
+    checked = 0
+    for combo in itertools.chain(itertools.combinations(words, 1), itertools.combinations(words, 3)):
+        q = " ".join(combo)
+        for k, cubes, states, at in ((1, None, None, None), (5, ["c1"], ["generated"], None), (10, None, None, 150),
+                                     (3, ["c0", "c1"], None, 40), (400, None, None, None)):
+            a = arrays.keyword_search(q, k, cubes, at, states)
+            b = sql.keyword_search(q, k, cubes, at, states)
+            assert [(m, round(s, 9)) for m, s in a] == [(m, round(s, 9)) for m, s in b], (q, k, cubes, at)
+            checked += bool(a)
+    assert arrays._hot and not sql._hot
+    assert checked > 500
