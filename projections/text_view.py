@@ -208,24 +208,25 @@ class KeywordView(TemporalSqliteView):
         tf, dl = self._analysed if self._analysed and self._analysed_text == text else term_frequencies(text)
         at = s.updated_offset
         # the term (a string here) becomes its id when the batch is flushed
-        self._buf_postings[text_id] = [[t, text_id, n, dl, s.cube, at, OPEN] for t, n in tf.items()]
+        self._buf_postings[text_id] = (tf, dl, s.cube, at)
 
     def _invalidate_caches(self) -> None:
         self._term_ids.clear()
 
     def _discard_buffers(self) -> None:
         super()._discard_buffers()
-        self._buf_postings: dict[int, list[list[Any]]] = {}
+        self._buf_postings: dict[int, tuple[Mapping[str, int], int, str, int]] = {}  # text -> (tf, dl, cube, at)
+        self._buf_posting_ends: dict[int, int] = {}  # buffered text -> offset its postings stop counting at
         self._buf_posting_closes: list[tuple[int, int]] = []
         self._buf_corpus: dict[tuple[str, int], tuple[int, int]] = {}
 
     def _flush_extra(self, c: sqlite3.Connection) -> None:
         if self._buf_postings:
-            rows = [r for rs in self._buf_postings.values() for r in rs]
-            self._resolve_terms(c, {r[0] for r in rows})
-            ids = self._term_ids
-            for r in rows:
-                r[0] = ids[r[0]]
+            buf = self._buf_postings
+            self._resolve_terms(c, {t for tf, _, _, _ in buf.values() for t in tf})
+            ids, ends = self._term_ids, self._buf_posting_ends
+            rows = [(ids[t], text_id, n, dl, cube, at, ends.get(text_id, OPEN))
+                    for text_id, (tf, dl, cube, at) in buf.items() for t, n in tf.items()]
             table = "postings_bulk" if self._in_bulk(c) else "postings"
             c.executemany(f"INSERT INTO {table}(term_id, text_id, tf, dl, cube, t_from, t_to) VALUES (?,?,?,?,?,?,?)",
                           rows)
@@ -249,10 +250,8 @@ class KeywordView(TemporalSqliteView):
         if prev is not None and prev.text_id is not None and prev.state.exists and (
                 prev.text_id != text_id or not s.exists):
             # the previous text stops counting: close its postings' interval (document frequencies)
-            rows = self._buf_postings.get(prev.text_id)
-            if rows is not None:
-                for r in rows:
-                    r[6] = e.offset
+            if prev.text_id in self._buf_postings:
+                self._buf_posting_ends[prev.text_id] = e.offset
             else:
                 self._buf_posting_closes.append((e.offset, prev.text_id))
         before = (1, prev.text_len) if prev and prev.state.exists and prev.text_id is not None else (0, 0)
