@@ -390,18 +390,24 @@ class KeywordView(TemporalSqliteView):
         got = self._hot.get(term)
         if got is not None:
             return got
-        rows = c.execute("SELECT text_id, tf, dl, cube, t_from, t_to FROM postings WHERE term_id = ?",
-                         (term_id,)).fetchall()
+        # one row per cube, each column concatenated by SQLite (all aggregates see the rows in the
+        # same order) and parsed by numpy: about twice as fast as fetching the rows as tuples
         codes = self._cube_codes
-        cols = list(zip(*rows, strict=True)) if rows else [(), (), (), (), (), ()]
-        got = (np.array(cols[0], dtype=np.int64), np.array(cols[1], dtype=np.float64),
-               np.array(cols[2], dtype=np.float64),
-               np.array([codes.setdefault(x, len(codes)) for x in cols[3]], dtype=np.int64),
-               np.array(cols[4], dtype=np.int64), np.array(cols[5], dtype=np.int64))
-        if self._hot_size + len(rows) > self.hot_max_postings:
+        parts: list[list[np.ndarray]] = [[] for _ in range(6)]
+        for cube, *cols in c.execute(
+                "SELECT cube, group_concat(text_id), group_concat(tf), group_concat(dl), group_concat(t_from), "
+                "group_concat(t_to) FROM postings WHERE term_id = ? GROUP BY cube", (term_id,)):
+            arrays = [np.array(col.split(","), dtype=np.int64) for col in cols]
+            arrays.insert(3, np.full(len(arrays[0]), codes.setdefault(cube, len(codes)), dtype=np.int64))
+            for i, a in enumerate(arrays):
+                parts[i].append(a)
+        got = tuple(np.concatenate(p) if p else np.zeros(0, dtype=np.int64) for p in parts)
+        got = (got[0], got[1].astype(np.float64), got[2].astype(np.float64), got[3], got[4], got[5])
+        size = len(got[0])
+        if self._hot_size + size > self.hot_max_postings:
             self._hot, self._hot_size = {}, 0
         self._hot[term] = got
-        self._hot_size += len(rows)
+        self._hot_size += size
         return got
 
     def _score_hot(self, c: sqlite3.Connection, weights: Mapping[str, float], ids: Mapping[str, int],
