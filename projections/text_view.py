@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +117,7 @@ class KeywordView(TemporalSqliteView):
         self._hot: dict[str, tuple[np.ndarray, ...]] = {}
         self._hot_size = 0
         self._cube_codes: dict[str, int] = {}
+        self._codes_lock = threading.Lock()
         super().__init__(path, opener)
 
     def _ddl(self) -> str:
@@ -398,7 +400,9 @@ class KeywordView(TemporalSqliteView):
                 "SELECT cube, group_concat(text_id), group_concat(tf), group_concat(dl), group_concat(t_from), "
                 "group_concat(t_to) FROM postings WHERE term_id = ? GROUP BY cube", (term_id,)):
             arrays = [np.array(col.split(","), dtype=np.int64) for col in cols]
-            arrays.insert(3, np.full(len(arrays[0]), codes.setdefault(cube, len(codes)), dtype=np.int64))
+            with self._codes_lock:  # two threads must never give two cubes one code
+                code = codes.setdefault(cube, len(codes))
+            arrays.insert(3, np.full(len(arrays[0]), code, dtype=np.int64))
             for i, a in enumerate(arrays):
                 parts[i].append(a)
         got = tuple(np.concatenate(p) if p else np.zeros(0, dtype=np.int64) for p in parts)
