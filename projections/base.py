@@ -85,7 +85,11 @@ def rebuild(source: EventSource, projection: Projection, to: int | None = None, 
             total: int | None = None) -> int:
     """Drop the view and fold the log again from offset 0 (up to ``to``)."""
     projection.reset()
-    return catch_up(source, projection, to=to, progress=progress, total=total)
+    done = catch_up(source, projection, to=to, progress=progress, total=total)
+    finish = getattr(projection, "finish_rebuild", None)  # optional: end a bulk-load mode
+    if finish is not None:
+        finish()
+    return done
 
 
 # -- query ports shared by the embedded and the distributed views ----------------------------

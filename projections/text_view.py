@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import math
 import sqlite3
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ledger.errors import InvalidRequest
 from ledger.events import Event
@@ -41,6 +44,20 @@ CREATE INDEX IF NOT EXISTS postings_text ON postings(text_id);
 CREATE TABLE IF NOT EXISTS corpus(
   cube TEXT NOT NULL, offset INTEGER NOT NULL, n INTEGER NOT NULL, total INTEGER NOT NULL,
   PRIMARY KEY(cube, offset)
+) WITHOUT ROWID;
+"""
+
+# During a rebuild from zero, postings are appended to this table, ordered by text id (texts get
+# increasing ids, so every insert lands at the end of the B-tree), instead of being inserted in
+# term order into ``postings``, where each batch would dirty most of the table's pages. The first
+# read, purge or :meth:`KeywordView.finish_rebuild` moves them into ``postings`` in one sorted pass.
+# Each batch still writes its rows and its checkpoint in one transaction, so the view is correct
+# (postings = postings + postings_bulk) at every commit, and a crash mid-rebuild loses nothing.
+_BULK_DDL = """
+CREATE TABLE IF NOT EXISTS postings_bulk(
+  term_id INTEGER NOT NULL, text_id INTEGER NOT NULL, tf INTEGER NOT NULL, dl INTEGER NOT NULL,
+  cube TEXT NOT NULL, t_from INTEGER NOT NULL, t_to INTEGER NOT NULL,
+  PRIMARY KEY(text_id, term_id)
 ) WITHOUT ROWID;
 """
 
@@ -87,24 +104,79 @@ class KeywordView(TemporalSqliteView):
     store_text = True
     prune_ratio = 0.02  # terms in more than 2% of the corpus only rescore (see ``search_terms``)
     prune_min_df = 500
+    hot_min_postings = 5000  # queries of common terms only, with more postings, score from cached arrays
+    hot_max_postings = 4_000_000  # cached postings kept at most (about 40 bytes each)
 
     def __init__(self, path: str | Path, opener: Opener | None = None):
         self._corpus: dict[str, tuple[int, int]] = {}
         self._term_ids: dict[str, int] = {}
         self._analysed: tuple[Any, int] | None = None
         self._analysed_text: str | None = None
+        self._df_cache: dict[tuple[Any, ...], tuple[int, bool]] = {}
+        self._df_stamp: tuple[Any, ...] = ()
+        self._hot: dict[str, tuple[np.ndarray, ...]] = {}
+        self._hot_size = 0
+        self._cube_codes: dict[str, int] = {}
+        self._codes_lock = threading.Lock()
         super().__init__(path, opener)
 
     def _ddl(self) -> str:
         return _DDL
 
     def _tables(self) -> list[str]:
-        return ["terms", "postings", "corpus"]
+        return ["terms", "postings", "corpus", "postings_bulk"]
 
     def reset(self) -> None:
         self._corpus.clear()
         self._term_ids.clear()
         super().reset()
+        c = self.conn()  # the view is empty: fold the rebuild in bulk mode (see ``_BULK_DDL``)
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            c.execute(_BULK_DDL)
+            c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('bulk', 1)")
+            c.execute("COMMIT")
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+
+    # -- bulk mode (rebuild from zero) ---------------------------------------------------
+    @staticmethod
+    def _in_bulk(c: sqlite3.Connection) -> bool:
+        return c.execute("SELECT 1 FROM meta WHERE key = 'bulk'").fetchone() is not None
+
+    def _merge_bulk(self, c: sqlite3.Connection) -> None:
+        """Move the bulk postings into ``postings`` (inside the caller's write transaction)."""
+        if not self._in_bulk(c):
+            return
+        c.execute("DROP INDEX IF EXISTS postings_text")  # rebuilt by one sort below, not row by row
+        c.execute("INSERT INTO postings(term_id, text_id, tf, dl, cube, t_from, t_to) SELECT term_id, text_id, tf, "
+                  "dl, cube, t_from, t_to FROM postings_bulk ORDER BY term_id, text_id")
+        c.execute("CREATE INDEX postings_text ON postings(text_id)")
+        c.execute("DROP TABLE postings_bulk")
+        c.execute("DELETE FROM meta WHERE key = 'bulk'")
+
+    def finish_rebuild(self) -> None:
+        """End the bulk mode of a rebuild from zero (also done lazily by the first read)."""
+        c = self.conn()
+        if not self._in_bulk(c):
+            return
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            self._merge_bulk(c)
+            c.execute("COMMIT")
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+
+    def _ready(self) -> sqlite3.Connection:
+        """This thread's connection, after any pending bulk merge (every read goes through here)."""
+        c = self.conn()
+        if self._in_bulk(c):
+            self.finish_rebuild()
+        return c
 
     def apply_batch(self, events: Sequence[Event]) -> None:
         try:
@@ -138,28 +210,31 @@ class KeywordView(TemporalSqliteView):
         tf, dl = self._analysed if self._analysed and self._analysed_text == text else term_frequencies(text)
         at = s.updated_offset
         # the term (a string here) becomes its id when the batch is flushed
-        self._buf_postings[text_id] = [[t, text_id, n, dl, s.cube, at, OPEN] for t, n in tf.items()]
+        self._buf_postings[text_id] = (tf, dl, s.cube, at)
 
     def _invalidate_caches(self) -> None:
         self._term_ids.clear()
 
     def _discard_buffers(self) -> None:
         super()._discard_buffers()
-        self._buf_postings: dict[int, list[list[Any]]] = {}
+        self._buf_postings: dict[int, tuple[Mapping[str, int], int, str, int]] = {}  # text -> (tf, dl, cube, at)
+        self._buf_posting_ends: dict[int, int] = {}  # buffered text -> offset its postings stop counting at
         self._buf_posting_closes: list[tuple[int, int]] = []
         self._buf_corpus: dict[tuple[str, int], tuple[int, int]] = {}
 
     def _flush_extra(self, c: sqlite3.Connection) -> None:
         if self._buf_postings:
-            rows = [r for rs in self._buf_postings.values() for r in rs]
-            self._resolve_terms(c, {r[0] for r in rows})
-            ids = self._term_ids
-            for r in rows:
-                r[0] = ids[r[0]]
-            c.executemany("INSERT INTO postings(term_id, text_id, tf, dl, cube, t_from, t_to) VALUES (?,?,?,?,?,?,?)",
+            buf = self._buf_postings
+            self._resolve_terms(c, {t for tf, _, _, _ in buf.values() for t in tf})
+            ids, ends = self._term_ids, self._buf_posting_ends
+            rows = [(ids[t], text_id, n, dl, cube, at, ends.get(text_id, OPEN))
+                    for text_id, (tf, dl, cube, at) in buf.items() for t, n in tf.items()]
+            table = "postings_bulk" if self._in_bulk(c) else "postings"
+            c.executemany(f"INSERT INTO {table}(term_id, text_id, tf, dl, cube, t_from, t_to) VALUES (?,?,?,?,?,?,?)",
                           rows)
         if self._buf_posting_closes:
-            c.executemany("UPDATE postings SET t_to = ? WHERE text_id = ?", self._buf_posting_closes)
+            table = "postings_bulk" if self._in_bulk(c) else "postings"
+            c.executemany(f"UPDATE {table} SET t_to = ? WHERE text_id = ?", self._buf_posting_closes)
         if self._buf_corpus:
             c.executemany("INSERT OR REPLACE INTO corpus(cube, offset, n, total) VALUES (?,?,?,?)",
                           [(cube, off, n, total) for (cube, off), (n, total) in self._buf_corpus.items()])
@@ -177,10 +252,8 @@ class KeywordView(TemporalSqliteView):
         if prev is not None and prev.text_id is not None and prev.state.exists and (
                 prev.text_id != text_id or not s.exists):
             # the previous text stops counting: close its postings' interval (document frequencies)
-            rows = self._buf_postings.get(prev.text_id)
-            if rows is not None:
-                for r in rows:
-                    r[6] = e.offset
+            if prev.text_id in self._buf_postings:
+                self._buf_posting_ends[prev.text_id] = e.offset
             else:
                 self._buf_posting_closes.append((e.offset, prev.text_id))
         before = (1, prev.text_len) if prev and prev.state.exists and prev.text_id is not None else (0, 0)
@@ -209,6 +282,7 @@ class KeywordView(TemporalSqliteView):
         self._pending_stats = cubes
 
     def _purge_subject(self, c: sqlite3.Connection, subject: str, cache: dict[str, Current | None]) -> None:
+        self._merge_bulk(c)
         self._pending_stats: set[str] = set()
         super()._purge_subject(c, subject, cache)
         if self._pending_stats:
@@ -249,7 +323,7 @@ class KeywordView(TemporalSqliteView):
         ``max_df`` (a share of the corpus) leaves out terms in more memories than that, counting
         each term's postings only up to that limit (cheap for very common terms).
         """
-        c = self.conn()
+        c = self._ready()
         at = OPEN - 1 if as_of is None else as_of
         n = total = 0
         for cube in (cubes if cubes is not None else [ALL_CUBES]):
@@ -259,30 +333,117 @@ class KeywordView(TemporalSqliteView):
                 n, total = n + row[0], total + row[1]
         ids = self._lookup_terms(query_terms)
         dfs: dict[str, int] = {}
-        if n and ids and max_df is not None:
+        if n and ids:
+            known = self._df_cache_for(c)
+            scope = (tuple(cubes) if cubes is not None else None, at)
             cube_sql, cube_args = _cube_clause(cubes, "p")
-            cap = int(max_df * n) + 1
+            missing: dict[int, str] = {}
+            cap = int(max_df * n) + 1 if max_df is not None else None
             for t, tid in ids.items():
-                df = c.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM postings p WHERE p.term_id = ? AND p.t_from <= ? "
-                               f"AND p.t_to > ?{cube_sql} LIMIT ?)", (tid, at, at, *cube_args, cap)).fetchone()[0]
-                if df < cap:
-                    dfs[t] = df
-        elif n and ids:
-            cube_sql, cube_args = _cube_clause(cubes, "p")
-            inv = {v: k for k, v in ids.items()}
-            for tid, df in c.execute(
-                    f"SELECT p.term_id, COUNT(*) FROM postings p WHERE p.term_id IN ({','.join('?' * len(ids))}) "
-                    f"AND p.t_from <= ? AND p.t_to > ?{cube_sql} GROUP BY p.term_id",
-                    (*ids.values(), at, at, *cube_args)):
-                dfs[inv[tid]] = df
+                got = known.get((t, *scope))  # (count, exact); not exact: the count stopped at a cap
+                if got is not None and (got[1] or (cap is not None and got[0] >= cap)):
+                    if cap is None or got[0] < cap:
+                        dfs[t] = got[0]
+                else:
+                    missing[tid] = t
+            if cap is not None:
+                for tid, t in missing.items():
+                    df = c.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM postings p WHERE p.term_id = ? AND "
+                                   f"p.t_from <= ? AND p.t_to > ?{cube_sql} LIMIT ?)",
+                                   (tid, at, at, *cube_args, cap)).fetchone()[0]
+                    known[(t, *scope)] = (df, df < cap)
+                    if df < cap:
+                        dfs[t] = df
+            elif missing:
+                for t in missing.values():
+                    known[(t, *scope)] = (0, True)
+                marks = ",".join("?" * len(missing))
+                for tid, df in c.execute(
+                        f"SELECT p.term_id, COUNT(*) FROM postings p WHERE p.term_id IN ({marks}) "
+                        f"AND p.t_from <= ? AND p.t_to > ?{cube_sql} GROUP BY p.term_id",
+                        (*missing, at, at, *cube_args)):
+                    known[(missing[tid], *scope)] = (df, True)
+                    dfs[missing[tid]] = df
         return CorpusStats(n, (total / n) if n else 0.0, {t: idf(n, df) for t, df in dfs.items() if df},
                            {t: df for t, df in dfs.items() if df})
+
+    def _df_cache_for(self, c: sqlite3.Connection) -> dict[tuple[Any, ...], tuple[int, bool]]:
+        """Document frequencies already counted for the view's present content.
+
+        Keyed by (term, cubes, offset); valid while the checkpoint and the purge generation stay
+        the same: the view only changes through ``apply_batch`` (which moves the checkpoint, also
+        for an erasure) or ``reset`` (which moves the generation), and a fold to a given
+        checkpoint is deterministic. Common terms cost a count over many postings, so repeated
+        queries save most of their time here.
+        """
+        stamp = tuple(c.execute("SELECT key, value FROM meta WHERE key IN ('checkpoint', 'generation') "
+                                "ORDER BY key").fetchall())
+        if stamp != self._df_stamp or len(self._df_cache) > 200_000:
+            self._df_cache = {}
+            self._df_stamp = stamp
+            self._hot, self._hot_size = {}, 0
+        return self._df_cache
+
+    def _hot_postings(self, c: sqlite3.Connection, term: str, term_id: int) -> tuple[np.ndarray, ...]:
+        """Every posting of a common term as arrays (text id, tf, dl, cube code, t_from, t_to).
+
+        Cached with the document frequencies (same validity) within ``hot_max_postings``.
+        """
+        got = self._hot.get(term)
+        if got is not None:
+            return got
+        # one row per cube, each column concatenated by SQLite (all aggregates see the rows in the
+        # same order) and parsed by numpy: about twice as fast as fetching the rows as tuples
+        codes = self._cube_codes
+        parts: list[list[np.ndarray]] = [[] for _ in range(6)]
+        for cube, *cols in c.execute(
+                "SELECT cube, group_concat(text_id), group_concat(tf), group_concat(dl), group_concat(t_from), "
+                "group_concat(t_to) FROM postings WHERE term_id = ? GROUP BY cube", (term_id,)):
+            arrays = [np.array(col.split(","), dtype=np.int64) for col in cols]
+            with self._codes_lock:  # two threads must never give two cubes one code
+                code = codes.setdefault(cube, len(codes))
+            arrays.insert(3, np.full(len(arrays[0]), code, dtype=np.int64))
+            for i, a in enumerate(arrays):
+                parts[i].append(a)
+        got = tuple(np.concatenate(p) if p else np.zeros(0, dtype=np.int64) for p in parts)
+        got = (got[0], got[1].astype(np.float64), got[2].astype(np.float64), got[3], got[4], got[5])
+        size = len(got[0])
+        if self._hot_size + size > self.hot_max_postings:
+            self._hot, self._hot_size = {}, 0
+        self._hot[term] = got
+        self._hot_size += size
+        return got
+
+    def _score_hot(self, c: sqlite3.Connection, weights: Mapping[str, float], ids: Mapping[str, int],
+                   cubes: Sequence[str] | None, at: int, norm: float) -> tuple[np.ndarray, np.ndarray]:
+        """(text ids, BM25) of every text current at ``at`` with one of the terms, from cached arrays.
+
+        The same arithmetic as the SQL scorer, term by term, summed per text.
+        """
+        tids, contribs = [], []
+        wanted = None if cubes is None else np.array([self._cube_codes.get(x, -1) for x in cubes], dtype=np.int64)
+        for t, w in weights.items():
+            text_id, tf, dl, cube, t_from, t_to = self._hot_postings(c, t, ids[t])
+            mask = (t_from <= at) & (t_to > at)
+            if wanted is not None:
+                mask &= np.isin(cube, wanted)
+            f, d = tf[mask], dl[mask]
+            tids.append(text_id[mask])
+            contribs.append(w * f * (K1 + 1) / (f + K1 * (1 - B) + (B * norm) * d))
+        text_ids = np.concatenate(tids)
+        if not len(text_ids):
+            return text_ids, np.zeros(0)
+        sums = np.bincount(text_ids, weights=np.concatenate(contribs))
+        hit = np.bincount(text_ids) > 0
+        where = np.flatnonzero(hit)
+        return where, sums[where]
 
     def _lookup_terms(self, query_terms: Sequence[str]) -> dict[str, int]:
         uniq = list(dict.fromkeys(query_terms))
         if not uniq:
             return {}
-        rows = self.conn().execute(f"SELECT term, term_id FROM terms WHERE term IN ({','.join('?' * len(uniq))})", uniq)
+        marks = ",".join("?" * len(uniq))
+        rows = self._ready().execute(f"SELECT term, term_id FROM terms WHERE term IN ({marks})", uniq)
         return dict(rows.fetchall())
 
     def keyword_search(self, query: str, k: int, cubes: Sequence[str] | None = None, as_of: int | None = None,
@@ -334,10 +495,27 @@ class KeywordView(TemporalSqliteView):
                      "FROM w JOIN postings p ON p.term_id = w.term_id "
                      f"WHERE p.t_from <= ? AND p.t_to > ?{cube_sql} "
                      "GROUP BY p.text_id ORDER BY s DESC LIMIT ?")
-        c = self.conn()
+        c = self._ready()
         m = 4 * k + 50
+        hot = not pruned and sum(stats.df.get(t, 0) for t in gen_terms) > self.hot_min_postings and all(
+            stats.df.get(t, 0) > cutoff for t in gen_terms)
+        if hot:
+            # every term is common: score from the cached posting arrays instead of aggregating
+            # the same tens of thousands of postings in SQL at every query
+            hot_ids, hot_scores = self._score_hot(c, {t: stats.idf[t] for t in gen_terms}, ids, cubes, at, norm)
+            hot_order: np.ndarray | None = None
         while True:
-            scored = c.execute(score_sql, (*gen_args, at, at, *cube_args, m)).fetchall()
+            if hot:
+                if m >= len(hot_scores):
+                    if hot_order is None:
+                        hot_order = np.argsort(-hot_scores, kind="stable")
+                    top = hot_order
+                else:
+                    part = np.argpartition(-hot_scores, m - 1)[:m]
+                    top = part[np.argsort(-hot_scores[part], kind="stable")]
+                scored = list(zip(hot_ids[top].tolist(), hot_scores[top].tolist(), strict=True))
+            else:
+                scored = c.execute(score_sql, (*gen_args, at, at, *cube_args, m)).fetchall()
             by_text = dict(scored)
             if pruned and by_text:
                 by_text = {}
@@ -381,7 +559,7 @@ class KeywordView(TemporalSqliteView):
         out: dict[str, float] = {}
         for chunk in _chunks(ids, 400):
             marks = ",".join("?" * len(chunk))
-            for mid, score in self.conn().execute(
+            for mid, score in self._ready().execute(
                     f"WITH w(term_id, idf) AS (VALUES {values}) "
                     f"SELECT v.memory_id, SUM(w.idf * p.tf * {K1 + 1} / (p.tf + {K1 * (1 - B)} + {B * norm} * p.dl)) "
                     "FROM versions v CROSS JOIN w CROSS JOIN postings p "  # index lookups, candidate by candidate
