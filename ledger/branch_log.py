@@ -18,7 +18,7 @@ from ledger.branch_store import ACTIVE, BranchInfo, BranchStore
 from ledger.chain import VerifyResult, check_expected, prepare, resolve_retry, seal, verify_rows
 from ledger.errors import StateError
 from ledger.events import Event, NewEvent
-from ledger.log import Log, refs_of
+from ledger.log import Log, poll_subscribe, refs_of
 from ledger.schema_registry import SchemaRegistry, default_registry
 
 _COLS = ("offset, stream, version, event_id, type, schema_version, ts_us, actor, causation_id, "
@@ -212,17 +212,7 @@ class BranchLog:
         return min(self.base.offset_at(ts_us), self.fork)
 
     def subscribe(self, start: int = 0, poll_interval: float = 0.2, stop: object = None) -> Iterator[Event]:
-        nxt = start
-        while stop is None or not stop.is_set():  # type: ignore[attr-defined]
-            got = False
-            for e in self.read(nxt):
-                yield e
-                nxt = e.offset + 1
-                got = True
-                if stop is not None and stop.is_set():  # type: ignore[attr-defined]
-                    return
-            if not got:
-                time.sleep(poll_interval)
+        return poll_subscribe(self.read, start, lambda: time.sleep(poll_interval), stop)
 
     def verify(self) -> VerifyResult:
         """Check the fork point is unchanged in the base, then recompute the branch's own chain."""

@@ -6,7 +6,7 @@ Ranges are inclusive at both ends, so "as of offset N" means events 0..N.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from ledger.events import Event, NewEvent
@@ -91,3 +91,21 @@ def refs_of(payload: Mapping[str, object]) -> set[str]:
     if isinstance(sealed, dict) and isinstance(sealed.get("subject"), str):
         refs.add(sealed["subject"])
     return refs
+
+
+def poll_subscribe(read: Callable[[int], Iterator[Event]], start: int, wait: Callable[[], None],
+                   stop: object = None) -> Iterator[Event]:
+    """The catch-up subscription loop every backend shares: yield ``read(next)`` until it is
+    exhausted, then ``wait()`` (a sleep, or a backend's notification) and read again; end once
+    ``stop`` (a ``threading.Event``) is set."""
+    nxt = start
+    while stop is None or not stop.is_set():  # type: ignore[attr-defined]
+        got = False
+        for ev in read(nxt):
+            yield ev
+            nxt = ev.offset + 1
+            got = True
+            if stop is not None and stop.is_set():  # type: ignore[attr-defined]
+                return
+        if not got:
+            wait()

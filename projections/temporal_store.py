@@ -15,7 +15,6 @@ text leaves the view's files.
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import orjson
 from ledger import events as ev
 from ledger.events import Event
 from ledger.memory_state import CONTENT_EVENTS, MEMORY_EVENTS, MemoryState, Opener, apply_event
+from ledger.sqlite_pool import WAL_PRAGMAS, ThreadConnections
 from projections.base import OPEN
 
 _BASE_DDL = """
@@ -109,9 +109,8 @@ class TemporalSqliteView:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.opener = opener
-        self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
+        self._pool = ThreadConnections(self.path, (*WAL_PRAGMAS, "synchronous=NORMAL", "secure_delete=ON",
+                                                   "cache_size=-65536", "temp_store=MEMORY"))
         self._generation = -1
         self._discard_buffers()
         self._create()
@@ -119,30 +118,11 @@ class TemporalSqliteView:
     # -- connections ---------------------------------------------------------------------
     def conn(self) -> sqlite3.Connection:
         """This thread's connection to the view file."""
-        c = getattr(self._local, "conn", None)
-        if c is None:
-            c = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
-            c.execute("PRAGMA journal_mode=WAL")
-            c.execute("PRAGMA synchronous=NORMAL")
-            c.execute("PRAGMA secure_delete=ON")
-            c.execute("PRAGMA busy_timeout=60000")
-            c.execute("PRAGMA cache_size=-65536")
-            c.execute("PRAGMA temp_store=MEMORY")
-            self._local.conn = c
-            with self._lock:
-                self._conns.append(c)
-        return c
+        return self._pool.get()
 
     def close(self) -> None:
         """Close every connection of this view."""
-        with self._lock:
-            for c in self._conns:
-                try:
-                    c.close()
-                except sqlite3.Error:
-                    pass
-            self._conns.clear()
-        self._local = threading.local()
+        self._pool.close()
 
     def _create(self) -> None:
         self.conn().executescript(_BASE_DDL + self._ddl())

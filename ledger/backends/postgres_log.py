@@ -33,7 +33,7 @@ from ledger.canonical import GENESIS_HASH
 from ledger.chain import VerifyResult, check_expected, prepare, resolve_retry, seal, verify_rows
 from ledger.errors import InvalidRequest
 from ledger.events import Event, NewEvent
-from ledger.log import refs_of
+from ledger.log import poll_subscribe, refs_of
 from ledger.schema_registry import SchemaRegistry, default_registry
 
 _NAME = re.compile(r"^(?!pg_)[a-z_][a-z0-9_]{0,62}$")
@@ -266,19 +266,12 @@ class PostgresLog:
         listener = self._connect()
         try:
             listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
-            nxt = start
-            while stop is None or not stop.is_set():  # type: ignore[attr-defined]
-                got = False
-                for ev in self.read(nxt):
-                    yield ev
-                    nxt = ev.offset + 1
-                    got = True
-                    if stop is not None and stop.is_set():  # type: ignore[attr-defined]
-                        return
-                if not got:
-                    # Wake on the next NOTIFY, or after poll_interval at the latest.
-                    for _ in listener.notifies(timeout=poll_interval, stop_after=1):
-                        pass
+
+            def wait() -> None:  # wake on the next NOTIFY, or after poll_interval at the latest
+                for _ in listener.notifies(timeout=poll_interval, stop_after=1):
+                    pass
+
+            yield from poll_subscribe(self.read, start, wait, stop)
         finally:
             listener.close()
 

@@ -18,7 +18,7 @@ import orjson
 from ledger.canonical import GENESIS_HASH
 from ledger.chain import VerifyResult, check_expected, prepare, resolve_retry, seal, verify_rows
 from ledger.events import Event, NewEvent
-from ledger.log import refs_of
+from ledger.log import poll_subscribe, refs_of
 from ledger.schema_registry import SchemaRegistry, default_registry
 from ledger.sqlite_pool import WAL_PRAGMAS, ThreadConnections
 
@@ -222,17 +222,7 @@ class SqliteLog:
         return found
 
     def subscribe(self, start: int = 0, poll_interval: float = 0.2, stop: object = None) -> Iterator[Event]:
-        nxt = start
-        while stop is None or not stop.is_set():  # type: ignore[attr-defined]
-            got = False
-            for ev in self.read(nxt):
-                yield ev
-                nxt = ev.offset + 1
-                got = True
-                if stop is not None and stop.is_set():  # type: ignore[attr-defined]
-                    return
-            if not got:
-                time.sleep(poll_interval)
+        return poll_subscribe(self.read, start, lambda: time.sleep(poll_interval), stop)
 
     # -- verification ------------------------------------------------------------------
     def verify(self) -> VerifyResult:
