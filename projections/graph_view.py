@@ -26,6 +26,7 @@ from ledger import events as ev
 from ledger.events import Event
 from ledger.memory_state import MemoryState, Opener
 from projections.base import OPEN, Hit
+from projections.graph_walk import spread
 from projections.temporal_store import Current, TemporalSqliteView, _chunks
 from projections.text_analysis import entities
 
@@ -44,7 +45,6 @@ CREATE INDEX IF NOT EXISTS edges_dst ON edges(dst, offset);
 """
 
 MERGE_RELATION = "merged_from"
-HOP_DECAY = 0.5
 
 
 class GraphView(TemporalSqliteView):
@@ -169,30 +169,12 @@ class GraphView(TemporalSqliteView):
     def neighbours(self, memory_ids: Sequence[str], cubes: Sequence[str] | None = None, as_of: int | None = None,
                    hops: int = 1, limit: int = 50, states: Iterable[str] | None = None) -> list[Hit]:
         """Memories related to ``memory_ids`` as of ``as_of``, strongest first (seeds excluded)."""
-        seeds = list(dict.fromkeys(memory_ids))
-        if not seeds or limit <= 0 or hops <= 0:
-            return []
-        allowed = None if states is None else set(states)
-        scores: dict[str, float] = defaultdict(float)
-        seen = set(seeds)
-        frontier, decay = seeds, 1.0
-        for _ in range(hops):
-            step = self._one_hop(frontier, cubes, as_of)
-            for mid, s in step.items():
-                if mid not in seen:
-                    scores[mid] += decay * s
-            if allowed is not None:
-                live = self.versions_at(list(scores), as_of)
-                for mid in list(scores):
-                    if mid not in live or live[mid].state not in allowed:
-                        del scores[mid]
-            ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
-            frontier = [m for m, _ in ranked if m not in seen]
-            seen.update(frontier)
-            decay *= HOP_DECAY
-            if not frontier:
-                break
-        return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+
+        def states_of(ids: list[str]) -> dict[str, str]:
+            return {m: r.state for m, r in self.versions_at(ids, as_of).items()}
+
+        return spread(memory_ids, lambda frontier: self._one_hop(frontier, cubes, as_of), states_of, hops, limit,
+                      states)
 
     def _one_hop(self, seeds: Sequence[str], cubes: Sequence[str] | None, as_of: int | None) -> dict[str, float]:
         c = self.conn()

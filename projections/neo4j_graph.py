@@ -29,10 +29,10 @@ from ledger.errors import InvalidRequest
 from ledger.events import Event
 from ledger.memory_state import Opener
 from projections.base import OPEN, Hit
+from projections.graph_walk import spread
 from projections.version_tracker import VersionTracker, version_id
 
 MERGE_RELATION = "merged_from"
-HOP_DECAY = 0.5
 _NS = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,40}$")
 
 
@@ -230,30 +230,10 @@ class Neo4jGraphView:
     def neighbours(self, memory_ids: Sequence[str], cubes: Sequence[str] | None = None, as_of: int | None = None,
                    hops: int = 1, limit: int = 50, states: Iterable[str] | None = None) -> list[Hit]:
         """Memories related to ``memory_ids`` as of ``as_of``, strongest first (seeds excluded)."""
-        seeds = list(dict.fromkeys(memory_ids))
-        if not seeds or limit <= 0 or hops <= 0:
-            return []
-        allowed = None if states is None else set(states)
-        scores: dict[str, float] = defaultdict(float)
-        seen = set(seeds)
-        frontier, decay = seeds, 1.0
         with self._session() as s:
-            for _ in range(hops):
-                for mid, w in self._one_hop(s, frontier, cubes, as_of).items():
-                    if mid not in seen:
-                        scores[mid] += decay * w
-                if allowed is not None:
-                    live = self._live(s, list(scores), as_of)
-                    for mid in list(scores):
-                        if mid not in live or live[mid][1] not in allowed:
-                            del scores[mid]
-                ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
-                frontier = [m for m, _ in ranked if m not in seen]
-                seen.update(frontier)
-                decay *= HOP_DECAY
-                if not frontier:
-                    break
-        return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+            return spread(memory_ids, lambda frontier: self._one_hop(s, frontier, cubes, as_of),
+                          lambda ids: {m: state for m, (_, state) in self._live(s, ids, as_of).items()},
+                          hops, limit, states)
 
     def _live(self, s: Any, ids: list[str], as_of: int | None) -> dict[str, tuple[str, str]]:
         """memory_id -> (cube, state) of versions that exist at ``as_of``."""
