@@ -23,6 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.vector_bench import DIM, CachedOnlyEmbedder, rss_mb  # noqa: E402
 from ledger import events as ev  # noqa: E402
 from ledger.api import Ledger  # noqa: E402
 from ledger.backends.sqlite_log import SqliteLog  # noqa: E402
@@ -34,27 +35,9 @@ from projections.retrieval import Retriever  # noqa: E402
 from projections.text_view import KeywordView  # noqa: E402
 from projections.vector_view import VectorView  # noqa: E402
 
-DIM = 384
 NAMES = ["Alice", "Bruno", "Chen", "Dara", "Emeka", "Farah", "Goran", "Hana", "Ivo", "Jun", "Kofi", "Lena",
          "Mateo", "Nadia", "Oskar", "Priya", "Quinn", "Rosa", "Sami", "Tomas"]
 PLACES = ["Lisbon", "Oslo", "Nairobi", "Kyoto", "Lima", "Austin", "Porto", "Hanoi", "Dakar", "Quebec"]
-
-
-class CachedOnlyEmbedder:
-    """Every vector is pre-filled in the cache; embedding anything is an error."""
-
-    model_id = "bench-synthetic-384"
-    dim = DIM
-
-    def embed(self, texts):
-        raise AssertionError(f"the benchmark must not embed ({len(texts)} texts missed the cache)")
-
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def peak_rss_mb() -> float:
