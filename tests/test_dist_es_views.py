@@ -10,6 +10,7 @@ from projections.base import catch_up, rebuild
 from projections.es_views import ElasticsearchView
 from tests.dist_env import endpoint, unique_name
 from tests.dist_fixtures import WordHashEmbedder
+from tests.fake_sealer import FakeSealer
 
 pytestmark = pytest.mark.integration
 
@@ -111,17 +112,7 @@ def test_forgetting_a_subject_purges_its_text_from_every_version(tmp_path):
 
     from ledger.events import SYSTEM_STREAM, NewEvent
 
-    class Sealer:
-        forgotten: set[str] = set()
-
-        def seal(self, subject, content):
-            return {"subject": subject, "key_id": "k1", "alg": "AES-256-GCM", "nonce": "n",
-                    "ciphertext": json.dumps(content)}
-
-        def open(self, sealed):
-            return None if sealed["subject"] in self.forgotten else json.loads(sealed["ciphertext"])
-
-    sealer = Sealer()
+    sealer = FakeSealer()
     ledger = Ledger(SqliteLog(tmp_path / "log.sqlite"), sealer=sealer, opener=sealer.open, record_reads=False)
     view = ElasticsearchView(endpoint("elasticsearch"), ledger, index_prefix=unique_name("fg").lower(),
                              embedder=WordHashEmbedder())

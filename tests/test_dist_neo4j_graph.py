@@ -9,6 +9,7 @@ from ledger.backends.sqlite_log import SqliteLog
 from projections.base import catch_up, rebuild
 from projections.neo4j_graph import Neo4jGraphView, parse_bolt_url
 from tests.dist_env import endpoint, unique_name
+from tests.fake_sealer import FakeSealer
 
 pytestmark = pytest.mark.integration
 
@@ -103,21 +104,10 @@ def test_bolt_url_parsing():
 
 
 def test_forgetting_a_subject_removes_its_entities(tmp_path):
-    import json
 
     from ledger.events import SYSTEM_STREAM, NewEvent
 
-    class Sealer:
-        forgotten: set[str] = set()
-
-        def seal(self, subject, content):
-            return {"subject": subject, "key_id": "k1", "alg": "AES-256-GCM", "nonce": "n",
-                    "ciphertext": json.dumps(content)}
-
-        def open(self, sealed):
-            return None if sealed["subject"] in self.forgotten else json.loads(sealed["ciphertext"])
-
-    sealer = Sealer()
+    sealer = FakeSealer()
     ledger = Ledger(SqliteLog(tmp_path / "log.sqlite"), sealer=sealer, opener=sealer.open, record_reads=False)
     view = Neo4jGraphView(endpoint("neo4j"), ledger, namespace="T" + unique_name("f").replace("_", ""))
     try:

@@ -12,20 +12,7 @@ from ledger.backends.sqlite_log import SqliteLog
 from ledger.cli.app import main
 from ledger.errors import InvalidRequest, NotFound, StateError
 from ledger.restore import restore_cube, restore_memory
-
-
-class FakeSealer:
-    """Stands in for the key store: 'encrypts' by wrapping, forgets subjects on demand."""
-
-    def __init__(self):
-        self.forgotten: set[str] = set()
-
-    def seal(self, subject, content):
-        return {"subject": subject, "key_id": "k1", "alg": "AES-256-GCM", "nonce": "n",
-                "ciphertext": json.dumps(content)}
-
-    def open(self, sealed):
-        return None if sealed["subject"] in self.forgotten else json.loads(sealed["ciphertext"])
+from tests.fake_sealer import FakeSealer
 
 
 @pytest.fixture()

@@ -1,0 +1,23 @@
+"""A stand-in key store for tests: 'seals' by storing the content as JSON, forgets on demand.
+
+The ciphertext is readable JSON on purpose, so a test that greps a view for a forgotten text
+also catches a view that kept the sealed payload itself.
+"""
+
+from __future__ import annotations
+
+import json
+
+
+class FakeSealer:
+    """``seal``/``open`` as the Ledger expects; ``forgotten`` subjects no longer open."""
+
+    def __init__(self) -> None:
+        self.forgotten: set[str] = set()
+
+    def seal(self, subject: str, content: dict) -> dict:
+        return {"subject": subject, "key_id": "k1", "alg": "AES-256-GCM", "nonce": "n",
+                "ciphertext": json.dumps(content)}
+
+    def open(self, sealed: dict) -> dict | None:
+        return None if sealed["subject"] in self.forgotten else json.loads(sealed["ciphertext"])
