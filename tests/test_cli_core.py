@@ -11,21 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from ledger.cli.app import main
+from tests.cli_helpers import init_data, run
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 @pytest.fixture
 def data(tmp_path, capsys):
-    d = str(tmp_path / "data")
-    assert run(capsys, "--data", d, "init")[0] == 0
+    d = init_data(tmp_path, capsys)
     return d
 
 

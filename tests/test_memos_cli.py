@@ -6,19 +6,12 @@ import json
 
 import pytest
 
-from ledger.cli.app import main
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from tests.cli_helpers import init_data, run
 
 
 @pytest.fixture
 def data(tmp_path, capsys):
-    d = str(tmp_path / "data")
-    assert run(capsys, "--data", d, "init")[0] == 0
+    d = init_data(tmp_path, capsys)
     return d
 
 

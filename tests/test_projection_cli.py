@@ -7,22 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from ledger.cli.app import main
 from projections import locomo
+from tests.cli_helpers import init_data, run
 
 CONFIG_VECTOR = '\n[views.vector]\nembedder = "hashing"\nann = "none"\n'
 
 
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.fixture()
 def data(tmp_path: Path, capsys) -> str:
-    d = str(tmp_path / "data")
-    assert run(capsys, "--data", d, "init")[0] == 0
+    d = init_data(tmp_path, capsys)
     cfg = Path(d) / "memledger.toml"
     cfg.write_text(cfg.read_text() + CONFIG_VECTOR)
     return d
