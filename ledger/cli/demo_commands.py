@@ -93,7 +93,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
              "\n".join(f"offset {r.offset}  {r.time}  {r.actor}  {r.action}" for r in reads))
 
         secret = ledger.add(cube, SUBJECT_FACT, actor="demo-agent", subject=f"{cube}-caroline").id
-        views.catch_up()
+        views.catch_up()  # index the text now, so forget has something in the views to purge
         report = forget(ledger, f"{cube}-caroline", actor="dpo", reason="erasure request (demo)")
         after = ledger.get(secret)
         step("right to be forgotten (crypto-shredding)",
