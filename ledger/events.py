@@ -6,6 +6,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from ledger.canonical import canonical_bytes
@@ -46,8 +47,10 @@ def now_us() -> int:
     return int(datetime.now(UTC).timestamp() * 1_000_000)
 
 
+@lru_cache(maxsize=4096)
 def us_to_iso(ts_us: int) -> str:
-    """Render microseconds since the epoch as an ISO-8601 UTC string."""
+    """Render microseconds since the epoch as an ISO-8601 UTC string (memoised: events of one
+    append share their time, and folds render it for every event)."""
     return datetime.fromtimestamp(ts_us / 1_000_000, tz=UTC).isoformat().replace("+00:00", "Z")
 
 

@@ -36,6 +36,10 @@ mr mrs ms dr
 @lru_cache(maxsize=200_000)
 def stem(word: str) -> str:
     """A light, conservative English suffix stripper (plural, -ing, -ed, -ly); memoised."""
+    return _stem(word)
+
+
+def _stem(word: str) -> str:
     w = word
     if len(w) <= 3 or not w.isalpha():
         return w
@@ -62,9 +66,37 @@ def tokens(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
+class _TermMemo:
+    """Token -> index term ('' for a stop word), memoised: indexing maps millions of tokens.
+
+    Bounded: past ``limit`` distinct tokens the memo starts again (the mapping is a pure
+    function of the token, so forgetting it only costs time).
+    """
+
+    def __init__(self, limit: int = 500_000):
+        self.limit = limit
+        self.memo: dict[str, str] = {}
+
+    def terms(self, text: str) -> list[str]:
+        toks = _WORD.findall(text.lower())
+        memo = self.memo
+        try:
+            return list(filter(None, map(memo.__getitem__, toks)))
+        except KeyError:
+            if len(memo) > self.limit:
+                memo.clear()
+            for t in toks:
+                if t not in memo:
+                    memo[t] = "" if t in STOPWORDS else _stem(t)  # never ''
+            return list(filter(None, map(memo.__getitem__, toks)))
+
+
+_MEMO = _TermMemo()
+
+
 def terms(text: str) -> list[str]:
     """Index terms of ``text``: tokens without stop words, stemmed."""
-    return [stem(t) for t in tokens(text) if t not in STOPWORDS]
+    return _MEMO.terms(text)
 
 
 def term_frequencies(text: str) -> tuple[Counter[str], int]:
