@@ -83,13 +83,14 @@ def catch_up(source: EventSource, projection: Projection, to: int | None = None,
 
 def rebuild(source: EventSource, projection: Projection, to: int | None = None, progress: bool = False,
             total: int | None = None) -> int:
-    """Drop the view and fold the log again from offset 0 (up to ``to``)."""
+    """Drop the view and fold the log again from offset 0 (up to ``to``).
+
+    Batches are of the projection's ``rebuild_batch_size`` when it names one (a view whose
+    writes are cheaper in larger transactions), else of the catch-up default.
+    """
     projection.reset()
-    done = catch_up(source, projection, to=to, progress=progress, total=total)
-    finish = getattr(projection, "finish_rebuild", None)  # optional: end a bulk-load mode
-    if finish is not None:
-        finish()
-    return done
+    batch_size = int(getattr(projection, "rebuild_batch_size", 2000))
+    return catch_up(source, projection, to=to, batch_size=batch_size, progress=progress, total=total)
 
 
 # -- query ports shared by the embedded and the distributed views ----------------------------

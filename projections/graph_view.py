@@ -60,9 +60,6 @@ class GraphView(TemporalSqliteView):
     def _ddl(self) -> str:
         return _DDL
 
-    def _tables(self) -> list[str]:
-        return ["entities", "mentions", "edges"]
-
     def reset(self) -> None:
         self._entity_ids.clear()
         super().reset()

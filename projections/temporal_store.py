@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -54,20 +55,20 @@ CREATE TABLE IF NOT EXISTS texts(
 );
 """
 
-_STATE_FIELDS = ("memory_id", "cube", "metadata", "tags", "state", "version", "created_offset",
-                 "updated_offset", "created_at", "updated_at", "created_by", "updated_by", "subject",
-                 "sealed", "forgotten", "sources", "merged_into", "exists", "event_offsets")
+# every field of MemoryState but the text (which lives in ``texts``), in declaration order
+_STATE_FIELDS = tuple(f.name for f in fields(MemoryState) if f.name != "text")
+_state_values = attrgetter(*_STATE_FIELDS)
 
 
 def state_blob(s: MemoryState) -> bytes:
-    """A memory state without its text, as bytes (the text lives in ``texts``)."""
-    return orjson.dumps({f: getattr(s, f) for f in _STATE_FIELDS})
+    """A memory state without its text, as bytes (a JSON array in field order)."""
+    return orjson.dumps(_state_values(s))
 
 
 def state_from_blob(blob: bytes, text: str | None) -> MemoryState:
     """Inverse of :func:`state_blob`."""
     d = orjson.loads(blob)
-    return MemoryState(text=text, **d)
+    return MemoryState(d[0], d[1], text, *d[2:])
 
 
 def visible_sql(alias: str = "v") -> str:
@@ -103,6 +104,7 @@ class TemporalSqliteView:
     """Base of the embedded views. Subclasses add tables and index new texts and events."""
 
     name = "temporal"
+    layout = "temporal-2"  # stored in meta; a file of another layout is dropped and folded again
     store_text = False  # keep the text itself in ``texts`` (the keyword view does, to show hits)
 
     def __init__(self, path: str | Path, opener: Opener | None = None):
@@ -110,7 +112,8 @@ class TemporalSqliteView:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.opener = opener
         self._pool = ThreadConnections(self.path, (*WAL_PRAGMAS, "synchronous=NORMAL", "secure_delete=ON",
-                                                   "cache_size=-65536", "temp_store=MEMORY"))
+                                                   "cache_size=-65536", "temp_store=MEMORY",
+                                                   "wal_autocheckpoint=16384"))
         self._generation = -1
         self._discard_buffers()
         self._create()
@@ -125,15 +128,17 @@ class TemporalSqliteView:
         self._pool.close()
 
     def _create(self) -> None:
-        self.conn().executescript(_BASE_DDL + self._ddl())
+        c = self.conn()
+        c.executescript(_BASE_DDL)  # meta exists from here on
+        found = c.execute("SELECT value FROM meta WHERE key = 'layout'").fetchone()
+        if found is None or found[0] != self.layout:
+            self.reset()  # a new file, or one written by another layout: views are disposable, fold again
+        else:
+            c.executescript(self._ddl())
 
     def _ddl(self) -> str:
         """Extra tables of the subclass."""
         return ""
-
-    def _tables(self) -> list[str]:
-        """Tables of the subclass (dropped by ``reset``)."""
-        return []
 
     # -- Projection protocol -------------------------------------------------------------
     def checkpoint(self) -> int:
@@ -145,13 +150,16 @@ class TemporalSqliteView:
         c.execute("BEGIN IMMEDIATE")
         try:
             gen = c.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
-            for t in [*self._tables(), "versions", "texts", "meta"]:
-                c.execute(f"DROP TABLE IF EXISTS {t}")
+            tables = [r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                              "AND name NOT LIKE 'sqlite_%'")]
+            for t in tables:  # every table, also those of an older layout
+                c.execute(f'DROP TABLE IF EXISTS "{t}"')
             for stmt in (_BASE_DDL + self._ddl()).split(";"):
                 if stmt.strip():
                     c.execute(stmt)
-            self._generation = (gen[0] if gen else 0) + 1
+            self._generation = int(gen[0] if gen else 0) + 1
             c.execute("INSERT INTO meta(key, value) VALUES ('generation', ?)", (self._generation,))
+            c.execute("INSERT INTO meta(key, value) VALUES ('layout', ?)", (self.layout,))
             c.execute("COMMIT")
         except BaseException:
             if c.in_transaction:
