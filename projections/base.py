@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol, runtime_checkable
 
 from ledger.events import Event
+from projections import gc_pause
 
 OPEN = 2**62  # valid_to of a row that is still current
 
@@ -65,17 +66,19 @@ def catch_up(source: EventSource, projection: Projection, to: int | None = None,
         bar = tqdm(total=(total - start + 1) if total is not None else None, unit="ev",
                    desc=f"rebuild {projection.name}", file=sys.stderr, leave=False)
     batch: list[Event] = []
-    for event in source(start, to):
-        batch.append(event)
-        if len(batch) >= batch_size:
+    with gc_pause.folding():
+        for event in source(start, to):
+            batch.append(event)
+            if len(batch) >= batch_size:
+                projection.apply_batch(batch)
+                gc_pause.collect_young()
+                if bar is not None:
+                    bar.update(len(batch))
+                batch = []
+        if batch:
             projection.apply_batch(batch)
             if bar is not None:
                 bar.update(len(batch))
-            batch = []
-    if batch:
-        projection.apply_batch(batch)
-        if bar is not None:
-            bar.update(len(batch))
     if bar is not None:
         bar.close()
     return projection.checkpoint()
