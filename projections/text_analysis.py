@@ -80,15 +80,15 @@ class _TermMemo:
     def terms(self, text: str) -> list[str]:
         toks = _WORD.findall(text.lower())
         memo = self.memo
-        try:
-            return list(filter(None, map(memo.__getitem__, toks)))
-        except KeyError:
+        found = list(map(memo.get, toks))
+        if None in found:  # tokens seen for the first time
             if len(memo) > self.limit:
                 memo.clear()
-            for t in toks:
-                if t not in memo:
-                    memo[t] = "" if t in STOPWORDS else _stem(t)  # never ''
-            return list(filter(None, map(memo.__getitem__, toks)))
+            for i, term in enumerate(found):
+                if term is None:
+                    t = toks[i]
+                    found[i] = memo[t] = "" if t in STOPWORDS else _stem(t)  # a stem is never ''
+        return list(filter(None, found))
 
 
 _MEMO = _TermMemo()
