@@ -26,7 +26,7 @@ import orjson
 from ledger import events as ev
 from ledger.events import Event
 from ledger.memory_state import CONTENT_EVENTS, MEMORY_EVENTS, MemoryState, Opener, apply_event
-from ledger.sqlite_pool import WAL_PRAGMAS, ThreadConnections
+from ledger.sqlite_pool import WAL_PRAGMAS, ThreadConnections, dropping_without_zeroing
 from projections.base import OPEN
 
 _BASE_DDL = """
@@ -147,6 +147,11 @@ class TemporalSqliteView:
 
     def reset(self) -> None:
         c = self.conn()
+        with dropping_without_zeroing(c):
+            self._reset(c)
+        self._after_purge()
+
+    def _reset(self, c: sqlite3.Connection) -> None:
         c.execute("BEGIN IMMEDIATE")
         try:
             gen = c.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
@@ -165,7 +170,6 @@ class TemporalSqliteView:
             if c.in_transaction:
                 c.execute("ROLLBACK")
             raise
-        self._after_purge()
 
     def apply_batch(self, events: Sequence[Event]) -> None:
         if not events:

@@ -41,6 +41,7 @@ from ledger.errors import InvalidRequest
 from ledger.events import Event
 from ledger.lifecycle import check_state
 from ledger.memory_state import Opener
+from ledger.sqlite_pool import dropping_without_zeroing
 from projections import vector_ann
 from projections.base import OPEN, Hit
 from projections.embedding import Embedder
@@ -316,7 +317,7 @@ class VectorView:
 
     def reset(self) -> None:
         """Drop every row, vector and the ANN index; the checkpoint goes back to -1."""
-        with self._lock:
+        with self._lock, dropping_without_zeroing(self._conn):
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 gen = int(self._meta("generation", "0"))
