@@ -7,13 +7,14 @@ vectors pre-filled in the embedding cache under a synthetic model id; the bench 
 to embed, which proves the rebuild never re-embeds. Query embedding is excluded from latency
 (queries pass precomputed vectors), as the issue asks.
 
-    /work/venv/bin/python bench/search_bench.py [--memories 100000] [--queries 300] [--cubes 1]
+    python bench/search_bench.py [--memories 100000] [--queries 300] [--cubes 1] [--writes 200]
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import sys
 import tempfile
 import time
@@ -28,7 +29,7 @@ from ledger import events as ev  # noqa: E402
 from ledger.api import Ledger  # noqa: E402
 from ledger.backends.sqlite_log import SqliteLog  # noqa: E402
 from ledger.events import NewEvent  # noqa: E402
-from projections.base import rebuild  # noqa: E402
+from projections.base import catch_up, rebuild  # noqa: E402
 from projections.embedding_cache import EmbeddingCache, text_hash  # noqa: E402
 from projections.graph_view import GraphView  # noqa: E402
 from projections.retrieval import Retriever  # noqa: E402
@@ -114,6 +115,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--cubes", type=int, default=1)
     ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--writes", type=int, default=200, help="queries measured under a write stream")
     args = ap.parse_args()
 
     n = args.memories
@@ -181,12 +183,32 @@ def main() -> None:
                         kw.keyword_search(q, args.k, cubes, as_of, ["generated", "activated", "frozen"])
                     lat.append((time.perf_counter() - t0) * 1000)
                 results[(label, mode)] = lat
+        # a steady write stream: one new memory between queries (views caught up before each query,
+        # the catch-up is not timed): caches must follow the writes instead of starting cold
+        stream = corpus(args.writes, seed=13)
+        svecs = vectors_for(len(stream), seed=17)
+        cache.put_many(CachedOnlyEmbedder.model_id, ((text_hash(t), v) for t, v in zip(stream, svecs, strict=True)))
+        for label in ("hybrid", "keyword"):
+            results[(f"{label} writes", "")] = []
+        for i, (text, q, qv) in enumerate(zip(stream, itertools.cycle(queries), itertools.cycle(qvecs))):
+            ledger.log.append([NewEvent("cube0", ev.MEMORY_ADDED, {"memory_id": f"w{i}", "text": text}, "bench")])
+            for view in (kw, graph, vec):
+                catch_up(ledger.events, view)
+            t0 = time.perf_counter()
+            retr.search(q, cubes, args.k, None, query_vector=qv)
+            results[("hybrid writes", "")].append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            kw.keyword_search(q, args.k, cubes, None, ["generated", "activated", "frozen"])
+            results[("keyword writes", "")].append((time.perf_counter() - t0) * 1000)
         scope = "all cubes" if cubes is None else f"cube0 of {args.cubes}"
         print(f"\n## search latency, {args.queries} queries, k={args.k}, {scope}, query embedding excluded (ms)")
         print(f"{'when':<14} {'mode':<8} {'p50':>8} {'p90':>8} {'p99':>8} {'mean':>8}")
         for (label, mode), lat in results.items():
+            if not mode:  # measured under writes
+                label, mode = "head, 1 add", label.split()[0]
             print(f"{label:<14} {mode:<8} {percentile(lat, 50):>8.2f} {percentile(lat, 90):>8.2f} "
                   f"{percentile(lat, 99):>8.2f} {np.mean(lat):>8.2f}")
+        print(f"('head, 1 add': {args.writes} queries, each after one new memory was added and folded into every view)")
         ratio = percentile(results[(f"as of {mid}", "hybrid")], 50) / percentile(results[("head", "hybrid")], 50)
         print(f"\nas-of / head (hybrid p50): {ratio:.2f}x")
         sizes = {p.name: p.stat().st_size for p in (d / "views").iterdir()}
