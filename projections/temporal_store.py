@@ -115,6 +115,7 @@ class TemporalSqliteView:
                                                    "cache_size=-65536", "temp_store=MEMORY",
                                                    "wal_autocheckpoint=16384"))
         self._generation = -1
+        self.committed: int | None = None
         self._discard_buffers()
         self._create()
 
@@ -210,6 +211,7 @@ class TemporalSqliteView:
             if last > done:
                 c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('checkpoint', ?)", (last,))
             c.execute("COMMIT")
+            self.committed = last  # the checkpoint this object wrote (others may write after it)
         except BaseException:
             if c.in_transaction:
                 c.execute("ROLLBACK")

@@ -105,12 +105,15 @@ class KeywordView(TemporalSqliteView):
     name = "keyword"
     layout = "keyword-2"  # packed postings (projections.posting_segments) and document columns
     store_text = True
-    rebuild_batch_size = 10_000  # fewer, larger segments when folding the whole log
+    rebuild_batch_size = 25_000  # fewer, larger segments when folding the whole log
     compact_after = 100_000  # segment rows written before the segments of busy terms are merged
     compact_max_segments = 64
 
     def __init__(self, path: str | Path, opener: Opener | None = None):
         self._term_ids: dict[str, int] = {}  # writer's cache of term ids
+        # the checkpoint at which ``_term_ids`` held every term of the file (None: not known to)
+        self._terms_complete_at: int | None = None
+        self._complete_now = False
         self._docs = DocColumns()
         self._lists = segments.PostingLists()
         self._df: dict[tuple[Any, ...], int] = {}
@@ -124,13 +127,17 @@ class KeywordView(TemporalSqliteView):
     def reset(self) -> None:
         self._term_ids.clear()
         super().reset()
+        self._terms_complete_at = -1  # an empty view: the empty cache knows every term
 
     def apply_batch(self, events: Sequence[Event]) -> None:
+        self._complete_now = False
         try:
             super().apply_batch(events)
         except BaseException:  # ids cached from a rolled-back transaction must not survive it
             self._term_ids.clear()
+            self._terms_complete_at = None
             raise
+        self._terms_complete_at = self.committed if self._complete_now else None
         self._maybe_compact()
 
     # -- indexing ------------------------------------------------------------------------
@@ -163,9 +170,16 @@ class KeywordView(TemporalSqliteView):
         self._buf_doc_closes: list[tuple[int, int, int]] = []  # (t_to, changed, text id)
 
     def _resolve_terms(self, c: sqlite3.Connection, words: set[str]) -> None:
-        """Fill the term-id cache for ``words``: one lookup per 500 unknown words, one insert for new ones."""
+        """Fill the term-id cache for ``words``: one lookup per 500 unknown words, one insert for new ones.
+
+        The lookups are skipped while the cache is known to hold every term of the file: since a
+        reset, as long as only this object wrote (the file's checkpoint is the one it committed).
+        """
         unknown = [w for w in words if w not in self._term_ids]
-        for chunk in _chunks(unknown, 500):
+        done = c.execute("SELECT value FROM meta WHERE key = 'checkpoint'").fetchone()
+        self._complete_now = self._terms_complete_at is not None and self._terms_complete_at == (
+            int(done[0]) if done else -1)
+        for chunk in [] if self._complete_now else _chunks(unknown, 500):
             self._term_ids.update(c.execute(f"SELECT term, term_id FROM terms WHERE term IN "
                                             f"({','.join('?' * len(chunk))})", chunk).fetchall())
         new = sorted(w for w in unknown if w not in self._term_ids)
@@ -195,6 +209,7 @@ class KeywordView(TemporalSqliteView):
 
     def _invalidate_caches(self) -> None:
         self._term_ids.clear()
+        self._terms_complete_at = None
 
     def _maybe_compact(self) -> None:
         """Merge the many small segments of busy terms that small batches leave (same postings)."""
@@ -255,6 +270,7 @@ class KeywordView(TemporalSqliteView):
         for chunk in _chunks(text_ids, 500):
             c.execute(f"DELETE FROM docs WHERE text_id IN ({','.join('?' * len(chunk))})", chunk)
         self._term_ids.clear()
+        self._terms_complete_at, self._complete_now = None, False
 
     # -- queries -------------------------------------------------------------------------
     def _scope(self, cubes: Sequence[str] | None, as_of: int | None) -> _Scope:

@@ -244,3 +244,23 @@ def test_file_of_an_older_layout_is_dropped_and_folded_again(tmp_path: Path) -> 
     assert _searches(view, None) == _searches(clean, None)
     view.close()
     assert KeywordView(path).checkpoint() == ledger.head()  # the current layout is kept on reopen
+
+
+def test_two_writers_of_one_file_alternate_without_losing_terms(tmp_path: Path) -> None:
+    ledger = Ledger(SqliteLog(tmp_path / "log.sqlite", synchronous="OFF"))
+    words = ["garden piano", "river dog", "zephyr quartz", "zephyr garden", "quartz river"]
+    ledger.log.append([NewEvent("c0", ev.MEMORY_ADDED, {"memory_id": f"m{i}", "text": f"{words[min(i // 5, 4)]} {i}"},
+                                "u") for i in range(25)])
+    a, b = KeywordView(tmp_path / "kw.sqlite"), KeywordView(tmp_path / "kw.sqlite")
+    rebuild(ledger.events, a, to=9)  # a knows every term of the file after its own reset
+    catch_up(ledger.events, b, to=14, batch_size=2)  # b adds "zephyr" and "quartz"
+    catch_up(ledger.events, a, to=19, batch_size=3)  # a must look them up, not insert them again
+    catch_up(ledger.events, b, batch_size=2)
+    catch_up(ledger.events, a)
+    clean = KeywordView(tmp_path / "clean.sqlite")
+    rebuild(ledger.events, clean)
+    assert a.posting_rows() == clean.posting_rows() == b.posting_rows()
+    for q in ("zephyr", "quartz garden", "river"):
+        for at in (None, 17):
+            assert a.keyword_search(q, 30, as_of=at) == clean.keyword_search(q, 30, as_of=at) == b.keyword_search(
+                q, 30, as_of=at) != []
