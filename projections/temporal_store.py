@@ -105,6 +105,7 @@ class TemporalSqliteView:
 
     name = "temporal"
     layout = "temporal-2"  # stored in meta; a file of another layout is dropped and folded again
+    rebuild_batch_size = 10_000  # events per transaction when folding the whole log (``projections.base.rebuild``)
     store_text = False  # keep the text itself in ``texts`` (the keyword view does, to show hits)
 
     def __init__(self, path: str | Path, opener: Opener | None = None):

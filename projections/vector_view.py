@@ -132,6 +132,9 @@ class VectorView:
     """
 
     name = "vector"
+    # events per transaction when folding the whole log: fewer, larger commits (3.4 s instead of
+    # 4.3 s at 100k memories); a batch's missing embeddings are cached as they are computed
+    rebuild_batch_size = 10_000
 
     def __init__(self, path: str | Path, embedder: Embedder, opener: Opener | None = None, *,
                  cache: EmbeddingCache | None = None, exact_threshold: int = 20_000,
