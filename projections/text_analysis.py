@@ -10,6 +10,10 @@ import re
 from collections import Counter
 from functools import lru_cache
 
+# Bump when terms() would give other terms for some text: views indexed with the old analysis
+# are then dropped and folded again (their postings and erasure depend on it).
+ANALYSIS_VERSION = 1
+
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _ENTITY = re.compile(r"\b[A-Z][\w'&-]*(?:\s+(?:of\s+|the\s+|de\s+)?[A-Z][\w'&-]*)*")
 

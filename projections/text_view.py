@@ -34,7 +34,7 @@ from projections import posting_segments as segments
 from projections.base import OPEN, Hit
 from projections.keyword_docs import DOCS_DDL, DocColumns
 from projections.temporal_store import Current, TemporalSqliteView, _chunks
-from projections.text_analysis import term_frequencies, terms
+from projections.text_analysis import ANALYSIS_VERSION, term_frequencies, terms
 
 K1 = 0.9  # tuned for short memories (LoCoMo dev; see docs/projections.md)
 B = 0.3
@@ -103,7 +103,7 @@ class KeywordView(TemporalSqliteView):
     """Temporal BM25 keyword view (``KeywordSearch`` port)."""
 
     name = "keyword"
-    layout = "keyword-2"  # packed postings (projections.posting_segments) and document columns
+    layout = f"keyword-2/analysis-{ANALYSIS_VERSION}"  # packed postings and document columns
     store_text = True
     rebuild_batch_size = 25_000  # fewer, larger segments when folding the whole log
     compact_after = 100_000  # segment rows written before the segments of busy terms are merged
