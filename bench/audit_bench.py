@@ -1,6 +1,6 @@
 """Audit-query benchmark on a large ledger.
 
-    /work/venv/bin/python bench/audit_bench.py --events 1000000 --data /tmp/memledger-bench-1m
+    python bench/audit_bench.py --events 1000000 --data /tmp/memledger-bench-1m
 
 Builds the ledger on first use (batched appends) and reuses it. Prints median / p95 / max in
 milliseconds. Target: an audit query for one memory <= 50 ms on a 1M-event ledger.

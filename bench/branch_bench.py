@@ -1,6 +1,6 @@
 """Branch benchmark on a large ledger: branch creation time, and get/history on a branch vs main.
 
-    /work/venv/bin/python bench/branch_bench.py --events 1000000 --data /tmp/memledger-bench-1m
+    python bench/branch_bench.py --events 1000000 --data /tmp/memledger-bench-1m
 
 Builds the ledger on first use (batched appends, about a minute for 1M events) and reuses it.
 Prints a table of median / p95 / max in milliseconds. Targets: create <= 50 ms; branch reads

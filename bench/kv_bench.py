@@ -1,6 +1,6 @@
 """Time to first token with a cube's cached KV context vs re-prefilling it (SmolLM2-135M, CPU).
 
-    /work/venv/bin/python bench/kv_bench.py [--tokens 1000] [--repeats 7] [--threads N]
+    python bench/kv_bench.py [--tokens 1000] [--repeats 7] [--threads N]
 
 Builds a cube whose activated memories make a system prefix of about ``--tokens`` tokens,
 stores its KV cache, then for the same user question measures (median of ``--repeats``,

@@ -1,6 +1,6 @@
 """Time of one scheduler decision pass over a log prefix (the pure ``decide`` function).
 
-    /work/venv/bin/python bench/scheduler_bench.py [--memories 10000] [--reads 40000] [--cubes 20]
+    python bench/scheduler_bench.py [--memories 10000] [--reads 40000] [--cubes 20]
 
 Builds a log of random 12-word memories spread over cubes plus random live reads, then times
 ``plan_at`` (fold of the whole prefix, usage, near-duplicate search, promotion ranking).

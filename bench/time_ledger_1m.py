@@ -3,7 +3,7 @@
 Shape: ``cubes`` cubes; per round of 4 events one memory is added, one updated twice and one read,
 so a ledger of N events holds about N/4 memories with ~4 events each. Run as a script to build:
 
-    /work/venv/bin/python bench/time_ledger_1m.py --events 1000000 --data /tmp/memledger-bench-1m
+    python bench/time_ledger_1m.py --events 1000000 --data /tmp/memledger-bench-1m
 """
 
 from __future__ import annotations
