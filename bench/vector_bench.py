@@ -5,7 +5,7 @@ Synthetic data, so the benchmark measures the view and not the model: texts are
 embedding cache under the model id ``bench-synthetic-384`` (the bench embedder refuses to embed,
 which proves the rebuild never re-embeds). Query embedding is excluded from search latency.
 
-    /work/venv/bin/python bench/vector_bench.py [--memories 100000] [--queries 300]
+    python bench/vector_bench.py [--memories 100000] [--queries 300]
 """
 
 from __future__ import annotations
