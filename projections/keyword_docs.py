@@ -16,6 +16,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -45,6 +46,21 @@ def _empty(n: int) -> Columns:
                    np.full(n, OPEN, np.int64))
 
 
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The columns as synced to one (checkpoint, generation) stamp, with that stamp's caches.
+
+    Rows change in place only at offsets after the checkpoint (a later text, a later close),
+    so answers as of offsets up to the checkpoint read the same from these arrays however far
+    a later sync has moved them; a purge or reset gets new arrays.
+    """
+
+    cols: Columns
+    checkpoint: int
+    generation: int
+    corpus_cache: dict[tuple[int, tuple[int, ...] | None], tuple[int, int]] = field(default_factory=dict)
+
+
 class DocColumns:
     """In-memory mirror of the ``docs`` table, synced to a (checkpoint, generation) stamp."""
 
@@ -52,25 +68,24 @@ class DocColumns:
         self._lock = threading.Lock()
         self._codes: dict[str, int] = {}
         self.cols = _empty(0)
-        self._synced: tuple[int, int] | None = None  # (checkpoint, generation)
-        self._corpus: dict[tuple[int, tuple[int, ...] | None], tuple[int, int]] = {}
+        self._snap: Snapshot | None = None
 
-    def sync(self, c: sqlite3.Connection, checkpoint: int, generation: int) -> Columns:
-        """Bring the arrays up to the view's state at ``checkpoint`` and return them."""
+    def sync(self, c: sqlite3.Connection, checkpoint: int, generation: int) -> Snapshot:
+        """Bring the arrays up to the view's state at ``checkpoint``."""
         with self._lock:
-            if self._synced == (checkpoint, generation):
-                return self.cols
+            snap = self._snap
+            if snap is not None and (snap.checkpoint, snap.generation) == (checkpoint, generation):
+                return snap
             since = -1
-            if self._synced is not None and self._synced[1] == generation:
-                since = self._synced[0]
+            if snap is not None and snap.generation == generation:
+                since = snap.checkpoint
             else:
                 self.cols = _empty(0)
             rows = c.execute("SELECT text_id, cube, dl, t_from, t_to FROM docs WHERE changed > ?", (since,)).fetchall()
             if rows:
                 self._apply(rows)
-            self._synced = (checkpoint, generation)
-            self._corpus = {}
-            return self.cols
+            self._snap = Snapshot(self.cols, checkpoint, generation)
+            return self._snap
 
     def _apply(self, rows: list[tuple[int, str, int, int, int]]) -> None:
         ids, cubes, dls, froms, tos = zip(*rows, strict=True)
@@ -106,16 +121,18 @@ class DocColumns:
             mask &= np.isin(cols.cube[text_ids], codes)
         return mask
 
-    def corpus(self, cols: Columns, at: int, codes: np.ndarray | None) -> tuple[int, int]:
-        """(documents, total length) that counted at ``at`` in the wanted cubes (cached per stamp)."""
+    @staticmethod
+    def corpus(snap: Snapshot, at: int, codes: np.ndarray | None) -> tuple[int, int]:
+        """(documents, total length) that counted at ``at`` (at most the snapshot's checkpoint) in the
+        wanted cubes; cached with the snapshot."""
         key = (at, None if codes is None else tuple(codes.tolist()))
-        got = self._corpus.get(key)
+        got = snap.corpus_cache.get(key)
         if got is None:
+            cols = snap.cols
             mask = (cols.t_from <= at) & (cols.t_to > at)
             if codes is not None:
                 mask &= np.isin(cols.cube, codes)
             got = (int(mask.sum()), int(cols.dl[mask].sum()))
-            if len(self._corpus) > 10_000:
-                self._corpus = {}
-            self._corpus[key] = got
+            if len(snap.corpus_cache) < 10_000:
+                snap.corpus_cache[key] = got
         return got

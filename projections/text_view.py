@@ -32,7 +32,7 @@ from ledger.events import Event
 from ledger.memory_state import MemoryState, Opener
 from projections import posting_segments as segments
 from projections.base import OPEN, Hit
-from projections.keyword_docs import DOCS_DDL, DocColumns
+from projections.keyword_docs import DOCS_DDL, DocColumns, Snapshot
 from projections.temporal_store import Current, TemporalSqliteView, _chunks
 from projections.text_analysis import ANALYSIS_VERSION, term_frequencies, terms
 
@@ -88,14 +88,19 @@ def bm25(w: float, tf: np.ndarray, dl: np.ndarray, norm: float) -> np.ndarray:
 
 @dataclass(slots=True)
 class _Scope:
-    """What one query reads: the view's stamp, the synced document columns, the offset and cubes."""
+    """What one query reads: the view's stamp, the synced document columns, the offset and cubes.
+
+    A query at head reads as of the checkpoint it found, so rows that later batches write while
+    it runs (always at higher offsets) cannot change its answer.
+    """
 
     c: sqlite3.Connection
     checkpoint: int
     layout: tuple[int, int]  # (purge generation, compaction epoch)
-    cols: Any
+    docs: Snapshot
     codes: np.ndarray | None
     at: int
+    df: dict[tuple[Any, ...], int]  # document frequencies of this stamp
     valid: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # term id -> current postings
 
 
@@ -279,18 +284,19 @@ class KeywordView(TemporalSqliteView):
                               "'postings_epoch')").fetchall())
         checkpoint, gen, epoch = int(meta.get("checkpoint", -1)), int(meta.get("generation", 0)), int(
             meta.get("postings_epoch", 0))
-        cols = self._docs.sync(c, checkpoint, gen)
+        snap = self._docs.sync(c, checkpoint, gen)
         stamp = (checkpoint, gen, epoch)
         if stamp != self._df_stamp or len(self._df) > 200_000:
             self._df, self._df_stamp = {}, stamp
-        return _Scope(c, checkpoint, (gen, epoch), cols, self._docs.codes(cubes), OPEN - 1 if as_of is None else as_of)
+        return _Scope(c, checkpoint, (gen, epoch), snap, self._docs.codes(cubes),
+                      checkpoint if as_of is None else min(as_of, checkpoint), self._df)
 
     def _valid(self, scope: _Scope, term_id: int) -> tuple[np.ndarray, np.ndarray]:
         """(text ids, tf) of the term's postings whose document counted at the scope's offset and cubes."""
         got = scope.valid.get(term_id)
         if got is None:
             ids, tfs = self._lists.get(scope.c, term_id, scope.checkpoint, scope.layout)
-            mask = DocColumns.valid(scope.cols, ids, scope.at, scope.codes)
+            mask = DocColumns.valid(scope.docs.cols, ids, scope.at, scope.codes)
             got = scope.valid[term_id] = (ids[mask], tfs[mask])
         return got
 
@@ -312,16 +318,16 @@ class KeywordView(TemporalSqliteView):
 
     def _corpus_stats(self, scope: _Scope, query_terms: Sequence[str], max_df: float | None = None) -> tuple[
             CorpusStats, dict[str, int]]:
-        n, total = self._docs.corpus(scope.cols, scope.at, scope.codes)
+        n, total = DocColumns.corpus(scope.docs, scope.at, scope.codes)
         ids = self._lookup_terms(scope.c, query_terms)
         dfs: dict[str, int] = {}
         if n and ids:
             cap = int(max_df * n) + 1 if max_df is not None else None
             key = (scope.at, None if scope.codes is None else scope.codes.tobytes())
             for t, tid in ids.items():
-                df = self._df.get((tid, *key))
+                df = scope.df.get((tid, *key))
                 if df is None:
-                    df = self._df[(tid, *key)] = len(self._valid(scope, tid)[0])
+                    df = scope.df[(tid, *key)] = len(self._valid(scope, tid)[0])
                 if df and (cap is None or df < cap):
                     dfs[t] = df
         stats = CorpusStats(n, (total / n) if n else 0.0, {t: idf(n, df) for t, df in dfs.items()}, dfs)
@@ -388,7 +394,7 @@ class KeywordView(TemporalSqliteView):
         for term_id, w in weights.items():
             ids, tfs = self._valid(scope, term_id)
             tids.append(ids)
-            contribs.append(bm25(w, tfs, scope.cols.dl[ids], norm))
+            contribs.append(bm25(w, tfs, scope.docs.cols.dl[ids], norm))
         text_ids = np.concatenate(tids)
         if not len(text_ids):
             return text_ids, np.zeros(0)
@@ -418,8 +424,9 @@ class KeywordView(TemporalSqliteView):
                 mids.append(mid)
                 texts.append(text_id)
         want = np.array(texts, np.intp)
-        known = want < len(scope.cols.dl)  # a version committed after the scope's stamp: not scored
-        dl = scope.cols.dl[np.where(known, want, 0)]
+        dl_all = scope.docs.cols.dl
+        known = want < len(dl_all)  # a version committed after the scope's stamp: not scored
+        dl = dl_all[np.where(known, want, 0)]
         total = np.zeros(len(want))
         hit = np.zeros(len(want), bool)
         norm = K1 / stats.avgdl if stats.avgdl else 0.0

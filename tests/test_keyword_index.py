@@ -264,3 +264,37 @@ def test_two_writers_of_one_file_alternate_without_losing_terms(tmp_path: Path) 
         for at in (None, 17):
             assert a.keyword_search(q, 30, as_of=at) == clean.keyword_search(q, 30, as_of=at) == b.keyword_search(
                 q, 30, as_of=at) != []
+
+
+def test_queries_in_threads_keep_their_answers_while_a_writer_folds(tmp_path: Path) -> None:
+    import threading
+
+    ledger = _ledger(tmp_path, n=400)
+    view = KeywordView(tmp_path / "kw.sqlite")
+    view.compact_after, view.compact_max_segments = 200, 2  # compactions while the readers read
+    catch_up(ledger.events, view, to=150)
+    clean = KeywordView(tmp_path / "clean.sqlite")
+    catch_up(ledger.events, clean, to=150)
+    want = {at: _searches(clean, at) for at in (60, 150)}
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            for at, expected in want.items():
+                got = _searches(view, at)
+                if got != expected:
+                    errors.append(f"as of {at}: {got} != {expected}")
+                    return
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for t in readers:
+        t.start()
+    try:
+        catch_up(ledger.events, view, batch_size=3)
+    finally:
+        stop.set()
+        for t in readers:
+            t.join()
+    assert not errors, errors[0]
+    assert int(view.conn().execute("SELECT value FROM meta WHERE key = 'postings_epoch'").fetchone()[0]) >= 1
