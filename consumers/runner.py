@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger.events import now_us
+from projections import gc_pause
 from projections.base import Projection
 
 
@@ -80,7 +81,9 @@ class ProjectionConsumer:
         batch = list(self.ledger.events(cp + 1, end))
         if not batch:
             return 0
-        self.projection.apply_batch(batch)
+        with gc_pause.folding():  # as catch_up does: no full collections while a batch folds
+            self.projection.apply_batch(batch)
+        gc_pause.collect_young()
         self.applied += len(batch)
         return len(batch)
 
