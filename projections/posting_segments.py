@@ -96,8 +96,9 @@ class PostingLists:
 
     Entries are valid for one layout stamp (purge generation and compaction epoch); within it,
     a list read at an older checkpoint is extended with the segments written since (segments are
-    append-only between layout changes). At most ``max_postings`` are kept (least recently used
-    lists go first).
+    append-only between layout changes). Callers read inside one read transaction, so the stamp
+    and the segments they see agree. At most ``max_postings`` are kept (least recently used lists
+    go first).
     """
 
     def __init__(self, max_postings: int = 8_000_000):
@@ -111,9 +112,11 @@ class PostingLists:
             np.ndarray, np.ndarray]:
         """(text ids, term frequencies) of ``term_id`` as of the view's ``checkpoint``."""
         with self._lock:
-            if layout != self._layout:
+            if self._layout is None or layout > self._layout:  # (generation, epoch) only grow
                 self._lists.clear()
                 self._layout, self._size = layout, 0
+            elif layout < self._layout:  # a reader of an older state: read it whole, uncached
+                return decode(read_term(c, term_id))
             got = self._lists.get(term_id)
             if got is not None:
                 self._lists.move_to_end(term_id)

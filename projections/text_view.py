@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import math
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -278,8 +279,21 @@ class KeywordView(TemporalSqliteView):
         self._terms_complete_at, self._complete_now = None, False
 
     # -- queries -------------------------------------------------------------------------
-    def _scope(self, cubes: Sequence[str] | None, as_of: int | None) -> _Scope:
+    @contextmanager
+    def _reading(self, cubes: Sequence[str] | None, as_of: int | None) -> Iterator[_Scope]:
+        """A query's scope inside one read transaction: every statement of the query sees the same
+        committed state (a batch, purge or compaction committed meanwhile is not half seen)."""
         c = self.conn()
+        own = not c.in_transaction
+        if own:
+            c.execute("BEGIN")
+        try:
+            yield self._scope(c, cubes, as_of)
+        finally:
+            if own and c.in_transaction:
+                c.execute("COMMIT")
+
+    def _scope(self, c: sqlite3.Connection, cubes: Sequence[str] | None, as_of: int | None) -> _Scope:
         meta = dict(c.execute("SELECT key, value FROM meta WHERE key IN ('checkpoint', 'generation', "
                               "'postings_epoch')").fetchall())
         checkpoint, gen, epoch = int(meta.get("checkpoint", -1)), int(meta.get("generation", 0)), int(
@@ -314,7 +328,8 @@ class KeywordView(TemporalSqliteView):
 
         ``max_df`` (a share of the corpus) leaves out terms in more memories than that.
         """
-        return self._corpus_stats(self._scope(cubes, as_of), query_terms, max_df)[0]
+        with self._reading(cubes, as_of) as scope:
+            return self._corpus_stats(scope, query_terms, max_df)[0]
 
     def _corpus_stats(self, scope: _Scope, query_terms: Sequence[str], max_df: float | None = None) -> tuple[
             CorpusStats, dict[str, int]]:
@@ -349,7 +364,11 @@ class KeywordView(TemporalSqliteView):
         """:meth:`keyword_search` for already analysed terms (e.g. a query expansion)."""
         if k <= 0:
             return []
-        scope = self._scope(cubes, as_of)
+        with self._reading(cubes, as_of) as scope:
+            return self._search(scope, qterms, k, states, metadata, exclude)
+
+    def _search(self, scope: _Scope, qterms: Sequence[str], k: int, states: Iterable[str] | None,
+                metadata: Mapping[str, Any] | None, exclude: Iterable[str]) -> list[Hit]:
         stats, ids = self._corpus_stats(scope, qterms)
         if not stats.idf:
             return []
@@ -405,8 +424,12 @@ class KeywordView(TemporalSqliteView):
     def score_memories(self, qterms: Sequence[str], memory_ids: Iterable[str], cubes: Sequence[str] | None = None,
                        as_of: int | None = None, stats: CorpusStats | None = None) -> dict[str, float]:
         """BM25 of the given memories' versions current at ``as_of`` for analysed ``qterms`` (rescoring)."""
+        with self._reading(cubes, as_of) as scope:
+            return self._score_memories(scope, qterms, memory_ids, stats)
+
+    def _score_memories(self, scope: _Scope, qterms: Sequence[str], memory_ids: Iterable[str],
+                        stats: CorpusStats | None) -> dict[str, float]:
         uniq = list(dict.fromkeys(qterms))
-        scope = self._scope(cubes, as_of)
         stats = stats or self._corpus_stats(scope, uniq)[0]
         wanted = set(uniq)
         weights = {t: w for t, w in stats.idf.items() if t in wanted}
