@@ -182,12 +182,9 @@ class KeywordView(TemporalSqliteView):
         reset, as long as only this object wrote (the file's checkpoint is the one it committed).
         """
         unknown = [w for w in words if w not in self._term_ids]
-        done = c.execute("SELECT value FROM meta WHERE key = 'checkpoint'").fetchone()
-        self._complete_now = self._terms_complete_at is not None and self._terms_complete_at == (
-            int(done[0]) if done else -1)
-        for chunk in [] if self._complete_now else _chunks(unknown, 500):
-            self._term_ids.update(c.execute(f"SELECT term, term_id FROM terms WHERE term IN "
-                                            f"({','.join('?' * len(chunk))})", chunk).fetchall())
+        self._complete_now = self._terms_complete_at is not None and self._terms_complete_at == self.checkpoint()
+        if not self._complete_now:
+            self._term_ids.update(self._lookup_terms(c, unknown))
         new = sorted(w for w in unknown if w not in self._term_ids)
         if new:
             start = (c.execute("SELECT MAX(term_id) FROM terms").fetchone()[0] or 0) + 1
@@ -262,17 +259,14 @@ class KeywordView(TemporalSqliteView):
                                      f"({','.join('?' * len(chunk))})", chunk).fetchall():
                 words.update(terms(text))  # the same analysis that indexed it
         gone = np.array(sorted(text_ids), np.intp)
-        for chunk in _chunks(sorted(words), 500):
-            found = c.execute(f"SELECT term_id FROM terms WHERE term IN ({','.join('?' * len(chunk))})",
-                              chunk).fetchall()
-            for (term_id,) in found:
-                ids, tfs = segments.decode(segments.read_term(c, term_id))
-                keep = ~np.isin(ids, gone)
-                if keep.all():
-                    continue
-                segments.rewrite_term(c, term_id, ids[keep], tfs[keep])
-                if not keep.any():  # a term only the purged texts used would still spell out their words
-                    c.execute("DELETE FROM terms WHERE term_id = ?", (term_id,))
+        for term_id in self._lookup_terms(c, sorted(words)).values():
+            ids, tfs = segments.decode(segments.read_term(c, term_id))
+            keep = ~np.isin(ids, gone)
+            if keep.all():
+                continue
+            segments.rewrite_term(c, term_id, ids[keep], tfs[keep])
+            if not keep.any():  # a term only the purged texts used would still spell out their words
+                c.execute("DELETE FROM terms WHERE term_id = ?", (term_id,))
         for chunk in _chunks(text_ids, 500):
             c.execute(f"DELETE FROM docs WHERE text_id IN ({','.join('?' * len(chunk))})", chunk)
         self._term_ids.clear()
@@ -448,7 +442,7 @@ class KeywordView(TemporalSqliteView):
                 texts.append(text_id)
         want = np.array(texts, np.intp)
         dl_all = scope.docs.cols.dl
-        known = want < len(dl_all)  # a version committed after the scope's stamp: not scored
+        known = want < len(dl_all)  # defensive: a text the synced columns do not hold is not scored
         dl = dl_all[np.where(known, want, 0)]
         total = np.zeros(len(want))
         hit = np.zeros(len(want), bool)
