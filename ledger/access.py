@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from ledger import events as ev
-from ledger.errors import AccessDenied, InvalidRequest, NotFound, StateError
+from ledger.errors import AccessDenied, ConcurrencyConflict, InvalidRequest, NotFound, StateError
 from ledger.events import Event, NewEvent
 from ledger.log import Log
 
@@ -102,6 +102,8 @@ class AccessIndex:
             held = self._roles.get(p["cube"], {}).get(p["principal"])
             if held is not None:
                 held.discard(p["role"])
+            if p["role"] == "reader":  # reading obtained by a share ends with the revocation too
+                self._shared.get(p["cube"], set()).discard(p["principal"])
         elif e.type in (ev.MEMORY_ADDED, ev.MEMORY_MERGED) and isinstance(p.get("memory_id"), str):
             self._memory_cube.setdefault(p["memory_id"], e.stream)
 
@@ -242,19 +244,38 @@ class AccessControl:
         return event
 
     def revoke(self, caller: Caller, cube: str, principal: str, role: str) -> Event:
-        """Take ``role`` on ``cube`` away from ``principal``; effective for the next request."""
+        """Take ``role`` on ``cube`` away from ``principal``; effective for the next request.
+
+        Revoking ``reader`` also ends reading obtained through ``cube.shared``. A revocation that
+        could not take effect is refused before anything is written: a role the principal does not
+        hold, ``reader`` on a cube every principal may read, or the cube's last owner. The check
+        and the append are one step: the event is appended only if the cube's stream is still at
+        the version the check saw (a concurrent role change makes it check again).
+        """
         _check_role(role)
-        self.require_cube(caller, cube, Action.MANAGE, "revoke")
+        for _ in range(50):
+            version = self.log.stream_version(cube)
+            self.require_cube(caller, cube, Action.MANAGE, "revoke")  # folds the roles up to >= version
+            self._check_revocable(cube, principal, role)
+            payload = {"cube": cube, "principal": principal, "role": role}
+            try:
+                event = self.log.append([NewEvent(cube, ev.ACCESS_REVOKED, payload, caller.name)], {cube: version})[0]
+            except ConcurrencyConflict:
+                continue  # the cube changed between the check and the append: check again
+            self.index.refresh()
+            return event
+        raise ConcurrencyConflict(cube, version, self.log.stream_version(cube))
+
+    def _check_revocable(self, cube: str, principal: str, role: str) -> None:
         if role not in self.index.roles(cube, principal):
             raise NotFound(f"{principal!r} holds no {role} role on cube {cube!r}")
+        if role == "reader" and self.index.sharing(cube)["visibility"] == "shared":
+            raise StateError(f"cube {cube!r} is readable by every principal (visibility shared); revoking "
+                             f"{principal!r}'s reader role would not take effect: make the cube private first")
         if role == "owner":
             owners = [p for p, r in self.index.grants(cube).items() if "owner" in r]
             if owners == [principal]:
                 raise StateError(f"{principal!r} is the last owner of cube {cube!r}; grant another owner first")
-        payload = {"cube": cube, "principal": principal, "role": role}
-        event = self.log.append([NewEvent(cube, ev.ACCESS_REVOKED, payload, caller.name)])[0]
-        self.index.refresh()
-        return event
 
 
 def _check_role(role: str) -> None:

@@ -77,6 +77,10 @@ def fold_cube(events: Iterable[Event]) -> CubeInfo | None:
             others = tuple(x for x in info.shared_with if x != p["principal"])
             shared = (*others, p["principal"]) if p["action"] == "share" else others
             info = replace(info, shared_with=tuple(sorted(shared)), updated_offset=e.offset)
+        elif e.type == ev.ACCESS_REVOKED and p.get("role") == "reader" and p.get("principal") in info.shared_with:
+            # revoking reader ends a share too (as ledger.access folds it)
+            shared = tuple(x for x in info.shared_with if x != p["principal"])
+            info = replace(info, shared_with=shared, updated_offset=e.offset)
         elif e.type == CUBE_IMPORTED:
             info = replace(info, imported_from={k: p.get(k) for k in ("source_ledger", "merkle_root", "tree_size",
                                                                         "events")}, updated_offset=e.offset)
