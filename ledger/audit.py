@@ -9,7 +9,7 @@ on any ledger size; queries by actor or type alone are filtered in SQL on the em
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,10 +172,16 @@ def audit(ledger: Ledger, q: AuditQuery) -> list[AuditEntry]:
     return [entry_of(e) for e in audit_events(ledger, q)]
 
 
-def knowledge(ledger: Ledger, memory_id: str, as_of: int | str | None) -> dict[str, Any]:
-    """What the system knew about ``memory_id`` at ``as_of`` and who had read it by then."""
+def knowledge(ledger: Ledger, memory_id: str, as_of: int | str | None,
+              visible: Callable[[str], bool] | None = None) -> dict[str, Any]:
+    """What the system knew about ``memory_id`` at ``as_of`` and who had read it by then.
+
+    ``visible(stream)`` limits the answer to events of the streams the caller may see (events of
+    other cubes that name the memory, such as a link from another principal's cube, are left out).
+    """
     end = ledger.resolve_as_of(as_of)
-    events = [ledger.registry.upcast(e) for e in ledger.log.read_refs(memory_id, end)]
+    events = [ledger.registry.upcast(e) for e in ledger.log.read_refs(memory_id, end)
+              if visible is None or visible(e.stream)]
     if not events and not any(True for _ in ledger.log.read_refs(memory_id)):
         raise NotFound(f"memory {memory_id} not found")
     state = fold(events, ledger.opener).get(memory_id)

@@ -100,3 +100,32 @@ def test_item05_concurrent_owners_revoking_each_other_leave_an_owner(live_server
                    if e["type"] == "access.revoked"]
         assert len(revoked) == len(cubes)
     assert sorted(codes["alice"] + codes["bob"]).count(200) == len(cubes)
+
+
+def test_item11_knowledge_audit_hides_events_of_cubes_the_auditor_cannot_see(live_server):
+    s = live_server
+    with s.client() as c:
+        mid = _cube(s, c, "a")
+        assert c.post("/v1/cubes/a/grants", json={"principal": "bob", "role": "reader"},
+                      headers=s.h("alice")).status_code == 201
+        assert c.post("/v1/cubes/a/grants", json={"principal": "mallory", "role": "auditor"},
+                      headers=s.h("alice")).status_code == 201
+        other = _cube(s, c, "b", owner="bob")
+        r = c.post(f"/v1/memories/{other}/links", json={"target": mid, "relation": "private-relation-of-b"},
+                   headers=s.h("bob"))
+        assert r.status_code == 201, r.text
+        r = c.get(f"/v1/memories/{mid}", headers=s.h("bob"))  # a read recorded on a's stream: visible
+        assert r.status_code == 200
+        seen = c.get(f"/v1/audit/knowledge/{mid}", headers=s.h("mallory"))
+        assert seen.status_code == 200, seen.text
+        body = seen.text
+        assert other not in body and "private-relation-of-b" not in body
+        assert {e["stream"] for e in seen.json()["events"]} == {"a"}
+        assert [r["actor"] for r in seen.json()["readers"]] == ["bob"]
+        # the owner of a sees only a's events too; an auditor of a who owns b sees b's link
+        own = c.get(f"/v1/audit/knowledge/{mid}", headers=s.h("alice")).json()
+        assert {e["stream"] for e in own["events"]} == {"a"}
+        assert c.post("/v1/cubes/a/grants", json={"principal": "bob", "role": "auditor"},
+                      headers=s.h("alice")).status_code == 201
+        full = c.get(f"/v1/audit/knowledge/{mid}", headers=s.h("bob")).json()
+        assert any(e["stream"] == "b" for e in full["events"])

@@ -8,6 +8,7 @@ content-free (texts and sealed payloads never appear); for a caller who may not 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -68,13 +69,23 @@ def audit_trail(cube: Annotated[str | None, Query(min_length=1, max_length=200)]
             "truncated": len(entries) >= limit}
 
 
+def _visible_streams(state: ServiceState, caller: Caller, cube: str) -> Callable[[str], bool] | None:
+    """Which streams' events the caller may see in a knowledge answer: the memory's own cube, and
+    other cubes on which it may audit or read (admins: every stream)."""
+    if caller.admin:
+        return None
+    roles = state.access.index.roles
+    wanted = ALLOWED[Action.AUDIT] | ALLOWED[Action.READ]
+    return lambda stream: stream == cube or bool(roles(stream, caller.name) & wanted)
+
+
 @router.get("/knowledge/{memory_id}",
             summary="What the system knew about a memory at a time, and who had read it (owner or auditor)")
 def knowledge(memory_id: str = Path(min_length=1, max_length=200), as_of: AsOf = None,
               caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)) -> dict[str, Any]:
     cube = state.access.require_memory(caller, memory_id, Action.AUDIT, "audit.knowledge")
     end = resolve_as_of(state.ledger, as_of)
-    out = audit_mod.knowledge(state.ledger, memory_id, end)
+    out = audit_mod.knowledge(state.ledger, memory_id, end, visible=_visible_streams(state, caller, cube))
     full = bool(state.access.index.roles(cube, caller.name) & ALLOWED[Action.READ])
     out["events"] = [_clean(e, full) for e in out.get("events", [])]
     out["reads"] = [_clean(e, full) for e in out.get("reads", [])]
