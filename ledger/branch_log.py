@@ -15,10 +15,11 @@ from collections.abc import Iterator, Mapping, Sequence
 import orjson
 
 from ledger.branch_store import ACTIVE, BranchInfo, BranchStore
-from ledger.chain import VerifyResult, check_expected, prepare, resolve_retry, seal, verify_rows
+from ledger.chain import VerifyResult, check_expected, prepare, resolve_retry, seal
 from ledger.errors import StateError
 from ledger.events import Event, NewEvent
 from ledger.log import Log, poll_subscribe, refs_of
+from ledger.ref_index_check import verify_chain_and_refs
 from ledger.schema_registry import SchemaRegistry, default_registry
 
 _COLS = ("offset, stream, version, event_id, type, schema_version, ts_us, actor, causation_id, "
@@ -221,11 +222,18 @@ class BranchLog:
             if at_fork is None or at_fork.hash != self.info.fork_hash:
                 return VerifyResult(False, 0, self.fork, self.info.fork_hash, self.fork,
                                     f"fork point {self.fork} of branch {self.name!r} no longer matches its base")
-        cur = self.store.conn().execute(
-            f"SELECT {_COLS} FROM branch_events WHERE branch = ? ORDER BY offset", (self.name,))
-        rows = (r if isinstance(r[10], bytes) else (*r[:10], str(r[10]).encode(), *r[11:])
-                for r in iter(cur.fetchone, None))  # a payload rewritten as TEXT is still checked
-        return verify_rows(rows, self.fork + 1, self.info.fork_hash)
+        conn = self.store.conn()
+
+        def rows() -> Iterator[tuple]:
+            cur = conn.execute(f"SELECT {_COLS} FROM branch_events WHERE branch = ? ORDER BY offset", (self.name,))
+            return (r if isinstance(r[10], bytes) else (*r[:10], str(r[10]).encode(), *r[11:])
+                    for r in iter(cur.fetchone, None))  # a payload rewritten as TEXT is still checked
+
+        return verify_chain_and_refs(
+            rows, lambda: conn.execute("SELECT ref, offset FROM branch_refs WHERE branch = ?", (self.name,)),
+            lambda: conn.execute("SELECT offset, ref FROM branch_refs WHERE branch = ? ORDER BY offset, ref",
+                                 (self.name,)),
+            self.fork + 1, self.info.fork_hash, index_name=f"branch {self.name!r} refs")
 
     def close(self) -> None:
         """Nothing to release: the branch store and the base log are shared and closed by their owner."""

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -152,29 +153,34 @@ class VerifyResult:
 RawRow = tuple[int, str, int, str, str, int, int, str, "str | None", "str | None", bytes, str, str]
 
 
-def _row_problem(row: tuple, prev: str) -> str | None:
-    """Why one stored row does not extend the chain ending in ``prev`` (None when it does)."""
+def _row_problem(row: tuple, prev: str) -> tuple[str | None, Any]:
+    """Why one stored row does not extend the chain ending in ``prev`` (None when it does), and
+    its decoded payload."""
     offset, stream, version, event_id, etype, sv, ts, actor, cause, corr, payload, prev_hash, h = row
     if prev_hash != prev:
-        return f"offset {offset}: prev_hash does not link to the previous event (removed or reordered)"
+        return f"offset {offset}: prev_hash does not link to the previous event (removed or reordered)", None
     if isinstance(payload, str):  # a row edited with SQL text functions comes back as TEXT
         payload = payload.encode()
     try:
-        canon = canonical_bytes(orjson.loads(payload))
+        decoded = orjson.loads(payload)
+        canon = canonical_bytes(decoded)
     except orjson.JSONDecodeError:
-        return f"offset {offset}: payload is not valid JSON"
+        return f"offset {offset}: payload is not valid JSON", None
     if canon != bytes(payload):
-        return f"offset {offset}: payload is not canonical (modified)"
+        return f"offset {offset}: payload is not canonical (modified)", None
     if chain_hash(prev, offset, stream, version, event_id, etype, sv, ts, actor, cause, corr, canon) != h:
-        return f"offset {offset}: content does not match its hash (modified)"
-    return None
+        return f"offset {offset}: content does not match its hash (modified)", None
+    return None, decoded
 
 
-def verify_rows(rows: Iterable[RawRow], start_offset: int = 0, start_hash: str = GENESIS_HASH) -> VerifyResult:
+def verify_rows(rows: Iterable[RawRow], start_offset: int = 0, start_hash: str = GENESIS_HASH,
+                on_payload: Callable[[int, Any], None] | None = None) -> VerifyResult:
     """Recompute the chain over stored rows (offset order) and report the first broken offset.
 
     A row is ``(offset, stream, version, event_id, type, schema_version, ts_us, actor,
-    causation_id, correlation_id, payload_bytes, prev_hash, hash)``.
+    causation_id, correlation_id, payload_bytes, prev_hash, hash)``. ``on_payload(offset,
+    payload)`` sees the decoded payload of every row that verified (e.g. to check an index
+    derived from the events without decoding them twice).
     """
     expected_offset = start_offset
     prev = start_hash
@@ -185,9 +191,11 @@ def verify_rows(rows: Iterable[RawRow], start_offset: int = 0, start_hash: str =
             kind = "removed" if offset > expected_offset else "reordered or duplicated"
             return VerifyResult(False, checked, offset, prev, expected_offset,
                                 f"offset {expected_offset} {kind} (found offset {offset} next)")
-        problem = _row_problem(row, prev)
+        problem, payload = _row_problem(row, prev)
         if problem is not None:
             return VerifyResult(False, checked, offset, prev, offset, problem)
+        if on_payload is not None:
+            on_payload(offset, payload)
         prev = row[12]
         expected_offset += 1
         checked += 1

@@ -29,6 +29,7 @@ BRANCH_CREATED = "branch.created"
 BRANCH_DROPPED = "branch.dropped"
 BRANCH_MERGED = "branch.merged"
 SCHEDULER_DECIDED = "scheduler.decided"
+CHECKPOINT_SIGNED = "checkpoint.signed"
 
 SYSTEM_STREAM = "_system"
 

@@ -14,6 +14,7 @@ from ledger.config import init_data_dir, load_config
 from ledger.factory import open_ledger
 from ledger.governance.checkpoints import Checkpoints
 from ledger.governance.integrity import verify_integrity
+from ledger.log import refs_of
 
 
 @pytest.fixture
@@ -23,10 +24,10 @@ def data(tmp_path):
     for i in range(12):
         ledger.add("c", f"memory {i}", actor="agent")
     cps = Checkpoints.for_config(load_config(d))
-    cps.create(ledger.log)  # 13 events
+    cps.create(ledger.log)  # 13 events (its record in the log is offset 13)
     for i in range(5):
         ledger.add("c", f"later {i}", actor="agent")
-    cps.create(ledger.log)  # 18 events
+    cps.create(ledger.log)  # 19 events (its record is offset 19)
     ledger.log.close()
     return d
 
@@ -57,9 +58,32 @@ def _rewrite(d, offset: int, new_text: str) -> None:
     conn.close()
 
 
+def _remove_checkpoint_records(d) -> None:
+    """Drop every checkpoint.signed event and renumber and re-hash the rest (a thorough attacker)."""
+    conn = sqlite3.connect(d / "log.sqlite")
+    rows = conn.execute("SELECT offset, stream, version, event_id, type, schema_version, ts_us, actor, "
+                        "causation_id, correlation_id, payload FROM events ORDER BY offset").fetchall()
+    kept = [r for r in rows if r[4] != "checkpoint.signed"]
+    prev, versions = GENESIS_HASH, {}
+    with conn:
+        conn.execute("DELETE FROM events")
+        conn.execute("DELETE FROM refs")
+        for offset, r in enumerate(kept):
+            versions[r[1]] = versions.get(r[1], 0) + 1
+            row = (offset, r[1], versions[r[1]], *r[3:10])
+            h = chain_hash(prev, *row, r[10])
+            conn.execute("INSERT INTO events(offset, stream, version, event_id, type, schema_version, ts_us, actor, "
+                         "causation_id, correlation_id, payload, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                         (*row, r[10], prev, h))
+            conn.executemany("INSERT OR IGNORE INTO refs(ref, offset) VALUES (?,?)",
+                             [(ref, offset) for ref in refs_of(orjson.loads(r[10]))])
+            prev = h
+    conn.close()
+
+
 def test_intact_log_and_checkpoints_verify(data, capsys):
     r = _check(data)
-    assert r.ok and r.checkpoints.checked == 2 and r.chain["checked"] == 18
+    assert r.ok and r.checkpoints.checked == 2 and r.chain["checked"] == 20
     assert main(["--data", str(data), "verify"]) == 0
     assert "2 signed checkpoints match" in capsys.readouterr().out
 
@@ -95,6 +119,12 @@ def test_truncated_log_fails(data, capsys):
         conn.execute("DELETE FROM events WHERE offset >= 15")
     conn.close()
     r = _check(data)
+    assert not r.chain["ok"] and "refs index" in r.problem  # the ref index still names the removed events
+    conn = sqlite3.connect(data / "log.sqlite")
+    with conn:
+        conn.execute("DELETE FROM refs WHERE offset >= 15")
+    conn.close()
+    r = _check(data)
     assert r.chain["ok"] and not r.ok and "truncated" in r.problem and r.checkpoints.seq == 2
     assert main(["--data", str(data), "verify", "--json"]) == 1
     out = orjson.loads(capsys.readouterr().out)
@@ -125,6 +155,14 @@ def test_resigned_with_a_new_key_fails_against_the_trusted_key(data, tmp_path, c
     ledger = open_ledger(data)
     Checkpoints.for_config(ledger.config).create(ledger.log)
     ledger.log.close()
+    assert main(["--data", str(data), "verify"]) == 1  # the log's own checkpoint records give it away...
+    assert "the store was replaced" in capsys.readouterr().out
+    # ...so the attacker also removes those records (and re-hashes everything after them)
+    _remove_checkpoint_records(data)
+    (data / "checkpoints.jsonl").unlink()
+    ledger = open_ledger(data)
+    Checkpoints.for_config(ledger.config).create(ledger.log)
+    ledger.log.close()
     assert main(["--data", str(data), "verify"]) == 0  # self-consistent with the attacker's key...
     capsys.readouterr()
     assert main(["--data", str(data), "verify", "--public-key", str(trusted)]) == 1  # ...not with the trusted one
@@ -140,9 +178,9 @@ def test_checkpoint_cli_and_empty_log(tmp_path, capsys):
     assert main(["--data", d, "checkpoint", "--json"]) == 0
     out = capsys.readouterr().out.strip().splitlines()[-1]
     cp = orjson.loads(out)
-    assert cp["seq"] == 2 and cp["log_size"] == 2
+    assert cp["seq"] == 2 and cp["log_size"] == 3  # the record of #1, then the cube and the memory
     assert main(["--data", d, "checkpoints", "--json"]) == 0
-    assert [c["log_size"] for c in orjson.loads(capsys.readouterr().out)] == [0, 2]
+    assert [c["log_size"] for c in orjson.loads(capsys.readouterr().out)] == [0, 3]
     assert main(["--data", d, "verify"]) == 0
     key = tmp_path / "d" / "keys" / "checkpoint-signing.key"
     assert oct(key.stat().st_mode & 0o777) == "0o600"

@@ -41,10 +41,10 @@ def env(tmp_path):
     for i in range(9):
         ledger.add("c", f"m{i}\n\t\"quoted\" \u2028 ✓", actor="agent")
     cps = Checkpoints.for_config(ledger.config)
-    cps.create(ledger.log)  # 12 events
+    cps.create(ledger.log)  # 12 events (its record is offset 12)
     for i in range(6):
         ledger.add("c", f"later {i}", actor="agent")
-    cps.create(ledger.log)  # 18 events
+    cps.create(ledger.log)  # 19 events (its record is offset 19)
     pub = cps.signer.public_key()
     yield ledger, cps, pub
     ledger.log.close()
@@ -145,13 +145,13 @@ def test_no_proof_for_a_rewritten_log(env, tmp_path):
 def test_bad_offsets_and_checkpoints(env):
     ledger, cps, pub = env
     with pytest.raises(NotFound):
-        inclusion_proof(ledger.log, cps, 18)
+        inclusion_proof(ledger.log, cps, ledger.head() + 1)
     with pytest.raises(NotFound):
         inclusion_proof(ledger.log, cps, -1)
     with pytest.raises(InvalidRequest):
         inclusion_proof(ledger.log, cps, 15, seq=1)
-    ledger.add("c", "after all checkpoints", actor="agent")
-    doc = inclusion_proof(ledger.log, cps, 18)  # makes checkpoint #3
+    written = ledger.add("c", "after all checkpoints", actor="agent")
+    doc = inclusion_proof(ledger.log, cps, written.offset)  # makes checkpoint #3
     assert doc["checkpoint"]["seq"] == 3 and _ok(doc, pub)
 
 

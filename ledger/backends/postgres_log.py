@@ -30,10 +30,11 @@ import psycopg
 from psycopg import sql
 
 from ledger.canonical import GENESIS_HASH
-from ledger.chain import VerifyResult, check_expected, prepare, resolve_retry, seal, verify_rows
+from ledger.chain import VerifyResult, check_expected, prepare, resolve_retry, seal
 from ledger.errors import InvalidRequest
 from ledger.events import Event, NewEvent
 from ledger.log import poll_subscribe, refs_of
+from ledger.ref_index_check import verify_chain_and_refs
 from ledger.schema_registry import SchemaRegistry, default_registry
 
 _NAME = re.compile(r"^(?!pg_)[a-z_][a-z0-9_]{0,62}$")
@@ -278,9 +279,25 @@ class PostgresLog:
     # -- verification ------------------------------------------------------------------
     def verify(self) -> VerifyResult:
         """Recompute the whole hash chain from the stored rows, and check the head row agrees."""
-        rows = ((r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], bytes(r[10]), r[11], r[12])
-                for r in self._pages("TRUE", ()))
-        result = verify_rows(rows)
+        def rows() -> Iterator[tuple]:
+            return ((r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], bytes(r[10]), r[11], r[12])
+                    for r in self._pages("TRUE", ()))
+
+        def stored() -> Iterator[tuple]:  # keyset pages in primary-key order
+            after: tuple = ("", -1)
+            q = self._q(f"SELECT ref, offset_ FROM {{s}}.refs WHERE (ref, offset_) > (%s, %s) "
+                        f"ORDER BY ref, offset_ LIMIT {_PAGE}")
+            while True:
+                page = self._conn().execute(q, after).fetchall()
+                yield from page
+                if len(page) < _PAGE:
+                    return
+                after = page[-1]
+
+        def stored_by_offset() -> list[tuple]:  # only on the failure path
+            return self._conn().execute(self._q("SELECT offset_, ref FROM {s}.refs ORDER BY offset_, ref")).fetchall()
+
+        result = verify_chain_and_refs(rows, stored, stored_by_offset)
         if result.ok:
             head, head_hash = self._conn().execute(self._q("SELECT head, hash FROM {s}.head WHERE id = 1")).fetchone()
             if head != result.head or head_hash != result.head_hash:

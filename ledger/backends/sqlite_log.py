@@ -16,9 +16,10 @@ from pathlib import Path
 import orjson
 
 from ledger.canonical import GENESIS_HASH
-from ledger.chain import VerifyResult, check_expected, prepare, resolve_retry, seal, verify_rows
+from ledger.chain import VerifyResult, check_expected, prepare, resolve_retry, seal
 from ledger.events import Event, NewEvent
 from ledger.log import poll_subscribe, refs_of
+from ledger.ref_index_check import verify_chain_and_refs
 from ledger.schema_registry import SchemaRegistry, default_registry
 from ledger.sqlite_pool import WAL_PRAGMAS, ThreadConnections
 
@@ -226,12 +227,24 @@ class SqliteLog:
 
     # -- verification ------------------------------------------------------------------
     def verify(self) -> VerifyResult:
-        """Recompute the whole hash chain from the stored rows."""
-        cur = self._conn().execute(
-            "SELECT offset, stream, version, event_id, type, schema_version, ts_us, actor, causation_id, "
-            "correlation_id, payload, prev_hash, hash FROM events ORDER BY offset"
-        )
-        return verify_rows(_flatten(cur))
+        """Recompute the whole hash chain from the stored rows, check the ref index against the
+        events, and let SQLite check its own indexes (event ids, stream versions) against the table."""
+        conn = self._conn()
+        try:
+            result = verify_chain_and_refs(
+                lambda: _flatten(conn.execute(f"SELECT {_COLS} FROM events ORDER BY offset")),
+                lambda: _flatten(conn.execute("SELECT ref, offset FROM refs")),
+                lambda: _flatten(conn.execute("SELECT offset, ref FROM refs ORDER BY offset, ref")))
+            if not result.ok:
+                return result
+            problems = [r[0] for r in conn.execute("PRAGMA integrity_check(20)").fetchall()]
+        except sqlite3.DatabaseError as exc:
+            return VerifyResult(False, 0, -1, GENESIS_HASH, None, f"the log database {self.path} is damaged: {exc}")
+        if problems != ["ok"]:
+            return VerifyResult(False, result.checked, result.head, result.head_hash, None,
+                                "the database's own indexes disagree with its tables (damaged or edited): "
+                                + "; ".join(problems[:5]))
+        return result
 
 
 def _flatten(cur: sqlite3.Cursor) -> Iterator[tuple]:

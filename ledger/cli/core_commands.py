@@ -63,6 +63,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
     p = sub.add_parser("verify", parents=[common], help="recompute the hash chain (and check signed checkpoints)")
     p.add_argument("--public-key", default=None, help="trusted checkpoint public key (default: the local one)")
+    p.add_argument("--trusted", default=None, metavar="FILE",
+                   help="checkpoints held elsewhere to pin the log against (memledger checkpoint --json output, "
+                        "or a copy of checkpoints.jsonl): catches truncation even with the local store deleted")
     add_branch_flag(p)
     p.set_defaults(func=cmd_verify)
 
@@ -142,38 +145,40 @@ def cmd_head(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from ledger.governance.checkpoints import load_checkpoints_file, load_public_key
+    from ledger.governance.integrity import verify_integrity
+
     ledger = ledger_for(args)
-    verify = getattr(ledger.log, "verify", None)
-    if verify is None:
-        raise InvalidRequest("this log backend cannot be verified from here")
-    result = verify()
-    if result.ok:
-        on_branch = getattr(args, "branch", None) not in (None, "main")  # signed checkpoints are main's
-        cps = None if on_branch else _checkpoint_report(ledger, getattr(args, "public_key", None))
-        d = result.to_dict()
-        text = f"OK: {result.checked} events, head {result.head}, head hash {result.head_hash}"
-        if cps is not None:
-            d["checkpoints"] = cps.to_dict()
-            if not cps.ok:
-                d.update(ok=False, problem=cps.problem)
-                emit(args, d, f"FAILED: {cps.problem}")
-                return 1
-            text += f"; {cps.checked} signed checkpoints match"
-        emit(args, d, text)
-        return 0
-    emit(args, result.to_dict(), f"FAILED at offset {result.first_bad_offset}: {result.problem}")
-    if not args.json:
-        print(f"chain broken at offset {result.first_bad_offset}", file=sys.stderr)
+    on_branch = getattr(args, "branch", None) not in (None, "main")  # signed checkpoints are main's
+    if on_branch:
+        if args.trusted:
+            raise InvalidRequest("--trusted pins main's log; it cannot be used with --branch")
+        chain = ledger.log.verify()
+        d = chain.to_dict()
+        if chain.ok:
+            emit(args, d, f"OK: {chain.checked} events, head {chain.head}, head hash {chain.head_hash}")
+            return 0
+        return _verify_failed(args, d, chain.first_bad_offset, chain.problem)
+    public_key = load_public_key(args.public_key) if args.public_key else None
+    trusted = load_checkpoints_file(args.trusted) if args.trusted else None
+    report = verify_integrity(ledger, ledger.config, public_key, trusted)
+    d = {**report.chain, **report.to_dict()}
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if not report.ok:
+        return _verify_failed(args, d, report.chain.get("first_bad_offset"), report.problem)
+    text = f"OK: {report.chain['checked']} events, head {report.chain['head']}, head hash {report.chain['head_hash']}"
+    if report.checkpoints is not None and report.checkpoints.checked:
+        text += f"; {report.checkpoints.checked} signed checkpoints match"
+    if report.trusted is not None:
+        text += f"; {report.trusted.checked} trusted checkpoints match"
+    emit(args, d, text)
+    return 0
+
+
+def _verify_failed(args: argparse.Namespace, d: dict[str, Any], offset: int | None, problem: str | None) -> int:
+    where = f" at offset {offset}" if offset is not None else ""
+    emit(args, {**d, "ok": False, "problem": problem}, f"FAILED{where}: {problem}")
+    if not args.json and offset is not None:
+        print(f"chain broken at offset {offset}", file=sys.stderr)
     return 1
-
-
-def _checkpoint_report(ledger: Any, public_key: str | None) -> Any:
-    """Stored signed checkpoints checked against the log (None when governance has none)."""
-    try:
-        from ledger.governance.checkpoints import Checkpoints, load_public_key
-    except ImportError:
-        return None
-    cps = Checkpoints.for_config(ledger.config)
-    if not cps.any_stored() and public_key is None:
-        return None
-    return cps.verify(ledger.log, load_public_key(public_key) if public_key else None)

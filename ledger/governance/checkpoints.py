@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from ledger.canonical import GENESIS_HASH
 from ledger.config import Config
 from ledger.errors import InvalidRequest, LedgerError, NotFound
-from ledger.events import now_us, us_to_iso
+from ledger.events import CHECKPOINT_SIGNED, SYSTEM_STREAM, NewEvent, now_us, us_to_iso
 from ledger.governance.keystore_factory import keys_dir
 from ledger.governance.log_tree import log_tree
 from ledger.governance.merkle import MerkleTree, leaf_hash
@@ -234,8 +234,18 @@ class Checkpoints:
         """The checkpoint key (``<keys dir>/checkpoint-signing.key``) and store of a data directory."""
         return cls(CheckpointSigner(keys_dir(config) / SIGNING_KEY_NAME), CheckpointStore(config.data_dir / STORE_NAME))
 
-    def create(self, log: Log, tree: MerkleTree | None = None) -> Checkpoint:
-        """Sign and store a checkpoint of the log as it is now."""
+    def create(self, log: Log, tree: MerkleTree | None = None, actor: str = "memledger") -> Checkpoint:
+        """Sign and store a checkpoint of the log as it is now, then record it in the log.
+
+        The record (``checkpoint.signed`` on ``_system``, after the events it covers) is what lets
+        ``verify`` notice a checkpoint store that was deleted or replaced later.
+        """
+        cp = self._sign_and_store(log, tree)
+        payload = {k: v for k, v in cp.to_dict().items() if k not in ("format", "time")}
+        log.append([NewEvent(SYSTEM_STREAM, CHECKPOINT_SIGNED, payload, actor)])
+        return cp
+
+    def _sign_and_store(self, log: Log, tree: MerkleTree | None) -> Checkpoint:
         key_id = key_id_of(self.signer.public_key(create=True))
 
         def make(seq: int) -> Checkpoint:
@@ -283,7 +293,8 @@ class Checkpoints:
         except CheckpointError as exc:
             return CheckpointReport(False, 0, t.size, f"the checkpoint store is damaged: {exc}")
         if not cps:
-            return CheckpointReport(True, 0, t.size)
+            missing = self._missing_from_store(log, cps)
+            return CheckpointReport(missing is None, 0, t.size, missing)
         if public_key is None and not self.signer.exists():
             return CheckpointReport(False, 0, t.size, f"{len(cps)} checkpoints are stored but the signing key "
                                     f"{self.signer.path} is gone; verify with the published public key")
@@ -313,7 +324,105 @@ class Checkpoints:
                 return CheckpointReport(False, i, t.size, f"checkpoint #{cp.seq}: head hash differs from "
                                         f"the event at offset {cp.log_size - 1}", cp.seq)
             prev_seq, prev_size = cp.seq, cp.log_size
+        missing = self._missing_from_store(log, cps)
+        if missing is not None:
+            return CheckpointReport(False, len(cps), t.size, missing)
         return CheckpointReport(True, len(cps), t.size)
+
+
+    def _missing_from_store(self, log: Log, stored: list[Checkpoint]) -> str | None:
+        """Why the store disagrees with the checkpoints the log recorded (None when it agrees)."""
+        by_seq = {cp.seq: cp for cp in stored}
+        recorded = list(recorded_checkpoints(log))
+        if recorded and not stored:
+            at, last = recorded[-1]
+            return (f"the log records {len(recorded)} signed checkpoints (the last, #{last.seq} covering "
+                    f"{last.log_size} events, at offset {at}) but the checkpoint store {self.store.path} holds none: "
+                    "it was deleted or replaced")
+        for at, cp in recorded:
+            have = by_seq.get(cp.seq)
+            if have is None:
+                return (f"checkpoint #{cp.seq} (recorded in the log at offset {at}) is missing from the checkpoint "
+                        f"store {self.store.path}: checkpoints were removed")
+            if have.message() != cp.message() or have.signature != cp.signature:
+                return (f"checkpoint #{cp.seq} in the store differs from the one the log recorded at offset {at}: "
+                        "the store was replaced")
+        return None
+
+    def verify_pinned(self, log: Log, pinned: list[Checkpoint], public_key: Ed25519PublicKey | None = None,
+                      tree: MerkleTree | None = None) -> CheckpointReport:
+        """Check the log against checkpoints held elsewhere (a trusted copy, as Certificate
+        Transparency clients keep the last signed tree head): each must be validly signed, the log
+        must still hold its events, and their Merkle root and head hash must be unchanged."""
+        t = tree or log_tree(log)
+        if not pinned:
+            return CheckpointReport(False, 0, t.size, "the trusted checkpoint file holds no checkpoint")
+        if public_key is None and not self.signer.exists():
+            return CheckpointReport(False, 0, t.size, "no public key to check the trusted checkpoints with: "
+                                    "pass --public-key (the local signing key is gone)")
+        pub = public_key or self.signer.public_key(create=False)
+        try:
+            stored = {cp.seq: cp for cp in self.store.all()}
+        except CheckpointError:
+            stored = {}
+        for i, cp in enumerate(pinned):
+            problem = _pinned_problem(cp, pub, t, stored.get(cp.seq))
+            if problem is not None:
+                return CheckpointReport(False, i, t.size, f"trusted checkpoint #{cp.seq}: {problem}", cp.seq)
+        return CheckpointReport(True, len(pinned), t.size)
+
+
+def _pinned_problem(cp: Checkpoint, pub: Ed25519PublicKey, t: MerkleTree, stored: Checkpoint | None) -> str | None:
+    if not cp.verify_signature(pub):
+        return f"signature is not valid for key {key_id_of(pub)}"
+    if cp.log_size > t.size:
+        return f"covers {cp.log_size} events but the log has only {t.size}: the log was truncated"
+    if t.root(cp.log_size).hex() != cp.root:
+        return f"the Merkle root of the first {cp.log_size} events differs: history was rewritten"
+    head_ok = t.leaf(cp.log_size - 1) == leaf_hash(bytes.fromhex(cp.head_hash)) if cp.log_size else \
+        cp.head_hash == GENESIS_HASH
+    if not head_ok:
+        return f"head hash differs from the event at offset {cp.log_size - 1}"
+    if stored is not None and (stored.message() != cp.message() or stored.signature != cp.signature):
+        return "the local checkpoint store holds a different checkpoint under the same number (a forked history)"
+    return None
+
+
+def recorded_checkpoints(log: Log) -> list[tuple[int, Checkpoint]]:
+    """``(offset, checkpoint)`` of every ``checkpoint.signed`` record in the log, oldest first."""
+    fast = getattr(log, "read_filtered", None)
+    source = fast(types=[CHECKPOINT_SIGNED], stream=SYSTEM_STREAM) if fast is not None else log.read()
+    out = []
+    for e in source:
+        if e.type == CHECKPOINT_SIGNED and e.stream == SYSTEM_STREAM:
+            out.append((e.offset, Checkpoint.from_dict({**e.payload, "format": FORMAT})))
+    return out
+
+
+def load_checkpoints_file(path: str) -> list[Checkpoint]:
+    """Checkpoints from a file: one JSON object (``memledger checkpoint --json``), a JSON list, or
+    JSON lines (a copy of ``checkpoints.jsonl``)."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise InvalidRequest(f"cannot read trusted checkpoints {path}: {exc.strerror or exc}") from None
+    try:
+        doc = orjson.loads(raw)
+        items = doc if isinstance(doc, list) else [doc]
+    except orjson.JSONDecodeError:
+        try:
+            items = [orjson.loads(line) for line in raw.splitlines() if line.strip()]
+        except orjson.JSONDecodeError:
+            raise InvalidRequest(f"{path} is neither JSON nor JSON lines of checkpoints") from None
+    out = []
+    for n, item in enumerate(items, start=1):
+        if not isinstance(item, dict):
+            raise InvalidRequest(f"{path}: item {n} is not a checkpoint object")
+        try:
+            out.append(Checkpoint.from_dict(item))
+        except CheckpointError as exc:
+            raise InvalidRequest(f"{path}: item {n}: {exc}") from None
+    return out
 
 
 def load_public_key(text_or_path: str) -> Ed25519PublicKey:
