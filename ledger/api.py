@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ledger import events as ev
+from ledger.config import Config
 from ledger.errors import ConcurrencyConflict, InvalidRequest, NotFound, StateError
 from ledger.events import Event, NewEvent, iso_to_us
 from ledger.lifecycle import check_state, check_transition, check_writable
@@ -39,12 +41,22 @@ class Ledger:
     """Memory operations as events on a ``Log``; every read can be answered as of an offset."""
 
     def __init__(self, log: Log, registry: SchemaRegistry | None = None, opener: Opener | None = None,
-                 sealer: Any = None, record_reads: bool = True):
+                 sealer: Any = None, record_reads: bool = True, config: Config | None = None,
+                 erasure_participants: Callable[[Ledger, Path | None], list[Any]] | None = None):
         self.log = log
         self.registry = registry or default_registry()
         self.opener = opener
-        self.sealer = sealer  # object with seal(subject, content: dict) -> dict (see governance)
+        self.sealer = sealer  # object with seal_under(subjects, content: dict) -> dict (see governance)
         self.record_reads = record_reads
+        self.config = config  # the data directory's configuration (None for a ledger built in code)
+        # builds the views and caches an erasure must purge (set by ledger.factory.open_ledger)
+        self.erasure_participants = erasure_participants
+
+    def participants_for_erasure(self, data_dir: Path | None) -> list[Any]:
+        """The views and caches of ``data_dir`` that an erasure must purge and check."""
+        if self.erasure_participants is None:
+            return []
+        return self.erasure_participants(self, data_dir)
 
     # -- events --------------------------------------------------------------------------
     def events(self, start: int = 0, end: int | None = None) -> Iterator[Event]:
@@ -107,21 +119,25 @@ class Ledger:
         return self.log.append([NewEvent(cube, ev.CUBE_CREATED, payload, owner)], {cube: 0})[0]
 
     # -- writes --------------------------------------------------------------------------
-    def _content_payload(self, text: str, metadata: dict[str, Any] | None, subject: str | None) -> dict[str, Any]:
+    def _content_payload(self, text: str, metadata: dict[str, Any] | None,
+                         subjects: Sequence[str] | str | None = ()) -> dict[str, Any]:
+        """The content fields of a memory event: plaintext, or sealed under every subject in
+        ``subjects`` (a derived memory passes the union of its sources' subjects)."""
         if not isinstance(text, str) or not text.strip():
             raise InvalidRequest("memory text must be a non-empty string")
         if len(text) > MAX_TEXT:
             raise InvalidRequest(f"memory text is {len(text)} characters; the limit is {MAX_TEXT}")
         if metadata is not None and not isinstance(metadata, dict):
             raise InvalidRequest("metadata must be a JSON object")
-        if subject is None:
+        names = [subjects] if isinstance(subjects, str) else [s for s in (subjects or ()) if s]
+        if not names:
             out: dict[str, Any] = {"text": text}
             if metadata is not None:
                 out["metadata"] = metadata
             return out
         if self.sealer is None:
             raise InvalidRequest("this ledger has no key store configured; cannot store data-subject payloads")
-        return {"sealed": self.sealer.seal(subject, {"text": text, "metadata": metadata or {}}), "subject": subject}
+        return {"sealed": self.sealer.seal_under(names, {"text": text, "metadata": metadata or {}})}
 
     def add(self, cube: str, text: str, actor: str, metadata: dict[str, Any] | None = None,
             tags: Sequence[str] | None = None, subject: str | None = None, memory_id: str | None = None,
@@ -186,8 +202,7 @@ class Ledger:
             check_writable(memory_id, state.state)
             if state.forgotten:
                 raise StateError(f"memory {memory_id} belongs to a forgotten subject")
-            content = self._content_payload(text, metadata, state.subject)
-            content.pop("subject", None)  # memory.updated v1 has no top-level subject; it is inside sealed
+            content = self._content_payload(text, metadata, state.subjects)
             payload = {"memory_id": memory_id, **content}
             if reason:
                 payload["reason"] = reason
@@ -226,12 +241,11 @@ class Ledger:
             version = self.log.stream_version(cube)
             for s in states:
                 check_transition(s.memory_id, s.state, "merged")
-            subjects = {s.subject for s in states if s.subject}
-            if len(subjects) > 1:
-                raise InvalidRequest("cannot merge memories of different data subjects")
+            # the merged text derives from every source: it is sealed under all their subjects
+            subjects = sorted({x for s in states for x in s.subjects})
             mid = new_memory_id()
             payload = {"memory_id": mid, "sources": list(dict.fromkeys(sources)),
-                       **self._content_payload(text, metadata, subjects.pop() if subjects else None)}
+                       **self._content_payload(text, metadata, subjects)}
             if reason:
                 payload["reason"] = reason
             # states were read before ``version``; re-check none changed since, under the cube version

@@ -112,6 +112,8 @@ class ChatTurn:
     time_to_first_token_s: float | None = None
     offsets: tuple[int, int] = (-1, -1)
     retrieved_cubes: dict[str, str] = field(default_factory=dict)
+    # data subjects of every memory the answer was derived from (its seal must need all their keys)
+    source_subjects: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"answer": self.answer, "retrieved": self.retrieved, "activated": self.activated,
@@ -159,7 +161,7 @@ class ChatSession:
             raise InvalidRequest(f"max_new_tokens must be between 1 and 8192, not {self.max_new_tokens!r}")
 
     # -- retrieval ---------------------------------------------------------------------------
-    def _retrieve(self, message: str, own: dict[str, Any], act_ids: set[str]) -> list[tuple[str, str, str]]:
+    def _retrieve(self, message: str, own: dict[str, Any], act_ids: set[str]) -> list[tuple[str, str, str, list[str]]]:
         """The top ``k`` usable memories of the cube and the ``shared_cubes``.
 
         With shared cubes, a retriever that offers ``.many(cubes, query, k)`` (the hybrid search
@@ -167,7 +169,7 @@ class ChatSession:
         are fused by reciprocal rank (scores of different corpora are not comparable; ranks are).
         """
         fused: dict[str, float] = {}
-        texts: dict[str, tuple[str, str]] = {}
+        texts: dict[str, tuple[str, str, list[str]]] = {}
         cubes = [self.cube, *[c for c in self.shared_cubes if c != self.cube]]
         many = getattr(self.retrieve, "many", None)
         if len(cubes) > 1 and many is not None:  # one ranking across the cubes (and their graph)
@@ -181,7 +183,7 @@ class ChatSession:
                     continue
                 rank += 1
                 fused[mid] = 1.0 / (60 + rank)
-                texts[mid] = (cube, m.text)
+                texts[mid] = (cube, m.text, list(m.subjects))
                 if rank >= self.k:
                     break
             cubes = []
@@ -196,11 +198,11 @@ class ChatSession:
                     continue  # this conversation's own turns are in the prompt's history already
                 rank += 1
                 fused[mid] = fused.get(mid, 0.0) + 1.0 / (60 + rank)
-                texts[mid] = (cube, m.text)
+                texts[mid] = (cube, m.text, list(m.subjects))
                 if rank >= self.k:
                     break
         best = sorted(fused, key=lambda i: (-fused[i], i))[: self.k]
-        return [(mid, texts[mid][1], texts[mid][0]) for mid in best]
+        return [(mid, texts[mid][1], texts[mid][0], texts[mid][2]) for mid in best]
 
     def _skip_turn(self, m: Any) -> bool:
         """Earlier answers of the model are kept for audit but not fed back as memories (by default):
@@ -212,10 +214,10 @@ class ChatSession:
         n = max(0, int(self.history_turns))
         return self.history[len(self.history) - n:] if n else []
 
-    def _user_block(self, message: str, retrieved: list[tuple[str, str, str]]) -> str:
+    def _user_block(self, message: str, retrieved: list[tuple[str, str, str, list[str]]]) -> str:
         if not retrieved:
             return message
-        lines = "\n".join(f"- {text[:MAX_MEMORY_CHARS]}" for _, text, _ in retrieved)
+        lines = "\n".join(f"- {text[:MAX_MEMORY_CHARS]}" for _, text, _, _ in retrieved)
         return f"Relevant memories:\n{lines}\n\n{message}"
 
     def send(self, message: str) -> ChatTurn:
@@ -238,7 +240,9 @@ class ChatSession:
         retrieved = self._retrieve(message, mems, act_ids)
         user_block = self._user_block(message, retrieved)
         turn = ChatTurn("", [r[0] for r in retrieved], sorted(act_ids), "", "", [],
-                        retrieved_cubes={mid: c for mid, _, c in retrieved})
+                        retrieved_cubes={mid: c for mid, _, c, _ in retrieved},
+                        source_subjects=sorted({x for m in activated for x in m.subjects}
+                                               | {x for *_, subjects in retrieved for x in subjects}))
         if self.model is not None:
             model = self.model
             if self.kv_view is not None and exists:
@@ -298,27 +302,35 @@ class ChatSession:
                 "memory_ids": [m for m in turn.retrieved if origin[m] == other], "operation": "chat",
                 "query": message[:100_000], "as_of": None}, actor))
 
-        def memory(text: str, who: str, tags: list[str], meta: dict[str, Any]) -> str:
+        own = [self.subject] if self.subject else []
+
+        def memory(text: str, who: str, tags: list[str], meta: dict[str, Any], subjects: list[str],
+                   derived_from: list[str] | None = None) -> str:
             mid = new_memory_id()
             payload = {"memory_id": mid, "tags": tags, "state": "generated",
-                       **led._content_payload(text, meta, self.subject)}
+                       **led._content_payload(text, meta, subjects)}
             payload.setdefault("metadata", {})
             payload["source"] = f"chat:{self.session_id}"
+            if derived_from:
+                payload["derived_from"] = list(dict.fromkeys(derived_from))
             batch.append(NewEvent(cube, ev.MEMORY_ADDED, payload, who))
             return mid
 
         turn.user_memory = memory(message, actor, ["chat", "user-turn"],
-                                  {"role": "user", "session": self.session_id})
+                                  {"role": "user", "session": self.session_id}, own)
+        # the answer may repeat anything the prompt held: it is sealed under every source's subjects
         turn.assistant_memory = memory(turn.answer, f"assistant:{model_id}"[:200], ["chat", "assistant-turn"],
                                        {"role": "assistant", "session": self.session_id, "model": model_id,
                                         "kv_cache": turn.cache_key, "retrieved": turn.retrieved,
-                                        "reply_to": turn.user_memory})
+                                        "reply_to": turn.user_memory},
+                                       sorted({*own, *turn.source_subjects}),
+                                       [*turn.activated, *turn.retrieved, turn.user_memory])
         existing = {(m.text or "").strip().lower() for m in led.cube_memories(cube).values()} if version else set()
         for fact in (extract_facts(message, actor) if self.extract else []):
             if fact.text.strip().lower() in existing:
                 continue
             fid = memory(fact.text, actor, ["fact"], {"kind": "fact", "rule": fact.rule, "sentence": fact.sentence,
-                                                      "extracted_from": turn.user_memory})
+                                                      "extracted_from": turn.user_memory}, own, [turn.user_memory])
             batch.append(NewEvent(cube, ev.MEMORY_LINKED, {"source": fid, "target": turn.user_memory,
                                                            "relation": "extracted_from"}, actor))
             turn.facts.append({"id": fid, "text": fact.text, "rule": fact.rule})

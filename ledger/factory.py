@@ -50,6 +50,6 @@ def open_ledger(data_dir: str | Path) -> Ledger:
     if open_cipher is not None:
         cipher = open_cipher(config)
         sealer, opener = cipher, cipher.open
-    ledger = Ledger(log, sealer=sealer, opener=opener)
-    ledger.config = config  # type: ignore[attr-defined]
-    return ledger
+    from projections.erasure import data_dir_participants
+
+    return Ledger(log, sealer=sealer, opener=opener, config=config, erasure_participants=data_dir_participants)

@@ -138,7 +138,36 @@ def wrap_model(model: Any, tokenizer: Any, model_id: str | None = None) -> Local
     weights' fingerprint names it, so two different random models never share a cache."""
     model.eval()
     mid = model_id or f"weights:{weights_fingerprint(model)[:32]}"
-    return LocalModel(model, tokenizer, mid, tokenizer_identity(tokenizer))
+    loaded = LocalModel(model, tokenizer, mid, tokenizer_identity(tokenizer))
+    _TOKENIZERS[loaded.tokenizer_id] = tokenizer
+    return loaded
+
+
+_TOKENIZERS: dict[str, Any] = {}  # tokenizer identity -> tokenizer, for every model this process wrapped
+
+
+def known_tokenizers(config: Any = None) -> dict[str, Any]:
+    """Tokenizers this process can decode token ids with, by identity: every model it has loaded,
+    and the configured local model's tokenizer if its saved copy is on disk (nothing is created or
+    downloaded; the erasure residue check decodes KV-cache token ids with these)."""
+    found = dict(_TOKENIZERS)
+    try:
+        settings = LLMSettings.from_config(config)
+    except LedgerError:
+        return found
+    if settings.backend != "local":
+        return found
+    path = model_cache_dir() / "smollm2-135m-instruct" if settings.model == DEFAULT_MODEL else \
+        Path(settings.model).expanduser()
+    if (path / "tokenizer.json").exists() or (path / "tokenizer_config.json").exists():
+        from transformers import AutoTokenizer
+
+        try:
+            tok = AutoTokenizer.from_pretrained(str(path))
+        except (OSError, ValueError):
+            return found
+        found.setdefault(tokenizer_identity(tok), tok)
+    return found
 
 
 _LOADED: dict[str, LocalModel] = {}

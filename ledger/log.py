@@ -76,20 +76,26 @@ class Log(Protocol):
 
 
 def refs_of(payload: Mapping[str, object]) -> set[str]:
-    """The memory, subject and cube ids an event payload references (for the ref index)."""
+    """The memory and subject ids an event payload references (for the ref index): its own memory,
+    link ends, sources, memories it was derived from, and the key components of a sealed payload
+    (so erasing a subject finds every payload sealed under its key, derived ones included)."""
     refs: set[str] = set()
     get = payload.get
     for key in ("memory_id", "source", "target", "subject"):
         v = get(key)
         if v.__class__ is str:
             refs.add(v)  # type: ignore[arg-type]
-    for key in ("sources", "memory_ids"):
+    for key in ("sources", "memory_ids", "derived_from"):
         v = get(key)
         if isinstance(v, list):
             refs.update(x for x in v if isinstance(x, str))
     sealed = get("sealed")
-    if isinstance(sealed, dict) and isinstance(sealed.get("subject"), str):
-        refs.add(sealed["subject"])
+    if isinstance(sealed, dict):
+        if isinstance(sealed.get("subject"), str):  # v1: one subject
+            refs.add(sealed["subject"])
+        keys = sealed.get("keys")  # v2: every key component (subjects, ...) the payload needs
+        if isinstance(keys, list):
+            refs.update(k["id"] for k in keys if isinstance(k, dict) and isinstance(k.get("id"), str))
     return refs
 
 

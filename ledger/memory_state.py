@@ -12,6 +12,12 @@ from ledger.events import Event
 # Opens a sealed payload: returns {"text": ..., "metadata": ...} or None when the key is gone.
 Opener = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 
+# Metadata keys memledger itself writes to describe where a memory came from (chat session, model,
+# KV cache, reply and extraction links): identifiers, not content. An erasure still makes them
+# unreadable with the rest of the sealed payload, but does not grep the data directory for them.
+LINEAGE_METADATA_KEYS = frozenset({"role", "session", "model", "kv_cache", "retrieved", "reply_to",
+                                   "extracted_from", "kind", "rule"})
+
 CONTENT_EVENTS = frozenset({ev.MEMORY_ADDED, ev.MEMORY_UPDATED, ev.MEMORY_MERGED, ev.MEMORY_RESTORED})
 MEMORY_EVENTS = CONTENT_EVENTS | {ev.MEMORY_STATE_CHANGED, ev.MEMORY_TAGGED}
 
@@ -40,6 +46,8 @@ class MemoryState:
     merged_into: str | None = None
     exists: bool = True
     event_offsets: list[int] = field(default_factory=list)
+    subjects: list[str] = field(default_factory=list)  # every data subject whose key the content needs
+    derived_from: list[str] = field(default_factory=list)  # lineage: memories the content was derived from
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -50,7 +58,37 @@ class MemoryState:
             "created_by": self.created_by, "updated_by": self.updated_by, "subject": self.subject,
             "sealed": self.sealed, "forgotten": self.forgotten, "sources": self.sources,
             "merged_into": self.merged_into, "exists": self.exists, "provenance": self.event_offsets,
+            "subjects": self.subjects, "derived_from": self.derived_from,
         }
+
+
+def content_subjects(payload: dict[str, Any]) -> list[str]:
+    """The data subjects a content payload is sealed under (a v1 seal names one, a v2 seal any number)."""
+    sealed = payload.get("sealed")
+    if not isinstance(sealed, dict):
+        subject = payload.get("subject")
+        return [subject] if isinstance(subject, str) else []
+    if isinstance(sealed.get("keys"), list):
+        return [k["id"] for k in sealed["keys"] if isinstance(k, dict) and k.get("scope") == "subject"]
+    subject = sealed.get("subject")
+    return [subject] if isinstance(subject, str) else []
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """What an erasure event makes unreadable: subjects' rows and the listed memories."""
+
+    subjects: tuple[str, ...]
+    memory_ids: tuple[str, ...]
+
+
+def erasure_of(event: Event) -> Erasure | None:
+    """The erasure an (upcast) event records, or None: ``subject.forgotten`` purges the rows of its
+    subject and of every memory it lists (the derived memories sealed under the subject's key)."""
+    if event.type == ev.SUBJECT_FORGOTTEN:
+        p = event.payload
+        return Erasure((p["subject"],), tuple(p.get("memory_ids", ())))
+    return None
 
 
 def _content(payload: dict[str, Any], opener: Opener | None) -> tuple[str | None, dict[str, Any] | None, bool, bool]:
@@ -72,12 +110,14 @@ def apply_event(states: dict[str, MemoryState], event: Event, opener: Opener | N
     if t == ev.MEMORY_ADDED or t == ev.MEMORY_MERGED:
         mid = p["memory_id"]
         text, meta, sealed, forgotten = _content(p, opener)
+        subjects = content_subjects(p)
         states[mid] = MemoryState(
             memory_id=mid, cube=event.stream, text=text, metadata=dict(meta or {}), tags=list(p.get("tags", [])),
             state=p.get("state", "generated"), version=1, created_offset=event.offset, updated_offset=event.offset,
             created_at=event.time, updated_at=event.time, created_by=event.actor, updated_by=event.actor,
-            subject=p.get("subject") or (p.get("sealed") or {}).get("subject"), sealed=sealed, forgotten=forgotten,
-            sources=list(p.get("sources", [])), event_offsets=[event.offset],
+            subject=subjects[0] if subjects else None, sealed=sealed, forgotten=forgotten,
+            sources=list(p.get("sources", [])), event_offsets=[event.offset], subjects=subjects,
+            derived_from=list(p.get("derived_from", p.get("sources", []))),
         )
         changed = [mid]
         if t == ev.MEMORY_MERGED:
@@ -94,8 +134,11 @@ def apply_event(states: dict[str, MemoryState], event: Event, opener: Opener | N
             return []
         if t == ev.MEMORY_UPDATED:
             text, meta, sealed, forgotten = _content(p, opener)
+            subjects = content_subjects(p) or s.subjects  # a plaintext update keeps the memory's subjects
             states[mid] = _touch(s, event, text=text, metadata=dict(meta) if meta is not None else s.metadata,
-                                 sealed=sealed, forgotten=forgotten)
+                                 sealed=sealed, forgotten=forgotten, subjects=subjects,
+                                 subject=subjects[0] if subjects else None,
+                                 derived_from=list(p.get("derived_from", s.derived_from)))
         elif t == ev.MEMORY_STATE_CHANGED:
             states[mid] = _touch(s, event, state=p["to"])
         elif t == ev.MEMORY_TAGGED:
@@ -111,8 +154,10 @@ def apply_event(states: dict[str, MemoryState], event: Event, opener: Opener | N
             if s is None:
                 s = MemoryState(mid, event.stream, None, {}, [], "generated", 0, event.offset, event.offset,
                                 event.time, event.time, event.actor, event.actor)
+            subjects = content_subjects(p)
             states[mid] = _touch(s, event, text=text, metadata=dict(meta or {}), tags=list(p.get("tags", s.tags)),
-                                 state=p.get("state", s.state), sealed=sealed, forgotten=forgotten, exists=True)
+                                 state=p.get("state", s.state), sealed=sealed, forgotten=forgotten, exists=True,
+                                 subjects=subjects, subject=subjects[0] if subjects else None)
         return [mid]
     return []
 

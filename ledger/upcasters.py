@@ -27,3 +27,19 @@ def scheduler_decided_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 UPCASTERS[("scheduler.decided", 1)] = scheduler_decided_v1_to_v2
+
+
+def identity(payload: dict[str, Any]) -> dict[str, Any]:
+    """A version that only widened the schema (a new optional field or sealed form): same payload."""
+    return payload
+
+
+def subject_forgotten_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    """v2 lists the memories sealed under the subject's key; v1 events did not (views purge by subject)."""
+    return {**payload, "memory_ids": []}
+
+
+# v3 / v2 accept the v2 sealed form (several key components) and lineage fields
+for _type, _version in (("memory.added", 2), ("memory.updated", 1), ("memory.merged", 1), ("memory.restored", 1)):
+    UPCASTERS[(_type, _version)] = identity
+UPCASTERS[("subject.forgotten", 1)] = subject_forgotten_v1_to_v2

@@ -106,6 +106,17 @@ class EmbeddingCache:
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return n
 
+    def present(self, digests: Sequence[bytes]) -> list[bytes]:
+        """Which of ``digests`` have a vector (of any model) in the cache."""
+        found: list[bytes] = []
+        with self._lock:
+            for i in range(0, len(digests), _CHUNK):
+                chunk = list(digests[i:i + _CHUNK])
+                marks = ",".join("?" * len(chunk))
+                found += [bytes(r[0]) for r in self._conn.execute(
+                    f"SELECT DISTINCT text_sha256 FROM embeddings WHERE text_sha256 IN ({marks})", chunk)]
+        return found
+
     def count(self, model_id: str | None = None) -> int:
         """Number of cached vectors (of one model, or all)."""
         with self._lock:

@@ -22,10 +22,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ledger import events as ev
 from ledger.errors import InvalidRequest, LedgerError
 from ledger.events import Event
-from ledger.memory_state import MemoryState, Opener
+from ledger.memory_state import Erasure, MemoryState, Opener, erasure_of
 from projections.base import OPEN, Hit
 from projections.version_tracker import VersionChange, VersionTracker, version_id
 
@@ -153,8 +152,9 @@ class ElasticsearchView:
         actions += [{"_op_type": "update", "_index": self.versions_index, "_id": vid, "doc": {"valid_to": to}}
                     for vid, to in closes.items()]
         for e in events:
-            if e.type == ev.SUBJECT_FORGOTTEN:
-                actions += self._forget(e.payload["subject"], docs)
+            erasure = erasure_of(e)
+            if erasure is not None:
+                actions += self._forget(erasure, docs)
         return actions
 
     def _embed(self, docs: Mapping[str, dict[str, Any]]) -> None:
@@ -168,14 +168,20 @@ class ElasticsearchView:
             d["embedding"] = [float(x) for x in vec]
             d["embedder"] = str(getattr(self.embedder, "model_id", "unknown"))
 
-    def _forget(self, subject: str, pending: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-        """Crypto-shredding reaches the view: every stored version of the subject loses its text."""
+    def _forget(self, erasure: Erasure, pending: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+        """Crypto-shredding reaches the view: every stored version of the erased subjects' memories
+        and of the memories the erasure lists loses its text and embedding."""
+        subjects, mids = set(erasure.subjects), set(erasure.memory_ids)
         for d in pending.values():
-            if d.get("subject") == subject:
+            if d.get("subject") in subjects or d.get("memory_id") in mids:
                 d.update(text=None, searchable=False)
                 d.pop("embedding", None)
         out: list[dict[str, Any]] = []
-        for hit in self._scan({"bool": {"filter": [{"term": {"subject": subject}}]}}):
+        ids = sorted(mids)
+        clauses: list[dict[str, Any]] = [{"terms": {"subject": sorted(subjects)}}] if subjects else []
+        clauses += [{"terms": {"memory_id": ids[i:i + 1000]}} for i in range(0, len(ids), 1000)]
+        hits = (h for clause in clauses for h in self._scan({"bool": {"filter": [clause]}}))
+        for hit in hits:
             src = hit["_source"]
             if hit["_id"] in pending:
                 continue

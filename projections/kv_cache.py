@@ -6,9 +6,12 @@ ids are run through the model once; the resulting keys and values are stored in 
 Generation then prefills only the new tokens (retrieved memories, the user's turn) on top of a
 *copy* of that cache, which gives the same logits as prefilling everything (to float error).
 
-As a projection the view only has to react to erasure: on ``subject.forgotten`` it deletes
-every cache whose context contained that subject's memories. Everything else is content
-addressed: a changed activated set is a new address, and stale ones age out by LRU.
+As a projection the view only has to react to erasure: on an erasure event (``subject.forgotten``)
+it deletes every cache whose context contained an erased memory (those of the subject, and those the
+event lists: derived memories sealed under the subject's key). Every cache records the memories it
+was built from (its lineage). ``ledger.governance.forget`` always catches this view up, so caches
+are gone before it checks for residue. Everything else is content addressed: a changed activated
+set is a new address, and stale ones age out by LRU.
 """
 
 from __future__ import annotations
@@ -19,11 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ledger import events as ev
 from ledger.api import Ledger
 from ledger.events import Event
 from ledger.llm import LocalModel
-from ledger.memory_state import MemoryState
+from ledger.memory_state import Erasure, MemoryState, erasure_of
 from projections.kv_store import DEFAULT_BUDGET_BYTES, KVCache, KVStore, cache_key
 
 DEFAULT_SYSTEM = "You are a helpful assistant with a long-term memory."
@@ -194,7 +196,7 @@ class KVCacheView:
         if found is not None:
             return found
         cache = build_cache(model, ids, cube=cube, basis_offset=end, memory_ids=[m.memory_id for m in mems],
-                            subjects=sorted({m.subject for m in mems if m.subject}))
+                            subjects=sorted({s for m in mems for s in m.subjects}))
         return self.store.put(cache)
 
     # -- projection protocol: forget erases caches -------------------------------------------
@@ -206,11 +208,18 @@ class KVCacheView:
         for e in events:
             if e.offset <= last:
                 continue
-            if e.type == ev.SUBJECT_FORGOTTEN:
-                self.store.delete_for_subject(e.payload["subject"])
+            erasure = erasure_of(e)
+            if erasure is not None:
+                self.purge(erasure)
             last = e.offset
         if last > self.checkpoint():
             self.store.set_checkpoint(last)
+
+    def purge(self, erasure: Erasure) -> list[str]:
+        """Delete every cache built from an erased memory (or a memory of an erased subject)."""
+        deleted = [k for subject in erasure.subjects for k in self.store.delete_for_subject(subject)]
+        deleted += [k for mid in erasure.memory_ids for k in self.store.delete_for_memory(mid)]
+        return deleted
 
     def catch_up(self) -> int:
         from projections.base import catch_up
@@ -236,23 +245,3 @@ def kv_warmer(view: KVCacheView, model: LocalModel) -> Any:
         return [view.get_or_build(model, cube).key for cube in cubes]
 
     return warm
-
-
-def forget_hook(ledger: Ledger, event: Event) -> None:
-    """Governance forget hook: delete the KV caches built from the forgotten subject's memories.
-
-    Enable with ``[governance] forget_hooks = ["projections.kv_cache:forget_hook"]``; without
-    it the caches are deleted at the view's next catch-up (every build does one first).
-    """
-    config = getattr(ledger, "config", None)
-    if config is None or event.type != ev.SUBJECT_FORGOTTEN:
-        return
-    root = Path(config.data_dir) / "kv_cache"
-    if not (root / "index.sqlite").exists():
-        return
-    view = KVCacheView.open(ledger, config.data_dir)
-    try:
-        view.store.delete_for_subject(event.payload["subject"])
-        view.catch_up()
-    finally:
-        view.close()

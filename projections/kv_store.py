@@ -281,6 +281,21 @@ class KVStore:
             out.append(d)
         return out
 
+    def built_from(self, memory_ids: Sequence[str], subjects: Sequence[str]) -> list[str]:
+        """Keys of stored caches whose context held one of ``memory_ids`` or a memory of ``subjects``."""
+        db = self._db()
+        keys: set[str] = set()
+        for s in subjects:
+            keys.update(r[0] for r in db.execute("SELECT key FROM entry_subjects WHERE subject = ?", (s,)))
+        for m in memory_ids:
+            keys.update(r[0] for r in db.execute("SELECT key FROM entry_memories WHERE memory_id = ?", (m,)))
+        return sorted(keys)
+
+    def unindexed_files(self) -> list[Path]:
+        """Cache files with no index row (left by a crash between writing and indexing, or planted)."""
+        known = {r[0] for r in self._db().execute("SELECT key FROM entries")}
+        return sorted(p for p in (self.root / "objects").rglob("*.safetensors") if p.stem not in known)
+
     def total_bytes(self) -> int:
         return int(self._db().execute("SELECT COALESCE(SUM(size), 0) FROM entries").fetchone()[0])
 

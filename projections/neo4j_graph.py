@@ -27,7 +27,7 @@ from urllib.parse import unquote, urlparse
 from ledger import events as ev
 from ledger.errors import InvalidRequest
 from ledger.events import Event
-from ledger.memory_state import Opener
+from ledger.memory_state import Opener, erasure_of
 from projections.base import OPEN, Hit
 from projections.graph_walk import spread
 from projections.version_tracker import VersionTracker, version_id
@@ -161,10 +161,10 @@ class Neo4jGraphView:
             elif e.type == ev.MEMORY_MERGED:
                 rels += [{"src": p["memory_id"], "dst": src, "relation": MERGE_RELATION, "weight": 1.0,
                           "offset": e.offset, "cube": e.stream} for src in p["sources"]]
-            elif e.type == ev.SUBJECT_FORGOTTEN:
-                forgotten.append(p["subject"])
+            elif (erasure := erasure_of(e)) is not None:
+                forgotten.append({"subjects": list(erasure.subjects), "memory_ids": list(erasure.memory_ids)})
                 for v in versions.values():
-                    if v["subject"] == p["subject"]:
+                    if v["subject"] in erasure.subjects or v["memory_id"] in erasure.memory_ids:
                         v["entities"] = []
         return {"versions": list(versions.values()), "closes": [{"vid": k, "to": v} for k, v in closes.items()],
                 "rels": rels, "forgotten": forgotten}
@@ -186,9 +186,13 @@ class Neo4jGraphView:
             tx.run(f"UNWIND $rows AS r MERGE (a:{self.M} {{memory_id: r.src}}) MERGE (b:{self.M} {{memory_id: r.dst}}) "
                    "MERGE (a)-[x:RELATED {relation: r.relation, offset: r.offset}]->(b) "
                    "SET x.weight = r.weight, x.cube = r.cube", rows=plan["rels"]).consume()
-        for subject in plan["forgotten"]:
+        for erased in plan["forgotten"]:
             # crypto-shredding: the entity names came from text that no longer exists
-            tx.run(f"MATCH (v:{self.V} {{subject: $s}})-[m:MENTIONS]->() DELETE m", s=subject).consume()
+            for subject in erased["subjects"]:
+                tx.run(f"MATCH (v:{self.V} {{subject: $s}})-[m:MENTIONS]->() DELETE m", s=subject).consume()
+            if erased["memory_ids"]:
+                tx.run(f"UNWIND $ids AS id MATCH (v:{self.V} {{memory_id: id}})-[m:MENTIONS]->() DELETE m",
+                       ids=erased["memory_ids"]).consume()
         tx.run(f"MERGE (c:{self.C} {{view: $v}}) SET c.offset = $o", v=self.name, o=last).consume()
 
     # -- queries ---------------------------------------------------------------------------

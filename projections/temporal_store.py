@@ -25,7 +25,7 @@ import orjson
 
 from ledger import events as ev
 from ledger.events import Event
-from ledger.memory_state import CONTENT_EVENTS, MEMORY_EVENTS, MemoryState, Opener, apply_event
+from ledger.memory_state import CONTENT_EVENTS, MEMORY_EVENTS, Erasure, MemoryState, Opener, apply_event, erasure_of
 from ledger.sqlite_pool import WAL_PRAGMAS, ThreadConnections, dropping_without_zeroing
 from projections.base import OPEN
 
@@ -197,11 +197,12 @@ class TemporalSqliteView:
             cache = self._prefetch(c, todo)
             self._start_buffers(c)
             for e in todo:
+                erasure = None if e.type in MEMORY_EVENTS else erasure_of(e)
                 if e.type in MEMORY_EVENTS:
                     self._apply_memory_event(c, e, cache)
-                elif e.type == ev.SUBJECT_FORGOTTEN:
+                elif erasure is not None:
                     self._flush(c)
-                    self._purge_subject(c, e.payload["subject"], cache)
+                    self._purge(c, erasure, cache)
                     self._generation += 1
                     c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('generation', ?)", (self._generation,))
                     self._start_buffers(c)
@@ -335,8 +336,18 @@ class TemporalSqliteView:
         """Remove the subclass's rows derived from these texts and memories."""
 
     # -- right to be forgotten -----------------------------------------------------------
-    def _purge_subject(self, c: sqlite3.Connection, subject: str, cache: dict[str, Current | None]) -> None:
-        mids = [r[0] for r in c.execute("SELECT DISTINCT memory_id FROM versions WHERE subject = ?", (subject,))]
+    def _purge(self, c: sqlite3.Connection, erasure: Erasure, cache: dict[str, Current | None]) -> None:
+        """Delete every version and text of the erased memories: those of the erased subjects and
+        those the erasure lists (derived memories sealed under an erased key)."""
+        found: dict[str, None] = {}
+        for subject in erasure.subjects:
+            found.update((r[0], None) for r in c.execute("SELECT DISTINCT memory_id FROM versions WHERE subject = ?",
+                                                         (subject,)))
+        for chunk in _chunks(list(erasure.memory_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            found.update((r[0], None) for r in c.execute(
+                f"SELECT DISTINCT memory_id FROM versions WHERE memory_id IN ({marks})", chunk))
+        mids = list(found)
         if not mids:
             return
         text_ids: list[int] = []
@@ -357,6 +368,17 @@ class TemporalSqliteView:
         c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # -- reads ---------------------------------------------------------------------------
+    def memory_ids_present(self, memory_ids: Iterable[str]) -> list[str]:
+        """Which of ``memory_ids`` still have a version or a text in this view (erasure residue)."""
+        c = self.conn()
+        found: set[str] = set()
+        for chunk in _chunks(list(dict.fromkeys(memory_ids)), 500):
+            marks = ",".join("?" * len(chunk))
+            for table in ("versions", "texts"):
+                found.update(r[0] for r in c.execute(f"SELECT DISTINCT memory_id FROM {table} "
+                                                     f"WHERE memory_id IN ({marks})", chunk))
+        return sorted(found)
+
     def versions_at(self, memory_ids: Iterable[str], as_of: int | None = None) -> dict[str, VersionRow]:
         """The version of each memory current at ``as_of`` (None: head); absent ids are left out."""
         at = OPEN - 1 if as_of is None else as_of

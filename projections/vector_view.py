@@ -40,7 +40,7 @@ from ledger import events as ev
 from ledger.errors import InvalidRequest
 from ledger.events import Event
 from ledger.lifecycle import check_state
-from ledger.memory_state import Opener
+from ledger.memory_state import Erasure, Opener, content_subjects, erasure_of
 from ledger.sqlite_pool import dropping_without_zeroing
 from projections import vector_ann
 from projections.base import OPEN, Hit
@@ -686,8 +686,9 @@ class _BatchWriter:
     # -- events ----------------------------------------------------------------------------
     def apply(self, e: Event) -> None:
         t, p = e.type, e.payload
-        if t == ev.SUBJECT_FORGOTTEN:
-            self._forget(p["subject"])
+        erasure = erasure_of(e)
+        if erasure is not None:
+            self._forget(erasure)
             return
         if t not in (ev.MEMORY_ADDED, ev.MEMORY_MERGED, ev.MEMORY_UPDATED, ev.MEMORY_RESTORED,
                      ev.MEMORY_STATE_CHANGED, ev.MEMORY_TAGGED):
@@ -697,7 +698,8 @@ class _BatchWriter:
             content = self.contents[e.offset]
             meta = content[1]
             self._get(mid)
-            subject = p.get("subject") or (p.get("sealed") or {}).get("subject")
+            subjects = content_subjects(p)
+            subject = subjects[0] if subjects else None
             self._put(_Cur(0, mid, e.stream, p.get("state", "generated"), subject, True, self._slot(content),
                            dict(meta or {}), list(p.get("tags", []))), e.offset)
             if t == ev.MEMORY_MERGED:
@@ -736,12 +738,23 @@ class _BatchWriter:
             self._touch(s, e.offset, slot=self._slot(content), metadata=dict(meta or {}),
                         tags=list(p.get("tags", s.tags)), state=p.get("state", s.state), present=True)
 
-    def _forget(self, subject: str) -> None:
-        """Right to be forgotten: delete every version (and now-unused vector) of the subject's memories."""
+    def _forget(self, erasure: Erasure) -> None:
+        """Erasure: delete every version (and now-unused vector) of the erased subjects' memories and
+        of the memories the erasure lists."""
         self.flush()
-        slots = [r[0] for r in self.conn.execute(
-            "SELECT DISTINCT slot FROM versions WHERE subject = ? AND slot IS NOT NULL", (subject,))]
-        self.conn.execute("DELETE FROM versions WHERE subject = ?", (subject,))
+        mids: dict[str, None] = {}
+        for subject in erasure.subjects:
+            mids.update((r[0], None) for r in self.conn.execute(
+                "SELECT DISTINCT memory_id FROM versions WHERE subject = ?", (subject,)))
+        mids.update((m, None) for m in erasure.memory_ids)
+        gone = set(mids)
+        slots: list[int] = []
+        for i in range(0, len(mids), _CHUNK):
+            chunk = list(mids)[i:i + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            slots += [r[0] for r in self.conn.execute(
+                f"SELECT DISTINCT slot FROM versions WHERE memory_id IN ({marks}) AND slot IS NOT NULL", chunk)]
+            self.conn.execute(f"DELETE FROM versions WHERE memory_id IN ({marks})", chunk)
         for i in range(0, len(slots), _CHUNK):
             chunk = slots[i:i + _CHUNK]
             marks = ",".join("?" * len(chunk))
@@ -756,7 +769,7 @@ class _BatchWriter:
                     self.new_vectors.pop(o[0], None)
         self.slots = {d: s for d, s in self.slots.items() if d not in set(self.purged_digests)}
         for mid, c in list(self.cur.items()):
-            if c is not None and c.subject == subject:
+            if c is not None and mid in gone:
                 self.cur[mid] = None
         self.forgot = True
 

@@ -19,5 +19,10 @@ class FakeSealer:
         return {"subject": subject, "key_id": "k1", "alg": "AES-256-GCM", "nonce": "n",
                 "ciphertext": json.dumps(content)}
 
+    def seal_under(self, subjects: list[str], content: dict) -> dict:
+        keys = [{"scope": "subject", "id": s, "key_id": "k1"} for s in sorted(set(subjects))]
+        return {"v": 2, "alg": "AES-256-GCM", "keys": keys, "nonce": "n", "ciphertext": json.dumps(content)}
+
     def open(self, sealed: dict) -> dict | None:
-        return None if sealed["subject"] in self.forgotten else json.loads(sealed["ciphertext"])
+        subjects = [k["id"] for k in sealed["keys"]] if "keys" in sealed else [sealed["subject"]]
+        return None if self.forgotten & set(subjects) else json.loads(sealed["ciphertext"])

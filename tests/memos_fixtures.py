@@ -56,12 +56,22 @@ class FakeSealer:
         return {"subject": subject, "key_id": f"k-{subject}", "alg": "AES-256-GCM", "nonce": "00",
                 "ciphertext": base64.b64encode(orjson.dumps(content)).decode()}
 
+    def seal_under(self, subjects: list[str], content: dict) -> dict:
+        import base64
+
+        import orjson
+
+        keys = [{"scope": "subject", "id": s, "key_id": f"k-{s}"} for s in sorted(set(subjects))]
+        return {"v": 2, "alg": "AES-256-GCM", "keys": keys, "nonce": "00",
+                "ciphertext": base64.b64encode(orjson.dumps(content)).decode()}
+
     def open(self, sealed: dict):
         import base64
 
         import orjson
 
-        if sealed["subject"] in self.forgotten:
+        subjects = {k["id"] for k in sealed["keys"]} if "keys" in sealed else {sealed["subject"]}
+        if subjects & self.forgotten:
             return None
         return orjson.loads(base64.b64decode(sealed["ciphertext"]))
 

@@ -85,7 +85,8 @@ def test_forget_leaves_no_trace_in_any_file(setup):
     assert [r[0] for r in view.conn.execute("SELECT text FROM mem ORDER BY text")] == sorted([OTHER, "a plain memory"])
     last = list(ledger.events())[-1]
     assert (last.type, last.stream, last.actor) == ("subject.forgotten", "_system", "dpo")
-    assert last.payload == {"subject": "ada", "key_id": report.key_id, "reason": "GDPR art. 17 request #42"}
+    assert last.payload == {"subject": "ada", "key_id": report.key_id, "reason": "GDPR art. 17 request #42",
+                            "memory_ids": ids}
     with pytest.raises(StateError):
         ledger.update(ids[3], "new text", actor="agent")
 

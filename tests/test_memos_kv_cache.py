@@ -179,14 +179,14 @@ def test_forgetting_a_subject_deletes_caches_built_from_it(tmp_path):
     unrelated = store.put(build_cache(model, model.encode("unrelated context")))
     sealer.forgotten.add("bob")
     forgotten = ledger.append([NewEvent("_system", ev.SUBJECT_FORGOTTEN, {"subject": "bob"}, "dpo")])[0]
-    # the governance forget hook deletes at once (it finds the store through the ledger's data dir)
+    # the erasure participant of a data directory deletes at once (governance.forget always runs it)
     from ledger.config import Config
-    from projections.kv_cache import forget_hook
+    from projections.erasure import KVCaches
 
     ledger.config = Config(tmp_path, {})
     store_at_data = KVStore(tmp_path / "kv_cache")
     in_data_dir = store_at_data.put(build_cache(model, with_bob.token_ids, subjects=["bob"]))
-    forget_hook(ledger, forgotten)
+    KVCaches(tmp_path).erase(ledger, forgotten)
     assert not KVStore(tmp_path / "kv_cache").has(in_data_dir.key)
     view.catch_up()
     assert not store.has(with_bob.key)

@@ -98,7 +98,7 @@ def test_restore_of_sealed_content_copies_ciphertext_and_cannot_undo_forgetting(
     ledger.change_state("m", "activated", "alice")
     result = restore_memory(ledger, "m", at, "carol")
     payload = result.events[0].payload
-    assert "text" not in payload and "metadata" not in payload and payload["sealed"]["subject"] == "subj"
+    assert "text" not in payload and "metadata" not in payload and payload["sealed"]["keys"][0]["id"] == "subj"
     m = ledger.get("m")
     assert (m.text, m.state, m.tags, m.sealed) == ("secret", "generated", ["a"], True)
     ledger.sealer.forgotten.add("subj")  # crypto-shredded: a restore must not bring the text back

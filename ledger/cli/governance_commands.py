@@ -69,12 +69,13 @@ def cmd_forget(args: argparse.Namespace) -> int:
     report = forget(ledger, args.subject, args.actor, args.reason)
     d = report.to_dict()
     if report.already_forgotten:
-        emit(args, d, f"{args.subject} was already forgotten (offset {report.offset})")
-        return 0
-    lines = [f"forgot {args.subject}: key destroyed, {report.sealed_payloads} sealed payloads unreadable, "
-             f"recorded at offset {report.offset}"]
+        lines = [f"{args.subject} was already forgotten (offset {report.offset}); purge, scrub and residue "
+                 f"check ran again"]
+    else:
+        lines = [f"forgot {args.subject}: key destroyed, {report.sealed_payloads} sealed payloads "
+                 f"({len(report.memory_ids)} memories) unreadable, recorded at offset {report.offset}"]
     lines += [f"  problem: {p}" for p in report.problems]
-    lines += [f"  text still found in: {f}" for f in report.residue]
+    lines += [f"  residue: {f}" for f in report.residue]
     if not report.complete:
         lines.append("  the erasure is INCOMPLETE: remove the files above (or catch the views up) and re-run")
     emit(args, d, "\n".join(lines))

@@ -24,6 +24,7 @@ from typing import Protocol, runtime_checkable
 import orjson
 
 from ledger.errors import InvalidRequest, LedgerError
+from ledger.governance.files import fsync_dir, shred
 
 KEY_BYTES = 32  # AES-256
 _FORMAT = "memledger-subject-key/v1"
@@ -73,14 +74,6 @@ def check_subject(subject: object) -> str:
     return subject
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class FileKeyStore:
     """The default ``KeyStore``: one key file per subject in a private directory."""
 
@@ -97,7 +90,7 @@ class FileKeyStore:
             for d in reversed([self.directory, *self.directory.parents]):
                 if not d.exists():
                     d.mkdir(mode=0o700, exist_ok=True)
-                    _fsync_dir(d.parent)
+                    fsync_dir(d.parent)
 
     # -- reads --------------------------------------------------------------------------------
     def get(self, subject: str) -> SubjectKey | None:
@@ -171,7 +164,7 @@ class FileKeyStore:
             pass  # another process created it first; its key wins (ours encrypted nothing)
         finally:
             os.unlink(tmp)  # a second name of the key's inode: unlink, do not overwrite
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         got = self.get(subject)
         if got is None:  # destroyed between our link and our read: try again
             return self.get_or_create(subject)
@@ -186,28 +179,7 @@ class FileKeyStore:
             key_id = None
         except KeyStoreError:
             key_id = None  # corrupt: destroy it all the same
-        existed = _shred(path)
+        shred(path)  # overwrite, unlink, fsync the directory
         with self._lock:
             self._cache.pop(subject, None)
-        if existed:
-            _fsync_dir(self.directory)
         return key_id
-
-
-def _shred(path: Path) -> bool:
-    """Overwrite a file with random bytes, fsync, unlink. False when it did not exist."""
-    try:
-        fd = os.open(path, os.O_WRONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        size = os.fstat(fd).st_size
-        os.write(fd, os.urandom(max(size, 1)))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    return True
