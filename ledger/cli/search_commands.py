@@ -13,6 +13,7 @@ from ledger.cli.app import default_actor
 from ledger.cli.context import open_cli_ledger
 from ledger.cli.output import emit, parse_json_object
 from ledger.errors import InvalidRequest
+from ledger.timepoints import offset_arg
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -32,7 +33,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("rebuild", parents=[common], help="drop every view and fold the log again")
-    p.add_argument("--to", type=int, default=None, help="stop at this offset (default: head)")
+    p.add_argument("--to", type=offset_arg(-1), default=None, help="stop at this offset (default: head)")
     p.add_argument("--view", action="append", default=None, dest="kinds", choices=["keyword", "graph", "vector"],
                    help="rebuild only this view (repeat)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

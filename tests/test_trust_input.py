@@ -1,0 +1,158 @@
+"""Issue 11 (trust holes): bad input (item 12), the offline verifier (item 15), file modes (item 17)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.cli_helpers import init_data, run
+from tests.live_server import live_server  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# -- item 12: bad offsets and times are exit 2 with one line, everywhere ------------------------------
+BAD_POINTS = ["²", "٣", "99999999999999999999999", "-99999999999999999999999", "2026-13-45T00:00:00Z", "1e3"]
+
+# every command that takes an offset or a time; {v} is the bad value, {m} a memory id, {c} its cube
+POINT_COMMANDS = [
+    "get {m} --as-of {v}",
+    "history {m} --as-of {v}",
+    "log --as-of {v}",
+    "log --from {v}",
+    "log --to {v}",
+    "log --since {v}",
+    "log --until {v}",
+    "search --no-vector --as-of {v} tea",
+    "search --no-vector --branch b1 --as-of {v} tea",
+    "rebuild --no-progress --to {v}",
+    "restore {m} --to {v} --actor a",
+    "restore --cube {c} --to {v} --actor a",
+    "audit --since {v}",
+    "audit --until {v}",
+    "audit --as-of {v}",
+    "audit --memory {m} --as-of {v}",
+    "provenance {m} --as-of {v}",
+    "branch create x --at {v}",
+    "branch create x --from b1 --at {v}",
+    "get {m} --branch b1 --as-of {v}",
+    "cube list --as-of {v}",
+    "cube show {c} --as-of {v}",
+    "cube export {c} --as-of {v}",
+    "proof inclusion {v}",
+    "schedule --dry-run --verify {v}",
+]
+
+
+def _head(data: str, capsys) -> int:
+    return json.loads(run(capsys, "--data", data, "head", "--json")[1])["offset"]
+
+
+@pytest.fixture
+def ledger_dir(tmp_path, capsys):
+    data = init_data(tmp_path, capsys)
+    (Path(data) / "memledger.toml").write_text('[views]\nvector = "none"\n')
+    code, out, _ = run(capsys, "--data", data, "add", "--cube", "tea", "--actor", "a", "--json", "green tea")
+    assert code == 0
+    mid = json.loads(out)["id"]
+    assert run(capsys, "--data", data, "branch", "create", "b1", "--actor", "a")[0] == 0
+    return data, mid
+
+
+def test_item12_bad_offsets_exit_2_with_one_line(ledger_dir, capsys):
+    data, mid = ledger_dir
+    failures = []
+    for template in POINT_COMMANDS:
+        for bad in BAD_POINTS:
+            head = _head(data, capsys)
+            argv = ["--data", data, *template.format(v=bad, m=mid, c="tea").split()]
+            try:
+                code, out, err = run(capsys, *argv)
+            except BaseException as exc:  # noqa: BLE001 - a traceback is the failure being tested
+                capsys.readouterr()
+                failures.append(f"{template!r} {bad!r}: raised {type(exc).__name__}: {exc}")
+                continue
+            lines = err.splitlines()
+            if code != 2 or len(lines) != 1 or not lines[0].startswith("error: "):
+                failures.append(f"{template!r} {bad!r}: exit {code}, stderr {err[-300:]!r}")
+            elif _head(data, capsys) != head:
+                failures.append(f"{template!r} {bad!r}: wrote to the log")
+    assert not failures, "\n".join(failures)
+
+
+def test_item12_bad_actor_bytes_and_unknown_memory(ledger_dir, capsys):
+    data, mid = ledger_dir
+    surrogate = os.fsdecode(b"\xff\xfe")  # what Python makes of undecodable bytes in argv
+    head = _head(data, capsys)
+    for argv in (["add", "--cube", "tea", "--actor", surrogate, "x"],
+                 ["update", mid, "--actor", surrogate, "y"],
+                 ["get", mid, "--actor", surrogate],
+                 ["add", "--cube", surrogate, "--actor", "a", "x"],
+                 ["branch", "create", "x", "--actor", surrogate]):
+        code, _, err = run(capsys, "--data", data, *argv)
+        assert code == 2 and len(err.splitlines()) == 1 and err.startswith("error: "), (argv, code, err)
+    assert _head(data, capsys) == head
+    # the same bytes in a real process (argv decoded by the interpreter)
+    proc = subprocess.run([sys.executable, "-m", "ledger", "--data", data, "add", "--cube", "tea", "--actor",
+                           b"\xff\xfe", "x"], capture_output=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith(b"error: "), proc
+    assert _head(data, capsys) == head
+    code, _, err = run(capsys, "--data", data, "audit", "--memory", "nope")
+    assert code == 3 and err.startswith("error: ") and len(err.splitlines()) == 1, (code, err)
+    code, _, err = run(capsys, "--data", data, "audit", "--memory", "nope", "--as-of", "0")
+    assert code == 3 and len(err.splitlines()) == 1, (code, err)
+    assert run(capsys, "--data", data, "audit", "--memory", mid)[0] == 0
+
+
+def test_item12_argument_errors_are_one_line(ledger_dir, capsys):
+    data, _ = ledger_dir
+    for argv in (["log", "--from", "abc"], ["search", "--k", "x", "q"], ["audit", "--limit", "many"],
+                 ["restore", "mem_x"], ["nonsense-command"]):
+        code, _, err = run(capsys, "--data", data, *argv)
+        assert code == 2 and len(err.splitlines()) == 1 and err.startswith("error: "), (argv, code, err)
+
+
+def test_item12_unexpected_errors_get_their_own_exit_code(ledger_dir, capsys, monkeypatch):
+    data, _ = ledger_dir
+    import ledger.cli.core_commands as core
+
+    def boom(args):
+        raise RuntimeError("something nobody expected")
+
+    monkeypatch.setattr(core, "cmd_head", boom)
+    monkeypatch.delenv("MEMLEDGER_DEBUG", raising=False)
+    code, _, err = run(capsys, "--data", data, "head")
+    assert code not in (0, 1, 2, 3, 4) and err.startswith("error: ") and len(err.splitlines()) == 1, (code, err)
+    assert "RuntimeError" in err and "something nobody expected" in err and "MEMLEDGER_DEBUG" in err
+    monkeypatch.setenv("MEMLEDGER_DEBUG", "1")
+    code2, _, err = run(capsys, "--data", data, "head")
+    assert code2 == code and "Traceback" in err and "something nobody expected" in err
+
+
+def test_item12_service_bad_points_are_4xx(live_server):  # noqa: F811
+    s = live_server
+    with s.client() as c:
+        assert c.post("/v1/cubes", json={"cube": "a"}, headers=s.h("alice")).status_code == 201
+        r = c.post("/v1/memories", json={"cube": "a", "text": "green tea"}, headers=s.h("alice"))
+        assert r.status_code == 201, r.text
+        mid = r.json()["id"]
+        for bad in BAD_POINTS:
+            for method, url, kw in (
+                    ("POST", "/v1/branches", {"json": {"name": "x", "at": bad}}),
+                    ("GET", f"/v1/memories/{mid}", {"params": {"as_of": bad}}),
+                    ("GET", f"/v1/memories/{mid}/history", {"params": {"as_of": bad}}),
+                    ("GET", "/v1/cubes/a/memories", {"params": {"as_of": bad}}),
+                    ("POST", "/v1/search", {"json": {"query": "tea", "as_of": bad}}),
+                    ("GET", "/v1/audit", {"params": {"cube": "a", "since": bad}}),
+                    ("GET", "/v1/audit", {"params": {"cube": "a", "until": bad}}),
+                    ("GET", "/v1/log", {"params": {"as_of": bad}})):
+                r = c.request(method, url, headers=s.h("alice") if "log" not in url else s.h("root"), **kw)
+                assert 400 <= r.status_code < 500, (method, url, bad, r.status_code, r.text)
+                assert r.json()["error"]["message"], r.text
+        assert c.get("/v1/branches", headers=s.h("alice")).json()["branches"] == []
