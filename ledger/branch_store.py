@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ledger.file_modes import private_dir
 from ledger.sqlite_pool import WAL_PRAGMAS, ThreadConnections
 
 _DDL = """
@@ -84,7 +85,7 @@ class BranchStore:
 
     def __init__(self, path: str | Path, synchronous: str = "FULL"):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         self._synchronous = synchronous
         self._pool = ThreadConnections(self.path, (*WAL_PRAGMAS, f"synchronous={synchronous}"))
         with self.conn() as c:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ledger.file_modes import private_file
 from projections.embedding import Embedder
 
 _DDL = """
@@ -41,7 +42,7 @@ class EmbeddingCache:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)
         self._lock = threading.RLock()
         self._conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")

@@ -25,6 +25,7 @@ import orjson
 
 from ledger import events as ev
 from ledger.events import Event
+from ledger.file_modes import private_dir
 from ledger.memory_state import CONTENT_EVENTS, MEMORY_EVENTS, MemoryState, Opener, apply_event
 from ledger.sqlite_pool import WAL_PRAGMAS, ThreadConnections, dropping_without_zeroing
 from projections.base import OPEN
@@ -110,7 +111,7 @@ class TemporalSqliteView:
 
     def __init__(self, path: str | Path, opener: Opener | None = None):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         self.opener = opener
         self._pool = ThreadConnections(self.path, (*WAL_PRAGMAS, "synchronous=NORMAL", "secure_delete=ON",
                                                    "cache_size=-65536", "temp_store=MEMORY",

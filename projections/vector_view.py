@@ -39,6 +39,7 @@ import orjson
 from ledger import events as ev
 from ledger.errors import InvalidRequest
 from ledger.events import Event
+from ledger.file_modes import private_dir, private_file
 from ledger.lifecycle import check_state
 from ledger.memory_state import Opener
 from ledger.sqlite_pool import dropping_without_zeroing
@@ -140,7 +141,7 @@ class VectorView:
                  cache: EmbeddingCache | None = None, exact_threshold: int = 20_000,
                  ann: str | None = "auto", ann_min_fraction: float = 0.05):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         self.embedder = embedder
         self.opener = opener
         self.dim = int(embedder.dim)
@@ -152,6 +153,7 @@ class VectorView:
         self.ann_mode = ann
         self.ann_min_fraction = ann_min_fraction
         self._lock = threading.RLock()
+        private_file(self.path)
         self._conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")

@@ -156,3 +156,86 @@ def test_item12_service_bad_points_are_4xx(live_server):  # noqa: F811
                 assert 400 <= r.status_code < 500, (method, url, bad, r.status_code, r.text)
                 assert r.json()["error"]["message"], r.text
         assert c.get("/v1/branches", headers=s.h("alice")).json()["branches"] == []
+
+
+# -- item 17: the data directory is private ---------------------------------------------------------
+def _exposed(root: Path) -> list[str]:
+    """Files readable or directories accessible by group or others, under (and including) ``root``."""
+    out = []
+    for path in [root, *sorted(root.rglob("*"))]:
+        try:
+            mode = path.lstat().st_mode
+        except FileNotFoundError:
+            continue  # a side file that went away while walking
+        if mode & 0o077:
+            out.append(f"{path.relative_to(root.parent)} {oct(mode & 0o777)}")
+    return out
+
+
+def test_item17_data_files_are_private(tmp_path, capsys):
+    from tests.live_server import LiveServer
+
+    old = os.umask(0o022)  # the usual default: without care every file would be 0644
+    try:
+        data = init_data(tmp_path, capsys)
+        root = Path(data)
+        (root / "memledger.toml").write_text('[views.vector]\nembedder = "hashing"\n')
+        for argv in (["add", "--cube", "tea", "--actor", "a", "green tea in the morning"],
+                     ["add", "--cube", "tea", "--actor", "a", "--subject", "s1", "Ada drinks oolong"],
+                     ["search", "--actor", "a", "tea"],
+                     ["checkpoint"],
+                     ["principal", "create", "alice"],
+                     ["branch", "create", "b1", "--actor", "a"],
+                     ["add", "--cube", "tea", "--branch", "b1", "--actor", "a", "black tea"],
+                     ["rebuild", "--no-progress"],
+                     ["views"]):
+            code, _, err = run(capsys, "--data", data, *argv)
+            assert code == 0, (argv, err)
+        assert {"log.sqlite", "checkpoints.jsonl", "principals.json", "branches.sqlite", "views", "keys"} <= \
+            {p.name for p in root.iterdir()}
+        assert {"keyword.sqlite", "graph.sqlite", "vector.sqlite", "embedding_cache.sqlite"} <= \
+            {p.name for p in (root / "views").iterdir()}
+        assert _exposed(root) == []
+        server = LiveServer.start(root)  # the service, in a process of its own with umask 022
+        try:
+            server.principal("bob")
+            with server.client() as c:
+                assert c.post("/v1/cubes", json={"cube": "b"}, headers=server.h("bob")).status_code == 201
+                assert c.post("/v1/memories", json={"cube": "b", "text": "bob likes mint tea"},
+                              headers=server.h("bob")).status_code == 201
+                assert c.get("/v1/search", params={"q": "mint"}, headers=server.h("bob")).status_code == 200
+            side = [p.name for p in root.rglob("*-wal")]
+            assert side, "expected open SQLite WAL files while the server runs"
+            assert _exposed(root) == []
+        finally:
+            server.stop()
+        assert _exposed(root) == []
+        # an existing, wider data directory is tightened on open, with a warning
+        root.chmod(0o755)
+        code, _, err = run(capsys, "--data", data, "head")
+        assert code == 0 and "warning:" in err and "0o755" in err, err
+        assert root.stat().st_mode & 0o777 == 0o700
+    finally:
+        os.umask(old)
+
+
+def test_item17_python_api_creates_private_files(tmp_path):
+    """Without the CLI's umask: the files the library itself creates are 0600 in 0700 directories."""
+    from ledger.config import init_data_dir
+    from ledger.factory import open_ledger
+    from projections.view_set import ViewSet
+
+    old = os.umask(0o022)
+    try:
+        data, _ = init_data_dir(tmp_path / "data")
+        (data / "memledger.toml").write_text('[views.vector]\nembedder = "hashing"\n')
+        ledger = open_ledger(data)
+        ledger.add("tea", "green tea", "a")
+        with ViewSet.open(ledger) as views:
+            assert views.search("tea")
+            assert _exposed(data) == []  # -wal and -shm files are open here
+        ledger.log.close()
+        assert _exposed(data) == []
+    finally:
+        os.umask(old)
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 import traceback
@@ -13,6 +14,7 @@ from typing import NoReturn
 
 from ledger.config import default_data_dir
 from ledger.errors import InvalidRequest, LedgerError, NotFound
+from ledger.file_modes import private_umask
 
 EXIT_INTERNAL = 70  # an unexpected error (EX_SOFTWARE); 1 means `verify` found a problem, 2 bad input, 3 not found
 
@@ -60,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return its exit code (see ``EXIT_*`` and the README: bad input is 2)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    old_umask = private_umask()  # every file the command (or `serve`) creates is private to its owner
+    _show_warnings()
     try:
         _check_utf8(argv)
         args = build_parser().parse_args(argv)
@@ -83,6 +87,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: internal error ({detail}); this is a bug, MEMLEDGER_DEBUG=1 shows the traceback",
               file=sys.stderr)
         return EXIT_INTERNAL
+    finally:
+        os.umask(old_umask)
+
+
+class _WarningLine(logging.Handler):
+    """Warnings of the library (``memledger`` logger) as ``warning: ...`` lines on the current stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"warning: {record.getMessage()}", file=sys.stderr)
+
+
+def _show_warnings() -> None:
+    logger = logging.getLogger("memledger")
+    if not any(isinstance(h, _WarningLine) for h in logger.handlers):
+        handler = _WarningLine(logging.WARNING)
+        logger.addHandler(handler)
 
 
 def _check_utf8(argv: Sequence[str]) -> None:
