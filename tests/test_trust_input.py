@@ -239,3 +239,121 @@ def test_item17_python_api_creates_private_files(tmp_path):
     finally:
         os.umask(old)
 
+
+# -- item 15: the verifiers report only what the hash and the signature cover -----------------------
+@pytest.fixture
+def proofs(tmp_path):
+    from ledger.config import init_data_dir
+    from ledger.factory import open_ledger
+    from ledger.governance.checkpoints import Checkpoints
+    from ledger.governance.proofs import consistency_proof, inclusion_proof
+
+    d, _ = init_data_dir(tmp_path / "src")
+    ledger = open_ledger(d)
+    for i in range(5):
+        ledger.add("c", f"fact {i}", actor="agent")
+    cps = Checkpoints.for_config(ledger.config)
+    cps.create(ledger.log)
+    ledger.add("c", "later fact", actor="agent")
+    cps.create(ledger.log)
+    inc = inclusion_proof(ledger.log, cps, 3, seq=1)
+    con = consistency_proof(ledger.log, cps, 1, 2)
+    pub = cps.signer.public_key()
+    yield ledger, cps, inc, con, pub
+    ledger.log.close()
+
+
+def _verify(doc, pub, pinned=None):
+    from ledger import verifier
+
+    return verifier.verify_document(json.loads(json.dumps(doc)), pub, pinned)
+
+
+def test_item15_verifier_rejects_forged_time_and_unhashed_fields(proofs, tmp_path):
+    from ledger import verifier
+
+    _, cps, inc, con, pub = proofs
+    summary = _verify(inc, pub)
+    assert summary["ok"] is True and summary["checkpoint"]["time"] == inc["checkpoint"]["time"]
+    _verify(con, pub)
+
+    def forged(doc, path, value):
+        doc = json.loads(json.dumps(doc))
+        target = doc
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+        return doc
+
+    cases = [
+        (inc, ("checkpoint", "time"), "1999-01-01T00:00:00Z", "time"),
+        (inc, ("checkpoint", "time"), 12, "time"),
+        (inc, ("checkpoint", "note"), "signed by the CEO", "note"),
+        (inc, ("event", "note"), "approved", "note"),
+        (inc, ("event", "time"), "1999-01-01T00:00:00Z", "time"),
+        (inc, ("comment",), "trust me", "comment"),
+        (con, ("old", "time"), "1999-01-01T00:00:00Z", "time"),
+        (con, ("new", "extra"), 1, "extra"),
+    ]
+    for doc, path, value, word in cases:
+        bad = forged(doc, path, value)
+        with pytest.raises(verifier.VerificationFailed, match=word):
+            _verify(bad, pub)
+    # the same derived time, written the way the ledger writes it, is fine on an event too
+    from ledger.events import us_to_iso
+
+    _verify(forged(inc, ("event", "time"), us_to_iso(inc["event"]["ts_us"])), pub)
+    # a pinned checkpoint is held to the same rules
+    pinned = forged(inc["checkpoint"], ("time",), "1999-01-01T00:00:00Z")
+    with pytest.raises(verifier.VerificationFailed, match="time"):
+        _verify(inc, pub, pinned)
+    # and on the command line: exit 1 with the reason
+    pem = tmp_path / "key.pem"
+    pem.write_text(cps.signer.public_key_pem())
+    proof = tmp_path / "proof.json"
+    proof.write_text(json.dumps(forged(inc, ("checkpoint", "time"), "1999-01-01T00:00:00Z")))
+    proc = subprocess.run([sys.executable, "-I", str(ROOT / "ledger" / "verifier.py"), str(proof),
+                           "--public-key", str(pem), "--json"], capture_output=True, text=True)
+    assert proc.returncode == 1 and json.loads(proc.stdout)["ok"] is False and "time" in proc.stdout, proc
+
+
+def test_item15_cube_import_rejects_unhashed_fields(tmp_path, capsys):
+    import orjson
+
+    from ledger.config import init_data_dir
+    from ledger.cube_export import ExportVerificationError, export_cube, import_cube
+    from ledger.factory import open_ledger
+
+    src = open_ledger(init_data_dir(tmp_path / "a")[0])
+    for i in range(3):
+        src.add("alice", f"Alice fact {i}", "alice")
+        src.add("bob", f"Bob fact {i}", "bob")
+    records = list(export_cube(src, "alice", sign=True))
+    dst = open_ledger(init_data_dir(tmp_path / "b")[0])
+
+    def forged(change):
+        recs = orjson.loads(orjson.dumps(records))
+        change(recs)
+        return recs
+
+    cases = [
+        (lambda r: r[1]["event"].update(note="approved by the CEO"), "note"),
+        (lambda r: r[2]["event"].update(time="1999-01-01T00:00:00Z"), "time"),
+        (lambda r: r[2].update(comment="x"), "comment"),
+        (lambda r: r[0]["anchor"]["checkpoint"].update(time="1999-01-01T00:00:00Z"), "time"),
+        (lambda r: r[0]["anchor"]["checkpoint"].update(note="x"), "note"),
+        (lambda r: r[0]["anchor"].update(note="x"), "note"),
+        (lambda r: r[0].update(approved_by="x"), "approved_by"),
+    ]
+    head = dst.head()
+    for change, word in cases:
+        with pytest.raises(ExportVerificationError, match=word):
+            import_cube(dst, forged(change), "importer")
+    assert dst.head() == head
+    # the CLI refuses the file with one line (exit 2) and imports nothing
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in forged(cases[0][0])))
+    code, _, err = run(capsys, "--data", str(tmp_path / "b"), "cube", "import", str(bad), "--actor", "i")
+    assert code == 2 and "note" in err and len(err.splitlines()) == 1, err
+    assert dst.head() == head
+    assert import_cube(dst, records, "importer").events == records[0]["events"]
