@@ -52,6 +52,9 @@ def action_of(e: Event) -> str:
         return f"forgot subject {p['subject']}"
     if t in (ev.BRANCH_CREATED, ev.BRANCH_DROPPED, ev.BRANCH_MERGED):
         return f"{t.split('.')[1]} branch {p['name']}"
+    if t in ("branch.granted", "branch.revoked"):
+        return f"{t.split('.')[1]} {p['role']} on branch {p['name']} {'to' if t == 'branch.granted' else 'from'} " \
+               f"{p['principal']}"
     if t == ev.CUBE_CREATED:
         return f"created cube {p['cube']}"
     return t

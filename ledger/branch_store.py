@@ -46,6 +46,10 @@ CREATE TABLE IF NOT EXISTS branch_events(
   UNIQUE(branch, stream, version)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS branch_events_ts ON branch_events(branch, ts_us);
+CREATE TABLE IF NOT EXISTS branch_grants(
+  branch TEXT NOT NULL, principal TEXT NOT NULL, role TEXT NOT NULL,
+  PRIMARY KEY(branch, principal, role)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS branch_refs(
   branch TEXT NOT NULL, ref TEXT NOT NULL, offset INTEGER NOT NULL,
   PRIMARY KEY(branch, ref, offset)
@@ -117,6 +121,24 @@ class BranchStore:
 
     def set_status(self, conn: sqlite3.Connection, name: str, status: str) -> None:
         conn.execute("UPDATE branches SET status = ? WHERE name = ?", (status, name))
+
+    def grants(self, name: str) -> dict[str, list[str]]:
+        """Principal -> sorted roles granted on branch ``name`` (the creator's implicit ownership excluded)."""
+        out: dict[str, list[str]] = {}
+        for principal, role in self.conn().execute(
+                "SELECT principal, role FROM branch_grants WHERE branch = ? ORDER BY principal, role", (name,)):
+            out.setdefault(principal, []).append(role)
+        return out
+
+    def descendants(self, name: str) -> list[BranchInfo]:
+        """Every branch forked (directly or not) from ``name``, children before their own children."""
+        out: list[BranchInfo] = []
+        todo = [name]
+        while todo:
+            kids = self.children(todo.pop(0))
+            out += kids
+            todo += [k.name for k in kids]
+        return out
 
     def event_count(self, name: str) -> int:
         return self.conn().execute("SELECT COUNT(*) FROM branch_events WHERE branch = ?", (name,)).fetchone()[0]
