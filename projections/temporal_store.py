@@ -118,6 +118,7 @@ class TemporalSqliteView:
                                                    "wal_autocheckpoint=16384"))
         self._generation = -1
         self.committed: int | None = None
+        self.dropped_layout: str | None = None  # why an existing file was dropped at open (another layout)
         self._discard_buffers()
         self._create()
 
@@ -135,6 +136,10 @@ class TemporalSqliteView:
         c.executescript(_BASE_DDL)  # meta exists from here on
         found = c.execute("SELECT value FROM meta WHERE key = 'layout'").fetchone()
         if found is None or found[0] != self.layout:
+            others = c.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name != 'meta'").fetchone()
+            if found is not None or others[0]:  # not a new file: say what was dropped
+                self.dropped_layout = (f"of another layout ({found[0]!r}, expected {self.layout!r})" if found
+                                       else "not a view file (no layout recorded)")
             self.reset()  # a new file, or one written by another layout: views are disposable, fold again
         else:
             c.executescript(self._ddl())
@@ -147,6 +152,11 @@ class TemporalSqliteView:
     def checkpoint(self) -> int:
         row = self.conn().execute("SELECT value FROM meta WHERE key = 'checkpoint'").fetchone()
         return -1 if row is None else int(row[0])
+
+    def checkpoint_hash(self) -> str | None:
+        """Hash of the log event at the checkpoint when it was folded (None: nothing folded, or not recorded)."""
+        row = self.conn().execute("SELECT value FROM meta WHERE key = 'checkpoint_hash'").fetchone()
+        return None if row is None else str(row[0])
 
     def reset(self) -> None:
         c = self.conn()
@@ -212,6 +222,7 @@ class TemporalSqliteView:
             self._flush(c)
             if last > done:
                 c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('checkpoint', ?)", (last,))
+                c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('checkpoint_hash', ?)", (todo[-1].hash,))
             c.execute("COMMIT")
             self.committed = last  # the checkpoint this object wrote (others may write after it)
         except BaseException:
