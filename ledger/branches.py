@@ -126,12 +126,12 @@ class Branches:
         (offset or ISO time; None: head). ``actor`` becomes the branch's creator and owner."""
         check_branch_name(name)
         parent = None if from_branch in (None, MAIN) else from_branch
-        if parent is not None:
-            self.access.require(self.info(parent), actor, BranchAction.FORK)
         base = self.ledger(parent)
         at_offset = base.resolve_as_of(at)
         if parent is not None and at_offset < 0:
             raise InvalidRequest("a nested branch must fork at an offset of its parent (0 or more)")
+        if parent is not None:  # after the input checks: bad input is refused without an audit record
+            self.access.require(self.info(parent), actor, BranchAction.FORK)
         fork_event = next(iter(base.log.read(at_offset, at_offset)), None) if at_offset >= 0 else None
         fork_hash = fork_event.hash if fork_event else GENESIS_HASH
         fork_ts = fork_event.ts_us if fork_event else 0

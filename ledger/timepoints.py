@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from ledger.errors import InvalidRequest
+from ledger.events import iso_to_us
 
 MAX_OFFSET = 2**62  # beyond any log; also the bound the HTTP service puts on offset parameters
 _OFFSET = re.compile(r"-?[0-9]+")
@@ -40,8 +41,6 @@ def parse_offset(value: object, what: str = "offset") -> int:
 
 def parse_point(value: object, what: str = "as-of") -> tuple[Kind, int]:
     """``("offset", n)`` or ``("time", microseconds since the epoch)`` for an offset or an ISO-8601 time."""
-    from ledger.events import iso_to_us
-
     if isinstance(value, str):
         text = value.strip()
         if text.lstrip("-").isdigit():  # any Unicode digits: parse_offset accepts only 0-9

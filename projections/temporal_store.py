@@ -133,11 +133,11 @@ class TemporalSqliteView:
 
     def _create(self) -> None:
         c = self.conn()
+        tables = [r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
         c.executescript(_BASE_DDL)  # meta exists from here on
         found = c.execute("SELECT value FROM meta WHERE key = 'layout'").fetchone()
         if found is None or found[0] != self.layout:
-            others = c.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name != 'meta'").fetchone()
-            if found is not None or others[0]:  # not a new file: say what was dropped
+            if found is not None or tables:  # not a new file: say what was dropped
                 self.dropped_layout = (f"of another layout ({found[0]!r}, expected {self.layout!r})" if found
                                        else "not a view file (no layout recorded)")
             self.reset()  # a new file, or one written by another layout: views are disposable, fold again

@@ -85,6 +85,8 @@ def _damage(path: Path, how: str) -> None:
 @pytest.mark.parametrize("name", list(FILES))
 def test_item13_damaged_view_files_are_rebuilt_from_the_log(template, tmp_path, capsys, name, how):
     fresh = _copy(template, tmp_path / "fresh", views=False)
+    code, out, err = run(capsys, "--data", str(fresh), "views", "--json")
+    assert code == 0 and json.loads(out)["repaired"] == {} and "warning" not in err  # new views: no repair
     expected = _search(fresh, capsys)
     assert any(expected)
     # views first: the damage is reported (a warning line and a field of --json) and repaired
