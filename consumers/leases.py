@@ -105,7 +105,7 @@ class FileLease:
         path = Path(data_dir) / "consumers" / f"{view}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
         self.description = f"file lock {path}"
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         self._held = False
 
     def poll(self) -> bool:

@@ -16,6 +16,7 @@ from ledger.lifecycle import check_state, check_transition, check_writable
 from ledger.log import Log
 from ledger.memory_state import MemoryState, Opener, fold, history
 from ledger.schema_registry import SchemaRegistry, default_registry
+from ledger.timepoints import parse_point
 
 MAX_TEXT = 1_000_000
 
@@ -90,14 +91,10 @@ class Ledger:
         head = self.log.head()
         if as_of is None:
             return head
-        if isinstance(as_of, str):
-            text = as_of.strip()
-            if text.lstrip("-").isdigit():
-                as_of = int(text)
-            else:
-                return self.log.offset_at(iso_to_us(text))
-        if not isinstance(as_of, int) or isinstance(as_of, bool):
-            raise InvalidRequest(f"as-of must be an offset or an ISO-8601 time, not {as_of!r}")
+        kind, value = parse_point(as_of, "as-of")
+        if kind == "time":
+            return self.log.offset_at(value)
+        as_of = value
         if as_of < -1 or as_of > head:
             raise InvalidRequest(f"offset {as_of} is out of range (head is {head})")
         return as_of

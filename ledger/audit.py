@@ -16,9 +16,10 @@ from typing import Any
 from ledger import events as ev
 from ledger.api import Ledger
 from ledger.errors import InvalidRequest, NotFound
-from ledger.events import Event, iso_to_us
+from ledger.events import Event
 from ledger.log import refs_of
 from ledger.memory_state import fold
+from ledger.timepoints import parse_point
 
 _HIDDEN = ("text", "sealed")  # content stays out of the audit trail; `get --as-of` shows it
 
@@ -51,6 +52,9 @@ def action_of(e: Event) -> str:
         return f"forgot subject {p['subject']}"
     if t in (ev.BRANCH_CREATED, ev.BRANCH_DROPPED, ev.BRANCH_MERGED):
         return f"{t.split('.')[1]} branch {p['name']}"
+    if t in ("branch.granted", "branch.revoked"):
+        return f"{t.split('.')[1]} {p['role']} on branch {p['name']} {'to' if t == 'branch.granted' else 'from'} " \
+               f"{p['principal']}"
     if t == ev.CUBE_CREATED:
         return f"created cube {p['cube']}"
     return t
@@ -90,13 +94,10 @@ def to_offset(ledger: Ledger, value: int | str | None, upper: bool) -> int | Non
     """An offset bound from an offset or an ISO time (``upper``: last offset at/before; else first at/after)."""
     if value is None:
         return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    text = str(value).strip()
-    if text.lstrip("-").isdigit():
-        return int(text)
-    ts = iso_to_us(text)
-    return ledger.log.offset_at(ts) if upper else ledger.log.offset_at(ts - 1) + 1
+    kind, n = parse_point(value, "until" if upper else "since")
+    if kind == "offset":
+        return n
+    return ledger.log.offset_at(n) if upper else ledger.log.offset_at(n - 1) + 1
 
 
 def check_types(ledger: Ledger, types: Iterable[str] | None) -> list[str] | None:
@@ -140,6 +141,8 @@ def audit_events(ledger: Ledger, q: AuditQuery) -> Iterator[Event]:
     if end < start:
         return iter(())
     if q.memory is not None:
+        if next(iter(ledger.log.read_refs(q.memory)), None) is None:
+            raise NotFound(f"memory {q.memory} not found")
         source: Iterable[Event] = (e for e in ledger.log.read_refs(q.memory, end) if e.offset >= start)
     elif q.cube is not None:
         fast = getattr(ledger.log, "read_filtered", None)

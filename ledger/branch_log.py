@@ -10,7 +10,7 @@ that the base still holds the fork point it was cut from.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import orjson
 
@@ -46,8 +46,10 @@ def stream_version_at(log: Log, stream: str, offset: int) -> int:
 class BranchLog:
     """The ``Log`` of one branch (see module docstring)."""
 
-    def __init__(self, store: BranchStore, info: BranchInfo, base: Log, registry: SchemaRegistry | None = None):
+    def __init__(self, store: BranchStore, info: BranchInfo, base: Log, registry: SchemaRegistry | None = None,
+                 guard: Callable[[BranchInfo, Iterable[str]], None] | None = None):
         self.store = store
+        self.guard = guard  # checks the writers of a batch inside the append transaction (see branch_access)
         self.info = info
         self.name = info.name
         self.fork = info.fork_offset
@@ -81,7 +83,10 @@ class BranchLog:
                     found[eid] = stored
         return found
 
-    def append(self, events: Sequence[NewEvent], expected_versions: Mapping[str, int] | None = None) -> list[Event]:
+    def append(self, events: Sequence[NewEvent], expected_versions: Mapping[str, int] | None = None, *,
+               writer: str | None = None) -> list[Event]:
+        """Append to the branch (see ``Log.append``). With a ``guard``, every event's actor (or
+        ``writer``, who replays other actors' events in a merge) must be allowed to write it."""
         if not events:
             return []
         prepared = prepare(self.registry, events)
@@ -93,6 +98,8 @@ class BranchLog:
                 raise StateError(f"branch {self.name!r} was dropped")
             if status[0] != ACTIVE:
                 raise StateError(f"branch {self.name!r} is {status[0]} and read-only")
+            if self.guard is not None:
+                self.guard(self.info, [writer] if writer is not None else [p.new.actor for p in prepared])
             retry = resolve_retry(prepared, self._existing(conn, [p.new.event_id for p in prepared]))
             if retry is not None:
                 conn.execute("COMMIT")

@@ -17,6 +17,7 @@ from itertools import islice
 from typing import Any
 
 from ledger import events as ev
+from ledger.branch_access import BranchAction
 from ledger.branch_log import BranchLog, stream_version_at
 from ledger.branch_store import MERGED
 from ledger.branches import MAIN, Branches
@@ -175,8 +176,14 @@ def merge_event_id(info_event_id: str | None, name: str) -> str:
 
 
 def merge(branches: Branches, name: str, actor: str, strict: bool = False, attempts: int = 20) -> MergeResult:
-    """Replay the branch's own events onto its base (see module docstring); raise ``MergeConflict``."""
+    """Replay the branch's own events onto its base (see module docstring); raise ``MergeConflict``.
+
+    ``actor`` must own the branch (or be an admin) and, for a nested branch, may write its parent.
+    """
     info = branches.info(name)
+    branches.access.require(info, actor, BranchAction.MERGE)
+    if info.parent is not None:
+        branches.access.require(branches.info(info.parent), actor, BranchAction.WRITE)
     if info.status == MERGED:
         raise StateError(f"branch {name!r} was already merged")
     log = branches.log(name)
@@ -215,7 +222,8 @@ def merge(branches: Branches, name: str, actor: str, strict: bool = False, attem
             if info.parent is None:  # onto main: the events and the audit record in one atomic batch
                 written = log.base.append([*replay, audit], expected)[:-1]
             else:
-                written = log.base.append(replay, expected) if replay else []
+                assert isinstance(log.base, BranchLog)
+                written = log.base.append(replay, expected, writer=actor) if replay else []
                 branches.main.log.append([audit])
         except ConcurrencyConflict as exc:
             if strict:

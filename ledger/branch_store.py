@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ledger.file_modes import private_dir
 from ledger.sqlite_pool import WAL_PRAGMAS, ThreadConnections
 
 _DDL = """
@@ -45,6 +46,10 @@ CREATE TABLE IF NOT EXISTS branch_events(
   UNIQUE(branch, stream, version)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS branch_events_ts ON branch_events(branch, ts_us);
+CREATE TABLE IF NOT EXISTS branch_grants(
+  branch TEXT NOT NULL, principal TEXT NOT NULL, role TEXT NOT NULL,
+  PRIMARY KEY(branch, principal, role)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS branch_refs(
   branch TEXT NOT NULL, ref TEXT NOT NULL, offset INTEGER NOT NULL,
   PRIMARY KEY(branch, ref, offset)
@@ -84,7 +89,7 @@ class BranchStore:
 
     def __init__(self, path: str | Path, synchronous: str = "FULL"):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         self._synchronous = synchronous
         self._pool = ThreadConnections(self.path, (*WAL_PRAGMAS, f"synchronous={synchronous}"))
         with self.conn() as c:
@@ -116,6 +121,24 @@ class BranchStore:
 
     def set_status(self, conn: sqlite3.Connection, name: str, status: str) -> None:
         conn.execute("UPDATE branches SET status = ? WHERE name = ?", (status, name))
+
+    def grants(self, name: str) -> dict[str, list[str]]:
+        """Principal -> sorted roles granted on branch ``name`` (the creator's implicit ownership excluded)."""
+        out: dict[str, list[str]] = {}
+        for principal, role in self.conn().execute(
+                "SELECT principal, role FROM branch_grants WHERE branch = ? ORDER BY principal, role", (name,)):
+            out.setdefault(principal, []).append(role)
+        return out
+
+    def descendants(self, name: str) -> list[BranchInfo]:
+        """Every branch forked (directly or not) from ``name``, children before their own children."""
+        out: list[BranchInfo] = []
+        todo = [name]
+        while todo:
+            kids = self.children(todo.pop(0))
+            out += kids
+            todo += [k.name for k in kids]
+        return out
 
     def event_count(self, name: str) -> int:
         return self.conn().execute("SELECT COUNT(*) FROM branch_events WHERE branch = ?", (name,)).fetchone()[0]

@@ -4,23 +4,25 @@ A branch sees its base (main, or another branch with ``from_branch``) up to its 
 its own events, and nothing written on it is visible on the base. Branch events live in
 ``branches.sqlite`` in the data directory (never a copy of the base log); creating, dropping and
 merging a branch is recorded on main's ``_system`` stream, so the audit trail has them.
-Diff and merge live in ``ledger.branch_merge``.
+Writing to, forking from, merging and dropping a branch needs its creator, a role granted on it
+or an admin (``ledger.branch_access``). Diff and merge live in ``ledger.branch_merge``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ledger import events as ev
 from ledger.api import Ledger
+from ledger.branch_access import BRANCH_GRANTED, BRANCH_REVOKED, BranchAccess, BranchAction, check_branch_role
 from ledger.branch_log import BranchLog
 from ledger.branch_store import ACTIVE, BranchInfo, BranchStore
 from ledger.canonical import GENESIS_HASH
 from ledger.errors import InvalidRequest, NotFound, StateError
-from ledger.events import NewEvent
+from ledger.events import Event, NewEvent, new_event_id
 from ledger.log import Log
 from ledger.memory_state import MemoryState, fold
 
@@ -77,13 +79,19 @@ class BranchLedger(Ledger):
 
 
 class Branches:
-    """The branch registry of one ledger (main)."""
+    """The branch registry of one ledger (main).
 
-    def __init__(self, main: Ledger, path: str | Path | None = None):
+    ``is_admin(principal)`` names the principals that may act on any branch (default: nobody);
+    everyone else needs to be a branch's creator or hold a role on it (``ledger.branch_access``).
+    """
+
+    def __init__(self, main: Ledger, path: str | Path | None = None,
+                 is_admin: Callable[[str], bool] | None = None):
         if isinstance(main, BranchLedger):
             main = main.main
         self.main = main
         self.store = BranchStore(path or default_store_path(main))
+        self.access = BranchAccess(self.store, main.log, is_admin)
 
     def close(self) -> None:
         self.store.close()
@@ -102,7 +110,7 @@ class Branches:
         if name is None or name == MAIN:
             return self.main.log
         info = self.info(name)
-        return BranchLog(self.store, info, self.log(info.parent), self.main.registry)
+        return BranchLog(self.store, info, self.log(info.parent), self.main.registry, guard=self.access.guard_writes)
 
     def ledger(self, name: str | None) -> Ledger:
         """A ``Ledger`` over the branch (main's ledger for ``None``/``"main"``)."""
@@ -114,13 +122,16 @@ class Branches:
 
     # -- registry operations ------------------------------------------------------------
     def create(self, name: str, at: int | str | None, actor: str, from_branch: str | None = None) -> BranchInfo:
-        """Fork ``name`` from main (or ``from_branch``) at ``at`` (offset or ISO time; None: head)."""
+        """Fork ``name`` from main (or ``from_branch``, which needs the right to fork it) at ``at``
+        (offset or ISO time; None: head). ``actor`` becomes the branch's creator and owner."""
         check_branch_name(name)
         parent = None if from_branch in (None, MAIN) else from_branch
         base = self.ledger(parent)
         at_offset = base.resolve_as_of(at)
         if parent is not None and at_offset < 0:
             raise InvalidRequest("a nested branch must fork at an offset of its parent (0 or more)")
+        if parent is not None:  # after the input checks: bad input is refused without an audit record
+            self.access.require(self.info(parent), actor, BranchAction.FORK)
         fork_event = next(iter(base.log.read(at_offset, at_offset)), None) if at_offset >= 0 else None
         fork_hash = fork_event.hash if fork_event else GENESIS_HASH
         fork_ts = fork_event.ts_us if fork_event else 0
@@ -151,28 +162,98 @@ class Branches:
             n = self.store.event_count(info.name)
             d["events"] = n
             d["head"] = BranchLog(self.store, info, self.main.log).head()
+            d["grants"] = self.store.grants(info.name)
             out.append(d)
         return out
 
-    def drop(self, name: str, actor: str) -> BranchInfo:
-        """Discard a branch and its own events; refused while other branches fork from it."""
+    def drop(self, name: str, actor: str, cascade: bool = False) -> BranchInfo:
+        """Discard a branch and its own events (its owner, or an admin).
+
+        Branches forked from it are refused unless ``cascade``: then they are dropped with it
+        (see :meth:`drop_tree`), so nobody can keep a branch alive by forking from it.
+        """
+        return self.drop_tree(name, actor, cascade)[-1]
+
+    def drop_tree(self, name: str, actor: str, cascade: bool = True) -> list[BranchInfo]:
+        """Drop ``name`` and (``cascade``) every branch forked from it, deepest first, in one
+        batch of ``branch.dropped`` events on main; return the dropped branches in that order.
+        Only the right to drop ``name`` is needed: nested branches live on its data."""
         info = self.info(name)
+        self.access.require(info, actor, BranchAction.DROP)
         conn = self.store.conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            kids = [b.name for b in self.store.children(name)]
-            if kids:
-                raise StateError(f"branch {name!r} has nested branches ({', '.join(kids)}); drop them first")
-            self.main.log.append([NewEvent(ev.SYSTEM_STREAM, ev.BRANCH_DROPPED, {"name": name}, actor)])
-            conn.execute("DELETE FROM branch_refs WHERE branch = ?", (name,))
-            conn.execute("DELETE FROM branch_events WHERE branch = ?", (name,))
-            conn.execute("DELETE FROM branches WHERE name = ?", (name,))
+            nested = self.store.descendants(name)
+            if nested and not cascade:
+                kids = ", ".join(b.name for b in nested)
+                raise StateError(f"branch {name!r} has nested branches ({kids}); drop them first, or drop it "
+                                 f"with them (memledger branch drop {name} --cascade)")
+            doomed = [*reversed(nested), self.store.info(name) or info]
+            correlation = new_event_id()
+            self.main.log.append([NewEvent(ev.SYSTEM_STREAM, ev.BRANCH_DROPPED, {"name": b.name}, actor,
+                                           correlation_id=correlation) for b in doomed])
+            for b in doomed:
+                for table in ("branch_refs", "branch_events", "branch_grants"):
+                    conn.execute(f"DELETE FROM {table} WHERE branch = ?", (b.name,))
+                conn.execute("DELETE FROM branches WHERE name = ?", (b.name,))
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        return info
+        return doomed
+
+    # -- roles on a branch --------------------------------------------------------------
+    def roles(self, name: str, principal: str) -> list[str]:
+        """The roles ``principal`` holds on branch ``name`` (its creator holds ``owner``)."""
+        return sorted(self.access.roles(self.info(name), principal))
+
+    def grant(self, name: str, principal: str, role: str, actor: str) -> Event | None:
+        """Give ``principal`` ``role`` (``writer`` or ``owner``) on branch ``name``; None if already held.
+
+        ``actor`` must own the branch (or be an admin); the grant is a ``branch.granted`` event on
+        main's ``_system`` stream.
+        """
+        return self._change_role(name, principal, role, actor, grant=True)
+
+    def revoke(self, name: str, principal: str, role: str, actor: str) -> Event:
+        """Take ``role`` on branch ``name`` away from ``principal`` (a ``branch.revoked`` event)."""
+        event = self._change_role(name, principal, role, actor, grant=False)
+        assert event is not None
+        return event
+
+    def _change_role(self, name: str, principal: str, role: str, actor: str, grant: bool) -> Event | None:
+        check_branch_role(role)
+        if not isinstance(principal, str) or not 0 < len(principal) <= 200:
+            raise InvalidRequest("principal must be a name of 1-200 characters")
+        info = self.info(name)
+        self.access.require(info, actor, BranchAction.GRANT)
+        conn = self.store.conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            held = role in self.store.grants(name).get(principal, [])
+            if grant and held:
+                conn.execute("COMMIT")
+                return None
+            if not grant and not held:
+                implicit = principal == info.created_by and role == "owner"
+                raise (StateError(f"{principal!r} created branch {name!r} and always owns it") if implicit else
+                       NotFound(f"{principal!r} holds no {role} role on branch {name!r}"))
+            payload = {"name": name, "principal": principal, "role": role}
+            event = self.main.log.append([NewEvent(ev.SYSTEM_STREAM, BRANCH_GRANTED if grant else BRANCH_REVOKED,
+                                                   payload, actor)])[0]
+            if grant:
+                conn.execute("INSERT INTO branch_grants(branch, principal, role) VALUES (?,?,?)",
+                             (name, principal, role))
+            else:
+                conn.execute("DELETE FROM branch_grants WHERE branch = ? AND principal = ? AND role = ?",
+                             (name, principal, role))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return event
 
     # -- search overlay -----------------------------------------------------------------
     def overlay(self, name: str, as_of: int | str | None = None) -> tuple[int, dict[str, MemoryState | None]]:

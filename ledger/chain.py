@@ -41,6 +41,9 @@ def prepare(registry: SchemaRegistry, events: Sequence[NewEvent]) -> list[Prepar
         if not (type(s) is str and type(t) is str and type(a) is str and type(eid) is str
                 and 0 < len(s) <= 200 and 0 < len(t) <= 200 and 0 < len(a) <= 200 and 0 < len(eid) <= 200):
             _envelope_error(ev, i)
+        if not (s.isascii() and t.isascii() and a.isascii() and eid.isascii()
+                and _ascii_or_none(ev.causation_id) and _ascii_or_none(ev.correlation_id)):
+            _envelope_text_error(ev, i)  # raises if a field cannot be encoded (a lone surrogate)
         if eid in seen:
             raise IdempotencyConflict(eid, "used twice in one batch")
         seen.add(eid)
@@ -60,6 +63,20 @@ def _envelope_error(ev: NewEvent, index: int) -> None:
         if not isinstance(value, str) or not value or len(value) > 200:
             detail = f"envelope field {name!r} must be a non-empty string of at most 200 characters"
             raise SchemaViolation(str(ev.type), ev.schema_version or 0, detail, index)
+
+
+def _ascii_or_none(value: object) -> bool:
+    return value is None or not isinstance(value, str) or value.isascii()
+
+
+def _envelope_text_error(ev: NewEvent, index: int) -> None:
+    for name in ("stream", "type", "actor", "event_id", "causation_id", "correlation_id"):
+        value = getattr(ev, name)
+        try:
+            value.encode("utf-8") if isinstance(value, str) else None
+        except UnicodeEncodeError:
+            detail = f"envelope field {name!r} is not valid UTF-8 text: {value!r}"
+            raise SchemaViolation(ascii(ev.type), ev.schema_version or 0, detail, index) from None
 
 
 def check_expected(expected: Mapping[str, int] | None, current: Mapping[str, int]) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.errors import InvalidRequest
+from ledger.file_modes import FILE_MODE, private_dir
 
 CONFIG_NAME = "memledger.toml"
 DEFAULT_CONFIG = """\
@@ -68,10 +69,11 @@ def load_config(data_dir: str | Path) -> Config:
 
 def init_data_dir(data_dir: str | Path) -> tuple[Path, bool]:
     """Create the data directory and its default config; return (path, created)."""
-    d = Path(data_dir)
-    d.mkdir(parents=True, exist_ok=True)
+    d = private_dir(data_dir)
     path = d / CONFIG_NAME
     if path.exists():
         return d, False
-    path.write_text(DEFAULT_CONFIG)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(DEFAULT_CONFIG)
     return d, True

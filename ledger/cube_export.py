@@ -37,8 +37,14 @@ from ledger.errors import InvalidRequest, LedgerError, NotFound
 from ledger.events import Event, NewEvent, now_us, us_to_iso
 from ledger.governance.log_tree import log_tree
 from ledger.governance.merkle import leaf_hash, verify_inclusion
+from ledger.verifier import CHECKPOINT_FIELDS, EVENT_FIELDS, VerificationFailed, check_fields
 
 FORMAT = "memledger-cube-export"
+# fields a header, a record and an anchor may have: anything else is vouched for by nothing
+HEADER_FIELDS = frozenset({"format", "version", "cube", "source_ledger", "tree_size", "merkle_root", "head_hash",
+                           "events", "exported_at", "leaf", "anchor"})
+RECORD_FIELDS = frozenset({"event", "proof"})
+ANCHOR_FIELDS = frozenset({"checkpoint", "public_key", "consistency_proof"})
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 VERSION = 1
 
@@ -112,6 +118,16 @@ def _fail(line: int, msg: str) -> ExportVerificationError:
     return ExportVerificationError(f"cube export line {line}: {msg}")
 
 
+def _only_covered(obj: Any, allowed: frozenset[str], what: str, covered_by: str, line: int | None = None) -> None:
+    """Refuse fields nothing covers (and a ``time`` that disagrees with ``ts_us``), as the verifier does."""
+    if not isinstance(obj, dict):
+        raise ExportVerificationError(f"{what} is not a JSON object")
+    try:
+        check_fields(obj, allowed, what, covered_by)
+    except VerificationFailed as exc:
+        raise (_fail(line, str(exc)) if line is not None else ExportVerificationError(str(exc))) from None
+
+
 def read_records(lines: Iterable[bytes | str]) -> list[dict[str, Any]]:
     """Parse JSON lines (blank lines skipped) with a clear error on bad JSON."""
     out = []
@@ -141,6 +157,8 @@ def verify_anchor(header: dict[str, Any], trusted_public_key_pem: str | None = N
     anchor = header.get("anchor")
     if not isinstance(anchor, dict):
         raise ExportVerificationError("cube export is not signed (export it with --sign)")
+    _only_covered(anchor, ANCHOR_FIELDS, "the export anchor", "anchor format")
+    _only_covered(anchor.get("checkpoint"), CHECKPOINT_FIELDS, "the anchor checkpoint", "signature")
     try:
         cp = Checkpoint.from_dict(anchor["checkpoint"])
         pem = trusted_public_key_pem or anchor["public_key"]
@@ -172,6 +190,7 @@ def verify_export(records: list[dict[str, Any]], expected_root: str | None = Non
     header = records[0]
     if header.get("format") != FORMAT or header.get("version") != VERSION:
         raise _fail(1, f"not a {FORMAT} v{VERSION} header")
+    _only_covered(header, HEADER_FIELDS, "the header", "export format", 1)
     try:
         cube, size = str(header["cube"]), int(header["tree_size"])
         root = bytes.fromhex(header["merkle_root"])
@@ -187,6 +206,8 @@ def verify_export(records: list[dict[str, Any]], expected_root: str | None = Non
     events: list[Event] = []
     last_offset = -1
     for i, rec in enumerate(body, 2):
+        _only_covered(rec, RECORD_FIELDS, "the record", "export format", i)
+        _only_covered(rec.get("event"), EVENT_FIELDS, "the event", "event hash", i)
         try:
             e = Event.from_dict(rec["event"])
             proof = [bytes.fromhex(p) for p in rec["proof"]]

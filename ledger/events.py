@@ -62,13 +62,13 @@ def iso_to_us(text: str) -> int:
         s = s[:-1] + "+00:00"
     try:
         dt = datetime.fromisoformat(s)
-    except ValueError as exc:
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        return int(dt.timestamp() * 1_000_000)
+    except (ValueError, OverflowError, OSError) as exc:
         from ledger.errors import InvalidRequest
 
         raise InvalidRequest(f"not an ISO-8601 time: {text!r}") from exc
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1_000_000)
 
 
 @dataclass(slots=True)

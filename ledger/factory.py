@@ -10,6 +10,7 @@ from pathlib import Path
 from ledger.api import Ledger
 from ledger.config import Config, load_config
 from ledger.errors import InvalidRequest
+from ledger.file_modes import tighten_data_dir
 from ledger.log import Log
 
 # backend name -> "module:function" taking (config) and returning a Log
@@ -41,6 +42,7 @@ def open_log(config: Config) -> Log:
 def open_ledger(data_dir: str | Path) -> Ledger:
     """Open the ledger of a data directory with its configured adapters."""
     config = load_config(data_dir)
+    tighten_data_dir(config.data_dir)
     log = open_log(config)
     sealer = opener = None
     try:

@@ -27,6 +27,7 @@ import orjson
 
 from ledger.errors import InvalidRequest, NotFound, StateError
 from ledger.events import now_us, us_to_iso
+from ledger.file_modes import private_dir
 
 PRINCIPALS_FILE = "principals.json"
 TOKEN_PREFIX = "mlk_"
@@ -103,7 +104,7 @@ class PrincipalStore:
         return by_name
 
     def _write(self, by_name: dict[str, Principal]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         tmp = self.path.with_suffix(f".tmp.{os.getpid()}.{threading.get_ident()}")
         data = orjson.dumps({"principals": [asdict(p) for p in by_name.values()]}, option=orjson.OPT_INDENT_2)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -8,6 +8,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from ledger.file_modes import private_file
+
 WAL_PRAGMAS = ("journal_mode=WAL", "busy_timeout=60000")
 
 
@@ -25,6 +27,7 @@ class ThreadConnections:
         """This thread's connection, opened on first use."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
+            private_file(self.path)  # SQLite gives its -wal and -shm files the same mode
             conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
             for pragma in self._pragmas:
                 conn.execute(f"PRAGMA {pragma}")

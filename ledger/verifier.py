@@ -17,7 +17,10 @@ and run on its own. For an inclusion proof it
    compares it with the signed root.
 
 For a consistency proof it checks both checkpoints' signatures and that the older tree is a
-prefix of the newer one. Exit status: 0 verified, 1 not verified, 2 unusable input.
+prefix of the newer one. It reports only what the hash and the signatures cover: a field of
+the event, a checkpoint or the proof that nothing covers is refused, and so is a checkpoint (or
+event) ``time`` that disagrees with its ``ts_us`` (the time reported is always derived from the
+signed ``ts_us``). Exit status: 0 verified, 1 not verified, 2 unusable input.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ import hashlib
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +47,17 @@ CHECKPOINT_FORMAT = "memledger-checkpoint/v1"
 GENESIS_HASH = "0" * 64
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 HASH_SIZE = 32
+
+# what the event hash covers (plus the hash itself), and what the checkpoint signature covers
+# (plus the format tag and the signature). ``time`` is derived from ``ts_us``: it may appear, and
+# must then agree with it. Any other field is refused: nothing vouches for it.
+EVENT_FIELDS = frozenset({"offset", "stream", "version", "event_id", "type", "schema_version", "ts_us", "actor",
+                          "causation_id", "correlation_id", "payload", "prev_hash", "hash"})
+CHECKPOINT_FIELDS = frozenset({"format", "seq", "log_size", "root", "head_hash", "ts_us", "key_id", "signature"})
+DERIVED_TIME = "time"
+INCLUSION_FIELDS = frozenset({"format", "event", "leaf_index", "tree_size", "audit_path", "checkpoint"})
+CONSISTENCY_FIELDS = frozenset({"format", "old", "new", "proof"})
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class VerificationFailed(Exception):
@@ -227,10 +242,51 @@ def _int(value: Any, what: str) -> int:
     return value
 
 
+def iso_of_us(ts_us: int) -> str:
+    """``ts_us`` (microseconds since the epoch) as the ledger writes it: ISO-8601 UTC with ``Z``."""
+    try:
+        return (_EPOCH + timedelta(microseconds=ts_us)).isoformat().replace("+00:00", "Z")
+    except (OverflowError, ValueError):
+        return f"{ts_us} microseconds after the epoch"
+
+
+def _us_of_iso(text: str) -> int | None:
+    """Microseconds since the epoch of an ISO-8601 time (naive: UTC); None if it is not one."""
+    s = text.strip()
+    if s.endswith(("Z", "z")):
+        s = s[:-1] + "+00:00"
+    try:
+        dt = datetime.fromisoformat(s)
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    try:
+        return (dt - _EPOCH) // timedelta(microseconds=1)
+    except OverflowError:
+        return None
+
+
+def check_fields(obj: dict[str, Any], allowed: Collection[str], what: str, covered_by: str) -> None:
+    """Refuse fields of ``obj`` outside ``allowed`` (and the derived ``time``), and a ``time`` that
+    disagrees with the covered ``ts_us``: what the hash or signature does not cover is not reported."""
+    extra = sorted(str(k) for k in obj if k not in allowed and k != DERIVED_TIME)
+    if extra:
+        raise VerificationFailed(f"{what} has field(s) {', '.join(map(repr, extra))} that the {covered_by} does "
+                                 "not cover; refusing to vouch for them")
+    if DERIVED_TIME in obj:
+        ts, text = obj.get("ts_us"), obj[DERIVED_TIME]
+        if isinstance(ts, bool) or not isinstance(ts, int) or not isinstance(text, str) or _us_of_iso(text) != ts:
+            signed = iso_of_us(ts) if isinstance(ts, int) and not isinstance(ts, bool) else "?"
+            raise VerificationFailed(f"{what} time {text!r} disagrees with its ts_us {ts!r} ({signed}), which the "
+                                     f"{covered_by} covers")
+
+
 def check_checkpoint(cp: Any, public_key: Ed25519PublicKey, what: str = "checkpoint") -> tuple[int, bytes]:
     """Verify a checkpoint's signature; return its (log size, root)."""
     if not isinstance(cp, dict) or cp.get("format") != CHECKPOINT_FORMAT:
         raise VerificationFailed(f"{what} is missing or not a {CHECKPOINT_FORMAT} object")
+    check_fields(cp, CHECKPOINT_FIELDS, what, "signature")
     seq, size, ts = _int(cp.get("seq"), f"{what} seq"), _int(cp.get("log_size"), f"{what} log_size"), \
         _int(cp.get("ts_us"), f"{what} ts_us")
     root = _hex32(cp.get("root"), f"{what} root")
@@ -257,10 +313,12 @@ def _path(doc: dict[str, Any], key: str) -> list[bytes]:
 
 def verify_inclusion_proof(doc: dict[str, Any], public_key: Ed25519PublicKey) -> dict[str, Any]:
     """Check an inclusion proof; return a summary, raise ``VerificationFailed`` otherwise."""
+    check_fields(doc, INCLUSION_FIELDS, "the proof", "proof format")
     size, root = check_checkpoint(doc.get("checkpoint"), public_key)
     event = doc.get("event")
     if not isinstance(event, dict):
         raise VerificationFailed("event is missing")
+    check_fields(event, EVENT_FIELDS, "the event", "event hash")
     index = _int(doc.get("leaf_index"), "leaf_index")
     if _int(event.get("offset"), "event offset") != index:
         raise VerificationFailed(f"the event's offset {event.get('offset')} is not the leaf index {index}")
@@ -277,11 +335,12 @@ def verify_inclusion_proof(doc: dict[str, Any], public_key: Ed25519PublicKey) ->
     return {"ok": True, "kind": "inclusion", "offset": index, "event_id": event.get("event_id"),
             "type": event.get("type"), "stream": event.get("stream"), "event_hash": computed,
             "checkpoint": {"seq": doc["checkpoint"]["seq"], "log_size": size, "root": root.hex(),
-                           "time": doc["checkpoint"].get("time")}}
+                           "ts_us": doc["checkpoint"]["ts_us"], "time": iso_of_us(doc["checkpoint"]["ts_us"])}}
 
 
 def verify_consistency_proof(doc: dict[str, Any], public_key: Ed25519PublicKey) -> dict[str, Any]:
     """Check a consistency proof between two checkpoints; raise ``VerificationFailed`` otherwise."""
+    check_fields(doc, CONSISTENCY_FIELDS, "the proof", "proof format")
     old_size, old_root = check_checkpoint(doc.get("old"), public_key, "old checkpoint")
     new_size, new_root = check_checkpoint(doc.get("new"), public_key, "new checkpoint")
     if old_size > new_size:

@@ -8,7 +8,9 @@ forgotten subject's memories from the cache too (``delete``), with ``secure_dele
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
@@ -16,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ledger.file_modes import private_file
+from projections import view_health
 from projections.embedding import Embedder
 
 _DDL = """
@@ -29,6 +33,7 @@ CREATE TABLE IF NOT EXISTS embeddings(
 """
 
 _CHUNK = 500  # host parameters per IN (...) lookup
+log = logging.getLogger("memledger")
 
 
 def text_hash(text: str) -> bytes:
@@ -37,12 +42,35 @@ def text_hash(text: str) -> bytes:
 
 
 class EmbeddingCache:
-    """Vectors by (model id, text digest) in SQLite; safe to share between threads and processes."""
+    """Vectors by (model id, text digest) in SQLite; safe to share between threads and processes.
+
+    A damaged cache file (not a database, truncated, corrupt, another layout) is deleted and
+    started afresh, at open or when a lookup hits the damage: it is only a cache. ``repaired``
+    then says why (and a warning is logged on the ``memledger`` logger).
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        self.hits = 0
+        self.misses = 0
+        self.repaired: str | None = None
+        problem = view_health.file_problem(self.path)
+        if problem is None:
+            try:
+                self._connect()
+                self._conn.execute("SELECT model, text_sha256, vec FROM embeddings LIMIT 1").fetchall()
+                return
+            except sqlite3.DatabaseError as exc:
+                if not view_health.is_damage(exc):
+                    raise
+                problem = view_health.describe(exc)
+                with contextlib.suppress(Exception):
+                    self._conn.close()
+        self._start_afresh(problem)
+
+    def _connect(self) -> None:
+        private_file(self.path)
         self._conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")  # a lost cache entry costs one re-embedding
@@ -50,23 +78,56 @@ class EmbeddingCache:
         self._conn.execute("PRAGMA busy_timeout=60000")
         self._conn.execute("PRAGMA cache_size=-32768")  # 32 MB of pages
         self._conn.executescript(_DDL)
-        self.hits = 0
-        self.misses = 0
+
+    def _start_afresh(self, problem: str) -> None:
+        """Delete the damaged cache file and open an empty one."""
+        with self._lock:
+            view_health.discard([self.path])
+            self._connect()
+            self.repaired = problem
+        log.warning("embedding cache %s was %s: dropped and started afresh (it is only a cache)", self.path, problem)
+
+    def check(self) -> str | None:
+        """Check the file in depth (``PRAGMA quick_check``); a damaged cache starts afresh. Returns why, or None."""
+        with self._lock:
+            problem = view_health.deep_problem(self.path)
+            if problem is not None:
+                with contextlib.suppress(Exception):
+                    self._conn.close()
+                self._start_afresh(problem)
+        return problem
+
+    def _damaged(self, exc: sqlite3.DatabaseError) -> bool:
+        """Start afresh if ``exc`` means the file is damaged; return whether it did."""
+        if not view_health.is_damage(exc):
+            return False
+        with contextlib.suppress(Exception):
+            self._conn.close()
+        self._start_afresh(view_health.describe(exc))
+        return True
 
     def get_many(self, model_id: str, digests: Sequence[bytes], dim: int) -> dict[bytes, np.ndarray]:
         """Cached vectors for ``digests`` (entries of the wrong dimension count as missing)."""
         found: dict[bytes, np.ndarray] = {}
         with self._lock:
-            for i in range(0, len(digests), _CHUNK):
-                chunk = list(digests[i:i + _CHUNK])
-                marks = ",".join("?" * len(chunk))
-                rows = self._conn.execute(
-                    f"SELECT text_sha256, vec FROM embeddings WHERE model = ? AND text_sha256 IN ({marks})",
-                    [model_id, *chunk]).fetchall()
-                for digest, blob in rows:
-                    if len(blob) == dim * 4:
-                        found[bytes(digest)] = np.frombuffer(blob, dtype=np.float32)
+            try:
+                self._get_many(model_id, digests, dim, found)
+            except sqlite3.DatabaseError as exc:
+                if not self._damaged(exc):
+                    raise
+                return {}  # an empty cache: everything is a miss
         return found
+
+    def _get_many(self, model_id: str, digests: Sequence[bytes], dim: int, found: dict[bytes, np.ndarray]) -> None:
+        for i in range(0, len(digests), _CHUNK):
+            chunk = list(digests[i:i + _CHUNK])
+            marks = ",".join("?" * len(chunk))
+            rows = self._conn.execute(
+                f"SELECT text_sha256, vec FROM embeddings WHERE model = ? AND text_sha256 IN ({marks})",
+                [model_id, *chunk]).fetchall()
+            for digest, blob in rows:
+                if len(blob) == dim * 4:
+                    found[bytes(digest)] = np.frombuffer(blob, dtype=np.float32)
 
     def put_many(self, model_id: str, items: Iterable[tuple[bytes, np.ndarray]]) -> None:
         """Store vectors (float32) under their text digests."""
@@ -74,14 +135,22 @@ class EmbeddingCache:
         if not rows:
             return
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
             try:
-                self._conn.executemany("INSERT OR REPLACE INTO embeddings(model, text_sha256, vec) VALUES (?,?,?)",
-                                       rows)
-                self._conn.execute("COMMIT")
-            except BaseException:
+                self._put_rows(rows)
+            except sqlite3.DatabaseError as exc:
+                if not self._damaged(exc):
+                    raise
+                self._put_rows(rows)
+
+    def _put_rows(self, rows: list[tuple[str, bytes, bytes]]) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.executemany("INSERT OR REPLACE INTO embeddings(model, text_sha256, vec) VALUES (?,?,?)", rows)
+            self._conn.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
-                raise
+            raise
 
     def delete(self, digests: Iterable[bytes], model_id: str | None = None) -> int:
         """Erase entries (of every model unless ``model_id``) and truncate the WAL; returns the count."""

@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from ledger.errors import LedgerError
+from ledger.file_modes import make_private, private_dir, private_file
 
 DEFAULT_BUDGET_BYTES = 2 * 1024**3
 
@@ -113,7 +114,7 @@ class KVStore:
         if budget_bytes <= 0:
             raise ValueError("the KV cache budget must be positive")
         self.root = Path(root)
-        (self.root / "objects").mkdir(parents=True, exist_ok=True)
+        private_dir(self.root / "objects")
         self.budget_bytes = int(budget_bytes)
         self._local = threading.local()
         with self._db() as db:
@@ -122,7 +123,7 @@ class KVStore:
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.root / "index.sqlite", timeout=60.0, check_same_thread=False)
+            db = sqlite3.connect(private_file(self.root / "index.sqlite"), timeout=60.0, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             self._local.db = db
         return db
@@ -150,7 +151,7 @@ class KVStore:
         path = self.path_of(cache.key)
         now = time.time_ns()
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(path.parent)
             tensors = {"token_ids": torch.tensor(cache.token_ids, dtype=torch.int64)}
             for i, (k, v) in enumerate(cache.layers):
                 tensors[f"k.{i}"] = k.detach().contiguous().clone()
@@ -159,6 +160,7 @@ class KVStore:
                     "format": "memledger-kv/1"}
             tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
             save_file(tensors, str(tmp), metadata=meta)
+            make_private(tmp)
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
             os.replace(tmp, path)

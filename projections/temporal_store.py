@@ -25,6 +25,7 @@ import orjson
 
 from ledger import events as ev
 from ledger.events import Event
+from ledger.file_modes import private_dir
 from ledger.memory_state import CONTENT_EVENTS, MEMORY_EVENTS, Erasure, MemoryState, Opener, apply_event, erasure_of
 from ledger.sqlite_pool import WAL_PRAGMAS, ThreadConnections, dropping_without_zeroing
 from projections.base import OPEN
@@ -110,13 +111,14 @@ class TemporalSqliteView:
 
     def __init__(self, path: str | Path, opener: Opener | None = None):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         self.opener = opener
         self._pool = ThreadConnections(self.path, (*WAL_PRAGMAS, "synchronous=NORMAL", "secure_delete=ON",
                                                    "cache_size=-65536", "temp_store=MEMORY",
                                                    "wal_autocheckpoint=16384"))
         self._generation = -1
         self.committed: int | None = None
+        self.dropped_layout: str | None = None  # why an existing file was dropped at open (another layout)
         self._discard_buffers()
         self._create()
 
@@ -131,9 +133,13 @@ class TemporalSqliteView:
 
     def _create(self) -> None:
         c = self.conn()
+        tables = [r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
         c.executescript(_BASE_DDL)  # meta exists from here on
         found = c.execute("SELECT value FROM meta WHERE key = 'layout'").fetchone()
         if found is None or found[0] != self.layout:
+            if found is not None or tables:  # not a new file: say what was dropped
+                self.dropped_layout = (f"of another layout ({found[0]!r}, expected {self.layout!r})" if found
+                                       else "not a view file (no layout recorded)")
             self.reset()  # a new file, or one written by another layout: views are disposable, fold again
         else:
             c.executescript(self._ddl())
@@ -146,6 +152,11 @@ class TemporalSqliteView:
     def checkpoint(self) -> int:
         row = self.conn().execute("SELECT value FROM meta WHERE key = 'checkpoint'").fetchone()
         return -1 if row is None else int(row[0])
+
+    def checkpoint_hash(self) -> str | None:
+        """Hash of the log event at the checkpoint when it was folded (None: nothing folded, or not recorded)."""
+        row = self.conn().execute("SELECT value FROM meta WHERE key = 'checkpoint_hash'").fetchone()
+        return None if row is None else str(row[0])
 
     def reset(self) -> None:
         c = self.conn()
@@ -212,6 +223,7 @@ class TemporalSqliteView:
             self._flush(c)
             if last > done:
                 c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('checkpoint', ?)", (last,))
+                c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('checkpoint_hash', ?)", (todo[-1].hash,))
             c.execute("COMMIT")
             self.committed = last  # the checkpoint this object wrote (others may write after it)
         except BaseException:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ledger.file_modes import make_private
+
 try:  # optional dependency: without it the view answers every query exactly
     from usearch.index import Index
 except ImportError:  # pragma: no cover - depends on the environment
@@ -64,10 +66,12 @@ class AnnIndex:
         with self.lock:
             self.index.save(str(tmp))
             covered, size = self.covered, len(self.index)
+        make_private(tmp)
         os.replace(tmp, path)
         side = _sidecar(path)
         side_tmp = side.with_name(side.name + ".tmp")
         side_tmp.write_text(json.dumps({"epoch": epoch, "covered": covered, "dim": self.dim, "size": size}))
+        make_private(side_tmp)
         os.replace(side_tmp, side)
 
     @classmethod

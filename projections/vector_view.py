@@ -39,6 +39,7 @@ import orjson
 from ledger import events as ev
 from ledger.errors import InvalidRequest
 from ledger.events import Event
+from ledger.file_modes import private_dir, private_file
 from ledger.lifecycle import check_state
 from ledger.memory_state import Erasure, Opener, content_subjects, erasure_of
 from ledger.sqlite_pool import dropping_without_zeroing
@@ -72,6 +73,7 @@ CREATE INDEX IF NOT EXISTS versions_subject ON versions(subject) WHERE subject I
 CREATE INDEX IF NOT EXISTS versions_closed ON versions(valid_to) WHERE valid_to < 4611686018427387904;
 """
 
+SCHEMA = _DDL  # the tables and columns a vector view file must have (projections.view_health)
 _CHUNK = 500
 _Content = tuple["str | None", "dict[str, Any] | None", "bytes | None"]  # text, metadata, text digest
 
@@ -140,7 +142,7 @@ class VectorView:
                  cache: EmbeddingCache | None = None, exact_threshold: int = 20_000,
                  ann: str | None = "auto", ann_min_fraction: float = 0.05):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         self.embedder = embedder
         self.opener = opener
         self.dim = int(embedder.dim)
@@ -152,6 +154,7 @@ class VectorView:
         self.ann_mode = ann
         self.ann_min_fraction = ann_min_fraction
         self._lock = threading.RLock()
+        private_file(self.path)
         self._conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
@@ -197,6 +200,11 @@ class VectorView:
         with self._lock:
             return int(self._meta("checkpoint", "-1"))
 
+    def checkpoint_hash(self) -> str | None:
+        """Hash of the log event at the checkpoint when it was folded (None: nothing folded, or not recorded)."""
+        with self._lock:
+            return self._meta("checkpoint_hash")
+
     def _generation(self) -> int:
         return int(self._meta("generation", "0"))
 
@@ -236,6 +244,7 @@ class VectorView:
                     writer.apply(e)
                 writer.flush()
                 self._set_meta("checkpoint", todo[-1].offset)
+                self._set_meta("checkpoint_hash", todo[-1].hash)
                 writer.last_offset = todo[-1].offset
                 if writer.forgot:  # erased vectors invalidate every derived index
                     self._set_meta("epoch", _new_epoch())
@@ -332,6 +341,7 @@ class VectorView:
                 self._set_meta("model", f"{self.embedder.model_id}|{self.dim}")
                 self._set_meta("epoch", _new_epoch())
                 self._set_meta("checkpoint", -1)
+                self._conn.execute("DELETE FROM meta WHERE key = 'checkpoint_hash'")
                 self._set_meta("generation", gen + 1)
                 self._conn.execute("COMMIT")
             except BaseException:

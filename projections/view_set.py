@@ -10,21 +10,32 @@ Views live under ``<data>/views/`` (one file or folder per view) and are chosen 
 
 Other adapters register with :func:`register_view_adapter`. Before a query the set catches
 every view up from the log, so a search always sees every committed event.
+
+Views recover on their own (the log is the only source of truth): an embedded view file that
+is not a database, is truncated or corrupt, or has another layout is deleted at open and
+folded again; so is one found damaged later, when a query or catch-up hits the damage. A view
+whose checkpoint is ahead of the log's head, or whose recorded hash at its checkpoint is not
+the log's event there (the log was restored from an older copy), is reset and folded again.
+Each repair is logged as a warning (``memledger`` logger) and listed in ``ViewSet.repairs``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
+import logging
+import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ledger import events as ev
 from ledger.api import Ledger
 from ledger.errors import InvalidRequest
 from ledger.events import NewEvent
 from ledger.memory_state import MemoryState
+from projections import view_health
 from projections.base import Projection, catch_up, rebuild
 from projections.graph_view import GraphView
 from projections.retrieval import FusionWeights, Retriever, SearchHit
@@ -40,6 +51,12 @@ VIEW_ADAPTERS: dict[tuple[str, str], str] = {
 }
 DEFAULTS = {"keyword": "embedded", "graph": "embedded", "vector": "embedded"}
 ORDER = ("keyword", "graph", "vector")
+# the files of each embedded view under <data>/views (its database first): a damaged view loses them all
+EMBEDDED_FILES = {"keyword": ("keyword.sqlite",), "graph": ("graph.sqlite",),
+                  "vector": ("vector.sqlite", "vector.sqlite.usearch", "vector.sqlite.usearch.json")}
+
+log = logging.getLogger("memledger")
+T = TypeVar("T")
 
 
 def register_view_adapter(kind: str, name: str, target: str) -> None:
@@ -72,12 +89,20 @@ class ViewSet:
             raise InvalidRequest("a view set needs the embedded keyword view (it holds the memory records)")
         self.ledger = ledger
         self.views: dict[str, Projection] = {k: v for k, v in views.items() if v is not None}
+        self._weights, self._embed_query, self._embed_texts = weights, embed_query, embed_texts
+        self.repairs: dict[str, str] = {}  # view (or "embedding_cache") -> why it was rebuilt or dropped
+        self._reopen: dict[str, Callable[[], Any]] = {}  # embedded view -> a fresh view object on its files
+        self._files: dict[str, list[Path]] = {}
+        self._make_retriever()
+
+    def _make_retriever(self) -> None:
         vector = self.views.get("vector")
+        embed_query, embed_texts = self._embed_query, self._embed_texts
         if vector is not None and embed_query is None:
             embed_query = getattr(vector, "embed_query", None)
             embed_texts = embed_texts or getattr(vector, "embed_texts", None)
         self.retriever = Retriever(self.views["keyword"], vector, self.views.get("graph"),  # type: ignore[arg-type]
-                                   embed_query=embed_query, embed_texts=embed_texts, weights=weights)
+                                   embed_query=embed_query, embed_texts=embed_texts, weights=self._weights)
 
     @classmethod
     def open(cls, ledger: Ledger, data_dir: str | Path | None = None, kinds: Iterable[str] | None = None,
@@ -94,6 +119,8 @@ class ViewSet:
         section: dict[str, Any] = config.section("views") if config is not None else {}
         wanted = set(kinds) if kinds is not None else set(ORDER)
         views: dict[str, Any] = {}
+        reopen: dict[str, Callable[[], Any]] = {}
+        repairs: dict[str, str] = {}
         for kind in ORDER:
             if kind in overrides:
                 views[kind] = overrides[kind]
@@ -111,15 +138,97 @@ class ViewSet:
                 known = sorted(n for k, n in VIEW_ADAPTERS if k == kind)
                 raise InvalidRequest(f"unknown {kind} view adapter {name!r}; known: {', '.join(known)}, none")
             module, func = target.split(":")
-            views[kind] = getattr(importlib.import_module(module), func)(ledger, base / "views", options)
-        return cls(ledger, views, weights)
+            make = functools.partial(getattr(importlib.import_module(module), func), ledger, base / "views", options)
+            if name != "embedded":
+                views[kind] = make()
+                continue
+            reopen[kind] = make
+            views[kind] = _open_embedded(kind, base / "views", make, repairs)
+        vs = cls(ledger, views, weights)
+        vs._reopen = reopen
+        vs._files = {k: [base / "views" / f for f in EMBEDDED_FILES[k]] for k in reopen}
+        for kind, problem in repairs.items():
+            vs._repaired(kind, problem)
+        for kind, v in vs.views.items():
+            problem = vs._log_problem(v)
+            if problem is not None:
+                v.reset()
+                vs._repaired(kind, problem)
+        for kind in list(vs.repairs):
+            if kind in vs.views:
+                catch_up(ledger.events, vs.views[kind])  # rebuilt from the log right away
+        return vs
+
+    # -- recovery ------------------------------------------------------------------------
+    def _repaired(self, kind: str, problem: str) -> None:
+        self.repairs[kind] = problem
+        if kind not in self.views:
+            return  # the embedding cache warned about itself
+        where = f" ({self._files[kind][0]})" if kind in self._files else ""
+        log.warning("view %s%s is %s: rebuilding it from the log", kind, where, problem)
+
+    def _log_problem(self, view: Any) -> str | None:
+        """Why ``view`` cannot be caught up from the log as it is (None: it can)."""
+        cp = view.checkpoint()  # before the head: a view never gets ahead of a log that only grows
+        recorded = view.checkpoint_hash() if hasattr(view, "checkpoint_hash") else None
+        head = self.ledger.head()
+        if cp > head:
+            return (f"ahead of the log (its checkpoint is offset {cp}, the log's head is {head}: "
+                    "the log was restored from an older copy?)")
+        if cp >= 0 and recorded is not None:
+            event = next(iter(self.ledger.log.read(cp, cp)), None)
+            if event is None or event.hash != recorded:
+                return (f"of another history (the log's event at its checkpoint {cp} is not the one it "
+                        "folded: the log was replaced?)")
+        return None
+
+    def check(self) -> dict[str, str]:
+        """Check every embedded view file in depth (``PRAGMA quick_check``; cost grows with the file),
+        rebuild the damaged ones from the log, and return ``repairs``."""
+        self._repair_damaged()
+        return self.repairs
+
+    def _guard(self, op: Callable[[], T]) -> T:
+        """Run ``op``; if it hits a damaged view file, repair what is damaged and run it once more."""
+        try:
+            return op()
+        except sqlite3.DatabaseError as exc:
+            if not view_health.is_damage(exc) or not self._repair_damaged():
+                raise
+            return op()
+
+    def _repair_damaged(self) -> bool:
+        """Check every embedded view's files in depth; replace and refold the damaged ones."""
+        found = False
+        for kind, files in self._files.items():
+            problem = view_health.deep_problem(files[0])
+            if problem is None and kind == "vector":
+                problem = view_health.schema_problem(files[0], _vector_schema())
+            if problem is None:
+                continue
+            with contextlib.suppress(Exception):
+                self.views[kind].close()
+            view_health.discard(files)
+            self.views[kind] = self._reopen[kind]()
+            self._repaired(kind, problem)
+            catch_up(self.ledger.events, self.views[kind])
+            found = True
+        cache = getattr(self.views.get("vector"), "cache", None)
+        if cache is not None and hasattr(cache, "check"):
+            problem = cache.check()
+            if problem is not None:
+                self.repairs["embedding_cache"] = f"{problem}: dropped (it is only a cache)"
+                found = True
+        if found:
+            self._make_retriever()
+        return found
 
     # -- maintenance ---------------------------------------------------------------------
     def catch_up(self, to: int | None = None, progress: bool = False) -> dict[str, int]:
         """Apply every new event to every view; returns each view's checkpoint."""
         total = self.ledger.head() if progress else None
-        return {name: catch_up(self.ledger.events, v, to=to, progress=progress, total=total)
-                for name, v in self.views.items()}
+        return self._guard(lambda: {name: catch_up(self.ledger.events, v, to=to, progress=progress, total=total)
+                                    for name, v in self.views.items()})
 
     def rebuild(self, to: int | None = None, progress: bool = False,
                 kinds: Iterable[str] | None = None) -> dict[str, int]:
@@ -132,12 +241,12 @@ class ViewSet:
         if unknown:
             raise InvalidRequest(f"no such view configured: {', '.join(sorted(unknown))}")
         total = head if to is None else to
-        return {name: rebuild(self.ledger.events, v, to=to, progress=progress, total=total)
-                for name, v in self.views.items() if name in chosen}
+        return self._guard(lambda: {name: rebuild(self.ledger.events, v, to=to, progress=progress, total=total)
+                                    for name, v in self.views.items() if name in chosen})
 
     def status(self) -> dict[str, int]:
         """Each view's checkpoint."""
-        return {name: v.checkpoint() for name, v in self.views.items()}
+        return self._guard(lambda: {name: v.checkpoint() for name, v in self.views.items()})
 
     def close(self) -> None:
         for v in self.views.values():
@@ -161,9 +270,13 @@ class ViewSet:
         if not isinstance(k, int) or isinstance(k, bool) or k < 1 or k > 1000:
             raise InvalidRequest(f"k must be an integer between 1 and 1000, not {k!r}")
         offset = None if as_of is None else self.ledger.resolve_as_of(as_of)
-        self.catch_up()
         cubes = [cube] if isinstance(cube, str) else (list(cube) if cube is not None else None)
-        hits = self.retriever.search(query, cubes, k, offset, states, metadata, all_states, overlay)
+
+        def run() -> list[SearchHit]:
+            self.catch_up()
+            return self.retriever.search(query, cubes, k, offset, states, metadata, all_states, overlay)
+
+        hits = self._guard(run)
         self._provenance(hits)
         self._record(hits, cubes, query, actor, record_read, offset, branch)
         return hits
@@ -190,3 +303,39 @@ class ViewSet:
             batch.append(NewEvent(cube, ev.MEMORY_READ, payload, actor or "anonymous"))
         if batch:
             self.ledger.log.append(batch)
+
+
+def _vector_schema() -> str:
+    from projections.vector_view import SCHEMA
+
+    return SCHEMA
+
+
+def _open_embedded(kind: str, views_dir: Path, make: Callable[[], Any], repairs: dict[str, str]) -> Any:
+    """Open an embedded view; a damaged file (or one of another layout) is deleted and opened afresh."""
+    files = [views_dir / f for f in EMBEDDED_FILES[kind]]
+    problem = view_health.file_problem(files[0])
+    if problem is None and kind == "vector":
+        problem = view_health.schema_problem(files[0], _vector_schema())
+    if problem is None:
+        try:
+            view = make()
+            view.checkpoint()
+        except sqlite3.DatabaseError as exc:
+            if not view_health.is_damage(exc):
+                raise
+            problem = view_health.describe(exc)
+        else:
+            if getattr(view, "dropped_layout", None):
+                repairs[kind] = view.dropped_layout  # it dropped the file's tables itself
+            cache = getattr(view, "cache", None)
+            if getattr(cache, "repaired", None):
+                repairs["embedding_cache"] = f"{cache.repaired}: dropped (it is only a cache)"
+            return view
+    view_health.discard(files)
+    repairs[kind] = problem
+    view = make()
+    cache = getattr(view, "cache", None)
+    if getattr(cache, "repaired", None):
+        repairs["embedding_cache"] = f"{cache.repaired}: dropped (it is only a cache)"
+    return view

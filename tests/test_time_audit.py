@@ -113,7 +113,7 @@ def test_reads_on_a_branch_are_audited_on_main(ledger):
     assert (read.actor, read.details["branch"], read.action) == ("mallory", "b", "read (get) on branch b")
     assert read.stream == "c" and audit(ledger, AuditQuery(cube="c", actor="mallory")) == [read]
     b = branches.ledger("b")
-    b.add("branch-cube", "only here", "bob", memory_id="x")
+    b.add("branch-cube", "only here", "alice", memory_id="x")
     b.history("x", actor="mallory")
     [read_x] = audit(ledger, AuditQuery(memory="x"))  # the cube does not exist on main: _system
     assert (read_x.stream, read_x.action) == (ev.SYSTEM_STREAM, "read (history) on branch b")

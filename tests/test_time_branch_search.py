@@ -22,6 +22,7 @@ def world(tmp_path):
     fork = main.head()
     branches = Branches(main)
     branches.create("b", fork, "alice")
+    branches.grant("b", "bob", "writer", "alice")  # bob writes on alice's branch with her consent
     b = branches.ledger("b")
     b.update("m1", "the bird sang all day", "bob")
     b.add("c", "cat food bought on the branch", "bob", memory_id="m3")
@@ -65,7 +66,7 @@ def test_cli_search_branch(tmp_path, capsys):
     run = lambda *a: main(["--data", d, *a])  # noqa: E731
     run("init")
     run("add", "--cube", "c", "--id", "m1", "--actor", "a", "the cat sat on the mat")
-    run("branch", "create", "b")
+    run("branch", "create", "b", "--actor", "a")
     run("update", "m1", "--branch", "b", "--actor", "a", "the bird sang")
     run("add", "--cube", "c", "--id", "m2", "--branch", "b", "--actor", "a", "a cat on the branch")
     capsys.readouterr()

@@ -30,6 +30,14 @@ def branches(main_ledger):
     b.close()
 
 
+def _team(branches, name, writers=("bob",), owners=("carol",)):
+    """On alice's branch ``name``, bob may write and carol may merge and drop (roles on the branch)."""
+    for who in writers:
+        branches.grant(name, who, "writer", "alice")
+    for who in owners:
+        branches.grant(name, who, "owner", "alice")
+
+
 def _seed(led):
     led.add("c", "alpha", "alice", memory_id="m1")
     led.add("c", "beta", "alice", memory_id="m2")
@@ -39,6 +47,7 @@ def _seed(led):
 def test_branch_sees_base_until_fork_and_main_never_sees_branch(main_ledger, branches):
     fork = _seed(main_ledger)
     br = branches.ledger(branches.create("b", fork, "alice").name)
+    _team(branches, "b")
     main_ledger.update("m1", "alpha on main after fork", "alice")
     main_ledger.add("c", "main only", "alice", memory_id="m_main")
     br.update("m2", "beta on branch", "bob")
@@ -70,6 +79,7 @@ def test_branch_storage_is_an_overlay_with_its_own_chain(main_ledger, branches, 
     for i in range(50):
         main_ledger.add("c", f"filler {i}", "alice")
     info = branches.create("b", fork, "alice")
+    _team(branches, "b")
     br = branches.ledger("b")
     br.update("m1", "changed", "bob")
     with sqlite3.connect(tmp_path / "branches.sqlite") as conn:
@@ -94,13 +104,13 @@ def test_creation_and_drop_are_audited_on_main(main_ledger, branches):
             branches.create(bad, fork, "alice")
     with pytest.raises(InvalidRequest):
         branches.create("late", fork + 100, "alice")
-    branches.ledger("b").add("c", "x", "bob")
-    branches.drop("b", "carol")
+    branches.ledger("b").add("c", "x", "alice")
+    branches.drop("b", "alice")
     with pytest.raises(NotFound):
         branches.ledger("b")
     sys_events = list(main_ledger.log.read_stream(ev.SYSTEM_STREAM))
     assert [(e.type, e.actor, e.payload["name"]) for e in sys_events] == [
-        (ev.BRANCH_CREATED, "alice", "b"), (ev.BRANCH_DROPPED, "carol", "b")]
+        (ev.BRANCH_CREATED, "alice", "b"), (ev.BRANCH_DROPPED, "alice", "b")]
     assert sys_events[0].payload["at_offset"] == fork
     branches.create("b", 0, "alice")  # the name is free again
     assert branches.ledger("b").head() == 0
@@ -114,6 +124,7 @@ def test_nested_branches(main_ledger, branches):
     a_mid = a.head()
     a.update("m1", "alpha on a, later", "alice")
     branches.create("a2", a_mid, "alice", from_branch="a")
+    _team(branches, "a2")
     a2 = branches.ledger("a2")
     assert a2.get("m1").text == "alpha on a"  # a's events after the fork of a2 are invisible
     a2.update("m2", "beta on a2", "bob")
@@ -138,6 +149,7 @@ def test_diff_lists_added_changed_removed(main_ledger, branches):
     fork = _seed(main_ledger)
     main_ledger.add("c", "gamma", "alice", memory_id="m3")
     branches.create("b", fork + 1, "alice")
+    _team(branches, "b")
     br = branches.ledger("b")
     br.add("c", "new", "bob", memory_id="m_new")
     br.update("m1", "alpha 2", "bob")
@@ -155,6 +167,7 @@ def test_diff_lists_added_changed_removed(main_ledger, branches):
 def test_merge_without_conflict_replays_events_atomically(main_ledger, branches):
     fork = _seed(main_ledger)
     branches.create("b", fork, "alice")
+    _team(branches, "b")
     br = branches.ledger("b")
     br.update("m1", "alpha from branch", "bob")
     br.add("c", "new on branch", "bob", memory_id="m_new")
@@ -183,6 +196,7 @@ def test_merge_without_conflict_replays_events_atomically(main_ledger, branches)
 def test_merge_with_conflicts_names_memories_and_writes_nothing(main_ledger, branches):
     fork = _seed(main_ledger)
     branches.create("b", fork, "alice")
+    _team(branches, "b")
     br = branches.ledger("b")
     br.update("m1", "alpha from branch", "bob")
     br.update("m2", "beta from branch", "bob")
@@ -203,6 +217,7 @@ def test_merge_with_conflicts_names_memories_and_writes_nothing(main_ledger, bra
 def test_strict_merge_refuses_when_a_written_stream_moved(main_ledger, branches):
     fork = _seed(main_ledger)
     branches.create("b", fork, "alice")
+    _team(branches, "b")
     branches.ledger("b").update("m1", "alpha from branch", "bob")
     main_ledger.add("c", "unrelated", "alice")
     head = main_ledger.head()
@@ -216,6 +231,7 @@ def test_strict_merge_refuses_when_a_written_stream_moved(main_ledger, branches)
 def test_merge_retries_when_the_base_moves_during_the_merge(main_ledger, branches, monkeypatch):
     fork = _seed(main_ledger)
     branches.create("b", fork, "alice")
+    _team(branches, "b")
     branches.ledger("b").update("m1", "alpha from branch", "bob")
     real_append = main_ledger.log.append
     calls = {"n": 0}
@@ -262,14 +278,14 @@ def test_cli_branch_flow(tmp_path, capsys):
                                                                                      ("m2", "added")}
     assert run("update", "m1", "--actor", "a", "main moved") == 0
     capsys.readouterr()
-    assert run("branch", "merge", "exp", "--json") == 4
+    assert run("branch", "merge", "exp", "--actor", "a", "--json") == 4
     out = capsys.readouterr()
     assert json.loads(out.out)["conflicts"][0]["ref"] == "m1" and "conflict" in out.err
-    assert run("branch", "create", "exp2", "--from", "exp", "--at", "3") == 0
+    assert run("branch", "create", "exp2", "--from", "exp", "--at", "3", "--actor", "a") == 0
     assert run("get", "m2", "--branch", "exp2") == 0
-    assert run("branch", "drop", "exp") == 2
+    assert run("branch", "drop", "exp", "--actor", "a") == 2
     assert "nested" in capsys.readouterr().err
-    assert run("branch", "drop", "exp2") == 0 and run("branch", "drop", "exp") == 0
+    assert run("branch", "drop", "exp2", "--actor", "a") == 0 and run("branch", "drop", "exp", "--actor", "a") == 0
     assert run("get", "m1", "--branch", "nope") == 3
 
 
@@ -279,6 +295,7 @@ def test_search_overlay_of_nested_branch(main_ledger, branches):
     fork = _seed(main_ledger)
     main_ledger.add("c", "after fork on main", "alice", memory_id="late")
     branches.create("a", fork, "alice")
+    _team(branches, "a")
     a = branches.ledger("a")
     a.update("m1", "alpha on a", "bob")
     branches.create("a2", None, "bob", from_branch="a")
@@ -299,6 +316,7 @@ def test_search_overlay_of_nested_branch(main_ledger, branches):
 def test_merge_reports_an_event_id_used_on_both_sides(main_ledger, branches):
     fork = _seed(main_ledger)
     branches.create("b", fork, "alice")
+    _team(branches, "b")
     branches.ledger("b").add("c", "on branch", "bob", event_id="retry-key-1")
     main_ledger.add("c", "on main", "alice", event_id="retry-key-1")
     with pytest.raises(MergeConflict) as info:
@@ -311,7 +329,7 @@ def test_cli_head_and_verify_on_a_branch(tmp_path, capsys):
     run = lambda *a: main(["--data", d, *a])  # noqa: E731
     run("init")
     run("add", "--cube", "c", "--id", "m1", "--actor", "a", "one")
-    run("branch", "create", "b", "--at", "0")
+    run("branch", "create", "b", "--at", "0", "--actor", "a")
     run("add", "--cube", "c", "--id", "m2", "--actor", "a", "two", "--branch", "b")
     capsys.readouterr()
     assert run("head", "--branch", "b", "--json") == 0
@@ -326,6 +344,7 @@ def test_concurrent_writers_on_one_branch_keep_a_gapless_chain(main_ledger, bran
 
     _seed(main_ledger)
     branches.create("b", None, "alice")
+    _team(branches, "b", writers=[f"w{n}" for n in range(4)], owners=())
     errors: list[BaseException] = []
 
     def writer(n: int) -> None:
@@ -355,7 +374,8 @@ def test_audit_and_provenance_on_a_branch(tmp_path, capsys):
     run = lambda *a: main(["--data", d, *a])  # noqa: E731
     run("init")
     run("add", "--cube", "c", "--id", "m1", "--actor", "alice", "one")
-    run("branch", "create", "b")
+    run("branch", "create", "b", "--actor", "alice")
+    run("branch", "grant", "b", "--principal", "bob", "--role", "writer", "--actor", "alice")
     run("update", "m1", "--branch", "b", "--actor", "bob", "two")
     capsys.readouterr()
     assert run("audit", "--memory", "m1", "--branch", "b", "--json") == 0
@@ -370,8 +390,10 @@ def test_audit_and_provenance_on_a_branch(tmp_path, capsys):
 def test_an_interrupted_merge_is_completed_by_running_it_again(main_ledger, branches, monkeypatch, tmp_path):
     fork = _seed(main_ledger)
     branches.create("a", fork, "alice")
+    _team(branches, "a")
     branches.ledger("a").update("m1", "on a", "bob")
     branches.create("a2", None, "alice", from_branch="a")
+    _team(branches, "a2")
     branches.ledger("a2").update("m2", "on a2", "bob")
     real_append = main_ledger.log.append
 
@@ -403,6 +425,7 @@ def test_an_interrupted_merge_is_completed_by_running_it_again(main_ledger, bran
 def test_diff_of_a_nested_branch_against_main_or_parent(main_ledger, branches):
     fork = _seed(main_ledger)
     branches.create("a", fork, "alice")
+    _team(branches, "a")
     branches.ledger("a").update("m1", "changed on a", "bob")
     branches.create("a2", None, "bob", from_branch="a")
     branches.ledger("a2").add("c", "new on a2", "bob", memory_id="n")

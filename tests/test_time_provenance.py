@@ -96,6 +96,8 @@ def test_events_merged_from_a_branch_name_it(ledger):
     ledger.add("c", "v1", "alice", memory_id="m")
     branches = Branches(ledger)
     branches.create("fix", None, "alice")
+    branches.grant("fix", "bob", "writer", "alice")
+    branches.grant("fix", "carol", "owner", "alice")
     branches.ledger("fix").update("m", "v2 from the branch", "bob")
     merge(branches, "fix", "carol")
     events = provenance(ledger, "m")["events"]

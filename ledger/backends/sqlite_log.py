@@ -18,6 +18,7 @@ import orjson
 from ledger.canonical import GENESIS_HASH
 from ledger.chain import VerifyResult, check_expected, prepare, resolve_retry, seal
 from ledger.events import Event, NewEvent
+from ledger.file_modes import private_dir
 from ledger.log import poll_subscribe, refs_of
 from ledger.ref_index_check import verify_chain_and_refs
 from ledger.schema_registry import SchemaRegistry, default_registry
@@ -56,7 +57,7 @@ class SqliteLog:
 
     def __init__(self, path: str | Path, registry: SchemaRegistry | None = None, synchronous: str = "FULL"):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         self.registry = registry or default_registry()
         self._synchronous = synchronous
         pragmas = (*WAL_PRAGMAS, f"synchronous={synchronous}", "cache_size=-65536", "wal_autocheckpoint=20000")

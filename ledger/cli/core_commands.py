@@ -11,6 +11,7 @@ from ledger.cli.output import emit, emit_line, parse_json_object
 from ledger.cli.time_commands import add_branch_flag, ledger_for
 from ledger.config import init_data_dir
 from ledger.errors import InvalidRequest
+from ledger.timepoints import offset_arg
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -48,8 +49,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         p.set_defaults(func=func)
 
     p = sub.add_parser("log", parents=[common], help="print events as JSON lines")
-    p.add_argument("--from", dest="start", type=int, default=0)
-    p.add_argument("--to", dest="end", type=int, default=None)
+    p.add_argument("--from", dest="start", type=offset_arg(), default=0)
+    p.add_argument("--to", dest="end", type=offset_arg(), default=None)
     p.add_argument("--as-of", default=None, help="offset or ISO-8601 time (upper bound)")
     p.add_argument("--stream", default=None, help="only this stream (cube)")
     p.add_argument("--since", default=None, help="ISO-8601 time: events at or after it")

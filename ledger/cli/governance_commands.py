@@ -12,6 +12,7 @@ from ledger.cli.context import open_cli_ledger
 from ledger.cli.output import emit
 from ledger.config import CONFIG_NAME, load_config
 from ledger.errors import InvalidRequest
+from ledger.timepoints import offset_arg
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -32,7 +33,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     kinds = p.add_subparsers(dest="proof_kind", metavar="KIND")
     kinds.required = True
     q = kinds.add_parser("inclusion", help="an event is in a signed checkpoint")
-    q.add_argument("offset", type=int)
+    q.add_argument("offset", type=offset_arg())
     q.add_argument("--checkpoint", type=int, default=None, dest="seq",
                    help="checkpoint number (default: newest covering the offset, else a new one)")
     q.set_defaults(func=cmd_proof_inclusion)

@@ -11,6 +11,7 @@ from ledger.cli.context import open_cli_ledger
 from ledger.cli.output import emit, emit_line, parse_json_object
 from ledger.cli.time_commands import add_branch_flag, ledger_for
 from ledger.errors import InvalidRequest
+from ledger.timepoints import offset_arg
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -93,7 +94,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--no-tick", action="store_true", help="never append a scheduler.ticked event")
     p.add_argument("--warm-kv", action="store_true",
                    help="afterwards build the KV caches of cubes whose activated memories changed ([llm] model)")
-    p.add_argument("--verify", type=int, default=None, metavar="OFFSET",
+    p.add_argument("--verify", type=offset_arg(-1), default=None, metavar="OFFSET",
                    help="recompute the decisions recorded for basis OFFSET and compare")
     p.set_defaults(func=cmd_schedule)
 

@@ -13,6 +13,7 @@ from ledger.cli.app import default_actor
 from ledger.cli.context import open_cli_ledger
 from ledger.cli.output import emit, parse_json_object
 from ledger.errors import InvalidRequest
+from ledger.timepoints import offset_arg
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -32,13 +33,14 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("rebuild", parents=[common], help="drop every view and fold the log again")
-    p.add_argument("--to", type=int, default=None, help="stop at this offset (default: head)")
+    p.add_argument("--to", type=offset_arg(-1), default=None, help="stop at this offset (default: head)")
     p.add_argument("--view", action="append", default=None, dest="kinds", choices=["keyword", "graph", "vector"],
                    help="rebuild only this view (repeat)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_rebuild)
 
-    p = sub.add_parser("views", parents=[common], help="each view's checkpoint against the log head")
+    p = sub.add_parser("views", parents=[common],
+                       help="each view's checkpoint against the log head (damaged views are rebuilt)")
     p.set_defaults(func=cmd_views)
 
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench", metavar="BENCH")
@@ -99,11 +101,13 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
 def cmd_views(args: argparse.Namespace) -> int:
     ledger = open_cli_ledger(args)
-    with _open_views(ledger, ["keyword", "graph"]) as views:
+    with _open_views(ledger) as views:  # opening the vector view loads no model
+        repairs = dict(views.check())  # damage anywhere in a file, not only what opening sees
         status = views.status()
     head = ledger.head()
-    emit(args, {"head": head, "views": status},
-         "\n".join(f"{name}: checkpoint {cp} ({head - cp} behind)" for name, cp in status.items()))
+    emit(args, {"head": head, "views": status, "repaired": repairs},
+         "\n".join([f"{name}: checkpoint {cp} ({head - cp} behind)" for name, cp in status.items()]
+                   + [f"{name}: was {why}; rebuilt from the log" for name, why in repairs.items()]))
     return 0
 
 

@@ -31,7 +31,20 @@ def ledger_for(args: argparse.Namespace) -> Ledger:
         return ledger
     from ledger.branches import Branches
 
-    return Branches(ledger).ledger(name)
+    return Branches(ledger, is_admin=cli_is_admin(args)).ledger(name)
+
+
+def cli_is_admin(args: argparse.Namespace) -> Any:
+    """``is_admin`` for ``Branches``: active admin principals of the data directory's principal store."""
+    from ledger.principals import PrincipalStore
+
+    store = PrincipalStore(args.data)
+
+    def is_admin(name: str) -> bool:
+        p = store.get(name)
+        return bool(p is not None and p.active and p.admin)
+
+    return is_admin
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -46,10 +59,21 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     b.set_defaults(func=cmd_branch_create)
     b = bsub.add_parser("list", parents=[common], help="list branches")
     b.set_defaults(func=cmd_branch_list)
-    b = bsub.add_parser("drop", parents=[common], help="discard a branch and its events")
+    b = bsub.add_parser("drop", parents=[common], help="discard a branch and its events (its owner)")
     b.add_argument("name")
     b.add_argument("--actor", default=None)
+    b.add_argument("--cascade", action="store_true", help="also drop the branches forked from it")
     b.set_defaults(func=cmd_branch_drop)
+    for action, func, helptext in (
+            ("grant", cmd_branch_grant, "give a principal a role on a branch (writer: write and fork; owner: "
+                                        "also merge, drop, grant)"),
+            ("revoke", cmd_branch_revoke, "take a principal's role on a branch away")):
+        b = bsub.add_parser(action, parents=[common], help=helptext)
+        b.add_argument("name")
+        b.add_argument("--principal", required=True)
+        b.add_argument("--role", required=True, choices=["writer", "owner"])
+        b.add_argument("--actor", default=None, help="who grants (must own the branch; default $MEMLEDGER_ACTOR)")
+        b.set_defaults(func=func)
     b = bsub.add_parser("diff", parents=[common], help="memories added, changed or removed relative to the fork point")
     b.add_argument("name")
     b.add_argument("--against", choices=["main", "parent"], default="main",
@@ -97,7 +121,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 def _branches(args: argparse.Namespace) -> Any:
     from ledger.branches import Branches
 
-    return Branches(open_cli_ledger(args))
+    return Branches(open_cli_ledger(args), is_admin=cli_is_admin(args))
 
 
 def cmd_branch_create(args: argparse.Namespace) -> int:
@@ -115,8 +139,26 @@ def cmd_branch_list(args: argparse.Namespace) -> int:
 
 
 def cmd_branch_drop(args: argparse.Namespace) -> int:
-    info = _branches(args).drop(args.name, args.actor or default_actor())
-    emit(args, {"dropped": info.name}, f"dropped branch {info.name}")
+    *nested, info = _branches(args).drop_tree(args.name, args.actor or default_actor(), cascade=args.cascade)
+    emit(args, {"dropped": info.name, "nested": [b.name for b in nested]},
+         f"dropped branch {info.name}" + (f" and the branches forked from it: {', '.join(b.name for b in nested)}"
+                                          if nested else ""))
+    return 0
+
+
+def cmd_branch_grant(args: argparse.Namespace) -> int:
+    e = _branches(args).grant(args.name, args.principal, args.role, args.actor or default_actor())
+    emit(args, {"branch": args.name, "principal": args.principal, "role": args.role, "changed": e is not None,
+                "offset": e.offset if e else None},
+         f"granted {args.role} on branch {args.name} to {args.principal}"
+         + (f" (offset {e.offset})" if e else " (already held)"))
+    return 0
+
+
+def cmd_branch_revoke(args: argparse.Namespace) -> int:
+    e = _branches(args).revoke(args.name, args.principal, args.role, args.actor or default_actor())
+    emit(args, {"branch": args.name, "principal": args.principal, "role": args.role, "offset": e.offset},
+         f"revoked {args.role} on branch {args.name} from {args.principal} (offset {e.offset})")
     return 0
 
 

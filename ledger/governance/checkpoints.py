@@ -42,6 +42,7 @@ from ledger.canonical import GENESIS_HASH
 from ledger.config import Config
 from ledger.errors import InvalidRequest, LedgerError, NotFound
 from ledger.events import CHECKPOINT_SIGNED, SYSTEM_STREAM, NewEvent, now_us, us_to_iso
+from ledger.file_modes import private_dir
 from ledger.governance.keystore_factory import keys_dir
 from ledger.governance.log_tree import log_tree
 from ledger.governance.merkle import MerkleTree, leaf_hash
@@ -194,8 +195,8 @@ class CheckpointStore:
 
     def append(self, make: Callable[[int], Checkpoint]) -> Checkpoint:
         """Append ``make(next_seq)`` under an exclusive lock (concurrent writers serialise)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        private_dir(self.path.parent)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             existing = self.all()

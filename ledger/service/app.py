@@ -13,6 +13,7 @@ from ledger.access import AccessControl
 from ledger.api import Ledger
 from ledger.config import CONFIG_NAME
 from ledger.errors import InvalidRequest
+from ledger.file_modes import private_umask
 from ledger.principals import PrincipalStore
 from ledger.service.auth import ANONYMOUS
 from ledger.service.errors import install_error_handlers
@@ -57,6 +58,7 @@ def create_app(data_dir: str | Path, settings: Settings | None = None, ledger: L
     ``scheduler_interval`` (seconds) runs the memory scheduler in a background thread.
     """
     settings = settings or Settings()
+    private_umask()  # files the service creates in the data directory are private to its owner
     data = Path(data_dir)
     if ledger is None:
         if not (data / CONFIG_NAME).exists():

@@ -1,10 +1,13 @@
 """Branch routes: counterfactual forks of the log (create, list, drop, diff, merge) and memory
 reads and writes on a branch.
 
-Roles are those of main: writing a memory of cube C on a branch needs ``writer`` on C, reading it
-needs ``reader``; a diff shows only memories of cubes the caller may read; a merge needs
-``writer`` on every cube the branch wrote to. Dropping or merging a branch is for its creator
-(or an admin). Branch names and fork points are visible to every authenticated principal.
+Cube roles are those of main: writing a memory of cube C on a branch needs ``writer`` on C,
+reading it needs ``reader``; a diff shows only memories of cubes the caller may read; a merge needs
+``writer`` on every cube the branch wrote to. On top of that, the branch itself must consent
+(``ledger.branch_access``): writing to it or forking from it needs its creator, a ``writer`` or
+``owner`` role granted on the branch, or an admin; merging, dropping (``cascade``: with the
+branches forked from it) and granting need its creator, ``owner`` or an admin. Branch names,
+fork points and grants are visible to every authenticated principal.
 """
 
 from __future__ import annotations
@@ -12,13 +15,13 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import Field
 
 from ledger.access import Action, Caller
-from ledger.errors import AccessDenied, NotFound
+from ledger.errors import NotFound
 from ledger.service.auth import current_caller
 from ledger.service.models import ERRORS, MemoryAdd, MemoryUpdate, RequestBody, StateChange, Written
 from ledger.service.params import AsOf, resolve_as_of
@@ -26,6 +29,7 @@ from ledger.service.routes_memories import MemoryPath, _check_text, _event_id
 from ledger.service.state import ServiceState, get_state
 
 branches_mod = importlib.import_module("ledger.branches")  # these routes exist only where branches do
+branch_access = importlib.import_module("ledger.branch_access")
 merge_mod = importlib.import_module("ledger.branch_merge")
 
 router = APIRouter(prefix="/v1/branches", tags=["branches"], responses=ERRORS)
@@ -43,20 +47,21 @@ class BranchMerge(RequestBody):
     strict: bool = False
 
 
+class BranchGrant(RequestBody):
+    principal: str = Field(min_length=1, max_length=200)
+    role: Literal["writer", "owner"]
+
+
+RolePath = Path(pattern="^(writer|owner)$", description="branch role")
+
+
 @contextmanager
-def _branches(state: ServiceState) -> Iterator[Any]:
-    b = branches_mod.Branches(state.ledger)
+def _branches(state: ServiceState, caller: Caller) -> Iterator[Any]:
+    b = branches_mod.Branches(state.ledger, is_admin=lambda name: caller.admin and name == caller.name)
     try:
         yield b
     finally:
         b.close()
-
-
-def _require_creator(state: ServiceState, caller: Caller, info: Any, operation: str) -> None:
-    if caller.admin or info.created_by == caller.name:
-        return
-    state.access.deny(caller.name, operation, reason=f"branch {info.name!r} was created by someone else")
-    raise AccessDenied(f"only the creator of branch {info.name!r} (or an admin) may {operation.split('.')[-1]} it")
 
 
 def _branch_cube_check(state: ServiceState, caller: Caller, cube: str, action: Action, operation: str,
@@ -72,29 +77,51 @@ def _branch_cube_check(state: ServiceState, caller: Caller, cube: str, action: A
 
 @router.get("", summary="Every branch with its fork point, head and number of own events")
 def list_branches(caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)) -> dict:
-    with _branches(state) as b:
+    with _branches(state, caller) as b:
         return {"branches": b.list()}
 
 
 @router.post("", status_code=201, summary="Fork a branch from main (or another branch) at an offset or time")
 def create_branch(body: BranchCreate, caller: Caller = Depends(current_caller),
                   state: ServiceState = Depends(get_state)) -> dict[str, Any]:
-    with _branches(state) as b:
+    with _branches(state, caller) as b:
         return b.create(body.name, body.at, caller.name, from_branch=body.from_branch).to_dict()
 
 
-@router.delete("/{name}", summary="Drop a branch and its own events (its creator or an admin)")
-def drop_branch(name: str = BranchPath, caller: Caller = Depends(current_caller),
-                state: ServiceState = Depends(get_state)) -> dict[str, Any]:
-    with _branches(state) as b:
-        _require_creator(state, caller, b.info(name), "branch.drop")
-        return b.drop(name, caller.name).to_dict()
+@router.delete("/{name}", summary="Drop a branch and its own events (its owner or an admin)")
+def drop_branch(name: str = BranchPath,
+                cascade: Annotated[bool, Query(description="also drop the branches forked from it")] = False,
+                caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+    with _branches(state, caller) as b:
+        *nested, info = b.drop_tree(name, caller.name, cascade=cascade)
+        return {**info.to_dict(), "nested": [n.name for n in nested]}
+
+
+@router.post("/{name}/grants", status_code=201, summary="Grant a role on the branch (its owner or an admin)")
+def grant_branch_role(body: BranchGrant, name: str = BranchPath, caller: Caller = Depends(current_caller),
+                      state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+    exists = state.access.principal_exists
+    if exists is not None and not exists(body.principal):
+        raise NotFound(f"principal {body.principal!r} does not exist")
+    with _branches(state, caller) as b:
+        e = b.grant(name, body.principal, body.role, caller.name)
+    return {"branch": name, "principal": body.principal, "role": body.role, "changed": e is not None,
+            "offset": e.offset if e else None}
+
+
+@router.delete("/{name}/grants/{principal}/{role}", summary="Revoke a role on the branch (its owner); immediate")
+def revoke_branch_role(name: str = BranchPath, principal: str = Path(min_length=1, max_length=200),
+                       role: str = RolePath, caller: Caller = Depends(current_caller),
+                       state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+    with _branches(state, caller) as b:
+        e = b.revoke(name, principal, role, caller.name)
+    return {"branch": name, "principal": principal, "role": role, "offset": e.offset}
 
 
 @router.get("/{name}/diff", summary="Memories added, changed or removed on the branch (readable cubes only)")
 def branch_diff(name: str = BranchPath, caller: Caller = Depends(current_caller),
                 state: ServiceState = Depends(get_state)) -> dict[str, Any]:
-    with _branches(state) as b:
+    with _branches(state, caller) as b:
         entries = merge_mod.diff(b, name)
     out = []
     hidden = 0
@@ -110,9 +137,9 @@ def branch_diff(name: str = BranchPath, caller: Caller = Depends(current_caller)
 @router.post("/{name}/merge", summary="Replay the branch onto its base (creator; writer on every cube it wrote)")
 def merge_branch(body: BranchMerge, name: str = BranchPath, caller: Caller = Depends(current_caller),
                  state: ServiceState = Depends(get_state)) -> dict[str, Any]:
-    with _branches(state) as b:
+    with _branches(state, caller) as b:
         info = b.info(name)
-        _require_creator(state, caller, info, "branch.merge")
+        b.access.require(info, caller.name, branch_access.BranchAction.MERGE)
         log = b.log(name)
         for cube in sorted({e.stream for e in log.own_events()}):
             if not state.access.allowed(caller, cube, Action.WRITE):
@@ -125,7 +152,7 @@ def merge_branch(body: BranchMerge, name: str = BranchPath, caller: Caller = Dep
 @router.get("/{name}/memories/{memory_id}", summary="A memory as seen on the branch (reader); audited")
 def branch_get(name: str = BranchPath, memory_id: str = MemoryPath, as_of: AsOf = None,
                caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)) -> dict[str, Any]:
-    with _branches(state) as b:
+    with _branches(state, caller) as b:
         ledger = b.ledger(name)
         end = resolve_as_of(ledger, as_of)
         try:
@@ -143,7 +170,7 @@ def branch_add(body: MemoryAdd, name: str = BranchPath, caller: Caller = Depends
                state: ServiceState = Depends(get_state)) -> dict[str, Any]:
     _check_text(state, body.text)
     state.access.require_cube(caller, body.cube, Action.WRITE, "branch.memory.add")
-    with _branches(state) as b:
+    with _branches(state, caller) as b:
         return b.ledger(name).add(body.cube, body.text, caller.name, metadata=body.metadata, tags=body.tags,
                                   subject=body.subject, event_id=_event_id(caller, body.idempotency_key)).to_dict()
 
@@ -162,7 +189,7 @@ def _branch_memory_cube(state: ServiceState, caller: Caller, ledger: Any, memory
 def branch_update(body: MemoryUpdate, name: str = BranchPath, memory_id: str = MemoryPath,
                   caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)) -> dict:
     _check_text(state, body.text)
-    with _branches(state) as b:
+    with _branches(state, caller) as b:
         ledger = b.ledger(name)
         _branch_memory_cube(state, caller, ledger, memory_id, "branch.memory.update")
         return ledger.update(memory_id, body.text, caller.name, metadata=body.metadata,
@@ -173,7 +200,7 @@ def branch_update(body: MemoryUpdate, name: str = BranchPath, memory_id: str = M
              summary="Move a memory through its lifecycle on the branch")
 def branch_state(body: StateChange, name: str = BranchPath, memory_id: str = MemoryPath,
                  caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)) -> dict:
-    with _branches(state) as b:
+    with _branches(state, caller) as b:
         ledger = b.ledger(name)
         _branch_memory_cube(state, caller, ledger, memory_id, "branch.memory.state")
         return ledger.change_state(memory_id, body.to, caller.name, reason=body.reason,
