@@ -21,6 +21,7 @@ from ledger.events import Event, NewEvent
 from ledger.log import Log, poll_subscribe, refs_of
 from ledger.ref_index_check import verify_chain_and_refs
 from ledger.schema_registry import SchemaRegistry, default_registry
+from ledger.sqlite_pool import immediate
 
 _COLS = ("offset, stream, version, event_id, type, schema_version, ts_us, actor, causation_id, "
          "correlation_id, payload, prev_hash, hash")
@@ -91,8 +92,7 @@ class BranchLog:
             return []
         prepared = prepare(self.registry, events)
         conn = self.store.conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(conn):
             status = conn.execute("SELECT status FROM branches WHERE name = ?", (self.name,)).fetchone()
             if status is None:
                 raise StateError(f"branch {self.name!r} was dropped")
@@ -102,7 +102,6 @@ class BranchLog:
                 self.guard(self.info, [writer] if writer is not None else [p.new.actor for p in prepared])
             retry = resolve_retry(prepared, self._existing(conn, [p.new.event_id for p in prepared]))
             if retry is not None:
-                conn.execute("COMMIT")
                 return retry
             streams = {p.new.stream for p in prepared} | set(expected_versions or ())
             versions = {s: self._own_version(conn, s) for s in streams}
@@ -118,11 +117,6 @@ class BranchLog:
                 "INSERT OR IGNORE INTO branch_refs(branch, ref, offset) VALUES (?,?,?)",
                 [(self.name, ref, e.offset) for e, _ in sealed for ref in refs_of(e.payload)],
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         return [e for e, _ in sealed]
 
     def _head_row(self, conn: object) -> tuple[int, str, int]:

@@ -25,6 +25,7 @@ from ledger.errors import InvalidRequest, NotFound, StateError
 from ledger.events import Event, NewEvent, new_event_id
 from ledger.log import Log
 from ledger.memory_state import MemoryState, fold
+from ledger.sqlite_pool import immediate
 
 MAIN = "main"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
@@ -136,8 +137,7 @@ class Branches:
         fork_hash = fork_event.hash if fork_event else GENESIS_HASH
         fork_ts = fork_event.ts_us if fork_event else 0
         conn = self.store.conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(conn):
             if self.store.info(name) is not None:
                 raise StateError(f"branch {name!r} already exists")
             if parent is not None and self.store.info(parent) is None:
@@ -147,11 +147,6 @@ class Branches:
                                                    actor)])[0]
             info = BranchInfo(name, parent, at_offset, fork_hash, fork_ts, audit.ts_us, actor, ACTIVE, audit.event_id)
             self.store.insert(conn, info)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         return info
 
     def list(self) -> list[dict[str, Any]]:
@@ -181,8 +176,7 @@ class Branches:
         info = self.info(name)
         self.access.require(info, actor, BranchAction.DROP)
         conn = self.store.conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(conn):
             nested = self.store.descendants(name)
             if nested and not cascade:
                 kids = ", ".join(b.name for b in nested)
@@ -196,11 +190,6 @@ class Branches:
                 for table in ("branch_refs", "branch_events", "branch_grants"):
                     conn.execute(f"DELETE FROM {table} WHERE branch = ?", (b.name,))
                 conn.execute("DELETE FROM branches WHERE name = ?", (b.name,))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         return doomed
 
     # -- roles on a branch --------------------------------------------------------------
@@ -229,11 +218,9 @@ class Branches:
         info = self.info(name)
         self.access.require(info, actor, BranchAction.GRANT)
         conn = self.store.conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(conn):
             held = role in self.store.grants(name).get(principal, [])
             if grant and held:
-                conn.execute("COMMIT")
                 return None
             if not grant and not held:
                 implicit = principal == info.created_by and role == "owner"
@@ -248,11 +235,6 @@ class Branches:
             else:
                 conn.execute("DELETE FROM branch_grants WHERE branch = ? AND principal = ? AND role = ?",
                              (name, principal, role))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         return event
 
     # -- search overlay -----------------------------------------------------------------

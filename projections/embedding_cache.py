@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ledger.file_modes import private_file
+from ledger.sqlite_pool import immediate
 from projections import view_health
 from projections.embedding import Embedder
 
@@ -143,22 +144,15 @@ class EmbeddingCache:
                 self._put_rows(rows)
 
     def _put_rows(self, rows: list[tuple[str, bytes, bytes]]) -> None:
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(self._conn):
             self._conn.executemany("INSERT OR REPLACE INTO embeddings(model, text_sha256, vec) VALUES (?,?,?)", rows)
-            self._conn.execute("COMMIT")
-        except BaseException:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            raise
 
     def delete(self, digests: Iterable[bytes], model_id: str | None = None) -> int:
         """Erase entries (of every model unless ``model_id``) and truncate the WAL; returns the count."""
         digests = list(digests)
         n = 0
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
+            with immediate(self._conn):
                 for i in range(0, len(digests), _CHUNK):
                     chunk = digests[i:i + _CHUNK]
                     marks = ",".join("?" * len(chunk))
@@ -168,10 +162,6 @@ class EmbeddingCache:
                         sql += " AND model = ?"
                         params.append(model_id)
                     n += self._conn.execute(sql, params).rowcount
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return n
 

@@ -27,7 +27,7 @@ from ledger import events as ev
 from ledger.events import Event
 from ledger.file_modes import private_dir
 from ledger.memory_state import CONTENT_EVENTS, MEMORY_EVENTS, Erasure, MemoryState, Opener, apply_event, erasure_of
-from ledger.sqlite_pool import WAL_PRAGMAS, ThreadConnections, dropping_without_zeroing
+from ledger.sqlite_pool import WAL_PRAGMAS, ThreadConnections, dropping_without_zeroing, immediate
 from projections.base import OPEN
 
 _BASE_DDL = """
@@ -165,8 +165,7 @@ class TemporalSqliteView:
         self._after_purge()
 
     def _reset(self, c: sqlite3.Connection) -> None:
-        c.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(c):
             gen = c.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
             tables = [r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
                                               "AND name NOT LIKE 'sqlite_%'")]
@@ -178,59 +177,52 @@ class TemporalSqliteView:
             self._generation = int(gen[0] if gen else 0) + 1
             c.execute("INSERT INTO meta(key, value) VALUES ('generation', ?)", (self._generation,))
             c.execute("INSERT INTO meta(key, value) VALUES ('layout', ?)", (self.layout,))
-            c.execute("COMMIT")
-        except BaseException:
-            if c.in_transaction:
-                c.execute("ROLLBACK")
-            raise
 
     def apply_batch(self, events: Sequence[Event]) -> None:
         if not events:
             return
         c = self.conn()
         purged = False
-        c.execute("BEGIN IMMEDIATE")
         try:
-            done = self.checkpoint()
-            gen = c.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
-            if (gen[0] if gen else 0) != self._generation:  # another process purged or reset: drop id caches
-                self._invalidate_caches()
-                self._generation = gen[0] if gen else 0
-            todo: list[Event] = []
-            last = done
-            for e in events:
-                if e.offset <= done:
-                    continue
-                if e.offset <= last:
-                    raise ValueError(f"events out of order: {e.offset} after {last}")
-                last = e.offset
-                todo.append(e)
-            cache = self._prefetch(c, todo)
-            self._start_buffers(c)
-            for e in todo:
-                erasure = None if e.type in MEMORY_EVENTS else erasure_of(e)
-                if e.type in MEMORY_EVENTS:
-                    self._apply_memory_event(c, e, cache)
-                elif erasure is not None:
-                    self._flush(c)
-                    self._purge(c, erasure, cache)
-                    self._generation += 1
-                    c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('generation', ?)", (self._generation,))
-                    self._start_buffers(c)
-                    purged = True
-                else:
-                    self._on_other_event(c, e)
-            self._flush(c)
-            if last > done:
-                c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('checkpoint', ?)", (last,))
-                c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('checkpoint_hash', ?)", (todo[-1].hash,))
-            c.execute("COMMIT")
-            self.committed = last  # the checkpoint this object wrote (others may write after it)
+            with immediate(c):
+                done = self.checkpoint()
+                gen = c.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+                if (gen[0] if gen else 0) != self._generation:  # another process purged or reset: drop id caches
+                    self._invalidate_caches()
+                    self._generation = gen[0] if gen else 0
+                todo: list[Event] = []
+                last = done
+                for e in events:
+                    if e.offset <= done:
+                        continue
+                    if e.offset <= last:
+                        raise ValueError(f"events out of order: {e.offset} after {last}")
+                    last = e.offset
+                    todo.append(e)
+                cache = self._prefetch(c, todo)
+                self._start_buffers(c)
+                for e in todo:
+                    erasure = None if e.type in MEMORY_EVENTS else erasure_of(e)
+                    if e.type in MEMORY_EVENTS:
+                        self._apply_memory_event(c, e, cache)
+                    elif erasure is not None:
+                        self._flush(c)
+                        self._purge(c, erasure, cache)
+                        self._generation += 1
+                        c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('generation', ?)",
+                                  (self._generation,))
+                        self._start_buffers(c)
+                        purged = True
+                    else:
+                        self._on_other_event(c, e)
+                self._flush(c)
+                if last > done:
+                    c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('checkpoint', ?)", (last,))
+                    c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('checkpoint_hash', ?)", (todo[-1].hash,))
         except BaseException:
-            if c.in_transaction:
-                c.execute("ROLLBACK")
             self._discard_buffers()
             raise
+        self.committed = last  # the checkpoint this object wrote (others may write after it)
         if purged:
             self._after_purge()
 

@@ -31,6 +31,7 @@ import numpy as np
 from ledger.errors import InvalidRequest
 from ledger.events import Event
 from ledger.memory_state import MemoryState, Opener
+from ledger.sqlite_pool import immediate
 from projections import posting_segments as segments
 from projections.base import OPEN, Hit
 from projections.keyword_docs import DOCS_DDL, DocColumns, Snapshot
@@ -220,17 +221,11 @@ class KeywordView(TemporalSqliteView):
         row = c.execute("SELECT value FROM meta WHERE key = 'segments'").fetchone()
         if row is None or int(row[0]) < self.compact_after:
             return
-        c.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(c):
             segments.compact(c, self.compact_max_segments)
             c.execute("UPDATE meta SET value = 0 WHERE key = 'segments'")
             c.execute("INSERT INTO meta(key, value) VALUES ('postings_epoch', 1) "
                       "ON CONFLICT(key) DO UPDATE SET value = value + 1")
-            c.execute("COMMIT")
-        except BaseException:
-            if c.in_transaction:
-                c.execute("ROLLBACK")
-            raise
 
     def posting_rows(self) -> list[tuple[str, str, str | None, int, int, str, int, int]]:
         """The inverted index unpacked: (term, memory id, text, tf, dl, cube, t_from, t_to) sorted.

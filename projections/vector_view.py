@@ -42,7 +42,7 @@ from ledger.events import Event
 from ledger.file_modes import private_dir, private_file
 from ledger.lifecycle import check_state
 from ledger.memory_state import Erasure, Opener, content_subjects, erasure_of
-from ledger.sqlite_pool import dropping_without_zeroing
+from ledger.sqlite_pool import dropping_without_zeroing, immediate
 from projections import vector_ann
 from projections.base import OPEN, Hit
 from projections.embedding import Embedder
@@ -184,14 +184,12 @@ class VectorView:
         stored = self._meta("model")
         want = f"{self.embedder.model_id}|{self.dim}"
         if stored is None:
-            with self._lock:
-                self._conn.execute("BEGIN IMMEDIATE")
+            with self._lock, immediate(self._conn):
                 if self._meta("model") is None:
                     self._set_meta("model", want)
                     self._set_meta("epoch", _new_epoch())
                     self._set_meta("checkpoint", -1)
                     self._set_meta("generation", 0)
-                self._conn.execute("COMMIT")
         elif stored != want:
             self.reset()
 
@@ -227,8 +225,7 @@ class VectorView:
             contents = self._open_contents(todo)
             gen_seen = self._generation()
             known, vecs = self._embed_missing(contents)
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
+            with immediate(self._conn):
                 cp = int(self._meta("checkpoint", "-1"))  # another process may have moved it
                 todo = [e for e in todo if e.offset > cp]
                 if not todo:
@@ -249,10 +246,6 @@ class VectorView:
                 if writer.forgot:  # erased vectors invalidate every derived index
                     self._set_meta("epoch", _new_epoch())
                 self._set_meta("generation", gen + 1)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
             self._after_commit(writer, gen)
 
     def _open_contents(self, events: Sequence[Event]) -> dict[int, _Content]:
@@ -330,8 +323,7 @@ class VectorView:
     def reset(self) -> None:
         """Drop every row, vector and the ANN index; the checkpoint goes back to -1."""
         with self._lock, dropping_without_zeroing(self._conn):
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
+            with immediate(self._conn):
                 gen = int(self._meta("generation", "0"))
                 self._conn.execute("DROP TABLE IF EXISTS versions")
                 self._conn.execute("DROP TABLE IF EXISTS vectors")
@@ -343,10 +335,6 @@ class VectorView:
                 self._set_meta("checkpoint", -1)
                 self._conn.execute("DELETE FROM meta WHERE key = 'checkpoint_hash'")
                 self._set_meta("generation", gen + 1)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._drop_memory(shred_index=True)
 

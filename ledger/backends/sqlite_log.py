@@ -22,7 +22,7 @@ from ledger.file_modes import private_dir
 from ledger.log import poll_subscribe, refs_of
 from ledger.ref_index_check import verify_chain_and_refs
 from ledger.schema_registry import SchemaRegistry, default_registry
-from ledger.sqlite_pool import WAL_PRAGMAS, ThreadConnections
+from ledger.sqlite_pool import WAL_PRAGMAS, ThreadConnections, immediate
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS events(
@@ -79,12 +79,10 @@ class SqliteLog:
             return []
         prepared = prepare(self.registry, events)
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(conn):
             existing = self._existing(conn, [p.new.event_id for p in prepared])
             retry = resolve_retry(prepared, existing)
             if retry is not None:
-                conn.execute("COMMIT")
                 return retry
             streams = {p.new.stream for p in prepared} | set(expected_versions or ())
             versions = {s: self._stream_version(conn, s) for s in streams}
@@ -101,11 +99,6 @@ class SqliteLog:
                 "INSERT OR IGNORE INTO refs(ref, offset) VALUES (?,?)",
                 [(ref, e.offset) for e, _ in sealed for ref in refs_of(e.payload)],
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         return [e for e, _ in sealed]
 
     @staticmethod

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ledger.errors import LedgerError
 from ledger.governance.files import ensure_private_dir
-from ledger.sqlite_pool import WAL_PRAGMAS, ThreadConnections
+from ledger.sqlite_pool import WAL_PRAGMAS, ThreadConnections, immediate
 
 KEY_BYTES = 32
 _DDL = """
@@ -69,14 +69,8 @@ class KeyVault:
     def _fill(self) -> None:
         fresh = [(os.urandom(16).hex(), os.urandom(KEY_BYTES)) for _ in range(self.pool_size)]
         conn = self._pool.get()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(conn):
             conn.executemany("INSERT INTO keys(key_id, key) VALUES (?,?)", fresh)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         self._spare = fresh
 
     def get(self, key_id: str) -> bytes | None:
@@ -113,8 +107,7 @@ class KeyVault:
         ids = sorted(set(key_ids))
         conn = self._pool.get()
         destroyed: list[str] = []
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(conn):
             for i in range(0, len(ids), 500):
                 chunk = ids[i:i + 500]
                 marks = ",".join("?" * len(chunk))
@@ -122,11 +115,6 @@ class KeyVault:
                 conn.execute(f"DELETE FROM keys WHERE key_id IN ({marks})", chunk)
             conn.execute("INSERT INTO meta(name, value) VALUES ('generation', 1) "
                          "ON CONFLICT(name) DO UPDATE SET value = value + 1")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         with self._lock:
             for k in ids:
                 self._cache.pop(k, None)
