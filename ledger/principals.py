@@ -27,7 +27,7 @@ import orjson
 
 from ledger.errors import InvalidRequest, NotFound, StateError
 from ledger.events import now_us, us_to_iso
-from ledger.file_modes import private_dir
+from ledger.file_modes import write_private
 
 PRINCIPALS_FILE = "principals.json"
 TOKEN_PREFIX = "mlk_"
@@ -104,16 +104,8 @@ class PrincipalStore:
         return by_name
 
     def _write(self, by_name: dict[str, Principal]) -> None:
-        private_dir(self.path.parent)
-        tmp = self.path.with_suffix(f".tmp.{os.getpid()}.{threading.get_ident()}")
         data = orjson.dumps({"principals": [asdict(p) for p in by_name.values()]}, option=orjson.OPT_INDENT_2)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
+        write_private(self.path, data)
         self._stamp = None  # force a re-read (mtime granularity may hide a fast rewrite)
 
     @contextmanager

@@ -42,7 +42,7 @@ from ledger.canonical import GENESIS_HASH
 from ledger.config import Config
 from ledger.errors import InvalidRequest, LedgerError, NotFound
 from ledger.events import CHECKPOINT_SIGNED, SYSTEM_STREAM, NewEvent, now_us, us_to_iso
-from ledger.file_modes import private_dir
+from ledger.file_modes import create_private_once, private_dir
 from ledger.governance.keystore_factory import keys_dir
 from ledger.governance.log_tree import log_tree
 from ledger.governance.merkle import MerkleTree, leaf_hash
@@ -134,24 +134,9 @@ class CheckpointSigner:
         return key
 
     def _create(self) -> None:
-        for d in reversed([self.path.parent, *self.path.parent.parents]):
-            if not d.exists():
-                d.mkdir(mode=0o700, exist_ok=True)
         pem = Ed25519PrivateKey.generate().private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, pem)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, self.path)  # exactly one concurrent creator wins
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(tmp)
+        create_private_once(self.path, pem)  # exactly one concurrent creator wins
 
     def public_key(self, create: bool = False) -> Ed25519PublicKey:
         return self.private_key(create).public_key()

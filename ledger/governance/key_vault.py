@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ledger.errors import LedgerError
-from ledger.governance.files import ensure_private_dir
+from ledger.file_modes import private_file
 from ledger.sqlite_pool import WAL_PRAGMAS, ThreadConnections, immediate
 
 KEY_BYTES = 32
@@ -43,9 +43,7 @@ class KeyVault:
 
     def __init__(self, path: str | Path, pool_size: int = 256):
         self.path = Path(path)
-        ensure_private_dir(self.path.parent)
-        if not self.path.exists():
-            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        private_file(self.path)
         self.pool_size = max(1, int(pool_size))
         self._pool = ThreadConnections(self.path, (*WAL_PRAGMAS, "synchronous=FULL", "secure_delete=ON"))
         self._lock = threading.Lock()

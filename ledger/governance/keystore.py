@@ -24,7 +24,7 @@ from typing import Protocol, runtime_checkable
 import orjson
 
 from ledger.errors import InvalidRequest, LedgerError
-from ledger.governance.files import fsync_dir, shred
+from ledger.file_modes import create_private_once, shred
 
 KEY_BYTES = 32  # AES-256
 _FORMAT = "memledger-subject-key/v1"
@@ -85,13 +85,6 @@ class FileKeyStore:
     def _path(self, subject: str) -> Path:
         return self.directory / (hashlib.sha256(subject.encode()).hexdigest() + ".key")
 
-    def _ensure_dir(self) -> None:
-        if not self.directory.exists():
-            for d in reversed([self.directory, *self.directory.parents]):
-                if not d.exists():
-                    d.mkdir(mode=0o700, exist_ok=True)
-                    fsync_dir(d.parent)
-
     # -- reads --------------------------------------------------------------------------------
     def get(self, subject: str) -> SubjectKey | None:
         check_subject(subject)
@@ -146,25 +139,11 @@ class FileKeyStore:
         found = self.get(subject)
         if found is not None:
             return found
-        self._ensure_dir()
         key = SubjectKey(subject, os.urandom(16).hex(), os.urandom(KEY_BYTES))
         body = orjson.dumps({"format": _FORMAT, "subject": subject, "key_id": key.key_id,
                              "key": base64.b64encode(key.key).decode()})
-        path = self._path(subject)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, body)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)  # atomic "create if absent": exactly one concurrent creator wins
-        except FileExistsError:
-            pass  # another process created it first; its key wins (ours encrypted nothing)
-        finally:
-            os.unlink(tmp)  # a second name of the key's inode: unlink, do not overwrite
-        fsync_dir(self.directory)
+        # exactly one concurrent creator wins; a losing key encrypted nothing
+        create_private_once(self._path(subject), body)
         got = self.get(subject)
         if got is None:  # destroyed between our link and our read: try again
             return self.get_or_create(subject)
