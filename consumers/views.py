@@ -10,9 +10,9 @@ kind (embedded, elasticsearch, neo4j). Any other view is named in ``memledger.to
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+from ledger.config import resolve
 from ledger.errors import InvalidRequest
 
 BUILTIN_VIEWS: dict[str, str] = {
@@ -47,8 +47,7 @@ def _view_set_kind(kind: str, config: Any, ledger: Any) -> Any:
     target = VIEW_ADAPTERS.get((kind, name))
     if target is None:
         raise InvalidRequest(f"unknown {kind} view adapter {name!r}")
-    module, func = target.split(":")
-    view = getattr(importlib.import_module(module), func)(ledger, config.data_dir / "views", options)
+    view = resolve(target, f"{kind} view adapter")(ledger, config.data_dir / "views", options)
     if view is None:
         raise InvalidRequest(f"the {kind} view ({name}) is not available in this installation")
     return view
@@ -84,9 +83,4 @@ def build_view(name: str, config: Any, ledger: Any) -> Any:
     views = known_views(config)
     if name not in views:
         raise InvalidRequest(f"unknown view {name!r}; known: {', '.join(sorted(views))}")
-    module, func = views[name].split(":")
-    try:
-        factory = getattr(importlib.import_module(module), func)
-    except (ImportError, AttributeError) as exc:
-        raise InvalidRequest(f"view {name!r}: cannot load {views[name]}: {exc}") from None
-    return factory(config, ledger)
+    return resolve(views[name], f"view {name!r}")(config, ledger)

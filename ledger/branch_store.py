@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ledger.backends.sqlite_log import events_table_ddl
 from ledger.file_modes import private_dir
 from ledger.sqlite_pool import WAL_PRAGMAS, ThreadConnections
 
@@ -26,25 +27,7 @@ CREATE TABLE IF NOT EXISTS branches(
   status TEXT NOT NULL DEFAULT 'active',
   event_id TEXT
 );
-CREATE TABLE IF NOT EXISTS branch_events(
-  branch TEXT NOT NULL,
-  offset INTEGER NOT NULL,
-  event_id TEXT NOT NULL,
-  stream TEXT NOT NULL,
-  version INTEGER NOT NULL,
-  type TEXT NOT NULL,
-  schema_version INTEGER NOT NULL,
-  ts_us INTEGER NOT NULL,
-  actor TEXT NOT NULL,
-  causation_id TEXT,
-  correlation_id TEXT,
-  payload BLOB NOT NULL,
-  prev_hash TEXT NOT NULL,
-  hash TEXT NOT NULL,
-  PRIMARY KEY(branch, offset),
-  UNIQUE(branch, event_id),
-  UNIQUE(branch, stream, version)
-) WITHOUT ROWID;
+""" + events_table_ddl("branch_events", scope="branch") + """
 CREATE INDEX IF NOT EXISTS branch_events_ts ON branch_events(branch, ts_us);
 CREATE TABLE IF NOT EXISTS branch_grants(
   branch TEXT NOT NULL, principal TEXT NOT NULL, role TEXT NOT NULL,

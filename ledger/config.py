@@ -77,3 +77,21 @@ def init_data_dir(data_dir: str | Path) -> tuple[Path, bool]:
     with os.fdopen(fd, "w") as fh:
         fh.write(DEFAULT_CONFIG)
     return d, True
+
+
+def resolve(target: str, what: str = "adapter") -> Any:
+    """The object a ``"module:attribute"`` target names (adapters, factories and hooks are given
+    so in the configuration); a clear ``InvalidRequest`` when it is malformed or cannot be loaded."""
+    import importlib
+
+    module, sep, attr = target.partition(":") if isinstance(target, str) else ("", "", "")
+    if not sep or not module or not attr:
+        raise InvalidRequest(f'{what} {target!r} must be "module:attribute"')
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except ModuleNotFoundError as exc:
+        if exc.name and module.startswith(exc.name):  # the named module itself is missing, not a dependency
+            raise InvalidRequest(f"{what} {target!r}: no module {module!r}") from None
+        raise
+    except AttributeError:
+        raise InvalidRequest(f"{what} {target!r}: module {module!r} has no {attr!r}") from None

@@ -3,12 +3,11 @@ lazily, by the name in the configuration."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from pathlib import Path
 
 from ledger.api import Ledger
-from ledger.config import Config, load_config
+from ledger.config import Config, load_config, resolve
 from ledger.errors import InvalidRequest
 from ledger.file_modes import tighten_data_dir
 from ledger.log import Log
@@ -27,8 +26,7 @@ def register_log_backend(name: str, target: str) -> None:
 
 
 def _load(target: str) -> Callable[[Config], Log]:
-    module, func = target.split(":")
-    return getattr(importlib.import_module(module), func)
+    return resolve(target, "log backend")  # type: ignore[no-any-return]
 
 
 def open_log(config: Config) -> Log:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -32,6 +31,7 @@ from typing import Any, TypeVar
 
 from ledger import events as ev
 from ledger.api import Ledger
+from ledger.config import resolve
 from ledger.errors import InvalidRequest
 from ledger.events import NewEvent
 from ledger.memory_state import MemoryState
@@ -137,8 +137,7 @@ class ViewSet:
             if target is None:
                 known = sorted(n for k, n in VIEW_ADAPTERS if k == kind)
                 raise InvalidRequest(f"unknown {kind} view adapter {name!r}; known: {', '.join(known)}, none")
-            module, func = target.split(":")
-            make = functools.partial(getattr(importlib.import_module(module), func), ledger, base / "views", options)
+            make = functools.partial(resolve(target, f"{kind} view adapter"), ledger, base / "views", options)
             if name != "embedded":
                 views[kind] = make()
                 continue

@@ -24,24 +24,30 @@ from ledger.ref_index_check import verify_chain_and_refs
 from ledger.schema_registry import SchemaRegistry, default_registry
 from ledger.sqlite_pool import WAL_PRAGMAS, ThreadConnections, immediate
 
-_DDL = """
-CREATE TABLE IF NOT EXISTS events(
-  offset INTEGER PRIMARY KEY,
-  event_id TEXT NOT NULL UNIQUE,
-  stream TEXT NOT NULL,
-  version INTEGER NOT NULL,
-  type TEXT NOT NULL,
-  schema_version INTEGER NOT NULL,
-  ts_us INTEGER NOT NULL,
-  actor TEXT NOT NULL,
-  causation_id TEXT,
-  correlation_id TEXT,
-  payload BLOB NOT NULL,
-  prev_hash TEXT NOT NULL,
-  hash TEXT NOT NULL,
-  UNIQUE(stream, version)
-);
-CREATE TABLE IF NOT EXISTS refs(ref TEXT NOT NULL, offset INTEGER NOT NULL, PRIMARY KEY(ref, offset)) WITHOUT ROWID;
+# the stored envelope: every column the chain hash covers, plus the hash itself
+ENVELOPE_COLUMNS = (
+    ("event_id", "TEXT NOT NULL"), ("stream", "TEXT NOT NULL"), ("version", "INTEGER NOT NULL"),
+    ("type", "TEXT NOT NULL"), ("schema_version", "INTEGER NOT NULL"), ("ts_us", "INTEGER NOT NULL"),
+    ("actor", "TEXT NOT NULL"), ("causation_id", "TEXT"), ("correlation_id", "TEXT"), ("payload", "BLOB NOT NULL"),
+    ("prev_hash", "TEXT NOT NULL"), ("hash", "TEXT NOT NULL"),
+)
+
+
+def events_table_ddl(table: str, scope: str | None = None) -> str:
+    """``CREATE TABLE`` of a hash-chained events table (the log's, or the branches' with a leading
+    ``scope`` key column naming the branch): offsets, event ids and stream versions unique per scope."""
+    cols = ",\n  ".join(f"{name} {kind}" for name, kind in ENVELOPE_COLUMNS)
+    if scope is None:
+        return (f"CREATE TABLE IF NOT EXISTS {table}(\n  offset INTEGER PRIMARY KEY,\n  {cols},\n"
+                "  UNIQUE(event_id),\n  UNIQUE(stream, version)\n);\n")
+    return (f"CREATE TABLE IF NOT EXISTS {table}(\n  {scope} TEXT NOT NULL,\n  offset INTEGER NOT NULL,\n  {cols},\n"
+            f"  PRIMARY KEY({scope}, offset),\n  UNIQUE({scope}, event_id),\n  UNIQUE({scope}, stream, version)\n"
+            ") WITHOUT ROWID;\n")
+
+
+_DDL = events_table_ddl("events") + """
+CREATE TABLE IF NOT EXISTS refs(ref TEXT NOT NULL, offset INTEGER NOT NULL, PRIMARY KEY(ref, offset))
+  WITHOUT ROWID;
 """
 
 _COLS = ("offset, stream, version, event_id, type, schema_version, ts_us, actor, causation_id, "

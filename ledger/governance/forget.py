@@ -29,7 +29,6 @@ if the first run did not complete).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Any, Protocol
 
 from ledger import events as ev
 from ledger.api import Ledger
+from ledger.config import resolve
 from ledger.errors import InvalidRequest, NotFound
 from ledger.events import Event, NewEvent
 from ledger.governance.cipher import SubjectCipher, TamperedPayload, sealed_subjects
@@ -152,11 +152,7 @@ def _config_hooks(ledger: Ledger) -> list[ForgetHook]:
     names = config.section("governance").get("forget_hooks", [])
     if not isinstance(names, list) or not all(isinstance(n, str) and ":" in n for n in names):
         raise InvalidRequest('[governance] forget_hooks must be a list of "module:function" strings')
-    hooks = []
-    for name in names:
-        module, func = name.split(":", 1)
-        hooks.append(getattr(importlib.import_module(module), func))
-    return hooks
+    return [resolve(name, "forget hook") for name in names]
 
 
 def _pending_store(ledger: Ledger, root: Path | None) -> PendingErasures | None:

@@ -9,11 +9,10 @@ Configuration (``memledger.toml``)::
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from pathlib import Path
 
-from ledger.config import Config
+from ledger.config import Config, resolve
 from ledger.errors import InvalidRequest
 from ledger.governance.cipher import SubjectCipher
 from ledger.governance.keystore import FileKeyStore, KeyStore
@@ -49,8 +48,7 @@ def open_keystore(config: Config) -> KeyStore:
     name = str(config.section("keys").get("backend", "file"))
     if name not in KEYSTORE_BACKENDS:
         raise InvalidRequest(f"unknown key store {name!r}; known: {', '.join(sorted(KEYSTORE_BACKENDS))}")
-    module, func = KEYSTORE_BACKENDS[name].split(":")
-    factory: Callable[[Config], KeyStore] = getattr(importlib.import_module(module), func)
+    factory: Callable[[Config], KeyStore] = resolve(KEYSTORE_BACKENDS[name], "key store")
     return factory(config)
 
 
