@@ -42,7 +42,7 @@ def run(events: int, subject_memories: int) -> list[tuple[str, float, str]]:
         cipher = open_cipher(config)
         log = SqliteLog(d / "log.sqlite", synchronous="NORMAL")
         ledger = Ledger(log, sealer=cipher, opener=cipher.open)
-        ledger.config = config  # type: ignore[attr-defined]
+        ledger.config = config
         for start in range(0, events, 1000):
             log.append([NewEvent(f"cube-{i % 16}", "memory.added",
                                  {"memory_id": f"m{i}", "text": f"memory number {i} about tea and travel"}, "bench")

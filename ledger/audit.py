@@ -145,12 +145,9 @@ def audit_events(ledger: Ledger, q: AuditQuery) -> Iterator[Event]:
             raise NotFound(f"memory {q.memory} not found")
         source: Iterable[Event] = (e for e in ledger.log.read_refs(q.memory, end) if e.offset >= start)
     elif q.cube is not None:
-        fast = getattr(ledger.log, "read_filtered", None)
-        source = fast(start, end, q.actor, types, q.cube, q.limit) if fast else \
-            (e for e in ledger.log.read_stream(q.cube, 1, end) if e.offset >= start)
+        source = ledger.log.read_filtered(start, end, q.actor, types, q.cube, q.limit)
     else:
-        fast = getattr(ledger.log, "read_filtered", None)
-        source = fast(start, end, q.actor, types, None, q.limit) if fast else ledger.log.read(start, end)
+        source = ledger.log.read_filtered(start, end, q.actor, types, None, q.limit)
     return _filter(source, q, types)
 
 

@@ -18,7 +18,7 @@ from ledger.branch_store import ACTIVE, BranchInfo, BranchStore
 from ledger.chain import VerifyResult, check_expected, prepare, resolve_retry, seal
 from ledger.errors import StateError
 from ledger.events import Event, NewEvent
-from ledger.log import Log, poll_subscribe, refs_of
+from ledger.log import Log, LogBase, poll_subscribe, refs_of
 from ledger.ref_index_check import verify_chain_and_refs
 from ledger.schema_registry import SchemaRegistry, default_registry
 from ledger.sqlite_pool import immediate
@@ -33,18 +33,10 @@ def _row_to_event(r: tuple) -> Event:
 
 def stream_version_at(log: Log, stream: str, offset: int) -> int:
     """Version of ``stream`` counting only events at or below ``offset``."""
-    if offset < 0:
-        return 0
-    fast = getattr(log, "stream_version_at", None)
-    if fast is not None:
-        return int(fast(stream, offset))
-    last = 0
-    for e in log.read_stream(stream, 1, offset):
-        last = e.version
-    return last
+    return 0 if offset < 0 else log.stream_version_at(stream, offset)
 
 
-class BranchLog:
+class BranchLog(LogBase):
     """The ``Log`` of one branch (see module docstring)."""
 
     def __init__(self, store: BranchStore, info: BranchInfo, base: Log, registry: SchemaRegistry | None = None,
@@ -202,8 +194,7 @@ class BranchLog:
         """Every stream with events visible on this branch."""
         own = {r[0] for r in self.store.conn().execute(
             "SELECT DISTINCT stream FROM branch_events WHERE branch = ?", (self.name,))}
-        base_streams = getattr(self.base, "streams", None)
-        base = set(base_streams()) if base_streams else {e.stream for e in self.base.read(0, self.fork)}
+        base = set(self.base.streams())
         return sorted(own | {s for s in base if stream_version_at(self.base, s, self.fork) > 0})
 
     def offset_at(self, ts_us: int) -> int:

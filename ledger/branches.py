@@ -42,10 +42,9 @@ def check_branch_name(name: str) -> str:
 
 def default_store_path(ledger: Ledger) -> Path:
     """``<data dir>/branches.sqlite``: from the ledger's config, else next to a file-backed log."""
-    config = getattr(ledger, "config", None)
-    if config is not None:
-        return Path(config.data_dir) / BRANCH_DB
-    log_path = getattr(ledger.log, "path", None)
+    if ledger.config is not None:
+        return Path(ledger.config.data_dir) / BRANCH_DB
+    log_path = ledger.log.storage_path()
     if log_path is not None:
         return Path(log_path).parent / BRANCH_DB
     raise InvalidRequest("cannot place branch storage: the ledger has neither a data directory nor a file-backed log")
@@ -61,12 +60,10 @@ class BranchLedger(Ledger):
 
     def __init__(self, log: BranchLog, main: Ledger):
         super().__init__(log, registry=main.registry, opener=main.opener, sealer=main.sealer,
-                         record_reads=main.record_reads)
+                         record_reads=main.record_reads, config=main.config,
+                         erasure_participants=main.erasure_participants)
         self.main = main
         self.branch = log.name
-        config = getattr(main, "config", None)
-        if config is not None:
-            self.config = config
 
     def _record_read(self, cube: str, ids: list[str], operation: str, actor: str | None,
                      record_read: bool | None, query: str | None = None, as_of: int | None = None) -> None:

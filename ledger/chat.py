@@ -343,7 +343,7 @@ def open_chat(ledger: Ledger, cube: str, actor: str, data_dir: str | None = None
     """A chat session configured from ``[llm]`` of the data directory (local model by default)."""
     from ledger.llm import LLMSettings, load_local_model
 
-    settings = LLMSettings.from_config(getattr(ledger, "config", None))
+    settings = LLMSettings.from_config(ledger.config)
     options.setdefault("max_new_tokens", settings.max_new_tokens)
     retrieve = retrieve or default_retriever(ledger, data_dir)
     if settings.backend == "openai":

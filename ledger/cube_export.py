@@ -82,7 +82,7 @@ def export_cube(ledger: Ledger, cube: str, as_of: int | str | None = None,
 def _anchor(ledger: Ledger, size: int) -> dict[str, Any]:
     from ledger.governance.checkpoints import Checkpoints
 
-    config = getattr(ledger, "config", None)
+    config = ledger.config
     if config is None:
         raise InvalidRequest("signing an export needs a data directory (its checkpoint key)")
     checkpoints = Checkpoints.for_config(config)

@@ -88,15 +88,7 @@ def fold_cube(events: Iterable[Event]) -> CubeInfo | None:
 
 
 def _stream_names(ledger: Ledger, end: int) -> Iterator[str]:
-    streams = getattr(ledger.log, "streams", None)
-    if streams is not None:
-        yield from (s for s in streams() if not s.startswith("_"))
-        return
-    seen: set[str] = set()
-    for e in ledger.log.read(0, end):
-        if e.type == ev.CUBE_CREATED and e.stream not in seen:
-            seen.add(e.stream)
-            yield e.stream
+    yield from (s for s in ledger.log.streams() if not s.startswith("_"))
 
 
 def get_cube(ledger: Ledger, cube: str, as_of: int | str | None = None) -> CubeInfo:

@@ -7,9 +7,13 @@ Ranges are inclusive at both ends, so "as of offset N" means events 0..N.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ledger.events import Event, NewEvent
+
+if TYPE_CHECKING:
+    from ledger.chain import VerifyResult
 
 ANY_VERSION = -1  # expected_version meaning "no check"
 
@@ -70,9 +74,113 @@ class Log(Protocol):
         """
         ...
 
+    def verify(self) -> VerifyResult:
+        """Recompute the hash chain (and any index reads depend on) from what is stored."""
+        ...
+
     def close(self) -> None:
         """Release connections and files."""
         ...
+
+    # Capabilities every log has through ``LogBase`` (defaults a backend may make cheaper):
+
+    def hashes(self, start: int = 0, end: int | None = None) -> Iterator[str]:
+        """Hex hashes of events ``start..end`` in offset order."""
+        ...
+
+    def streams(self) -> list[str]:
+        """Every stream that has events."""
+        ...
+
+    def stream_version_at(self, stream: str, offset: int) -> int:
+        """Version of ``stream`` counting only events at or below ``offset``."""
+        ...
+
+    def read_filtered(self, start: int = 0, end: int | None = None, actor: str | None = None,
+                      types: Sequence[str] | None = None, stream: str | None = None,
+                      limit: int | None = None) -> Iterator[Event]:
+        """Events in ``start..end`` of one actor, some types and one stream."""
+        ...
+
+    def storage_path(self) -> Path | None:
+        """The local file holding the log, if any."""
+        ...
+
+    def lease(self, view: str, data_dir: str | Path) -> Lease:
+        """The lease deciding which consumer of ``view`` works."""
+        ...
+
+
+class Lease(Protocol):
+    """Exclusive right to apply one view (which consumer of a group works; see ``consumers``)."""
+
+    description: str
+
+    def poll(self) -> bool:
+        """Keep the lease alive; True while this consumer holds it."""
+        ...
+
+    def release(self) -> None:
+        """Give the lease up (a standby takes over)."""
+        ...
+
+
+class LogBase:
+    """Optional capabilities of a ``Log``, with defaults every backend may improve on.
+
+    As ``eventsourcing`` layers its recorders, a backend states what it can do by overriding:
+    the defaults are correct on any ``Log`` (built on ``read``/``read_stream``), a backend
+    replaces them with a cheaper query where it has one (SQL filters, an index on streams, a
+    hash-only scan). Callers use these methods directly; nothing is looked up with ``getattr``.
+    """
+
+    def read(self, start: int = 0, end: int | None = None) -> Iterator[Event]:
+        raise NotImplementedError
+
+    def read_stream(self, stream: str, start_version: int = 1, end_offset: int | None = None) -> Iterator[Event]:
+        raise NotImplementedError
+
+    def hashes(self, start: int = 0, end: int | None = None) -> Iterator[str]:
+        """Hex hashes of events ``start..end`` in offset order (Merkle trees need nothing else)."""
+        return (e.hash for e in self.read(start, end))
+
+    def streams(self) -> list[str]:
+        """Every stream (cube, and ``_system``) that has events."""
+        return sorted({e.stream for e in self.read()})
+
+    def stream_version_at(self, stream: str, offset: int) -> int:
+        """Version of ``stream`` counting only events at or below ``offset`` (branch fork points)."""
+        if offset < 0:
+            return 0
+        last = 0
+        for e in self.read_stream(stream, 1, offset):
+            last = e.version
+        return last
+
+    def read_filtered(self, start: int = 0, end: int | None = None, actor: str | None = None,
+                      types: Sequence[str] | None = None, stream: str | None = None,
+                      limit: int | None = None) -> Iterator[Event]:
+        """Events in ``start..end`` of one actor, some types and one stream (audit queries)."""
+        wanted = set(types) if types else None
+        n = 0
+        for e in self.read(start, end):
+            if (actor is None or e.actor == actor) and (wanted is None or e.type in wanted) \
+                    and (stream is None or e.stream == stream):
+                yield e
+                n += 1
+                if limit is not None and n >= limit:
+                    return
+
+    def storage_path(self) -> Path | None:
+        """The local file that holds the log, if it is one (None for a server-backed log)."""
+        return None
+
+    def lease(self, view: str, data_dir: str | Path) -> Lease:
+        """The lease that decides which consumer of ``view`` works: a file lock in ``data_dir``
+        by default (consumers on one machine); server-backed logs lease through their server."""
+        from ledger.backends.file_lease import FileLease
+
+        return FileLease(data_dir, view)
 
 
 def refs_of(payload: Mapping[str, object]) -> set[str]:

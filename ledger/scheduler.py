@@ -416,6 +416,6 @@ def run_loop(stop_event: threading.Event, interval: float = 60.0, ledger: Ledger
             data_dir = str(default_data_dir())
         ledger = open_ledger(data_dir)
     if policy is None:
-        config = getattr(ledger, "config", None)
+        config = ledger.config
         policy = SchedulerPolicy.from_dict(config.section("scheduler") if config is not None else None)
     Scheduler(ledger, policy).run_loop(stop_event, interval)

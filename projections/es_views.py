@@ -310,5 +310,5 @@ def from_config(config: Any, source: object, embedder: Any = None) -> Elasticsea
 
 def from_view_set(ledger: Any, views_dir: Any, options: dict[str, Any]) -> ElasticsearchView:
     """``projections.view_set`` adapter for ``[views.vector] adapter = "elasticsearch"``."""
-    opts = options or adapter_options(getattr(ledger, "config", None), "elasticsearch")
+    opts = options or adapter_options(ledger.config, "elasticsearch")
     return from_options(opts, ledger, opener=ledger.opener)

@@ -176,7 +176,7 @@ class KVCacheView:
     @staticmethod
     def open(ledger: Ledger, data_dir: str | Path, budget_bytes: int | None = None) -> KVCacheView:
         """The view of a data directory: caches under ``<data>/kv_cache`` (budget from ``[kv_cache]``)."""
-        config = getattr(ledger, "config", None)
+        config = ledger.config
         section = config.section("kv_cache") if config is not None else {}
         budget = budget_bytes or int(section.get("budget_bytes", DEFAULT_BUDGET_BYTES))
         return KVCacheView(ledger, KVStore(Path(data_dir) / "kv_cache", budget))

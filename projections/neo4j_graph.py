@@ -302,5 +302,5 @@ def from_view_set(ledger: Any, views_dir: Any, options: dict[str, Any]) -> Neo4j
     """``projections.view_set`` adapter for ``[views.graph] adapter = "neo4j"``."""
     from projections.es_views import adapter_options
 
-    opts = options or adapter_options(getattr(ledger, "config", None), "neo4j")
+    opts = options or adapter_options(ledger.config, "neo4j")
     return from_options(opts, ledger, opener=ledger.opener)

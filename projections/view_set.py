@@ -76,7 +76,7 @@ def _embedded_graph(ledger: Ledger, views_dir: Path, options: Mapping[str, Any])
 def _embedded_vector(ledger: Ledger, views_dir: Path, options: Mapping[str, Any]) -> Any:
     from projections.vector_setup import open_vector_view
 
-    return open_vector_view(views_dir.parent, getattr(ledger, "config", None), opener=ledger.opener)
+    return open_vector_view(views_dir.parent, ledger.config, opener=ledger.opener)
 
 
 class ViewSet:
@@ -112,7 +112,7 @@ class ViewSet:
         ``kinds`` limits which views open (e.g. ``["keyword", "graph"]`` for a search without
         embeddings); ``overrides`` maps a kind to a view object to use instead of the adapter.
         """
-        config = getattr(ledger, "config", None)
+        config = ledger.config
         base = Path(data_dir) if data_dir is not None else (config.data_dir if config is not None else None)
         if base is None:
             raise InvalidRequest("ViewSet.open needs a data directory")

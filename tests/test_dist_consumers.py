@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from consumers.leases import FileLease, PostgresAdvisoryLease
 from consumers.runner import ProjectionConsumer, measure_lag
 from ledger.api import Ledger
+from ledger.backends.file_lease import FileLease
 from ledger.backends.kafka_log import KafkaLog
+from ledger.backends.postgres_lease import PostgresAdvisoryLease
 from ledger.factory import open_ledger
 from tests.dist_counting import CountingProjection
 from tests.dist_env import endpoint, unique_name

@@ -47,14 +47,16 @@ import zlib
 from collections import OrderedDict, deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import orjson
 
+from ledger.backends.kafka_lease import KafkaGroupLease
 from ledger.canonical import GENESIS_HASH, canonical_bytes, chain_hash
 from ledger.chain import VerifyResult, check_expected, prepare, resolve_retry, seal, verify_rows
 from ledger.errors import InvalidRequest, LedgerError
 from ledger.events import Event, NewEvent
-from ledger.log import refs_of
+from ledger.log import LogBase, refs_of
 from ledger.schema_registry import SchemaRegistry, default_registry
 
 MAX_ATTEMPTS = 50
@@ -118,7 +120,7 @@ def _hash_ok(e: Event, payload_bytes: bytes) -> bool:
         e.causation_id, e.correlation_id, payload_bytes)
 
 
-class KafkaLog:
+class KafkaLog(LogBase):
     """A ``Log`` on a Kafka cluster: cube-partitioned data topic, sequencer topic for global order."""
 
     def __init__(self, bootstrap_servers: str, topic: str = "memledger", partitions: int = 4,
@@ -481,6 +483,10 @@ class KafkaLog:
             st = self._snapshot()
             return {"head": st.head, "seq_position": st.seq_pos, "rejected_commits": st.rejected,
                     "problems": list(st.problems), "partitions": self.partitions}
+
+    def lease(self, view: str, data_dir: str | Path) -> KafkaGroupLease:
+        """Membership of a consumer group on the sequencer topic: consumers on any machine share it."""
+        return KafkaGroupLease(self.bootstrap_servers, self.topic, view)
 
     # -- verification ------------------------------------------------------------------
     def verify(self) -> VerifyResult:

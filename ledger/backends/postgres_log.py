@@ -24,16 +24,18 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 
 import orjson
 import psycopg
 from psycopg import sql
 
+from ledger.backends.postgres_lease import PostgresAdvisoryLease
 from ledger.canonical import GENESIS_HASH
 from ledger.chain import VerifyResult, check_expected, prepare, resolve_retry, seal
 from ledger.errors import InvalidRequest
 from ledger.events import Event, NewEvent
-from ledger.log import poll_subscribe, refs_of
+from ledger.log import LogBase, poll_subscribe, refs_of
 from ledger.ref_index_check import verify_chain_and_refs
 from ledger.schema_registry import SchemaRegistry, default_registry
 
@@ -75,7 +77,7 @@ def _row_to_event(r: tuple) -> Event:
     return Event(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], orjson.loads(r[10]), r[11], r[12])
 
 
-class PostgresLog:
+class PostgresLog(LogBase):
     """A ``Log`` in one PostgreSQL schema, shared safely by any number of processes and hosts."""
 
     def __init__(self, dsn: str, schema: str = "memledger", registry: SchemaRegistry | None = None,
@@ -277,6 +279,10 @@ class PostgresLog:
             listener.close()
 
     # -- verification ------------------------------------------------------------------
+    def lease(self, view: str, data_dir: str | Path) -> PostgresAdvisoryLease:
+        """A session advisory lock on this ledger's database: consumers on any machine share it."""
+        return PostgresAdvisoryLease(self.dsn, self.schema, view, connect_timeout=self._timeout)
+
     def verify(self) -> VerifyResult:
         """Recompute the whole hash chain from the stored rows, and check the head row agrees."""
         def rows() -> Iterator[tuple]:

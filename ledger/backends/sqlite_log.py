@@ -19,7 +19,7 @@ from ledger.canonical import GENESIS_HASH
 from ledger.chain import VerifyResult, check_expected, prepare, resolve_retry, seal
 from ledger.events import Event, NewEvent
 from ledger.file_modes import private_dir
-from ledger.log import poll_subscribe, refs_of
+from ledger.log import LogBase, poll_subscribe, refs_of
 from ledger.ref_index_check import verify_chain_and_refs
 from ledger.schema_registry import SchemaRegistry, default_registry
 from ledger.sqlite_pool import WAL_PRAGMAS, ThreadConnections, immediate
@@ -58,7 +58,7 @@ def _row_to_event(r: tuple) -> Event:
     return Event(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], orjson.loads(r[10]), r[11], r[12])
 
 
-class SqliteLog:
+class SqliteLog(LogBase):
     """The embedded default ``Log``: durable, atomic batches, multi-process safe."""
 
     def __init__(self, path: str | Path, registry: SchemaRegistry | None = None, synchronous: str = "FULL"):
@@ -198,6 +198,10 @@ class SqliteLog:
 
     def stream_version(self, stream: str) -> int:
         return self._stream_version(self._conn(), stream)
+
+    def storage_path(self) -> Path:
+        """The SQLite file of the log."""
+        return self.path
 
     def streams(self) -> list[str]:
         """Every stream (cube) that has events."""

@@ -102,7 +102,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     finally:
         views.close()
 
-    checkpoint = Checkpoints.for_config(ledger.config).create(ledger.log)  # type: ignore[attr-defined]
+    checkpoint = Checkpoints.for_config(ledger.config).create(ledger.log)
     result = verify_integrity(ledger)
     ok = bool(getattr(result, "ok", False))
     step("verify: hash chain and signed checkpoints",

@@ -34,11 +34,10 @@ def _open(args: argparse.Namespace):
     from consumers.views import build_view
 
     ledger = open_cli_ledger(args)
-    return ledger, build_view(args.view, ledger.config, ledger)  # type: ignore[attr-defined]
+    return ledger, build_view(args.view, ledger.config, ledger)
 
 
 def cmd_consume(args: argparse.Namespace) -> int:
-    from consumers.leases import lease_for
     from consumers.runner import ProjectionConsumer
 
     if args.batch_size < 1:
@@ -46,7 +45,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
     ledger, view = _open(args)
     if args.rebuild:
         view.reset()
-    lease = None if args.no_lease else lease_for(ledger.log, args.view, args.data)
+    lease = None if args.no_lease else ledger.log.lease(args.view, args.data)
     stop = threading.Event()
 
     def _stop(signum, frame):  # noqa: ARG001 - signal handler signature

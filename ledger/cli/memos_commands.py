@@ -276,7 +276,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
              (f"OK: {len(recorded)} decisions at basis {args.verify} replay identically" if same else
               f"MISMATCH at basis {args.verify}: recorded {len(recorded)}, recomputed {len(recomputed)}"))
         return 0 if same else 1
-    config = getattr(ledger, "config", None)
+    config = ledger.config
     settings = dict(config.section("scheduler")) if config is not None else {}
     settings.update(parse_json_object(args.policy, "--policy") or {})
     policy = SchedulerPolicy.from_dict(settings)
@@ -355,7 +355,7 @@ def cmd_kv_build(args: argparse.Namespace) -> int:
     ledger = open_cli_ledger(args)
     if not ledger.cube_exists(args.cube):
         raise InvalidRequest(f"cube {args.cube!r} does not exist")
-    settings = LLMSettings.from_config(getattr(ledger, "config", None))
+    settings = LLMSettings.from_config(ledger.config)
     model = load_local_model(args.model or settings.model)
     view = KVCacheView.open(ledger, args.data)
     cache = view.get_or_build(model, args.cube)

@@ -376,8 +376,7 @@ def _pinned_problem(cp: Checkpoint, pub: Ed25519PublicKey, t: MerkleTree, stored
 
 def recorded_checkpoints(log: Log) -> list[tuple[int, Checkpoint]]:
     """``(offset, checkpoint)`` of every ``checkpoint.signed`` record in the log, oldest first."""
-    fast = getattr(log, "read_filtered", None)
-    source = fast(types=[CHECKPOINT_SIGNED], stream=SYSTEM_STREAM) if fast is not None else log.read()
+    source = log.read_filtered(types=[CHECKPOINT_SIGNED], stream=SYSTEM_STREAM)
     out = []
     for e in source:
         if e.type == CHECKPOINT_SIGNED and e.stream == SYSTEM_STREAM:

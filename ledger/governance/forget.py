@@ -243,8 +243,8 @@ def _finish(ledger: Ledger, event: Event, texts: list[str], root: Path | None, s
             report.problems.append(f"forget hook {getattr(hook, '__qualname__', hook)!r} failed: {exc}")
     report.checked_texts = len(texts)
     if root is not None and scrub:
-        log_path = ledger.log.path if hasattr(ledger.log, "path") else None
-        result = scrub_sqlite(root, append_only=[Path(log_path)] if log_path else [])
+        log_path = ledger.log.storage_path()
+        result = scrub_sqlite(root, append_only=[log_path] if log_path else [])
         report.scrubbed = result.databases
         report.problems.extend(result.problems)
         report.residue.extend(find_residue(root, residue_needles(texts)))

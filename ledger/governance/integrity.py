@@ -10,7 +10,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ledger.api import Ledger
 from ledger.config import Config
-from ledger.errors import InvalidRequest
 from ledger.governance.checkpoints import Checkpoint, CheckpointReport, Checkpoints
 from ledger.governance.log_tree import log_tree
 
@@ -41,15 +40,12 @@ def verify_integrity(ledger: Ledger, config: Config | None = None, public_key: E
                      trusted: list[Checkpoint] | None = None) -> IntegrityReport:
     """Recompute the chain (and the indexes reads use), then check every stored checkpoint against
     the log and the checkpoint records in it, then the ``trusted`` (pinned) checkpoints."""
-    verify = getattr(ledger.log, "verify", None)
-    if verify is None:
-        raise InvalidRequest("this log backend cannot be verified from here")
-    chain = verify()
+    chain = ledger.log.verify()
     if not chain.ok:
         where = "" if chain.first_bad_offset is None or str(chain.problem).startswith("offset") else \
             f"offset {chain.first_bad_offset}: "
         return IntegrityReport(False, chain.to_dict(), None, f"{where}{chain.problem}")
-    config = config or getattr(ledger, "config", None)
+    config = config or ledger.config
     if config is None:
         return IntegrityReport(True, chain.to_dict(), None)
     cps = Checkpoints.for_config(config)

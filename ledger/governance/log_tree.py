@@ -22,14 +22,9 @@ def event_leaf(event_hash_hex: str) -> bytes:
 def event_hashes(log: Log, end: int | None = None) -> Iterator[str]:
     """Hex hashes of events ``0..end`` (default head), in offset order.
 
-    Uses the backend's ``hashes(start, end)`` when it offers one (no payload decoding).
+    Backends read just the hash column where they can (``Log.hashes``: no payload decoding).
     """
-    fast = getattr(log, "hashes", None)
-    if callable(fast):
-        yield from fast(0, end)
-        return
-    for e in log.read(0, end):
-        yield e.hash
+    yield from log.hashes(0, end)
 
 
 def log_tree(log: Log, size: int | None = None) -> MerkleTree:
