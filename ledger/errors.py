@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
 
 class LedgerError(Exception):
     """Base class of every error memledger raises on purpose."""
@@ -58,3 +64,30 @@ class StateError(LedgerError):
 
 class AccessDenied(LedgerError):
     """The principal lacks the role an operation needs."""
+
+
+class BackendUnavailable(LedgerError):
+    """A server the ledger needs (PostgreSQL, Kafka, Elasticsearch, Neo4j, a model endpoint) cannot be
+    reached or failed mid-request; nothing was half-applied, and the same call may succeed later
+    (HTTP 503, CLI exit 2)."""
+
+
+def unavailable_on(*exceptions: type[BaseException], what: str) -> Callable[[F], F]:
+    """Decorate an adapter method so the vendor client's connection errors surface as one
+    ``BackendUnavailable`` naming ``what`` (e.g. "Elasticsearch at http://..."), never a traceback."""
+
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except LedgerError:
+                raise
+            except exceptions as exc:
+                where = what.format(self=args[0]) if args else what
+                detail = " ".join(str(exc).split())[:300] or type(exc).__name__
+                raise BackendUnavailable(f"{where} is unavailable: {detail}") from None
+
+        return inner  # type: ignore[return-value]
+
+    return wrap

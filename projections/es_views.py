@@ -22,7 +22,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ledger.errors import InvalidRequest, LedgerError
+import elasticsearch
+
+from ledger.errors import BackendUnavailable, InvalidRequest, LedgerError, unavailable_on
 from ledger.events import Event
 from ledger.memory_state import Erasure, MemoryState, Opener, erasure_of
 from projections.base import OPEN, Hit
@@ -41,6 +43,10 @@ def _client(url_or_client: Any) -> Any:
     from elasticsearch import Elasticsearch
 
     return Elasticsearch(url_or_client, request_timeout=30)
+
+
+_UNREACHABLE = (elasticsearch.TransportError,)  # connection refused, timeouts, TLS: not HTTP error answers
+_WHERE = "the Elasticsearch view ({self.prefix}-*)"
 
 
 class ElasticsearchView:
@@ -83,16 +89,20 @@ class ElasticsearchView:
             if not self.es.indices.exists(index=self.meta_index):
                 self.es.options(ignore_status=400).indices.create(
                     index=self.meta_index, mappings={"properties": {"offset": {"type": "long"}}})
-        except Exception as exc:  # noqa: BLE001 - transport errors of any kind
+        except _UNREACHABLE as exc:
+            raise BackendUnavailable(f"Elasticsearch is unavailable (preparing {self.prefix}-*): {exc}") from None
+        except elasticsearch.ApiError as exc:
             raise ElasticsearchViewError(f"cannot prepare Elasticsearch indices {self.prefix}-*: {exc!r}") from None
 
     # -- Projection ------------------------------------------------------------------------
+    @unavailable_on(*_UNREACHABLE, what=_WHERE)
     def checkpoint(self) -> int:
         r = self.es.options(ignore_status=404).get(index=self.meta_index, id=CHECKPOINT_ID)
         if not r.get("found"):
             return -1
         return int(r["_source"]["offset"])
 
+    @unavailable_on(*_UNREACHABLE, what=_WHERE)
     def reset(self) -> None:
         self.es.options(ignore_status=404).indices.delete(index=self.versions_index)
         self.es.options(ignore_status=404).indices.delete(index=self.meta_index)
@@ -102,6 +112,7 @@ class ElasticsearchView:
     def close(self) -> None:
         self.es.close()
 
+    @unavailable_on(*_UNREACHABLE, what=_WHERE)
     def apply_batch(self, events: Sequence[Event]) -> None:
         cp = self.checkpoint()
         todo = [e for e in events if e.offset > cp]
@@ -122,7 +133,9 @@ class ElasticsearchView:
 
         try:
             _, errors = helpers.bulk(self.es, actions, refresh="wait_for", raise_on_error=False, chunk_size=2000)
-        except Exception as exc:  # noqa: BLE001
+        except _UNREACHABLE as exc:
+            raise BackendUnavailable(f"Elasticsearch is unavailable (bulk write to {self.prefix}-*): {exc}") from None
+        except elasticsearch.ApiError as exc:
             raise ElasticsearchViewError(f"bulk write to {self.prefix}-* failed: {exc!r}") from None
         if errors:
             raise ElasticsearchViewError(f"bulk write to {self.prefix}-* rejected {len(errors)} actions: {errors[:3]}")
@@ -218,6 +231,7 @@ class ElasticsearchView:
             out.append({"terms": {"state": list(states)}})
         return out
 
+    @unavailable_on(*_UNREACHABLE, what=_WHERE)
     def keyword_search(self, query: str, k: int, cubes: Sequence[str] | None = None, as_of: int | None = None,
                        states: Iterable[str] | None = None) -> list[Hit]:
         """BM25 (Elasticsearch's default similarity) over the versions current at ``as_of``."""
@@ -228,6 +242,7 @@ class ElasticsearchView:
                                            "filter": self._filters(cubes, as_of, states)}})
         return [(h["_source"]["memory_id"], float(h["_score"])) for h in r["hits"]["hits"]]
 
+    @unavailable_on(*_UNREACHABLE, what=_WHERE)
     def vector_search(self, query_vector: Sequence[float], k: int, cubes: Sequence[str] | None = None,
                       as_of: int | None = None, states: Iterable[str] | None = None) -> list[Hit]:
         """kNN by cosine over the versions current at ``as_of``; scores are cosine similarities."""
@@ -254,12 +269,14 @@ class ElasticsearchView:
             raise InvalidRequest(f"view {self.name!r} was built without an embedder")
         return self.embedder.embed(list(texts))
 
+    @unavailable_on(*_UNREACHABLE, what=_WHERE)
     def text_vector_search(self, text: str, k: int, **kw: Any) -> list[Hit]:
         """Embed ``text`` with the view's embedder and run :meth:`vector_search`."""
         if self.embedder is None:
             raise InvalidRequest(f"view {self.name!r} was built without an embedder")
         return self.vector_search(list(self.embedder.embed([text])[0]), k, **kw)
 
+    @unavailable_on(*_UNREACHABLE, what=_WHERE)
     def version_count(self) -> int:
         """Number of stored memory versions (all times)."""
         self.es.indices.refresh(index=self.versions_index)

@@ -24,8 +24,10 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+import neo4j
+
 from ledger import events as ev
-from ledger.errors import InvalidRequest
+from ledger.errors import InvalidRequest, unavailable_on
 from ledger.events import Event
 from ledger.memory_state import Opener, erasure_of
 from projections.base import OPEN, Hit
@@ -73,20 +75,23 @@ def parse_bolt_url(url: str) -> tuple[str, tuple[str, str] | None, str | None]:
     return f"{u.scheme}://{u.hostname}:{u.port or 7687}", auth, database
 
 
+_UNREACHABLE = (neo4j.exceptions.DriverError, neo4j.exceptions.AuthError, OSError)
+_WHERE = "the Neo4j graph view ({self.url_shown})"
+
+
 class Neo4jGraphView:
     """Temporal entity/relation graph over memories on a Neo4j-protocol server (``GraphSearch``)."""
 
     def __init__(self, url: str, source: object, namespace: str = "Memledger", opener: Opener | None = None,
                  max_entity_df: int = 50, entities: Callable[[str], set[str]] | None = None,
                  name: str = "neo4j", driver: Any = None):
-        from neo4j import GraphDatabase
-
         if not _NS.match(namespace):
             raise InvalidRequest(f"graph namespace {namespace!r} must match {_NS.pattern}")
         uri, auth, database = parse_bolt_url(url)
+        self.url_shown = uri
         self.name = name
         self.database = database
-        self.driver = driver or GraphDatabase.driver(uri, auth=auth)
+        self.driver = driver or neo4j.GraphDatabase.driver(uri, auth=auth)
         self.max_entity_df = max_entity_df
         self.entities = entities or _default_entities()
         self.tracker = VersionTracker(source, opener)
@@ -97,6 +102,7 @@ class Neo4jGraphView:
     def _session(self) -> Any:
         return self.driver.session(database=self.database) if self.database else self.driver.session()
 
+    @unavailable_on(*_UNREACHABLE, what=_WHERE)
     def _schema(self) -> None:
         stmts = [f"CREATE CONSTRAINT IF NOT EXISTS FOR (n:{self.V}) REQUIRE n.vid IS UNIQUE",
                  f"CREATE INDEX IF NOT EXISTS FOR (n:{self.V}) ON (n.memory_id)",
@@ -107,11 +113,13 @@ class Neo4jGraphView:
                 s.run(stmt).consume()
 
     # -- Projection ------------------------------------------------------------------------
+    @unavailable_on(*_UNREACHABLE, what=_WHERE)
     def checkpoint(self) -> int:
         with self._session() as s:
             rec = s.run(f"MATCH (c:{self.C} {{view: $v}}) RETURN c.offset AS o", v=self.name).single()
         return -1 if rec is None or rec["o"] is None else int(rec["o"])
 
+    @unavailable_on(*_UNREACHABLE, what=_WHERE)
     def reset(self) -> None:
         with self._session() as s:
             for label in (self.V, self.E, self.M, self.C):
@@ -121,6 +129,7 @@ class Neo4jGraphView:
     def close(self) -> None:
         self.driver.close()
 
+    @unavailable_on(*_UNREACHABLE, what=_WHERE)
     def apply_batch(self, events: Sequence[Event]) -> None:
         cp = self.checkpoint()
         todo = [e for e in events if e.offset > cp]
@@ -196,6 +205,7 @@ class Neo4jGraphView:
         tx.run(f"MERGE (c:{self.C} {{view: $v}}) SET c.offset = $o", v=self.name, o=last).consume()
 
     # -- queries ---------------------------------------------------------------------------
+    @unavailable_on(*_UNREACHABLE, what=_WHERE)
     def entities_of(self, memory_id: str, as_of: int | None = None) -> list[str]:
         """Entity names mentioned by the memory's version current at ``as_of``."""
         at = OPEN - 1 if as_of is None else as_of
@@ -204,6 +214,7 @@ class Neo4jGraphView:
                          "WHERE v.valid_from <= $at AND v.valid_to > $at RETURN e.name AS n", m=memory_id, at=at)
             return sorted(r["n"] for r in rows)
 
+    @unavailable_on(*_UNREACHABLE, what=_WHERE)
     def entity_names(self, memory_ids: Sequence[str], as_of: int | None = None) -> dict[str, set[str]]:
         """Entity names mentioned by each memory's version current at ``as_of``."""
         at = OPEN - 1 if as_of is None else as_of
@@ -215,6 +226,7 @@ class Neo4jGraphView:
                 out[r["m"]].add(r["n"])
         return dict(out)
 
+    @unavailable_on(*_UNREACHABLE, what=_WHERE)
     def edges(self, memory_ids: Sequence[str], as_of: int | None = None,
               cubes: Sequence[str] | None = None) -> list[tuple[str, str, str, float]]:
         """Explicit and merge edges ``(src, dst, relation, weight)`` touching ``memory_ids`` as of
@@ -231,6 +243,7 @@ class Neo4jGraphView:
         ok = {m for m, (cube, _) in live.items() if cubes is None or cube in cubes}
         return sorted(e for e in found if e[0] in ok and e[1] in ok)
 
+    @unavailable_on(*_UNREACHABLE, what=_WHERE)
     def neighbours(self, memory_ids: Sequence[str], cubes: Sequence[str] | None = None, as_of: int | None = None,
                    hops: int = 1, limit: int = 50, states: Iterable[str] | None = None) -> list[Hit]:
         """Memories related to ``memory_ids`` as of ``as_of``, strongest first (seeds excluded)."""

@@ -54,7 +54,7 @@ import orjson
 from ledger.backends.kafka_lease import KafkaGroupLease
 from ledger.canonical import GENESIS_HASH, canonical_bytes, chain_hash
 from ledger.chain import VerifyResult, check_expected, prepare, resolve_retry, seal, verify_rows
-from ledger.errors import InvalidRequest, LedgerError
+from ledger.errors import BackendUnavailable, InvalidRequest, LedgerError
 from ledger.events import Event, NewEvent
 from ledger.log import LogBase, refs_of
 from ledger.schema_registry import SchemaRegistry, default_registry
@@ -64,8 +64,8 @@ FETCH_WAIT_MS = 5  # how long the broker may hold an empty fetch; bounds read st
 DATA_WAIT_S = 30.0
 
 
-class KafkaLogError(LedgerError):
-    """The Kafka log could not be reached or holds records that do not fit the ledger."""
+class KafkaLogError(BackendUnavailable):
+    """The Kafka cluster could not be reached, timed out, or is too contended to accept a commit."""
 
 
 def partition_of(stream: str, partitions: int) -> int:

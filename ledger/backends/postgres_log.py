@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import orjson
 import psycopg
@@ -32,8 +34,8 @@ from psycopg import sql
 
 from ledger.backends.postgres_lease import PostgresAdvisoryLease
 from ledger.canonical import GENESIS_HASH
-from ledger.chain import VerifyResult, check_expected, prepare, resolve_retry, seal
-from ledger.errors import InvalidRequest
+from ledger.chain import PreparedEvent, VerifyResult, check_expected, prepare, resolve_retry, seal
+from ledger.errors import BackendUnavailable, InvalidRequest
 from ledger.events import Event, NewEvent
 from ledger.log import LogBase, poll_subscribe, refs_of
 from ledger.ref_index_check import verify_chain_and_refs
@@ -42,6 +44,7 @@ from ledger.schema_registry import SchemaRegistry, default_registry
 _NAME = re.compile(r"^(?!pg_)[a-z_][a-z0-9_]{0,62}$")
 _COLS = ("offset_, stream, version, event_id, type, schema_version, ts_us, actor, causation_id, "
          "correlation_id, payload, prev_hash, hash")
+T = TypeVar("T")
 _PAGE = 2000
 
 _DDL = """
@@ -104,9 +107,41 @@ class PostgresLog(LogBase):
     # -- connections -------------------------------------------------------------------
     def _connect(self) -> psycopg.Connection:
         try:
-            return psycopg.connect(self.dsn, autocommit=True, connect_timeout=int(self._timeout))
+            return psycopg.connect(self.dsn, autocommit=True, connect_timeout=max(1, int(self._timeout)))
         except psycopg.OperationalError as exc:
-            raise InvalidRequest(f"cannot connect to PostgreSQL ({_redact(self.dsn)}): {exc}".strip()) from None
+            raise BackendUnavailable(f"PostgreSQL ({_redact(self.dsn)}) is unavailable: "
+                                     f"{' '.join(str(exc).split())}") from None
+
+    def _run(self, work: Callable[[psycopg.Connection], T]) -> T:
+        """``work(conn)`` on this thread's connection. A lost connection (a server restart or shutdown, a
+        network failure) is dropped and the work retried on a new one until ``connect_timeout`` has
+        passed, then ``BackendUnavailable``. Every caller's work is safe to repeat: reads, and appends,
+        whose event ids make a repeated batch return the stored events instead of appending twice."""
+        deadline = time.monotonic() + self._timeout
+        delay = 0.05
+        while True:
+            conn = None
+            try:
+                conn = self._conn()
+                return work(conn)
+            except (psycopg.OperationalError, BackendUnavailable) as exc:
+                if conn is not None:
+                    self._discard(conn)
+                if time.monotonic() + delay > deadline:
+                    if isinstance(exc, BackendUnavailable):
+                        raise
+                    raise BackendUnavailable(f"PostgreSQL ({_redact(self.dsn)}) is unavailable: "
+                                             f"{' '.join(str(exc).split())}") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    def _discard(self, conn: psycopg.Connection) -> None:
+        try:
+            conn.close()
+        except psycopg.Error:
+            pass
+        if getattr(self._local, "conn", None) is conn:
+            self._local.conn = None
 
     def _conn(self) -> psycopg.Connection:
         conn = getattr(self._local, "conn", None)
@@ -139,7 +174,10 @@ class PostgresLog(LogBase):
         if not events:
             return []
         prepared = prepare(self.registry, events)
-        conn = self._conn()
+        return self._run(lambda conn: self._append(conn, prepared, expected_versions))
+
+    def _append(self, conn: psycopg.Connection, prepared: list[PreparedEvent],
+                expected_versions: Mapping[str, int] | None) -> list[Event]:
         with conn.transaction():
             head, head_hash, last_ts = conn.execute(
                 self._q("SELECT head, hash, ts_us FROM {s}.head WHERE id = 1 FOR UPDATE")).fetchone()
@@ -182,7 +220,7 @@ class PostgresLog(LogBase):
         q = self._q(f"SELECT {_COLS} FROM {{s}}.events WHERE {where} AND {order} > %s ORDER BY {order} LIMIT {_PAGE}")
         key = 2 if order == "version" else 0
         while True:
-            rows = self._conn().execute(q, (*args, after)).fetchall()
+            rows = self._run(lambda c, at=after: c.execute(q, (*args, at)).fetchall())
             yield from rows
             if len(rows) < _PAGE:
                 return
@@ -205,8 +243,8 @@ class PostgresLog(LogBase):
 
     def stream_version_at(self, stream: str, offset: int) -> int:
         """Version of ``stream`` counting only events at or below ``offset`` (branch fork points)."""
-        r = self._conn().execute(self._q("SELECT MAX(version) FROM {s}.events WHERE stream = %s AND offset_ <= %s"),
-                                 (stream, offset)).fetchone()
+        q = self._q("SELECT MAX(version) FROM {s}.events WHERE stream = %s AND offset_ <= %s")
+        r = self._run(lambda c: c.execute(q, (stream, offset)).fetchone())
         return int(r[0] or 0)
 
     def read_filtered(self, start: int = 0, end: int | None = None, actor: str | None = None,
@@ -229,8 +267,8 @@ class PostgresLog(LogBase):
         return (_row_to_event(r) for r in rows)
 
     def get_by_id(self, event_id: str) -> Event | None:
-        r = self._conn().execute(self._q(f"SELECT {_COLS} FROM {{s}}.events WHERE event_id = %s"),
-                                 (event_id,)).fetchone()
+        q = self._q(f"SELECT {_COLS} FROM {{s}}.events WHERE event_id = %s")
+        r = self._run(lambda c: c.execute(q, (event_id,)).fetchone())
         return _row_to_event(r) if r else None
 
     def hashes(self, start: int = 0, end: int | None = None) -> Iterator[str]:
@@ -240,7 +278,7 @@ class PostgresLog(LogBase):
                     f"ORDER BY offset_ LIMIT {_PAGE * 10}")
         nxt = start
         while nxt <= stop:
-            rows = self._conn().execute(q, (nxt, stop)).fetchall()
+            rows = self._run(lambda c, at=nxt: c.execute(q, (at, stop)).fetchall())
             for _, h in rows:
                 yield h
             if len(rows) < _PAGE * 10:
@@ -248,35 +286,49 @@ class PostgresLog(LogBase):
             nxt = rows[-1][0] + 1
 
     def head(self) -> int:
-        return int(self._conn().execute(self._q("SELECT head FROM {s}.head WHERE id = 1")).fetchone()[0])
+        q = self._q("SELECT head FROM {s}.head WHERE id = 1")
+        return int(self._run(lambda c: c.execute(q).fetchone())[0])
 
     def head_hash(self) -> str:
-        return str(self._conn().execute(self._q("SELECT hash FROM {s}.head WHERE id = 1")).fetchone()[0])
+        q = self._q("SELECT hash FROM {s}.head WHERE id = 1")
+        return str(self._run(lambda c: c.execute(q).fetchone())[0])
 
     def stream_version(self, stream: str) -> int:
-        r = self._conn().execute(self._q("SELECT MAX(version) FROM {s}.events WHERE stream = %s"), (stream,)).fetchone()
-        return int(r[0] or 0)
+        q = self._q("SELECT MAX(version) FROM {s}.events WHERE stream = %s")
+        return int(self._run(lambda c: c.execute(q, (stream,)).fetchone())[0] or 0)
 
     def streams(self) -> list[str]:
         """Every stream (cube) that has events."""
-        return [r[0] for r in self._conn().execute(self._q("SELECT DISTINCT stream FROM {s}.events ORDER BY stream"))]
+        q = self._q("SELECT DISTINCT stream FROM {s}.events ORDER BY stream")
+        return [r[0] for r in self._run(lambda c: c.execute(q).fetchall())]
 
     def offset_at(self, ts_us: int) -> int:
-        r = self._conn().execute(self._q("SELECT MAX(offset_) FROM {s}.events WHERE ts_us <= %s"), (ts_us,)).fetchone()
+        q = self._q("SELECT MAX(offset_) FROM {s}.events WHERE ts_us <= %s")
+        r = self._run(lambda c: c.execute(q, (ts_us,)).fetchone())
         return -1 if r[0] is None else int(r[0])
 
     def subscribe(self, start: int = 0, poll_interval: float = 0.2, stop: object = None) -> Iterator[Event]:
-        listener = self._connect()
-        try:
-            listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+        listening: list[psycopg.Connection] = []
 
-            def wait() -> None:  # wake on the next NOTIFY, or after poll_interval at the latest
-                for _ in listener.notifies(timeout=poll_interval, stop_after=1):
+        def wait() -> None:  # wake on the next NOTIFY, or after poll_interval at the latest
+            try:
+                if not listening:
+                    conn = self._connect()
+                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+                    listening.append(conn)
+                for _ in listening[0].notifies(timeout=poll_interval, stop_after=1):
                     pass
+            except (psycopg.OperationalError, BackendUnavailable):
+                for conn in listening:  # the server went away: poll until it is back, then listen again
+                    self._discard(conn)
+                listening.clear()
+                time.sleep(poll_interval)
 
+        try:
             yield from poll_subscribe(self.read, start, wait, stop)
         finally:
-            listener.close()
+            for conn in listening:
+                conn.close()
 
     # -- verification ------------------------------------------------------------------
     def lease(self, view: str, data_dir: str | Path) -> PostgresAdvisoryLease:
@@ -294,18 +346,20 @@ class PostgresLog(LogBase):
             q = self._q(f"SELECT ref, offset_ FROM {{s}}.refs WHERE (ref, offset_) > (%s, %s) "
                         f"ORDER BY ref, offset_ LIMIT {_PAGE}")
             while True:
-                page = self._conn().execute(q, after).fetchall()
+                page = self._run(lambda c, at=after: c.execute(q, at).fetchall())
                 yield from page
                 if len(page) < _PAGE:
                     return
                 after = page[-1]
 
         def stored_by_offset() -> list[tuple]:  # only on the failure path
-            return self._conn().execute(self._q("SELECT offset_, ref FROM {s}.refs ORDER BY offset_, ref")).fetchall()
+            q = self._q("SELECT offset_, ref FROM {s}.refs ORDER BY offset_, ref")
+            return self._run(lambda c: c.execute(q).fetchall())
 
         result = verify_chain_and_refs(rows, stored, stored_by_offset)
         if result.ok:
-            head, head_hash = self._conn().execute(self._q("SELECT head, hash FROM {s}.head WHERE id = 1")).fetchone()
+            q = self._q("SELECT head, hash FROM {s}.head WHERE id = 1")
+            head, head_hash = self._run(lambda c: c.execute(q).fetchone())
             if head != result.head or head_hash != result.head_hash:
                 return VerifyResult(False, result.checked, result.head, result.head_hash, result.head + 1,
                                     f"head row says offset {head} but the events end at {result.head}")

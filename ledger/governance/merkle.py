@@ -19,11 +19,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 
+from ledger.errors import InvalidRequest
+
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 
 
-class MerkleError(ValueError):
+
+class MerkleError(InvalidRequest):
     """A proof was requested for sizes or indexes the tree cannot answer."""
 
 
