@@ -75,8 +75,7 @@ def diff(branches: Branches, name: str, against: str = "main") -> list[DiffEntry
         from ledger.errors import InvalidRequest
 
         raise InvalidRequest(f"diff against must be 'main' or 'parent', not {against!r}")
-    leaf = branches.log(name)
-    assert isinstance(leaf, BranchLog)
+    leaf = branches.branch_log(name)
     reg, opener = branches.main.registry, branches.main.opener
     own: list[Event] = []
     base: Log = leaf
@@ -186,8 +185,7 @@ def merge(branches: Branches, name: str, actor: str, strict: bool = False, attem
         branches.access.require(branches.info(info.parent), actor, BranchAction.WRITE)
     if info.status == MERGED:
         raise StateError(f"branch {name!r} was already merged")
-    log = branches.log(name)
-    assert isinstance(log, BranchLog)
+    log = branches.branch_log(name)
     into = info.parent or MAIN
     own = list(log.own_events())
     mid_list = touched_memories(own)
@@ -222,8 +220,8 @@ def merge(branches: Branches, name: str, actor: str, strict: bool = False, attem
             if info.parent is None:  # onto main: the events and the audit record in one atomic batch
                 written = log.base.append([*replay, audit], expected)[:-1]
             else:
-                assert isinstance(log.base, BranchLog)
-                written = log.base.append(replay, expected, writer=actor) if replay else []
+                parent = branches.branch_log(info.parent)
+                written = parent.append(replay, expected, writer=actor) if replay else []
                 branches.main.log.append([audit])
         except ConcurrencyConflict as exc:
             if strict:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ledger.branches import Branches, BranchLedger
+from ledger.branches import Branches
 
 
 def search_branch(views: Any, branches: Branches, name: str, query: str, cube: str | Sequence[str] | None = None,
@@ -19,8 +19,7 @@ def search_branch(views: Any, branches: Branches, name: str, query: str, cube: s
                   metadata: Mapping[str, Any] | None = None, all_states: bool = False,
                   actor: str | None = None, record_read: bool | None = None) -> list[Any]:
     """Hybrid search on branch ``name`` (``as_of`` is an offset or time *of the branch*)."""
-    branch = branches.ledger(name)
-    assert isinstance(branch, BranchLedger)
+    branch = branches.branch_ledger(name)
     end = branch.resolve_as_of(as_of)
     fork_offset, overlay = branches.overlay(name, end)
     hits = views.search(query, cube=cube, k=k, as_of=fork_offset, states=states, metadata=metadata,

@@ -21,7 +21,7 @@ from ledger.branch_access import BRANCH_GRANTED, BRANCH_REVOKED, BranchAccess, B
 from ledger.branch_log import BranchLog
 from ledger.branch_store import ACTIVE, BranchInfo, BranchStore
 from ledger.canonical import GENESIS_HASH
-from ledger.errors import InvalidRequest, NotFound, StateError
+from ledger.errors import InvalidRequest, NotFound, StateError, present
 from ledger.events import Event, NewEvent, new_event_id
 from ledger.log import Log
 from ledger.memory_state import MemoryState, fold
@@ -107,6 +107,10 @@ class Branches:
         """The log of ``name`` (``None`` or ``"main"``: main's log), nested bases resolved."""
         if name is None or name == MAIN:
             return self.main.log
+        return self.branch_log(name)
+
+    def branch_log(self, name: str) -> BranchLog:
+        """The log of branch ``name`` (not main), nested bases resolved."""
         info = self.info(name)
         return BranchLog(self.store, info, self.log(info.parent), self.main.registry, guard=self.access.guard_writes)
 
@@ -114,9 +118,11 @@ class Branches:
         """A ``Ledger`` over the branch (main's ledger for ``None``/``"main"``)."""
         if name is None or name == MAIN:
             return self.main
-        log = self.log(name)
-        assert isinstance(log, BranchLog)
-        return BranchLedger(log, self.main)
+        return self.branch_ledger(name)
+
+    def branch_ledger(self, name: str) -> BranchLedger:
+        """A ``BranchLedger`` over branch ``name`` (not main)."""
+        return BranchLedger(self.branch_log(name), self.main)
 
     # -- registry operations ------------------------------------------------------------
     def create(self, name: str, at: int | str | None, actor: str, from_branch: str | None = None) -> BranchInfo:
@@ -204,9 +210,7 @@ class Branches:
 
     def revoke(self, name: str, principal: str, role: str, actor: str) -> Event:
         """Take ``role`` on branch ``name`` away from ``principal`` (a ``branch.revoked`` event)."""
-        event = self._change_role(name, principal, role, actor, grant=False)
-        assert event is not None
-        return event
+        return present(self._change_role(name, principal, role, actor, grant=False), "the branch.revoked event")
 
     def _change_role(self, name: str, principal: str, role: str, actor: str, grant: bool) -> Event | None:
         check_branch_role(role)

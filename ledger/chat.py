@@ -28,7 +28,7 @@ from typing import Any
 
 from ledger import events as ev
 from ledger.api import Ledger, _check_cube_name, new_memory_id
-from ledger.errors import InvalidRequest
+from ledger.errors import InvalidRequest, present
 from ledger.events import NewEvent
 from ledger.fact_extraction import extract_facts
 from ledger.lifecycle import SEARCHABLE_BY_DEFAULT
@@ -271,13 +271,13 @@ class ChatSession:
             turn.prefilled_tokens, turn.time_to_first_token_s = gen.prefilled_tokens, gen.time_to_first_token_s
             model_id = model.model_id
         else:
-            assert self.remote is not None
+            remote = present(self.remote, "the chat session's remote endpoint")
             messages = [{"role": "system", "content": system_text(activated, DEFAULT_SYSTEM)}]
             for u, a in self._recent():
                 messages += [{"role": "user", "content": u}, {"role": "assistant", "content": a}]
             messages.append({"role": "user", "content": user_block})
-            turn.answer = self.remote.chat(messages, self.max_new_tokens).strip()
-            model_id = f"openai:{self.remote.base_url}:{self.remote.model}"
+            turn.answer = remote.chat(messages, self.max_new_tokens).strip()
+            model_id = f"openai:{remote.base_url}:{remote.model}"
         if not turn.answer:
             turn.answer = "(no answer)"
         self._write_back(message, turn, model_id)

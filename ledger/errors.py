@@ -91,3 +91,17 @@ def unavailable_on(*exceptions: type[BaseException], what: str) -> Callable[[F],
         return inner  # type: ignore[return-value]
 
     return wrap
+
+
+class InternalError(LedgerError):
+    """A broken invariant of memledger itself (a bug, reported as such, never skipped)."""
+
+
+T = TypeVar("T")
+
+
+def present(value: T | None, what: str) -> T:
+    """``value``, which the caller's invariants guarantee is not None; ``InternalError`` if it is."""
+    if value is None:
+        raise InternalError(f"internal error: {what} is missing")
+    return value

@@ -51,9 +51,8 @@ def _same(now: MemoryState | None, then: MemoryState | None, now_c: Any, then_c:
     then_exists = then is not None and then.exists
     if not now_exists and not then_exists:
         return True
-    if now_exists != then_exists:
+    if now_exists != then_exists or now is None or then is None:
         return False
-    assert now is not None and then is not None
     return (now_c == then_c and now.metadata == then.metadata and now.tags == then.tags
             and now.state == then.state)
 

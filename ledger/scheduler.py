@@ -28,7 +28,7 @@ from typing import Any
 
 from ledger import events as ev
 from ledger.api import Ledger
-from ledger.errors import ConcurrencyConflict, LedgerError
+from ledger.errors import ConcurrencyConflict, LedgerError, present
 from ledger.events import Event, NewEvent, now_us
 from ledger.memory_state import CONTENT_EVENTS, MemoryState, apply_event
 from ledger.scheduler_policy import SchedulerPolicy
@@ -271,8 +271,8 @@ def decision_events(plan: Plan, decision: Decision, actor: str = SCHEDULER_ACTOR
         out.append(NewEvent(d.cube, etype, p, actor, event_id=_eid(did, n), causation_id=did, correlation_id=run_id))
 
     if d.kind == "merge":
-        assert d.merged_into is not None and d.merged_text is not None
-        follow(ev.MEMORY_MERGED, {"memory_id": d.merged_into, "sources": list(d.memory_ids), "text": d.merged_text,
+        follow(ev.MEMORY_MERGED, {"memory_id": present(d.merged_into, "a merge decision's memory id"),
+                                  "sources": list(d.memory_ids), "text": present(d.merged_text, "a merge's text"),
                                   "reason": d.reason[:2000]}, 1)
         if d.activate_merged:
             follow(ev.MEMORY_STATE_CHANGED, {"memory_id": d.merged_into, "from": "generated", "to": "activated",

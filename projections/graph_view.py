@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger import events as ev
+from ledger.errors import present
 from ledger.events import Event
 from ledger.memory_state import MemoryState, Opener
 from projections.base import OPEN, Hit
@@ -77,7 +78,7 @@ class GraphView(TemporalSqliteView):
         if eid is None:
             row = c.execute("SELECT entity_id FROM entities WHERE name = ?", (name,)).fetchone()
             eid = row[0] if row else c.execute("INSERT INTO entities(name) VALUES (?)", (name,)).lastrowid
-            assert eid is not None
+            eid = present(eid, "the id of a new entity row")
             self._entity_ids[name] = eid
         return eid
 

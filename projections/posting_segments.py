@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from ledger.errors import present
+
 POSTINGS_DDL = """
 CREATE TABLE IF NOT EXISTS postings(
   term_id INTEGER NOT NULL, seg INTEGER NOT NULL, text_ids BLOB NOT NULL, tfs BLOB NOT NULL,
@@ -131,7 +133,7 @@ class PostingLists:
             last_seg = rows[-1][0]
         elif ids is None:
             ids, tfs = decode([])
-        assert tfs is not None
+        tfs = present(tfs, "the term frequencies of a posting list")
         with self._lock:
             if layout == self._layout:
                 old = self._lists.pop(term_id, None)

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ledger.errors import InvalidRequest
+from ledger.errors import InvalidRequest, present
 from ledger.lifecycle import SEARCHABLE_BY_DEFAULT, check_state
 from ledger.memory_state import MemoryState
 from projections.base import OPEN, GraphSearch, Hit, VectorSearch
@@ -351,9 +351,9 @@ class Retriever:
         return out
 
     def _cosine(self, qv: Sequence[float], states: Mapping[str, MemoryState]) -> dict[str, float]:
-        assert self.embed_texts is not None
+        embed_texts = present(self.embed_texts, "the text embedder of a vector rescoring")
         ids = list(states)
-        mat = np.asarray(self.embed_texts([states[m].text or "" for m in ids]), dtype=np.float32)
+        mat = np.asarray(embed_texts([states[m].text or "" for m in ids]), dtype=np.float32)
         q = np.asarray(qv, dtype=np.float32)
         q = q / (np.linalg.norm(q) or 1.0)
         norms = np.linalg.norm(mat, axis=1)

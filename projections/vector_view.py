@@ -37,7 +37,7 @@ import numpy as np
 import orjson
 
 from ledger import events as ev
-from ledger.errors import InvalidRequest
+from ledger.errors import InvalidRequest, present
 from ledger.events import Event
 from ledger.file_modes import private_dir, private_file
 from ledger.lifecycle import check_state
@@ -510,8 +510,7 @@ class VectorView:
         self._wait_indexer()  # outside the lock: the background indexer takes it to publish
         with self._lock:
             mem = self._columns()
-            ann = self._ensure_ann(mem, wait=True)
-            assert ann is not None
+            ann = present(self._ensure_ann(mem, wait=True), "the ANN index just built")
             self._save_ann()
             return {"ann": "usearch-hnsw-f16", "vectors": len(ann), "covered_slots": ann.covered}
 
@@ -708,33 +707,34 @@ class _BatchWriter:
                         self._touch(s, e.offset, state="merged")
             return
         s = self._get(mid)
-        if s is None and t != ev.MEMORY_RESTORED:
+        if t == ev.MEMORY_RESTORED:
+            self._restore(e, mid, s)
+        elif s is None:
             return
-        if t == ev.MEMORY_UPDATED:
+        elif t == ev.MEMORY_UPDATED:
             content = self.contents[e.offset]
             meta = content[1]
-            assert s is not None
             self._touch(s, e.offset, slot=self._slot(content), metadata=dict(meta) if meta is not None else s.metadata)
         elif t == ev.MEMORY_STATE_CHANGED:
-            assert s is not None
             self._touch(s, e.offset, state=p["to"])
         elif t == ev.MEMORY_TAGGED:
-            assert s is not None
             remove = set(p.get("remove", []))
             tags = [x for x in s.tags if x not in remove]
             tags += [x for x in p.get("add", []) if x not in tags]
             self._touch(s, e.offset, tags=tags)
-        else:  # restored
-            if not p.get("exists", True):
-                if s is not None:
-                    self._touch(s, e.offset, present=False)
-                return
-            content = self.contents[e.offset]
-            meta = content[1]
-            if s is None:
-                s = _Cur(0, mid, e.stream, "generated", None, True, None, {}, [])
-            self._touch(s, e.offset, slot=self._slot(content), metadata=dict(meta or {}),
-                        tags=list(p.get("tags", s.tags)), state=p.get("state", s.state), present=True)
+
+    def _restore(self, e: Event, mid: str, s: _Cur | None) -> None:
+        p = e.payload
+        if not p.get("exists", True):
+            if s is not None:
+                self._touch(s, e.offset, present=False)
+            return
+        content = self.contents[e.offset]
+        meta = content[1]
+        if s is None:
+            s = _Cur(0, mid, e.stream, "generated", None, True, None, {}, [])
+        self._touch(s, e.offset, slot=self._slot(content), metadata=dict(meta or {}),
+                    tags=list(p.get("tags", s.tags)), state=p.get("state", s.state), present=True)
 
     def _forget(self, erasure: Erasure) -> None:
         """Erasure: delete every version (and now-unused vector) of the erased subjects' memories and

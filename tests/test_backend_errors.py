@@ -28,8 +28,8 @@ def _one_line_exit_2(code: int, err: str) -> None:
 
 def test_unreachable_postgres_log_is_exit_2_with_one_line(tmp_path, capsys):
     data = init_data(tmp_path, capsys)
-    (Path(data) / "memledger.toml").write_text(
-        f'[log]\nbackend = "postgres"\ndsn = "postgresql://u:secret@127.0.0.1:{_closed_port()}/x"\nconnect_timeout = 1\n')
+    dsn = f"postgresql://u:secret@127.0.0.1:{_closed_port()}/x"
+    (Path(data) / "memledger.toml").write_text(f'[log]\nbackend = "postgres"\ndsn = "{dsn}"\nconnect_timeout = 1\n')
     code, _, err = run(capsys, "--data", data, "head")
     _one_line_exit_2(code, err)
     assert "secret" not in err

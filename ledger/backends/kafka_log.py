@@ -54,6 +54,7 @@ import orjson
 from ledger.backends.kafka_lease import KafkaGroupLease
 from ledger.canonical import GENESIS_HASH, canonical_bytes, chain_hash
 from ledger.chain import VerifyResult, check_expected, prepare, resolve_retry, seal, verify_rows
+from ledger.config import Config
 from ledger.errors import BackendUnavailable, InvalidRequest, LedgerError
 from ledger.events import Event, NewEvent
 from ledger.log import LogBase, refs_of
@@ -510,11 +511,8 @@ class KafkaLog(LogBase):
             fresh.close()
 
 
-def from_config(config: object) -> KafkaLog:
+def from_config(config: Config) -> KafkaLog:
     """Factory used by ``ledger.factory``: ``[log] bootstrap_servers``, ``topic``, ``partitions``."""
-    from ledger.config import Config
-
-    assert isinstance(config, Config)
     section = config.section("log")
     servers = os.environ.get("MEMLEDGER_KAFKA") or section.get("bootstrap_servers")
     if not servers:

@@ -35,6 +35,7 @@ from psycopg import sql
 from ledger.backends.postgres_lease import PostgresAdvisoryLease
 from ledger.canonical import GENESIS_HASH
 from ledger.chain import PreparedEvent, VerifyResult, check_expected, prepare, resolve_retry, seal
+from ledger.config import Config
 from ledger.errors import BackendUnavailable, InvalidRequest
 from ledger.events import Event, NewEvent
 from ledger.log import LogBase, poll_subscribe, refs_of
@@ -370,13 +371,10 @@ def _redact(dsn: str) -> str:
     return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", re.sub(r"password=\S+", "password=***", dsn))
 
 
-def from_config(config: object) -> PostgresLog:
+def from_config(config: Config) -> PostgresLog:
     """Factory used by ``ledger.factory``: ``[log] dsn`` (or ``$MEMLEDGER_PG_DSN``) and ``schema``."""
     import os
 
-    from ledger.config import Config
-
-    assert isinstance(config, Config)
     section = config.section("log")
     dsn = os.environ.get("MEMLEDGER_PG_DSN") or section.get("dsn")
     if not dsn:

@@ -17,6 +17,7 @@ import orjson
 
 from ledger.canonical import GENESIS_HASH
 from ledger.chain import VerifyResult, check_expected, prepare, resolve_retry, seal
+from ledger.config import Config
 from ledger.events import Event, NewEvent
 from ledger.file_modes import private_dir
 from ledger.log import LogBase, poll_subscribe, refs_of
@@ -259,10 +260,7 @@ def _flatten(cur: sqlite3.Cursor) -> Iterator[tuple]:
         yield from rows
 
 
-def from_config(config: object) -> SqliteLog:
+def from_config(config: Config) -> SqliteLog:
     """Factory used by ``ledger.factory``: ``<data_dir>/log.sqlite``."""
-    from ledger.config import Config
-
-    assert isinstance(config, Config)
     section = config.section("log")
     return SqliteLog(config.data_dir / "log.sqlite", synchronous=str(section.get("synchronous", "FULL")))

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 from ledger import events as ev
 from ledger.api import Ledger
 from ledger.config import resolve
-from ledger.errors import InvalidRequest, NotFound
+from ledger.errors import InvalidRequest, NotFound, present
 from ledger.events import Event, NewEvent
 from ledger.governance.cipher import SubjectCipher, TamperedPayload, sealed_subjects
 from ledger.governance.keystore import check_subject
@@ -228,8 +228,7 @@ def _record(ledger: Ledger, subject: str, key_id: str | None, reason: str | None
 def _finish(ledger: Ledger, event: Event, texts: list[str], root: Path | None, scrub: bool,
             participants: Sequence[ErasureParticipant], hooks: Sequence[ForgetHook], report: ForgetReport) -> None:
     """Steps 5-7: purge everywhere, scrub, look for residue (each problem is reported, none aborts)."""
-    erasure = erasure_of(event)
-    assert erasure is not None
+    erasure = present(erasure_of(event), "the erasure of a subject.forgotten event")
     erasure = Erasure(erasure.subjects, tuple(dict.fromkeys((*erasure.memory_ids, *report.memory_ids))))
     for part in participants:
         try:
