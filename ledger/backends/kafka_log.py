@@ -51,8 +51,9 @@ from pathlib import Path
 
 import orjson
 
+from ledger.backends.kafka_acceptance import Commit, DataRecord, Head, claims_next, judge, parse_commit
 from ledger.backends.kafka_lease import KafkaGroupLease
-from ledger.canonical import GENESIS_HASH, canonical_bytes, chain_hash
+from ledger.canonical import GENESIS_HASH, canonical_bytes
 from ledger.chain import VerifyResult, check_expected, prepare, resolve_retry, seal, verify_rows
 from ledger.config import Config
 from ledger.errors import BackendUnavailable, InvalidRequest, LedgerError
@@ -112,13 +113,6 @@ def _decode_event(value: bytes) -> tuple[Event, bytes]:
     d = orjson.loads(head_bytes)
     d["payload"] = orjson.loads(payload_bytes)
     return Event.from_dict(d), payload_bytes
-
-
-def _hash_ok(e: Event, payload_bytes: bytes) -> bool:
-    """True when the record's hash is the chain hash of its own content (rogue records are refused)."""
-    return canonical_bytes(e.payload) == payload_bytes and e.hash == chain_hash(
-        e.prev_hash, e.offset, e.stream, e.version, e.event_id, e.type, e.schema_version, e.ts_us, e.actor,
-        e.causation_id, e.correlation_id, payload_bytes)
 
 
 class KafkaLog(LogBase):
@@ -254,26 +248,21 @@ class KafkaLog(LogBase):
             if rec.offset < self._state.seq_pos:
                 self._pending_seq.popleft()
                 continue
-            try:
-                commit = orjson.loads(rec.value)
-                locs = [(int(p), int(o)) for p, o in commit["loc"]]
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            commit = parse_commit(rec.value)
+            if commit is None:
                 self._state.problems.append(f"{self.seq_topic}@{rec.offset}: not a commit record")
-                self._state.seq_pos = rec.offset + 1
-                self._pending_seq.popleft()
-                continue
-            if not self._accept_possible(commit):
+            elif not claims_next(self._head(), commit):
                 self._state.rejected += 1
             else:
-                if not self._await_data(locs, deadline):
+                if not self._await_data(list(commit.locs), deadline):
                     return  # retried after the next poll
-                self._accept(rec.offset, commit, locs)
+                self._accept(rec.offset, commit)
             self._state.seq_pos = rec.offset + 1
             self._pending_seq.popleft()
 
-    def _accept_possible(self, commit: dict) -> bool:
+    def _head(self) -> Head:
         st = self._state
-        return commit.get("base") == st.head + 1 and commit.get("prev") == st.head_hash
+        return Head(st.head, st.head_hash, st.part_hash)
 
     def _await_data(self, locs: list[tuple[int, int]], deadline: float) -> bool:
         for p, off in locs:
@@ -288,37 +277,16 @@ class KafkaLog(LogBase):
                 self._poll(50)
         return True
 
-    def _accept(self, seq_offset: int, commit: dict, locs: list[tuple[int, int]]) -> None:
+    def _accept(self, seq_offset: int, commit: Commit) -> None:
         st = self._state
-        ids = commit.get("ids", [])
-        batch: list[tuple[Event, bytes, tuple[int, int]]] = []
-        prev = st.head_hash
-        part_hash = dict(st.part_hash)
-        for i, (p, off) in enumerate(locs):
-            rec = self._data.get(p, {}).get(off)
-            if rec is None:
-                st.problems.append(f"commit {self.seq_topic}@{seq_offset}: data record [{p}]@{off} is missing")
-                st.rejected += 1
-                return
-            try:
-                event, pb = _decode_event(rec.value)
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                st.problems.append(f"commit {self.seq_topic}@{seq_offset}: data record [{p}]@{off} is not an event")
-                st.rejected += 1
-                return
-            pprev = dict(rec.headers or ()).get("pprev", b"").decode()
-            if (event.offset != st.head + 1 + i or event.prev_hash != prev or i >= len(ids)
-                    or event.event_id != ids[i] or event.event_id in st.by_id
-                    or pprev != part_hash.get(p, GENESIS_HASH) or not _hash_ok(event, pb)):
-                st.problems.append(f"commit {self.seq_topic}@{seq_offset}: data record [{p}]@{off} does not match")
-                st.rejected += 1
-                return
-            part_hash[p] = event.hash
-            prev = event.hash
-            batch.append((event, pb, (p, off)))
-        if len(batch) != len(ids):
+        records = [self._record(p, off) for p, off in commit.locs]
+        verdict = judge(self._head(), commit, records, st.by_id.__contains__)
+        if not verdict.accepted:
             st.rejected += 1
+            if verdict.problem is not None:
+                st.problems.append(f"commit {self.seq_topic}@{seq_offset}: {verdict.problem}")
             return
+        batch = [(r.event, r.payload_bytes, loc) for r, loc in zip(records, commit.locs, strict=True) if r is not None]
         for event, pb, (p, off) in batch:
             st.events.append(event)
             st.raw.append(pb)
@@ -332,7 +300,18 @@ class KafkaLog(LogBase):
             bucket = self._data[p]
             while bucket and next(iter(bucket)) <= off:
                 bucket.popitem(last=False)
-        st.part_hash = part_hash
+        st.part_hash = verdict.part_hash
+
+    def _record(self, partition: int, offset: int) -> DataRecord | None:
+        """The decoded data record at a location (None: missing or not an event)."""
+        rec = self._data.get(partition, {}).get(offset)
+        if rec is None:
+            return None
+        try:
+            event, pb = _decode_event(rec.value)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return None
+        return DataRecord(event, pb, dict(rec.headers or ()).get("pprev", b"").decode())
 
     # -- writes ------------------------------------------------------------------------
     def append(self, events: Sequence[NewEvent], expected_versions: Mapping[str, int] | None = None) -> list[Event]:
