@@ -204,8 +204,8 @@ def view_catch_up(factory, view_kind: str, events: int) -> float:
         for k in range(max(1, events // 50)):
             log.append(_batch(50, k * 50))
         if view_kind == "elasticsearch":
-            from projections.embedding import HashingEmbedder
             from projections.es_views import ElasticsearchView
+            from projections.vector.embedding import HashingEmbedder
 
             view = ElasticsearchView(os.environ["MEMLEDGER_TEST_ES"], ledger, index_prefix=name.replace("_", "-"),
                                      embedder=HashingEmbedder())

@@ -30,11 +30,11 @@ from ledger.api import Ledger  # noqa: E402
 from ledger.backends.sqlite_log import SqliteLog  # noqa: E402
 from ledger.events import NewEvent  # noqa: E402
 from projections.base import catch_up, rebuild  # noqa: E402
-from projections.embedding_cache import EmbeddingCache, text_hash  # noqa: E402
 from projections.graph_view import GraphView  # noqa: E402
 from projections.retrieval import Retriever  # noqa: E402
 from projections.text_view import KeywordView  # noqa: E402
-from projections.vector_view import VectorView  # noqa: E402
+from projections.vector.embedding_cache import EmbeddingCache, text_hash  # noqa: E402
+from projections.vector.view import VectorView  # noqa: E402
 
 NAMES = ["Alice", "Bruno", "Chen", "Dara", "Emeka", "Farah", "Goran", "Hana", "Ivo", "Jun", "Kofi", "Lena",
          "Mateo", "Nadia", "Oskar", "Priya", "Quinn", "Rosa", "Sami", "Tomas"]

@@ -27,8 +27,8 @@ from ledger.api import Ledger  # noqa: E402
 from ledger.backends.sqlite_log import SqliteLog  # noqa: E402
 from ledger.events import NewEvent  # noqa: E402
 from projections.base import rebuild  # noqa: E402
-from projections.embedding_cache import EmbeddingCache, text_hash  # noqa: E402
-from projections.vector_view import VectorView  # noqa: E402
+from projections.vector.embedding_cache import EmbeddingCache, text_hash  # noqa: E402
+from projections.vector.view import VectorView  # noqa: E402
 
 DIM = 384
 
@@ -67,8 +67,8 @@ SERVE = """
 import sys, time, numpy as np
 sys.path.insert(0, sys.argv[2])
 from vector_bench import CachedOnlyEmbedder, rss_mb
-from projections.embedding_cache import EmbeddingCache
-from projections.vector_view import VectorView
+from projections.vector.embedding_cache import EmbeddingCache
+from projections.vector.view import VectorView
 from pathlib import Path
 work = Path(sys.argv[1])
 before = rss_mb()

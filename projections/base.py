@@ -13,12 +13,43 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
+from ledger.errors import present
 from ledger.events import Event
+from ledger.memory_state import MemoryState
 from projections import gc_pause
 
 OPEN = 2**62  # valid_to of a row that is still current
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRow:
+    """One memory version as a view stores it, valid for offsets ``valid_from <= n < valid_to``.
+
+    The temporal views (keyword, graph) keep the whole state of the version (``memory``) and their
+    own row and text ids; the vector view keeps the fields it filters on and whether the version's
+    text has a vector.
+    """
+
+    memory_id: str
+    cube: str
+    state: str
+    valid_from: int
+    valid_to: int
+    subject: str | None
+    exists: bool
+    metadata: dict[str, Any]
+    tags: list[str]
+    memory: MemoryState | None = None
+    vid: int | None = None
+    text_id: int | None = None
+    has_vector: bool = False
+
+    def full(self) -> MemoryState:
+        """The version's whole state (rows of the temporal views always carry it)."""
+        return present(self.memory, f"the state of memory {self.memory_id} in this view row")
 
 
 @runtime_checkable

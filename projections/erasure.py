@@ -26,7 +26,7 @@ from ledger.api import Ledger
 from ledger.events import Event
 from ledger.governance.scrub import find_residue
 from ledger.memory_state import Erasure
-from projections.embedding_cache import EmbeddingCache, text_hash
+from projections.vector.embedding_cache import EmbeddingCache, text_hash
 
 MIN_NEEDLE = 8  # texts shorter than this are not searched for (too many false hits)
 

@@ -300,7 +300,7 @@ def adapter_options(config: Any, adapter: str) -> dict[str, Any]:
 def _embedder_named(name: str | None) -> Any:
     if not name or name == "none":
         return None
-    from projections.vector_setup import embedder_by_name
+    from projections.vector.setup import embedder_by_name
 
     return embedder_by_name(str(name))
 

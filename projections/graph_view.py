@@ -161,7 +161,7 @@ class GraphView(TemporalSqliteView):
         if not found:
             return []
         live = self.versions_at({x for e in found for x in e[:2]}, as_of)
-        ok = {m for m, r in live.items() if r.memory.exists and (cubes is None or r.cube in cubes)}
+        ok = {m for m, r in live.items() if r.exists and (cubes is None or r.cube in cubes)}
         return sorted({e for e in found if e[0] in ok and e[1] in ok})
 
     def neighbours(self, memory_ids: Sequence[str], cubes: Sequence[str] | None = None, as_of: int | None = None,
@@ -216,6 +216,6 @@ class GraphView(TemporalSqliteView):
             live = self.versions_at(list(linked), as_of)
             for mid, w in linked.items():
                 row = live.get(mid)
-                if row is not None and row.memory.exists and (cubes is None or row.cube in cubes):
+                if row is not None and row.exists and (cubes is None or row.cube in cubes):
                     out[mid] += w
         return dict(out)

@@ -177,7 +177,7 @@ class Retriever:
             vec = [(m, s) for m, s in vec if m not in overlay]
             if metadata:
                 rows = self.keyword.versions_at([m for m, _ in vec], as_of)
-                vec = [(m, s) for m, s in vec if m in rows and metadata_matches(rows[m].memory.metadata, metadata)]
+                vec = [(m, s) for m, s in vec if m in rows and metadata_matches(rows[m].metadata, metadata)]
             if branch_states and self.embed_texts is not None:
                 vec = _merge_ranked(vec, self._cosine(qv, branch_states), n)
             lists["vector"] = vec[:n]
@@ -228,7 +228,7 @@ class Retriever:
         rows = self.keyword.versions_at([m for m in top if m not in branch_texts], as_of)
         counts: Counter[str] = Counter()
         for m in top:
-            text = branch_texts.get(m) if m in branch_texts else (rows[m].memory.text if m in rows else None)
+            text = branch_texts.get(m) if m in branch_texts else (rows[m].full().text if m in rows else None)
             if text:
                 counts.update(term_frequencies(text)[0])
         qterms = set(terms(query))
@@ -296,8 +296,8 @@ class Retriever:
         for mid, b in bonus.items():
             if mid not in fused:
                 row = rows.get(mid)
-                if (row is None or not row.memory.exists or (states is not None and row.state not in states)
-                        or not metadata_matches(row.memory.metadata, metadata)
+                if (row is None or not row.exists or (states is not None and row.state not in states)
+                        or not metadata_matches(row.metadata, metadata)
                         or (cubes is not None and row.cube not in cubes)):
                     continue
             fused[mid] = fused.get(mid, 0.0) + b
@@ -321,7 +321,7 @@ class Retriever:
         top = [m for m, _ in sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[: w.speaker_depth]]
         rows = self.keyword.versions_at([m for m in top if m not in branch_states], as_of)
         for mid in top:
-            state = branch_states.get(mid) or (rows[mid].memory if mid in rows else None)
+            state = branch_states.get(mid) or (rows[mid].full() if mid in rows else None)
             if state is None:
                 continue
             meta = state.metadata or {}
@@ -374,7 +374,7 @@ class Retriever:
             row = rows.get(mid)
             if row is None:
                 continue  # a vector view ahead of or behind the record view; never show a ghost
-            out.append(SearchHit(mid, score, row.memory, row.valid_from, None if row.valid_to == OPEN else row.valid_to,
+            out.append(SearchHit(mid, score, row.full(), row.valid_from, None if row.valid_to == OPEN else row.valid_to,
                                  signals.get(mid, {})))
         return out
 

@@ -28,7 +28,7 @@ from ledger.events import Event
 from ledger.file_modes import private_dir
 from ledger.memory_state import CONTENT_EVENTS, MEMORY_EVENTS, Erasure, MemoryState, Opener, apply_event, erasure_of
 from ledger.sqlite_pool import WAL_PRAGMAS, ThreadConnections, dropping_without_zeroing, immediate
-from projections.base import OPEN
+from projections.base import OPEN, VersionRow
 
 _BASE_DDL = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;
@@ -85,20 +85,6 @@ class Current:
     state: MemoryState
     text_id: int | None
     text_len: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class VersionRow:
-    """A memory version as read from a view."""
-
-    vid: int
-    memory_id: str
-    cube: str
-    state: str
-    valid_from: int
-    valid_to: int
-    text_id: int | None
-    memory: MemoryState
 
 
 class TemporalSqliteView:
@@ -395,7 +381,9 @@ class TemporalSqliteView:
                 "SELECT v.vid, v.memory_id, v.cube, v.state, v.valid_from, v.valid_to, v.text_id, v.blob, t.text "
                 f"FROM versions v LEFT JOIN texts t ON t.text_id = v.text_id WHERE v.memory_id IN ({marks}) "
                 "AND v.valid_from <= ? AND v.valid_to > ?", (*chunk, at, at)):
-                out[r[1]] = VersionRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], state_from_blob(r[7], r[8]))
+                m = state_from_blob(r[7], r[8])
+                out[r[1]] = VersionRow(r[1], r[2], r[3], r[4], r[5], m.subject, m.exists, m.metadata, m.tags,
+                                       memory=m, vid=r[0], text_id=r[6])
         return out
 
     def memories_at(self, as_of: int | None = None, cubes: Sequence[str] | None = None) -> dict[str, MemoryState]:

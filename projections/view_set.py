@@ -74,7 +74,7 @@ def _embedded_graph(ledger: Ledger, views_dir: Path, options: Mapping[str, Any])
 
 
 def _embedded_vector(ledger: Ledger, views_dir: Path, options: Mapping[str, Any]) -> Any:
-    from projections.vector_setup import open_vector_view
+    from projections.vector.setup import open_vector_view
 
     return open_vector_view(views_dir.parent, ledger.config, opener=ledger.opener)
 
@@ -305,7 +305,7 @@ class ViewSet:
 
 
 def _vector_schema() -> str:
-    from projections.vector_view import SCHEMA
+    from projections.vector.view import SCHEMA
 
     return SCHEMA
 

@@ -1,4 +1,4 @@
-"""The search, rebuild, views and bench locomo commands (vector view on the hashing embedder)."""
+"""The search, rebuild and views commands, and the LoCoMo benchmark (vector view on the hashing embedder)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from projections import locomo
+from bench import locomo
 from tests.cli_helpers import init_data, run
 
 CONFIG_VECTOR = '\n[views.vector]\nembedder = "hashing"\nann = "none"\n'
@@ -90,26 +90,25 @@ def _tiny_locomo(path: Path) -> None:
     path.write_text(json.dumps([{"sample_id": "tiny", "conversation": conversation, "qa": qa}]))
 
 
-def test_bench_locomo_cli_on_a_synthetic_file(tmp_path: Path, capsys) -> None:
+def test_locomo_benchmark_on_a_synthetic_file(tmp_path: Path, capsys) -> None:
     ds = tmp_path / "tiny.json"
     _tiny_locomo(ds)
     work = tmp_path / "work"
     work.mkdir()
-    code, out, _ = run(capsys, "bench", "locomo", "--dataset", str(ds), "--json", "--embedder", "hashing",
-                       "--workdir", str(work / "d"))
+    code = locomo.main(["--dataset", str(ds), "--json", "--embedder", "hashing", "--workdir", str(work / "d")])
     assert code == 0
-    result = json.loads(out)
+    result = json.loads(capsys.readouterr().out)
     assert set(result["overall"]) == {"n", "R@1", "R@5", "R@10", "MRR"}
     assert result["overall"]["n"] == 4 and result["skipped_questions"] == 1
     assert set(result["by_category"]) == {"multi-hop", "temporal", "open-domain", "single-hop"}
     assert result["by_category"]["single-hop"]["R@1"] == 1.0  # "greyhound" only occurs in D1:1
     assert result["overall"]["R@10"] == 1.0  # five turns: everything is in the top 10
-    code, _, err = run(capsys, "bench", "locomo", "--dataset", str(tmp_path / "missing.json"))
-    assert code == 2 and "does not exist" in err
+    assert locomo.main(["--dataset", str(tmp_path / "missing.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err
     bad = tmp_path / "bad.json"
     bad.write_text('{"not": "a list"}')
-    code, _, err = run(capsys, "bench", "locomo", "--dataset", str(bad))
-    assert code == 2 and "LoCoMo format" in err
+    assert locomo.main(["--dataset", str(bad)]) == 2
+    assert "LoCoMo format" in capsys.readouterr().err
 
 
 def test_locomo_helpers() -> None:

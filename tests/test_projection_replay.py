@@ -160,9 +160,9 @@ def _ranked(hits: list) -> tuple[list, float | None]:
                     max_size=40), cut=st.floats(0, 1))
 def test_hybrid_search_as_of_equals_fresh_fold(ops: list[tuple], cut: float) -> None:
     """All three views together: hybrid search as of N equals hybrid search on views folded to N."""
-    from projections.embedding import HashingEmbedder
     from projections.retrieval import Retriever
-    from projections.vector_view import VectorView
+    from projections.vector.embedding import HashingEmbedder
+    from projections.vector.view import VectorView
 
     with tempfile.TemporaryDirectory() as d:
         ledger = Ledger(SqliteLog(Path(d) / "log.sqlite", synchronous="OFF"))

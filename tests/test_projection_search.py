@@ -10,11 +10,11 @@ import pytest
 from ledger.config import init_data_dir
 from ledger.errors import InvalidRequest
 from ledger.factory import open_ledger
-from projections.embedding import HashingEmbedder
 from projections.graph_view import GraphView
 from projections.retrieval import Retriever
 from projections.text_view import KeywordView
-from projections.vector_view import VectorView
+from projections.vector.embedding import HashingEmbedder
+from projections.vector.view import VectorView
 from projections.view_set import ViewSet
 
 

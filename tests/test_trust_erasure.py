@@ -78,7 +78,7 @@ def test_item01_residue_check_finds_kv_token_ids_of_an_erased_text(tmp_path, cap
 
 
 def test_item01_residue_check_finds_embeddings_of_an_erased_text(tmp_path, capsys, tiny_model_dir):
-    from projections.embedding_cache import text_hash
+    from projections.vector.embedding_cache import text_hash
 
     data = _data(tmp_path, capsys, tiny_model_dir, '[views.vector]\nembedder = "hashing"\n')
     _add(capsys, data, "--subject", "cust-9", SECRET)

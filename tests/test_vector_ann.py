@@ -12,10 +12,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from vector_events import make_event, sealed  # noqa: E402
 
 from ledger import events as ev  # noqa: E402
-from projections import vector_ann  # noqa: E402
-from projections.embedding import normalise_rows  # noqa: E402
-from projections.embedding_cache import EmbeddingCache  # noqa: E402
-from projections.vector_view import VectorView  # noqa: E402
+from projections.vector import ann as vector_ann  # noqa: E402
+from projections.vector.embedding import normalise_rows  # noqa: E402
+from projections.vector.embedding_cache import EmbeddingCache  # noqa: E402
+from projections.vector.view import VectorView  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not vector_ann.AVAILABLE, reason="usearch is not installed")
 DIM = 32

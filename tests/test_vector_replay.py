@@ -14,9 +14,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from vector_events import CUBES, WORDS, Opener, event_sequences  # noqa: E402
 
 from ledger.memory_state import fold  # noqa: E402
-from projections.embedding import HashingEmbedder  # noqa: E402
-from projections.embedding_cache import EmbeddingCache  # noqa: E402
-from projections.vector_view import VectorView  # noqa: E402
+from projections.vector.embedding import HashingEmbedder  # noqa: E402
+from projections.vector.embedding_cache import EmbeddingCache  # noqa: E402
+from projections.vector.view import VectorView  # noqa: E402
 
 EMB = HashingEmbedder(dim=64)
 QUERIES = ["coffee paris", "dog", "alpha beta gamma", "blue tea meeting"]

@@ -14,9 +14,9 @@ from vector_events import make_event  # noqa: E402
 from ledger import events as ev  # noqa: E402
 from ledger.errors import InvalidRequest  # noqa: E402
 from projections.base import Projection, VectorSearch, rebuild  # noqa: E402
-from projections.embedding import HashingEmbedder  # noqa: E402
-from projections.embedding_cache import EmbeddingCache, embed_cached  # noqa: E402
-from projections.vector_view import VectorView  # noqa: E402
+from projections.vector.embedding import HashingEmbedder  # noqa: E402
+from projections.vector.embedding_cache import EmbeddingCache, embed_cached  # noqa: E402
+from projections.vector.view import VectorView  # noqa: E402
 
 
 class CountingEmbedder(HashingEmbedder):
@@ -185,7 +185,7 @@ def test_second_process_view_sees_new_rows(tmp_path):
 
 def test_open_vector_view_from_configuration(tmp_path):
     from ledger.config import load_config
-    from projections.vector_setup import open_vector_view
+    from projections.vector.setup import open_vector_view
 
     (tmp_path / "memledger.toml").write_text('[views.vector]\nembedder = "hashing"\nann = "none"\n')
     v = open_vector_view(tmp_path, load_config(tmp_path))

@@ -1,12 +1,9 @@
-"""Search and view commands: ``search``, ``rebuild``, ``views``, ``bench locomo``."""
+"""Search and view commands: ``search``, ``rebuild``, ``views``."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from ledger.cli.app import default_actor
@@ -42,15 +39,6 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p = sub.add_parser("views", parents=[common],
                        help="each view's checkpoint against the log head (damaged views are rebuilt)")
     p.set_defaults(func=cmd_views)
-
-    bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench", metavar="BENCH")
-    bench.required = True
-    p = bench.add_parser("locomo", parents=[common], help="LoCoMo evidence recall@k and MRR")
-    p.add_argument("--dataset", required=True, help="LoCoMo-format JSON file")
-    p.add_argument("--workdir", default=None, help="data directory to ingest into (default: a temporary one)")
-    p.add_argument("--no-vector", action="store_true", help="keyword + graph only")
-    p.add_argument("--embedder", default=None, help="vector view embedder: minilm (default) or hashing")
-    p.set_defaults(func=cmd_bench_locomo)
 
 
 def _open_views(ledger: Any, kinds: list[str] | None = None) -> Any:
@@ -109,43 +97,3 @@ def cmd_views(args: argparse.Namespace) -> int:
          "\n".join([f"{name}: checkpoint {cp} ({head - cp} behind)" for name, cp in status.items()]
                    + [f"{name}: was {why}; rebuilt from the log" for name, why in repairs.items()]))
     return 0
-
-
-def cmd_bench_locomo(args: argparse.Namespace) -> int:
-    from projections import locomo
-
-    samples = locomo.load_dataset(args.dataset)
-    with tempfile.TemporaryDirectory(prefix="memledger-locomo-") as tmp:
-        result = run_locomo(samples, Path(args.workdir or tmp), vector=not args.no_vector, embedder=args.embedder)
-    emit(args, result, locomo.format_table(result) + f"\n({result['seconds']:.1f} s, views: {result['views']})")
-    return 0
-
-
-def run_locomo(samples: list[dict[str, Any]], data_dir: Path, vector: bool = True,
-               embedder: str | None = None) -> dict[str, Any]:
-    """Ingest ``samples`` into a fresh data directory and evaluate hybrid search on them."""
-    from ledger.config import init_data_dir
-    from ledger.factory import open_ledger
-    from projections import locomo
-    from projections.view_set import ViewSet
-
-    if (data_dir / "log.sqlite").exists():
-        raise InvalidRequest(f"{data_dir} already holds a ledger; give an empty --workdir")
-    init_data_dir(data_dir)
-    if embedder:
-        cfg = data_dir / "memledger.toml"
-        cfg.write_text(cfg.read_text() + f'\n[views.vector]\nadapter = "embedded"\nembedder = "{embedder}"\n')
-    start = time.perf_counter()
-    ledger = open_ledger(data_dir)
-    locomo.ingest(ledger, samples)
-    views = ViewSet.open(ledger, kinds=None if vector else ["keyword", "graph"])
-    try:
-        views.catch_up()
-        result = locomo.evaluate(views, samples)
-        result["views"] = sorted(views.views)
-    finally:
-        views.close()
-        ledger.log.close()
-    result["seconds"] = round(time.perf_counter() - start, 2)
-    print(f"ingested {len(samples)} conversations", file=sys.stderr)
-    return result

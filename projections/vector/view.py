@@ -24,12 +24,10 @@ approximate index used on large views, and docs/vector.md for the measurements b
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +39,14 @@ from ledger.errors import InvalidRequest, present
 from ledger.events import Event
 from ledger.file_modes import private_dir, private_file
 from ledger.lifecycle import check_state
-from ledger.memory_state import Erasure, Opener, content_subjects, erasure_of
+from ledger.memory_state import Opener
 from ledger.sqlite_pool import dropping_without_zeroing, immediate
-from projections import vector_ann
-from projections.base import OPEN, Hit
-from projections.embedding import Embedder
-from projections.embedding_cache import EmbeddingCache, embed_cached, text_hash
+from projections.base import OPEN, Hit, VersionRow
+from projections.vector import ann as vector_ann
+from projections.vector.columns import Columns, one_blas_thread
+from projections.vector.embedding import Embedder
+from projections.vector.embedding_cache import EmbeddingCache, embed_cached, text_hash
+from projections.vector.writer import CHUNK, BatchWriter, Content
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -74,51 +74,7 @@ CREATE INDEX IF NOT EXISTS versions_closed ON versions(valid_to) WHERE valid_to 
 """
 
 SCHEMA = _DDL  # the tables and columns a vector view file must have (projections.view_health)
-_CHUNK = 500
-_Content = tuple["str | None", "dict[str, Any] | None", "bytes | None"]  # text, metadata, text digest
 
-try:  # multi-threaded BLAS on small products mostly waits for its threads: score on one
-    from threadpoolctl import ThreadpoolController
-
-    _BLAS = ThreadpoolController()
-except ImportError:  # pragma: no cover - optional
-    _BLAS = None
-
-
-def _one_blas_thread() -> Any:
-    return _BLAS.limit(limits=1, user_api="blas") if _BLAS is not None else contextlib.nullcontext()
-_GROW = 1.5
-
-
-@dataclass(slots=True)
-class _Cur:
-    """The current version of one memory while a batch is being folded."""
-
-    row_id: int
-    memory_id: str
-    cube: str
-    state: str
-    subject: str | None
-    present: bool
-    slot: int | None
-    metadata: dict[str, Any]
-    tags: list[str]
-
-
-@dataclass(frozen=True, slots=True)
-class VersionRow:
-    """One memory version as stored in the view (what ``rows_as_of`` returns)."""
-
-    memory_id: str
-    cube: str
-    valid_from: int
-    valid_to: int
-    state: str
-    subject: str | None
-    exists: bool
-    has_vector: bool
-    metadata: dict[str, Any]
-    tags: list[str]
 
 
 class VectorView:
@@ -163,7 +119,7 @@ class VectorView:
         self._conn.execute("PRAGMA cache_size=-32768")  # 32 MB of pages
         self._conn.execute("PRAGMA wal_autocheckpoint=16384")  # fewer, larger checkpoints during rebuilds
         self._conn.executescript(_DDL)
-        self._mem: _Columns | None = None  # in-memory search columns, loaded lazily
+        self._mem: Columns | None = None  # in-memory search columns, loaded lazily
         self._ann: vector_ann.AnnIndex | None = None
         self._ann_epoch: str | None = None
         self._ann_saved = 0  # coverage of the persisted index file
@@ -232,7 +188,7 @@ class VectorView:
                     self._conn.execute("ROLLBACK")
                     return
                 gen = self._generation()
-                writer = _BatchWriter(self, contents, vecs)
+                writer = BatchWriter(self._conn, contents, vecs, self._embed_one)
                 writer.prefetch(self._memory_ids(todo))
                 if gen != gen_seen:  # another process wrote in between: look the slots up again
                     known = self._slots_of([d for _, _, d in contents.values() if d is not None])
@@ -248,9 +204,9 @@ class VectorView:
                 self._set_meta("generation", gen + 1)
             self._after_commit(writer, gen)
 
-    def _open_contents(self, events: Sequence[Event]) -> dict[int, _Content]:
+    def _open_contents(self, events: Sequence[Event]) -> dict[int, Content]:
         """(text, metadata or None, text digest) of every content event, by offset (opens sealed payloads once)."""
-        out: dict[int, _Content] = {}
+        out: dict[int, Content] = {}
         for e in events:
             if e.type not in (ev.MEMORY_ADDED, ev.MEMORY_UPDATED, ev.MEMORY_MERGED, ev.MEMORY_RESTORED):
                 continue
@@ -265,7 +221,7 @@ class VectorView:
             out[e.offset] = (text, meta, text_hash(text) if text else None)
         return out
 
-    def _embed_missing(self, contents: Mapping[int, _Content]) -> tuple[dict[bytes, int], dict[bytes, np.ndarray]]:
+    def _embed_missing(self, contents: Mapping[int, Content]) -> tuple[dict[bytes, int], dict[bytes, np.ndarray]]:
         """(slots the view already has, vectors through the cache of the others) for the batch's texts."""
         texts: dict[bytes, str] = {}
         for text, _, d in contents.values():
@@ -293,14 +249,14 @@ class VectorView:
 
     def _slots_of(self, digests: Sequence[bytes]) -> dict[bytes, int]:
         found: dict[bytes, int] = {}
-        for i in range(0, len(digests), _CHUNK):
-            chunk = digests[i:i + _CHUNK]
+        for i in range(0, len(digests), CHUNK):
+            chunk = digests[i:i + CHUNK]
             q = f"SELECT text_sha256, slot FROM vectors WHERE text_sha256 IN ({','.join('?' * len(chunk))})"
             for d, s in self._conn.execute(q, chunk):
                 found[bytes(d)] = s
         return found
 
-    def _after_commit(self, writer: _BatchWriter, gen_before: int) -> None:
+    def _after_commit(self, writer: BatchWriter, gen_before: int) -> None:
         if writer.purged_digests:
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self.cache.delete(writer.purged_digests)
@@ -367,7 +323,7 @@ class VectorView:
         if shred_index:
             vector_ann.shred_index_files(self._ann_path())
 
-    def _columns(self) -> _Columns:
+    def _columns(self) -> Columns:
         """The in-memory search columns, reloaded if any process changed the view since."""
         gen = self._generation()
         mem = self._mem
@@ -381,7 +337,7 @@ class VectorView:
             if mem is not None and mem.epoch == epoch:
                 mem.refresh(self._conn, cp)  # rows appended/closed by another process since
             else:  # first load, or vectors erased / view reset since: load everything
-                mem = _Columns.load(self._conn, self.dim, gen, epoch, cp)
+                mem = Columns.load(self._conn, self.dim, gen, epoch, cp)
             mem.generation = gen
         finally:
             self._conn.execute("COMMIT")
@@ -438,12 +394,12 @@ class VectorView:
             return mem.exact_top(q, k, rows)
 
     # -- approximate index ---------------------------------------------------------------
-    def _use_ann(self, mem: _Columns, rows: np.ndarray) -> bool:
+    def _use_ann(self, mem: Columns, rows: np.ndarray) -> bool:
         if self.ann_mode is None or not vector_ann.AVAILABLE or rows.size <= self.exact_threshold:
             return False
         return rows.size >= self.ann_min_fraction * max(1, mem.n_present)
 
-    def _ensure_ann(self, mem: _Columns, wait: bool) -> vector_ann.AnnIndex | None:
+    def _ensure_ann(self, mem: Columns, wait: bool) -> vector_ann.AnnIndex | None:
         """The index for ``mem``'s epoch: loaded from disk, or built (now if ``wait``, else in the background).
 
         Without ``wait`` a query never waits for indexing: it gets None (answer exactly) while a
@@ -523,7 +479,7 @@ class VectorView:
         return (f"usearch HNSW f16 M=16 ef_add=128 ef_search=1024 over {len(self._ann):,} vectors; "
                 f"exact at <= {self.exact_threshold:,} candidates or < {self.ann_min_fraction:.0%} of vectors")
 
-    def _ann_search(self, mem: _Columns, q: np.ndarray, k: int, rows: np.ndarray) -> list[Hit] | None:
+    def _ann_search(self, mem: Columns, q: np.ndarray, k: int, rows: np.ndarray) -> list[Hit] | None:
         """Candidates from the index, kept if valid for this query, scored exactly; None: go exact."""
         ann = self._ensure_ann(mem, wait=False)
         if ann is None:
@@ -538,12 +494,15 @@ class VectorView:
                 mark[ann.covered:mem.n_slots] = True  # not indexed yet: scored exactly
             sel = rows[mark[row_slots]]
             if sel.size >= k:
-                with _one_blas_thread():
+                with one_blas_thread():
                     scores = mem.vectors[mem.slot[sel]] @ q
                 return mem.top(scores, sel, k)
             if want >= total:
                 return None
             want = min(total, want * 4)
+
+    def _embed_one(self, text: str, digest: bytes) -> np.ndarray:
+        return embed_cached(self.embedder, [text], self.cache, digests=[digest])[0]
 
     def embed_query(self, text: str) -> np.ndarray:
         """The (cached) vector of a query text."""
@@ -571,15 +530,15 @@ class VectorView:
             n_at = self._resolve(as_of)
             out: dict[str, VersionRow] = {}
             ids = list(dict.fromkeys(memory_ids))
-            for i in range(0, len(ids), _CHUNK):
-                chunk = ids[i:i + _CHUNK]
+            for i in range(0, len(ids), CHUNK):
+                chunk = ids[i:i + CHUNK]
                 q = ("SELECT memory_id, cube, valid_from, valid_to, state, subject, present, slot, metadata, tags "
                      f"FROM versions WHERE memory_id IN ({','.join('?' * len(chunk))}) "
                      "AND valid_from <= ? AND valid_to > ?")
                 for r in self._conn.execute(q, [*chunk, n_at, n_at]):
                     if r[6]:
-                        out[r[0]] = VersionRow(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7] is not None,
-                                               orjson.loads(r[8]), orjson.loads(r[9]))
+                        out[r[0]] = VersionRow(r[0], r[1], r[4], r[2], r[3], r[5], bool(r[6]), orjson.loads(r[8]),
+                                               orjson.loads(r[9]), has_vector=r[7] is not None)
             return out
 
     def provenance(self, memory_id: str, as_of: int | None = None) -> list[int]:
@@ -600,366 +559,6 @@ class VectorView:
                 (OPEN,)).fetchone()[0]
             return {"versions": versions, "vectors": vectors, "current_searchable": current,
                     "checkpoint": self.checkpoint()}
-
-
-class _BatchWriter:
-    """Folds one batch into row writes, with the semantics of ``ledger.memory_state.apply_event``."""
-
-    def __init__(self, view: VectorView, contents: Mapping[int, _Content],
-                 vecs: Mapping[bytes, np.ndarray]):
-        self.view = view
-        self.conn = view._conn
-        self.contents = contents
-        self.vecs = vecs
-        self.cur: dict[str, _Cur | None] = {}
-        self.pending: dict[int, list[Any]] = {}  # row id -> insert tuple (as a list, valid_to mutable)
-        self.closed: dict[int, int] = {}  # row id already in the database -> valid_to (not yet written)
-        self.closed_done: dict[int, int] = {}  # every close written by this batch
-        self.new_vectors: dict[int, np.ndarray] = {}  # slot -> vector
-        self.new_search_rows: list[tuple[int, int, int, int, str, str, str]] = []
-        self.slots: dict[bytes, int] = {}
-        self.pending_vectors: list[tuple[int, bytes, bytes]] = []
-        self.last_offset = -1
-        self.forgot = False
-        self.purged_digests: list[bytes] = []
-        self.next_id = (self.conn.execute("SELECT max(id) FROM versions").fetchone()[0] or 0) + 1
-        self.next_slot = (self.conn.execute("SELECT max(slot) FROM vectors").fetchone()[0] or 0) + 1
-
-    # -- state -----------------------------------------------------------------------------
-    def prefetch(self, ids: Iterable[str]) -> None:
-        """Load the current rows of these memories (one query per 500 ids)."""
-        want = [m for m in dict.fromkeys(ids) if m not in self.cur]
-        for m in want:
-            self.cur[m] = None
-        for i in range(0, len(want), _CHUNK):
-            chunk = want[i:i + _CHUNK]
-            q = ("SELECT id, memory_id, cube, state, subject, present, slot, metadata, tags FROM versions "
-                 f"WHERE valid_to = ? AND memory_id IN ({','.join('?' * len(chunk))})")
-            for r in self.conn.execute(q, [OPEN, *chunk]):
-                self.cur[r[1]] = _Cur(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], orjson.loads(r[7]),
-                                      orjson.loads(r[8]))
-
-    def _get(self, mid: str) -> _Cur | None:
-        if mid not in self.cur:
-            self.prefetch([mid])
-        return self.cur[mid]
-
-    def _slot(self, content: _Content) -> int | None:
-        text, _, d = content
-        if d is None or not text:
-            return None
-        s = self.slots.get(d)
-        if s is None:  # slots of every digest already in the view were loaded before the batch
-            vec = self.vecs.get(d)
-            if vec is None:  # its vector was deleted by a concurrent process since: embed (cached)
-                vec = embed_cached(self.view.embedder, [text], self.view.cache, digests=[d])[0]
-            s = self.next_slot
-            self.next_slot += 1
-            self.pending_vectors.append((s, d, np.ascontiguousarray(vec, dtype=np.float32).tobytes()))
-            self.new_vectors[s] = vec
-            self.slots[d] = s
-        return s
-
-    def _put(self, c: _Cur, offset: int) -> None:
-        """Make ``c`` the current version of its memory from ``offset`` on (closing the previous one)."""
-        old = self.cur.get(c.memory_id)
-        if old is not None:
-            if old.row_id in self.pending:
-                self.pending[old.row_id][4] = offset
-            else:
-                self.closed[old.row_id] = offset
-        c.row_id = self.next_id
-        self.next_id += 1
-        self.pending[c.row_id] = [c.row_id, c.memory_id, c.cube, offset, OPEN, c.state, c.subject,
-                                  int(c.present), c.slot, orjson.dumps(c.metadata), orjson.dumps(c.tags)]
-        self.cur[c.memory_id] = c
-
-    def _touch(self, old: _Cur, offset: int, **changes: Any) -> None:
-        c = _Cur(0, old.memory_id, old.cube, old.state, old.subject, old.present, old.slot, old.metadata, old.tags)
-        for k, v in changes.items():
-            setattr(c, k, v)
-        self._put(c, offset)
-
-    # -- events ----------------------------------------------------------------------------
-    def apply(self, e: Event) -> None:
-        t, p = e.type, e.payload
-        erasure = erasure_of(e)
-        if erasure is not None:
-            self._forget(erasure)
-            return
-        if t not in (ev.MEMORY_ADDED, ev.MEMORY_MERGED, ev.MEMORY_UPDATED, ev.MEMORY_RESTORED,
-                     ev.MEMORY_STATE_CHANGED, ev.MEMORY_TAGGED):
-            return
-        mid = p["memory_id"]
-        if t in (ev.MEMORY_ADDED, ev.MEMORY_MERGED):
-            content = self.contents[e.offset]
-            meta = content[1]
-            self._get(mid)
-            subjects = content_subjects(p)
-            subject = subjects[0] if subjects else None
-            self._put(_Cur(0, mid, e.stream, p.get("state", "generated"), subject, True, self._slot(content),
-                           dict(meta or {}), list(p.get("tags", []))), e.offset)
-            if t == ev.MEMORY_MERGED:
-                self.prefetch(p["sources"])
-                for src in p["sources"]:
-                    s = self.cur.get(src)
-                    if s is not None:
-                        self._touch(s, e.offset, state="merged")
-            return
-        s = self._get(mid)
-        if t == ev.MEMORY_RESTORED:
-            self._restore(e, mid, s)
-        elif s is None:
-            return
-        elif t == ev.MEMORY_UPDATED:
-            content = self.contents[e.offset]
-            meta = content[1]
-            self._touch(s, e.offset, slot=self._slot(content), metadata=dict(meta) if meta is not None else s.metadata)
-        elif t == ev.MEMORY_STATE_CHANGED:
-            self._touch(s, e.offset, state=p["to"])
-        elif t == ev.MEMORY_TAGGED:
-            remove = set(p.get("remove", []))
-            tags = [x for x in s.tags if x not in remove]
-            tags += [x for x in p.get("add", []) if x not in tags]
-            self._touch(s, e.offset, tags=tags)
-
-    def _restore(self, e: Event, mid: str, s: _Cur | None) -> None:
-        p = e.payload
-        if not p.get("exists", True):
-            if s is not None:
-                self._touch(s, e.offset, present=False)
-            return
-        content = self.contents[e.offset]
-        meta = content[1]
-        if s is None:
-            s = _Cur(0, mid, e.stream, "generated", None, True, None, {}, [])
-        self._touch(s, e.offset, slot=self._slot(content), metadata=dict(meta or {}),
-                    tags=list(p.get("tags", s.tags)), state=p.get("state", s.state), present=True)
-
-    def _forget(self, erasure: Erasure) -> None:
-        """Erasure: delete every version (and now-unused vector) of the erased subjects' memories and
-        of the memories the erasure lists."""
-        self.flush()
-        mids: dict[str, None] = {}
-        for subject in erasure.subjects:
-            mids.update((r[0], None) for r in self.conn.execute(
-                "SELECT DISTINCT memory_id FROM versions WHERE subject = ?", (subject,)))
-        mids.update((m, None) for m in erasure.memory_ids)
-        gone = set(mids)
-        slots: list[int] = []
-        for i in range(0, len(mids), _CHUNK):
-            chunk = list(mids)[i:i + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            slots += [r[0] for r in self.conn.execute(
-                f"SELECT DISTINCT slot FROM versions WHERE memory_id IN ({marks}) AND slot IS NOT NULL", chunk)]
-            self.conn.execute(f"DELETE FROM versions WHERE memory_id IN ({marks})", chunk)
-        for i in range(0, len(slots), _CHUNK):
-            chunk = slots[i:i + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            orphans = self.conn.execute(
-                f"SELECT slot, text_sha256 FROM vectors WHERE slot IN ({marks}) AND NOT EXISTS "
-                "(SELECT 1 FROM versions v WHERE v.slot = vectors.slot)", chunk).fetchall()
-            if orphans:
-                self.conn.execute(f"DELETE FROM vectors WHERE slot IN ({','.join('?' * len(orphans))})",
-                                  [o[0] for o in orphans])
-                self.purged_digests += [bytes(o[1]) for o in orphans]
-                for o in orphans:
-                    self.new_vectors.pop(o[0], None)
-        self.slots = {d: s for d, s in self.slots.items() if d not in set(self.purged_digests)}
-        for mid, c in list(self.cur.items()):
-            if c is not None and mid in gone:
-                self.cur[mid] = None
-        self.forgot = True
-
-    def flush(self) -> None:
-        """Write pending inserts and closes (inside the caller's transaction)."""
-        if self.pending_vectors:
-            self.conn.executemany("INSERT INTO vectors(slot, text_sha256, vec) VALUES (?, ?, ?)",
-                                  self.pending_vectors)
-            self.pending_vectors = []
-        if self.closed:
-            self.conn.executemany("UPDATE versions SET valid_to = ? WHERE id = ?",
-                                  [(vt, rid) for rid, vt in self.closed.items()])
-        if self.pending:
-            rows = list(self.pending.values())
-            self.conn.executemany(
-                "INSERT INTO versions(id, memory_id, cube, valid_from, valid_to, state, subject, present, slot, "
-                "metadata, tags) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
-            self.new_search_rows += [(r[0], r[8], r[3], r[4], r[1], r[2], r[5]) for r in rows
-                                     if r[7] and r[8] is not None]
-        self.closed_done.update(self.closed)
-        self.pending = {}
-        self.closed = {}
-
-
-class _Columns:
-    """Columnar in-memory copy of the searchable rows (present, with a vector) and the vector matrix."""
-
-    def __init__(self, dim: int, generation: int, epoch: str = ""):
-        self.dim = dim
-        self.generation = generation
-        self.epoch = epoch
-        self.vectors = np.zeros((1024, dim), dtype=np.float32)  # row = slot id
-        self.present = np.zeros(1024, dtype=bool)  # slot ids that hold a vector
-        self.n_present = 0
-        self.n_slots = 0  # 1 + highest slot id loaded
-        self.checkpoint = -1  # the view's checkpoint these columns reflect
-        self.max_id = 0  # highest version row id seen (searchable or not)
-        cap = 1024
-        self.ids = np.zeros(cap, dtype=np.int64)
-        self.slot = np.zeros(cap, dtype=np.int64)
-        self.vf = np.zeros(cap, dtype=np.int64)
-        self.vt = np.zeros(cap, dtype=np.int64)
-        self.cube = np.zeros(cap, dtype=np.int32)
-        self.state = np.zeros(cap, dtype=np.int32)
-        self.mem = np.zeros(cap, dtype=np.int64)
-        self.n = 0
-        self.pos: dict[int, int] = {}
-        self.memory_ids: list[str] = []
-        self.memory_code: dict[str, int] = {}
-        self.cube_code: dict[str, int] = {}
-        self.state_code: dict[str, int] = {}
-
-    @classmethod
-    def load(cls, conn: sqlite3.Connection, dim: int, generation: int, epoch: str = "",
-             checkpoint: int = -1) -> _Columns:
-        mem = cls(dim, generation, epoch)
-        mem.checkpoint = checkpoint
-        top = conn.execute("SELECT max(slot) FROM vectors").fetchone()[0]
-        if top is not None:  # straight into a matrix of the final size, a chunk at a time
-            mem.vectors = np.zeros((top + 1, dim), dtype=np.float32)
-            mem.present = np.zeros(top + 1, dtype=bool)
-            mem.n_slots = top + 1
-            cur = conn.execute("SELECT slot, vec FROM vectors ORDER BY slot")
-            while chunk := cur.fetchmany(4096):
-                slots = np.fromiter((r[0] for r in chunk), dtype=np.int64, count=len(chunk))
-                mem.vectors[slots] = np.frombuffer(b"".join(r[1] for r in chunk), dtype=np.float32).reshape(-1, dim)
-                mem.present[slots] = True
-            mem.n_present = int(mem.present.sum())
-        rows = conn.execute("SELECT id, slot, valid_from, valid_to, memory_id, cube, state FROM versions "
-                            "WHERE present = 1 AND slot IS NOT NULL ORDER BY id").fetchall()
-        mem.add_rows(rows)
-        mem.max_id = conn.execute("SELECT coalesce(max(id), 0) FROM versions").fetchone()[0]
-        return mem
-
-    def refresh(self, conn: sqlite3.Connection, checkpoint: int) -> None:
-        """Catch up with rows written by another process (same epoch: nothing was erased)."""
-        rows = conn.execute("SELECT slot, vec FROM vectors WHERE slot >= ? ORDER BY slot", (self.n_slots,)).fetchall()
-        self.add_vectors({r[0]: np.frombuffer(r[1], dtype=np.float32) for r in rows})
-        last_id = int(self.max_id)
-        rows = conn.execute("SELECT id, slot, valid_from, valid_to, memory_id, cube, state FROM versions "
-                            "WHERE id > ? AND present = 1 AND slot IS NOT NULL ORDER BY id", (last_id,)).fetchall()
-        self.add_rows(rows)
-        closed = conn.execute(f"SELECT id, valid_to FROM versions WHERE valid_to > ? AND valid_to < {OPEN}",
-                              (self.checkpoint,)).fetchall()
-        self.close_rows(dict(closed))
-        self.max_id = max(self.max_id, conn.execute("SELECT coalesce(max(id), 0) FROM versions").fetchone()[0])
-        self.checkpoint = checkpoint
-
-    def _grow_rows(self, need: int) -> None:
-        cap = self.ids.shape[0]
-        if need <= cap:
-            return
-        new = max(need, int(cap * _GROW) + 1)
-        for name in ("ids", "slot", "vf", "vt", "cube", "state", "mem"):
-            old = getattr(self, name)
-            arr = np.zeros(new, dtype=old.dtype)
-            arr[: self.n] = old[: self.n]
-            setattr(self, name, arr)
-
-    def add_vectors(self, vecs: Mapping[int, np.ndarray]) -> None:
-        if not vecs:
-            return
-        top = max(vecs) + 1
-        if top > self.vectors.shape[0]:
-            new = np.zeros((max(top, int(self.vectors.shape[0] * _GROW) + 1), self.dim), dtype=np.float32)
-            new[: self.n_slots] = self.vectors[: self.n_slots]
-            self.vectors = new
-            present = np.zeros(new.shape[0], dtype=bool)
-            present[: self.n_slots] = self.present[: self.n_slots]
-            self.present = present
-        slots = np.fromiter(vecs.keys(), dtype=np.int64, count=len(vecs))
-        self.vectors[slots] = np.stack([np.asarray(v, dtype=np.float32) for v in vecs.values()])
-        self.n_present += int((~self.present[slots]).sum())
-        self.present[slots] = True
-        self.n_slots = max(self.n_slots, top)
-
-    def _code(self, table: dict[str, int], value: str, names: list[str] | None = None) -> int:
-        c = table.get(value)
-        if c is None:
-            c = table[value] = len(table)
-            if names is not None:
-                names.append(value)
-        return c
-
-    def add_rows(self, rows: Sequence[Sequence[Any]]) -> None:
-        """Append rows ``(id, slot, valid_from, valid_to, memory_id, cube, state)`` (ids increasing)."""
-        if not rows:
-            return
-        n0 = self.n
-        self._grow_rows(n0 + len(rows))
-        ids, slots, vfs, vts, mems, cubes, states = zip(*rows, strict=True)
-        m = len(rows)
-        self.ids[n0:n0 + m] = ids
-        self.slot[n0:n0 + m] = slots
-        self.vf[n0:n0 + m] = vfs
-        self.vt[n0:n0 + m] = vts
-        mc, cc, sc = self.memory_code, self.cube_code, self.state_code
-        self.mem[n0:n0 + m] = [mc[x] if x in mc else self._code(mc, x, self.memory_ids) for x in mems]
-        self.cube[n0:n0 + m] = [cc[x] if x in cc else self._code(cc, x) for x in cubes]
-        self.state[n0:n0 + m] = [sc[x] if x in sc else self._code(sc, x) for x in states]
-        self.pos.update(zip(ids, range(n0, n0 + m), strict=True))
-        self.n = n0 + m
-        self.max_id = max(self.max_id, int(ids[-1]))
-
-    def close_rows(self, closed: Mapping[int, int]) -> None:
-        for rid, vt in closed.items():
-            p = self.pos.get(rid)
-            if p is not None:
-                self.vt[p] = vt
-
-    def candidates(self, n_at: int, cubes: Sequence[str] | None, states: Iterable[str] | None) -> np.ndarray:
-        """Positions of the rows valid at offset ``n_at`` that pass the cube and state filters."""
-        n = self.n
-        mask = (self.vf[:n] <= n_at) & (self.vt[:n] > n_at)
-        if cubes is not None:
-            if isinstance(cubes, str):
-                cubes = [cubes]
-            codes = [self.cube_code[c] for c in cubes if c in self.cube_code]
-            if not codes:
-                return np.zeros(0, dtype=np.int64)
-            mask &= np.isin(self.cube[:n], codes) if len(codes) > 1 else (self.cube[:n] == codes[0])
-        if states is not None:
-            if isinstance(states, str):
-                states = [states]
-            codes = [self.state_code[s] for s in states if s in self.state_code]
-            if not codes:
-                return np.zeros(0, dtype=np.int64)
-            mask &= np.isin(self.state[:n], codes) if len(codes) > 1 else (self.state[:n] == codes[0])
-        return np.flatnonzero(mask)
-
-    def scores(self, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Exact cosine scores of the given row positions."""
-        slots = self.slot[rows]
-        with _one_blas_thread():
-            if rows.size * 3 < self.n_slots:
-                return self.vectors[slots] @ q
-            return (self.vectors[: self.n_slots] @ q)[slots]
-
-    def exact_top(self, q: np.ndarray, k: int, rows: np.ndarray) -> list[Hit]:
-        return self.top(self.scores(q, rows), rows, k)
-
-    def top(self, scores: np.ndarray, rows: np.ndarray, k: int) -> list[Hit]:
-        """The ``k`` best (score, then memory id) among ``rows``."""
-        if rows.size > k:
-            # keep every row tied with the k-th score so the id tie-break is exact
-            kth = np.partition(scores, rows.size - k)[rows.size - k]
-            keep = scores >= kth
-            scores, rows = scores[keep], rows[keep]
-        names = self.memory_ids
-        mems = self.mem[rows]
-        order = sorted(range(rows.size), key=lambda i: (-float(scores[i]), names[mems[i]]))[:k]
-        return [(names[mems[i]], float(scores[i])) for i in order]
 
 
 def _new_epoch() -> str:

@@ -15,8 +15,8 @@ from typing import Any
 
 from ledger.errors import InvalidRequest
 from ledger.memory_state import Opener
-from projections.embedding import Embedder, HashingEmbedder, MiniLMEmbedder
-from projections.vector_view import VectorView
+from projections.vector.embedding import Embedder, HashingEmbedder, MiniLMEmbedder
+from projections.vector.view import VectorView
 
 EMBEDDERS = {"minilm": MiniLMEmbedder, "hashing": HashingEmbedder}
 

@@ -21,7 +21,7 @@ import numpy as np
 from ledger.file_modes import private_file
 from ledger.sqlite_pool import immediate
 from projections import view_health
-from projections.embedding import Embedder
+from projections.vector.embedding import Embedder
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS embeddings(

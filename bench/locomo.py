@@ -7,11 +7,18 @@ are joined by ``memory.linked`` ``next_turn`` edges (the graph view's adjacency)
 question of categories 1-4 the conversation's turns are ranked with hybrid search and scored:
 evidence recall@k = |top-k ∩ evidence| / |evidence|, and the reciprocal rank of the first
 evidence turn (MRR). Data: Maharana et al., ACL 2024 (CC BY-NC 4.0); never copied here.
+
+Run: ``HF_HUB_OFFLINE=1 python -m bench.locomo --dataset ../shared/data/locomo-dev.json [--json]
+[--no-vector] [--embedder minilm|hashing] [--workdir DIR]``
 """
 
 from __future__ import annotations
 
+import argparse
 import re
+import sys
+import tempfile
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,7 +29,7 @@ import orjson
 
 from ledger import events as ev
 from ledger.api import Ledger
-from ledger.errors import InvalidRequest
+from ledger.errors import InvalidRequest, LedgerError
 from ledger.events import NewEvent
 
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
@@ -172,3 +179,60 @@ def format_table(result: Mapping[str, Any]) -> str:
         lines.append(f"{name:<12} {r['n']:>5} " + " ".join(f"{r['R@' + str(k)]:>6.3f}" for k in KS)
                      + f" {r['MRR']:>6.3f}")
     return "\n".join(lines)
+
+
+def run_locomo(samples: list[dict[str, Any]], data_dir: Path, vector: bool = True,
+               embedder: str | None = None) -> dict[str, Any]:
+    """Ingest ``samples`` into a fresh data directory and evaluate hybrid search on them."""
+    from ledger.config import init_data_dir
+    from ledger.factory import open_ledger
+    from projections.view_set import ViewSet
+
+    if (data_dir / "log.sqlite").exists():
+        raise InvalidRequest(f"{data_dir} already holds a ledger; give an empty --workdir")
+    init_data_dir(data_dir)
+    if embedder:
+        cfg = data_dir / "memledger.toml"
+        cfg.write_text(cfg.read_text() + f'\n[views.vector]\nadapter = "embedded"\nembedder = "{embedder}"\n')
+    start = time.perf_counter()
+    ledger = open_ledger(data_dir)
+    ingest(ledger, samples)
+    views = ViewSet.open(ledger, kinds=None if vector else ["keyword", "graph"])
+    try:
+        views.catch_up()
+        result = evaluate(views, samples)
+        result["views"] = sorted(views.views)
+    finally:
+        views.close()
+        ledger.log.close()
+    result["seconds"] = round(time.perf_counter() - start, 2)
+    print(f"ingested {len(samples)} conversations", file=sys.stderr)
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m bench.locomo``: print the table (or ``--json``); exit 2 with one line on bad input."""
+    ap = argparse.ArgumentParser(prog="python -m bench.locomo", description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", required=True, help="LoCoMo-format JSON file")
+    ap.add_argument("--workdir", default=None, help="data directory to ingest into (default: a temporary one)")
+    ap.add_argument("--no-vector", action="store_true", help="keyword + graph only")
+    ap.add_argument("--embedder", default=None, help="vector view embedder: minilm (default) or hashing")
+    ap.add_argument("--json", action="store_true", help="machine-readable output")
+    args = ap.parse_args(argv)
+    try:
+        samples = load_dataset(args.dataset)
+        with tempfile.TemporaryDirectory(prefix="memledger-locomo-") as tmp:
+            result = run_locomo(samples, Path(args.workdir or tmp), vector=not args.no_vector,
+                                embedder=args.embedder)
+    except LedgerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(orjson.dumps(result).decode())
+    else:
+        print(format_table(result) + f"\n({result['seconds']:.1f} s, views: {result['views']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
