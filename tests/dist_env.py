@@ -1,7 +1,9 @@
 """Endpoints of the distributed-tier servers for integration tests (see infra/up.sh).
 
 Each helper returns the endpoint from its environment variable after checking that something
-answers there; otherwise it skips the calling test with a message that says what to run.
+answers there; otherwise it skips the calling test with a message that says what to run, or, with
+``MEMLEDGER_REQUIRE_SERVERS=1`` (what CI sets), fails it: a server that could not start must not
+let the suite pass with its integration tests silently skipped.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from typing import NoReturn
 from urllib.parse import urlparse
 
 import pytest
@@ -46,11 +49,18 @@ def reachable(server: str) -> tuple[str | None, str]:
     return value, "ok"
 
 
+def skip_or_fail(reason: str) -> NoReturn:
+    """Skip the test, or fail it when ``MEMLEDGER_REQUIRE_SERVERS=1`` (CI): a server is missing."""
+    if os.environ.get("MEMLEDGER_REQUIRE_SERVERS") == "1":
+        pytest.fail(f"required (MEMLEDGER_REQUIRE_SERVERS=1) but not available: {reason}")
+    pytest.skip(reason)
+
+
 def endpoint(server: str) -> str:
     """The endpoint of ``server``, or skip the test with a clear reason."""
     value, reason = reachable(server)
     if value is None:
-        pytest.skip(f"{server} not available: {reason}")
+        skip_or_fail(f"{server} not available: {reason}")
     return value
 
 

@@ -21,7 +21,7 @@ from ledger.backends.kafka_log import KafkaLog
 from ledger.backends.postgres_lease import PostgresAdvisoryLease
 from ledger.factory import open_ledger
 from tests.dist_counting import CountingProjection
-from tests.dist_env import endpoint, unique_name
+from tests.dist_env import endpoint, skip_or_fail, unique_name
 from tests.log_contract import added
 
 pytestmark = pytest.mark.integration
@@ -146,7 +146,7 @@ def durable_broker(tmp_path):
                            text=True, timeout=600)
         if r.returncode != 0:
             if action == "start":
-                pytest.skip(f"durable Kafka-API broker did not start: {r.stderr[-500:]}")
+                skip_or_fail(f"durable Kafka-API broker did not start: {r.stderr[-500:]}")
             raise AssertionError(f"kafka.sh {action} failed: {r.stderr[-1000:]}")
 
     ctl("start")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.dist_env import ENDPOINTS, reachable
+from tests.dist_env import ENDPOINTS, reachable, skip_or_fail
 
 pytestmark = pytest.mark.integration
 
@@ -22,4 +22,4 @@ def test_report_which_servers_ran(capsys):
     with capsys.disabled():
         print("\ndistributed-tier servers:\n" + "\n".join(lines))
     if up == 0:
-        pytest.skip("no distributed-tier server is available; all integration tests skip (run infra/up.sh)")
+        skip_or_fail("no distributed-tier server is available; all integration tests skip (run infra/up.sh)")
