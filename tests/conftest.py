@@ -1,3 +1,27 @@
 """Fixtures shared by every test module."""
 
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from ledger.api import Ledger
+from tests.ledgers import data_ledger, make_ledger
 from tests.live_server import live_server  # noqa: F401  (a real `memledger serve` on loopback)
+
+
+@pytest.fixture
+def ledger(tmp_path) -> Iterator[Ledger]:
+    """A bare ``Ledger`` over a fresh SQLite log (no data directory, no key store)."""
+    led = make_ledger(tmp_path / "log.sqlite")
+    yield led
+    led.log.close()
+
+
+@pytest.fixture
+def data_dir_ledger(tmp_path) -> Iterator[Ledger]:
+    """The ledger of a fresh data directory ``tmp_path/data`` (key store and views, as the CLI has)."""
+    led = data_ledger(tmp_path / "data")
+    yield led
+    led.log.close()

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from ledger.api import Ledger
-from ledger.backends.sqlite_log import SqliteLog
 from projections.base import catch_up, rebuild
 from projections.es_views import ElasticsearchView
 from tests.dist_env import endpoint, unique_name
 from tests.dist_fixtures import WordHashEmbedder
 from tests.fake_sealer import FakeSealer
+from tests.ledgers import make_ledger
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def ledger(tmp_path):
-    lg = Ledger(SqliteLog(tmp_path / "log.sqlite"), record_reads=False)
+    lg = make_ledger(tmp_path / "log.sqlite", record_reads=False)
     yield lg
     lg.log.close()
 
@@ -113,7 +112,7 @@ def test_forgetting_a_subject_purges_its_text_from_every_version(tmp_path):
     from ledger.events import SYSTEM_STREAM, NewEvent
 
     sealer = FakeSealer()
-    ledger = Ledger(SqliteLog(tmp_path / "log.sqlite"), sealer=sealer, opener=sealer.open, record_reads=False)
+    ledger = make_ledger(tmp_path / "log.sqlite", sealer=sealer, record_reads=False)
     view = ElasticsearchView(endpoint("elasticsearch"), ledger, index_prefix=unique_name("fg").lower(),
                              embedder=WordHashEmbedder())
     try:

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from ledger.api import Ledger
-from ledger.backends.sqlite_log import SqliteLog
 from projections.base import catch_up, rebuild
 from projections.neo4j_graph import Neo4jGraphView, parse_bolt_url
 from tests.dist_env import endpoint, unique_name
 from tests.fake_sealer import FakeSealer
+from tests.ledgers import make_ledger
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def ledger(tmp_path):
-    lg = Ledger(SqliteLog(tmp_path / "log.sqlite"), record_reads=False)
+    lg = make_ledger(tmp_path / "log.sqlite", record_reads=False)
     yield lg
     lg.log.close()
 
@@ -108,7 +107,7 @@ def test_forgetting_a_subject_removes_its_entities(tmp_path):
     from ledger.events import SYSTEM_STREAM, NewEvent
 
     sealer = FakeSealer()
-    ledger = Ledger(SqliteLog(tmp_path / "log.sqlite"), sealer=sealer, opener=sealer.open, record_reads=False)
+    ledger = make_ledger(tmp_path / "log.sqlite", sealer=sealer, record_reads=False)
     view = Neo4jGraphView(endpoint("neo4j"), ledger, namespace="T" + unique_name("f").replace("_", ""))
     try:
         a = ledger.add("hr", "Dana visited the Mayo Clinic", "alice", subject="dana")

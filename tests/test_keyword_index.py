@@ -13,19 +13,19 @@ import pytest
 
 from ledger import events as ev
 from ledger.api import Ledger
-from ledger.backends.sqlite_log import SqliteLog
 from ledger.events import NewEvent
 from ledger.memory_state import fold
 from projections.base import catch_up, rebuild
 from projections.text_analysis import terms
 from projections.text_view import K1, B, KeywordView
+from tests.ledgers import make_ledger
 
 WORDS = ["garden", "coffee", "piano", "river", "dog", "cats", "painting", "hiking", "book", "sunrise", "music"]
 QUERIES = ["garden coffee", "piano", "cats dog river", "painting music book", "sunrise hiking", "note revised"]
 
 
 def _ledger(d: Path, n: int = 120) -> Ledger:
-    ledger = Ledger(SqliteLog(d / "log.sqlite", synchronous="OFF"))
+    ledger = make_ledger(d / "log.sqlite")
     batch = []
     for i in range(n):
         text = f"{WORDS[i % 11]} {WORDS[(i * 7) % 11]} note {WORDS[(i * 5) % 11]} {WORDS[(i * 3) % 11]} #{i}"
@@ -247,7 +247,7 @@ def test_file_of_an_older_layout_is_dropped_and_folded_again(tmp_path: Path) -> 
 
 
 def test_two_writers_of_one_file_alternate_without_losing_terms(tmp_path: Path) -> None:
-    ledger = Ledger(SqliteLog(tmp_path / "log.sqlite", synchronous="OFF"))
+    ledger = make_ledger(tmp_path / "log.sqlite")
     words = ["garden piano", "river dog", "zephyr quartz", "zephyr garden", "quartz river"]
     ledger.log.append([NewEvent("c0", ev.MEMORY_ADDED, {"memory_id": f"m{i}", "text": f"{words[min(i // 5, 4)]} {i}"},
                                 "u") for i in range(25)])

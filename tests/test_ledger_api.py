@@ -4,17 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ledger.api import Ledger
-from ledger.backends.sqlite_log import SqliteLog
 from ledger.errors import ConcurrencyConflict, InvalidRequest, NotFound, StateError
 from ledger.events import NewEvent
-
-
-@pytest.fixture
-def ledger(tmp_path):
-    lg = Ledger(SqliteLog(tmp_path / "log.sqlite"))
-    yield lg
-    lg.log.close()
 
 
 def test_add_creates_the_cube_once_and_returns_id_and_offset(ledger):

@@ -16,11 +16,11 @@ from pathlib import Path
 
 from ledger import events as ev
 from ledger.api import Ledger
-from ledger.backends.sqlite_log import SqliteLog
 from ledger.events import NewEvent
 from projections.base import catch_up, rebuild
 from projections.graph_view import GraphView
 from projections.text_view import KeywordView
+from tests.ledgers import make_ledger
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = "river stone garden Lisbon violin harbour lantern meadow Oslo copper falcon orchard".split()
@@ -83,7 +83,7 @@ CHILD = textwrap.dedent("""
 
 
 def test_kill_during_catch_up_then_restart_equals_rebuild(tmp_path: Path) -> None:
-    ledger = Ledger(SqliteLog(tmp_path / "log.sqlite", synchronous="OFF"))
+    ledger = make_ledger(tmp_path / "log.sqlite")
     _populate(ledger, 3000)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     killed_at = []
@@ -119,7 +119,7 @@ def _files(d: Path) -> list[Path]:
 
 
 def test_forgotten_subject_leaves_no_text_in_view_files(tmp_path: Path) -> None:
-    ledger = Ledger(SqliteLog(tmp_path / "log.sqlite", synchronous="OFF"))
+    ledger = make_ledger(tmp_path / "log.sqlite")
     secret = "Zanzibarian quokkas whisper Xylophonic secrets to Quentinella"
     ledger.log.append([
         NewEvent("c", ev.MEMORY_ADDED, {"memory_id": "s1", "text": secret, "subject": "alice"}, "u"),

@@ -9,12 +9,12 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from ledger.api import Ledger
-from ledger.backends.sqlite_log import SqliteLog
 from ledger.errors import LedgerError
 from ledger.memory_state import fold
 from projections.base import catch_up, rebuild
 from projections.graph_view import GraphView
 from projections.text_view import KeywordView
+from tests.ledgers import make_ledger
 
 WORDS = ["Alice", "Bob", "Paris", "garden", "coffee", "piano", "river", "dog", "cats", "painting", "hiking",
          "Lisbon", "book", "sunrise", "music", "running", "yesterday"]
@@ -105,7 +105,7 @@ def _comparable(states: dict, with_text: bool) -> dict:
 @given(ops=st.lists(op_st, min_size=15, max_size=50), cut=st.floats(0, 1))
 def test_as_of_equals_fresh_fold(ops: list[tuple], cut: float) -> None:
     with tempfile.TemporaryDirectory() as d:
-        ledger = Ledger(SqliteLog(Path(d) / "log.sqlite", synchronous="OFF"))
+        ledger = make_ledger(Path(d) / "log.sqlite")
         _run(ledger, ops)
         head = ledger.head()
         n = int(round(cut * head)) if head >= 0 else -1
@@ -165,7 +165,7 @@ def test_hybrid_search_as_of_equals_fresh_fold(ops: list[tuple], cut: float) -> 
     from projections.vector.view import VectorView
 
     with tempfile.TemporaryDirectory() as d:
-        ledger = Ledger(SqliteLog(Path(d) / "log.sqlite", synchronous="OFF"))
+        ledger = make_ledger(Path(d) / "log.sqlite")
         _run(ledger, ops)
         head = ledger.head()
         n = int(round(cut * head)) if head >= 0 else -1

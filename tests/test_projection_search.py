@@ -16,6 +16,7 @@ from projections.text_view import KeywordView
 from projections.vector.embedding import HashingEmbedder
 from projections.vector.view import VectorView
 from projections.view_set import ViewSet
+from tests.ledgers import make_ledger
 
 
 @pytest.fixture()
@@ -151,13 +152,11 @@ def test_keyword_only_view_set(tmp_path: Path) -> None:
 
 def test_common_and_rare_terms_rank_exactly_among_many_ties(tmp_path: Path) -> None:
     from ledger import events as ev
-    from ledger.api import Ledger
-    from ledger.backends.sqlite_log import SqliteLog
     from ledger.events import NewEvent
     from projections.base import catch_up
     from tests.test_keyword_index import reference
 
-    ledger = Ledger(SqliteLog(tmp_path / "log.sqlite", synchronous="OFF"))
+    ledger = make_ledger(tmp_path / "log.sqlite")
     rare = ["harbour", "violin", "orchard", "falcon", "copper", "lantern"]
     batch = [NewEvent("c", ev.MEMORY_ADDED, {"memory_id": f"m{i}", "text": f"common shared words {rare[i % 6]} "
                                              f"{'common ' * (i % 4)}note {i}"}, "u") for i in range(1500)]

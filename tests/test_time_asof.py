@@ -7,18 +7,9 @@ import time
 
 import pytest
 
-from ledger.api import Ledger
-from ledger.backends.sqlite_log import SqliteLog
 from ledger.cli.app import main
 from ledger.errors import InvalidRequest, NotFound
 from ledger.events import us_to_iso
-
-
-@pytest.fixture()
-def ledger(tmp_path):
-    led = Ledger(SqliteLog(tmp_path / "log.sqlite", synchronous="OFF"))
-    yield led
-    led.log.close()
 
 
 def _ev(ledger, offset):

@@ -8,21 +8,12 @@ import time
 import pytest
 
 from ledger import events as ev
-from ledger.api import Ledger
 from ledger.audit import AuditQuery, audit, knowledge
-from ledger.backends.sqlite_log import SqliteLog
 from ledger.branches import Branches
 from ledger.cli.app import main
 from ledger.errors import InvalidRequest, NotFound
 from ledger.events import us_to_iso
 from ledger.restore import restore_memory
-
-
-@pytest.fixture()
-def ledger(tmp_path):
-    led = Ledger(SqliteLog(tmp_path / "log.sqlite", synchronous="OFF"))
-    yield led
-    led.log.close()
 
 
 def _story(led):

@@ -9,9 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger.api import Ledger
-from ledger.backends.sqlite_log import SqliteLog
 from ledger.branches import Branches
 from ledger.errors import LedgerError
+from tests.ledgers import make_ledger
 
 IDS = ["m0", "m1", "m2", "m3"]
 op = st.tuples(st.sampled_from(["add", "update", "move"]), st.sampled_from(IDS),
@@ -43,9 +43,9 @@ def _view(led: Ledger) -> dict[str, tuple]:
 def test_branch_equals_an_independent_replay(before, after):
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
-        main = Ledger(SqliteLog(root / "main.sqlite", synchronous="OFF"))
-        ref_main = Ledger(SqliteLog(root / "ref_main.sqlite", synchronous="OFF"))
-        ref_branch = Ledger(SqliteLog(root / "ref_branch.sqlite", synchronous="OFF"))
+        main = make_ledger(root / "main.sqlite")
+        ref_main = make_ledger(root / "ref_main.sqlite")
+        ref_branch = make_ledger(root / "ref_branch.sqlite")
         for o in before:
             results = {_apply(main, o), _apply(ref_main, o), _apply(ref_branch, o)}
             assert len(results) == 1

@@ -5,17 +5,16 @@ from __future__ import annotations
 import pytest
 
 from ledger import events as ev
-from ledger.api import Ledger
-from ledger.backends.sqlite_log import SqliteLog
 from ledger.branch_search import search_branch
 from ledger.branches import Branches
 from ledger.restore import restore_memory
 from projections.view_set import ViewSet
+from tests.ledgers import make_ledger
 
 
 @pytest.fixture()
 def world(tmp_path):
-    main = Ledger(SqliteLog(tmp_path / "log.sqlite", synchronous="OFF"))
+    main = make_ledger(tmp_path / "log.sqlite")
     main.add("c", "the cat sat on the mat", "alice", memory_id="m1")
     main.add("c", "a cat chases the dog", "alice", memory_id="m2")
     main.add("c", "weather report for monday", "alice", memory_id="m0")

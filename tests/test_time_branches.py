@@ -8,17 +8,16 @@ import sqlite3
 import pytest
 
 from ledger import events as ev
-from ledger.api import Ledger
-from ledger.backends.sqlite_log import SqliteLog
 from ledger.branch_merge import MergeConflict, diff, merge
 from ledger.branches import Branches
 from ledger.cli.app import main
 from ledger.errors import ConcurrencyConflict, InvalidRequest, NotFound, StateError
+from tests.ledgers import make_ledger
 
 
 @pytest.fixture()
 def main_ledger(tmp_path):
-    led = Ledger(SqliteLog(tmp_path / "log.sqlite", synchronous="OFF"))
+    led = make_ledger(tmp_path / "log.sqlite")
     yield led
     led.log.close()
 

@@ -7,19 +7,10 @@ import sqlite3
 
 import pytest
 
-from ledger.api import Ledger
-from ledger.backends.sqlite_log import SqliteLog
 from ledger.cli.app import main
 from ledger.errors import InvalidRequest, NotFound
 from ledger.provenance import provenance
 from ledger.restore import restore_memory
-
-
-@pytest.fixture()
-def ledger(tmp_path):
-    led = Ledger(SqliteLog(tmp_path / "log.sqlite", synchronous="OFF"))
-    yield led
-    led.log.close()
 
 
 def test_chain_of_events_for_each_version(ledger):

@@ -7,18 +7,17 @@ import json
 import pytest
 
 from ledger import events as ev
-from ledger.api import Ledger
-from ledger.backends.sqlite_log import SqliteLog
 from ledger.cli.app import main
 from ledger.errors import InvalidRequest, NotFound, StateError
 from ledger.restore import restore_cube, restore_memory
 from tests.fake_sealer import FakeSealer
+from tests.ledgers import make_ledger
 
 
 @pytest.fixture()
 def ledger(tmp_path):
     sealer = FakeSealer()
-    led = Ledger(SqliteLog(tmp_path / "log.sqlite", synchronous="OFF"), sealer=sealer, opener=sealer.open)
+    led = make_ledger(tmp_path / "log.sqlite", sealer=sealer)
     yield led
     led.log.close()
 

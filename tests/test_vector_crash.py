@@ -10,11 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-from ledger.api import Ledger
-from ledger.backends.sqlite_log import SqliteLog
 from projections.base import catch_up
 from projections.vector.embedding import HashingEmbedder
 from projections.vector.view import VectorView
+from tests.ledgers import make_ledger
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,7 +51,7 @@ def _checkpoint(path: Path) -> int:
 
 
 def _populate(log_path: Path) -> int:
-    ledger = Ledger(SqliteLog(log_path, synchronous="OFF"), record_reads=False)
+    ledger = make_ledger(log_path, record_reads=False)
     ids = []
     words = ["coffee", "paris", "dog", "meeting", "jazz", "blue", "tea", "berlin"]
     for i in range(1500):
@@ -90,7 +89,7 @@ def test_kill_during_catch_up_then_restart_equals_clean_rebuild(tmp_path):
     assert kills >= 1, "catch-up finished before it could be killed"
     assert _checkpoint(view_path) < head
 
-    ledger = Ledger(SqliteLog(log_path))
+    ledger = make_ledger(log_path)
     emb = HashingEmbedder(dim=32)
     resumed = VectorView(view_path, emb)
     catch_up(ledger.events, resumed, batch_size=500)
