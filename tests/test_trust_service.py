@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import queue
+import re
 import threading
 import time
 
@@ -88,3 +89,41 @@ def test_item04_sse_stream_stops_after_token_revoked(live_server, how):  # noqa:
         assert not any("after the revocation" in orjson.dumps(e).decode() for e in rest), rest
         assert all(e["event"] != "reader-error" for e in rest), rest
         assert rest and rest[-1]["event"] == "unauthenticated", rest
+
+
+LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def _request_series(metrics: str) -> set[tuple[str, str, str]]:
+    """The (method, route, status) label sets of the request-latency histogram."""
+    out = set()
+    for line in metrics.splitlines():
+        if line.startswith("memledger_http_request_duration_seconds_count{"):
+            labels = dict(LABEL.findall(line[:line.rindex("}") + 1]))
+            out.add((labels["method"], labels["route"], labels["status"]))
+    return out
+
+
+def test_item08_metrics_labels_stay_bounded_whatever_clients_send(live_server):  # noqa: F811
+    s = live_server
+    paths = ["/v1/cubes", "/v1/head", "/nowhere", "/v1/memories/x", "/metrics"]
+
+    def flood(c: httpx.Client, start: int, n: int) -> None:
+        for i in range(start, start + n):
+            c.request(f"X{i}", paths[i % len(paths)])  # invented methods, unauthenticated
+            c.get(f"/random/{i}/path")  # unmatched paths
+            c.request("GET", "/v1/head", headers={"Authorization": f"Bearer wrong-{i}"})
+
+    with s.client() as c:
+        before = c.get("/metrics", headers=s.h("root")).text
+        flood(c, 0, 150)
+        mid = c.get("/metrics", headers=s.h("root")).text
+        flood(c, 150, 150)
+        after = c.get("/metrics", headers=s.h("root")).text
+    series = _request_series(after)
+    assert {m for m, _, _ in series} <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
+                                         "CONNECT", "other"}, sorted(series)
+    assert not any(r.startswith("/random") for _, r, _ in series), sorted(series)
+    # 150 more requests of the same kinds add no series: the body does not grow with what clients send
+    assert _request_series(mid) == series, sorted(series ^ _request_series(mid))
+    assert len(after) < len(before) + 30_000, (len(before), len(after))
