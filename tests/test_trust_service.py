@@ -127,3 +127,35 @@ def test_item08_metrics_labels_stay_bounded_whatever_clients_send(live_server): 
     # 150 more requests of the same kinds add no series: the body does not grow with what clients send
     assert _request_series(mid) == series, sorted(series ^ _request_series(mid))
     assert len(after) < len(before) + 30_000, (len(before), len(after))
+
+
+def test_item14_reader_inclusion_proof_never_signs_a_checkpoint(live_server):  # noqa: F811
+    s = live_server
+    with s.client() as c:
+        c.post("/v1/cubes", json={"cube": "c"}, headers=s.h("alice"))
+        c.post("/v1/cubes/c/grants", json={"principal": "bob", "role": "reader"}, headers=s.h("alice"))
+        w = c.post("/v1/memories", json={"cube": "c", "text": "prove me"}, headers=s.h("alice")).json()
+
+        def stored() -> list[int]:
+            return [cp["seq"] for cp in c.get("/v1/checkpoints", headers=s.h("bob")).json()["checkpoints"]]
+
+        # no checkpoint covers the offset: a clear 409, and no checkpoint is signed on a reader's behalf
+        for who in ("bob", "alice"):
+            r = c.get("/v1/proofs/inclusion", params={"offset": w["offset"]}, headers=s.h(who))
+            assert r.status_code == 409, r.text
+            assert "no signed checkpoint covers offset" in r.json()["error"]["message"]
+        assert stored() == []
+        assert c.get("/v1/checkpoints/public-key", headers=s.h("bob")).status_code == 404  # no key made either
+
+        # against an existing checkpoint the reader gets a proof, and still nothing new is signed
+        assert c.post("/v1/checkpoints", headers=s.h("root")).status_code == 201
+        r = c.get("/v1/proofs/inclusion", params={"offset": w["offset"]}, headers=s.h("bob"))
+        assert r.status_code == 200 and r.json()["checkpoint"]["seq"] == 1, r.text
+        later = c.post("/v1/memories", json={"cube": "c", "text": "not yet covered"}, headers=s.h("alice")).json()
+        r = c.get("/v1/proofs/inclusion", params={"offset": later["offset"]}, headers=s.h("bob"))
+        assert r.status_code == 409 and "covers offsets 0.." in r.json()["error"]["message"], r.text
+        assert stored() == [1]
+        # an admin (who may create checkpoints) still gets one made when none covers the offset
+        r = c.get("/v1/proofs/inclusion", params={"offset": later["offset"]}, headers=s.h("root"))
+        assert r.status_code == 200 and r.json()["checkpoint"]["seq"] == 2
+        assert stored() == [1, 2]

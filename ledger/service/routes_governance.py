@@ -7,7 +7,9 @@
   and hashes, no content).
 - ``GET /v1/proofs/inclusion?offset=N`` proves one event is in a signed checkpoint; the proof
   carries the full event (its hash covers the payload), so it needs ``reader`` on the event's cube
-  (or admin). ``GET /v1/proofs/consistency?old=A&new=B`` carries hashes only.
+  (or admin). Without ``seq`` the newest stored checkpoint covering N is used; when none does, an
+  admin gets a new checkpoint signed, anyone else a 409 (only admins create checkpoints).
+  ``GET /v1/proofs/consistency?old=A&new=B`` carries hashes only.
 Proofs verify offline with ``memledger verify-proof`` / ``ledger/verifier.py``, trusting nothing
 from the server but the public key.
 """
@@ -84,7 +86,7 @@ def inclusion(offset: Annotated[int, Query(ge=0, le=2**62)], seq: Seq | None = N
         raise NotFound(f"no event at offset {offset} (head is {state.ledger.head()})")
     if not caller.admin:
         state.access.require_cube(caller, event.stream, Action.READ, "proof.inclusion")
-    return proofs_mod.inclusion_proof(state.ledger.log, _checkpoints(state), offset, seq)
+    return proofs_mod.inclusion_proof(state.ledger.log, _checkpoints(state), offset, seq, create=caller.admin)
 
 
 @router.get("/proofs/consistency", summary="Consistency proof between two checkpoints (hashes only)")
