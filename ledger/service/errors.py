@@ -65,11 +65,27 @@ class Unauthenticated(Exception):
         self.message = message
 
 
+def _pattern_message(pattern: str, value: Any) -> str:
+    """A one-line reason for a pattern mismatch, naming the rule broken (never the long pattern itself)."""
+    from ledger.content_rules import BLANK_RULE, NONBLANK_PATTERN
+    from ledger.names import NAME_PATTERN, PRINCIPAL_PATTERN, name_problem, principal_problem
+
+    if pattern == NAME_PATTERN:
+        return f"not a valid name: {name_problem(value, max_length=10**9) or 'it does not match the name grammar'}"
+    if pattern == PRINCIPAL_PATTERN:
+        return f"not a valid principal name: {principal_problem(value) or 'it does not match the grammar'}"
+    if pattern == NONBLANK_PATTERN:
+        return f"must not be blank: {BLANK_RULE}"
+    return f"String should match pattern {pattern[:200]!r}"
+
+
 def _clean_validation_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for e in errors[:20]:
-        out.append({"loc": [str(x) for x in e.get("loc", ())], "msg": str(e.get("msg", ""))[:500],
-                    "type": str(e.get("type", ""))})
+        msg = str(e.get("msg", ""))
+        if e.get("type") == "string_pattern_mismatch":
+            msg = _pattern_message(str((e.get("ctx") or {}).get("pattern", "")), e.get("input"))
+        out.append({"loc": [str(x) for x in e.get("loc", ())], "msg": msg[:500], "type": str(e.get("type", ""))})
     return out
 
 

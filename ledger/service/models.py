@@ -8,18 +8,47 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from ledger.access import ROLES
+from ledger.content_rules import BLANK_RULE, NONBLANK_PATTERN, metadata_problem
 from ledger.lifecycle import STATES
+from ledger.names import (
+    MAX_NAME,
+    MAX_PRINCIPAL,
+    NAME_DESCRIPTION,
+    NAME_PATTERN,
+    PRINCIPAL_DESCRIPTION,
+    PRINCIPAL_PATTERN,
+)
+from ledger.principals import RESERVED_NAMES
 
-CubeName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^_\x00-\x1f\x7f][^\x00-\x1f\x7f]*$",
-                                description="1-200 printable characters, not starting with '_'")]
+
+def _finite(metadata: dict[str, Any]) -> dict[str, Any]:
+    problem = metadata_problem(metadata)
+    if problem is not None:
+        raise ValueError(problem)
+    return metadata
+
+
+# names follow the one grammar of ``ledger.names``: its regular expression is the schema's pattern
+CubeName = Annotated[str, Field(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN,
+                                description="cube name: " + NAME_DESCRIPTION)]
+BranchName = Annotated[str, Field(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN,
+                                  description="branch name: " + NAME_DESCRIPTION)]
+SubjectName = Annotated[str, Field(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN,
+                                   description="data subject: " + NAME_DESCRIPTION)]
 MemoryId = Annotated[str, Field(min_length=1, max_length=200)]
-PrincipalName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")]
+PrincipalName = Annotated[str, Field(min_length=1, max_length=MAX_PRINCIPAL, pattern=PRINCIPAL_PATTERN,
+                                     description="principal name: " + PRINCIPAL_DESCRIPTION)]
 Tag = Annotated[str, Field(min_length=1, max_length=200)]
 Reason = Annotated[str, Field(min_length=1, max_length=2000)]
-Metadata = Annotated[dict[str, Any], Field(max_length=200, description="JSON object, at most 200 keys")]
+Metadata = Annotated[dict[str, Any], Field(max_length=200, description="JSON object, at most 200 keys; finite numbers"),
+                     AfterValidator(_finite)]
+# a text that is not blank: it holds a character outside Z*, Cc, Cf (``ledger.content_rules``)
+Text = Annotated[str, Field(min_length=1, pattern=NONBLANK_PATTERN,
+                            description="memory text, not blank (" + BLANK_RULE.replace("it holds", "not") + "); "
+                            "limit set by the server, default 200,000 characters")]
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")]
 Role = Literal["owner", "writer", "reader", "auditor"]
 State = Literal["generated", "activated", "merged", "archived", "frozen"]
@@ -54,17 +83,17 @@ class GrantRequest(RequestBody):
 
 class MemoryAdd(RequestBody):
     cube: CubeName
-    text: str = Field(min_length=1, description="memory text (limit set by the server, default 200,000 characters)")
+    text: Text
     metadata: Metadata | None = None
     tags: list[Tag] = Field(default_factory=list, max_length=100)
-    subject: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+    subject: SubjectName | None = Field(
         default=None, description="data subject whose own key encrypts the text (crypto-shredding)")
     idempotency_key: IdempotencyKey | None = Field(
         default=None, description="a retry with the same key (same principal) writes nothing new")
 
 
 class MemoryUpdate(RequestBody):
-    text: str = Field(min_length=1)
+    text: Text
     metadata: Metadata | None = None
     expected_version: int | None = Field(default=None, ge=1, le=2**53)
     reason: Reason | None = None
@@ -78,7 +107,7 @@ class StateChange(RequestBody):
 
 class MergeRequest(RequestBody):
     sources: list[MemoryId] = Field(min_length=2, max_length=100)
-    text: str = Field(min_length=1)
+    text: Text
     metadata: Metadata | None = None
     reason: Reason | None = None
 
@@ -89,7 +118,7 @@ class LinkRequest(RequestBody):
 
 
 class PrincipalCreate(RequestBody):
-    name: PrincipalName
+    name: Annotated[PrincipalName, Field(json_schema_extra={"not": {"enum": sorted(RESERVED_NAMES)}})]
     admin: bool = False
 
 

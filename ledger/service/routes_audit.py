@@ -18,7 +18,7 @@ from ledger.errors import InvalidRequest
 from ledger.events import NewEvent
 from ledger.service.auth import current_caller
 from ledger.service.event_filter import CONTENT_KEYS
-from ledger.service.models import ERRORS
+from ledger.service.models import ERRORS, CubeName
 from ledger.service.params import AsOf, resolve_as_of
 from ledger.service.state import ServiceState, get_state
 
@@ -37,7 +37,7 @@ def _clean(entry: dict[str, Any], full: bool) -> dict[str, Any]:
 
 
 @router.get("", summary="Audit trail of a cube or a memory (owner or auditor; the whole log for admins)")
-def audit_trail(cube: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+def audit_trail(cube: Annotated[CubeName | None, Query()] = None,
                 memory: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
                 actor: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
                 since: Bound = None, until: Bound = None, as_of: AsOf = None,

@@ -19,8 +19,9 @@ from pydantic import Field
 
 from ledger.access import Action, Caller
 from ledger.errors import AccessDenied, NotFound
+from ledger.names import MAX_NAME, NAME_PATTERN
 from ledger.service.auth import current_caller
-from ledger.service.models import ERRORS, MemoryAdd, MemoryUpdate, RequestBody, StateChange, Written
+from ledger.service.models import ERRORS, BranchName, MemoryAdd, MemoryUpdate, RequestBody, StateChange, Written
 from ledger.service.params import AsOf, resolve_as_of
 from ledger.service.routes_memories import MemoryPath, _check_text, _event_id
 from ledger.service.state import ServiceState, get_state
@@ -30,13 +31,13 @@ merge_mod = importlib.import_module("ledger.branch_merge")
 
 router = APIRouter(prefix="/v1/branches", tags=["branches"], responses=ERRORS)
 
-BranchPath = Path(min_length=1, max_length=200, description="branch name")
+BranchPath = Path(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN, description="branch name")
 
 
 class BranchCreate(RequestBody):
-    name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")]
+    name: Annotated[BranchName, Field(json_schema_extra={"not": {"enum": [branches_mod.MAIN]}})]
     at: str | None = Field(default=None, max_length=64, description="fork offset or ISO-8601 time; default head")
-    from_branch: str | None = Field(default=None, min_length=1, max_length=200)
+    from_branch: BranchName | None = Field(default=None, description="base branch (default main)")
 
 
 class BranchMerge(RequestBody):

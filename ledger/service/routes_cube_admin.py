@@ -22,6 +22,7 @@ from ledger import events as ev
 from ledger.access import Action, Caller
 from ledger.errors import InvalidRequest, NotFound, StateError
 from ledger.events import NewEvent
+from ledger.names import MAX_NAME, NAME_PATTERN
 from ledger.service.auth import current_caller
 from ledger.service.models import ERRORS, Metadata, PrincipalName, RequestBody
 from ledger.service.params import AsOf, resolve_as_of
@@ -32,7 +33,7 @@ export_mod = importlib.import_module("ledger.cube_export")
 
 router = APIRouter(prefix="/v1/cubes", tags=["cubes"], responses=ERRORS)
 
-CubePath = Path(min_length=1, max_length=200, description="cube name")
+CubePath = Path(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN, description="cube name")
 
 
 class CubeUpdate(RequestBody):

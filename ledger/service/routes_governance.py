@@ -25,6 +25,7 @@ from starlette.responses import PlainTextResponse
 
 from ledger.access import Action, Caller
 from ledger.errors import NotFound
+from ledger.names import MAX_NAME, NAME_PATTERN
 from ledger.service.auth import admin_caller, current_caller
 from ledger.service.models import ERRORS, Reason, RequestBody
 from ledger.service.state import ServiceState, get_state
@@ -52,7 +53,7 @@ def _checkpoints(state: ServiceState) -> Any:
 
 
 @router.post("/subjects/{subject}/forget", summary="Crypto-shred a data subject (admin); recorded as an event")
-def forget_subject(body: ForgetRequest, subject: str = Path(min_length=1, max_length=200),
+def forget_subject(body: ForgetRequest, subject: str = Path(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN),
                    caller: Caller = Depends(admin_caller), state: ServiceState = Depends(get_state)) -> dict:
     report = forget_mod.forget(state.ledger, subject, caller.name, body.reason, data_dir=state.data_dir)
     state.access.index.refresh()

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Path
 
 from ledger.access import Action, Caller
+from ledger.content_rules import BLANK_RULE, is_blank
 from ledger.errors import InvalidRequest
 from ledger.service.auth import current_caller
 from ledger.service.models import (
@@ -34,8 +35,8 @@ def _check_text(state: ServiceState, text: str) -> None:
     limit = state.settings.max_text_chars
     if len(text) > limit:
         raise InvalidRequest(f"memory text is {len(text)} characters; this server's limit is {limit}")
-    if not text.strip():
-        raise InvalidRequest("memory text must not be blank")
+    if is_blank(text):
+        raise InvalidRequest(f"memory text must not be blank: {BLANK_RULE}")
 
 
 def _event_id(caller: Caller, key: str | None) -> str | None:
