@@ -13,10 +13,12 @@ A name is 1-200 characters (principals: 1-100) that
   detected.)
 
 Letters are the characters of ``ledger/unicode_tables.py`` (see ``ledger/unicode_gen.py``):
-Unicode letters that are NFKC-stable and cannot compose with a neighbour, so every concatenation
-is NFKC-normalised by construction. Combining marks are not letters: scripts that need them for
-vowels (Devanagari, Thai, ...) can only write names without those marks. Letters whose only
-script is Common (modifier letters such as ``ʼ``) are not name letters either.
+Unicode letters of the Basic Multilingual Plane that are NFKC-stable and cannot compose with a
+neighbour, so every concatenation is NFKC-normalised by construction. Combining marks are not
+letters: scripts that need them for vowels (Devanagari, Thai, ...) can only write names without
+those marks. Letters whose only script is Common (modifier letters such as ``ˀ``) and letters
+above the BMP (rare CJK ideographs of Extensions B-H, historic scripts, Adlam, Osage, ...) are not
+name letters either.
 
 The whole grammar except the length is ``NAME_PATTERN``, one regular expression that the
 validators here match and that the HTTP API publishes as the ``pattern`` of every name in its
@@ -75,10 +77,12 @@ SCRIPT_SETS = _script_sets()
 
 
 def _pattern() -> str:
+    # per script set: units of one letter or digit followed by punctuation, so the first character
+    # is a letter or digit and each class is written once (the classes are disjoint: no backtracking)
     branches = []
     for scripts in SCRIPT_SETS.values():
         letters = _class_body(_merge(r for s in sorted(scripts) for r in LETTERS[s]))
-        branches.append(f"[0-9{letters}][0-9{letters}{PUNCTUATION}]*")
+        branches.append(f"(?:[0-9{letters}][{PUNCTUATION}]*)+")
     return "^(?:" + "|".join(branches) + ")$"
 
 
