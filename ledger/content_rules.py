@@ -5,7 +5,9 @@
   ``NONBLANK_PATTERN`` finds a character outside them, and is also the ``pattern`` of texts in
   the OpenAPI schema (a search, as JSON Schema patterns are).
 - Metadata numbers must be finite: JSON has no NaN or Infinity, and an overflowing literal such
-  as ``1e400`` parses to infinity; stored, each would silently become ``null``.
+  as ``1e400`` parses to infinity; stored, each would silently become ``null``. (Integers beyond
+  64 bits are refused by the canonical encoding; the HTTP API narrows numbers further, see
+  ``ledger/service/models.py``.)
 """
 
 from __future__ import annotations

@@ -99,7 +99,7 @@ def test_item16_non_finite_metadata_is_refused_not_stored_as_null(ledger):
         _refused(ledger, lambda bad=bad: ledger.update(w.id, "text", actor="a", metadata=bad), "finite")
         _refused(ledger, lambda bad=bad: ledger.merge([w.id, other.id], "m", actor="a", metadata=bad), "finite")
         _refused(ledger, lambda bad=bad: ledger.create_cube("d", owner="a", metadata=bad), "finite")
-    ledger.add("c", "text", actor="a", metadata={"n": 1.5, "big": 1e308})
+    ledger.add("c", "text", actor="a", metadata={"n": 1.5, "big": 10**18, "f": 1e300})
     assert ledger.get(ledger.add("c", "t", actor="a", metadata={"x": -0.0}).id).metadata == {"x": -0.0}
 
 
@@ -159,9 +159,13 @@ def test_item16_http_refuses_names_non_finite_numbers_and_blank_texts(live_serve
         for path in ("/v1/cubes/%2E%2E", "/v1/cubes/alic%D0%B0", "/v1/cubes/a%20b/memories"):
             refused(c.get(path, headers=h), "not a valid name")
         refused(c.post("/v1/principals", json={"name": "alic\u0430"}, headers=s.h("root")), "principal")
+        for raw in (b"9007199254740992", b"1e20", b"15745262026592234500853334016"):
+            body = b'{"cube": "c", "text": "t", "metadata": {"n": ' + raw + b"}}"
+            refused(c.post("/v1/memories", content=body, headers=h), "less than or equal to 9007199254740991")
         for name in VALID:
             assert c.post("/v1/cubes", json={"cube": name}, headers=h).status_code in (201, 409), name
-        stored = c.post("/v1/memories", content=b'{"cube": "c", "text": "t", "metadata": {"n": 1e308}}', headers=h)
+        body = b'{"cube": "c", "text": "t", "metadata": {"n": 9007199254740991, "f": -1.5e15, "l": [true, null]}}'
+        stored = c.post("/v1/memories", content=body, headers=h)
         assert stored.status_code == 201, stored.text
 
 

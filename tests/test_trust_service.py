@@ -159,3 +159,55 @@ def test_item14_reader_inclusion_proof_never_signs_a_checkpoint(live_server):  #
         r = c.get("/v1/proofs/inclusion", params={"offset": later["offset"]}, headers=s.h("root"))
         assert r.status_code == 200 and r.json()["checkpoint"]["seq"] == 2
         assert stored() == [1, 2]
+
+
+def test_item18_405_responses_carry_an_allow_header_listing_every_method(live_server):  # noqa: F811
+    s = live_server
+    with s.client() as c:
+        c.post("/v1/cubes", json={"cube": "c"}, headers=s.h("alice"))
+        mid = c.post("/v1/memories", json={"cube": "c", "text": "t"}, headers=s.h("alice")).json()["id"]
+        for method, path, allowed in (("OPTIONS", "/v1/cubes", "GET, POST"), ("DELETE", "/v1/cubes", "GET, POST"),
+                                      ("PATCH", f"/v1/memories/{mid}", "GET, PUT"),
+                                      ("X-INVENTED", "/v1/checkpoints", "GET, POST"),
+                                      ("PUT", "/v1/cubes/c", "GET, PATCH"),
+                                      ("OPTIONS", "/v1/memories/merge", "POST")):  # the merge, not an id
+            r = c.request(method, path, headers=s.h("alice"))
+            assert r.status_code == 405, (method, path, r.status_code, r.text)
+            assert r.headers.get("allow") == allowed, (method, path, r.headers.get("allow"))
+
+
+def test_item18_schema_states_what_the_server_requires(live_server):  # noqa: F811
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    s = live_server
+    with s.client() as c:
+        spec = c.get("/openapi.json").json()
+        c.post("/v1/cubes", json={"cube": "c"}, headers=s.h("alice"))
+        mid = c.post("/v1/memories", json={"cube": "c", "text": "t"}, headers=s.h("alice")).json()["id"]
+        get = spec["paths"]["/v1/memories/{memory_id}"]["get"]
+        as_of = next(p for p in get["parameters"] if p["name"] == "as_of")["schema"]["anyOf"][0]
+        assert "pattern" in as_of, as_of
+        text = spec["components"]["schemas"]["MemoryAdd"]["properties"]["text"]
+        assert "pattern" in text and not re.search(text["pattern"], "\u200b \t"), text
+        audit = spec["paths"]["/v1/audit"]["get"]
+        types = next(p for p in audit["parameters"] if p["name"] == "type")["schema"]["anyOf"][0]["items"]
+        assert "pattern" in types and not re.search(types["pattern"], "")
+        assert spec["components"]["schemas"]["CubeUpdate"].get("minProperties") == 1
+        assert c.get("/v1/audit", params={"type": ""}, headers=s.h("root")).status_code == 422
+        assert c.patch("/v1/cubes/c", json={}, headers=s.h("alice")).status_code == 422
+
+        # every as_of the pattern admits is understood (200, or 404 for an offset not written yet),
+        # and values it refuses are refused by the server too
+        pattern = re.compile(as_of["pattern"])
+
+        @settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @given(st.one_of(st.from_regex(pattern, fullmatch=True), st.text(max_size=30)))
+        def check(value: str) -> None:
+            r = c.get(f"/v1/memories/{mid}", params={"as_of": value}, headers=s.h("alice"))
+            if pattern.fullmatch(value) and len(value) <= 64:
+                assert r.status_code in (200, 404), (value, r.status_code, r.text)
+            else:
+                assert r.status_code == 422, (value, r.status_code, r.text)
+
+        check()

@@ -119,5 +119,35 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSON:
         kinds = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge", 400: "BadRequest"}
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request)) or headers.get("Allow", "")
         return JSON(error_body(kinds.get(exc.status_code, "HTTPError"), str(exc.detail)),
-                              status_code=exc.status_code, headers=getattr(exc, "headers", None))
+                    status_code=exc.status_code, headers=headers or None)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the API documents for the request's path (Starlette's 405 names one route's only).
+
+    Read from the OpenAPI document: the paths whose template matches, the most specific first (a
+    literal segment wins over a parameter, as in OpenAPI: ``/v1/memories/merge`` is the merge, not
+    a memory id). Paths outside the document keep the methods Starlette named.
+    """
+    parts = request.scope.get("path", "").rstrip("/").split("/")
+    best: tuple[int, set[str]] = (-1, set())
+    for template, item in request.app.openapi().get("paths", {}).items():
+        tparts = template.rstrip("/").split("/")
+        if len(tparts) != len(parts):
+            continue
+        if not all(t == p or (t.startswith("{") and t.endswith("}") and p) for t, p in zip(tparts, parts, strict=True)):
+            continue
+        literal = sum(not t.startswith("{") for t in tparts)
+        methods = {m.upper() for m in item if m in HTTP_METHODS}
+        if literal > best[0]:
+            best = (literal, methods)
+        elif literal == best[0]:
+            best[1].update(methods)
+    return sorted(best[1])
+
+
+HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})

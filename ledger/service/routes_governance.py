@@ -24,7 +24,7 @@ from pydantic import Field
 from starlette.responses import PlainTextResponse
 
 from ledger.access import Action, Caller
-from ledger.errors import NotFound
+from ledger.errors import NotFound, StateError
 from ledger.names import MAX_NAME, NAME_PATTERN
 from ledger.service.auth import admin_caller, current_caller
 from ledger.service.models import ERRORS, Reason, RequestBody
@@ -87,10 +87,17 @@ def inclusion(offset: Annotated[int, Query(ge=0, le=2**62)], seq: Seq | None = N
         raise NotFound(f"no event at offset {offset} (head is {state.ledger.head()})")
     if not caller.admin:
         state.access.require_cube(caller, event.stream, Action.READ, "proof.inclusion")
-    return proofs_mod.inclusion_proof(state.ledger.log, _checkpoints(state), offset, seq, create=caller.admin)
+    checkpoints = _checkpoints(state)
+    if seq is not None and offset >= (size := checkpoints.get(seq).log_size):
+        # a well-formed request the stored checkpoint cannot answer: a conflict with the state, not bad input
+        raise StateError(f"checkpoint #{seq} covers offsets 0..{size - 1}, not {offset}")
+    return proofs_mod.inclusion_proof(state.ledger.log, checkpoints, offset, seq, create=caller.admin)
 
 
 @router.get("/proofs/consistency", summary="Consistency proof between two checkpoints (hashes only)")
 def consistency(old: Seq, new: Seq, caller: Caller = Depends(current_caller),
                 state: ServiceState = Depends(get_state)) -> dict:
-    return proofs_mod.consistency_proof(state.ledger.log, _checkpoints(state), old, new)
+    checkpoints = _checkpoints(state)
+    if checkpoints.get(old).log_size > checkpoints.get(new).log_size:
+        raise StateError(f"checkpoint #{old} covers more of the log than #{new}; give the older checkpoint first")
+    return proofs_mod.consistency_proof(state.ledger.log, checkpoints, old, new)

@@ -28,8 +28,8 @@ From = Annotated[int, Query(alias="from", ge=0, le=2**62, description="first off
 
 def _check_start(state: ServiceState, start: int) -> int:
     head = state.ledger.head()
-    if start > head + 1:
-        raise InvalidRequest(f"offset {start} is beyond the head of the log ({head}); the next offset is {head + 1}")
+    if start > head + 1:  # an offset not written yet: 404 like any id that does not exist
+        raise NotFound(f"offset {start} is beyond the head of the log ({head}); the next offset is {head + 1}")
     return head
 
 
@@ -39,9 +39,7 @@ def read_log(start: From = 0, to: Offset | None = None, as_of: AsOf = None,
              limit: Annotated[int, Query(ge=1, le=1000)] = 100,
              caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)) -> dict[str, Any]:
     head = _check_start(state, start)
-    if to is not None and to < start:
-        raise InvalidRequest(f"bad offset range: from {start} > to {to}")
-    end = head if to is None else min(to, head)
+    end = head if to is None else min(to, head)  # from > to: an empty range, an empty page
     bound = resolve_as_of(state.ledger, as_of)
     if bound is not None:
         end = min(end, bound)
