@@ -44,9 +44,9 @@ def is_blank(text: str) -> bool:
 def check_text(text: object, what: str = "memory text") -> str:
     """Return ``text`` if it is a string that is not blank; else raise ``InvalidRequest``."""
     if not isinstance(text, str):
-        raise InvalidRequest(f"{what} must be a string")
+        raise InvalidRequest(f"{what} must be a non-empty string")
     if is_blank(text):
-        raise InvalidRequest(f"{what} must not be blank: {BLANK_RULE}")
+        raise InvalidRequest(f"{what} must be a non-empty string, not blank: {BLANK_RULE}")
     return text
 
 
