@@ -10,11 +10,13 @@ from typing import Any
 
 from ledger import events as ev
 from ledger.config import Config
+from ledger.content_rules import check_metadata, check_text
 from ledger.errors import ConcurrencyConflict, InvalidRequest, NotFound, StateError
 from ledger.events import Event, NewEvent, iso_to_us
 from ledger.lifecycle import check_state, check_transition, check_writable
 from ledger.log import Log
 from ledger.memory_state import MemoryState, Opener, fold, history
+from ledger.names import check_name
 from ledger.schema_registry import SchemaRegistry, default_registry
 from ledger.timepoints import parse_point
 
@@ -108,6 +110,7 @@ class Ledger:
                     llm: str | None = None) -> Event:
         """Create a cube; raises ``ConcurrencyConflict`` if it already exists."""
         _check_cube_name(cube)
+        check_metadata(metadata)
         payload: dict[str, Any] = {"cube": cube, "owner": owner, "visibility": visibility, "metadata": metadata or {}}
         if embedder:
             payload["embedder"] = embedder
@@ -120,12 +123,12 @@ class Ledger:
                          subjects: Sequence[str] | str | None = ()) -> dict[str, Any]:
         """The content fields of a memory event: plaintext, or sealed under every subject in
         ``subjects`` (a derived memory passes the union of its sources' subjects)."""
-        if not isinstance(text, str) or not text.strip():
-            raise InvalidRequest("memory text must be a non-empty string")
+        check_text(text)
         if len(text) > MAX_TEXT:
             raise InvalidRequest(f"memory text is {len(text)} characters; the limit is {MAX_TEXT}")
         if metadata is not None and not isinstance(metadata, dict):
             raise InvalidRequest("metadata must be a JSON object")
+        check_metadata(metadata)
         names = [subjects] if isinstance(subjects, str) else [s for s in (subjects or ()) if s]
         if not names:
             out: dict[str, Any] = {"text": text}
@@ -310,5 +313,5 @@ class Ledger:
 
 
 def _check_cube_name(cube: str) -> None:
-    if not isinstance(cube, str) or not cube or len(cube) > 200 or cube.startswith("_") or not cube.isprintable():
-        raise InvalidRequest(f"invalid cube name {cube!r}: 1-200 printable characters, not starting with '_'")
+    """Cube names follow the one name grammar (``ledger.names``); ``_system`` and the like are refused."""
+    check_name(cube, "cube name")

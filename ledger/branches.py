@@ -10,7 +10,6 @@ or an admin (``ledger.branch_access``). Diff and merge live in ``ledger.branch_m
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,18 +24,18 @@ from ledger.errors import InvalidRequest, NotFound, StateError, present
 from ledger.events import Event, NewEvent, new_event_id
 from ledger.log import Log
 from ledger.memory_state import MemoryState, fold
+from ledger.names import check_name
 from ledger.sqlite_pool import immediate
 
 MAIN = "main"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
 BRANCH_DB = "branches.sqlite"
 
 
 def check_branch_name(name: str) -> str:
-    """Return ``name`` if it is a valid branch name (not ``main``), else raise ``InvalidRequest``."""
-    if not isinstance(name, str) or not _NAME.match(name) or name == MAIN:
-        raise InvalidRequest(f"invalid branch name {name!r}: 1-200 characters of letters, digits, '.', '_', '/', '-',"
-                             " starting with a letter or digit, and not 'main'")
+    """Return ``name`` if it is a valid branch name (the name grammar of ``ledger.names``, not ``main``)."""
+    check_name(name, "branch name")
+    if name == MAIN:
+        raise InvalidRequest(f"invalid branch name {name!r}: {MAIN!r} is the main log, not a branch")
     return name
 
 

@@ -14,7 +14,6 @@ import fcntl
 import hashlib
 import hmac
 import os
-import re
 import secrets
 import threading
 from collections.abc import Iterator
@@ -28,10 +27,10 @@ import orjson
 from ledger.errors import InvalidRequest, NotFound, StateError
 from ledger.events import now_us, us_to_iso
 from ledger.file_modes import write_private
+from ledger.names import principal_problem
 
 PRINCIPALS_FILE = "principals.json"
 TOKEN_PREFIX = "mlk_"
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
 RESERVED_NAMES = frozenset({"anonymous", "system"})
 
 
@@ -61,10 +60,10 @@ def token_digest(token: str) -> str:
 
 
 def check_principal_name(name: str) -> str:
-    """Validate a principal name: 1-100 of letters, digits, ``_ . @ -``; not a reserved name."""
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise InvalidRequest(f"invalid principal name {name!r}: 1-100 characters of letters, digits, '_.@-', "
-                             "starting with a letter or digit")
+    """Validate a principal name: 1-100 ASCII letters, digits, ``_ . @ -`` (``ledger.names``); not reserved."""
+    problem = principal_problem(name)
+    if problem is not None:
+        raise InvalidRequest(f"invalid principal name {name!r}: {problem}")
     if name in RESERVED_NAMES:
         raise InvalidRequest(f"principal name {name!r} is reserved")
     return name

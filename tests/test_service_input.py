@@ -72,13 +72,20 @@ def test_unknown_ids_and_illegal_moves(svc):
 def test_bad_offsets_and_as_of(svc):
     c, h = svc.client, svc.h("alice")
     head = svc.head()
-    for url in ("/v1/log?from=-1", f"/v1/log?from={head + 2}", "/v1/log?from=3&to=1", "/v1/log?from=abc",
-                f"/v1/log?from={2**70}", "/v1/log/stream?from=-5", f"/v1/log/stream?from={head + 5}",
-                f"/v1/memories/{svc.mid}?as_of=999999", f"/v1/memories/{svc.mid}?as_of=yesterday",
+    for url in ("/v1/log?from=-1", "/v1/log?from=abc",
+                f"/v1/log?from={2**70}", "/v1/log/stream?from=-5", f"/v1/memories/{svc.mid}?as_of=yesterday",
                 "/v1/cubes/c/memories?as_of=-7", f"/v1/memories/{svc.mid}?as_of=99999-01-01",
+                f"/v1/memories/{svc.mid}?as_of=2026-02-30", f"/v1/memories/{svc.mid}?as_of=%2012",
                 "/v1/log?limit=0", "/v1/log?limit=5000"):
         r = c.get(url, headers=h)
         assert r.status_code in (400, 422), (url, r.status_code, r.text)
+    # well-formed offsets the log has not reached name nothing yet: 404, like an unknown id
+    for url in (f"/v1/log?from={head + 2}", f"/v1/log/stream?from={head + 5}", f"/v1/memories/{svc.mid}?as_of=999999"):
+        r = c.get(url, headers=h)
+        assert r.status_code == 404, (url, r.status_code, r.text)
+    # from > to is an empty range: an empty page
+    r = c.get("/v1/log?from=1&to=0", headers=h)
+    assert r.status_code == 200 and r.json()["events"] == [] and r.json()["next_from"] is None, r.text
     r = c.get("/v1/log/stream", headers={**h, "Last-Event-ID": "not-a-number"})
     assert r.status_code == 422
     # "as of -1" is before the first event: the memory did not exist yet

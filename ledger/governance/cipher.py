@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ledger.canonical import canonical_bytes
 from ledger.errors import InvalidRequest, LedgerError
-from ledger.governance.keystore import KeyStore, check_subject
+from ledger.governance.keystore import KeyStore, check_new_subject, check_subject
 
 ALG = "AES-256-GCM"
 NONCE_BYTES = 12
@@ -90,8 +90,8 @@ class SubjectCipher:
         self.keystore = keystore
 
     def seal(self, subject: str, content: dict[str, Any]) -> dict[str, Any]:
-        """Encrypt ``content`` for ``subject`` (its key is created on first use)."""
-        check_subject(subject)
+        """Encrypt ``content`` for ``subject`` (its key is created on first use); new data needs a grammar name."""
+        check_new_subject(subject)
         if not isinstance(content, dict):
             raise InvalidRequest("sealed content must be a JSON object")
         key = self.keystore.get_or_create(subject)

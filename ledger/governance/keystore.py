@@ -23,8 +23,9 @@ from typing import Protocol, runtime_checkable
 
 import orjson
 
-from ledger.errors import InvalidRequest, LedgerError
+from ledger.errors import LedgerError
 from ledger.file_modes import create_private_once, shred
+from ledger.names import check_name
 
 KEY_BYTES = 32  # AES-256
 _FORMAT = "memledger-subject-key/v1"
@@ -68,10 +69,20 @@ class KeyStore(Protocol):
 
 
 def check_subject(subject: object) -> str:
-    """Validate a data-subject id (1-200 printable characters)."""
+    """Validate the id of a data subject that may already hold data (reads, erasure).
+
+    Subjects named before the name grammar existed (1-200 printable characters) stay accepted
+    here, so their payloads remain readable and erasable; new subjects must follow the grammar
+    (``check_new_subject``).
+    """
     if not isinstance(subject, str) or not subject or len(subject) > 200 or not subject.isprintable():
-        raise InvalidRequest(f"invalid data subject {subject!r}: 1-200 printable characters")
+        return check_new_subject(subject)  # raises, naming the rule of the grammar that is broken
     return subject
+
+
+def check_new_subject(subject: object) -> str:
+    """Validate the id of a data subject getting new data: the name grammar of ``ledger.names``."""
+    return check_name(subject, "data subject")
 
 
 class FileKeyStore:
@@ -139,6 +150,7 @@ class FileKeyStore:
         found = self.get(subject)
         if found is not None:
             return found
+        check_new_subject(subject)
         key = SubjectKey(subject, os.urandom(16).hex(), os.urandom(KEY_BYTES))
         body = orjson.dumps({"format": _FORMAT, "subject": subject, "key_id": key.key_id,
                              "key": base64.b64encode(key.key).decode()})

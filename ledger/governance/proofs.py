@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ledger.errors import InvalidRequest, NotFound
+from ledger.errors import InvalidRequest, NotFound, StateError
 from ledger.events import Event
 from ledger.governance.checkpoints import Checkpoint, Checkpoints
 from ledger.governance.log_tree import log_tree
@@ -44,10 +44,13 @@ def _tree_for(log: Log, cp: Checkpoint) -> MerkleTree:
     return tree
 
 
-def inclusion_proof(log: Log, checkpoints: Checkpoints, offset: int, seq: int | None = None) -> dict[str, Any]:
+def inclusion_proof(log: Log, checkpoints: Checkpoints, offset: int, seq: int | None = None,
+                    create: bool = True) -> dict[str, Any]:
     """Prove the event at ``offset`` is in the log signed by checkpoint ``seq``.
 
-    Without ``seq``: the newest stored checkpoint that covers the offset, or a new checkpoint.
+    Without ``seq``: the newest stored checkpoint that covers the offset, or a new checkpoint
+    (only with ``create``; otherwise ``StateError`` when no stored checkpoint covers the offset:
+    callers who may not create checkpoints never cause one to be signed).
     """
     head = log.head()
     if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= head:
@@ -57,7 +60,14 @@ def inclusion_proof(log: Log, checkpoints: Checkpoints, offset: int, seq: int | 
         if offset >= cp.log_size:
             raise InvalidRequest(f"checkpoint #{seq} covers offsets 0..{cp.log_size - 1}, not {offset}")
     else:
-        cp = checkpoints.latest_covering(offset) or checkpoints.create(log)
+        cp = checkpoints.latest_covering(offset)
+        if cp is None and not create:
+            stored = checkpoints.list()
+            covered = (f"the newest, #{stored[-1].seq}, covers offsets 0..{stored[-1].log_size - 1}" if stored
+                       else "none is stored yet")
+            raise StateError(f"no signed checkpoint covers offset {offset} ({covered}); "
+                             "an admin can create one (POST /v1/checkpoints, memledger checkpoint)")
+        cp = cp or checkpoints.create(log)
     tree = _tree_for(log, cp)
     event = next(iter(log.read(offset, offset)))
     return {"format": INCLUSION_FORMAT, "event": hashed_event(event), "leaf_index": offset,

@@ -30,6 +30,25 @@ def _audit_unauthenticated(state: ServiceState, request: Request, reason: str) -
         state.metrics.unaudited_denials.inc()
 
 
+def presented_token(bearer: HTTPAuthorizationCredentials | None, api_key: str | None) -> str | None:
+    """The token a request presents (``Authorization: Bearer`` first, then ``X-API-Key``)."""
+    return bearer.credentials if bearer is not None else api_key
+
+
+async def request_token(bearer: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
+                        api_key: str | None = Security(api_key_scheme)) -> str | None:
+    """FastAPI dependency: the token the request presents, if any (for re-checks during long responses)."""
+    return presented_token(bearer, api_key)
+
+
+def still_authenticated(state: ServiceState, caller: Caller, token: str | None) -> bool:
+    """Whether ``token`` still authenticates ``caller`` (False once it is revoked or rotated)."""
+    if not token:
+        return caller.name == ANONYMOUS and state.settings.allow_anonymous
+    principal = state.principals.authenticate(token)
+    return principal is not None and principal.name == caller.name
+
+
 async def current_caller(
     request: Request,
     bearer: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
@@ -37,7 +56,7 @@ async def current_caller(
     state: ServiceState = Depends(get_state),
 ) -> Caller:
     """FastAPI dependency: the authenticated caller (401 and an audit event otherwise)."""
-    token = bearer.credentials if bearer is not None else api_key
+    token = presented_token(bearer, api_key)
     if token:
         principal = await run_in_threadpool(state.principals.authenticate, token)
         if principal is not None:

@@ -65,11 +65,27 @@ class Unauthenticated(Exception):
         self.message = message
 
 
+def _pattern_message(pattern: str, value: Any) -> str:
+    """A one-line reason for a pattern mismatch, naming the rule broken (never the long pattern itself)."""
+    from ledger.content_rules import BLANK_RULE, NONBLANK_PATTERN
+    from ledger.names import NAME_PATTERN, PRINCIPAL_PATTERN, name_problem, principal_problem
+
+    if pattern == NAME_PATTERN:
+        return f"not a valid name: {name_problem(value, max_length=10**9) or 'it does not match the name grammar'}"
+    if pattern == PRINCIPAL_PATTERN:
+        return f"not a valid principal name: {principal_problem(value) or 'it does not match the grammar'}"
+    if pattern == NONBLANK_PATTERN:
+        return f"must not be blank: {BLANK_RULE}"
+    return f"String should match pattern {pattern[:200]!r}"
+
+
 def _clean_validation_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for e in errors[:20]:
-        out.append({"loc": [str(x) for x in e.get("loc", ())], "msg": str(e.get("msg", ""))[:500],
-                    "type": str(e.get("type", ""))})
+        msg = str(e.get("msg", ""))
+        if e.get("type") == "string_pattern_mismatch":
+            msg = _pattern_message(str((e.get("ctx") or {}).get("pattern", "")), e.get("input"))
+        out.append({"loc": [str(x) for x in e.get("loc", ())], "msg": msg[:500], "type": str(e.get("type", ""))})
     return out
 
 
@@ -103,5 +119,35 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSON:
         kinds = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge", 400: "BadRequest"}
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request)) or headers.get("Allow", "")
         return JSON(error_body(kinds.get(exc.status_code, "HTTPError"), str(exc.detail)),
-                              status_code=exc.status_code, headers=getattr(exc, "headers", None))
+                    status_code=exc.status_code, headers=headers or None)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the API documents for the request's path (Starlette's 405 names one route's only).
+
+    Read from the OpenAPI document: the paths whose template matches, the most specific first (a
+    literal segment wins over a parameter, as in OpenAPI: ``/v1/memories/merge`` is the merge, not
+    a memory id). Paths outside the document keep the methods Starlette named.
+    """
+    parts = request.scope.get("path", "").rstrip("/").split("/")
+    best: tuple[int, set[str]] = (-1, set())
+    for template, item in request.app.openapi().get("paths", {}).items():
+        tparts = template.rstrip("/").split("/")
+        if len(tparts) != len(parts):
+            continue
+        if not all(t == p or (t.startswith("{") and t.endswith("}") and p) for t, p in zip(tparts, parts, strict=True)):
+            continue
+        literal = sum(not t.startswith("{") for t in tparts)
+        methods = {m.upper() for m in item if m in HTTP_METHODS}
+        if literal > best[0]:
+            best = (literal, methods)
+        elif literal == best[0]:
+            best[1].update(methods)
+    return sorted(best[1])
+
+
+HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})

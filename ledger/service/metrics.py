@@ -3,7 +3,9 @@
 - ``memledger_events_appended_total{type}``: events this process appended (``rate()`` = append rate);
 - ``memledger_log_events``: events in the log (head + 1), read at scrape time, counting every writer;
 - ``memledger_projection_lag_events{view}``: log head minus the view's checkpoint;
-- ``memledger_http_request_duration_seconds{method,route,status}``: request latencies;
+- ``memledger_http_request_duration_seconds{method,route,status}``: request latencies. Label values
+  are bounded whatever clients send: methods outside the standard set are ``other``, paths that
+  match no route are ``unmatched`` (never the raw path), statuses outside the standard codes ``other``;
 - ``memledger_unaudited_denials_total``: unauthenticated refusals beyond the audit rate limit.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
+from http import HTTPStatus
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -21,6 +24,9 @@ from prometheus_client.registry import Collector
 from ledger.events import Event, NewEvent
 from ledger.service.request_id import current_request_id
 
+# RFC 9110 methods and PATCH (RFC 5789); any other method a client invents is counted as "other"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
+STATUSES = frozenset(str(int(code)) for code in HTTPStatus)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -111,7 +117,14 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            self.metrics.request_seconds.labels(scope.get("method", ""), template, str(status["code"])).observe(
+            self.metrics.request_seconds.labels(*request_labels(scope, status["code"])).observe(
                 time.perf_counter() - start)
+
+
+def request_labels(scope: dict[str, Any], status: int) -> tuple[str, str, str]:
+    """Bounded (method, route, status) labels of a request: nothing a client sends becomes a label as is."""
+    method = scope.get("method", "")
+    route = getattr(scope.get("route"), "path", None)
+    code = str(status)
+    return (method if method in METHODS else "other", route if isinstance(route, str) else "unmatched",
+            code if code in STATUSES else "other")

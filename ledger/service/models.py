@@ -6,20 +6,79 @@ explicit message: the actor of every event is the authenticated principal.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
+from typing_extensions import TypeAliasType
 
 from ledger.access import ROLES
+from ledger.content_rules import BLANK_RULE, NONBLANK_PATTERN
 from ledger.lifecycle import STATES
+from ledger.names import (
+    MAX_NAME,
+    MAX_PRINCIPAL,
+    NAME_DESCRIPTION,
+    NAME_PATTERN,
+    PRINCIPAL_DESCRIPTION,
+    PRINCIPAL_PATTERN,
+)
+from ledger.principals import RESERVED_NAMES
 
-CubeName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^_\x00-\x1f\x7f][^\x00-\x1f\x7f]*$",
-                                description="1-200 printable characters, not starting with '_'")]
+
+def _json_int(value: Any) -> Any:
+    if isinstance(value, bool | str):
+        raise ValueError("must be a JSON integer")
+    return value
+
+
+def _unique(items: list[str]) -> list[str]:
+    if len(set(items)) != len(items):
+        raise ValueError("items must be unique")
+    return items
+
+
+def json_int(ge: int, le: int) -> Any:
+    """An integer body field from ``ge`` to ``le`` taking what its schema says: no "5" or true, but 5.0.
+
+    (The bounds go before the validator, so that pydantic can state them in the schema.)
+    """
+    return Annotated[int, Field(ge=ge, le=le), BeforeValidator(_json_int)]
+
+
+# body fields take what their schema type says: no "5" or true for an integer, no 0 or "yes" for a boolean
+JsonBool = StrictBool
+Version = json_int(1, 2**53)
+
+# names follow the one grammar of ``ledger.names``: its regular expression is the schema's pattern
+CubeName = Annotated[str, Field(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN,
+                                description="cube name: " + NAME_DESCRIPTION)]
+BranchName = Annotated[str, Field(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN,
+                                  description="branch name: " + NAME_DESCRIPTION)]
+SubjectName = Annotated[str, Field(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN,
+                                   description="data subject: " + NAME_DESCRIPTION)]
 MemoryId = Annotated[str, Field(min_length=1, max_length=200)]
-PrincipalName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")]
+PrincipalName = Annotated[str, Field(min_length=1, max_length=MAX_PRINCIPAL, pattern=PRINCIPAL_PATTERN,
+                                     description="principal name: " + PRINCIPAL_DESCRIPTION)]
 Tag = Annotated[str, Field(min_length=1, max_length=200)]
+Tags = Annotated[list[Tag], AfterValidator(_unique), Field(max_length=100, json_schema_extra={"uniqueItems": True})]
 Reason = Annotated[str, Field(min_length=1, max_length=2000)]
-Metadata = Annotated[dict[str, Any], Field(max_length=200, description="JSON object, at most 200 keys")]
+# Metadata values: any JSON, numbers within ±(2**53 - 1), the interoperable range of I-JSON (RFC 7493):
+# finite (no NaN, Infinity or 1e400), exact as a double for every reader, within the 64-bit integers
+# of the canonical encoding. One range for integers and fractions alike, because JSON Schema cannot
+# tell 1e20 from 100000000000000000000 (every double beyond 2**53 is a whole number): only such a
+# rule can be stated exactly in the schema. (The core accepts any finite number it can encode.)
+METADATA_MAX = 2**53 - 1
+METADATA_MIN = -METADATA_MAX
+MetadataValue = TypeAliasType("MetadataValue", Union[  # noqa: UP007 - a recursive alias needs Union
+    StrictBool, Annotated[int, Field(ge=METADATA_MIN, le=METADATA_MAX)],
+    Annotated[float, Field(ge=METADATA_MIN, le=METADATA_MAX, allow_inf_nan=False)], str, None,
+    list["MetadataValue"], dict[str, "MetadataValue"]])
+Metadata = Annotated[dict[str, MetadataValue], Field(
+    max_length=200, description="JSON object, at most 200 keys; numbers within ±(2**53 - 1)")]
+# a text that is not blank: it holds a character outside Z*, Cc, Cf (``ledger.content_rules``)
+Text = Annotated[str, Field(min_length=1, pattern=NONBLANK_PATTERN,
+                            description="memory text, not blank (" + BLANK_RULE.replace("it holds", "not") + "); "
+                            "limit set by the server, default 200,000 characters")]
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")]
 Role = Literal["owner", "writer", "reader", "auditor"]
 State = Literal["generated", "activated", "merged", "archived", "frozen"]
@@ -54,31 +113,31 @@ class GrantRequest(RequestBody):
 
 class MemoryAdd(RequestBody):
     cube: CubeName
-    text: str = Field(min_length=1, description="memory text (limit set by the server, default 200,000 characters)")
+    text: Text
     metadata: Metadata | None = None
-    tags: list[Tag] = Field(default_factory=list, max_length=100)
-    subject: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+    tags: Tags = Field(default_factory=list)
+    subject: SubjectName | None = Field(
         default=None, description="data subject whose own key encrypts the text (crypto-shredding)")
     idempotency_key: IdempotencyKey | None = Field(
         default=None, description="a retry with the same key (same principal) writes nothing new")
 
 
 class MemoryUpdate(RequestBody):
-    text: str = Field(min_length=1)
+    text: Text
     metadata: Metadata | None = None
-    expected_version: int | None = Field(default=None, ge=1, le=2**53)
+    expected_version: Version | None = None
     reason: Reason | None = None
 
 
 class StateChange(RequestBody):
     to: State
     reason: Reason | None = None
-    expected_version: int | None = Field(default=None, ge=1, le=2**53)
+    expected_version: Version | None = None
 
 
 class MergeRequest(RequestBody):
     sources: list[MemoryId] = Field(min_length=2, max_length=100)
-    text: str = Field(min_length=1)
+    text: Text
     metadata: Metadata | None = None
     reason: Reason | None = None
 
@@ -89,8 +148,8 @@ class LinkRequest(RequestBody):
 
 
 class PrincipalCreate(RequestBody):
-    name: PrincipalName
-    admin: bool = False
+    name: Annotated[PrincipalName, Field(json_schema_extra={"not": {"enum": sorted(RESERVED_NAMES)}})]
+    admin: JsonBool = False
 
 
 class Written(BaseModel):

@@ -8,26 +8,34 @@ content-free (texts and sealed payloads never appear); for a caller who may not 
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
+from pydantic import Field
 
 from ledger import events as ev
 from ledger.access import ALLOWED, Action, Caller
 from ledger.errors import InvalidRequest
 from ledger.events import NewEvent
+from ledger.schema_registry import default_registry
 from ledger.service.auth import current_caller
 from ledger.service.event_filter import CONTENT_KEYS
-from ledger.service.models import ERRORS
-from ledger.service.params import AsOf, resolve_as_of
+from ledger.service.models import ERRORS, CubeName
+from ledger.service.params import AS_OF_DESCRIPTION, AS_OF_PATTERN, AsOf, resolve_as_of
 from ledger.service.state import ServiceState, get_state
 
 audit_mod = importlib.import_module("ledger.audit")  # these routes exist only where audit does
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=ERRORS)
 
-Bound = Annotated[str | None, Query(max_length=64, description="offset or ISO-8601 time (inclusive)")]
+Bound = Annotated[str | None, Query(max_length=64, pattern=AS_OF_PATTERN,
+                                    description=AS_OF_DESCRIPTION + " (inclusive)")]
+# an event type, ``<namespace>.*`` or ``*`` (the CLI takes any glob; over HTTP every value must name a type)
+_TYPES = default_registry().types()
+EVENT_TYPE_PATTERN = ("^(?:" + "|".join(re.escape(t) for t in _TYPES)
+                      + "|(?:" + "|".join(sorted({re.escape(t.split(".")[0]) for t in _TYPES})) + r")\.\*|\*)$")
 
 
 def _clean(entry: dict[str, Any], full: bool) -> dict[str, Any]:
@@ -38,15 +46,15 @@ def _clean(entry: dict[str, Any], full: bool) -> dict[str, Any]:
 
 
 @router.get("", summary="Audit trail of a cube or a memory (owner or auditor; the whole log for admins)")
-def audit_trail(cube: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+def audit_trail(cube: Annotated[CubeName | None, Query()] = None,
                 memory: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
                 actor: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
                 since: Bound = None, until: Bound = None, as_of: AsOf = None,
-                event_type: Annotated[list[str] | None, Query(alias="type")] = None,
+                event_type: Annotated[list[Annotated[str, Field(pattern=EVENT_TYPE_PATTERN)]] | None,
+                                      Query(alias="type", max_length=50,
+                                            description="event types, or <namespace>.* / *")] = None,
                 limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
                 caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)) -> dict[str, Any]:
-    if event_type is not None and (len(event_type) > 50 or any(len(t) > 100 for t in event_type)):
-        raise InvalidRequest("type: at most 50 values of at most 100 characters")
     access = state.access
     if memory is not None:
         mcube = access.require_memory(caller, memory, Action.AUDIT, "audit")

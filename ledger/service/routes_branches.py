@@ -22,9 +22,19 @@ from pydantic import Field
 
 from ledger.access import Action, Caller
 from ledger.errors import NotFound
+from ledger.names import MAX_NAME, NAME_PATTERN
 from ledger.service.auth import current_caller
-from ledger.service.models import ERRORS, MemoryAdd, MemoryUpdate, RequestBody, StateChange, Written
-from ledger.service.params import AsOf, resolve_as_of
+from ledger.service.models import (
+    ERRORS,
+    BranchName,
+    JsonBool,
+    MemoryAdd,
+    MemoryUpdate,
+    RequestBody,
+    StateChange,
+    Written,
+)
+from ledger.service.params import AS_OF_DESCRIPTION, AS_OF_PATTERN, AsOf, resolve_as_of
 from ledger.service.routes_memories import MemoryPath, _check_text, _event_id
 from ledger.service.state import ServiceState, get_state
 
@@ -34,17 +44,18 @@ merge_mod = importlib.import_module("ledger.branch_merge")
 
 router = APIRouter(prefix="/v1/branches", tags=["branches"], responses=ERRORS)
 
-BranchPath = Path(min_length=1, max_length=200, description="branch name")
+BranchPath = Path(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN, description="branch name")
 
 
 class BranchCreate(RequestBody):
-    name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")]
-    at: str | None = Field(default=None, max_length=64, description="fork offset or ISO-8601 time; default head")
-    from_branch: str | None = Field(default=None, min_length=1, max_length=200)
+    name: Annotated[BranchName, Field(json_schema_extra={"not": {"enum": [branches_mod.MAIN]}})]
+    at: str | None = Field(default=None, max_length=64, pattern=AS_OF_PATTERN,
+                           description="fork point: " + AS_OF_DESCRIPTION + "; default head")
+    from_branch: BranchName | None = Field(default=None, description="base branch (default main)")
 
 
 class BranchMerge(RequestBody):
-    strict: bool = False
+    strict: JsonBool = False
 
 
 class BranchGrant(RequestBody):
@@ -85,6 +96,12 @@ def list_branches(caller: Caller = Depends(current_caller), state: ServiceState 
 def create_branch(body: BranchCreate, caller: Caller = Depends(current_caller),
                   state: ServiceState = Depends(get_state)) -> dict[str, Any]:
     with _branches(state, caller) as b:
+        # an unknown base, or a fork point the base does not have (a future offset; for a nested
+        # branch also "before its first event"), is 404 like any offset that does not exist
+        base = b.ledger(body.from_branch)
+        at = resolve_as_of(base, body.at)
+        if (base.head() if at is None else at) < 0 and body.from_branch not in (None, branches_mod.MAIN):
+            raise NotFound(f"branch {body.from_branch!r} has no event at or before {body.at!r} to fork from")
         return b.create(body.name, body.at, caller.name, from_branch=body.from_branch).to_dict()
 
 

@@ -19,9 +19,11 @@ from fastapi import APIRouter, Depends, Path
 from pydantic import Field
 
 from ledger.access import Action, Caller
+from ledger.content_rules import NONBLANK_PATTERN
 from ledger.errors import InvalidRequest
+from ledger.names import MAX_NAME, NAME_PATTERN
 from ledger.service.auth import current_caller
-from ledger.service.models import ERRORS, CubeName, RequestBody
+from ledger.service.models import ERRORS, CubeName, RequestBody, SubjectName, json_int
 from ledger.service.state import ServiceState, get_state
 
 chat_mod = importlib.import_module("ledger.chat")  # this route exists only where chat does
@@ -29,14 +31,15 @@ chat_mod = importlib.import_module("ledger.chat")  # this route exists only wher
 router = APIRouter(prefix="/v1/cubes", tags=["chat"], responses=ERRORS)
 
 MAX_SESSIONS = 200
+CubePath = Path(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN, description="cube name")
 
 
 class ChatRequest(RequestBody):
-    message: str = Field(min_length=1, max_length=10_000)
+    message: str = Field(min_length=1, max_length=10_000, pattern=NONBLANK_PATTERN)
     session_id: str | None = Field(default=None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
-    k: int = Field(default=5, ge=1, le=50)
-    max_new_tokens: int | None = Field(default=None, ge=1, le=1024)
-    subject: str | None = Field(default=None, min_length=1, max_length=200)
+    k: json_int(1, 50) = 5  # type: ignore[valid-type]
+    max_new_tokens: json_int(1, 1024) | None = None  # type: ignore[valid-type]
+    subject: SubjectName | None = None
     shared_cubes: list[CubeName] = Field(default_factory=list, max_length=20,
                                          description="other cubes to retrieve from too (reader on each)")
 
@@ -85,7 +88,7 @@ def _sessions(state: ServiceState) -> ChatSessions:
 
 
 @router.post("/{cube}/chat", summary="One chat turn with the cube's memory (writer); the exchange is written back")
-def chat(body: ChatRequest, cube: str = Path(min_length=1, max_length=200), caller: Caller = Depends(current_caller),
+def chat(body: ChatRequest, cube: str = CubePath, caller: Caller = Depends(current_caller),
          state: ServiceState = Depends(get_state)) -> dict[str, Any]:
     state.access.require_cube(caller, cube, Action.READ, "chat")
     state.access.require_cube(caller, cube, Action.WRITE, "chat")

@@ -15,15 +15,16 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Path
-from pydantic import Field
+from pydantic import ConfigDict, Field
 from starlette.responses import StreamingResponse
 
 from ledger import events as ev
 from ledger.access import Action, Caller
 from ledger.errors import InvalidRequest, NotFound, StateError
 from ledger.events import NewEvent
+from ledger.names import MAX_NAME, NAME_PATTERN
 from ledger.service.auth import current_caller
-from ledger.service.models import ERRORS, Metadata, PrincipalName, RequestBody
+from ledger.service.models import ERRORS, JsonBool, Metadata, PrincipalName, RequestBody
 from ledger.service.params import AsOf, resolve_as_of
 from ledger.service.state import ServiceState, get_state
 
@@ -32,19 +33,24 @@ export_mod = importlib.import_module("ledger.cube_export")
 
 router = APIRouter(prefix="/v1/cubes", tags=["cubes"], responses=ERRORS)
 
-CubePath = Path(min_length=1, max_length=200, description="cube name")
+CubePath = Path(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN, description="cube name")
 
 
 class CubeUpdate(RequestBody):
-    visibility: Literal["private", "shared"] | None = None
-    embedder: Annotated[str, Field(min_length=1, max_length=500)] | None = None
-    llm: Annotated[str, Field(min_length=1, max_length=500)] | None = None
-    metadata: Metadata | None = None
+    """At least one field, none of them null (the schema says so: ``minProperties`` 1, no nullable field)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
+
+    # not Optional: an explicit null is refused (None is only the "not given" default)
+    visibility: Literal["private", "shared"] = None  # type: ignore[assignment]
+    embedder: Annotated[str, Field(min_length=1, max_length=500)] = None  # type: ignore[assignment]
+    llm: Annotated[str, Field(min_length=1, max_length=500)] = None  # type: ignore[assignment]
+    metadata: Metadata = None  # type: ignore[assignment]
 
 
 class ShareRequest(RequestBody):
     principal: PrincipalName
-    unshare: bool = False
+    unshare: JsonBool = False
 
 
 @router.patch("/{cube}", summary="Change a cube's visibility, models or metadata (owner)")

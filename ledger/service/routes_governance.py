@@ -7,7 +7,9 @@
   and hashes, no content).
 - ``GET /v1/proofs/inclusion?offset=N`` proves one event is in a signed checkpoint; the proof
   carries the full event (its hash covers the payload), so it needs ``reader`` on the event's cube
-  (or admin). ``GET /v1/proofs/consistency?old=A&new=B`` carries hashes only.
+  (or admin). Without ``seq`` the newest stored checkpoint covering N is used; when none does, an
+  admin gets a new checkpoint signed, anyone else a 409 (only admins create checkpoints).
+  ``GET /v1/proofs/consistency?old=A&new=B`` carries hashes only.
 Proofs verify offline with ``memledger verify-proof`` / ``ledger/verifier.py``, trusting nothing
 from the server but the public key.
 """
@@ -22,7 +24,8 @@ from pydantic import Field
 from starlette.responses import PlainTextResponse
 
 from ledger.access import Action, Caller
-from ledger.errors import NotFound
+from ledger.errors import NotFound, StateError
+from ledger.names import MAX_NAME, NAME_PATTERN
 from ledger.service.auth import admin_caller, current_caller
 from ledger.service.models import ERRORS, Reason, RequestBody
 from ledger.service.state import ServiceState, get_state
@@ -50,7 +53,7 @@ def _checkpoints(state: ServiceState) -> Any:
 
 
 @router.post("/subjects/{subject}/forget", summary="Crypto-shred a data subject (admin); recorded as an event")
-def forget_subject(body: ForgetRequest, subject: str = Path(min_length=1, max_length=200),
+def forget_subject(body: ForgetRequest, subject: str = Path(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN),
                    caller: Caller = Depends(admin_caller), state: ServiceState = Depends(get_state)) -> dict:
     report = forget_mod.forget(state.ledger, subject, caller.name, body.reason, data_dir=state.data_dir)
     state.access.index.refresh()
@@ -84,10 +87,17 @@ def inclusion(offset: Annotated[int, Query(ge=0, le=2**62)], seq: Seq | None = N
         raise NotFound(f"no event at offset {offset} (head is {state.ledger.head()})")
     if not caller.admin:
         state.access.require_cube(caller, event.stream, Action.READ, "proof.inclusion")
-    return proofs_mod.inclusion_proof(state.ledger.log, _checkpoints(state), offset, seq)
+    checkpoints = _checkpoints(state)
+    if seq is not None and offset >= (size := checkpoints.get(seq).log_size):
+        # a well-formed request the stored checkpoint cannot answer: a conflict with the state, not bad input
+        raise StateError(f"checkpoint #{seq} covers offsets 0..{size - 1}, not {offset}")
+    return proofs_mod.inclusion_proof(state.ledger.log, checkpoints, offset, seq, create=caller.admin)
 
 
 @router.get("/proofs/consistency", summary="Consistency proof between two checkpoints (hashes only)")
 def consistency(old: Seq, new: Seq, caller: Caller = Depends(current_caller),
                 state: ServiceState = Depends(get_state)) -> dict:
-    return proofs_mod.consistency_proof(state.ledger.log, _checkpoints(state), old, new)
+    checkpoints = _checkpoints(state)
+    if checkpoints.get(old).log_size > checkpoints.get(new).log_size:
+        raise StateError(f"checkpoint #{old} covers more of the log than #{new}; give the older checkpoint first")
+    return proofs_mod.consistency_proof(state.ledger.log, checkpoints, old, new)

@@ -15,7 +15,7 @@ from starlette.responses import StreamingResponse
 
 from ledger.access import Caller
 from ledger.errors import InvalidRequest, NotFound
-from ledger.service.auth import current_caller
+from ledger.service.auth import current_caller, request_token, still_authenticated
 from ledger.service.event_filter import EventFilter
 from ledger.service.models import ERRORS
 from ledger.service.params import AsOf, Offset, resolve_as_of
@@ -28,8 +28,8 @@ From = Annotated[int, Query(alias="from", ge=0, le=2**62, description="first off
 
 def _check_start(state: ServiceState, start: int) -> int:
     head = state.ledger.head()
-    if start > head + 1:
-        raise InvalidRequest(f"offset {start} is beyond the head of the log ({head}); the next offset is {head + 1}")
+    if start > head + 1:  # an offset not written yet: 404 like any id that does not exist
+        raise NotFound(f"offset {start} is beyond the head of the log ({head}); the next offset is {head + 1}")
     return head
 
 
@@ -39,9 +39,7 @@ def read_log(start: From = 0, to: Offset | None = None, as_of: AsOf = None,
              limit: Annotated[int, Query(ge=1, le=1000)] = 100,
              caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)) -> dict[str, Any]:
     head = _check_start(state, start)
-    if to is not None and to < start:
-        raise InvalidRequest(f"bad offset range: from {start} > to {to}")
-    end = head if to is None else min(to, head)
+    end = head if to is None else min(to, head)  # from > to: an empty range, an empty page
     bound = resolve_as_of(state.ledger, as_of)
     if bound is not None:
         end = min(end, bound)
@@ -87,6 +85,11 @@ def verify(caller: Caller = Depends(current_caller), state: ServiceState = Depen
     return {"ok": chain["ok"], "chain": chain, "checkpoints": None, "problem": chain.get("problem")}
 
 
+REVOKED = (b"event: unauthenticated\ndata: " + orjson.dumps(
+    {"error": {"type": "Unauthenticated", "message": "the token that opened this stream was revoked or rotated"}})
+    + b"\n\n")
+
+
 def _sse(e: dict[str, Any]) -> bytes:
     return (f"id: {e['offset']}\nevent: {e['type']}\ndata: ".encode() + orjson.dumps(e) + b"\n\n")
 
@@ -98,7 +101,7 @@ async def stream_log(request: Request, start: From = 0,
                      follow: Annotated[bool, Query(description="keep streaming (false: stop at head)")] = True,
                      limit: Annotated[int | None, Query(ge=1, le=10_000_000, description="stop after N events")] = None,
                      last_event_id: Annotated[str | None, Header(max_length=30)] = None,
-                     caller: Caller = Depends(current_caller),
+                     caller: Caller = Depends(current_caller), token: str | None = Depends(request_token),
                      state: ServiceState = Depends(get_state)) -> StreamingResponse:
     if last_event_id is not None and last_event_id.strip():
         try:
@@ -111,7 +114,10 @@ async def stream_log(request: Request, start: From = 0,
     flt = EventFilter(caller, state.access)
     settings = state.settings
 
-    def batch(nxt: int) -> list[dict[str, Any]]:
+    def batch(nxt: int) -> list[dict[str, Any]] | None:
+        # the token is re-checked before every batch: a revoked or rotated token ends the stream
+        if not still_authenticated(state, caller, token):
+            return None
         flt.refresh()
         out = []
         for e in state.ledger.events(nxt, nxt + 499):
@@ -125,6 +131,9 @@ async def stream_log(request: Request, start: From = 0,
         yield b"retry: 2000\n\n"
         while True:
             items = await run_in_threadpool(batch, nxt)
+            if items is None:
+                yield REVOKED
+                return
             for item in items:
                 nxt = item["offset"] + 1
                 if item.get("hidden"):

@@ -11,7 +11,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Path
 
 from ledger.access import Action, Caller
-from ledger.errors import InvalidRequest
+from ledger.content_rules import BLANK_RULE, is_blank
+from ledger.errors import InvalidRequest, StateError
 from ledger.service.auth import current_caller
 from ledger.service.models import (
     ERRORS,
@@ -34,8 +35,8 @@ def _check_text(state: ServiceState, text: str) -> None:
     limit = state.settings.max_text_chars
     if len(text) > limit:
         raise InvalidRequest(f"memory text is {len(text)} characters; this server's limit is {limit}")
-    if not text.strip():
-        raise InvalidRequest("memory text must not be blank")
+    if is_blank(text):
+        raise InvalidRequest(f"memory text must not be blank: {BLANK_RULE}")
 
 
 def _event_id(caller: Caller, key: str | None) -> str | None:
@@ -53,7 +54,7 @@ def add_memory(body: MemoryAdd, caller: Caller = Depends(current_caller),
     eid = _event_id(caller, body.idempotency_key)
     if eid is not None and (stored := state.ledger.log.get_by_id(eid)) is not None:
         if stored.stream != body.cube or stored.type != "memory.added":
-            raise InvalidRequest("idempotency_key was already used for a different request")
+            raise StateError("idempotency_key was already used for a different request")
         return {"id": stored.payload["memory_id"], "offset": stored.offset, "event_id": stored.event_id}
     w = state.ledger.add(body.cube, body.text, caller.name, metadata=body.metadata, tags=body.tags,
                          subject=body.subject, event_id=eid)

@@ -14,10 +14,11 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import Field
 
 from ledger.access import ALLOWED, Action, Caller
+from ledger.content_rules import BLANK_RULE, NONBLANK_PATTERN, is_blank
 from ledger.errors import InvalidRequest
 from ledger.service.auth import current_caller
-from ledger.service.models import ERRORS, CubeName, Metadata, RequestBody, State
-from ledger.service.params import AsOf, resolve_as_of
+from ledger.service.models import ERRORS, BranchName, CubeName, JsonBool, Metadata, RequestBody, State, json_int
+from ledger.service.params import AS_OF_DESCRIPTION, AS_OF_PATTERN, AsOf, resolve_as_of
 from ledger.service.search_backend import search_backend
 from ledger.service.state import ServiceState, get_state
 
@@ -29,19 +30,19 @@ MAX_QUERY = 10_000
 
 
 class SearchRequest(RequestBody):
-    query: str = Field(min_length=1, max_length=MAX_QUERY)
+    query: str = Field(min_length=1, max_length=MAX_QUERY, pattern=NONBLANK_PATTERN)
     cubes: list[CubeName] | None = Field(default=None, max_length=100)
-    k: int = Field(default=10, ge=1, le=1000)
-    as_of: str | None = Field(default=None, max_length=64)
-    branch: str | None = Field(default=None, min_length=1, max_length=200)
+    k: json_int(1, 1000) = 10  # type: ignore[valid-type]
+    as_of: str | None = Field(default=None, max_length=64, pattern=AS_OF_PATTERN, description=AS_OF_DESCRIPTION)
+    branch: BranchName | None = Field(default=None, description="a branch, or main (the default)")
     states: list[State] | None = Field(default=None, max_length=5)
-    all_states: bool = False
+    all_states: JsonBool = False
     metadata: Metadata | None = None
 
 
 def _search(state: ServiceState, caller: Caller, req: SearchRequest) -> dict[str, Any]:
-    if not req.query.strip():
-        raise InvalidRequest("query must not be blank")
+    if is_blank(req.query):
+        raise InvalidRequest(f"query must not be blank: {BLANK_RULE}")
     if req.cubes:
         cubes = list(dict.fromkeys(req.cubes))
         for cube in cubes:
@@ -74,6 +75,7 @@ def _search_branch(state: ServiceState, backend: Any, caller: Caller, req: Searc
 
     branches = Branches(state.ledger)
     try:
+        resolve_as_of(branches.ledger(req.branch), req.as_of)  # 404 for an unknown branch or a future offset
         with backend.lock:
             return search_branch(backend.views(), branches, req.branch, req.query, cube=cubes, k=req.k,
                                  as_of=req.as_of, states=req.states, metadata=req.metadata,
@@ -85,17 +87,16 @@ def _search_branch(state: ServiceState, backend: Any, caller: Caller, req: Searc
 
 
 @router.get("/search", summary="Hybrid search (keyword + vector + graph) of readable cubes; audited")
-def search_get(q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY)],
-               cube: Annotated[list[str] | None, Query(description="repeatable; default: every readable cube")] = None,
+def search_get(q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY, pattern=NONBLANK_PATTERN)],
+               cube: Annotated[list[CubeName] | None,
+                               Query(max_length=100, description="repeatable; default: every readable cube")] = None,
                k: Annotated[int, Query(ge=1, le=1000)] = 10, as_of: AsOf = None,
-               branch: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+               branch: Annotated[BranchName | None, Query(description="a branch, or main (the default)")] = None,
                state_filter: Annotated[list[State] | None, Query(alias="state")] = None,
                all_states: bool = False, caller: Caller = Depends(current_caller),
                state: ServiceState = Depends(get_state)) -> dict[str, Any]:
-    if cube is not None and (len(cube) > 100 or any(not c or len(c) > 200 for c in cube)):
-        raise InvalidRequest("cube: at most 100 names of 1-200 characters")
-    req = SearchRequest(query=q, cubes=cube, k=k, as_of=as_of, branch=branch, states=state_filter,
-                        all_states=all_states)
+    states = list(dict.fromkeys(state_filter)) if state_filter is not None else None  # repeats are harmless
+    req = SearchRequest(query=q, cubes=cube, k=k, as_of=as_of, branch=branch, states=states, all_states=all_states)
     return _search(state, caller, req)
 
 

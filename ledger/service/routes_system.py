@@ -11,11 +11,14 @@ from starlette.responses import Response
 
 from ledger.access import Caller
 from ledger.errors import NotFound
+from ledger.names import MAX_PRINCIPAL, PRINCIPAL_PATTERN
 from ledger.service.auth import admin_caller, current_caller
 from ledger.service.models import ERRORS, PrincipalCreate
 from ledger.service.state import ServiceState, get_state
 
 router = APIRouter(tags=["system"], responses=ERRORS)
+
+PrincipalPath = Path(min_length=1, max_length=MAX_PRINCIPAL, pattern=PRINCIPAL_PATTERN, description="principal name")
 
 
 @router.get("/healthz", summary="Liveness and log reachability (no credentials needed)")
@@ -55,7 +58,7 @@ def create_principal(body: PrincipalCreate, caller: Caller = Depends(admin_calle
 
 
 @router.delete("/v1/principals/{name}", summary="Revoke a principal's token at once (admin)")
-def revoke_principal(name: str = Path(min_length=1, max_length=100), caller: Caller = Depends(admin_caller),
+def revoke_principal(name: str = PrincipalPath, caller: Caller = Depends(admin_caller),
                      state: ServiceState = Depends(get_state)) -> dict[str, Any]:
     if state.principals.get(name) is None:
         raise NotFound(f"principal {name!r} does not exist")
@@ -63,7 +66,7 @@ def revoke_principal(name: str = Path(min_length=1, max_length=100), caller: Cal
 
 
 @router.post("/v1/principals/{name}/rotate", summary="Issue a new token for a principal, shown once (admin)")
-def rotate_principal(name: str = Path(min_length=1, max_length=100), caller: Caller = Depends(admin_caller),
+def rotate_principal(name: str = PrincipalPath, caller: Caller = Depends(admin_caller),
                      state: ServiceState = Depends(get_state)) -> dict[str, Any]:
     p, token = state.principals.rotate(name)
     return {**p.public(), "token": token}
