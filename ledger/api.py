@@ -13,9 +13,10 @@ from ledger.config import Config
 from ledger.content_rules import check_metadata, check_text
 from ledger.errors import ConcurrencyConflict, InvalidRequest, NotFound, StateError
 from ledger.events import Event, NewEvent, iso_to_us
+from ledger.governance.cipher import KeyRef
 from ledger.lifecycle import check_state, check_transition, check_writable
 from ledger.log import Log
-from ledger.memory_state import MemoryState, Opener, fold, history
+from ledger.memory_state import MemoryState, Opener, SealedSource, fold, history, merged_metadata
 from ledger.names import check_name
 from ledger.schema_registry import SchemaRegistry, default_registry
 from ledger.timepoints import parse_point
@@ -119,25 +120,35 @@ class Ledger:
         return self.log.append([NewEvent(cube, ev.CUBE_CREATED, payload, owner)], {cube: 0})[0]
 
     # -- writes --------------------------------------------------------------------------
-    def _content_payload(self, text: str, metadata: dict[str, Any] | None,
-                         subjects: Sequence[str] | str | None = ()) -> dict[str, Any]:
-        """The content fields of a memory event: plaintext, or sealed under every subject in
-        ``subjects`` (a derived memory passes the union of its sources' subjects)."""
-        check_text(text)
-        if len(text) > MAX_TEXT:
-            raise InvalidRequest(f"memory text is {len(text)} characters; the limit is {MAX_TEXT}")
-        if metadata is not None and not isinstance(metadata, dict):
-            raise InvalidRequest("metadata must be a JSON object")
-        check_metadata(metadata)
-        names = [subjects] if isinstance(subjects, str) else [s for s in (subjects or ()) if s]
+    def content_fields(self, text: str, metadata: dict[str, Any] | None, memory_id: str,
+                       subjects: Sequence[str] = (), derived_from: Sequence[MemoryState | SealedSource] = (),
+                       keys: Sequence[dict[str, str]] | None = None) -> dict[str, Any]:
+        """The content fields of a memory event for ``memory_id``: sealed, or plaintext.
+
+        With a key ring that seals every memory (``sealer.seals_every_memory``), the content is
+        sealed under ``keys`` (an existing memory's current components, for a new version) or a new
+        key of the memory's own, plus the keys of ``subjects`` and every component of the memories
+        it was ``derived_from``: erasing any source, or forgetting any subject, makes it unreadable.
+        Otherwise the content is sealed under the subjects (its own and its sources') if there are
+        any, and plaintext if not.
+        """
+        _check_content(text, metadata)
+        names = sorted({*subjects, *(x for d in derived_from for x in d.subjects)})
+        content = {"text": text, "metadata": metadata or {}}
+        sealer = self.sealer
+        if sealer is not None and sealer.seals_every_memory:
+            refs = [KeyRef.from_dict(k) for k in keys] if keys else [sealer.memory_ref(memory_id)]
+            refs += [sealer.subject_ref(x) for x in names]
+            refs += [KeyRef.from_dict(k) for d in derived_from for k in d.keys]
+            return {"sealed": sealer.seal_with(refs, content)}
         if not names:
             out: dict[str, Any] = {"text": text}
             if metadata is not None:
                 out["metadata"] = metadata
             return out
-        if self.sealer is None:
+        if sealer is None:
             raise InvalidRequest("this ledger has no key store configured; cannot store data-subject payloads")
-        return {"sealed": self.sealer.seal_under(names, {"text": text, "metadata": metadata or {}})}
+        return {"sealed": sealer.seal_under(names, content)}
 
     def add(self, cube: str, text: str, actor: str, metadata: dict[str, Any] | None = None,
             tags: Sequence[str] | None = None, subject: str | None = None, memory_id: str | None = None,
@@ -148,7 +159,7 @@ class Ledger:
             raise InvalidRequest("a memory cannot be added as merged; it becomes merged only through merge()")
         mid = memory_id or new_memory_id()
         payload = {"memory_id": mid, "tags": list(tags or []), "state": state,
-                   **self._content_payload(text, metadata, subject)}
+                   **self.content_fields(text, metadata, mid, [] if subject is None else [subject])}
         if "metadata" not in payload:
             payload["metadata"] = {}
         if source:
@@ -202,7 +213,7 @@ class Ledger:
             check_writable(memory_id, state.state)
             if state.forgotten:
                 raise StateError(f"memory {memory_id} belongs to a forgotten subject")
-            content = self._content_payload(text, metadata, state.subjects)
+            content = self.content_fields(text, metadata, memory_id, state.subjects, keys=state.keys)
             payload = {"memory_id": memory_id, **content}
             if reason:
                 payload["reason"] = reason
@@ -241,11 +252,12 @@ class Ledger:
             version = self.log.stream_version(cube)
             for s in states:
                 check_transition(s.memory_id, s.state, "merged")
-            # the merged text derives from every source: it is sealed under all their subjects
-            subjects = sorted({x for s in states for x in s.subjects})
+            # the merged text derives from every source: it is sealed under all their keys
             mid = new_memory_id()
+            # and inherits their scope (merged_metadata), which explicit metadata overrides key by key
+            meta = {**merged_metadata(s.metadata for s in states), **(metadata or {})}
             payload = {"memory_id": mid, "sources": list(dict.fromkeys(sources)),
-                       **self._content_payload(text, metadata, subjects)}
+                       **self.content_fields(text, meta, mid, derived_from=states)}
             if reason:
                 payload["reason"] = reason
             # states were read before ``version``; re-check none changed since, under the cube version
@@ -310,6 +322,15 @@ class Ledger:
         if query is not None:
             payload["query"] = query
         self.log.append([NewEvent(cube, ev.MEMORY_READ, payload, actor or "anonymous")])
+
+
+def _check_content(text: str, metadata: dict[str, Any] | None) -> None:
+    check_text(text)
+    if len(text) > MAX_TEXT:
+        raise InvalidRequest(f"memory text is {len(text)} characters; the limit is {MAX_TEXT}")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise InvalidRequest("metadata must be a JSON object")
+    check_metadata(metadata)
 
 
 def _check_cube_name(cube: str) -> None:

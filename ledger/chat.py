@@ -22,7 +22,7 @@ import math
 import os
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,8 +33,10 @@ from ledger.events import NewEvent
 from ledger.fact_extraction import extract_facts
 from ledger.lifecycle import SEARCHABLE_BY_DEFAULT
 from ledger.llm import LocalModel, OpenAICompatibleLLM
+from ledger.memory_state import MemoryState, SealedSource, content_keys
 
 Retriever = Callable[[str, str, int], list[tuple[str, float]]]
+Retrieved = tuple[str, str, str, "MemoryState"]  # memory id, text, cube, state
 MAX_MEMORY_CHARS = 600
 _TOKEN = re.compile(r"\w+", re.U)
 
@@ -112,8 +114,8 @@ class ChatTurn:
     time_to_first_token_s: float | None = None
     offsets: tuple[int, int] = (-1, -1)
     retrieved_cubes: dict[str, str] = field(default_factory=dict)
-    # data subjects of every memory the answer was derived from (its seal must need all their keys)
-    source_subjects: list[str] = field(default_factory=list)
+    # the memories the answer was derived from (its seal needs all their keys)
+    sources: list[MemoryState] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"answer": self.answer, "retrieved": self.retrieved, "activated": self.activated,
@@ -161,7 +163,7 @@ class ChatSession:
             raise InvalidRequest(f"max_new_tokens must be between 1 and 8192, not {self.max_new_tokens!r}")
 
     # -- retrieval ---------------------------------------------------------------------------
-    def _retrieve(self, message: str, own: dict[str, Any], act_ids: set[str]) -> list[tuple[str, str, str, list[str]]]:
+    def _retrieve(self, message: str, own: dict[str, Any], act_ids: set[str]) -> list[Retrieved]:
         """The top ``k`` usable memories of the cube and the ``shared_cubes``.
 
         With shared cubes, a retriever that offers ``.many(cubes, query, k)`` (the hybrid search
@@ -169,7 +171,7 @@ class ChatSession:
         are fused by reciprocal rank (scores of different corpora are not comparable; ranks are).
         """
         fused: dict[str, float] = {}
-        texts: dict[str, tuple[str, str, list[str]]] = {}
+        texts: dict[str, tuple[str, str, MemoryState]] = {}
         cubes = [self.cube, *[c for c in self.shared_cubes if c != self.cube]]
         many = getattr(self.retrieve, "many", None)
         if len(cubes) > 1 and many is not None:  # one ranking across the cubes (and their graph)
@@ -183,7 +185,7 @@ class ChatSession:
                     continue
                 rank += 1
                 fused[mid] = 1.0 / (60 + rank)
-                texts[mid] = (cube, m.text, list(m.subjects))
+                texts[mid] = (cube, m.text, m)
                 if rank >= self.k:
                     break
             cubes = []
@@ -198,7 +200,7 @@ class ChatSession:
                     continue  # this conversation's own turns are in the prompt's history already
                 rank += 1
                 fused[mid] = fused.get(mid, 0.0) + 1.0 / (60 + rank)
-                texts[mid] = (cube, m.text, list(m.subjects))
+                texts[mid] = (cube, m.text, m)
                 if rank >= self.k:
                     break
         best = sorted(fused, key=lambda i: (-fused[i], i))[: self.k]
@@ -214,7 +216,7 @@ class ChatSession:
         n = max(0, int(self.history_turns))
         return self.history[len(self.history) - n:] if n else []
 
-    def _user_block(self, message: str, retrieved: list[tuple[str, str, str, list[str]]]) -> str:
+    def _user_block(self, message: str, retrieved: list[Retrieved]) -> str:
         if not retrieved:
             return message
         lines = "\n".join(f"- {text[:MAX_MEMORY_CHARS]}" for _, text, _, _ in retrieved)
@@ -241,8 +243,7 @@ class ChatSession:
         user_block = self._user_block(message, retrieved)
         turn = ChatTurn("", [r[0] for r in retrieved], sorted(act_ids), "", "", [],
                         retrieved_cubes={mid: c for mid, _, c, _ in retrieved},
-                        source_subjects=sorted({x for m in activated for x in m.subjects}
-                                               | {x for *_, subjects in retrieved for x in subjects}))
+                        sources=[*activated, *(state for *_, state in retrieved)])
         if self.model is not None:
             model = self.model
             if self.kv_view is not None and exists:
@@ -304,33 +305,37 @@ class ChatSession:
 
         own = [self.subject] if self.subject else []
 
-        def memory(text: str, who: str, tags: list[str], meta: dict[str, Any], subjects: list[str],
-                   derived_from: list[str] | None = None) -> str:
+        def memory(text: str, who: str, tags: list[str], meta: dict[str, Any],
+                   sources: Sequence[MemoryState | SealedSource] = (),
+                   derived_from: Sequence[str] = ()) -> SealedSource:
             mid = new_memory_id()
-            payload = {"memory_id": mid, "tags": tags, "state": "generated",
-                       **led._content_payload(text, meta, subjects)}
+            content = led.content_fields(text, meta, mid, own, derived_from=sources)
+            payload = {"memory_id": mid, "tags": tags, "state": "generated", **content}
             payload.setdefault("metadata", {})
             payload["source"] = f"chat:{self.session_id}"
             if derived_from:
                 payload["derived_from"] = list(dict.fromkeys(derived_from))
             batch.append(NewEvent(cube, ev.MEMORY_ADDED, payload, who))
-            return mid
+            ids.append(mid)
+            return SealedSource([*own, *(x for src in sources for x in src.subjects)], content_keys(content))
 
-        turn.user_memory = memory(message, actor, ["chat", "user-turn"],
-                                  {"role": "user", "session": self.session_id}, own)
-        # the answer may repeat anything the prompt held: it is sealed under every source's subjects
-        turn.assistant_memory = memory(turn.answer, f"assistant:{model_id}"[:200], ["chat", "assistant-turn"],
-                                       {"role": "assistant", "session": self.session_id, "model": model_id,
-                                        "kv_cache": turn.cache_key, "retrieved": turn.retrieved,
-                                        "reply_to": turn.user_memory},
-                                       sorted({*own, *turn.source_subjects}),
-                                       [*turn.activated, *turn.retrieved, turn.user_memory])
+        ids: list[str] = []
+        user = memory(message, actor, ["chat", "user-turn"], {"role": "user", "session": self.session_id})
+        turn.user_memory = ids[-1]
+        # the answer may repeat anything the prompt held: it is sealed under the keys of every memory
+        # the prompt held (activated and retrieved) and of the user's turn
+        memory(turn.answer, f"assistant:{model_id}"[:200], ["chat", "assistant-turn"],
+               {"role": "assistant", "session": self.session_id, "model": model_id, "kv_cache": turn.cache_key,
+                "retrieved": turn.retrieved, "reply_to": turn.user_memory},
+               [*turn.sources, user], [*turn.activated, *turn.retrieved, turn.user_memory])
+        turn.assistant_memory = ids[-1]
         existing = {(m.text or "").strip().lower() for m in led.cube_memories(cube).values()} if version else set()
         for fact in (extract_facts(message, actor) if self.extract else []):
             if fact.text.strip().lower() in existing:
                 continue
-            fid = memory(fact.text, actor, ["fact"], {"kind": "fact", "rule": fact.rule, "sentence": fact.sentence,
-                                                      "extracted_from": turn.user_memory}, own, [turn.user_memory])
+            memory(fact.text, actor, ["fact"], {"kind": "fact", "rule": fact.rule, "sentence": fact.sentence,
+                                               "extracted_from": turn.user_memory}, [user], [turn.user_memory])
+            fid = ids[-1]
             batch.append(NewEvent(cube, ev.MEMORY_LINKED, {"source": fid, "target": turn.user_memory,
                                                            "relation": "extracted_from"}, actor))
             turn.facts.append({"id": fid, "text": fact.text, "rule": fact.rule})

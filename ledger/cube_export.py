@@ -12,6 +12,12 @@ File layout (one JSON object per line)::
      "tree_size": N, "merkle_root": <hex>, "head_hash": <hex>, "events": n, "exported_at": ...}
     {"event": <envelope as in `memledger log`>, "proof": [<hex>, ...]}
     ...
+    {"memory_keys": [{"key_id": ..., "key": <base64>}, ...]}      (last, when the ledger seals memories)
+
+Every memory is sealed under a key of its own, so the export carries those memory keys (never data
+subjects' keys: a subject's memories stay unreadable outside the ledger that holds the subject's key,
+as before). The keys are not covered by any hash, and need not be: a wrong key cannot forge content
+(AES-GCM authenticates it); it only fails to open. Keep an export as you would its plaintext.
 
 Verification recomputes every event's hash from its own fields (so no byte of an event can
 change unnoticed), checks its inclusion proof against the root, and checks the stream
@@ -22,10 +28,11 @@ copy) passes it as ``expected_root``: then the file cannot be forged as a whole 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 import orjson
@@ -35,6 +42,7 @@ from ledger.canonical import GENESIS_HASH, canonical_bytes, chain_hash
 from ledger.cubes import CUBE_IMPORTED
 from ledger.errors import InvalidRequest, LedgerError, NotFound
 from ledger.events import Event, NewEvent, now_us, us_to_iso
+from ledger.governance.cipher import MEMORY_SCOPE, key_refs
 from ledger.governance.log_tree import log_tree
 from ledger.governance.merkle import leaf_hash, verify_inclusion
 from ledger.verifier import CHECKPOINT_FIELDS, EVENT_FIELDS, VerificationFailed, check_fields
@@ -44,6 +52,7 @@ FORMAT = "memledger-cube-export"
 HEADER_FIELDS = frozenset({"format", "version", "cube", "source_ledger", "tree_size", "merkle_root", "head_hash",
                            "events", "exported_at", "leaf", "anchor"})
 RECORD_FIELDS = frozenset({"event", "proof"})
+KEYS_FIELDS = frozenset({"memory_keys"})
 ANCHOR_FIELDS = frozenset({"checkpoint", "public_key", "consistency_proof"})
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 VERSION = 1
@@ -77,6 +86,23 @@ def export_cube(ledger: Ledger, cube: str, as_of: int | str | None = None,
     yield header
     for e in events:
         yield {"event": e.to_dict(), "proof": [p.hex() for p in tree.inclusion_proof(e.offset, tree.size)]}
+    keys = _memory_keys(ledger, events)
+    if keys:
+        yield {"memory_keys": keys}
+
+
+def _memory_keys(ledger: Ledger, events: list[Event]) -> list[dict[str, str]]:
+    """The memory keys the exported payloads are sealed under (those that still exist)."""
+    vault = getattr(ledger.sealer, "vault", None)
+    if vault is None:
+        return []
+    ids = sorted({ref.key_id for e in events for ref in key_refs(e.payload.get("sealed")) if ref.scope == MEMORY_SCOPE})
+    out = []
+    for key_id in ids:
+        key = vault.get(key_id)
+        if key is not None:
+            out.append({"key_id": key_id, "key": base64.b64encode(key).decode()})
+    return out
 
 
 def _anchor(ledger: Ledger, size: int) -> dict[str, Any]:
@@ -108,6 +134,7 @@ class VerifiedExport:
 
     header: dict[str, Any]
     events: list[Event]
+    memory_keys: list[tuple[str, bytes]] = field(default_factory=list)
 
     @property
     def cube(self) -> str:
@@ -201,6 +228,9 @@ def verify_export(records: list[dict[str, Any]], expected_root: str | None = Non
     if expected_root is not None and expected_root.lower() != header["merkle_root"]:
         raise _fail(1, f"Merkle root {header['merkle_root']} is not the expected root {expected_root}")
     body = records[1:]
+    keys = _read_keys(body[-1], len(records)) if body and "memory_keys" in body[-1] else []
+    if keys:
+        body = body[:-1]
     if len(body) != n:
         raise ExportVerificationError(f"cube export declares {n} events but holds {len(body)}")
     events: list[Event] = []
@@ -235,7 +265,18 @@ def verify_export(records: list[dict[str, Any]], expected_root: str | None = Non
         raise ExportVerificationError("cube export does not start with the cube's cube.created event")
     if trusted_public_key_pem is not None or "anchor" in header:
         verify_anchor(header, trusted_public_key_pem)
-    return VerifiedExport(header, events)
+    return VerifiedExport(header, events, keys)
+
+
+def _read_keys(rec: dict[str, Any], line: int) -> list[tuple[str, bytes]]:
+    _only_covered(rec, KEYS_FIELDS, "the memory keys record", "export format", line)
+    try:
+        keys = [(str(k["key_id"]), base64.b64decode(k["key"], validate=True)) for k in rec["memory_keys"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _fail(line, f"malformed memory keys ({exc})") from None
+    if any(len(k) != 32 for _, k in keys):
+        raise _fail(line, "a memory key is not 32 bytes")
+    return keys
 
 
 @dataclass
@@ -286,6 +327,12 @@ def import_cube(ledger: Ledger, records: list[dict[str, Any]], actor: str,
         mid = e.payload.get("memory_id")
         if existing is None and e.type in ("memory.added", "memory.merged") and ledger._exists(mid):
             raise InvalidRequest(f"memory id {mid} of the export already exists in this ledger")
+    if verified.memory_keys:
+        vault = getattr(ledger.sealer, "vault", None)
+        if vault is None:
+            raise InvalidRequest("the export's memories are sealed under their own keys, but this ledger has no key "
+                                 "vault to hold them (open it from a data directory)")
+        vault.install(verified.memory_keys)
     written = ledger.append(batch, None if existing is not None else {cube: 0})
     return ImportResult(cube, len(verified.events), written[0].offset, written[-2].offset, import_id,
                         existing is not None)

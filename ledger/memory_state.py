@@ -48,6 +48,7 @@ class MemoryState:
     event_offsets: list[int] = field(default_factory=list)
     subjects: list[str] = field(default_factory=list)  # every data subject whose key the content needs
     derived_from: list[str] = field(default_factory=list)  # lineage: memories the content was derived from
+    keys: list[dict[str, str]] = field(default_factory=list)  # the key components of the current content
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +61,49 @@ class MemoryState:
             "merged_into": self.merged_into, "exists": self.exists, "provenance": self.event_offsets,
             "subjects": self.subjects, "derived_from": self.derived_from,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class SealedSource:
+    """What a derived memory inherits from a source that is not (yet) a folded memory: its subjects
+    and key components (``MemoryState`` has the same two fields)."""
+
+    subjects: list[str]
+    keys: list[dict[str, str]]
+
+
+def merged_metadata(sources: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The metadata a memory derived from several sources inherits (its scope: ``user_id``,
+    ``agent_id``, ``run_id`` and any other key), so scoped searches keep finding it.
+
+    Per key, over the sources in order: a value all sources that have the key agree on is kept as
+    it is; conflicting values become the list of the distinct values, in source order (a filter
+    for any one of them still matches, since a list-valued field matches each of its elements).
+    Values that are lists themselves are flattened into that list.
+    """
+    seen: dict[str, list[Any]] = {}
+    listed: set[str] = set()  # keys some source already holds a list under
+    for meta in sources:
+        for key, value in (meta or {}).items():
+            values = seen.setdefault(key, [])
+            if isinstance(value, list):
+                listed.add(key)
+            for v in (value if isinstance(value, list) else [value]):
+                if v not in values:
+                    values.append(v)
+    return {k: v if len(v) > 1 or k in listed else v[0] for k, v in seen.items()}
+
+
+def content_keys(payload: dict[str, Any]) -> list[dict[str, str]]:
+    """The key components a content payload is sealed under (none for plaintext)."""
+    sealed = payload.get("sealed")
+    if not isinstance(sealed, dict):
+        return []
+    if isinstance(sealed.get("keys"), list):
+        return [dict(k) for k in sealed["keys"] if isinstance(k, dict)]
+    if isinstance(sealed.get("subject"), str) and isinstance(sealed.get("key_id"), str):
+        return [{"scope": "subject", "id": sealed["subject"], "key_id": sealed["key_id"]}]
+    return []
 
 
 def content_subjects(payload: dict[str, Any]) -> list[str]:
@@ -117,7 +161,7 @@ def apply_event(states: dict[str, MemoryState], event: Event, opener: Opener | N
             created_at=event.time, updated_at=event.time, created_by=event.actor, updated_by=event.actor,
             subject=subjects[0] if subjects else None, sealed=sealed, forgotten=forgotten,
             sources=list(p.get("sources", [])), event_offsets=[event.offset], subjects=subjects,
-            derived_from=list(p.get("derived_from", p.get("sources", []))),
+            derived_from=list(p.get("derived_from", p.get("sources", []))), keys=content_keys(p),
         )
         changed = [mid]
         if t == ev.MEMORY_MERGED:
@@ -138,7 +182,8 @@ def apply_event(states: dict[str, MemoryState], event: Event, opener: Opener | N
             states[mid] = _touch(s, event, text=text, metadata=dict(meta) if meta is not None else s.metadata,
                                  sealed=sealed, forgotten=forgotten, subjects=subjects,
                                  subject=subjects[0] if subjects else None,
-                                 derived_from=list(p.get("derived_from", s.derived_from)))
+                                 derived_from=list(p.get("derived_from", s.derived_from)),
+                                 keys=content_keys(p) or s.keys)
         elif t == ev.MEMORY_STATE_CHANGED:
             states[mid] = _touch(s, event, state=p["to"])
         elif t == ev.MEMORY_TAGGED:
@@ -157,7 +202,8 @@ def apply_event(states: dict[str, MemoryState], event: Event, opener: Opener | N
             subjects = content_subjects(p)
             states[mid] = _touch(s, event, text=text, metadata=dict(meta or {}), tags=list(p.get("tags", s.tags)),
                                  state=p.get("state", s.state), sealed=sealed, forgotten=forgotten, exists=True,
-                                 subjects=subjects, subject=subjects[0] if subjects else None)
+                                 subjects=subjects, subject=subjects[0] if subjects else None,
+                                 keys=content_keys(p))
         return [mid]
     return []
 

@@ -2,11 +2,15 @@
 
 :func:`decide` is a pure function of (the log prefix ``0..N``, the policy): its "now" is the
 time of event ``N``, it reads usage from ``memory.read`` events and state from the memory
-fold. Sealed (encrypted) memories are scheduled by usage like any other but never merged, since
-their text needs keys, which are not part of the log; after ``subject.forgotten`` their subject's
-memories are left alone. So the
-decisions recorded with ``basis_offset = N`` can be recomputed from the log at any later time
-and must come out the same (:func:`verify_replay`).
+fold. Every payload is sealed, so to find near-duplicates to merge it reads texts through the key
+ring (``opener``); memories of different data subjects are never merged together, and after
+``subject.forgotten`` their subject's memories are left alone. So the decisions recorded with
+``basis_offset = N`` can be recomputed from the log (and the keys) at any later time and must
+come out the same (:func:`verify_replay`); a decision that merged a memory erased since cannot be
+recomputed, and verification says so.
+
+A merged memory is sealed under the keys of all its sources (erasing any of them erases it) and
+inherits their scope metadata (``ledger.memory_state.merged_metadata``).
 
 :func:`apply` writes, per cube and atomically, one ``scheduler.decided`` event per decision
 (with its reason, score, policy and basis) followed by the lifecycle events it causes
@@ -22,7 +26,7 @@ import hashlib
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +34,7 @@ from ledger import events as ev
 from ledger.api import Ledger
 from ledger.errors import ConcurrencyConflict, LedgerError, present
 from ledger.events import Event, NewEvent, now_us
-from ledger.memory_state import CONTENT_EVENTS, MemoryState, apply_event
+from ledger.memory_state import CONTENT_EVENTS, MemoryState, Opener, apply_event, merged_metadata
 from ledger.scheduler_policy import SchedulerPolicy
 
 SCHEDULER_TICKED = "scheduler.ticked"
@@ -139,8 +143,10 @@ def _merged_id(cube: str, ids: Sequence[str], basis: int) -> str:
     return "mem_" + hashlib.sha256(f"sched-merge:{cube}:{','.join(ids)}:{basis}".encode()).hexdigest()[:16]
 
 
-def decide(events: Iterable[Event], policy: SchedulerPolicy, cubes: Sequence[str] | None = None) -> Plan:
-    """Decisions for the log prefix ``events`` (upcast, offset order, starting at 0). Pure."""
+def decide(events: Iterable[Event], policy: SchedulerPolicy, cubes: Sequence[str] | None = None,
+           opener: Opener | None = None) -> Plan:
+    """Decisions for the log prefix ``events`` (upcast, offset order, starting at 0), reading sealed
+    texts with ``opener``. A pure function of the prefix and the keys."""
     states: dict[str, MemoryState] = {}
     usage: dict[str, _Usage] = defaultdict(_Usage)
     versions: dict[str, int] = {}
@@ -157,7 +163,7 @@ def decide(events: Iterable[Event], policy: SchedulerPolicy, cubes: Sequence[str
                 for mid in e.payload.get("memory_ids", []):
                     usage[mid].reads.append(e.ts_us)
             continue
-        for mid in apply_event(states, e, None):
+        for mid in apply_event(states, e, opener):
             u = usage[mid]
             if e.type in CONTENT_EVENTS:
                 u.content_ts = e.ts_us
@@ -189,13 +195,13 @@ def _decide_cube(cube: str, mems: list[MemoryState], usage: dict[str, _Usage], n
     out: list[Decision] = []
     taken: set[str] = set()
     live = [m for m in mems if m.state in ("generated", "activated")]
-    # merge near-duplicates (plaintext only; per data subject)
+    # merge near-duplicates (readable texts only; never across data subjects)
     by_subject: dict[str, list[tuple[str, frozenset[str]]]] = defaultdict(list)
     for m in live:
-        if m.text is not None and not m.sealed:
+        if m.text is not None:
             ws = _words(m.text)
             if len(ws) >= policy.merge_min_words:
-                by_subject[m.subject or ""].append((m.memory_id, ws))
+                by_subject[",".join(m.subjects)].append((m.memory_id, ws))
     index = {m.memory_id: m for m in live}
     for subj in sorted(by_subject):
         for group in _near_duplicate_groups(by_subject[subj], policy.merge_threshold):
@@ -255,9 +261,15 @@ def _eid(*parts: object) -> str:
     return hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()[:32]
 
 
+MergedContent = Callable[["Decision"], dict[str, Any]]  # a merge decision -> the merged memory's content fields
+
+
 def decision_events(plan: Plan, decision: Decision, actor: str = SCHEDULER_ACTOR,
-                    run_id: str | None = None) -> list[NewEvent]:
-    """The ``scheduler.decided`` event of a decision followed by the lifecycle events it causes."""
+                    run_id: str | None = None, merged_content: MergedContent | None = None) -> list[NewEvent]:
+    """The ``scheduler.decided`` event of a decision followed by the lifecycle events it causes.
+
+    ``merged_content(decision)`` gives a merge's content fields (sealed under its sources' keys, see
+    :func:`apply`); without it the merged text is written as plaintext (a ledger without keys)."""
     d = decision
     did = _eid("sched", plan.basis_offset, d.cube, d.kind, *d.memory_ids)
     payload: dict[str, Any] = {"decision": d.kind, "memory_ids": list(d.memory_ids), "reason": d.reason,
@@ -271,9 +283,10 @@ def decision_events(plan: Plan, decision: Decision, actor: str = SCHEDULER_ACTOR
         out.append(NewEvent(d.cube, etype, p, actor, event_id=_eid(did, n), causation_id=did, correlation_id=run_id))
 
     if d.kind == "merge":
+        content = merged_content(d) if merged_content is not None else \
+            {"text": present(d.merged_text, "a merge's text")}
         follow(ev.MEMORY_MERGED, {"memory_id": present(d.merged_into, "a merge decision's memory id"),
-                                  "sources": list(d.memory_ids), "text": present(d.merged_text, "a merge's text"),
-                                  "reason": d.reason[:2000]}, 1)
+                                  "sources": list(d.memory_ids), **content, "reason": d.reason[:2000]}, 1)
         if d.activate_merged:
             follow(ev.MEMORY_STATE_CHANGED, {"memory_id": d.merged_into, "from": "generated", "to": "activated",
                                              "reason": "merged from activated memories"}, 2)
@@ -300,8 +313,15 @@ def apply(ledger: Ledger, plan: Plan, actor: str = SCHEDULER_ACTOR, run_id: str 
     """Write a plan, one atomic batch per cube, guarded by the cube's version at the basis."""
     result = RunResult(plan)
     per_cube: dict[str, list[NewEvent]] = defaultdict(list)
+
+    def merged_content(d: Decision) -> dict[str, Any]:
+        sources = [ledger.get(m, as_of=plan.basis_offset, record_read=False) for m in d.memory_ids]
+        return ledger.content_fields(present(d.merged_text, "a merge's text"),
+                                     merged_metadata(s.metadata for s in sources),
+                                     present(d.merged_into, "a merge decision's memory id"), derived_from=sources)
+
     for d in plan.decisions:
-        per_cube[d.cube] += decision_events(plan, d, actor, run_id)
+        per_cube[d.cube] += decision_events(plan, d, actor, run_id, merged_content)
     for cube in sorted(per_cube):
         try:
             written = ledger.append(per_cube[cube], {cube: plan.cube_versions.get(cube, 0)})
@@ -316,7 +336,7 @@ def plan_at(ledger: Ledger, policy: SchedulerPolicy, basis_offset: int | None = 
             cubes: Sequence[str] | None = None) -> Plan:
     """:func:`decide` on the ledger's prefix ``0..basis_offset`` (default: head)."""
     end = ledger.head() if basis_offset is None else ledger.resolve_as_of(basis_offset)
-    return decide(ledger.events(0, end), policy, cubes)
+    return decide(ledger.events(0, end), policy, cubes, ledger.opener)
 
 
 def run(ledger: Ledger, policy: SchedulerPolicy | None = None, cubes: Sequence[str] | None = None,

@@ -42,38 +42,11 @@ def tiny_model(seed: int = 0, arch: str = "llama", layers: int = 2):
     return wrap_model(model.to(torch.float32), tok)
 
 
-class FakeSealer:
-    """A stand-in key store: 'seals' by base64 (tests only); forgetting a subject drops its key."""
+def FakeSealer():  # noqa: N802 - the memos tests' stand-in: base64 ciphertext, nothing readable in files
+    """The shared stand-in key ring (tests/fake_sealer.py) with unreadable (base64) ciphertext."""
+    from tests.fake_sealer import FakeSealer as Shared
 
-    def __init__(self):
-        self.forgotten: set[str] = set()
-
-    def seal(self, subject: str, content: dict) -> dict:
-        import base64
-
-        import orjson
-
-        return {"subject": subject, "key_id": f"k-{subject}", "alg": "AES-256-GCM", "nonce": "00",
-                "ciphertext": base64.b64encode(orjson.dumps(content)).decode()}
-
-    def seal_under(self, subjects: list[str], content: dict) -> dict:
-        import base64
-
-        import orjson
-
-        keys = [{"scope": "subject", "id": s, "key_id": f"k-{s}"} for s in sorted(set(subjects))]
-        return {"v": 2, "alg": "AES-256-GCM", "keys": keys, "nonce": "00",
-                "ciphertext": base64.b64encode(orjson.dumps(content)).decode()}
-
-    def open(self, sealed: dict):
-        import base64
-
-        import orjson
-
-        subjects = {k["id"] for k in sealed["keys"]} if "keys" in sealed else {sealed["subject"]}
-        if subjects & self.forgotten:
-            return None
-        return orjson.loads(base64.b64decode(sealed["ciphertext"]))
+    return Shared(readable=False)
 
 
 def new_ledger(path, sealer=None):

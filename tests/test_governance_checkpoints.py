@@ -106,7 +106,7 @@ def test_rewrite_after_first_checkpoint_is_caught_by_the_second(data):
 def test_edited_row_fails_the_chain(data, capsys):
     conn = sqlite3.connect(data / "log.sqlite")
     with conn:
-        conn.execute("UPDATE events SET payload = replace(payload, 'memory 3', 'memory X') WHERE offset = 4")
+        conn.execute("UPDATE events SET payload = replace(payload, 'mem_', 'mex_') WHERE offset = 4")
     conn.close()
     r = _check(data)
     assert not r.ok and r.problem.startswith("offset 4")

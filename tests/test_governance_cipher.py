@@ -9,13 +9,13 @@ import threading
 import pytest
 
 from ledger.errors import InvalidRequest
-from ledger.governance.cipher import SubjectCipher, TamperedPayload
+from ledger.governance.cipher import KeyRing, TamperedPayload
 from ledger.governance.keystore import FileKeyStore, KeyStore, KeyStoreError
 
 
 @pytest.fixture
 def cipher(tmp_path):
-    return SubjectCipher(FileKeyStore(tmp_path / "keys" / "subjects"))
+    return KeyRing(FileKeyStore(tmp_path / "keys" / "subjects"))
 
 
 def test_round_trip_and_shape(cipher):
@@ -77,8 +77,8 @@ def test_destroyed_key_opens_to_none_and_file_is_gone(cipher, tmp_path):
 
 
 def test_destroy_in_another_process_invalidates_the_cache(tmp_path):
-    a = SubjectCipher(FileKeyStore(tmp_path / "k"))
-    b = SubjectCipher(FileKeyStore(tmp_path / "k"))
+    a = KeyRing(FileKeyStore(tmp_path / "k"))
+    b = KeyRing(FileKeyStore(tmp_path / "k"))
     sealed = a.seal("ada", {"text": "secret"})
     assert b.open(sealed) == {"text": "secret"}
     assert a.open(sealed) == {"text": "secret"}  # cached in a

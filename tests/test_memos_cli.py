@@ -42,7 +42,9 @@ def test_cube_commands_and_export_import(tmp_path, data, capsys):
     code, _, err = run(capsys, "--data", data, "cube", "export", "alice", "-o", str(export))
     assert code == 0 and "exported" in err
     lines = export.read_text().splitlines()
-    assert json.loads(lines[0])["format"] == "memledger-cube-export" and len(lines) == 4
+    # header, 3 events, and the memories' own keys (every memory is sealed under one)
+    assert json.loads(lines[0])["format"] == "memledger-cube-export" and len(lines) == 5
+    assert set(json.loads(lines[-1])) == {"memory_keys"}
     code, out, _ = run(capsys, "--data", data, "cube", "export", "alice")  # to standard output
     assert out.splitlines()[1:] == lines[1:]
 
@@ -72,7 +74,7 @@ def test_cube_commands_and_export_import(tmp_path, data, capsys):
                        "--public-key", str(pem_file))
     assert code == 2 and "not signed" in err
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(export.read_text().replace("jazz", "blues"))
+    bad.write_text(export.read_text().replace(mid, "mem_0123456789abcdef"))  # an edited payload
     code, _, err = run(capsys, "--data", str(tmp_path / "other"), "cube", "import", str(bad))
     assert code == 2 and "does not match its hash" in err
     code, _, err = run(capsys, "--data", other, "cube", "import", str(tmp_path / "missing.jsonl"))

@@ -106,7 +106,8 @@ def test_auditor_reads_the_trail_redacted_but_never_texts(svc):
     body = r.json()
     assert body["redacted"] is True
     added = [e for e in body["events"] if e["type"] == "memory.added"]
-    assert added and added[0]["payload"]["text"] is None and "text" in added[0]["redacted"]
+    assert added and added[0]["payload"]["sealed"] is None and "sealed" in added[0]["redacted"]
+    assert "opened" not in added[0]  # nothing decrypted for an auditor
     assert "green tea" not in r.text
     assert c.get("/v1/cubes/alice-notes/grants", headers=svc.h("dave")).json()["grants"]["dave"] == ["auditor"]
     # the whole-log view gives the auditor the same redacted form

@@ -85,7 +85,7 @@ def test_live_stream_over_uvicorn_delivers_new_events(svc):
                     if len(got) >= 3:
                         break
                 writer.join()
-        texts = [e["data"]["payload"].get("text") for e in _parse_sse(buf)]
+        texts = [(e["data"].get("opened") or {}).get("text") for e in _parse_sse(buf)]
         assert got == [head, head + 1, head + 2]
         assert texts[1:] == ["live1", "live2"]
     finally:

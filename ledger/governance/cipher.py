@@ -28,6 +28,7 @@ import base64
 import binascii
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -39,12 +40,14 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ledger.canonical import canonical_bytes
 from ledger.errors import InvalidRequest, LedgerError
+from ledger.governance.key_vault import KeyVault
 from ledger.governance.keystore import KeyStore, check_new_subject, check_subject
 
 ALG = "AES-256-GCM"
 NONCE_BYTES = 12
 SEAL_V2 = 2
 SUBJECT_SCOPE = "subject"
+MEMORY_SCOPE = "memory"
 MAX_COMPONENTS = 100
 
 
@@ -83,14 +86,78 @@ def _derive(secret: bytes, info: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"memledger-seal/v2", info=info).derive(secret)
 
 
-class SubjectCipher:
-    """Seals and opens payloads with per-subject keys from a ``KeyStore``."""
+@dataclass(frozen=True, slots=True)
+class KeyRef:
+    """One key component of a sealed payload: a subject's key or a memory's key (by key id)."""
 
-    def __init__(self, keystore: KeyStore):
+    scope: str  # "subject" | "memory"
+    id: str  # the subject id, or the memory id
+    key_id: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"scope": self.scope, "id": self.id, "key_id": self.key_id}
+
+    @staticmethod
+    def from_dict(d: Any) -> KeyRef:
+        try:
+            return KeyRef(str(d["scope"]), str(d["id"]), str(d["key_id"]))
+        except (KeyError, TypeError) as exc:
+            raise TamperedPayload(f"malformed key label in a sealed payload: {exc}") from None
+
+
+def key_refs(sealed: Any) -> list[KeyRef]:
+    """The key components of a sealed payload (v1: its one subject)."""
+    if not isinstance(sealed, dict):
+        return []
+    if sealed.get("v") == SEAL_V2 and isinstance(sealed.get("keys"), list):
+        return [KeyRef.from_dict(k) for k in sealed["keys"]]
+    if isinstance(sealed.get("subject"), str) and isinstance(sealed.get("key_id"), str):
+        return [KeyRef(SUBJECT_SCOPE, sealed["subject"], sealed["key_id"])]
+    return []
+
+
+class KeyRing:
+    """Seals and opens payloads with data subjects' keys (a ``KeyStore``) and memories' own keys
+    (a ``KeyVault``): every memory's content is sealed under a key of its own, so any one memory can
+    be erased by destroying that key; a subject's memories also need the subject's key."""
+
+    def __init__(self, keystore: KeyStore, vault: KeyVault | None = None):
         self.keystore = keystore
+        self.vault = vault
+        self.seals_every_memory = vault is not None  # every memory gets a key of its own
 
+    # -- keys ----------------------------------------------------------------------------
+    def subject_ref(self, subject: str) -> KeyRef:
+        """The live key of ``subject`` (created on first use)."""
+        key = self.keystore.get_or_create(check_subject(subject))
+        return KeyRef(SUBJECT_SCOPE, key.subject, key.key_id)
+
+    def memory_ref(self, memory_id: str) -> KeyRef:
+        """A new key for ``memory_id`` (its first, or a new generation after a redaction)."""
+        if self.vault is None:
+            raise InvalidRequest("this key ring has no key vault: memories cannot get keys of their own")
+        key_id, _ = self.vault.new_key()
+        return KeyRef(MEMORY_SCOPE, memory_id, key_id)
+
+    def key_of(self, ref: KeyRef) -> bytes | None:
+        """The key a component names, None once it was destroyed."""
+        if ref.scope == SUBJECT_SCOPE:
+            key = self.keystore.get(check_subject(ref.id))
+            return key.key if key is not None and key.key_id == ref.key_id else None
+        if ref.scope == MEMORY_SCOPE:
+            return self.vault.get(ref.key_id) if self.vault is not None else None
+        raise TamperedPayload(f"sealed payload names an unknown key scope {ref.scope!r}")
+
+    def destroy_memory_keys(self, key_ids: Sequence[str]) -> tuple[list[str], str | None]:
+        """Destroy memory keys; (the ids that existed, a problem or None)."""
+        if self.vault is None:
+            raise InvalidRequest("this key ring has no key vault: there are no memory keys to destroy")
+        return self.vault.destroy(key_ids)
+
+    # -- sealing -------------------------------------------------------------------------
     def seal(self, subject: str, content: dict[str, Any]) -> dict[str, Any]:
-        """Encrypt ``content`` for ``subject`` (its key is created on first use); new data needs a grammar name."""
+        """Encrypt ``content`` for ``subject`` alone, in the v1 form (older events; tests); a new subject
+        needs a name of the grammar."""
         check_new_subject(subject)
         if not isinstance(content, dict):
             raise InvalidRequest("sealed content must be a JSON object")
@@ -105,18 +172,47 @@ class SubjectCipher:
         names = sorted({check_subject(s) for s in subjects})
         if not names:
             raise InvalidRequest("sealing needs at least one data subject")
-        if len(names) > MAX_COMPONENTS:
-            raise InvalidRequest(f"a payload can be sealed under at most {MAX_COMPONENTS} subjects, not {len(names)}")
+        return self.seal_with([self.subject_ref(s) for s in names], content)
+
+    def seal_with(self, refs: Sequence[KeyRef], content: dict[str, Any]) -> dict[str, Any]:
+        """Encrypt ``content`` under every component in ``refs`` (v2 form); it opens only while all
+        of them exist. A component whose key is already gone cannot seal anything."""
+        unique = sorted(set(refs), key=lambda r: (r.scope, r.id, r.key_id))
+        if not unique:
+            raise InvalidRequest("sealing needs at least one key")
+        if len(unique) > MAX_COMPONENTS:
+            raise InvalidRequest(f"a payload can be sealed under at most {MAX_COMPONENTS} keys, not {len(unique)}")
         if not isinstance(content, dict):
             raise InvalidRequest("sealed content must be a JSON object")
-        found = [self.keystore.get_or_create(s) for s in names]
-        keys = [{"scope": SUBJECT_SCOPE, "id": k.subject, "key_id": k.key_id} for k in found]
+        keys = [r.to_dict() for r in unique]
+        secret = self._secret(unique)
+        if secret is None:
+            raise InvalidRequest("cannot seal under a key that was destroyed (a source was erased or forgotten)")
         nonce = os.urandom(NONCE_BYTES)
         aad = _v2_associated_data(keys)
-        ct = AESGCM(_derive(b"".join(k.key for k in found), aad)).encrypt(nonce, canonical_bytes(content), aad)
+        ct = AESGCM(_content_key(secret, len(unique), aad)).encrypt(nonce, canonical_bytes(content), aad)
         return {"v": SEAL_V2, "alg": ALG, "keys": keys, "nonce": base64.b64encode(nonce).decode(),
                 "ciphertext": base64.b64encode(ct).decode()}
 
+    def _secret(self, refs: Sequence[KeyRef]) -> bytes | None:
+        parts = []
+        for ref in refs:
+            key = self.key_of(ref)
+            if key is None:
+                return None
+            parts.append(key)
+        return b"".join(parts)
+
+    def content_key(self, sealed: dict[str, Any]) -> bytes | None:
+        """The AES key of one v2 payload (for a subject access export, which lets its reader check the
+        ciphertext); None once a component is destroyed."""
+        refs = key_refs(sealed)
+        secret = self._secret(refs)
+        if secret is None:
+            return None
+        return _content_key(secret, len(refs), _v2_associated_data([r.to_dict() for r in refs]))
+
+    # -- opening -------------------------------------------------------------------------
     def open(self, sealed: dict[str, Any]) -> dict[str, Any] | None:
         """Decrypt a sealed payload; ``None`` when a key it needs no longer exists."""
         if isinstance(sealed, dict) and sealed.get("v") == SEAL_V2:
@@ -146,27 +242,27 @@ class SubjectCipher:
             keys, alg = sealed["keys"], sealed["alg"]
             nonce = base64.b64decode(sealed["nonce"], validate=True)
             ct = base64.b64decode(sealed["ciphertext"], validate=True)
-            labels = [(k["scope"], k["id"], k["key_id"]) for k in keys]
+            refs = [KeyRef.from_dict(k) for k in keys]
         except (KeyError, TypeError, binascii.Error) as exc:
             raise TamperedPayload(f"malformed sealed payload: {exc}") from None
         if alg != ALG:
             raise TamperedPayload(f"unsupported sealing algorithm {alg!r}")
-        if not labels or len(labels) > MAX_COMPONENTS or len(nonce) != NONCE_BYTES:
+        if not refs or len(refs) > MAX_COMPONENTS or len(nonce) != NONCE_BYTES:
             raise TamperedPayload("malformed sealed payload: bad key list or nonce")
-        parts = []
-        for scope, ident, key_id in labels:
-            if scope != SUBJECT_SCOPE:
-                raise TamperedPayload(f"sealed payload names an unknown key scope {scope!r}")
-            key = self.keystore.get(check_subject(ident))
-            if key is None or key.key_id != key_id:
-                return None  # destroyed: that subject was forgotten
-            parts.append(key.key)
+        secret = self._secret(refs)
+        if secret is None:
+            return None  # destroyed: a subject was forgotten or a memory erased
         aad = _v2_associated_data([dict(k) for k in keys])
         try:
-            plain = AESGCM(_derive(b"".join(parts), aad)).decrypt(nonce, ct, aad)
+            plain = AESGCM(_content_key(secret, len(refs), aad)).decrypt(nonce, ct, aad)
         except InvalidTag:
             raise TamperedPayload("sealed payload failed authentication: it was modified") from None
         return _content_of(plain)
+
+
+def _content_key(secret: bytes, components: int, aad: bytes) -> bytes:
+    """One component: its key (random, used by no other memory); several: HKDF over all of them."""
+    return secret if components == 1 else _derive(secret, aad)
 
 
 def _content_of(plain: bytes) -> dict[str, Any]:

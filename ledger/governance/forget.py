@@ -39,7 +39,7 @@ from ledger.api import Ledger
 from ledger.config import resolve
 from ledger.errors import InvalidRequest, NotFound, present
 from ledger.events import Event, NewEvent
-from ledger.governance.cipher import SubjectCipher, TamperedPayload, sealed_subjects
+from ledger.governance.cipher import KeyRing, TamperedPayload, sealed_subjects
 from ledger.governance.keystore import check_subject
 from ledger.governance.pending import PendingErasures
 from ledger.governance.scrub import find_residue, residue_needles, scrub_sqlite
@@ -102,9 +102,9 @@ class ForgetReport:
                 "problems": self.problems, "checked_texts": self.checked_texts, "complete": self.complete}
 
 
-def _cipher(ledger: Ledger) -> SubjectCipher:
+def _cipher(ledger: Ledger) -> KeyRing:
     sealer = ledger.sealer
-    if not isinstance(sealer, SubjectCipher):
+    if not isinstance(sealer, KeyRing):
         raise InvalidRequest("this ledger has no key store configured; there is nothing to forget")
     return sealer
 
@@ -117,7 +117,7 @@ class _SubjectPayloads:
     last_forgotten: Event | None = None
 
 
-def _subject_payloads(ledger: Ledger, cipher: SubjectCipher, subject: str) -> _SubjectPayloads:
+def _subject_payloads(ledger: Ledger, cipher: KeyRing, subject: str) -> _SubjectPayloads:
     """Decrypted texts (while the key lives), memory ids and count of the payloads sealed under
     ``subject``'s key, and the last ``subject.forgotten`` event of the subject."""
     out = _SubjectPayloads()

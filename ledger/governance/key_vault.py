@@ -71,6 +71,15 @@ class KeyVault:
             conn.executemany("INSERT INTO keys(key_id, key) VALUES (?,?)", fresh)
         self._spare = fresh
 
+    def install(self, keys: Iterable[tuple[str, bytes]]) -> int:
+        """Store keys created elsewhere (a cube import); existing ids are kept. Returns how many were new."""
+        rows = [(k, bytes(v)) for k, v in keys]
+        conn = self._pool.get()
+        with immediate(conn):
+            before = conn.total_changes
+            conn.executemany("INSERT OR IGNORE INTO keys(key_id, key) VALUES (?,?)", rows)
+            return conn.total_changes - before
+
     def get(self, key_id: str) -> bytes | None:
         """The key, or None when it was destroyed (or never existed)."""
         conn = self._pool.get()

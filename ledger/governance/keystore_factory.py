@@ -14,7 +14,8 @@ from pathlib import Path
 
 from ledger.config import Config, resolve
 from ledger.errors import InvalidRequest
-from ledger.governance.cipher import SubjectCipher
+from ledger.governance.cipher import KeyRing
+from ledger.governance.key_vault import KeyVault
 from ledger.governance.keystore import FileKeyStore, KeyStore
 
 # backend name -> "module:function" taking (config) and returning a KeyStore
@@ -52,6 +53,6 @@ def open_keystore(config: Config) -> KeyStore:
     return factory(config)
 
 
-def open_cipher(config: Config) -> SubjectCipher:
-    """The sealer/opener for a data directory (used by ``ledger.factory.open_ledger``)."""
-    return SubjectCipher(open_keystore(config))
+def open_cipher(config: Config) -> KeyRing:
+    """The key ring of a data directory (subject keys and memory keys; used by ``ledger.factory``)."""
+    return KeyRing(open_keystore(config), KeyVault(keys_dir(config) / "keys.sqlite"))

@@ -2,6 +2,9 @@
 
 - admins see every event as stored (they operate the service, like someone with the data directory);
 - a principal who may read a cube (owner, writer, reader) sees its events unredacted;
+- every memory payload is sealed, so besides the event as stored (whose hash covers the
+  ciphertext) a caller who may read it also gets ``opened``: the decrypted ``{"text", "metadata"}``
+  (``null`` once erased or forgotten);
 - an auditor of a cube sees its events with content fields redacted (see ``CONTENT_KEYS``);
 - events of cubes without a role, and of the ``_system`` stream, are invisible to non-admins.
 """
@@ -12,6 +15,7 @@ from typing import Any
 
 from ledger.access import ALLOWED, AccessControl, Action, Caller
 from ledger.events import Event
+from ledger.memory_state import Opener
 
 # payload keys that carry memory content (texts, metadata, sealed ciphertext, chat content)
 CONTENT_KEYS = frozenset({"text", "content", "metadata", "sealed", "answer", "prompt", "messages", "snippet"})
@@ -27,12 +31,24 @@ def redact(d: dict[str, Any]) -> dict[str, Any]:
     return {**d, "payload": clean, "redacted": hidden}
 
 
+def shown(event: Event, full: bool, opener: Opener | None) -> dict[str, Any]:
+    """An event as a caller sees it: as stored plus ``opened`` content (``full``), or redacted."""
+    d = event.to_dict()
+    if not full:
+        return redact(d)
+    sealed = event.payload.get("sealed")
+    if isinstance(sealed, dict) and opener is not None:
+        d["opened"] = opener(sealed)
+    return d
+
+
 class EventFilter:
     """Per-request visibility of events for one caller (roles are re-read on ``refresh``)."""
 
-    def __init__(self, caller: Caller, access: AccessControl):
+    def __init__(self, caller: Caller, access: AccessControl, opener: Opener | None = None):
         self.caller = caller
         self.access = access
+        self.opener = opener
         self._cache: dict[str, str] = {}
 
     def refresh(self) -> None:
@@ -57,5 +73,4 @@ class EventFilter:
         m = self.mode(event.stream)
         if m == "hidden":
             return None
-        d = event.to_dict()
-        return d if m == "full" else redact(d)
+        return shown(event, m == "full", self.opener)

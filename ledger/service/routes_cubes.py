@@ -12,7 +12,7 @@ from ledger.errors import ConcurrencyConflict, NotFound, StateError
 from ledger.events import NewEvent
 from ledger.names import MAX_NAME, MAX_PRINCIPAL, NAME_PATTERN, PRINCIPAL_PATTERN
 from ledger.service.auth import current_caller
-from ledger.service.event_filter import redact
+from ledger.service.event_filter import shown
 from ledger.service.models import ERRORS, CubeCreate, GrantRequest, Role
 from ledger.service.params import AsOf, Offset, resolve_as_of
 from ledger.service.state import ServiceState, get_state
@@ -98,8 +98,7 @@ def cube_events(cube: str = CubePath, start: Annotated[int, Query(alias="from", 
         if len(out) == limit:
             next_from = e.offset
             break
-        d = state.ledger.registry.upcast(e).to_dict()
-        out.append(d if full else redact(d))
+        out.append(shown(state.ledger.registry.upcast(e), full, state.ledger.opener))
     return {"cube": cube, "redacted": not full, "events": out, "next_from": next_from}
 
 

@@ -43,7 +43,7 @@ def read_log(start: From = 0, to: Offset | None = None, as_of: AsOf = None,
     bound = resolve_as_of(state.ledger, as_of)
     if bound is not None:
         end = min(end, bound)
-    flt = EventFilter(caller, state.access)
+    flt = EventFilter(caller, state.access, state.ledger.opener)
     flt.refresh()
     if stream is not None and flt.mode(stream) == "hidden":
         state.access.deny(caller.name, "log.read", cube=stream, reason="no role on the stream")
@@ -111,7 +111,7 @@ async def stream_log(request: Request, start: From = 0,
         if start < 0:
             raise InvalidRequest("Last-Event-ID must be an offset >= -1")
     await run_in_threadpool(_check_start, state, start)
-    flt = EventFilter(caller, state.access)
+    flt = EventFilter(caller, state.access, state.ledger.opener)
     settings = state.settings
 
     def batch(nxt: int) -> list[dict[str, Any]] | None:
