@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from time_ledger_1m import build, memory_count  # noqa: E402
 
-from ledger.audit import AuditQuery, audit, knowledge  # noqa: E402
-from ledger.provenance import provenance  # noqa: E402
+from ledger.timemachine.audit import AuditQuery, audit, knowledge  # noqa: E402
+from ledger.timemachine.provenance import provenance  # noqa: E402
 
 
 def stats(samples: list[float]) -> tuple[float, float, float]:

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from time_ledger_1m import build, memory_count  # noqa: E402
 
-from ledger.branches import Branches  # noqa: E402
+from ledger.timemachine.branches import Branches  # noqa: E402
 
 
 def stats(samples: list[float]) -> tuple[float, float, float]:

@@ -14,11 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from ledger import verifier
 from ledger.api import Ledger
 from ledger.backends.sqlite_log import SqliteLog
 from ledger.config import load_config
 from ledger.events import NewEvent
+from ledger.governance import verifier
 from ledger.governance.checkpoints import Checkpoints
 from ledger.governance.forget import forget
 from ledger.governance.keystore_factory import open_cipher

@@ -29,8 +29,8 @@ def main() -> int:
     from ledger.api import Ledger
     from ledger.backends.sqlite_log import SqliteLog
     from ledger.events import NewEvent
-    from ledger.scheduler import plan_at
-    from ledger.scheduler_policy import SchedulerPolicy
+    from ledger.memos.scheduler import plan_at
+    from ledger.memos.scheduler_policy import SchedulerPolicy
 
     rnd = random.Random(0)
     words = [f"w{i}" for i in range(3000)]

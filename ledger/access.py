@@ -30,8 +30,8 @@ from ledger.events import Event, NewEvent
 from ledger.log import Log
 
 ROLES = ("owner", "writer", "reader", "auditor")
-CUBE_UPDATED = "cube.updated"  # metadata / visibility changes (ledger.cubes)
-CUBE_SHARED = "cube.shared"  # share / unshare with one principal (ledger.cubes): grants ``reader``
+CUBE_UPDATED = "cube.updated"  # metadata / visibility changes (ledger.memos.cubes)
+CUBE_SHARED = "cube.shared"  # share / unshare with one principal (ledger.memos.cubes): grants ``reader``
 
 
 class Action(StrEnum):

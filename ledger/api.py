@@ -6,20 +6,20 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ledger import events as ev
 from ledger.config import Config
-from ledger.content_rules import check_metadata, check_text
 from ledger.errors import ConcurrencyConflict, InvalidRequest, NotFound, StateError
 from ledger.events import Event, NewEvent, iso_to_us
 from ledger.governance.cipher import KeyRef
 from ledger.lifecycle import check_state, check_transition, check_writable
 from ledger.log import Log
 from ledger.memory_state import MemoryState, Opener, SealedSource, fold, history, merged_metadata
-from ledger.names import check_name
+from ledger.rules.content import check_metadata, check_text
+from ledger.rules.names import check_name
+from ledger.rules.timepoints import parse_point
 from ledger.schema_registry import SchemaRegistry, default_registry
-from ledger.timepoints import parse_point
 
 MAX_TEXT = 1_000_000
 
@@ -41,11 +41,31 @@ def new_memory_id() -> str:
     return "mem_" + os.urandom(8).hex()
 
 
+class Sealer(Protocol):
+    """What a ``Ledger`` seals with (``ledger.governance.cipher.KeyRing``, or a test stand-in)."""
+
+    seals_every_memory: bool  # every memory gets a key of its own (else only subjects' payloads are sealed)
+
+    def subject_ref(self, subject: str) -> KeyRef: ...
+
+    def memory_ref(self, memory_id: str) -> KeyRef: ...
+
+    def seal_with(self, refs: Sequence[KeyRef], content: dict[str, Any]) -> dict[str, Any]: ...
+
+    def seal_under(self, subjects: Sequence[str], content: dict[str, Any]) -> dict[str, Any]: ...
+
+    def open(self, sealed: dict[str, Any]) -> dict[str, Any] | None: ...
+
+    def memory_keys(self, key_ids: Sequence[str]) -> dict[str, bytes]: ...
+
+    def install_memory_keys(self, keys: Sequence[tuple[str, bytes]]) -> int: ...
+
+
 class Ledger:
     """Memory operations as events on a ``Log``; every read can be answered as of an offset."""
 
     def __init__(self, log: Log, registry: SchemaRegistry | None = None, opener: Opener | None = None,
-                 sealer: Any = None, record_reads: bool = True, config: Config | None = None,
+                 sealer: Sealer | None = None, record_reads: bool = True, config: Config | None = None,
                  erasure_participants: Callable[[Ledger, Path | None], list[Any]] | None = None):
         self.log = log
         self.registry = registry or default_registry()
@@ -334,5 +354,5 @@ def _check_content(text: str, metadata: dict[str, Any] | None) -> None:
 
 
 def _check_cube_name(cube: str) -> None:
-    """Cube names follow the one name grammar (``ledger.names``); ``_system`` and the like are refused."""
+    """Cube names follow the one name grammar (``ledger.rules.names``); ``_system`` and the like are refused."""
     check_name(cube, "cube name")

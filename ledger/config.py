@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.errors import InvalidRequest
-from ledger.file_modes import FILE_MODE, private_dir
+from ledger.storage.file_modes import FILE_MODE, private_dir
 
 CONFIG_NAME = "memledger.toml"
 DEFAULT_CONFIG = """\

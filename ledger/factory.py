@@ -9,8 +9,8 @@ from pathlib import Path
 from ledger.api import Ledger
 from ledger.config import Config, load_config, resolve
 from ledger.errors import InvalidRequest
-from ledger.file_modes import tighten_data_dir
 from ledger.log import Log
+from ledger.storage.file_modes import tighten_data_dir
 
 # backend name -> "module:function" taking (config) and returning a Log
 LOG_BACKENDS: dict[str, str] = {

@@ -183,6 +183,70 @@ class LogBase:
         return FileLease(data_dir, view)
 
 
+class DelegatingLog(LogBase):
+    """A ``Log`` that passes every call to ``inner`` (a base for wrappers that change a few calls,
+    such as the service's counting log); ``inner`` is the wrapped log."""
+
+    def __init__(self, inner: Log):
+        self.inner = inner
+
+    def append(self, events: Sequence[NewEvent], expected_versions: Mapping[str, int] | None = None) -> list[Event]:
+        return self.inner.append(events, expected_versions)
+
+    def read(self, start: int = 0, end: int | None = None) -> Iterator[Event]:
+        return self.inner.read(start, end)
+
+    def read_stream(self, stream: str, start_version: int = 1, end_offset: int | None = None) -> Iterator[Event]:
+        return self.inner.read_stream(stream, start_version, end_offset)
+
+    def read_refs(self, ref: str, end_offset: int | None = None) -> Iterator[Event]:
+        return self.inner.read_refs(ref, end_offset)
+
+    def get_by_id(self, event_id: str) -> Event | None:
+        return self.inner.get_by_id(event_id)
+
+    def head(self) -> int:
+        return self.inner.head()
+
+    def head_hash(self) -> str:
+        return self.inner.head_hash()
+
+    def stream_version(self, stream: str) -> int:
+        return self.inner.stream_version(stream)
+
+    def offset_at(self, ts_us: int) -> int:
+        return self.inner.offset_at(ts_us)
+
+    def subscribe(self, start: int = 0, poll_interval: float = 0.2, stop: object = None) -> Iterator[Event]:
+        return self.inner.subscribe(start, poll_interval, stop)
+
+    def verify(self) -> VerifyResult:
+        return self.inner.verify()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def hashes(self, start: int = 0, end: int | None = None) -> Iterator[str]:
+        return self.inner.hashes(start, end)
+
+    def streams(self) -> list[str]:
+        return self.inner.streams()
+
+    def stream_version_at(self, stream: str, offset: int) -> int:
+        return self.inner.stream_version_at(stream, offset)
+
+    def read_filtered(self, start: int = 0, end: int | None = None, actor: str | None = None,
+                      types: Sequence[str] | None = None, stream: str | None = None,
+                      limit: int | None = None) -> Iterator[Event]:
+        return self.inner.read_filtered(start, end, actor, types, stream, limit)
+
+    def storage_path(self) -> Path | None:
+        return self.inner.storage_path()
+
+    def lease(self, view: str, data_dir: str | Path) -> Lease:
+        return self.inner.lease(view, data_dir)
+
+
 def refs_of(payload: Mapping[str, object]) -> set[str]:
     """The memory and subject ids an event payload references (for the ref index): its own memory,
     link ends, sources, memories it was derived from, and the key components of a sealed payload

@@ -26,8 +26,8 @@ import orjson
 
 from ledger.errors import InvalidRequest, NotFound, StateError
 from ledger.events import now_us, us_to_iso
-from ledger.file_modes import write_private
-from ledger.names import principal_problem
+from ledger.rules.names import principal_problem
+from ledger.storage.file_modes import write_private
 
 PRINCIPALS_FILE = "principals.json"
 TOKEN_PREFIX = "mlk_"
@@ -60,7 +60,7 @@ def token_digest(token: str) -> str:
 
 
 def check_principal_name(name: str) -> str:
-    """Validate a principal name: 1-100 ASCII letters, digits, ``_ . @ -`` (``ledger.names``); not reserved."""
+    """Validate a principal name: 1-100 ASCII letters, digits, ``_ . @ -`` (``ledger.rules.names``); not reserved."""
     problem = principal_problem(name)
     if problem is not None:
         raise InvalidRequest(f"invalid principal name {name!r}: {problem}")

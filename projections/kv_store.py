@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from ledger.errors import LedgerError
-from ledger.file_modes import make_private, private_dir, private_file
+from ledger.storage.file_modes import make_private, private_dir, private_file
 
 DEFAULT_BUDGET_BYTES = 2 * 1024**3
 

@@ -25,9 +25,9 @@ import orjson
 
 from ledger import events as ev
 from ledger.events import Event
-from ledger.file_modes import private_dir
 from ledger.memory_state import CONTENT_EVENTS, MEMORY_EVENTS, Erasure, MemoryState, Opener, apply_event, erasure_of
-from ledger.sqlite_pool import WAL_PRAGMAS, ThreadConnections, dropping_without_zeroing, immediate
+from ledger.storage.file_modes import private_dir
+from ledger.storage.sqlite_pool import WAL_PRAGMAS, ThreadConnections, dropping_without_zeroing, immediate
 from projections.base import OPEN, VersionRow
 
 _BASE_DDL = """

@@ -31,7 +31,7 @@ import numpy as np
 from ledger.errors import InvalidRequest
 from ledger.events import Event
 from ledger.memory_state import MemoryState, Opener
-from ledger.sqlite_pool import immediate
+from ledger.storage.sqlite_pool import immediate
 from projections import posting_segments as segments
 from projections.base import OPEN, Hit
 from projections.keyword_docs import DOCS_DDL, DocColumns, Snapshot

@@ -46,6 +46,12 @@ class FakeSealer:
         return {"subject": subject, "key_id": f"k-{subject}", "alg": "AES-256-GCM", "nonce": "n",
                 "ciphertext": json.dumps(content)}
 
+    def memory_keys(self, key_ids: Sequence[str]) -> dict[str, bytes]:
+        return {}  # stand-in keys are not secret: nothing to carry
+
+    def install_memory_keys(self, keys: Sequence[tuple[str, bytes]]) -> int:
+        return 0
+
     def open(self, sealed: dict) -> Any:
         keys = sealed["keys"] if "keys" in sealed else [{"scope": "subject", "id": sealed["subject"], "key_id": ""}]
         if any(k["scope"] == "subject" and k["id"] in self.forgotten for k in keys):

@@ -2,7 +2,7 @@
 
 One thing only, a speed-up of data generation that changes no check and no generated value:
 hypothesis turns a regex character class into a strategy by adding its characters one at a
-time, so a class holding the ~47,000 letters of the name grammar's pattern (``ledger.names``)
+time, so a class holding the ~47,000 letters of the name grammar's pattern (``ledger.rules.names``)
 costs about half a second per strategy, and schemathesis builds hundreds of them (one per
 schema variant it derives). For a plain positive class of literal characters and ranges, with no
 flags, the strategy hypothesis builds is exactly ``OneCharStringStrategy(class ∩ alphabet)``;

@@ -18,12 +18,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger import verifier
 from ledger.canonical import canonical_bytes
 from ledger.cli.app import main
 from ledger.config import init_data_dir
 from ledger.errors import InvalidRequest, NotFound
 from ledger.factory import open_ledger
+from ledger.governance import verifier
 from ledger.governance.checkpoints import Checkpoints
 from ledger.governance.merkle import MerkleTree, root_from_inclusion
 from ledger.governance.merkle import verify_consistency as core_verify_consistency
@@ -156,7 +156,7 @@ def test_bad_offsets_and_checkpoints(env):
 
 
 def test_verifier_imports_only_stdlib_and_cryptography():
-    tree = ast.parse((ROOT / "ledger" / "verifier.py").read_text())
+    tree = ast.parse((ROOT / "ledger" / "governance" / "verifier.py").read_text())
     roots = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -171,7 +171,7 @@ def test_copied_verifier_runs_alone(env, tmp_path):
     ledger, cps, pub = env
     elsewhere = tmp_path / "auditor"
     elsewhere.mkdir()
-    shutil.copy(ROOT / "ledger" / "verifier.py", elsewhere / "verify_memledger.py")
+    shutil.copy(ROOT / "ledger" / "governance" / "verifier.py", elsewhere / "verify_memledger.py")
     key = elsewhere / "key.pem"
     key.write_text(cps.signer.public_key_pem())
     proof = elsewhere / "proof.json"
@@ -216,7 +216,7 @@ def test_cli_proof_round_trip(env, tmp_path, capsys):
     capsys.readouterr()
     assert main(["--data", d, "proof", "inclusion", "99"]) == 3
     assert main(["--data", d, "proof", "consistency", "2", "1"]) == 2
-    r = subprocess.run([sys.executable, "-m", "ledger.verifier", str(proof), "--public-key", hexkey],
+    r = subprocess.run([sys.executable, "-m", "ledger.governance.verifier", str(proof), "--public-key", hexkey],
                        cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
 

@@ -11,12 +11,12 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from ledger.chat import ChatSession, scan_retriever  # noqa: E402
 from ledger.errors import InvalidRequest  # noqa: E402
-from ledger.fact_extraction import extract_facts  # noqa: E402
 from ledger.llm import OpenAICompatibleLLM  # noqa: E402
-from ledger.scheduler import plan_at  # noqa: E402
-from ledger.scheduler_policy import SchedulerPolicy  # noqa: E402
+from ledger.memos.chat import ChatSession, scan_retriever  # noqa: E402
+from ledger.memos.fact_extraction import extract_facts  # noqa: E402
+from ledger.memos.scheduler import plan_at  # noqa: E402
+from ledger.memos.scheduler_policy import SchedulerPolicy  # noqa: E402
 from projections.kv_cache import KVCacheView  # noqa: E402
 from projections.kv_store import KVStore  # noqa: E402
 from tests.memos_fixtures import new_ledger, tiny_model  # noqa: E402
@@ -184,7 +184,7 @@ def test_fact_extraction_rules():
 
 
 def test_chat_spans_cubes_shared_with_the_actor(tmp_path, model):
-    from ledger.cubes import create_cube, readable_cubes, share_cube
+    from ledger.memos.cubes import create_cube, readable_cubes, share_cube
 
     ledger = new_ledger(tmp_path)
     create_cube(ledger, "team", "lead")
@@ -224,9 +224,9 @@ def test_prompt_longer_than_the_context_is_refused_or_trimmed(tmp_path):
 
 def test_default_retriever_uses_the_hybrid_search_views(tmp_path, model):
     pytest.importorskip("projections.view_set")
-    from ledger.chat import default_retriever
     from ledger.config import CONFIG_NAME
     from ledger.factory import open_ledger
+    from ledger.memos.chat import default_retriever
 
     data = tmp_path / "data"
     data.mkdir()
@@ -245,10 +245,10 @@ def test_default_retriever_uses_the_hybrid_search_views(tmp_path, model):
 
 def test_hybrid_retriever_ranks_shared_cubes_in_one_search(tmp_path, model):
     pytest.importorskip("projections.view_set")
-    from ledger.chat import default_retriever
     from ledger.config import CONFIG_NAME
-    from ledger.cubes import create_cube, share_cube
     from ledger.factory import open_ledger
+    from ledger.memos.chat import default_retriever
+    from ledger.memos.cubes import create_cube, share_cube
 
     data = tmp_path / "data"
     data.mkdir()

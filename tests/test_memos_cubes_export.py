@@ -7,7 +7,8 @@ import io
 import orjson
 import pytest
 
-from ledger.cube_export import (
+from ledger.errors import InvalidRequest, NotFound, StateError
+from ledger.memos.cube_export import (
     ExportVerificationError,
     export_cube,
     import_cube,
@@ -15,8 +16,7 @@ from ledger.cube_export import (
     verify_export,
     write_export,
 )
-from ledger.cubes import create_cube, get_cube, list_cubes, readable_cubes, share_cube, update_cube
-from ledger.errors import InvalidRequest, NotFound, StateError
+from ledger.memos.cubes import create_cube, get_cube, list_cubes, readable_cubes, share_cube, update_cube
 from tests.memos_fixtures import new_ledger
 
 

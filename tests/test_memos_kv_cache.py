@@ -234,8 +234,8 @@ def test_smollm2_injected_cache_matches_full_prefill(tmp_path):
 
 
 def test_scheduler_promotion_warms_the_kv_cache(tmp_path):
-    from ledger.scheduler import Scheduler
-    from ledger.scheduler_policy import SchedulerPolicy
+    from ledger.memos.scheduler import Scheduler
+    from ledger.memos.scheduler_policy import SchedulerPolicy
     from projections.kv_cache import kv_warmer
 
     model = tiny_model()

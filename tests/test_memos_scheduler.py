@@ -10,7 +10,7 @@ from ledger import events as ev
 from ledger.canonical import GENESIS_HASH
 from ledger.errors import InvalidRequest
 from ledger.events import Event
-from ledger.scheduler import (
+from ledger.memos.scheduler import (
     SCHEDULER_TICKED,
     Scheduler,
     apply,
@@ -19,7 +19,7 @@ from ledger.scheduler import (
     run,
     verify_replay,
 )
-from ledger.scheduler_policy import DAY, SchedulerPolicy
+from ledger.memos.scheduler_policy import DAY, SchedulerPolicy
 from tests.memos_fixtures import new_ledger
 
 US = 1_000_000

@@ -17,7 +17,7 @@ def svc(tmp_path):
 
 
 def test_share_update_and_export_are_for_owners(svc):
-    pytest.importorskip("ledger.cube_export")
+    pytest.importorskip("ledger.memos.cube_export")
     c = svc.client
     assert c.post("/v1/cubes/a/share", json={"principal": "bob"}, headers=svc.h("carol")).status_code == 404
     r = c.post("/v1/cubes/a/share", json={"principal": "bob"}, headers=svc.h("alice"))
@@ -42,7 +42,7 @@ def test_share_update_and_export_are_for_owners(svc):
 
 
 def test_scheduler_status_and_run(svc):
-    pytest.importorskip("ledger.scheduler")
+    pytest.importorskip("ledger.memos.scheduler")
     c = svc.client
     assert c.get("/v1/scheduler", headers=svc.h("alice")).json()["running"] is False
     assert c.post("/v1/scheduler/run", headers=svc.h("alice")).status_code == 403
@@ -54,9 +54,9 @@ def test_scheduler_status_and_run(svc):
 
 
 def test_chat_needs_write_and_writes_the_exchange_back(svc):
-    pytest.importorskip("ledger.chat")
+    pytest.importorskip("ledger.memos.chat")
     pytest.importorskip("transformers")
-    from ledger.chat import ChatSession, scan_retriever
+    from ledger.memos.chat import ChatSession, scan_retriever
     from tests.memos_fixtures import tiny_model
 
     model = tiny_model()
@@ -77,7 +77,7 @@ def test_chat_needs_write_and_writes_the_exchange_back(svc):
     body = r.json()
     assert body["session_id"] and svc.m["id"] in body["retrieved"]
     written = svc.events(head + 1)
-    # the principal's events carry the principal; ledger.chat attributes the model's own turn to
+    # the principal's events carry the principal; ledger.memos.chat attributes the model's own turn to
     # "assistant:<model id>" (server-determined, never taken from the request)
     assert written and {e.actor for e in written if not e.actor.startswith("assistant:")} == {"alice"}
     assert next(e for e in written if e.type == "memory.read").actor == "alice"
@@ -87,7 +87,7 @@ def test_chat_needs_write_and_writes_the_exchange_back(svc):
 
 
 def test_background_scheduler_reports_its_runs(svc):
-    pytest.importorskip("ledger.scheduler")
+    pytest.importorskip("ledger.memos.scheduler")
     import time
 
     from fastapi.testclient import TestClient
@@ -106,11 +106,11 @@ def test_background_scheduler_reports_its_runs(svc):
 
 
 def test_chat_shared_cubes_need_read_access(svc):
-    chat_mod = pytest.importorskip("ledger.chat")
+    chat_mod = pytest.importorskip("ledger.memos.chat")
     pytest.importorskip("transformers")
     if "shared_cubes" not in getattr(chat_mod.ChatSession, "__dataclass_fields__", {}):
-        pytest.skip("this ledger.chat has no shared_cubes")
-    from ledger.chat import ChatSession, scan_retriever
+        pytest.skip("this ledger.memos.chat has no shared_cubes")
+    from ledger.memos.chat import ChatSession, scan_retriever
     from tests.memos_fixtures import tiny_model
 
     model = tiny_model()

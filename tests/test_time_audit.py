@@ -8,12 +8,12 @@ import time
 import pytest
 
 from ledger import events as ev
-from ledger.audit import AuditQuery, audit, knowledge
-from ledger.branches import Branches
 from ledger.cli.app import main
 from ledger.errors import InvalidRequest, NotFound
 from ledger.events import us_to_iso
-from ledger.restore import restore_memory
+from ledger.timemachine.audit import AuditQuery, audit, knowledge
+from ledger.timemachine.branches import Branches
+from ledger.timemachine.restore import restore_memory
 
 
 def _story(led):

@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger.api import Ledger
-from ledger.branches import Branches
 from ledger.errors import LedgerError
+from ledger.timemachine.branches import Branches
 from tests.ledgers import make_ledger
 
 IDS = ["m0", "m1", "m2", "m3"]

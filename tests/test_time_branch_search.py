@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from ledger import events as ev
-from ledger.branch_search import search_branch
-from ledger.branches import Branches
-from ledger.restore import restore_memory
+from ledger.timemachine.branch_search import search_branch
+from ledger.timemachine.branches import Branches
+from ledger.timemachine.restore import restore_memory
 from projections.view_set import ViewSet
 from tests.ledgers import make_ledger
 
@@ -83,10 +83,10 @@ def test_cli_search_branch(tmp_path, capsys):
 
 def test_branch_versions_get_the_same_entity_focus_as_main(tmp_path):
     """A memory changed on a branch is ranked with the same signals as on main (entity focus)."""
-    from ledger.branch_search import search_branch
-    from ledger.branches import Branches
     from ledger.config import init_data_dir
     from ledger.factory import open_ledger
+    from ledger.timemachine.branch_search import search_branch
+    from ledger.timemachine.branches import Branches
     from projections.view_set import ViewSet
 
     d, _ = init_data_dir(tmp_path / "d")

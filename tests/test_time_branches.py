@@ -8,10 +8,10 @@ import sqlite3
 import pytest
 
 from ledger import events as ev
-from ledger.branch_merge import MergeConflict, diff, merge
-from ledger.branches import Branches
 from ledger.cli.app import main
 from ledger.errors import ConcurrencyConflict, InvalidRequest, NotFound, StateError
+from ledger.timemachine.branch_merge import MergeConflict, diff, merge
+from ledger.timemachine.branches import Branches
 from tests.ledgers import make_ledger
 
 
@@ -153,7 +153,7 @@ def test_diff_lists_added_changed_removed(main_ledger, branches):
     br.add("c", "new", "bob", memory_id="m_new")
     br.update("m1", "alpha 2", "bob")
     br.change_state("m2", "archived", "bob")
-    from ledger.restore import restore_memory
+    from ledger.timemachine.restore import restore_memory
 
     restore_memory(br, "m3", fork, "bob")  # m3 did not exist at `fork`: removed on the branch
     br.add("c", "temp", "bob", memory_id="m_tmp")
@@ -289,7 +289,7 @@ def test_cli_branch_flow(tmp_path, capsys):
 
 
 def test_search_overlay_of_nested_branch(main_ledger, branches):
-    from ledger.restore import restore_memory
+    from ledger.timemachine.restore import restore_memory
 
     fork = _seed(main_ledger)
     main_ledger.add("c", "after fork on main", "alice", memory_id="late")

@@ -9,8 +9,8 @@ import pytest
 
 from ledger.cli.app import main
 from ledger.errors import InvalidRequest, NotFound
-from ledger.provenance import provenance
-from ledger.restore import restore_memory
+from ledger.timemachine.provenance import provenance
+from ledger.timemachine.restore import restore_memory
 
 
 def test_chain_of_events_for_each_version(ledger):
@@ -81,8 +81,8 @@ def test_cli_provenance(tmp_path, capsys):
 
 
 def test_events_merged_from_a_branch_name_it(ledger):
-    from ledger.branch_merge import merge
-    from ledger.branches import Branches
+    from ledger.timemachine.branch_merge import merge
+    from ledger.timemachine.branches import Branches
 
     ledger.add("c", "v1", "alice", memory_id="m")
     branches = Branches(ledger)

@@ -9,7 +9,7 @@ import pytest
 from ledger import events as ev
 from ledger.cli.app import main
 from ledger.errors import InvalidRequest, NotFound, StateError
-from ledger.restore import restore_cube, restore_memory
+from ledger.timemachine.restore import restore_cube, restore_memory
 from tests.fake_sealer import FakeSealer
 from tests.ledgers import make_ledger
 

@@ -29,8 +29,8 @@ def _denials(led, start: int = 0) -> list[dict]:
 
 
 def test_item9_branch_writes_need_consent_in_the_python_api(ledger):
-    from ledger.branch_merge import merge
-    from ledger.branches import Branches
+    from ledger.timemachine.branch_merge import merge
+    from ledger.timemachine.branches import Branches
 
     b = Branches(ledger)
     b.create("plan", None, "alice")

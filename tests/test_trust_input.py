@@ -264,13 +264,13 @@ def proofs(tmp_path):
 
 
 def _verify(doc, pub, pinned=None):
-    from ledger import verifier
+    from ledger.governance import verifier
 
     return verifier.verify_document(json.loads(json.dumps(doc)), pub, pinned)
 
 
 def test_item15_verifier_rejects_forged_time_and_unhashed_fields(proofs, tmp_path):
-    from ledger import verifier
+    from ledger.governance import verifier
 
     _, cps, inc, con, pub = proofs
     summary = _verify(inc, pub)
@@ -312,7 +312,7 @@ def test_item15_verifier_rejects_forged_time_and_unhashed_fields(proofs, tmp_pat
     pem.write_text(cps.signer.public_key_pem())
     proof = tmp_path / "proof.json"
     proof.write_text(json.dumps(forged(inc, ("checkpoint", "time"), "1999-01-01T00:00:00Z")))
-    proc = subprocess.run([sys.executable, "-I", str(ROOT / "ledger" / "verifier.py"), str(proof),
+    proc = subprocess.run([sys.executable, "-I", str(ROOT / "ledger" / "governance" / "verifier.py"), str(proof),
                            "--public-key", str(pem), "--json"], capture_output=True, text=True)
     assert proc.returncode == 1 and json.loads(proc.stdout)["ok"] is False and "time" in proc.stdout, proc
 
@@ -321,8 +321,8 @@ def test_item15_cube_import_rejects_unhashed_fields(tmp_path, capsys):
     import orjson
 
     from ledger.config import init_data_dir
-    from ledger.cube_export import ExportVerificationError, export_cube, import_cube
     from ledger.factory import open_ledger
+    from ledger.memos.cube_export import ExportVerificationError, export_cube, import_cube
 
     src = open_ledger(init_data_dir(tmp_path / "a")[0])
     for i in range(3):

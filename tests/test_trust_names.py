@@ -67,8 +67,8 @@ def test_item16_cube_names_follow_one_grammar_in_the_core(ledger):
 
 
 def test_item16_branch_principal_and_subject_names_follow_the_grammar(ledger, tmp_path):
-    from ledger.branches import Branches
     from ledger.principals import PrincipalStore
+    from ledger.timemachine.branches import Branches
 
     ledger.add("c", "text", actor="a")
     branches = Branches(ledger)
@@ -170,7 +170,7 @@ def test_item16_http_refuses_names_non_finite_numbers_and_blank_texts(live_serve
 
 
 def test_item16_schema_pattern_is_the_validator(live_server):  # noqa: F811
-    from ledger.names import NAME_PATTERN
+    from ledger.rules.names import NAME_PATTERN
 
     spec = httpx.get(f"{live_server.url}/openapi.json").json()
     cube = spec["components"]["schemas"]["CubeCreate"]["properties"]["cube"]
@@ -184,7 +184,7 @@ def test_item16_schema_pattern_is_the_validator(live_server):  # noqa: F811
 def test_item16_every_name_the_pattern_admits_is_valid_and_the_rust_regex_agrees(data):
     from pydantic import Field, TypeAdapter, ValidationError
 
-    from ledger.names import NAME_PATTERN, PUNCTUATION, SCRIPT_SETS, name_problem, name_regex, scripts_of
+    from ledger.rules.names import NAME_PATTERN, PUNCTUATION, SCRIPT_SETS, name_problem, name_regex, scripts_of
 
     rust = TypeAdapter(Annotated[str, Field(pattern=NAME_PATTERN)])
     name = data.draw(st.one_of(st.from_regex(name_regex(), fullmatch=True),
@@ -207,7 +207,7 @@ def test_item16_every_name_the_pattern_admits_is_valid_and_the_rust_regex_agrees
 
 def test_item16_unicode_tables_match_this_pythons_unicodedata():
     pytest.importorskip("regex")
-    from ledger import unicode_gen, unicode_tables
+    from ledger.rules import unicode_gen, unicode_tables
 
     if unicodedata.unidata_version != unicode_tables.UNIDATA_VERSION:
         pytest.skip(f"tables derived with Unicode {unicode_tables.UNIDATA_VERSION}, "

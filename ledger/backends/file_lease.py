@@ -6,7 +6,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from ledger.file_modes import private_dir
+from ledger.storage.file_modes import private_dir
 
 
 class FileLease:

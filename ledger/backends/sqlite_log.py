@@ -19,11 +19,11 @@ from ledger.canonical import GENESIS_HASH
 from ledger.chain import VerifyResult, check_expected, prepare, resolve_retry, seal
 from ledger.config import Config
 from ledger.events import Event, NewEvent
-from ledger.file_modes import private_dir
 from ledger.log import LogBase, poll_subscribe, refs_of
 from ledger.ref_index_check import verify_chain_and_refs
 from ledger.schema_registry import SchemaRegistry, default_registry
-from ledger.sqlite_pool import WAL_PRAGMAS, ThreadConnections, immediate
+from ledger.storage.file_modes import private_dir
+from ledger.storage.sqlite_pool import WAL_PRAGMAS, ThreadConnections, immediate
 
 # the stored envelope: every column the chain hash covers, plus the hash itself
 ENVELOPE_COLUMNS = (

@@ -14,7 +14,7 @@ from typing import NoReturn
 
 from ledger.config import default_data_dir
 from ledger.errors import InvalidRequest, LedgerError, NotFound
-from ledger.file_modes import private_umask
+from ledger.storage.file_modes import private_umask
 
 EXIT_INTERNAL = 70  # an unexpected error (EX_SOFTWARE); 1 means `verify` found a problem, 2 bad input, 3 not found
 

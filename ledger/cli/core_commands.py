@@ -11,7 +11,7 @@ from ledger.cli.output import emit, emit_line, parse_json_object
 from ledger.cli.time_commands import add_branch_flag, ledger_for
 from ledger.config import init_data_dir
 from ledger.errors import InvalidRequest
-from ledger.timepoints import offset_arg
+from ledger.rules.timepoints import offset_arg
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

@@ -32,12 +32,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from ledger.audit import AuditQuery, audit
-    from ledger.branch_search import search_branch
-    from ledger.branches import Branches
     from ledger.governance.checkpoints import Checkpoints
     from ledger.governance.forget import forget
     from ledger.governance.integrity import verify_integrity
+    from ledger.timemachine.audit import AuditQuery, audit
+    from ledger.timemachine.branch_search import search_branch
+    from ledger.timemachine.branches import Branches
     from projections.view_set import ViewSet
 
     data, _ = init_data_dir(args.data)

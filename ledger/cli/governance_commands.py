@@ -12,7 +12,7 @@ from ledger.cli.context import open_cli_ledger
 from ledger.cli.output import emit
 from ledger.config import CONFIG_NAME, load_config
 from ledger.errors import InvalidRequest
-from ledger.timepoints import offset_arg
+from ledger.rules.timepoints import offset_arg
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p = sub.add_parser("checkpoints", parents=[common], help="list stored checkpoints")
     p.set_defaults(func=cmd_checkpoints)
 
-    p = sub.add_parser("proof", help="export a proof as JSON (for `verify-proof` or ledger/verifier.py)")
+    p = sub.add_parser("proof", help="export a proof as JSON (for `verify-proof` or ledger/governance/verifier.py)")
     kinds = p.add_subparsers(dest="proof_kind", metavar="KIND")
     kinds.required = True
     q = kinds.add_parser("inclusion", help="an event is in a signed checkpoint")
@@ -119,7 +119,7 @@ def cmd_proof_consistency(args: argparse.Namespace) -> int:
 
 
 def cmd_verify_proof(args: argparse.Namespace) -> int:
-    from ledger import verifier
+    from ledger.governance import verifier
 
     argv = [args.file, "--public-key", args.public_key or _local_public_key_pem(args)]
     if args.pinned:

@@ -11,7 +11,7 @@ from ledger.cli.context import open_cli_ledger
 from ledger.cli.output import emit, emit_line, parse_json_object
 from ledger.cli.time_commands import add_branch_flag, ledger_for
 from ledger.errors import InvalidRequest
-from ledger.timepoints import offset_arg
+from ledger.rules.timepoints import offset_arg
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -133,7 +133,7 @@ def _cube_text(c: dict[str, Any]) -> str:
 
 
 def cmd_cube_create(args: argparse.Namespace) -> int:
-    from ledger.cubes import create_cube
+    from ledger.memos.cubes import create_cube
 
     info = create_cube(open_cli_ledger(args), args.name, args.owner or default_actor(), args.visibility,
                        args.embedder, args.llm, parse_json_object(args.metadata, "--metadata"))
@@ -142,7 +142,7 @@ def cmd_cube_create(args: argparse.Namespace) -> int:
 
 
 def cmd_cube_list(args: argparse.Namespace) -> int:
-    from ledger.cubes import list_cubes
+    from ledger.memos.cubes import list_cubes
 
     cubes = [c.to_dict() for c in list_cubes(open_cli_ledger(args), args.as_of, args.readable_by)]
     emit(args, cubes, "\n".join(_cube_text(c) for c in cubes) or "(no cubes)")
@@ -150,7 +150,7 @@ def cmd_cube_list(args: argparse.Namespace) -> int:
 
 
 def cmd_cube_show(args: argparse.Namespace) -> int:
-    from ledger.cubes import get_cube
+    from ledger.memos.cubes import get_cube
 
     c = get_cube(open_cli_ledger(args), args.name, args.as_of).to_dict()
     emit(args, c, _cube_text(c) + (f"\n  metadata: {c['metadata']}" if c["metadata"] else ""))
@@ -158,7 +158,7 @@ def cmd_cube_show(args: argparse.Namespace) -> int:
 
 
 def cmd_cube_update(args: argparse.Namespace) -> int:
-    from ledger.cubes import update_cube
+    from ledger.memos.cubes import update_cube
 
     info = update_cube(open_cli_ledger(args), args.name, args.actor or default_actor(), args.visibility,
                        args.embedder, args.llm, parse_json_object(args.metadata, "--metadata"))
@@ -167,7 +167,7 @@ def cmd_cube_update(args: argparse.Namespace) -> int:
 
 
 def cmd_cube_share(args: argparse.Namespace) -> int:
-    from ledger.cubes import share_cube
+    from ledger.memos.cubes import share_cube
 
     info = share_cube(open_cli_ledger(args), args.name, args.principal, args.actor or default_actor(), args.revoke)
     emit(args, info.to_dict(), _cube_text(info.to_dict()))
@@ -177,7 +177,7 @@ def cmd_cube_share(args: argparse.Namespace) -> int:
 def cmd_cube_export(args: argparse.Namespace) -> int:
     import os
 
-    from ledger.cube_export import write_export
+    from ledger.memos.cube_export import write_export
 
     ledger = open_cli_ledger(args)
     if args.output is None:
@@ -197,7 +197,7 @@ def cmd_cube_export(args: argparse.Namespace) -> int:
 
 
 def cmd_cube_import(args: argparse.Namespace) -> int:
-    from ledger.cube_export import import_cube, read_records, verify_export
+    from ledger.memos.cube_export import import_cube, read_records, verify_export
 
     try:
         if args.file == "-":
@@ -266,8 +266,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 # -- scheduler -----------------------------------------------------------------------------------
 def cmd_schedule(args: argparse.Namespace) -> int:
-    from ledger.scheduler import run, verify_replay
-    from ledger.scheduler_policy import SchedulerPolicy
+    from ledger.memos.scheduler import run, verify_replay
+    from ledger.memos.scheduler_policy import SchedulerPolicy
 
     ledger = open_cli_ledger(args)
     if args.verify is not None:
@@ -303,13 +303,13 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 
 # -- chat ------------------------------------------------------------------------------------------
 def cmd_chat(args: argparse.Namespace) -> int:
-    from ledger.chat import open_chat
+    from ledger.memos.chat import open_chat
 
     ledger = open_cli_ledger(args)
     actor = args.actor or default_actor()
     options: dict[str, Any] = {"k": args.k, "extract": not args.no_facts, "subject": args.subject}
     if args.include_shared:
-        from ledger.cubes import readable_cubes
+        from ledger.memos.cubes import readable_cubes
 
         options["shared_cubes"] = [c for c in readable_cubes(ledger, actor) if c != args.cube]
     if args.max_new_tokens is not None:

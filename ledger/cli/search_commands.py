@@ -10,7 +10,7 @@ from ledger.cli.app import default_actor
 from ledger.cli.context import open_cli_ledger
 from ledger.cli.output import emit, parse_json_object
 from ledger.errors import InvalidRequest
-from ledger.timepoints import offset_arg
+from ledger.rules.timepoints import offset_arg
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -54,8 +54,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise InvalidRequest("give either --state or --all-states, not both")
     with _open_views(ledger, ["keyword", "graph"] if args.no_vector else None) as views:
         if args.branch not in (None, "main"):
-            from ledger.branch_search import search_branch
-            from ledger.branches import Branches
+            from ledger.timemachine.branch_search import search_branch
+            from ledger.timemachine.branches import Branches
 
             hits = search_branch(views, Branches(ledger), args.branch, args.query, cube=args.cubes, k=args.k,
                                  as_of=args.as_of, states=args.states, metadata=metadata,

@@ -29,7 +29,7 @@ def ledger_for(args: argparse.Namespace) -> Ledger:
     name = getattr(args, "branch", None)
     if name is None or name == "main":
         return ledger
-    from ledger.branches import Branches
+    from ledger.timemachine.branches import Branches
 
     return Branches(ledger, is_admin=cli_is_admin(args)).ledger(name)
 
@@ -119,7 +119,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 # -- branch ------------------------------------------------------------------------------
 def _branches(args: argparse.Namespace) -> Any:
-    from ledger.branches import Branches
+    from ledger.timemachine.branches import Branches
 
     return Branches(open_cli_ledger(args), is_admin=cli_is_admin(args))
 
@@ -163,7 +163,7 @@ def cmd_branch_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_branch_diff(args: argparse.Namespace) -> int:
-    from ledger.branch_merge import diff
+    from ledger.timemachine.branch_merge import diff
 
     entries = diff(_branches(args), args.name, args.against)
     marks = {"added": "+", "removed": "-", "changed": "~"}
@@ -178,7 +178,7 @@ def cmd_branch_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_branch_merge(args: argparse.Namespace) -> int:
-    from ledger.branch_merge import MergeConflict, merge
+    from ledger.timemachine.branch_merge import MergeConflict, merge
 
     try:
         result = merge(_branches(args), args.name, args.actor or default_actor(), strict=args.strict)
@@ -197,7 +197,7 @@ def cmd_branch_merge(args: argparse.Namespace) -> int:
 
 # -- restore / audit / provenance ------------------------------------------------------------
 def cmd_restore(args: argparse.Namespace) -> int:
-    from ledger.restore import restore_cube, restore_memory
+    from ledger.timemachine.restore import restore_cube, restore_memory
 
     if (args.id is None) == (args.cube is None):
         raise InvalidRequest("restore needs exactly one of: a memory ID, or --cube CUBE")
@@ -214,7 +214,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from ledger.audit import AuditQuery, audit_events, entry_of, knowledge
+    from ledger.timemachine.audit import AuditQuery, audit_events, entry_of, knowledge
 
     ledger = ledger_for(args)
     if args.as_of is not None and args.memory is not None:
@@ -256,7 +256,7 @@ def _knowledge_text(k: dict[str, Any]) -> str:
 
 
 def cmd_provenance(args: argparse.Namespace) -> int:
-    from ledger.provenance import provenance
+    from ledger.timemachine.provenance import provenance
 
     tree = provenance(ledger_for(args), args.id, as_of=args.as_of, version=args.version)
     emit(args, tree, "\n".join(_provenance_lines(tree, 0)))

@@ -42,11 +42,11 @@ from ledger.canonical import GENESIS_HASH
 from ledger.config import Config
 from ledger.errors import InvalidRequest, LedgerError, NotFound
 from ledger.events import CHECKPOINT_SIGNED, SYSTEM_STREAM, NewEvent, now_us, us_to_iso
-from ledger.file_modes import create_private_once, private_dir
 from ledger.governance.keystore_factory import keys_dir
 from ledger.governance.log_tree import log_tree
 from ledger.governance.merkle import MerkleTree, leaf_hash
 from ledger.log import Log
+from ledger.storage.file_modes import create_private_once, private_dir
 
 FORMAT = "memledger-checkpoint/v1"
 SIGNING_KEY_NAME = "checkpoint-signing.key"

@@ -148,6 +148,20 @@ class KeyRing:
             return self.vault.get(ref.key_id) if self.vault is not None else None
         raise TamperedPayload(f"sealed payload names an unknown key scope {ref.scope!r}")
 
+    def memory_keys(self, key_ids: Sequence[str]) -> dict[str, bytes]:
+        """The memory keys among ``key_ids`` that still exist (a cube export carries them)."""
+        if self.vault is None:
+            return {}
+        found = {k: self.vault.get(k) for k in key_ids}
+        return {k: v for k, v in found.items() if v is not None}
+
+    def install_memory_keys(self, keys: Sequence[tuple[str, bytes]]) -> int:
+        """Store memory keys made elsewhere (a cube import); returns how many were new."""
+        if self.vault is None:
+            raise InvalidRequest("this ledger has no key vault to hold the imported memories' keys "
+                                 "(open it from a data directory)")
+        return self.vault.install(keys)
+
     def destroy_memory_keys(self, key_ids: Sequence[str]) -> tuple[list[str], str | None]:
         """Destroy memory keys; (the ids that existed, a problem or None)."""
         if self.vault is None:

@@ -24,8 +24,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ledger.errors import LedgerError
-from ledger.file_modes import private_file
-from ledger.sqlite_pool import WAL_PRAGMAS, ThreadConnections, immediate
+from ledger.storage.file_modes import private_file
+from ledger.storage.sqlite_pool import WAL_PRAGMAS, ThreadConnections, immediate
 
 KEY_BYTES = 32
 _DDL = """

@@ -24,8 +24,8 @@ from typing import Protocol, runtime_checkable
 import orjson
 
 from ledger.errors import LedgerError
-from ledger.file_modes import create_private_once, shred
-from ledger.names import check_name
+from ledger.rules.names import check_name
+from ledger.storage.file_modes import create_private_once, shred
 
 KEY_BYTES = 32  # AES-256
 _FORMAT = "memledger-subject-key/v1"
@@ -81,7 +81,7 @@ def check_subject(subject: object) -> str:
 
 
 def check_new_subject(subject: object) -> str:
-    """Validate the id of a data subject getting new data: the name grammar of ``ledger.names``."""
+    """Validate the id of a data subject getting new data: the name grammar of ``ledger.rules.names``."""
     return check_name(subject, "data subject")
 
 

@@ -10,7 +10,7 @@ up to the current one costs O(log n) hashes after the leaves are loaded, and app
 leaf costs amortised O(1) hashes.
 
 The ``verify_*`` functions are pure: they trust nothing but their arguments. The standalone
-``ledger/verifier.py`` carries its own copy of them (it must import nothing of the project);
+``ledger/governance/verifier.py`` carries its own copy of them (it must import nothing of the project);
 tests check both agree.
 """
 

@@ -26,7 +26,7 @@ import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ledger.file_modes import shred, write_private
+from ledger.storage.file_modes import shred, write_private
 
 NONCE = 12
 

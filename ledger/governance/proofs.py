@@ -1,4 +1,4 @@
-"""Self-contained proof documents for offline verification (see ``ledger/verifier.py``).
+"""Self-contained proof documents for offline verification (see ``ledger/governance/verifier.py``).
 
 Inclusion proof: one event exactly as stored (its payload is ciphertext if it was sealed), its
 leaf index, the audit path to the root of a signed checkpoint, and that checkpoint.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -13,36 +12,39 @@ from ledger.access import AccessControl
 from ledger.api import Ledger
 from ledger.config import CONFIG_NAME
 from ledger.errors import InvalidRequest
-from ledger.file_modes import private_umask
+from ledger.memos.scheduler import Scheduler
+from ledger.memos.scheduler_policy import SchedulerPolicy
 from ledger.principals import PrincipalStore
+from ledger.service import (
+    routes_audit,
+    routes_branches,
+    routes_chat,
+    routes_cube_admin,
+    routes_cubes,
+    routes_governance,
+    routes_log,
+    routes_memories,
+    routes_scheduler,
+    routes_search,
+    routes_system,
+)
 from ledger.service.auth import ANONYMOUS
 from ledger.service.errors import install_error_handlers
 from ledger.service.limits import BodyLimitMiddleware
 from ledger.service.metrics import CountingLog, MetricsMiddleware, ServiceMetrics
 from ledger.service.ratelimit import AuditLimiter
 from ledger.service.request_id import RequestIdMiddleware
+from ledger.service.search_backend import search_backend
 from ledger.service.settings import Settings
 from ledger.service.state import ServiceState
+from ledger.storage.file_modes import private_umask
 
 log = logging.getLogger("memledger.service")
 
-# Route modules, one per area. Optional ones (features other parts of memledger provide) are
-# included when importable, so the API grows as those parts land.
-ROUTE_MODULES = [
-    "ledger.service.routes_system",
-    "ledger.service.routes_cubes",
-    "ledger.service.routes_memories",
-    "ledger.service.routes_log",
-]
-OPTIONAL_ROUTE_MODULES: list[str] = [
-    "ledger.service.routes_search",
-    "ledger.service.routes_audit",
-    "ledger.service.routes_branches",
-    "ledger.service.routes_cube_admin",
-    "ledger.service.routes_chat",
-    "ledger.service.routes_scheduler",
-    "ledger.service.routes_governance",
-]
+# the routers of every area, in the order the OpenAPI document lists them
+ROUTERS = [routes_system.router, routes_cubes.router, routes_memories.router, routes_log.router,
+           routes_search.router, routes_audit.router, routes_branches.router, routes_cube_admin.router,
+           routes_chat.router, routes_scheduler.router, routes_governance.router]
 
 ANONYMOUS_WARNING = ("memledger serve: anonymous access is ON; requests without credentials act as principal "
                      "'anonymous'. Never expose this beyond a trusted loopback setup.")
@@ -91,19 +93,9 @@ def create_app(data_dir: str | Path, settings: Settings | None = None, ledger: L
         "the authenticated principal."))
     app.state.memledger = state
     install_error_handlers(app)
-    for name in ROUTE_MODULES:
-        app.include_router(importlib.import_module(name).router)
-    for name in OPTIONAL_ROUTE_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ImportError as exc:
-            log.info("optional routes %s not available: %s", name, exc)
-            continue
-        app.include_router(module.router)
-        state.extras.setdefault("optional_routes", []).append(name)
-    if follow_views and "ledger.service.routes_search" in state.extras.get("optional_routes", []):
-        from ledger.service.search_backend import search_backend
-
+    for router in ROUTERS:
+        app.include_router(router)
+    if follow_views:
         backend = search_backend(state)
         backend.views()
         backend.start_follower()
@@ -117,18 +109,14 @@ def create_app(data_dir: str | Path, settings: Settings | None = None, ledger: L
 
 
 def _start_scheduler(app: FastAPI, state: ServiceState, interval: float) -> None:
-    """Run ``ledger.scheduler`` every ``interval`` seconds in a daemon thread (stopped at shutdown)."""
+    """Run ``ledger.memos.scheduler`` every ``interval`` seconds in a daemon thread (stopped at shutdown)."""
     import threading
 
     if interval <= 0:
         raise InvalidRequest("the scheduler interval must be positive")
-    if "ledger.service.routes_scheduler" not in state.extras.get("optional_routes", []):
-        raise InvalidRequest("this installation has no memory scheduler (ledger.scheduler)")
-    scheduler_mod = importlib.import_module("ledger.scheduler")
-    policy_cls = importlib.import_module("ledger.scheduler_policy").SchedulerPolicy
-    config = getattr(state.ledger, "config", None)
-    sched = scheduler_mod.Scheduler(state.ledger, policy_cls.from_dict(
-        config.section("scheduler") if config is not None else None))
+    config = state.ledger.config
+    sched = Scheduler(state.ledger, SchedulerPolicy.from_dict(config.section("scheduler") if config is not None
+                                                                else None))
     stop = threading.Event()
     thread = threading.Thread(target=sched.run_loop, args=(stop, interval), name="memledger-scheduler", daemon=True)
     state.extras.update(scheduler=sched, scheduler_interval=interval)

@@ -14,8 +14,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger.errors import (
     AccessDenied,
+    BackendUnavailable,
     ConcurrencyConflict,
     IdempotencyConflict,
+    InternalError,
     InvalidRequest,
     LedgerError,
     NotFound,
@@ -23,27 +25,25 @@ from ledger.errors import (
     StateError,
 )
 from ledger.service.responses import JSON
+from ledger.timemachine.branch_merge import MergeConflict
 
+# the first class an error is an instance of decides its status (subclasses before their bases)
 STATUS: list[tuple[type[LedgerError], int]] = [
     (NotFound, 404),
     (AccessDenied, 403),
+    (MergeConflict, 409),
     (ConcurrencyConflict, 409),
     (IdempotencyConflict, 409),
     (StateError, 409),
     (SchemaViolation, 422),
     (InvalidRequest, 422),
+    (BackendUnavailable, 503),
+    (InternalError, 500),
 ]
 
 
-# errors defined by optional parts of memledger, matched by class name
-STATUS_BY_NAME = {"MergeConflict": 409}
-
-
 def status_of(exc: LedgerError) -> int:
-    """HTTP status of a ledger error (400 for any subclass not listed)."""
-    for klass in type(exc).__mro__:
-        if klass.__name__ in STATUS_BY_NAME:
-            return STATUS_BY_NAME[klass.__name__]
+    """HTTP status of a ledger error (400 for any other ``LedgerError``)."""
     for cls, code in STATUS:
         if isinstance(exc, cls):
             return code
@@ -67,8 +67,8 @@ class Unauthenticated(Exception):
 
 def _pattern_message(pattern: str, value: Any) -> str:
     """A one-line reason for a pattern mismatch, naming the rule broken (never the long pattern itself)."""
-    from ledger.content_rules import BLANK_RULE, NONBLANK_PATTERN
-    from ledger.names import NAME_PATTERN, PRINCIPAL_PATTERN, name_problem, principal_problem
+    from ledger.rules.content import BLANK_RULE, NONBLANK_PATTERN
+    from ledger.rules.names import NAME_PATTERN, PRINCIPAL_PATTERN, name_problem, principal_problem
 
     if pattern == NAME_PATTERN:
         return f"not a valid name: {name_problem(value, max_length=10**9) or 'it does not match the name grammar'}"

@@ -22,6 +22,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ledger.events import Event, NewEvent
+from ledger.log import DelegatingLog, Log
 from ledger.service.request_id import current_request_id
 
 # RFC 9110 methods and PATCH (RFC 5789); any other method a client invents is counted as "other"
@@ -74,25 +75,22 @@ class _LogCollector(Collector):
         yield lag
 
 
-class CountingLog:
+class CountingLog(DelegatingLog):
     """Wraps a ``Log``: counts appended events per type and stamps the current request id as the
     ``correlation_id`` of events that have none; everything else is delegated."""
 
-    def __init__(self, inner: Any, counter: Counter):
-        self._inner = inner
+    def __init__(self, inner: Log, counter: Counter):
+        super().__init__(inner)
         self._counter = counter
 
     def append(self, events: Sequence[NewEvent], expected_versions: Mapping[str, int] | None = None) -> list[Event]:
         rid = current_request_id()
         if rid is not None:
             events = [replace(e, correlation_id=rid) if e.correlation_id is None else e for e in events]
-        written = self._inner.append(events, expected_versions)
+        written = self.inner.append(events, expected_versions)
         for e in written:
             self._counter.labels(e.type).inc()
         return written
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
 
 
 class MetricsMiddleware:

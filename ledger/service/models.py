@@ -12,9 +12,10 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from typing_extensions import TypeAliasType
 
 from ledger.access import ROLES
-from ledger.content_rules import BLANK_RULE, NONBLANK_PATTERN
 from ledger.lifecycle import STATES
-from ledger.names import (
+from ledger.principals import RESERVED_NAMES
+from ledger.rules.content import BLANK_RULE, NONBLANK_PATTERN
+from ledger.rules.names import (
     MAX_NAME,
     MAX_PRINCIPAL,
     NAME_DESCRIPTION,
@@ -22,7 +23,6 @@ from ledger.names import (
     PRINCIPAL_DESCRIPTION,
     PRINCIPAL_PATTERN,
 )
-from ledger.principals import RESERVED_NAMES
 
 
 def _json_int(value: Any) -> Any:
@@ -49,7 +49,7 @@ def json_int(ge: int, le: int) -> Any:
 JsonBool = StrictBool
 Version = json_int(1, 2**53)
 
-# names follow the one grammar of ``ledger.names``: its regular expression is the schema's pattern
+# names follow the one grammar of ``ledger.rules.names``: its regular expression is the schema's pattern
 CubeName = Annotated[str, Field(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN,
                                 description="cube name: " + NAME_DESCRIPTION)]
 BranchName = Annotated[str, Field(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN,
@@ -75,7 +75,7 @@ MetadataValue = TypeAliasType("MetadataValue", Union[  # noqa: UP007 - a recursi
     list["MetadataValue"], dict[str, "MetadataValue"]])
 Metadata = Annotated[dict[str, MetadataValue], Field(
     max_length=200, description="JSON object, at most 200 keys; numbers within ±(2**53 - 1)")]
-# a text that is not blank: it holds a character outside Z*, Cc, Cf (``ledger.content_rules``)
+# a text that is not blank: it holds a character outside Z*, Cc, Cf (``ledger.rules.content``)
 Text = Annotated[str, Field(min_length=1, pattern=NONBLANK_PATTERN,
                             description="memory text, not blank (" + BLANK_RULE.replace("it holds", "not") + "); "
                             "limit set by the server, default 200,000 characters")]

@@ -7,7 +7,6 @@ content-free (texts and sealed payloads never appear); for a caller who may not 
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -25,8 +24,7 @@ from ledger.service.event_filter import CONTENT_KEYS
 from ledger.service.models import ERRORS, CubeName
 from ledger.service.params import AS_OF_DESCRIPTION, AS_OF_PATTERN, AsOf, resolve_as_of
 from ledger.service.state import ServiceState, get_state
-
-audit_mod = importlib.import_module("ledger.audit")  # these routes exist only where audit does
+from ledger.timemachine import audit as audit_mod
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=ERRORS)
 

@@ -4,7 +4,7 @@ reads and writes on a branch.
 Cube roles are those of main: writing a memory of cube C on a branch needs ``writer`` on C,
 reading it needs ``reader``; a diff shows only memories of cubes the caller may read; a merge needs
 ``writer`` on every cube the branch wrote to. On top of that, the branch itself must consent
-(``ledger.branch_access``): writing to it or forking from it needs its creator, a ``writer`` or
+(``ledger.timemachine.branch_access``): writing to it or forking from it needs its creator, a ``writer`` or
 ``owner`` role granted on the branch, or an admin; merging, dropping (``cascade``: with the
 branches forked from it) and granting need its creator, ``owner`` or an admin. Branch names,
 fork points and grants are visible to every authenticated principal.
@@ -12,7 +12,6 @@ fork points and grants are visible to every authenticated principal.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, Literal
@@ -22,7 +21,7 @@ from pydantic import Field
 
 from ledger.access import Action, Caller
 from ledger.errors import NotFound
-from ledger.names import MAX_NAME, NAME_PATTERN
+from ledger.rules.names import MAX_NAME, NAME_PATTERN
 from ledger.service.auth import current_caller
 from ledger.service.models import (
     ERRORS,
@@ -37,10 +36,9 @@ from ledger.service.models import (
 from ledger.service.params import AS_OF_DESCRIPTION, AS_OF_PATTERN, AsOf, resolve_as_of
 from ledger.service.routes_memories import MemoryPath, _check_text, _event_id
 from ledger.service.state import ServiceState, get_state
-
-branches_mod = importlib.import_module("ledger.branches")  # these routes exist only where branches do
-branch_access = importlib.import_module("ledger.branch_access")
-merge_mod = importlib.import_module("ledger.branch_merge")
+from ledger.timemachine import branch_access as branch_access
+from ledger.timemachine import branch_merge as merge_mod
+from ledger.timemachine import branches as branches_mod
 
 router = APIRouter(prefix="/v1/branches", tags=["branches"], responses=ERRORS)
 

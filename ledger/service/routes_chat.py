@@ -1,4 +1,4 @@
-"""Chat route: a conversation with a cube's memory (``ledger.chat``), written back as memories.
+"""Chat route: a conversation with a cube's memory (``ledger.memos.chat``), written back as memories.
 
 Chat reads the cube's memories and writes the exchange back, so it needs ``writer`` (or
 ``owner``) on the cube; ``shared_cubes`` (retrieved from too, never written) need ``reader``
@@ -9,7 +9,6 @@ is shared by every session).
 
 from __future__ import annotations
 
-import importlib
 import os
 import threading
 from collections import OrderedDict
@@ -19,14 +18,13 @@ from fastapi import APIRouter, Depends, Path
 from pydantic import Field
 
 from ledger.access import Action, Caller
-from ledger.content_rules import NONBLANK_PATTERN
 from ledger.errors import InvalidRequest
-from ledger.names import MAX_NAME, NAME_PATTERN
+from ledger.memos import chat as chat_mod
+from ledger.rules.content import NONBLANK_PATTERN
+from ledger.rules.names import MAX_NAME, NAME_PATTERN
 from ledger.service.auth import current_caller
 from ledger.service.models import ERRORS, CubeName, RequestBody, SubjectName, json_int
 from ledger.service.state import ServiceState, get_state
-
-chat_mod = importlib.import_module("ledger.chat")  # this route exists only where chat does
 
 router = APIRouter(prefix="/v1/cubes", tags=["chat"], responses=ERRORS)
 

@@ -1,4 +1,4 @@
-"""Cube administration routes backed by ``ledger.cubes`` / ``ledger.cube_export``: metadata and
+"""Cube administration routes backed by ``ledger.memos.cubes`` / ``ledger.memos.cube_export``: metadata and
 visibility updates, sharing (``cube.shared``) and the verifiable export (owner only).
 
 The export is a JSON-lines stream (header first, then every event of the cube with its Merkle
@@ -8,7 +8,6 @@ inclusion proof) that ``memledger cube import`` verifies offline; it is recorded
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
@@ -22,14 +21,13 @@ from ledger import events as ev
 from ledger.access import Action, Caller
 from ledger.errors import InvalidRequest, NotFound, StateError
 from ledger.events import NewEvent
-from ledger.names import MAX_NAME, NAME_PATTERN
+from ledger.memos import cube_export as export_mod
+from ledger.memos import cubes as cubes_mod
+from ledger.rules.names import MAX_NAME, NAME_PATTERN
 from ledger.service.auth import current_caller
 from ledger.service.models import ERRORS, JsonBool, Metadata, PrincipalName, RequestBody
 from ledger.service.params import AsOf, resolve_as_of
 from ledger.service.state import ServiceState, get_state
-
-cubes_mod = importlib.import_module("ledger.cubes")  # these routes exist only where ledger.cubes does
-export_mod = importlib.import_module("ledger.cube_export")
 
 router = APIRouter(prefix="/v1/cubes", tags=["cubes"], responses=ERRORS)
 

@@ -10,7 +10,7 @@ from ledger import events as ev
 from ledger.access import ALLOWED, Action, Caller
 from ledger.errors import ConcurrencyConflict, NotFound, StateError
 from ledger.events import NewEvent
-from ledger.names import MAX_NAME, MAX_PRINCIPAL, NAME_PATTERN, PRINCIPAL_PATTERN
+from ledger.rules.names import MAX_NAME, MAX_PRINCIPAL, NAME_PATTERN, PRINCIPAL_PATTERN
 from ledger.service.auth import current_caller
 from ledger.service.event_filter import shown
 from ledger.service.models import ERRORS, CubeCreate, GrantRequest, Role

@@ -10,29 +10,28 @@
   (or admin). Without ``seq`` the newest stored checkpoint covering N is used; when none does, an
   admin gets a new checkpoint signed, anyone else a 409 (only admins create checkpoints).
   ``GET /v1/proofs/consistency?old=A&new=B`` carries hashes only.
-Proofs verify offline with ``memledger verify-proof`` / ``ledger/verifier.py``, trusting nothing
+Proofs verify offline with ``memledger verify-proof`` / ``ledger/governance/verifier.py``, trusting nothing
 from the server but the public key.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import Field
 from starlette.responses import PlainTextResponse
 
 from ledger.access import Action, Caller
+from ledger.config import load_config
 from ledger.errors import NotFound, StateError
-from ledger.names import MAX_NAME, NAME_PATTERN
+from ledger.governance import forget as forget_mod
+from ledger.governance import proofs as proofs_mod
+from ledger.governance.checkpoints import Checkpoints
+from ledger.rules.names import MAX_NAME, NAME_PATTERN
 from ledger.service.auth import admin_caller, current_caller
 from ledger.service.models import ERRORS, Reason, RequestBody
 from ledger.service.state import ServiceState, get_state
-
-forget_mod = importlib.import_module("ledger.governance.forget")  # routes exist only where governance does
-proofs_mod = importlib.import_module("ledger.governance.proofs")
-checkpoints_mod = importlib.import_module("ledger.governance.checkpoints")
 
 router = APIRouter(prefix="/v1", tags=["governance"], responses=ERRORS)
 
@@ -43,13 +42,8 @@ class ForgetRequest(RequestBody):
     reason: Reason | None = Field(default=None)
 
 
-def _checkpoints(state: ServiceState) -> Any:
-    config = getattr(state.ledger, "config", None)
-    if config is None:
-        from ledger.config import load_config
-
-        config = load_config(state.data_dir)
-    return checkpoints_mod.Checkpoints.for_config(config)
+def _checkpoints(state: ServiceState) -> Checkpoints:
+    return Checkpoints.for_config(state.ledger.config or load_config(state.data_dir))
 
 
 @router.post("/subjects/{subject}/forget", summary="Crypto-shred a data subject (admin); recorded as an event")

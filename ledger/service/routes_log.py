@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -15,6 +14,7 @@ from starlette.responses import StreamingResponse
 
 from ledger.access import Caller
 from ledger.errors import InvalidRequest, NotFound
+from ledger.governance.integrity import verify_integrity
 from ledger.service.auth import current_caller, request_token, still_authenticated
 from ledger.service.event_filter import EventFilter
 from ledger.service.models import ERRORS
@@ -72,17 +72,7 @@ def head(caller: Caller = Depends(current_caller), state: ServiceState = Depends
 
 @router.get("/verify", summary="Recompute the hash chain, and check the signed checkpoints where they exist")
 def verify(caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)) -> dict[str, Any]:
-    try:
-        integrity = importlib.import_module("ledger.governance.integrity")
-    except ImportError:
-        integrity = None
-    if integrity is not None:
-        return integrity.verify_integrity(state.ledger, getattr(state.ledger, "config", None)).to_dict()
-    check = getattr(state.ledger.log, "verify", None)
-    if check is None:
-        raise InvalidRequest("this log backend cannot be verified from the service")
-    chain = check().to_dict()
-    return {"ok": chain["ok"], "chain": chain, "checkpoints": None, "problem": chain.get("problem")}
+    return verify_integrity(state.ledger, state.ledger.config).to_dict()
 
 
 REVOKED = (b"event: unauthenticated\ndata: " + orjson.dumps(

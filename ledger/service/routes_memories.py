@@ -11,8 +11,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Path
 
 from ledger.access import Action, Caller
-from ledger.content_rules import BLANK_RULE, is_blank
 from ledger.errors import InvalidRequest, StateError
+from ledger.rules.content import BLANK_RULE, is_blank
 from ledger.service.auth import current_caller
 from ledger.service.models import (
     ERRORS,

@@ -5,18 +5,17 @@ Decisions are shown only for cubes the caller may read (admins see all).
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from fastapi import APIRouter, Depends
 
 from ledger.access import Action, Caller
 from ledger.errors import InvalidRequest
+from ledger.memos import scheduler as scheduler_mod
+from ledger.memos.scheduler_policy import SchedulerPolicy
 from ledger.service.auth import admin_caller, current_caller
 from ledger.service.models import ERRORS
 from ledger.service.state import ServiceState, get_state
-
-scheduler_mod = importlib.import_module("ledger.scheduler")  # these routes exist only where the scheduler does
 
 router = APIRouter(prefix="/v1/scheduler", tags=["scheduler"], responses=ERRORS)
 
@@ -43,9 +42,8 @@ def scheduler_status(caller: Caller = Depends(current_caller),
 def scheduler_run(caller: Caller = Depends(admin_caller), state: ServiceState = Depends(get_state)) -> dict[str, Any]:
     sched = state.extras.get("scheduler")
     if sched is None:
-        policy_cls = importlib.import_module("ledger.scheduler_policy").SchedulerPolicy
-        config = getattr(state.ledger, "config", None)
-        sched = scheduler_mod.Scheduler(state.ledger, policy_cls.from_dict(
+        config = state.ledger.config
+        sched = scheduler_mod.Scheduler(state.ledger, SchedulerPolicy.from_dict(
             config.section("scheduler") if config is not None else None))
     try:
         result = scheduler_mod.run(state.ledger, sched.policy, sched.cubes, actor=caller.name)

@@ -7,22 +7,19 @@ without ``cube`` every cube the caller can read is searched. Each search is audi
 
 from __future__ import annotations
 
-import importlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import Field
 
 from ledger.access import ALLOWED, Action, Caller
-from ledger.content_rules import BLANK_RULE, NONBLANK_PATTERN, is_blank
 from ledger.errors import InvalidRequest
+from ledger.rules.content import BLANK_RULE, NONBLANK_PATTERN, is_blank
 from ledger.service.auth import current_caller
 from ledger.service.models import ERRORS, BranchName, CubeName, JsonBool, Metadata, RequestBody, State, json_int
 from ledger.service.params import AS_OF_DESCRIPTION, AS_OF_PATTERN, AsOf, resolve_as_of
 from ledger.service.search_backend import search_backend
 from ledger.service.state import ServiceState, get_state
-
-importlib.import_module("projections.view_set")  # these routes exist only where search does
 
 router = APIRouter(prefix="/v1", tags=["search"], responses=ERRORS)
 
@@ -69,9 +66,9 @@ def _search(state: ServiceState, caller: Caller, req: SearchRequest) -> dict[str
 
 def _search_branch(state: ServiceState, backend: Any, caller: Caller, req: SearchRequest,
                    cubes: list[str]) -> list[Any]:
-    """Search on a branch (``ledger.branch_search``): main's views with the branch laid over them."""
-    from ledger.branch_search import search_branch
-    from ledger.branches import Branches
+    """Search on a branch (``ledger.timemachine.branch_search``): main's views with the branch laid over them."""
+    from ledger.timemachine.branch_search import search_branch
+    from ledger.timemachine.branches import Branches
 
     branches = Branches(state.ledger)
     try:

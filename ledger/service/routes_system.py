@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from ledger.access import Caller
 from ledger.errors import NotFound
-from ledger.names import MAX_PRINCIPAL, PRINCIPAL_PATTERN
+from ledger.rules.names import MAX_PRINCIPAL, PRINCIPAL_PATTERN
 from ledger.service.auth import admin_caller, current_caller
 from ledger.service.models import ERRORS, PrincipalCreate
 from ledger.service.state import ServiceState, get_state

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
 
 from ledger.service.state import ServiceState
+from projections.view_set import ViewSet
 
 log = logging.getLogger("memledger.service")
 
@@ -21,15 +21,14 @@ class SearchBackend:
     def __init__(self, state: ServiceState):
         self.state = state
         self.lock = threading.RLock()
-        self._views: Any = None
+        self._views: ViewSet | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def views(self) -> Any:
+    def views(self) -> ViewSet:
+        """The view set, opened on first use."""
         with self.lock:
             if self._views is None:
-                from projections.view_set import ViewSet
-
                 self._views = ViewSet.open(self.state.ledger, self.state.data_dir)
                 for name, view in self._views.views.items():
                     self.state.views.setdefault(name, view.checkpoint)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ledger.file_modes import make_private
+from ledger.storage.file_modes import make_private
 
 try:  # optional dependency: without it the view answers every query exactly
     from usearch.index import Index

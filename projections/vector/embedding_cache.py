@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ledger.file_modes import private_file
-from ledger.sqlite_pool import immediate
+from ledger.storage.file_modes import private_file
+from ledger.storage.sqlite_pool import immediate
 from projections import view_health
 from projections.vector.embedding import Embedder
 

@@ -37,10 +37,10 @@ import orjson
 from ledger import events as ev
 from ledger.errors import InvalidRequest, present
 from ledger.events import Event
-from ledger.file_modes import private_dir, private_file
 from ledger.lifecycle import check_state
 from ledger.memory_state import Opener
-from ledger.sqlite_pool import dropping_without_zeroing, immediate
+from ledger.storage.file_modes import private_dir, private_file
+from ledger.storage.sqlite_pool import dropping_without_zeroing, immediate
 from projections.base import OPEN, Hit, VersionRow
 from projections.vector import ann as vector_ann
 from projections.vector.columns import Columns, one_blas_thread

@@ -11,11 +11,11 @@ from typing import Any
 
 from ledger import events as ev
 from ledger.api import Ledger
-from ledger.audit import action_of
 from ledger.canonical import canonical_bytes, chain_hash
 from ledger.errors import InvalidRequest, NotFound
 from ledger.events import Event
 from ledger.memory_state import history
+from ledger.timemachine.audit import action_of
 
 MAX_DEPTH = 32
 

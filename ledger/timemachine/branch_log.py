@@ -14,14 +14,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import orjson
 
-from ledger.branch_store import ACTIVE, BranchInfo, BranchStore
 from ledger.chain import VerifyResult, check_expected, prepare, resolve_retry, seal
 from ledger.errors import StateError
 from ledger.events import Event, NewEvent
 from ledger.log import Log, LogBase, poll_subscribe, refs_of
 from ledger.ref_index_check import verify_chain_and_refs
 from ledger.schema_registry import SchemaRegistry, default_registry
-from ledger.sqlite_pool import immediate
+from ledger.storage.sqlite_pool import immediate
+from ledger.timemachine.branch_store import ACTIVE, BranchInfo, BranchStore
 
 _COLS = ("offset, stream, version, event_id, type, schema_version, ts_us, actor, causation_id, "
          "correlation_id, payload, prev_hash, hash")

@@ -17,14 +17,14 @@ from itertools import islice
 from typing import Any
 
 from ledger import events as ev
-from ledger.branch_access import BranchAction
-from ledger.branch_log import BranchLog, stream_version_at
-from ledger.branch_store import MERGED
-from ledger.branches import MAIN, Branches
 from ledger.errors import ConcurrencyConflict, LedgerError, StateError
 from ledger.events import Event, NewEvent
 from ledger.log import Log
 from ledger.memory_state import MEMORY_EVENTS, MemoryState, fold
+from ledger.timemachine.branch_access import BranchAction
+from ledger.timemachine.branch_log import BranchLog, stream_version_at
+from ledger.timemachine.branch_store import MERGED
+from ledger.timemachine.branches import MAIN, Branches
 
 CHANGING = MEMORY_EVENTS | {ev.MEMORY_MERGED}
 _COMPARED = ("text", "metadata", "tags", "state", "exists", "sources", "merged_into", "sealed", "forgotten")

@@ -19,7 +19,7 @@ from ledger.errors import InvalidRequest, NotFound
 from ledger.events import Event
 from ledger.log import refs_of
 from ledger.memory_state import fold
-from ledger.timepoints import parse_point
+from ledger.rules.timepoints import parse_point
 
 _HIDDEN = ("text", "sealed")  # content stays out of the audit trail; `get --as-of` shows it
 

@@ -39,13 +39,13 @@ import orjson
 
 from ledger.api import Ledger
 from ledger.canonical import GENESIS_HASH, canonical_bytes, chain_hash
-from ledger.cubes import CUBE_IMPORTED
 from ledger.errors import InvalidRequest, LedgerError, NotFound
 from ledger.events import Event, NewEvent, now_us, us_to_iso
 from ledger.governance.cipher import MEMORY_SCOPE, key_refs
 from ledger.governance.log_tree import log_tree
 from ledger.governance.merkle import leaf_hash, verify_inclusion
-from ledger.verifier import CHECKPOINT_FIELDS, EVENT_FIELDS, VerificationFailed, check_fields
+from ledger.governance.verifier import CHECKPOINT_FIELDS, EVENT_FIELDS, VerificationFailed, check_fields
+from ledger.memos.cubes import CUBE_IMPORTED
 
 FORMAT = "memledger-cube-export"
 # fields a header, a record and an anchor may have: anything else is vouched for by nothing
@@ -93,16 +93,11 @@ def export_cube(ledger: Ledger, cube: str, as_of: int | str | None = None,
 
 def _memory_keys(ledger: Ledger, events: list[Event]) -> list[dict[str, str]]:
     """The memory keys the exported payloads are sealed under (those that still exist)."""
-    vault = getattr(ledger.sealer, "vault", None)
-    if vault is None:
+    if ledger.sealer is None:
         return []
     ids = sorted({ref.key_id for e in events for ref in key_refs(e.payload.get("sealed")) if ref.scope == MEMORY_SCOPE})
-    out = []
-    for key_id in ids:
-        key = vault.get(key_id)
-        if key is not None:
-            out.append({"key_id": key_id, "key": base64.b64encode(key).decode()})
-    return out
+    found = ledger.sealer.memory_keys(ids)
+    return [{"key_id": k, "key": base64.b64encode(v).decode()} for k, v in sorted(found.items())]
 
 
 def _anchor(ledger: Ledger, size: int) -> dict[str, Any]:
@@ -328,11 +323,10 @@ def import_cube(ledger: Ledger, records: list[dict[str, Any]], actor: str,
         if existing is None and e.type in ("memory.added", "memory.merged") and ledger._exists(mid):
             raise InvalidRequest(f"memory id {mid} of the export already exists in this ledger")
     if verified.memory_keys:
-        vault = getattr(ledger.sealer, "vault", None)
-        if vault is None:
+        if ledger.sealer is None:
             raise InvalidRequest("the export's memories are sealed under their own keys, but this ledger has no key "
-                                 "vault to hold them (open it from a data directory)")
-        vault.install(verified.memory_keys)
+                                 "ring to hold them (open it from a data directory)")
+        ledger.sealer.install_memory_keys(verified.memory_keys)
     written = ledger.append(batch, None if existing is not None else {cube: 0})
     return ImportResult(cube, len(verified.events), written[0].offset, written[-2].offset, import_id,
                         existing is not None)

@@ -35,7 +35,7 @@ from ledger.api import Ledger
 from ledger.errors import ConcurrencyConflict, LedgerError, present
 from ledger.events import Event, NewEvent, now_us
 from ledger.memory_state import CONTENT_EVENTS, MemoryState, Opener, apply_event, merged_metadata
-from ledger.scheduler_policy import SchedulerPolicy
+from ledger.memos.scheduler_policy import SchedulerPolicy
 
 SCHEDULER_TICKED = "scheduler.ticked"
 SCHEDULER_ACTOR = "scheduler"

@@ -21,10 +21,10 @@ from collections.abc import Callable, Iterable
 from enum import StrEnum
 
 from ledger import events as ev
-from ledger.branch_store import BranchInfo, BranchStore
 from ledger.errors import AccessDenied, InvalidRequest
 from ledger.events import NewEvent
 from ledger.log import Log
+from ledger.timemachine.branch_store import BranchInfo, BranchStore
 
 BRANCH_ROLES = ("owner", "writer")
 BRANCH_GRANTED = "branch.granted"

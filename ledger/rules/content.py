@@ -18,7 +18,7 @@ import re
 from typing import Any
 
 from ledger.errors import InvalidRequest
-from ledger.unicode_tables import BLANK
+from ledger.rules.unicode_tables import BLANK
 
 
 def _escape(cp: int) -> str:

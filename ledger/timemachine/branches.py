@@ -5,7 +5,7 @@ its own events, and nothing written on it is visible on the base. Branch events 
 ``branches.sqlite`` in the data directory (never a copy of the base log); creating, dropping and
 merging a branch is recorded on main's ``_system`` stream, so the audit trail has them.
 Writing to, forking from, merging and dropping a branch needs its creator, a role granted on it
-or an admin (``ledger.branch_access``). Diff and merge live in ``ledger.branch_merge``.
+or an admin (``ledger.timemachine.branch_access``). Diff and merge live in ``ledger.timemachine.branch_merge``.
 """
 
 from __future__ import annotations
@@ -16,23 +16,29 @@ from typing import Any
 
 from ledger import events as ev
 from ledger.api import Ledger
-from ledger.branch_access import BRANCH_GRANTED, BRANCH_REVOKED, BranchAccess, BranchAction, check_branch_role
-from ledger.branch_log import BranchLog
-from ledger.branch_store import ACTIVE, BranchInfo, BranchStore
 from ledger.canonical import GENESIS_HASH
 from ledger.errors import InvalidRequest, NotFound, StateError, present
 from ledger.events import Event, NewEvent, new_event_id
 from ledger.log import Log
 from ledger.memory_state import MemoryState, fold
-from ledger.names import check_name
-from ledger.sqlite_pool import immediate
+from ledger.rules.names import check_name
+from ledger.storage.sqlite_pool import immediate
+from ledger.timemachine.branch_access import (
+    BRANCH_GRANTED,
+    BRANCH_REVOKED,
+    BranchAccess,
+    BranchAction,
+    check_branch_role,
+)
+from ledger.timemachine.branch_log import BranchLog
+from ledger.timemachine.branch_store import ACTIVE, BranchInfo, BranchStore
 
 MAIN = "main"
 BRANCH_DB = "branches.sqlite"
 
 
 def check_branch_name(name: str) -> str:
-    """Return ``name`` if it is a valid branch name (the name grammar of ``ledger.names``, not ``main``)."""
+    """Return ``name`` if it is a valid branch name (the name grammar of ``ledger.rules.names``, not ``main``)."""
     check_name(name, "branch name")
     if name == MAIN:
         raise InvalidRequest(f"invalid branch name {name!r}: {MAIN!r} is the main log, not a branch")
@@ -79,7 +85,7 @@ class Branches:
     """The branch registry of one ledger (main).
 
     ``is_admin(principal)`` names the principals that may act on any branch (default: nobody);
-    everyone else needs to be a branch's creator or hold a role on it (``ledger.branch_access``).
+    everyone else needs to be a branch's creator or hold a role on it (``ledger.timemachine.branch_access``).
     """
 
     def __init__(self, main: Ledger, path: str | Path | None = None,

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m ledger.verifier proof.json --public-key checkpoint-key.pem [--checkpoint saved.json] [--json]
+    python -m ledger.governance.verifier proof.json --public-key checkpoint-key.pem [--checkpoint saved.json] [--json]
     python verifier.py proof.json --public-key <hex or base64 of the raw 32-byte key>
 
 This file imports only the standard library and ``cryptography``, so it can be copied anywhere
@@ -386,7 +386,7 @@ def verify_document(doc: Any, public_key: Ed25519PublicKey, pinned: Any = None) 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ledger.verifier",
+    parser = argparse.ArgumentParser(prog="python -m ledger.governance.verifier",
                                      description="Verify a memledger inclusion or consistency proof offline.")
     parser.add_argument("proof", help="proof JSON file ('-' for standard input)")
     parser.add_argument("--public-key", required=True,

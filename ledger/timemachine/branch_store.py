@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from ledger.backends.sqlite_log import events_table_ddl
-from ledger.file_modes import private_dir
-from ledger.sqlite_pool import WAL_PRAGMAS, ThreadConnections
+from ledger.storage.file_modes import private_dir
+from ledger.storage.sqlite_pool import WAL_PRAGMAS, ThreadConnections
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS branches(

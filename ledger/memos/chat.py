@@ -13,7 +13,7 @@ One turn (:meth:`ChatSession.send`):
 4. **Write-back**, in one atomic batch: a ``memory.read`` of everything the prompt used
    (operation ``chat``, with the query), the user turn, the assistant turn (with model id,
    cache address and retrieved ids in its metadata), and the facts extracted from the user's
-   message by :mod:`ledger.fact_extraction`, each linked to the user turn.
+   message by :mod:`ledger.memos.fact_extraction`, each linked to the user turn.
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ from ledger import events as ev
 from ledger.api import Ledger, _check_cube_name, new_memory_id
 from ledger.errors import InvalidRequest, present
 from ledger.events import NewEvent
-from ledger.fact_extraction import extract_facts
 from ledger.lifecycle import SEARCHABLE_BY_DEFAULT
 from ledger.llm import LocalModel, OpenAICompatibleLLM
 from ledger.memory_state import MemoryState, SealedSource, content_keys
+from ledger.memos.fact_extraction import extract_facts
 
 Retriever = Callable[[str, str, int], list[tuple[str, float]]]
 Retrieved = tuple[str, str, str, "MemoryState"]  # memory id, text, cube, state
@@ -132,7 +132,7 @@ class ChatSession:
     Give ``model`` (local, with optional ``kv_view`` for activation memory) or ``remote``.
     ``retrieve`` is any ``(cube, query, k) -> [(memory_id, score)]`` callable.
     ``shared_cubes`` are other cubes searched too (the caller checks the actor may read them,
-    e.g. with :func:`ledger.cubes.readable_cubes`); the exchange is written to ``cube`` only.
+    e.g. with :func:`ledger.memos.cubes.readable_cubes`); the exchange is written to ``cube`` only.
     """
 
     ledger: Ledger

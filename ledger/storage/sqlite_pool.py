@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from ledger.file_modes import private_file
+from ledger.storage.file_modes import private_file
 
 WAL_PRAGMAS = ("journal_mode=WAL", "busy_timeout=60000")
 

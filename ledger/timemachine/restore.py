@@ -157,6 +157,6 @@ def restore_cube(ledger: Ledger, cube: str, to: int | str, actor: str, attempts:
 
 
 def _stream_version_at(ledger: Ledger, stream: str, offset: int) -> int:
-    from ledger.branch_log import stream_version_at
+    from ledger.timemachine.branch_log import stream_version_at
 
     return stream_version_at(ledger.log, stream, offset)

@@ -12,7 +12,7 @@ A name is 1-200 characters (principals: 1-100) that
   refused. (Whole-script confusables, a name spelt entirely in Cyrillic that looks Latin, are not
   detected.)
 
-Letters are the characters of ``ledger/unicode_tables.py`` (see ``ledger/unicode_gen.py``):
+Letters are the characters of ``ledger/rules/unicode_tables.py`` (see ``ledger/rules/unicode_gen.py``):
 Unicode letters of the Basic Multilingual Plane that are NFKC-stable and cannot compose with a
 neighbour, so every concatenation is NFKC-normalised by construction. Combining marks are not
 letters: scripts that need them for vowels (Devanagari, Thai, ...) can only write names without
@@ -36,7 +36,7 @@ import unicodedata
 from collections.abc import Iterable
 
 from ledger.errors import InvalidRequest
-from ledger.unicode_tables import LETTERS
+from ledger.rules.unicode_tables import LETTERS
 
 MAX_NAME = 200
 MAX_PRINCIPAL = 100

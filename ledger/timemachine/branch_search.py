@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ledger.branches import Branches
+from ledger.timemachine.branches import Branches
 
 
 def search_branch(views: Any, branches: Branches, name: str, query: str, cube: str | Sequence[str] | None = None,

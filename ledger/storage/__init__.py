@@ -1,0 +1,1 @@
+"""Local storage helpers: per-thread SQLite connections and transactions, private files."""

@@ -1,0 +1,1 @@
+"""The time machine: branches (counterfactual logs over main), restore, audit and provenance."""
