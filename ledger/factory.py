@@ -9,8 +9,10 @@ from pathlib import Path
 from ledger.api import Ledger
 from ledger.config import Config, load_config, resolve
 from ledger.errors import InvalidRequest
+from ledger.governance.keystore_factory import open_cipher
 from ledger.log import Log
 from ledger.storage.file_modes import tighten_data_dir
+from projections.erasure import data_dir_participants
 
 # backend name -> "module:function" taking (config) and returning a Log
 LOG_BACKENDS: dict[str, str] = {
@@ -42,14 +44,5 @@ def open_ledger(data_dir: str | Path) -> Ledger:
     config = load_config(data_dir)
     tighten_data_dir(config.data_dir)
     log = open_log(config)
-    sealer = opener = None
-    try:
-        from ledger.governance.keystore_factory import open_cipher  # type: ignore[import-not-found]
-    except ImportError:
-        open_cipher = None
-    if open_cipher is not None:
-        cipher = open_cipher(config)
-        sealer, opener = cipher, cipher.open
-    from projections.erasure import data_dir_participants
-
-    return Ledger(log, sealer=sealer, opener=opener, config=config, erasure_participants=data_dir_participants)
+    keys = open_cipher(config)
+    return Ledger(log, sealer=keys, opener=keys.open, config=config, erasure_participants=data_dir_participants)

@@ -32,6 +32,7 @@ from ledger.events import Event
 from ledger.memory_state import Opener, erasure_of
 from projections.base import OPEN, Hit
 from projections.graph_walk import spread
+from projections.text_analysis import entities
 from projections.version_tracker import VersionTracker, version_id
 
 MERGE_RELATION = "merged_from"
@@ -39,30 +40,7 @@ _NS = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,40}$")
 
 
 def _default_entities() -> Callable[[str], set[str]]:
-    try:
-        from projections.text_analysis import entities  # the embedded views' extractor
-
-        return entities
-    except ImportError:  # pragma: no cover - only before the embedded views are installed
-        return _capitalised_runs
-
-
-_RUN = re.compile(r"\b[A-Z][\w'&-]*(?:\s+[A-Z][\w'&-]*)*")
-_OPENERS = frozenset("a an the this that these those i we you he she it they my our his her their in on at "
-                     "when then but and or so if".split())
-
-
-def _capitalised_runs(text: str) -> set[str]:
-    """Fallback entity heuristic: runs of capitalised words without a leading function word."""
-    found: set[str] = set()
-    for m in _RUN.finditer(text):
-        words = m.group(0).lower().split()
-        while words and words[0] in _OPENERS:
-            words = words[1:]
-        name = " ".join(words)
-        if len(name) >= 2:
-            found.add(name)
-    return found
+    return entities  # the embedded views' extractor, so both graph views link the same entities
 
 
 def parse_bolt_url(url: str) -> tuple[str, tuple[str, str] | None, str | None]:

@@ -8,9 +8,6 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-pytest.importorskip("torch")
-pytest.importorskip("transformers")
-
 from ledger.errors import InvalidRequest  # noqa: E402
 from ledger.llm import OpenAICompatibleLLM  # noqa: E402
 from ledger.memos.chat import ChatSession, scan_retriever  # noqa: E402
@@ -223,7 +220,6 @@ def test_prompt_longer_than_the_context_is_refused_or_trimmed(tmp_path):
 
 
 def test_default_retriever_uses_the_hybrid_search_views(tmp_path, model):
-    pytest.importorskip("projections.view_set")
     from ledger.config import CONFIG_NAME
     from ledger.factory import open_ledger
     from ledger.memos.chat import default_retriever
@@ -244,7 +240,6 @@ def test_default_retriever_uses_the_hybrid_search_views(tmp_path, model):
 
 
 def test_hybrid_retriever_ranks_shared_cubes_in_one_search(tmp_path, model):
-    pytest.importorskip("projections.view_set")
     from ledger.config import CONFIG_NAME
     from ledger.factory import open_ledger
     from ledger.memos.chat import default_retriever

@@ -128,7 +128,6 @@ def test_schedule_command(data, capsys):
 
 
 def test_chat_and_kv_commands(tmp_path, data, capsys):
-    pytest.importorskip("torch")
     from tests.memos_fixtures import tiny_model
 
     model_dir = tmp_path / "tiny-model"

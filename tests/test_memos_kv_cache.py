@@ -5,9 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
+import torch
 
 from ledger import events as ev  # noqa: E402
 from ledger.events import NewEvent  # noqa: E402
@@ -199,7 +197,6 @@ def test_forgetting_a_subject_deletes_caches_built_from_it(tmp_path):
 
 @pytest.mark.slow
 def test_smollm2_injected_cache_matches_full_prefill(tmp_path):
-    pytest.importorskip("gguf")
     from ledger.llm import ModelError, load_local_model
 
     try:

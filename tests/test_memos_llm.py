@@ -21,7 +21,6 @@ def test_llm_settings_from_config(tmp_path):
 
 
 def test_load_local_model_from_a_directory(tmp_path):
-    pytest.importorskip("torch")
     from tests.memos_fixtures import tiny_model
 
     with pytest.raises(ModelError, match="not a transformers model directory"):

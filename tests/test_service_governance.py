@@ -4,10 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-pytest.importorskip("ledger.governance.forget")
-
 from tests.service_support import make_service  # noqa: E402
 
 

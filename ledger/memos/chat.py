@@ -80,11 +80,9 @@ def scan_retriever(ledger: Ledger) -> Retriever:
 
 
 def default_retriever(ledger: Ledger, data_dir: str | None = None) -> Retriever:
-    """The hybrid retriever of ``projections.view_set`` if available, else :func:`scan_retriever`."""
-    try:
-        from projections.view_set import ViewSet  # type: ignore[import-not-found]
-    except ImportError:
-        return scan_retriever(ledger)
+    """The hybrid retriever of the data directory's search views (``projections.view_set``)."""
+    from projections.view_set import ViewSet
+
     views = ViewSet.open(ledger, data_dir)
 
     def retrieve(cube: str, query: str, k: int) -> list[tuple[str, float]]:
