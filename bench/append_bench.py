@@ -19,9 +19,17 @@ from ledger.events import NewEvent
 
 def _batch(n: int, start: int) -> list[NewEvent]:
     return [
-        NewEvent(f"cube-{(start + i) % 16}", "memory.added",
-                 {"memory_id": f"m{start + i}", "text": f"memory number {start + i} about tea and travel plans",
-                  "metadata": {"source": "bench"}, "tags": ["bench"]}, "bench")
+        NewEvent(
+            f"cube-{(start + i) % 16}",
+            "memory.added",
+            {
+                "memory_id": f"m{start + i}",
+                "text": f"memory number {start + i} about tea and travel plans",
+                "metadata": {"source": "bench"},
+                "tags": ["bench"],
+            },
+            "bench",
+        )
         for i in range(n)
     ]
 

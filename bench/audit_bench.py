@@ -56,21 +56,36 @@ def main() -> None:
         rows.append((label, stats(samples), f"{statistics.mean(sizes):.1f}"))
 
     run("audit --memory ID", [(audit, (ledger, AuditQuery(memory=m)), {}) for m in ids])
-    run("audit --memory ID --type memory.read", [(audit, (ledger, AuditQuery(memory=m, types=["memory.read"])), {})
-                                                 for m in ids])
-    run("audit --memory ID --since/--until (offsets)",
-        [(audit, (ledger, AuditQuery(memory=m, since=head // 4, until=head // 2)), {}) for m in ids])
-    run("audit --memory ID --as-of T (knowledge)",
-        [(knowledge, (ledger, m, rng.randrange(head // 2, head)), {}) for m in ids], size=lambda k: len(k["events"]))
+    run(
+        "audit --memory ID --type memory.read",
+        [(audit, (ledger, AuditQuery(memory=m, types=["memory.read"])), {}) for m in ids],
+    )
+    run(
+        "audit --memory ID --since/--until (offsets)",
+        [(audit, (ledger, AuditQuery(memory=m, since=head // 4, until=head // 2)), {}) for m in ids],
+    )
+    run(
+        "audit --memory ID --as-of T (knowledge)",
+        [(knowledge, (ledger, m, rng.randrange(head // 2, head)), {}) for m in ids],
+        size=lambda k: len(k["events"]),
+    )
     run("provenance ID", [(provenance, (ledger, m), {}) for m in ids[:50]], size=lambda t: len(t["events"]))
-    run("audit --actor A --since (last 10k events)",
-        [(audit, (ledger, AuditQuery(actor=f"reader{i}", since=head - 10_000)), {}) for i in range(10)])
-    run("audit --type memory.read --limit 100",
-        [(audit, (ledger, AuditQuery(types=["memory.read"], since=head // 2, limit=100)), {}) for _ in range(10)])
-    run("audit --actor A (whole ledger, SQL scan)",
-        [(audit, (ledger, AuditQuery(actor=f"reader{i}")), {}) for i in range(3)])
-    run("audit --cube C --since (last 10k events)",
-        [(audit, (ledger, AuditQuery(cube=f"cube{i}", since=head - 10_000)), {}) for i in range(10)])
+    run(
+        "audit --actor A --since (last 10k events)",
+        [(audit, (ledger, AuditQuery(actor=f"reader{i}", since=head - 10_000)), {}) for i in range(10)],
+    )
+    run(
+        "audit --type memory.read --limit 100",
+        [(audit, (ledger, AuditQuery(types=["memory.read"], since=head // 2, limit=100)), {}) for _ in range(10)],
+    )
+    run(
+        "audit --actor A (whole ledger, SQL scan)",
+        [(audit, (ledger, AuditQuery(actor=f"reader{i}")), {}) for i in range(3)],
+    )
+    run(
+        "audit --cube C --since (last 10k events)",
+        [(audit, (ledger, AuditQuery(cube=f"cube{i}", since=head - 10_000)), {}) for i in range(10)],
+    )
 
     print(f"\nledger: {head + 1:,} events, {n_mem:,} memories\n")
     print(f"| {'query':<44} | {'median ms':>9} | {'p95 ms':>8} | {'max ms':>8} | {'rows':>7} |")

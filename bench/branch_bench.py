@@ -79,10 +79,18 @@ def main() -> None:
     for label, led in (("main", ledger), ("branch at head", br_head), ("branch at middle (+writes)", br)):
         rows.append((f"get        {label}", stats([timed(led.get, m, record_read=False) for m in ids])))
         rows.append((f"history    {label}", stats([timed(led.history, m, record_read=False) for m in ids])))
-    rows.append(("get        branch-changed memories",
-                 stats([timed(br.get, m, record_read=False) for m in changed[: a.queries]])))
-    rows.append(("get        branch-only memories",
-                 stats([timed(br.get, f"bm{i}", record_read=False) for i in range(min(a.queries, 500))])))
+    rows.append(
+        (
+            "get        branch-changed memories",
+            stats([timed(br.get, m, record_read=False) for m in changed[: a.queries]]),
+        )
+    )
+    rows.append(
+        (
+            "get        branch-only memories",
+            stats([timed(br.get, f"bm{i}", record_read=False) for i in range(min(a.queries, 500))]),
+        )
+    )
     ov = [timed(branches.overlay, "mid") for _ in range(5)]
     rows.append((f"search overlay of branch ({a.branch_writes} own events)", stats(ov)))
 

@@ -38,10 +38,20 @@ from ledger.events import Event, NewEvent
 
 
 def _batch(n: int, start: int, writer: int = 0) -> list[NewEvent]:
-    return [NewEvent(f"cube-{(start + i) % 16}", "memory.added",
-                     {"memory_id": f"w{writer}-m{start + i}", "text": f"memory number {start + i} about tea and travel",
-                      "metadata": {"source": "bench"}, "tags": ["bench"]}, "bench")
-            for i in range(n)]
+    return [
+        NewEvent(
+            f"cube-{(start + i) % 16}",
+            "memory.added",
+            {
+                "memory_id": f"w{writer}-m{start + i}",
+                "text": f"memory number {start + i} about tea and travel",
+                "metadata": {"source": "bench"},
+                "tags": ["bench"],
+            },
+            "bench",
+        )
+        for i in range(n)
+    ]
 
 
 def _backends(tmp: Path) -> dict[str, Callable[[str], Any] | None]:
@@ -207,8 +217,9 @@ def view_catch_up(factory, view_kind: str, events: int) -> float:
             from projections.es_views import ElasticsearchView
             from projections.vector.embedding import HashingEmbedder
 
-            view = ElasticsearchView(os.environ["MEMLEDGER_TEST_ES"], ledger, index_prefix=name.replace("_", "-"),
-                                     embedder=HashingEmbedder())
+            view = ElasticsearchView(
+                os.environ["MEMLEDGER_TEST_ES"], ledger, index_prefix=name.replace("_", "-"), embedder=HashingEmbedder()
+            )
         else:
             from projections.neo4j_graph import Neo4jGraphView
 
@@ -233,13 +244,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--events", type=int, default=2000, help="events per append measurement")
     ap.add_argument("--lag-events", type=int, default=300, help="events in the lag measurement")
     ap.add_argument("--writers", type=int, default=4)
-    ap.add_argument("--view-events", type=int, default=1000,
-                    help="events folded into the Elasticsearch and Neo4j views per log (0: skip)")
+    ap.add_argument(
+        "--view-events",
+        type=int,
+        default=1000,
+        help="events folded into the Elasticsearch and Neo4j views per log (0: skip)",
+    )
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as d:
         backends = _backends(Path(d))
-        header = (f"{'log backend':<18} {'append b=1 ev/s':>16} {'append b=50 ev/s':>17} "
-                  f"{f'{args.writers} writers b=10':>18} {'lag p50 ms':>11} {'lag p95 ms':>11} {'lag max ms':>11}")
+        header = (
+            f"{'log backend':<18} {'append b=1 ev/s':>16} {'append b=50 ev/s':>17} "
+            f"{f'{args.writers} writers b=10':>18} {'lag p50 ms':>11} {'lag p95 ms':>11} {'lag max ms':>11}"
+        )
         print(header)
         print("-" * len(header))
         for name, factory in backends.items():
@@ -250,10 +267,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             batched = append_single(factory, args.events, 50)
             conc = append_concurrent(factory, args.events, args.writers)
             p50, p95, mx = projection_lag(factory, args.lag_events)
-            print(f"{name:<18} {single:>16,.0f} {batched:>17,.0f} {conc:>18,.0f} {p50:>11.1f} {p95:>11.1f} "
-                  f"{mx:>11.1f}", flush=True)
-        views = [k for k, var in (("elasticsearch", "MEMLEDGER_TEST_ES"), ("neo4j", "MEMLEDGER_TEST_NEO4J"))
-                 if os.environ.get(var)]
+            print(
+                f"{name:<18} {single:>16,.0f} {batched:>17,.0f} {conc:>18,.0f} {p50:>11.1f} {p95:>11.1f} {mx:>11.1f}",
+                flush=True,
+            )
+        views = [
+            k
+            for k, var in (("elasticsearch", "MEMLEDGER_TEST_ES"), ("neo4j", "MEMLEDGER_TEST_NEO4J"))
+            if os.environ.get(var)
+        ]
         if args.view_events > 0 and views:
             print(f"\nview catch-up, {args.view_events} memory.added events folded in batches of 500 (events/s)")
             print(f"{'log backend':<18} " + " ".join(f"{v:>14}" for v in views))

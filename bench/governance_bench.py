@@ -44,15 +44,30 @@ def run(events: int, subject_memories: int) -> list[tuple[str, float, str]]:
         ledger = Ledger(log, sealer=cipher, opener=cipher.open)
         ledger.config = config
         for start in range(0, events, 1000):
-            log.append([NewEvent(f"cube-{i % 16}", "memory.added",
-                                 {"memory_id": f"m{i}", "text": f"memory number {i} about tea and travel"}, "bench")
-                        for i in range(start, min(events, start + 1000))])
+            log.append(
+                [
+                    NewEvent(
+                        f"cube-{i % 16}",
+                        "memory.added",
+                        {"memory_id": f"m{i}", "text": f"memory number {i} about tea and travel"},
+                        "bench",
+                    )
+                    for i in range(start, min(events, start + 1000))
+                ]
+            )
         n = subject_memories
-        sealed = _timed(rows, f"seal {n} payloads", lambda: [cipher.seal("ada", {"text": f"secret {i}"})
-                                                              for i in range(n)], "AES-256-GCM, per-subject key")
+        sealed = _timed(
+            rows,
+            f"seal {n} payloads",
+            lambda: [cipher.seal("ada", {"text": f"secret {i}"}) for i in range(n)],
+            "AES-256-GCM, per-subject key",
+        )
         _timed(rows, f"open {n} payloads", lambda: [cipher.open(s) for s in sealed])
-        _timed(rows, f"add {n} sealed memories", lambda: [ledger.add("crm", f"ada secret {i}", actor="bench",
-                                                                     subject="ada") for i in range(n)])
+        _timed(
+            rows,
+            f"add {n} sealed memories",
+            lambda: [ledger.add("crm", f"ada secret {i}", actor="bench", subject="ada") for i in range(n)],
+        )
         size = log.head() + 1
         tree = _timed(rows, f"Merkle tree of {size} events", lambda: log_tree(log))
         cps = Checkpoints.for_config(config)
@@ -62,14 +77,22 @@ def run(events: int, subject_memories: int) -> list[tuple[str, float, str]]:
         _timed(rows, "inclusion proof (incl. tree)", lambda: inclusion_proof(log, cps, size // 2, seq=1))
         doc = inclusion_proof(log, cps, size // 2, seq=1)
         pub = cps.signer.public_key()
-        _timed(rows, "standalone verify inclusion", lambda: verifier.verify_document(json.loads(json.dumps(doc)), pub),
-               f"{len(doc['audit_path'])} path hashes")
+        _timed(
+            rows,
+            "standalone verify inclusion",
+            lambda: verifier.verify_document(json.loads(json.dumps(doc)), pub),
+            f"{len(doc['audit_path'])} path hashes",
+        )
         cdoc = consistency_proof(log, cps, 1, 2)
         _timed(rows, "standalone verify consistency", lambda: verifier.verify_document(cdoc, pub))
         _timed(rows, "verify chain", lambda: log.verify())
         _timed(rows, "verify 2 checkpoints (incl. tree)", lambda: cps.verify(log))
-        report = _timed(rows, f"forget subject ({n} sealed memories)", lambda: forget(ledger, "ada", "bench"),
-                        "destroy key, record, scrub, residue scan")
+        report = _timed(
+            rows,
+            f"forget subject ({n} sealed memories)",
+            lambda: forget(ledger, "ada", "bench"),
+            "destroy key, record, scrub, residue scan",
+        )
         assert report.complete, report.to_dict()
         del tree
         log.close()

@@ -45,8 +45,12 @@ def _pct(sorted_values: list[float], q: float) -> float:
     return sorted_values[idx]
 
 
-async def _workload(clients: list[httpx.AsyncClient], total: int, seconds: float,
-                    call: Callable[[httpx.AsyncClient, int, int], Awaitable[httpx.Response]]) -> dict[str, float]:
+async def _workload(
+    clients: list[httpx.AsyncClient],
+    total: int,
+    seconds: float,
+    call: Callable[[httpx.AsyncClient, int, int], Awaitable[httpx.Response]],
+) -> dict[str, float]:
     latencies: list[float] = []
     errors = 0
     counter = iter(range(total))
@@ -67,8 +71,13 @@ async def _workload(clients: list[httpx.AsyncClient], total: int, seconds: float
     await asyncio.gather(*(worker(w, c) for w, c in enumerate(clients)))
     elapsed = time.perf_counter() - start
     latencies.sort()
-    return {"n": len(latencies), "errors": errors, "rate": len(latencies) / elapsed if elapsed else 0.0,
-            "p50": _pct(latencies, 0.50) * 1000, "p99": _pct(latencies, 0.99) * 1000}
+    return {
+        "n": len(latencies),
+        "errors": errors,
+        "rate": len(latencies) / elapsed if elapsed else 0.0,
+        "p50": _pct(latencies, 0.50) * 1000,
+        "p99": _pct(latencies, 0.99) * 1000,
+    }
 
 
 async def _wait_for_views(client: httpx.AsyncClient, seconds: float) -> None:
@@ -76,8 +85,11 @@ async def _wait_for_views(client: httpx.AsyncClient, seconds: float) -> None:
     deadline = time.perf_counter() + max(seconds, 60.0)
     while time.perf_counter() < deadline:
         text = (await client.get("/metrics")).text
-        lags = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                if line.startswith("memledger_projection_lag_events{")]
+        lags = [
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("memledger_projection_lag_events{")
+        ]
         if lags and max(lags) == 0:
             return
         await asyncio.sleep(0.2)
@@ -86,8 +98,7 @@ async def _wait_for_views(client: httpx.AsyncClient, seconds: float) -> None:
 async def _run(base: str, token: str, n_clients: int, adds: int, searches: int, seconds: float) -> list[tuple]:
     headers = {"Authorization": f"Bearer {token}"}
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    clients = [httpx.AsyncClient(base_url=base, headers=headers, timeout=60, limits=limits)
-               for _ in range(n_clients)]
+    clients = [httpx.AsyncClient(base_url=base, headers=headers, timeout=60, limits=limits) for _ in range(n_clients)]
     rows: list[tuple] = []
     try:
         for w, c in enumerate(clients):
@@ -114,6 +125,7 @@ async def _run(base: str, token: str, n_clients: int, adds: int, searches: int, 
         spec = (await clients[0].get("/openapi.json")).json()
         if "/v1/search" in spec.get("paths", {}):
             await _wait_for_views(clients[0], seconds)
+
             async def search(c: httpx.AsyncClient, w: int, i: int) -> httpx.Response:
                 query = f"{WORDS[i % len(WORDS)]} {WORDS[(i * 3) % len(WORDS)]}"
                 return await c.get("/v1/search", params={"q": query, "cube": f"bench-{w}", "k": 10})
@@ -131,9 +143,19 @@ async def _run(base: str, token: str, n_clients: int, adds: int, searches: int, 
                 if line.startswith("id: "):
                     n += 1
         elapsed = time.perf_counter() - t0
-        rows.append(("SSE stream from offset 0 (1 client)",
-                     {"n": n, "errors": 0, "rate": n / elapsed if elapsed else 0.0, "p50": float("nan"),
-                      "p99": float("nan"), "unit": "events"}))
+        rows.append(
+            (
+                "SSE stream from offset 0 (1 client)",
+                {
+                    "n": n,
+                    "errors": 0,
+                    "rate": n / elapsed if elapsed else 0.0,
+                    "p50": float("nan"),
+                    "p99": float("nan"),
+                    "unit": "events",
+                },
+            )
+        )
     finally:
         for c in clients:
             await c.aclose()
@@ -146,8 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--adds", type=int, default=2000)
     ap.add_argument("--searches", type=int, default=1000, help="requests for each read workload")
     ap.add_argument("--seconds", type=float, default=30.0, help="time bound per workload")
-    ap.add_argument("--vector", choices=("none", "embedded"), default="none",
-                    help="vector view for search: none (keyword BM25 + graph) or the embedded MiniLM view")
+    ap.add_argument(
+        "--vector",
+        choices=("none", "embedded"),
+        default="none",
+        help="vector view for search: none (keyword BM25 + graph) or the embedded MiniLM view",
+    )
     args = ap.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="memledger-http-bench-") as tmp:
@@ -158,14 +184,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.vector == "none":
             config = data / "memledger.toml"
             config.write_text(config.read_text().replace('# vector = "embedded"', 'vector = "none"'))
-        out = subprocess.run(cli + ["principal", "create", "bench", "--json"], check=True, env=env,
-                             capture_output=True, text=True).stdout
+        out = subprocess.run(
+            cli + ["principal", "create", "bench", "--json"], check=True, env=env, capture_output=True, text=True
+        ).stdout
         import json
 
         token = json.loads(out)["token"]
         port = _free_port()
-        server = subprocess.Popen(cli + ["serve", "--host", "127.0.0.1", "--port", str(port), "--log-level",
-                                         "warning"], env=env)
+        server = subprocess.Popen(
+            cli + ["serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"], env=env
+        )
         base = f"http://127.0.0.1:{port}"
         try:
             for _ in range(200):
@@ -180,8 +208,10 @@ def main(argv: list[str] | None = None) -> int:
             server.terminate()
             server.wait(timeout=30)
 
-    print(f"memledger HTTP service, uvicorn (1 process) on loopback, {args.clients} concurrent clients, "
-          f"SQLite log synchronous=FULL, bearer-token auth, every read audited, vector view: {args.vector}")
+    print(
+        f"memledger HTTP service, uvicorn (1 process) on loopback, {args.clients} concurrent clients, "
+        f"SQLite log synchronous=FULL, bearer-token auth, every read audited, vector view: {args.vector}"
+    )
     print(f"{'workload':<36} {'requests':>9} {'errors':>7} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9}")
     for name, r in rows:
         if r is None:

@@ -78,8 +78,14 @@ def kafka_python_consume(servers: str, topic: str, n: int) -> float:
 def confluent_consume(servers: str, topic: str, n: int) -> float:
     from confluent_kafka import Consumer, TopicPartition
 
-    c = Consumer({"bootstrap.servers": servers, "group.id": "probe" + os.urandom(3).hex(),
-                  "enable.auto.commit": False, "fetch.wait.max.ms": 5})
+    c = Consumer(
+        {
+            "bootstrap.servers": servers,
+            "group.id": "probe" + os.urandom(3).hex(),
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 5,
+        }
+    )
     c.assign([TopicPartition(topic, 0, 0)])
     got, t0 = 0, time.perf_counter()
     while got < n:

@@ -40,8 +40,12 @@ def measure(model, target: int, question: list[int], repeats: int) -> tuple:
         view = KVCacheView(ledger, KVStore(Path(tmp) / "kv"))
         i = 0
         while True:
-            w = ledger.add("bench", f"Note {i}: meeting room {i} (code R{i * 37 % 1000}) is on floor {i % 9} "
-                                    f"and was booked by employee {i * 13 % 97} for the project review.", "bench")
+            w = ledger.add(
+                "bench",
+                f"Note {i}: meeting room {i} (code R{i * 37 % 1000}) is on floor {i % 9} "
+                f"and was booked by employee {i * 13 % 97} for the project review.",
+                "bench",
+            )
             ledger.change_state(w.id, "activated", "bench")
             i += 1
             if i % 10 == 0 and len(view.prefix_ids(model, "bench")[0]) >= target:
@@ -75,7 +79,7 @@ def measure(model, target: int, question: list[int], repeats: int) -> tuple:
                 times[k].append(time.perf_counter() - t0)
         a, _ = forward(model, question, cache)
         b, _ = forward(model, prefix + question)
-        diff = (a[0] - b[0, len(prefix):]).abs().max().item()
+        diff = (a[0] - b[0, len(prefix) :]).abs().max().item()
         if len(set(firsts.values())) != 1:
             raise SystemExit(f"first tokens differ between the paths: {firsts}")
         ledger.log.close()
@@ -102,16 +106,22 @@ def main() -> int:
     t = time.perf_counter()
     model = load_local_model(args.model)
     print(f"model {model.model_id} loaded in {time.perf_counter() - t:.2f}s; torch threads {torch.get_num_threads()}")
-    question = model.encode(format_block(model, "user", "Which floor is the meeting room Orion on, and who booked it?")
-                            + assistant_start(model))
+    question = model.encode(
+        format_block(model, "user", "Which floor is the meeting room Orion on, and who booked it?")
+        + assistant_start(model)
+    )
     rows = [measure(model, target, question, args.repeats) for target in args.tokens]
     print()
-    print("| prefix tokens | new tokens | re-prefill TTFT | cached TTFT (disk) | cached TTFT (memory) "
-          "| speed-up disk | speed-up memory | max abs logit diff | cache size |")
+    print(
+        "| prefix tokens | new tokens | re-prefill TTFT | cached TTFT (disk) | cached TTFT (memory) "
+        "| speed-up disk | speed-up memory | max abs logit diff | cache size |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n, q, _b, tf, td, tm, d, size in rows:
-        print(f"| {n} | {q} | {tf * 1000:.0f} ms | {td * 1000:.0f} ms | {tm * 1000:.0f} ms | {tf / td:.1f}x "
-              f"| {tf / tm:.1f}x | {d:.1e} | {size / 1e6:.1f} MB |")
+        print(
+            f"| {n} | {q} | {tf * 1000:.0f} ms | {td * 1000:.0f} ms | {tm * 1000:.0f} ms | {tf / td:.1f}x "
+            f"| {tf / tm:.1f}x | {d:.1e} | {size / 1e6:.1f} MB |"
+        )
     return 0
 
 

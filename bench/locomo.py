@@ -97,8 +97,14 @@ def ingest(ledger: Ledger, samples: Sequence[Mapping[str, Any]], actor: str = "l
         cube = cube_of(sample)
         if ledger.cube_exists(cube):
             raise InvalidRequest(f"cube {cube} already exists in this ledger; use a fresh data directory")
-        batch = [NewEvent(cube, ev.CUBE_CREATED, {"cube": cube, "owner": actor, "visibility": "private",
-                                                  "metadata": {"source": "LoCoMo"}}, actor)]
+        batch = [
+            NewEvent(
+                cube,
+                ev.CUBE_CREATED,
+                {"cube": cube, "owner": actor, "visibility": "private", "metadata": {"source": "LoCoMo"}},
+                actor,
+            )
+        ]
         n = 0
         for number, date, turns in sessions(sample["conversation"]):
             prev = None
@@ -107,13 +113,26 @@ def ingest(ledger: Ledger, samples: Sequence[Mapping[str, Any]], actor: str = "l
                 if not dia or not turn.get("text"):
                     continue
                 mid = memory_id(sample, dia[0])
-                batch.append(NewEvent(cube, ev.MEMORY_ADDED, {
-                    "memory_id": mid, "text": format_turn(date, turn), "tags": [], "state": "generated",
-                    "metadata": {"dia_id": dia[0], "session": number, "speaker": str(turn.get("speaker", ""))},
-                }, actor))
+                batch.append(
+                    NewEvent(
+                        cube,
+                        ev.MEMORY_ADDED,
+                        {
+                            "memory_id": mid,
+                            "text": format_turn(date, turn),
+                            "tags": [],
+                            "state": "generated",
+                            "metadata": {"dia_id": dia[0], "session": number, "speaker": str(turn.get("speaker", ""))},
+                        },
+                        actor,
+                    )
+                )
                 if prev is not None:
-                    batch.append(NewEvent(cube, ev.MEMORY_LINKED, {"source": prev, "target": mid,
-                                                                   "relation": "next_turn"}, actor))
+                    batch.append(
+                        NewEvent(
+                            cube, ev.MEMORY_LINKED, {"source": prev, "target": mid, "relation": "next_turn"}, actor
+                        )
+                    )
                 prev = mid
                 n += 1
         ledger.log.append(batch)
@@ -138,8 +157,11 @@ class _Acc:
     def result(self) -> dict[str, Any]:
         if not self.n or self.recall is None:
             return {"n": 0, **{f"R@{k}": 0.0 for k in KS}, "MRR": 0.0}
-        return {"n": self.n, **{f"R@{k}": round(self.recall[k] / self.n, 4) for k in KS},
-                "MRR": round(self.rr / self.n, 4)}
+        return {
+            "n": self.n,
+            **{f"R@{k}": round(self.recall[k] / self.n, 4) for k in KS},
+            "MRR": round(self.rr / self.n, 4),
+        }
 
 
 def evaluate(views: Any, samples: Sequence[Mapping[str, Any]], depth: int = DEPTH) -> dict[str, Any]:
@@ -148,9 +170,12 @@ def evaluate(views: Any, samples: Sequence[Mapping[str, Any]], depth: int = DEPT
     skipped = 0
     for sample in samples:
         cube = cube_of(sample)
-        known = {memory_id(sample, normalise_evidence([t.get("dia_id", "")])[0])
-                 for _, _, turns in sessions(sample["conversation"]) for t in turns
-                 if normalise_evidence([t.get("dia_id", "")])}
+        known = {
+            memory_id(sample, normalise_evidence([t.get("dia_id", "")])[0])
+            for _, _, turns in sessions(sample["conversation"])
+            for t in turns
+            if normalise_evidence([t.get("dia_id", "")])
+        }
         for qa in sample["qa"]:
             cat = qa.get("category")
             if cat not in CATEGORIES or not str(qa.get("question", "")).strip():
@@ -165,9 +190,11 @@ def evaluate(views: Any, samples: Sequence[Mapping[str, Any]], depth: int = DEPT
             rr = next((1.0 / i for i, m in enumerate(ranked, start=1) if m in evidence), 0.0)
             overall.add(recalls, rr)
             by_cat[cat].add(recalls, rr)
-    return {"overall": overall.result(),
-            "by_category": {CATEGORIES[c]: by_cat[c].result() for c in sorted(by_cat)},
-            "skipped_questions": skipped}
+    return {
+        "overall": overall.result(),
+        "by_category": {CATEGORIES[c]: by_cat[c].result() for c in sorted(by_cat)},
+        "skipped_questions": skipped,
+    }
 
 
 def format_table(result: Mapping[str, Any]) -> str:
@@ -176,13 +203,15 @@ def format_table(result: Mapping[str, Any]) -> str:
     lines = [head, "-" * len(head)]
     rows = [*result["by_category"].items(), ("overall", result["overall"])]
     for name, r in rows:
-        lines.append(f"{name:<12} {r['n']:>5} " + " ".join(f"{r['R@' + str(k)]:>6.3f}" for k in KS)
-                     + f" {r['MRR']:>6.3f}")
+        lines.append(
+            f"{name:<12} {r['n']:>5} " + " ".join(f"{r['R@' + str(k)]:>6.3f}" for k in KS) + f" {r['MRR']:>6.3f}"
+        )
     return "\n".join(lines)
 
 
-def run_locomo(samples: list[dict[str, Any]], data_dir: Path, vector: bool = True,
-               embedder: str | None = None) -> dict[str, Any]:
+def run_locomo(
+    samples: list[dict[str, Any]], data_dir: Path, vector: bool = True, embedder: str | None = None
+) -> dict[str, Any]:
     """Ingest ``samples`` into a fresh data directory and evaluate hybrid search on them."""
     from ledger.config import init_data_dir
     from ledger.factory import open_ledger
@@ -222,8 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         samples = load_dataset(args.dataset)
         with tempfile.TemporaryDirectory(prefix="memledger-locomo-") as tmp:
-            result = run_locomo(samples, Path(args.workdir or tmp), vector=not args.no_vector,
-                                embedder=args.embedder)
+            result = run_locomo(samples, Path(args.workdir or tmp), vector=not args.no_vector, embedder=args.embedder)
     except LedgerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -43,8 +43,7 @@ def main() -> int:
         batch = []
         for _ in range(args.reads):
             cube, mid = rnd.choice(ids)
-            batch.append(NewEvent(cube, ev.MEMORY_READ, {"memory_ids": [mid], "operation": "get", "as_of": None},
-                                  "r"))
+            batch.append(NewEvent(cube, ev.MEMORY_READ, {"memory_ids": [mid], "operation": "get", "as_of": None}, "r"))
             if len(batch) == 5000:
                 ledger.append(batch)
                 batch = []

@@ -36,8 +36,28 @@ from projections.text_view import KeywordView  # noqa: E402
 from projections.vector.embedding_cache import EmbeddingCache, text_hash  # noqa: E402
 from projections.vector.view import VectorView  # noqa: E402
 
-NAMES = ["Alice", "Bruno", "Chen", "Dara", "Emeka", "Farah", "Goran", "Hana", "Ivo", "Jun", "Kofi", "Lena",
-         "Mateo", "Nadia", "Oskar", "Priya", "Quinn", "Rosa", "Sami", "Tomas"]
+NAMES = [
+    "Alice",
+    "Bruno",
+    "Chen",
+    "Dara",
+    "Emeka",
+    "Farah",
+    "Goran",
+    "Hana",
+    "Ivo",
+    "Jun",
+    "Kofi",
+    "Lena",
+    "Mateo",
+    "Nadia",
+    "Oskar",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sami",
+    "Tomas",
+]
 PLACES = ["Lisbon", "Oslo", "Nairobi", "Kyoto", "Lima", "Austin", "Porto", "Hanoi", "Dakar", "Quebec"]
 
 
@@ -60,7 +80,7 @@ def corpus(n: int, seed: int = 3) -> list[str]:
     rng = np.random.default_rng(seed)
     vocab = np.array(make_vocab(rng))
     ranks = np.arange(1, len(vocab) + 1)
-    p = 1.0 / ranks ** 1.05
+    p = 1.0 / ranks**1.05
     p /= p.sum()
     lengths = rng.integers(8, 21, n)
     words = vocab[rng.choice(len(vocab), int(lengths.sum()), p=p)]
@@ -69,7 +89,7 @@ def corpus(n: int, seed: int = 3) -> list[str]:
     where = rng.integers(0, 1000, n)
     texts, pos = [], 0
     for i in range(n):
-        ws = list(words[pos:pos + lengths[i]])
+        ws = list(words[pos : pos + lengths[i]])
         pos += lengths[i]
         ws.insert(int(where[i] % len(ws)), NAMES[names[i]])
         if i % 3 == 0:
@@ -100,8 +120,14 @@ def populate(ledger: Ledger, texts: list[str], updates: list[str], cubes: int) -
         batch.append(NewEvent(f"cube{i % cubes}", ev.MEMORY_UPDATED, {"memory_id": f"m{i}", "text": t}, "bench"))
         if j % 2 == 0:
             i2 = int(rng.integers(0, n))
-            batch.append(NewEvent(f"cube{i2 % cubes}", ev.MEMORY_STATE_CHANGED,
-                                  {"memory_id": f"m{i2}", "from": "generated", "to": "archived"}, "bench"))
+            batch.append(
+                NewEvent(
+                    f"cube{i2 % cubes}",
+                    ev.MEMORY_STATE_CHANGED,
+                    {"memory_id": f"m{i2}", "from": "generated", "to": "archived"},
+                    "bench",
+                )
+            )
     ledger.log.append(batch)
 
 
@@ -154,8 +180,10 @@ def main() -> None:
         print(f"{'view':<10} {'seconds':>9} {'events/s':>11}")
         for name, dt, rate in rows:
             print(f"{name:<10} {dt:>9.2f} {rate:>11,.0f}")
-        print(f"{'all views':<10} {total:>9.2f} {events / total:>11,.0f}   (sequential; + ANN index build "
-              f"{index_s:.2f} s)")
+        print(
+            f"{'all views':<10} {total:>9.2f} {events / total:>11,.0f}   (sequential; + ANN index build "
+            f"{index_s:.2f} s)"
+        )
 
         rng = np.random.default_rng(42)
         qidx = rng.integers(0, n, args.queries)
@@ -206,14 +234,15 @@ def main() -> None:
         for (label, mode), lat in results.items():
             if not mode:  # measured under writes
                 label, mode = "head, 1 add", label.split()[0]
-            print(f"{label:<14} {mode:<8} {percentile(lat, 50):>8.2f} {percentile(lat, 90):>8.2f} "
-                  f"{percentile(lat, 99):>8.2f} {np.mean(lat):>8.2f}")
+            print(
+                f"{label:<14} {mode:<8} {percentile(lat, 50):>8.2f} {percentile(lat, 90):>8.2f} "
+                f"{percentile(lat, 99):>8.2f} {np.mean(lat):>8.2f}"
+            )
         print(f"('head, 1 add': {args.writes} queries, each after one new memory was added and folded into every view)")
         ratio = percentile(results[(f"as of {mid}", "hybrid")], 50) / percentile(results[("head", "hybrid")], 50)
         print(f"\nas-of / head (hybrid p50): {ratio:.2f}x")
         sizes = {p.name: p.stat().st_size for p in (d / "views").iterdir()}
-        print(f"resident memory: {rss_mb():.0f} MB now, {peak_rss_mb():.0f} MB peak "
-              f"(process incl. corpus generation)")
+        print(f"resident memory: {rss_mb():.0f} MB now, {peak_rss_mb():.0f} MB peak (process incl. corpus generation)")
         print("view files: " + ", ".join(f"{k} {v / 1e6:.0f} MB" for k, v in sorted(sizes.items()) if v > 1e6))
         for v in (kw, graph, vec):
             v.close()

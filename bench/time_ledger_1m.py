@@ -45,26 +45,56 @@ def _fill(data: Path, n_events: int, cubes: int, seed: int) -> None:
         raise SystemExit(f"{data} holds a smaller ledger ({head + 1} events); delete it or pick another --data")
     rng = random.Random(seed)
     t0 = time.perf_counter()
-    log.append([NewEvent(f"cube{c}", ev.CUBE_CREATED, {"cube": f"cube{c}", "owner": f"user{c}"}, f"user{c}")
-                for c in range(cubes)])
+    log.append(
+        [
+            NewEvent(f"cube{c}", ev.CUBE_CREATED, {"cube": f"cube{c}", "owner": f"user{c}"}, f"user{c}")
+            for c in range(cubes)
+        ]
+    )
     written, m = cubes, 0
     while written < n_events:
         batch: list[NewEvent] = []
         while len(batch) < BATCH and written + len(batch) < n_events:
             c = m % cubes
             cube, mid = f"cube{c}", f"m{m:08d}"
-            batch.append(NewEvent(cube, ev.MEMORY_ADDED, {"memory_id": mid, "text": f"memory {m} about topic "
-                                  f"{rng.randrange(1000)}", "metadata": {}, "tags": [], "state": "generated"},
-                                  f"user{c}"))
+            batch.append(
+                NewEvent(
+                    cube,
+                    ev.MEMORY_ADDED,
+                    {
+                        "memory_id": mid,
+                        "text": f"memory {m} about topic {rng.randrange(1000)}",
+                        "metadata": {},
+                        "tags": [],
+                        "state": "generated",
+                    },
+                    f"user{c}",
+                )
+            )
             old = f"m{rng.randrange(m + 1):08d}"
             old_cube = f"cube{int(old[1:]) % cubes}"
-            batch.append(NewEvent(old_cube, ev.MEMORY_UPDATED, {"memory_id": old, "text": f"revised {m}"},
-                                  f"agent{rng.randrange(20)}"))
-            batch.append(NewEvent(old_cube, ev.MEMORY_READ, {"memory_ids": [old], "operation": "get", "as_of": None},
-                                  f"reader{rng.randrange(50)}"))
+            batch.append(
+                NewEvent(
+                    old_cube, ev.MEMORY_UPDATED, {"memory_id": old, "text": f"revised {m}"}, f"agent{rng.randrange(20)}"
+                )
+            )
+            batch.append(
+                NewEvent(
+                    old_cube,
+                    ev.MEMORY_READ,
+                    {"memory_ids": [old], "operation": "get", "as_of": None},
+                    f"reader{rng.randrange(50)}",
+                )
+            )
             old2 = f"m{rng.randrange(m + 1):08d}"
-            batch.append(NewEvent(f"cube{int(old2[1:]) % cubes}", ev.MEMORY_UPDATED,
-                                  {"memory_id": old2, "text": f"second revision {m}"}, f"agent{rng.randrange(20)}"))
+            batch.append(
+                NewEvent(
+                    f"cube{int(old2[1:]) % cubes}",
+                    ev.MEMORY_UPDATED,
+                    {"memory_id": old2, "text": f"second revision {m}"},
+                    f"agent{rng.randrange(20)}",
+                )
+            )
             m += 1
         batch = batch[: n_events - written]
         log.append(batch)

@@ -85,10 +85,13 @@ def serving_process_rss(work: Path) -> tuple[float, float, float]:
     """(RSS added by the view, total RSS, seconds for open + index load + 50 queries) in a fresh process."""
     import subprocess
 
-    out = subprocess.run([sys.executable, "-c", SERVE, str(work), str(Path(__file__).resolve().parent)],
-                         capture_output=True, text=True, check=True,
-                         env={**__import__("os").environ,
-                              "PYTHONPATH": str(Path(__file__).resolve().parents[1])}).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", SERVE, str(work), str(Path(__file__).resolve().parent)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    ).stdout.split()
     return float(out[0]), float(out[1]), float(out[2])
 
 
@@ -105,8 +108,9 @@ def main() -> None:
     work = Path(args.dir or tempfile.mkdtemp(prefix="vector-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     n, n_upd = args.memories, int(args.memories * args.updates)
-    texts = [f"memory {i} about topic {i % 977}" for i in range(n)] + \
-            [f"memory {i} revised, topic {i % 613}" for i in range(n_upd)]
+    texts = [f"memory {i} about topic {i % 977}" for i in range(n)] + [
+        f"memory {i} revised, topic {i % 613}" for i in range(n_upd)
+    ]
     vecs = synthetic_vectors(len(texts))
 
     t = time.perf_counter()
@@ -127,19 +131,31 @@ def main() -> None:
             batch.clear()
 
     for i in range(n):
-        batch.append(NewEvent(f"cube{i % args.cubes}", ev.MEMORY_ADDED,
-                              {"memory_id": f"m{i}", "text": texts[i], "tags": [], "metadata": {"i": i},
-                               "state": "generated"}, "bench"))
+        batch.append(
+            NewEvent(
+                f"cube{i % args.cubes}",
+                ev.MEMORY_ADDED,
+                {"memory_id": f"m{i}", "text": texts[i], "tags": [], "metadata": {"i": i}, "state": "generated"},
+                "bench",
+            )
+        )
         if len(batch) >= 2000:
             flush()
     flush()
     mid_offset = log.head()  # the as-of point: after every add, before any update
     for j, i in enumerate(rng.choice(n, n_upd, replace=False)):
-        batch.append(NewEvent(f"cube{i % args.cubes}", ev.MEMORY_UPDATED,
-                              {"memory_id": f"m{i}", "text": texts[n + j]}, "bench"))
+        batch.append(
+            NewEvent(f"cube{i % args.cubes}", ev.MEMORY_UPDATED, {"memory_id": f"m{i}", "text": texts[n + j]}, "bench")
+        )
         if j % 2 == 0:
-            batch.append(NewEvent(f"cube{i % args.cubes}", ev.MEMORY_STATE_CHANGED,
-                                  {"memory_id": f"m{i}", "from": "generated", "to": "activated"}, "bench"))
+            batch.append(
+                NewEvent(
+                    f"cube{i % args.cubes}",
+                    ev.MEMORY_STATE_CHANGED,
+                    {"memory_id": f"m{i}", "from": "generated", "to": "activated"},
+                    "bench",
+                )
+            )
         if len(batch) >= 2000:
             flush()
     flush()
@@ -154,7 +170,7 @@ def main() -> None:
     t = time.perf_counter()
     view.reset()
     for i in range(0, len(events), 2000):
-        view.apply_batch(events[i:i + 2000])
+        view.apply_batch(events[i : i + 2000])
     t_apply = time.perf_counter() - t
     del events
     gc.collect()
@@ -173,7 +189,8 @@ def main() -> None:
 
     qrng = np.random.default_rng(3)
     queries = vecs[qrng.integers(0, len(vecs), args.queries)] + 0.3 * qrng.standard_normal(
-        (args.queries, DIM), dtype=np.float32)
+        (args.queries, DIM), dtype=np.float32
+    )
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
 
     def timed(**kw) -> list[float]:
@@ -203,10 +220,18 @@ def main() -> None:
     default_asof = [view.vector_search(q, args.k, as_of=mid_offset) for q in queries]
     view.ann_mode = None  # exact scoring of every candidate, for comparison
     exact_ms, exact_asof_ms = timed_pair()
-    recall = np.mean([len({m for m, _ in a} & {m for m, _ in view.vector_search(q, args.k)}) / args.k
-                      for a, q in zip(default_hits, queries, strict=True)])
-    recall_asof = np.mean([len({m for m, _ in a} & {m for m, _ in view.vector_search(q, args.k, as_of=mid_offset)})
-                           / args.k for a, q in zip(default_asof, queries, strict=True)])
+    recall = np.mean(
+        [
+            len({m for m, _ in a} & {m for m, _ in view.vector_search(q, args.k)}) / args.k
+            for a, q in zip(default_hits, queries, strict=True)
+        ]
+    )
+    recall_asof = np.mean(
+        [
+            len({m for m, _ in a} & {m for m, _ in view.vector_search(q, args.k, as_of=mid_offset)}) / args.k
+            for a, q in zip(default_asof, queries, strict=True)
+        ]
+    )
     view.ann_mode = mode
     stats = view.stats()
     index_desc = view.ann_description()
@@ -230,10 +255,14 @@ def main() -> None:
         (f"recall@{args.k} vs exact: head / as-of", f"{recall:.3f} / {recall_asof:.3f}"),
         ("exact-only search head p50 / p99", f"{pct(exact_ms, 50):.2f} / {pct(exact_ms, 99):.2f} ms"),
         ("exact-only search as-of p50 / p99", f"{pct(exact_asof_ms, 50):.2f} / {pct(exact_asof_ms, 99):.2f} ms"),
-        ("query process: RSS of view / total; open+50 queries",
-         f"{served[0]:.0f} MB / {served[1]:.0f} MB; {served[2]:.1f} s"),
-        ("bench process RSS now / peak (holds the synthetic data too)",
-         f"{rss_mb():.0f} MB / {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"),
+        (
+            "query process: RSS of view / total; open+50 queries",
+            f"{served[0]:.0f} MB / {served[1]:.0f} MB; {served[2]:.1f} s",
+        ),
+        (
+            "bench process RSS now / peak (holds the synthetic data too)",
+            f"{rss_mb():.0f} MB / {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB",
+        ),
         ("view file", f"{(work / 'vector.sqlite').stat().st_size / 1e6:.0f} MB"),
         ("index", index_desc),
     ]

@@ -36,8 +36,15 @@ class Lag:
     active: bool
 
     def to_dict(self) -> dict[str, Any]:
-        return {"view": self.view, "checkpoint": self.checkpoint, "head": self.head, "lag_events": self.events,
-                "lag_seconds": round(self.seconds, 3), "applied": self.applied, "active": self.active}
+        return {
+            "view": self.view,
+            "checkpoint": self.checkpoint,
+            "head": self.head,
+            "lag_events": self.events,
+            "lag_seconds": round(self.seconds, 3),
+            "applied": self.applied,
+            "active": self.active,
+        }
 
 
 def measure_lag(ledger: Any, projection: Projection, applied: int = 0, active: bool = True) -> Lag:
@@ -55,9 +62,17 @@ def measure_lag(ledger: Any, projection: Projection, applied: int = 0, active: b
 class ProjectionConsumer:
     """Runs one projection against a ledger's log under a lease."""
 
-    def __init__(self, ledger: Any, projection: Projection, lease: Any = None, batch_size: int = 500,
-                 poll_interval: float = 0.2, report: Callable[[Lag], None] | None = None,
-                 report_every: float = 5.0, retry_backoff: float = 1.0):
+    def __init__(
+        self,
+        ledger: Any,
+        projection: Projection,
+        lease: Any = None,
+        batch_size: int = 500,
+        poll_interval: float = 0.2,
+        report: Callable[[Lag], None] | None = None,
+        report_every: float = 5.0,
+        retry_backoff: float = 1.0,
+    ):
         self.ledger = ledger
         self.projection = projection
         self.lease = lease
@@ -87,8 +102,9 @@ class ProjectionConsumer:
         self.applied += len(batch)
         return len(batch)
 
-    def run(self, stop: threading.Event | None = None, until_caught_up: bool = False,
-            max_seconds: float | None = None) -> Lag:
+    def run(
+        self, stop: threading.Event | None = None, until_caught_up: bool = False, max_seconds: float | None = None
+    ) -> Lag:
         """Consume until ``stop`` is set (or once caught up / after ``max_seconds``); return the final lag."""
         stop = stop or threading.Event()
         deadline = None if max_seconds is None else time.monotonic() + max_seconds
@@ -100,8 +116,7 @@ class ProjectionConsumer:
             except Exception as exc:  # noqa: BLE001 - outage of the log or the view: back off and retry
                 self.errors += 1
                 self.last_error = exc
-                print(f"consumer {self.projection.name}: {exc!r}; retrying in {self.retry_backoff}s",
-                      file=sys.stderr)
+                print(f"consumer {self.projection.name}: {exc!r}; retrying in {self.retry_backoff}s", file=sys.stderr)
                 stop.wait(self.retry_backoff)
                 continue
             self._maybe_report(active)

@@ -129,8 +129,10 @@ class AccessIndex:
     def sharing(self, cube: str) -> dict[str, object]:
         """Visibility and ``cube.shared`` principals of a cube."""
         with self._lock:
-            return {"visibility": "shared" if cube in self._public else "private",
-                    "shared_with": sorted(self._shared.get(cube, ()))}
+            return {
+                "visibility": "shared" if cube in self._public else "private",
+                "shared_with": sorted(self._shared.get(cube, ())),
+            }
 
     def grants(self, cube: str) -> dict[str, list[str]]:
         """Principal -> sorted roles on ``cube`` (principals with no role left are omitted)."""
@@ -156,8 +158,9 @@ class AccessIndex:
 class AccessControl:
     """Checks roles before every operation and records denials and role changes as events."""
 
-    def __init__(self, log: Log, index: AccessIndex | None = None,
-                 principal_exists: Callable[[str], bool] | None = None):
+    def __init__(
+        self, log: Log, index: AccessIndex | None = None, principal_exists: Callable[[str], bool] | None = None
+    ):
         self.log = log
         self.index = index or AccessIndex(log)
         self.principal_exists = principal_exists
@@ -208,21 +211,31 @@ class AccessControl:
         if self.allowed(caller, cube, action):
             return cube
         if not self.visible(caller, cube):
-            self.deny(caller.name, operation, cube=cube, memory_id=memory_id,
-                      reason=f"no role on the memory's cube (needs {action.value})")
+            self.deny(
+                caller.name,
+                operation,
+                cube=cube,
+                memory_id=memory_id,
+                reason=f"no role on the memory's cube (needs {action.value})",
+            )
             raise NotFound(f"memory {memory_id} not found")
         held = ", ".join(sorted(self.index.roles(cube, caller.name)))
-        self.deny(caller.name, operation, cube=cube, memory_id=memory_id,
-                  reason=f"role {held} does not allow {action.value}")
+        self.deny(
+            caller.name, operation, cube=cube, memory_id=memory_id, reason=f"role {held} does not allow {action.value}"
+        )
         raise AccessDenied(f"{caller.name!r} holds {held} on cube {cube!r}, which does not allow {operation}")
 
-    def deny(self, principal: str, operation: str, cube: str | None = None, memory_id: str | None = None,
-             reason: str = "") -> Event:
+    def deny(
+        self, principal: str, operation: str, cube: str | None = None, memory_id: str | None = None, reason: str = ""
+    ) -> Event:
         """Append an ``access.denied`` event (on the cube's stream when it exists, else ``_system``)."""
         self.index.refresh()
         stream = cube if cube is not None and self.index.cube_exists(cube) else ev.SYSTEM_STREAM
-        payload: dict[str, object] = {"principal": (principal or "anonymous")[:200], "action": operation[:200],
-                                      "reason": reason[:2000]}
+        payload: dict[str, object] = {
+            "principal": (principal or "anonymous")[:200],
+            "action": operation[:200],
+            "reason": reason[:2000],
+        }
         if cube is not None:
             payload["cube"] = cube[:200]
         if memory_id is not None:
@@ -270,8 +283,10 @@ class AccessControl:
         if role not in self.index.roles(cube, principal):
             raise NotFound(f"{principal!r} holds no {role} role on cube {cube!r}")
         if role == "reader" and self.index.sharing(cube)["visibility"] == "shared":
-            raise StateError(f"cube {cube!r} is readable by every principal (visibility shared); revoking "
-                             f"{principal!r}'s reader role would not take effect: make the cube private first")
+            raise StateError(
+                f"cube {cube!r} is readable by every principal (visibility shared); revoking "
+                f"{principal!r}'s reader role would not take effect: make the cube private first"
+            )
         if role == "owner":
             owners = [p for p, r in self.index.grants(cube).items() if "owner" in r]
             if owners == [principal]:

@@ -64,9 +64,16 @@ class Sealer(Protocol):
 class Ledger:
     """Memory operations as events on a ``Log``; every read can be answered as of an offset."""
 
-    def __init__(self, log: Log, registry: SchemaRegistry | None = None, opener: Opener | None = None,
-                 sealer: Sealer | None = None, record_reads: bool = True, config: Config | None = None,
-                 erasure_participants: Callable[[Ledger, Path | None], list[Any]] | None = None):
+    def __init__(
+        self,
+        log: Log,
+        registry: SchemaRegistry | None = None,
+        opener: Opener | None = None,
+        sealer: Sealer | None = None,
+        record_reads: bool = True,
+        config: Config | None = None,
+        erasure_participants: Callable[[Ledger, Path | None], list[Any]] | None = None,
+    ):
         self.log = log
         self.registry = registry or default_registry()
         self.opener = opener
@@ -126,9 +133,15 @@ class Ledger:
     def cube_exists(self, cube: str) -> bool:
         return self.log.stream_version(cube) > 0
 
-    def create_cube(self, cube: str, owner: str, visibility: str = "private",
-                    metadata: dict[str, Any] | None = None, embedder: str | None = None,
-                    llm: str | None = None) -> Event:
+    def create_cube(
+        self,
+        cube: str,
+        owner: str,
+        visibility: str = "private",
+        metadata: dict[str, Any] | None = None,
+        embedder: str | None = None,
+        llm: str | None = None,
+    ) -> Event:
         """Create a cube; raises ``ConcurrencyConflict`` if it already exists."""
         _check_cube_name(cube)
         check_metadata(metadata)
@@ -140,9 +153,15 @@ class Ledger:
         return self.log.append([NewEvent(cube, ev.CUBE_CREATED, payload, owner)], {cube: 0})[0]
 
     # -- writes --------------------------------------------------------------------------
-    def content_fields(self, text: str, metadata: dict[str, Any] | None, memory_id: str,
-                       subjects: Sequence[str] = (), derived_from: Sequence[MemoryState | SealedSource] = (),
-                       keys: Sequence[dict[str, str]] | None = None) -> dict[str, Any]:
+    def content_fields(
+        self,
+        text: str,
+        metadata: dict[str, Any] | None,
+        memory_id: str,
+        subjects: Sequence[str] = (),
+        derived_from: Sequence[MemoryState | SealedSource] = (),
+        keys: Sequence[dict[str, str]] | None = None,
+    ) -> dict[str, Any]:
         """The content fields of a memory event for ``memory_id``: sealed, or plaintext.
 
         With a key ring that seals every memory (``sealer.seals_every_memory``), the content is
@@ -170,16 +189,30 @@ class Ledger:
             raise InvalidRequest("this ledger has no key store configured; cannot store data-subject payloads")
         return {"sealed": sealer.seal_under(names, content)}
 
-    def add(self, cube: str, text: str, actor: str, metadata: dict[str, Any] | None = None,
-            tags: Sequence[str] | None = None, subject: str | None = None, memory_id: str | None = None,
-            event_id: str | None = None, state: str = "generated", source: str | None = None) -> Written:
+    def add(
+        self,
+        cube: str,
+        text: str,
+        actor: str,
+        metadata: dict[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
+        subject: str | None = None,
+        memory_id: str | None = None,
+        event_id: str | None = None,
+        state: str = "generated",
+        source: str | None = None,
+    ) -> Written:
         """Add a memory to ``cube`` (created on first use, owned by ``actor``)."""
         _check_cube_name(cube)
         if check_state(state) == "merged":
             raise InvalidRequest("a memory cannot be added as merged; it becomes merged only through merge()")
         mid = memory_id or new_memory_id()
-        payload = {"memory_id": mid, "tags": list(tags or []), "state": state,
-                   **self.content_fields(text, metadata, mid, [] if subject is None else [subject])}
+        payload = {
+            "memory_id": mid,
+            "tags": list(tags or []),
+            "state": state,
+            **self.content_fields(text, metadata, mid, [] if subject is None else [subject]),
+        }
         if "metadata" not in payload:
             payload["metadata"] = {}
         if source:
@@ -191,8 +224,15 @@ class Ledger:
             version = self.log.stream_version(cube)
             batch = [new]
             if version == 0:
-                batch = [NewEvent(cube, ev.CUBE_CREATED, {"cube": cube, "owner": actor, "visibility": "private",
-                                                          "metadata": {}}, actor), new]
+                batch = [
+                    NewEvent(
+                        cube,
+                        ev.CUBE_CREATED,
+                        {"cube": cube, "owner": actor, "visibility": "private", "metadata": {}},
+                        actor,
+                    ),
+                    new,
+                ]
             if memory_id and self._exists(memory_id):
                 raise InvalidRequest(f"memory id {memory_id!r} already exists")
             try:
@@ -203,8 +243,10 @@ class Ledger:
         raise ConcurrencyConflict(cube, 0, self.log.stream_version(cube))
 
     def _exists(self, memory_id: str) -> bool:
-        return any(e.type in (ev.MEMORY_ADDED, ev.MEMORY_MERGED) and e.payload.get("memory_id") == memory_id
-                   for e in self.log.read_refs(memory_id))
+        return any(
+            e.type in (ev.MEMORY_ADDED, ev.MEMORY_MERGED) and e.payload.get("memory_id") == memory_id
+            for e in self.log.read_refs(memory_id)
+        )
 
     def _write_memory(self, memory_id: str, make: Any, expected_version: int | None) -> Written:
         """Optimistic write on one memory: retry on unrelated cube writes, fail on real conflicts."""
@@ -223,8 +265,15 @@ class Ledger:
             return Written(memory_id, written[0].offset, written[0].event_id)
         raise ConcurrencyConflict(f"memory {memory_id}", expected_version or 0, -1)
 
-    def update(self, memory_id: str, text: str, actor: str, metadata: dict[str, Any] | None = None,
-               expected_version: int | None = None, reason: str | None = None) -> Written:
+    def update(
+        self,
+        memory_id: str,
+        text: str,
+        actor: str,
+        metadata: dict[str, Any] | None = None,
+        expected_version: int | None = None,
+        reason: str | None = None,
+    ) -> Written:
         """Replace a memory's text (a new version); frozen, merged and archived memories refuse."""
 
         def make(state: MemoryState) -> NewEvent:
@@ -241,16 +290,19 @@ class Ledger:
 
         return self._write_memory(memory_id, make, expected_version)
 
-    def change_state(self, memory_id: str, to: str, actor: str, reason: str | None = None,
-                     expected_version: int | None = None) -> Written:
+    def change_state(
+        self, memory_id: str, to: str, actor: str, reason: str | None = None, expected_version: int | None = None
+    ) -> Written:
         """Move a memory through its lifecycle; illegal moves raise ``StateError``."""
         check_state(to)
 
         def make(state: MemoryState) -> NewEvent:
             check_transition(memory_id, state.state, to)
             if to == "merged":
-                raise StateError(f"memory {memory_id} can become merged only through a merge, which records "
-                                 "the merged memory and its provenance (memledger merge / Ledger.merge)")
+                raise StateError(
+                    f"memory {memory_id} can become merged only through a merge, which records "
+                    "the merged memory and its provenance (memledger merge / Ledger.merge)"
+                )
             payload = {"memory_id": memory_id, "from": state.state, "to": to}
             if reason:
                 payload["reason"] = reason
@@ -258,8 +310,14 @@ class Ledger:
 
         return self._write_memory(memory_id, make, expected_version)
 
-    def merge(self, sources: Sequence[str], text: str, actor: str, reason: str | None = None,
-              metadata: dict[str, Any] | None = None) -> Written:
+    def merge(
+        self,
+        sources: Sequence[str],
+        text: str,
+        actor: str,
+        reason: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Written:
         """Merge memories of one cube into a new memory; the sources move to ``merged``."""
         if len(set(sources)) < 2:
             raise InvalidRequest("merge needs at least two distinct source memories")
@@ -276,8 +334,11 @@ class Ledger:
             mid = new_memory_id()
             # and inherits their scope (merged_metadata), which explicit metadata overrides key by key
             meta = {**merged_metadata(s.metadata for s in states), **(metadata or {})}
-            payload = {"memory_id": mid, "sources": list(dict.fromkeys(sources)),
-                       **self.content_fields(text, meta, mid, derived_from=states)}
+            payload = {
+                "memory_id": mid,
+                "sources": list(dict.fromkeys(sources)),
+                **self.content_fields(text, meta, mid, derived_from=states),
+            }
             if reason:
                 payload["reason"] = reason
             # states were read before ``version``; re-check none changed since, under the cube version
@@ -294,8 +355,9 @@ class Ledger:
         """Record an explicit, directed edge between two memories."""
         s = self.get(source, record_read=False)
         self.get(target, record_read=False)
-        written = self.log.append([NewEvent(s.cube, ev.MEMORY_LINKED,
-                                            {"source": source, "target": target, "relation": relation}, actor)])
+        written = self.log.append(
+            [NewEvent(s.cube, ev.MEMORY_LINKED, {"source": source, "target": target, "relation": relation}, actor)]
+        )
         return Written(source, written[0].offset, written[0].event_id)
 
     # -- reads ---------------------------------------------------------------------------
@@ -305,8 +367,9 @@ class Ledger:
         up = self.registry.upcast
         return [up(e) for e in self.log.read_refs(memory_id, end)]
 
-    def get(self, memory_id: str, as_of: int | str | None = None, actor: str | None = None,
-            record_read: bool | None = None) -> MemoryState:
+    def get(
+        self, memory_id: str, as_of: int | str | None = None, actor: str | None = None, record_read: bool | None = None
+    ) -> MemoryState:
         """The memory as of ``as_of`` (default head). Raises ``NotFound`` if it did not exist then."""
         end = self.resolve_as_of(as_of)
         state = fold(self.memory_events(memory_id, end), self.opener).get(memory_id)
@@ -316,26 +379,37 @@ class Ledger:
         self._record_read(state.cube, [memory_id], "get", actor, record_read, as_of=None if as_of is None else end)
         return state
 
-    def history(self, memory_id: str, as_of: int | str | None = None, actor: str | None = None,
-                record_read: bool | None = None) -> list[MemoryState]:
+    def history(
+        self, memory_id: str, as_of: int | str | None = None, actor: str | None = None, record_read: bool | None = None
+    ) -> list[MemoryState]:
         """Every version of a memory (one per event that changed it), oldest first."""
         end = self.resolve_as_of(as_of)
         versions = history(memory_id, self.memory_events(memory_id, end), self.opener)
         if not versions:
             raise NotFound(f"memory {memory_id} not found" + ("" if as_of is None else f" as of offset {end}"))
-        self._record_read(versions[-1].cube, [memory_id], "history", actor, record_read,
-                          as_of=None if as_of is None else end)
+        self._record_read(
+            versions[-1].cube, [memory_id], "history", actor, record_read, as_of=None if as_of is None else end
+        )
         return versions
 
     def cube_memories(self, cube: str, as_of: int | str | None = None) -> dict[str, MemoryState]:
         """All memories of a cube as of an offset (a fold of the cube's stream)."""
         end = self.resolve_as_of(as_of)
         up = self.registry.upcast
-        return {k: v for k, v in fold((up(e) for e in self.log.read_stream(cube, 1, end)), self.opener).items()
-                if v.exists}
+        return {
+            k: v for k, v in fold((up(e) for e in self.log.read_stream(cube, 1, end)), self.opener).items() if v.exists
+        }
 
-    def _record_read(self, cube: str, ids: list[str], operation: str, actor: str | None,
-                     record_read: bool | None, query: str | None = None, as_of: int | None = None) -> None:
+    def _record_read(
+        self,
+        cube: str,
+        ids: list[str],
+        operation: str,
+        actor: str | None,
+        record_read: bool | None,
+        query: str | None = None,
+        as_of: int | None = None,
+    ) -> None:
         if record_read is False or (record_read is None and (not self.record_reads or actor is None)):
             return
         payload: dict[str, Any] = {"memory_ids": ids, "operation": operation, "as_of": as_of}

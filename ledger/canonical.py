@@ -37,8 +37,19 @@ def chain_hash(
 ) -> str:
     """SHA-256 (hex) of one event's canonical header, its canonical payload and the previous hash."""
     header = orjson.dumps(
-        [offset, stream, version, event_id, event_type, schema_version, ts_us, actor,
-         causation_id, correlation_id, prev_hash]
+        [
+            offset,
+            stream,
+            version,
+            event_id,
+            event_type,
+            schema_version,
+            ts_us,
+            actor,
+            causation_id,
+            correlation_id,
+            prev_hash,
+        ]
     )
     h = hashlib.sha256(header)
     h.update(b"\n")

@@ -38,11 +38,25 @@ def prepare(registry: SchemaRegistry, events: Sequence[NewEvent]) -> list[Prepar
         if type(ev) is not NewEvent:
             raise InvalidRequest(f"event #{i} is a {type(ev).__name__}, not a NewEvent")
         s, t, a, eid = ev.stream, ev.type, ev.actor, ev.event_id
-        if not (type(s) is str and type(t) is str and type(a) is str and type(eid) is str
-                and 0 < len(s) <= 200 and 0 < len(t) <= 200 and 0 < len(a) <= 200 and 0 < len(eid) <= 200):
+        if not (
+            type(s) is str
+            and type(t) is str
+            and type(a) is str
+            and type(eid) is str
+            and 0 < len(s) <= 200
+            and 0 < len(t) <= 200
+            and 0 < len(a) <= 200
+            and 0 < len(eid) <= 200
+        ):
             _envelope_error(ev, i)
-        if not (s.isascii() and t.isascii() and a.isascii() and eid.isascii()
-                and _ascii_or_none(ev.causation_id) and _ascii_or_none(ev.correlation_id)):
+        if not (
+            s.isascii()
+            and t.isascii()
+            and a.isascii()
+            and eid.isascii()
+            and _ascii_or_none(ev.causation_id)
+            and _ascii_or_none(ev.correlation_id)
+        ):
             _envelope_text_error(ev, i)  # raises if a field cannot be encoded (a lone surrogate)
         if eid in seen:
             raise IdempotencyConflict(eid, "used twice in one batch")
@@ -112,10 +126,40 @@ def seal(
         offset += 1
         version = stream_versions.get(ev.stream, 0) + 1
         stream_versions[ev.stream] = version
-        h = chain_hash(prev, offset, ev.stream, version, ev.event_id, ev.type, p.schema_version, ts,
-                       ev.actor, ev.causation_id, ev.correlation_id, p.payload_bytes)
-        out.append((Event(offset, ev.stream, version, ev.event_id, ev.type, p.schema_version, ts,
-                          ev.actor, ev.causation_id, ev.correlation_id, ev.payload, prev, h), p.payload_bytes))
+        h = chain_hash(
+            prev,
+            offset,
+            ev.stream,
+            version,
+            ev.event_id,
+            ev.type,
+            p.schema_version,
+            ts,
+            ev.actor,
+            ev.causation_id,
+            ev.correlation_id,
+            p.payload_bytes,
+        )
+        out.append(
+            (
+                Event(
+                    offset,
+                    ev.stream,
+                    version,
+                    ev.event_id,
+                    ev.type,
+                    p.schema_version,
+                    ts,
+                    ev.actor,
+                    ev.causation_id,
+                    ev.correlation_id,
+                    ev.payload,
+                    prev,
+                    h,
+                ),
+                p.payload_bytes,
+            )
+        )
         prev = h
     return out
 
@@ -163,8 +207,14 @@ class VerifyResult:
     problem: str | None = None
 
     def to_dict(self) -> dict[str, object]:
-        return {"ok": self.ok, "checked": self.checked, "head": self.head, "head_hash": self.head_hash,
-                "first_bad_offset": self.first_bad_offset, "problem": self.problem}
+        return {
+            "ok": self.ok,
+            "checked": self.checked,
+            "head": self.head,
+            "head_hash": self.head_hash,
+            "first_bad_offset": self.first_bad_offset,
+            "problem": self.problem,
+        }
 
 
 RawRow = tuple[int, str, int, str, str, int, int, str, "str | None", "str | None", bytes, str, str]
@@ -190,8 +240,12 @@ def _row_problem(row: tuple, prev: str) -> tuple[str | None, Any]:
     return None, decoded
 
 
-def verify_rows(rows: Iterable[RawRow], start_offset: int = 0, start_hash: str = GENESIS_HASH,
-                on_payload: Callable[[int, Any], None] | None = None) -> VerifyResult:
+def verify_rows(
+    rows: Iterable[RawRow],
+    start_offset: int = 0,
+    start_hash: str = GENESIS_HASH,
+    on_payload: Callable[[int, Any], None] | None = None,
+) -> VerifyResult:
     """Recompute the chain over stored rows (offset order) and report the first broken offset.
 
     A row is ``(offset, stream, version, event_id, type, schema_version, ts_us, actor,
@@ -206,8 +260,14 @@ def verify_rows(rows: Iterable[RawRow], start_offset: int = 0, start_hash: str =
         offset = row[0]
         if offset != expected_offset:
             kind = "removed" if offset > expected_offset else "reordered or duplicated"
-            return VerifyResult(False, checked, offset, prev, expected_offset,
-                                f"offset {expected_offset} {kind} (found offset {offset} next)")
+            return VerifyResult(
+                False,
+                checked,
+                offset,
+                prev,
+                expected_offset,
+                f"offset {expected_offset} {kind} (found offset {offset} next)",
+            )
         problem, payload = _row_problem(row, prev)
         if problem is not None:
             return VerifyResult(False, checked, offset, prev, offset, problem)

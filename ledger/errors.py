@@ -34,8 +34,7 @@ class ConcurrencyConflict(LedgerError):
 
     def __init__(self, stream: str, expected: int, actual: int):
         super().__init__(
-            f"concurrency conflict on stream {stream!r}: expected version {expected}, "
-            f"but it is at version {actual}"
+            f"concurrency conflict on stream {stream!r}: expected version {expected}, but it is at version {actual}"
         )
         self.stream = stream
         self.expected = expected

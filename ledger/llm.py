@@ -63,8 +63,9 @@ def ensure_smollm2_copy() -> Path:
         tok = AutoTokenizer.from_pretrained(str(pkg), gguf_file=SMOLLM2_GGUF)
         model = AutoModelForCausalLM.from_pretrained(str(pkg), gguf_file=SMOLLM2_GGUF)
     except (ImportError, ValueError, OSError) as exc:
-        raise ModelError(f"cannot load {SMOLLM2_GGUF} (loading a GGUF needs the packages gguf and accelerate): "
-                         f"{exc}") from None
+        raise ModelError(
+            f"cannot load {SMOLLM2_GGUF} (loading a GGUF needs the packages gguf and accelerate): {exc}"
+        ) from None
     if getattr(model, "hf_quantizer", None) is not None:
         model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
@@ -157,8 +158,11 @@ def known_tokenizers(config: Any = None) -> dict[str, Any]:
         return found
     if settings.backend != "local":
         return found
-    path = model_cache_dir() / "smollm2-135m-instruct" if settings.model == DEFAULT_MODEL else \
-        Path(settings.model).expanduser()
+    path = (
+        model_cache_dir() / "smollm2-135m-instruct"
+        if settings.model == DEFAULT_MODEL
+        else Path(settings.model).expanduser()
+    )
     if (path / "tokenizer.json").exists() or (path / "tokenizer_config.json").exists():
         from transformers import AutoTokenizer
 
@@ -185,8 +189,10 @@ def load_local_model(name_or_path: str = DEFAULT_MODEL) -> LocalModel:
         else:
             path = Path(name_or_path).expanduser()
             if not (path / "config.json").exists():
-                raise ModelError(f"{path} is not a transformers model directory (no config.json); "
-                                 f"use a local path or {DEFAULT_MODEL!r}")
+                raise ModelError(
+                    f"{path} is not a transformers model directory (no config.json); "
+                    f"use a local path or {DEFAULT_MODEL!r}"
+                )
             model_id = None
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -198,8 +204,11 @@ def load_local_model(name_or_path: str = DEFAULT_MODEL) -> LocalModel:
             raise ModelError(f"cannot load model from {path}: {exc}") from None
         if model_id is None:
             id_file = path / "memledger-model-id"
-            model_id = id_file.read_text().strip() if id_file.exists() else f"path:{path.resolve()}:" + \
-                weights_fingerprint(model)[:16]
+            model_id = (
+                id_file.read_text().strip()
+                if id_file.exists()
+                else f"path:{path.resolve()}:" + weights_fingerprint(model)[:16]
+            )
         loaded = wrap_model(model, tok, model_id)
         _LOADED[name_or_path] = loaded
         return loaded
@@ -224,10 +233,14 @@ class LLMSettings:
             raise InvalidRequest(f"[llm] backend must be 'local' or 'openai', not {backend!r}")
         if backend == "openai" and not section.get("base_url"):
             raise InvalidRequest("[llm] backend 'openai' needs base_url, e.g. http://127.0.0.1:11434/v1")
-        return LLMSettings(backend=backend, model=str(section.get("model", DEFAULT_MODEL)),
-                           base_url=section.get("base_url"), api_key_env=section.get("api_key_env"),
-                           max_new_tokens=int(section.get("max_new_tokens", 128)),
-                           timeout=float(section.get("timeout", 120.0)))
+        return LLMSettings(
+            backend=backend,
+            model=str(section.get("model", DEFAULT_MODEL)),
+            base_url=section.get("base_url"),
+            api_key_env=section.get("api_key_env"),
+            max_new_tokens=int(section.get("max_new_tokens", 128)),
+            timeout=float(section.get("timeout", 120.0)),
+        )
 
 
 class OpenAICompatibleLLM:

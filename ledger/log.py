@@ -22,9 +22,7 @@ ANY_VERSION = -1  # expected_version meaning "no check"
 class Log(Protocol):
     """An append-only, hash-chained, totally ordered event log."""
 
-    def append(
-        self, events: Sequence[NewEvent], expected_versions: Mapping[str, int] | None = None
-    ) -> list[Event]:
+    def append(self, events: Sequence[NewEvent], expected_versions: Mapping[str, int] | None = None) -> list[Event]:
         """Validate and append ``events`` atomically (all or none).
 
         ``expected_versions`` maps a stream to the version it must be at before the batch
@@ -96,9 +94,15 @@ class Log(Protocol):
         """Version of ``stream`` counting only events at or below ``offset``."""
         ...
 
-    def read_filtered(self, start: int = 0, end: int | None = None, actor: str | None = None,
-                      types: Sequence[str] | None = None, stream: str | None = None,
-                      limit: int | None = None) -> Iterator[Event]:
+    def read_filtered(
+        self,
+        start: int = 0,
+        end: int | None = None,
+        actor: str | None = None,
+        types: Sequence[str] | None = None,
+        stream: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[Event]:
         """Events in ``start..end`` of one actor, some types and one stream."""
         ...
 
@@ -157,15 +161,24 @@ class LogBase:
             last = e.version
         return last
 
-    def read_filtered(self, start: int = 0, end: int | None = None, actor: str | None = None,
-                      types: Sequence[str] | None = None, stream: str | None = None,
-                      limit: int | None = None) -> Iterator[Event]:
+    def read_filtered(
+        self,
+        start: int = 0,
+        end: int | None = None,
+        actor: str | None = None,
+        types: Sequence[str] | None = None,
+        stream: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[Event]:
         """Events in ``start..end`` of one actor, some types and one stream (audit queries)."""
         wanted = set(types) if types else None
         n = 0
         for e in self.read(start, end):
-            if (actor is None or e.actor == actor) and (wanted is None or e.type in wanted) \
-                    and (stream is None or e.stream == stream):
+            if (
+                (actor is None or e.actor == actor)
+                and (wanted is None or e.type in wanted)
+                and (stream is None or e.stream == stream)
+            ):
                 yield e
                 n += 1
                 if limit is not None and n >= limit:
@@ -235,9 +248,15 @@ class DelegatingLog(LogBase):
     def stream_version_at(self, stream: str, offset: int) -> int:
         return self.inner.stream_version_at(stream, offset)
 
-    def read_filtered(self, start: int = 0, end: int | None = None, actor: str | None = None,
-                      types: Sequence[str] | None = None, stream: str | None = None,
-                      limit: int | None = None) -> Iterator[Event]:
+    def read_filtered(
+        self,
+        start: int = 0,
+        end: int | None = None,
+        actor: str | None = None,
+        types: Sequence[str] | None = None,
+        stream: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[Event]:
         return self.inner.read_filtered(start, end, actor, types, stream, limit)
 
     def storage_path(self) -> Path | None:
@@ -271,8 +290,9 @@ def refs_of(payload: Mapping[str, object]) -> set[str]:
     return refs
 
 
-def poll_subscribe(read: Callable[[int], Iterator[Event]], start: int, wait: Callable[[], None],
-                   stop: object = None) -> Iterator[Event]:
+def poll_subscribe(
+    read: Callable[[int], Iterator[Event]], start: int, wait: Callable[[], None], stop: object = None
+) -> Iterator[Event]:
     """The catch-up subscription loop every backend shares: yield ``read(next)`` until it is
     exhausted, then ``wait()`` (a sleep, or a backend's notification) and read again; end once
     ``stop`` (a ``threading.Event``) is set."""

@@ -15,8 +15,9 @@ Opener = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 # Metadata keys memledger itself writes to describe where a memory came from (chat session, model,
 # KV cache, reply and extraction links): identifiers, not content. An erasure still makes them
 # unreadable with the rest of the sealed payload, but does not grep the data directory for them.
-LINEAGE_METADATA_KEYS = frozenset({"role", "session", "model", "kv_cache", "retrieved", "reply_to",
-                                   "extracted_from", "kind", "rule"})
+LINEAGE_METADATA_KEYS = frozenset(
+    {"role", "session", "model", "kv_cache", "retrieved", "reply_to", "extracted_from", "kind", "rule"}
+)
 
 CONTENT_EVENTS = frozenset({ev.MEMORY_ADDED, ev.MEMORY_UPDATED, ev.MEMORY_MERGED, ev.MEMORY_RESTORED})
 MEMORY_EVENTS = CONTENT_EVENTS | {ev.MEMORY_STATE_CHANGED, ev.MEMORY_TAGGED}
@@ -52,14 +53,28 @@ class MemoryState:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "id": self.memory_id, "cube": self.cube, "text": self.text, "metadata": self.metadata,
-            "tags": self.tags, "state": self.state, "version": self.version,
-            "created_offset": self.created_offset, "updated_offset": self.updated_offset,
-            "created_at": self.created_at, "updated_at": self.updated_at,
-            "created_by": self.created_by, "updated_by": self.updated_by, "subject": self.subject,
-            "sealed": self.sealed, "forgotten": self.forgotten, "sources": self.sources,
-            "merged_into": self.merged_into, "exists": self.exists, "provenance": self.event_offsets,
-            "subjects": self.subjects, "derived_from": self.derived_from,
+            "id": self.memory_id,
+            "cube": self.cube,
+            "text": self.text,
+            "metadata": self.metadata,
+            "tags": self.tags,
+            "state": self.state,
+            "version": self.version,
+            "created_offset": self.created_offset,
+            "updated_offset": self.updated_offset,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "created_by": self.created_by,
+            "updated_by": self.updated_by,
+            "subject": self.subject,
+            "sealed": self.sealed,
+            "forgotten": self.forgotten,
+            "sources": self.sources,
+            "merged_into": self.merged_into,
+            "exists": self.exists,
+            "provenance": self.event_offsets,
+            "subjects": self.subjects,
+            "derived_from": self.derived_from,
         }
 
 
@@ -88,7 +103,7 @@ def merged_metadata(sources: Iterable[dict[str, Any]]) -> dict[str, Any]:
             values = seen.setdefault(key, [])
             if isinstance(value, list):
                 listed.add(key)
-            for v in (value if isinstance(value, list) else [value]):
+            for v in value if isinstance(value, list) else [value]:
                 if v not in values:
                     values.append(v)
     return {k: v if len(v) > 1 or k in listed else v[0] for k, v in seen.items()}
@@ -156,12 +171,27 @@ def apply_event(states: dict[str, MemoryState], event: Event, opener: Opener | N
         text, meta, sealed, forgotten = _content(p, opener)
         subjects = content_subjects(p)
         states[mid] = MemoryState(
-            memory_id=mid, cube=event.stream, text=text, metadata=dict(meta or {}), tags=list(p.get("tags", [])),
-            state=p.get("state", "generated"), version=1, created_offset=event.offset, updated_offset=event.offset,
-            created_at=event.time, updated_at=event.time, created_by=event.actor, updated_by=event.actor,
-            subject=subjects[0] if subjects else None, sealed=sealed, forgotten=forgotten,
-            sources=list(p.get("sources", [])), event_offsets=[event.offset], subjects=subjects,
-            derived_from=list(p.get("derived_from", p.get("sources", []))), keys=content_keys(p),
+            memory_id=mid,
+            cube=event.stream,
+            text=text,
+            metadata=dict(meta or {}),
+            tags=list(p.get("tags", [])),
+            state=p.get("state", "generated"),
+            version=1,
+            created_offset=event.offset,
+            updated_offset=event.offset,
+            created_at=event.time,
+            updated_at=event.time,
+            created_by=event.actor,
+            updated_by=event.actor,
+            subject=subjects[0] if subjects else None,
+            sealed=sealed,
+            forgotten=forgotten,
+            sources=list(p.get("sources", [])),
+            event_offsets=[event.offset],
+            subjects=subjects,
+            derived_from=list(p.get("derived_from", p.get("sources", []))),
+            keys=content_keys(p),
         )
         changed = [mid]
         if t == ev.MEMORY_MERGED:
@@ -179,11 +209,18 @@ def apply_event(states: dict[str, MemoryState], event: Event, opener: Opener | N
         if t == ev.MEMORY_UPDATED:
             text, meta, sealed, forgotten = _content(p, opener)
             subjects = content_subjects(p) or s.subjects  # a plaintext update keeps the memory's subjects
-            states[mid] = _touch(s, event, text=text, metadata=dict(meta) if meta is not None else s.metadata,
-                                 sealed=sealed, forgotten=forgotten, subjects=subjects,
-                                 subject=subjects[0] if subjects else None,
-                                 derived_from=list(p.get("derived_from", s.derived_from)),
-                                 keys=content_keys(p) or s.keys)
+            states[mid] = _touch(
+                s,
+                event,
+                text=text,
+                metadata=dict(meta) if meta is not None else s.metadata,
+                sealed=sealed,
+                forgotten=forgotten,
+                subjects=subjects,
+                subject=subjects[0] if subjects else None,
+                derived_from=list(p.get("derived_from", s.derived_from)),
+                keys=content_keys(p) or s.keys,
+            )
         elif t == ev.MEMORY_STATE_CHANGED:
             states[mid] = _touch(s, event, state=p["to"])
         elif t == ev.MEMORY_TAGGED:
@@ -197,20 +234,50 @@ def apply_event(states: dict[str, MemoryState], event: Event, opener: Opener | N
                 return [mid]
             text, meta, sealed, forgotten = _content(p, opener)
             if s is None:
-                s = MemoryState(mid, event.stream, None, {}, [], "generated", 0, event.offset, event.offset,
-                                event.time, event.time, event.actor, event.actor)
+                s = MemoryState(
+                    mid,
+                    event.stream,
+                    None,
+                    {},
+                    [],
+                    "generated",
+                    0,
+                    event.offset,
+                    event.offset,
+                    event.time,
+                    event.time,
+                    event.actor,
+                    event.actor,
+                )
             subjects = content_subjects(p)
-            states[mid] = _touch(s, event, text=text, metadata=dict(meta or {}), tags=list(p.get("tags", s.tags)),
-                                 state=p.get("state", s.state), sealed=sealed, forgotten=forgotten, exists=True,
-                                 subjects=subjects, subject=subjects[0] if subjects else None,
-                                 keys=content_keys(p))
+            states[mid] = _touch(
+                s,
+                event,
+                text=text,
+                metadata=dict(meta or {}),
+                tags=list(p.get("tags", s.tags)),
+                state=p.get("state", s.state),
+                sealed=sealed,
+                forgotten=forgotten,
+                exists=True,
+                subjects=subjects,
+                subject=subjects[0] if subjects else None,
+                keys=content_keys(p),
+            )
         return [mid]
     return []
 
 
 def _touch(s: MemoryState, event: Event, **changes: Any) -> MemoryState:
-    return replace(s, version=s.version + 1, updated_offset=event.offset, updated_at=event.time,
-                   updated_by=event.actor, event_offsets=[*s.event_offsets, event.offset], **changes)
+    return replace(
+        s,
+        version=s.version + 1,
+        updated_offset=event.offset,
+        updated_at=event.time,
+        updated_by=event.actor,
+        event_offsets=[*s.event_offsets, event.offset],
+        **changes,
+    )
 
 
 def fold(events: Iterable[Event], opener: Opener | None = None) -> dict[str, MemoryState]:

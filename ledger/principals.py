@@ -50,8 +50,13 @@ class Principal:
 
     def public(self) -> dict[str, Any]:
         """The principal without its token digest (for listings)."""
-        return {"name": self.name, "admin": self.admin, "created_at": self.created_at,
-                "revoked_at": self.revoked_at, "active": self.active}
+        return {
+            "name": self.name,
+            "admin": self.admin,
+            "created_at": self.created_at,
+            "revoked_at": self.revoked_at,
+            "active": self.active,
+        }
 
 
 def token_digest(token: str) -> str:
@@ -128,8 +133,10 @@ class PrincipalStore:
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         with self._locked_update() as by_name:
             if name in by_name:
-                raise StateError(f"principal {name!r} already exists"
-                                 + (" (revoked; names are never reused)" if not by_name[name].active else ""))
+                raise StateError(
+                    f"principal {name!r} already exists"
+                    + (" (revoked; names are never reused)" if not by_name[name].active else "")
+                )
             p = Principal(name=name, admin=admin, created_at=us_to_iso(now_us()), token_sha256=token_digest(token))
             by_name = {**by_name, name: p}
             self._write(by_name)

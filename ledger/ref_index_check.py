@@ -85,9 +85,14 @@ def first_difference(expected: Iterable[tuple[int, Any]], stored_sorted: Iterabl
     return -1, "digests differ but no differing offset was found"
 
 
-def verify_chain_and_refs(rows: Callable[[], Iterable[RawRow]], stored_refs: Callable[[], Iterable[tuple[str, int]]],
-                          stored_refs_sorted: Callable[[], Iterable[tuple[int, str]]], start_offset: int = 0,
-                          start_hash: str = GENESIS_HASH, index_name: str = "refs") -> VerifyResult:
+def verify_chain_and_refs(
+    rows: Callable[[], Iterable[RawRow]],
+    stored_refs: Callable[[], Iterable[tuple[str, int]]],
+    stored_refs_sorted: Callable[[], Iterable[tuple[int, str]]],
+    start_offset: int = 0,
+    start_hash: str = GENESIS_HASH,
+    index_name: str = "refs",
+) -> VerifyResult:
     """Verify the hash chain of ``rows()`` and that the ref index equals what its events imply.
 
     Each argument is a callable so the failure path can read its source a second time.
@@ -99,9 +104,15 @@ def verify_chain_and_refs(rows: Callable[[], Iterable[RawRow]], stored_refs: Cal
     if RefDigest.of_rows(stored_refs()) == expected:
         return result
     offset, detail = first_difference(_payloads(rows()), stored_refs_sorted())
-    return VerifyResult(False, result.checked, result.head, result.head_hash, offset,
-                        f"the {index_name} index (which get, history and audit read) disagrees with the chained "
-                        f"events at offset {offset}: {detail}")
+    return VerifyResult(
+        False,
+        result.checked,
+        result.head,
+        result.head_hash,
+        offset,
+        f"the {index_name} index (which get, history and audit read) disagrees with the chained "
+        f"events at offset {offset}: {detail}",
+    )
 
 
 def _payloads(rows: Iterable[RawRow]) -> Iterator[tuple[int, Any]]:

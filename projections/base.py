@@ -81,8 +81,14 @@ class Projection(Protocol):
 EventSource = Callable[[int, "int | None"], Iterable[Event]]
 
 
-def catch_up(source: EventSource, projection: Projection, to: int | None = None, batch_size: int = 2000,
-             progress: bool = False, total: int | None = None) -> int:
+def catch_up(
+    source: EventSource,
+    projection: Projection,
+    to: int | None = None,
+    batch_size: int = 2000,
+    progress: bool = False,
+    total: int | None = None,
+) -> int:
     """Apply every event after the projection's checkpoint up to ``to`` (inclusive; None = head).
 
     ``source(start, end)`` yields upcast events, e.g. ``ledger.events``. Returns the new checkpoint.
@@ -94,8 +100,13 @@ def catch_up(source: EventSource, projection: Projection, to: int | None = None,
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=(total - start + 1) if total is not None else None, unit="ev",
-                   desc=f"rebuild {projection.name}", file=sys.stderr, leave=False)
+        bar = tqdm(
+            total=(total - start + 1) if total is not None else None,
+            unit="ev",
+            desc=f"rebuild {projection.name}",
+            file=sys.stderr,
+            leave=False,
+        )
     batch: list[Event] = []
     with gc_pause.folding():
         for event in source(start, to):
@@ -115,8 +126,9 @@ def catch_up(source: EventSource, projection: Projection, to: int | None = None,
     return projection.checkpoint()
 
 
-def rebuild(source: EventSource, projection: Projection, to: int | None = None, progress: bool = False,
-            total: int | None = None) -> int:
+def rebuild(
+    source: EventSource, projection: Projection, to: int | None = None, progress: bool = False, total: int | None = None
+) -> int:
     """Drop the view and fold the log again from offset 0 (up to ``to``).
 
     Batches are of the projection's ``rebuild_batch_size`` when it names one (a view whose
@@ -136,8 +148,14 @@ Hit = tuple[str, float]  # (memory_id, score); higher is better
 class KeywordSearch(Protocol):
     """A view that ranks memory versions by keyword relevance (BM25)."""
 
-    def keyword_search(self, query: str, k: int, cubes: Sequence[str] | None = None, as_of: int | None = None,
-                       states: Iterable[str] | None = None) -> list[Hit]:
+    def keyword_search(
+        self,
+        query: str,
+        k: int,
+        cubes: Sequence[str] | None = None,
+        as_of: int | None = None,
+        states: Iterable[str] | None = None,
+    ) -> list[Hit]:
         """Top ``k`` memories whose version current at ``as_of`` (None: head) matches ``query``."""
         ...
 
@@ -146,8 +164,14 @@ class KeywordSearch(Protocol):
 class VectorSearch(Protocol):
     """A view that ranks memory versions by embedding similarity."""
 
-    def vector_search(self, query_vector: Sequence[float], k: int, cubes: Sequence[str] | None = None,
-                      as_of: int | None = None, states: Iterable[str] | None = None) -> list[Hit]:
+    def vector_search(
+        self,
+        query_vector: Sequence[float],
+        k: int,
+        cubes: Sequence[str] | None = None,
+        as_of: int | None = None,
+        states: Iterable[str] | None = None,
+    ) -> list[Hit]:
         """Top ``k`` memories by cosine similarity of their version current at ``as_of``."""
         ...
 
@@ -156,7 +180,13 @@ class VectorSearch(Protocol):
 class GraphSearch(Protocol):
     """A view of entities and relations between memories."""
 
-    def neighbours(self, memory_ids: Sequence[str], cubes: Sequence[str] | None = None, as_of: int | None = None,
-                   hops: int = 1, limit: int = 50) -> list[Hit]:
+    def neighbours(
+        self,
+        memory_ids: Sequence[str],
+        cubes: Sequence[str] | None = None,
+        as_of: int | None = None,
+        hops: int = 1,
+        limit: int = 50,
+    ) -> list[Hit]:
         """Memories related to ``memory_ids`` (co-mention, explicit links, merges), scored by strength."""
         ...

@@ -56,8 +56,9 @@ class SearchViews:
         except Exception as exc:  # e.g. the vector view's embedder cannot load here
             with ViewSet.open(ledger, self.root, kinds=("keyword", "graph")) as partial:
                 partial.catch_up()
-            raise RuntimeError(f"only the keyword and graph views were caught up; the others did not open: "
-                               f"{exc}") from exc
+            raise RuntimeError(
+                f"only the keyword and graph views were caught up; the others did not open: {exc}"
+            ) from exc
         with views:
             views.catch_up()
 
@@ -83,13 +84,17 @@ class SearchViews:
         if cache_path.exists() and digests:
             cache = EmbeddingCache(cache_path)
             try:
-                out += [f"embedding cache still holds the vector of an erased text (digest {d.hex()[:16]})"
-                        for d in cache.present(digests)]
+                out += [
+                    f"embedding cache still holds the vector of an erased text (digest {d.hex()[:16]})"
+                    for d in cache.present(digests)
+                ]
             finally:
                 cache.close()
         if vector_path.exists() and digests:
-            out += [f"vector view still holds the vector of an erased text (digest {d.hex()[:16]})"
-                    for d in _vector_digests(vector_path, digests)]
+            out += [
+                f"vector view still holds the vector of an erased text (digest {d.hex()[:16]})"
+                for d in _vector_digests(vector_path, digests)
+            ]
         # vectors are stored under the SHA-256 digest of their text: a digest anywhere else (a copied
         # cache, a backup of the view) is an embedding of an erased text too
         known = {str(p) for p in (cache_path, vector_path)}
@@ -116,9 +121,13 @@ def _vector_rows(path: Path, ids: list[str]) -> list[str]:
     try:
         found: set[str] = set()
         for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            found.update(r[0] for r in conn.execute(
-                f"SELECT DISTINCT memory_id FROM versions WHERE memory_id IN ({','.join('?' * len(chunk))})", chunk))
+            chunk = ids[i : i + 500]
+            found.update(
+                r[0]
+                for r in conn.execute(
+                    f"SELECT DISTINCT memory_id FROM versions WHERE memory_id IN ({','.join('?' * len(chunk))})", chunk
+                )
+            )
         return sorted(found)
     except sqlite3.Error:
         return []
@@ -133,9 +142,13 @@ def _vector_digests(path: Path, digests: list[bytes]) -> list[bytes]:
     try:
         found: set[bytes] = set()
         for i in range(0, len(digests), 500):
-            chunk = digests[i:i + 500]
-            found.update(bytes(r[0]) for r in conn.execute(
-                f"SELECT text_sha256 FROM vectors WHERE text_sha256 IN ({','.join('?' * len(chunk))})", chunk))
+            chunk = digests[i : i + 500]
+            found.update(
+                bytes(r[0])
+                for r in conn.execute(
+                    f"SELECT text_sha256 FROM vectors WHERE text_sha256 IN ({','.join('?' * len(chunk))})", chunk
+                )
+            )
         return sorted(found)
     except sqlite3.Error:
         return []
@@ -173,10 +186,13 @@ class KVCaches:
         if self._exists():
             store = KVStore(self.root / "kv_cache")
             try:
-                out += [f"cache {k[:16]} was built from an erased memory"
-                        for k in store.built_from(list(erasure.memory_ids), list(erasure.subjects))]
-                out += [f"cache file {p.name} is not in the index (its origin is unknown)"
-                        for p in store.unindexed_files()]
+                out += [
+                    f"cache {k[:16]} was built from an erased memory"
+                    for k in store.built_from(list(erasure.memory_ids), list(erasure.subjects))
+                ]
+                out += [
+                    f"cache file {p.name} is not in the index (its origin is unknown)" for p in store.unindexed_files()
+                ]
             finally:
                 store.close()
         out += token_residue(self.root, texts, self.config)  # any cache file anywhere in the data directory
@@ -205,8 +221,10 @@ def token_residue(root: Path, texts: Sequence[str], config: Any = None) -> list[
             continue
         tok = tokenizers.get(tid)
         if tok is None:
-            out.append(f"cache file {path.name} was built with a tokenizer not available here ({tid[:12]}): "
-                       "its token ids cannot be checked")
+            out.append(
+                f"cache file {path.name} was built with a tokenizer not available here ({tid[:12]}): "
+                "its token ids cannot be checked"
+            )
             continue
         decoded = _normal(tok.decode(ids, skip_special_tokens=False))
         if any(n in decoded for n in needles) or _has_token_run(tok, ids, needles):

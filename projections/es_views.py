@@ -52,10 +52,20 @@ _WHERE = "the Elasticsearch view ({self.prefix}-*)"
 class ElasticsearchView:
     """Temporal keyword (BM25) and vector (dense_vector kNN) view of memories on Elasticsearch."""
 
-    def __init__(self, es: Any, source: object, index_prefix: str = "memledger", embedder: Any = None,
-                 opener: Opener | None = None, name: str = "elasticsearch"):
-        if not index_prefix or index_prefix != index_prefix.lower() or not all(
-                c.isalnum() or c in "-_." for c in index_prefix):
+    def __init__(
+        self,
+        es: Any,
+        source: object,
+        index_prefix: str = "memledger",
+        embedder: Any = None,
+        opener: Opener | None = None,
+        name: str = "elasticsearch",
+    ):
+        if (
+            not index_prefix
+            or index_prefix != index_prefix.lower()
+            or not all(c.isalnum() or c in "-_." for c in index_prefix)
+        ):
             raise InvalidRequest(f"index prefix {index_prefix!r} must be lower-case letters, digits, '-', '_', '.'")
         self.name = name
         self.es = _client(es)
@@ -69,26 +79,37 @@ class ElasticsearchView:
     # -- indices ---------------------------------------------------------------------------
     def _mappings(self) -> dict[str, Any]:
         props: dict[str, Any] = {
-            "memory_id": {"type": "keyword"}, "cube": {"type": "keyword"}, "state": {"type": "keyword"},
-            "tags": {"type": "keyword"}, "subject": {"type": "keyword"}, "text": {"type": "text"},
-            "valid_from": {"type": "long"}, "valid_to": {"type": "long"}, "searchable": {"type": "boolean"},
-            "version": {"type": "long"}, "updated_by": {"type": "keyword"},
+            "memory_id": {"type": "keyword"},
+            "cube": {"type": "keyword"},
+            "state": {"type": "keyword"},
+            "tags": {"type": "keyword"},
+            "subject": {"type": "keyword"},
+            "text": {"type": "text"},
+            "valid_from": {"type": "long"},
+            "valid_to": {"type": "long"},
+            "searchable": {"type": "boolean"},
+            "version": {"type": "long"},
+            "updated_by": {"type": "keyword"},
             "metadata": {"type": "object", "enabled": False},
         }
         if self.embedder is not None:
-            props["embedding"] = {"type": "dense_vector", "dims": int(self.embedder.dim), "index": True,
-                                  "similarity": "cosine"}
+            props["embedding"] = {
+                "type": "dense_vector",
+                "dims": int(self.embedder.dim),
+                "index": True,
+                "similarity": "cosine",
+            }
             props["embedder"] = {"type": "keyword"}
         return {"properties": props}
 
     def _ensure_indices(self) -> None:
         try:
             if not self.es.indices.exists(index=self.versions_index):
-                self.es.options(ignore_status=400).indices.create(index=self.versions_index,
-                                                                  mappings=self._mappings())
+                self.es.options(ignore_status=400).indices.create(index=self.versions_index, mappings=self._mappings())
             if not self.es.indices.exists(index=self.meta_index):
                 self.es.options(ignore_status=400).indices.create(
-                    index=self.meta_index, mappings={"properties": {"offset": {"type": "long"}}})
+                    index=self.meta_index, mappings={"properties": {"offset": {"type": "long"}}}
+                )
         except _UNREACHABLE as exc:
             raise BackendUnavailable(f"Elasticsearch is unavailable (preparing {self.prefix}-*): {exc}") from None
         except elasticsearch.ApiError as exc:
@@ -120,8 +141,14 @@ class ElasticsearchView:
             return
         try:
             actions = self._actions(todo)
-            actions.append({"_op_type": "index", "_index": self.meta_index, "_id": CHECKPOINT_ID,
-                            "_source": {"offset": todo[-1].offset}})
+            actions.append(
+                {
+                    "_op_type": "index",
+                    "_index": self.meta_index,
+                    "_id": CHECKPOINT_ID,
+                    "_source": {"offset": todo[-1].offset},
+                }
+            )
             self._bulk(actions)
         except BaseException:
             self.tracker.invalidate()
@@ -142,10 +169,20 @@ class ElasticsearchView:
 
     def _doc(self, s: MemoryState, valid_from: int) -> dict[str, Any]:
         searchable = bool(s.exists and s.text and not s.forgotten)
-        return {"memory_id": s.memory_id, "cube": s.cube, "state": s.state, "tags": list(s.tags),
-                "subject": s.subject, "text": s.text if searchable else None, "metadata": s.metadata,
-                "valid_from": valid_from, "valid_to": OPEN, "searchable": searchable, "version": s.version,
-                "updated_by": s.updated_by}
+        return {
+            "memory_id": s.memory_id,
+            "cube": s.cube,
+            "state": s.state,
+            "tags": list(s.tags),
+            "subject": s.subject,
+            "text": s.text if searchable else None,
+            "metadata": s.metadata,
+            "valid_from": valid_from,
+            "valid_to": OPEN,
+            "searchable": searchable,
+            "version": s.version,
+            "updated_by": s.updated_by,
+        }
 
     def _actions(self, events: Sequence[Event]) -> list[dict[str, Any]]:
         changes: list[VersionChange] = self.tracker.changes(events)
@@ -161,9 +198,12 @@ class ElasticsearchView:
             docs[version_id(ch.memory_id, ch.offset)] = self._doc(ch.state, ch.offset)
         self._embed(docs)
         actions: list[dict[str, Any]] = [
-            {"_op_type": "index", "_index": self.versions_index, "_id": vid, "_source": d} for vid, d in docs.items()]
-        actions += [{"_op_type": "update", "_index": self.versions_index, "_id": vid, "doc": {"valid_to": to}}
-                    for vid, to in closes.items()]
+            {"_op_type": "index", "_index": self.versions_index, "_id": vid, "_source": d} for vid, d in docs.items()
+        ]
+        actions += [
+            {"_op_type": "update", "_index": self.versions_index, "_id": vid, "doc": {"valid_to": to}}
+            for vid, to in closes.items()
+        ]
         for e in events:
             erasure = erasure_of(e)
             if erasure is not None:
@@ -192,7 +232,7 @@ class ElasticsearchView:
         out: list[dict[str, Any]] = []
         ids = sorted(mids)
         clauses: list[dict[str, Any]] = [{"terms": {"subject": sorted(subjects)}}] if subjects else []
-        clauses += [{"terms": {"memory_id": ids[i:i + 1000]}} for i in range(0, len(ids), 1000)]
+        clauses += [{"terms": {"memory_id": ids[i : i + 1000]}} for i in range(0, len(ids), 1000)]
         hits = (h for clause in clauses for h in self._scan({"bool": {"filter": [clause]}}))
         for hit in hits:
             src = hit["_source"]
@@ -207,8 +247,12 @@ class ElasticsearchView:
     def _scan(self, query: dict[str, Any], page: int = 500) -> Iterable[dict[str, Any]]:
         after: list[Any] | None = None
         while True:
-            kw: dict[str, Any] = {"index": self.versions_index, "query": query, "size": page,
-                                  "sort": [{"memory_id": "asc"}, {"valid_from": "asc"}]}
+            kw: dict[str, Any] = {
+                "index": self.versions_index,
+                "query": query,
+                "size": page,
+                "sort": [{"memory_id": "asc"}, {"valid_from": "asc"}],
+            }
             if after is not None:
                 kw["search_after"] = after
             hits = self.es.search(**kw)["hits"]["hits"]
@@ -232,19 +276,34 @@ class ElasticsearchView:
         return out
 
     @unavailable_on(*_UNREACHABLE, what=_WHERE)
-    def keyword_search(self, query: str, k: int, cubes: Sequence[str] | None = None, as_of: int | None = None,
-                       states: Iterable[str] | None = None) -> list[Hit]:
+    def keyword_search(
+        self,
+        query: str,
+        k: int,
+        cubes: Sequence[str] | None = None,
+        as_of: int | None = None,
+        states: Iterable[str] | None = None,
+    ) -> list[Hit]:
         """BM25 (Elasticsearch's default similarity) over the versions current at ``as_of``."""
         if k <= 0 or not query.strip() or (cubes is not None and not cubes):
             return []
-        r = self.es.search(index=self.versions_index, size=k, source=["memory_id"],
-                           query={"bool": {"must": [{"match": {"text": query}}],
-                                           "filter": self._filters(cubes, as_of, states)}})
+        r = self.es.search(
+            index=self.versions_index,
+            size=k,
+            source=["memory_id"],
+            query={"bool": {"must": [{"match": {"text": query}}], "filter": self._filters(cubes, as_of, states)}},
+        )
         return [(h["_source"]["memory_id"], float(h["_score"])) for h in r["hits"]["hits"]]
 
     @unavailable_on(*_UNREACHABLE, what=_WHERE)
-    def vector_search(self, query_vector: Sequence[float], k: int, cubes: Sequence[str] | None = None,
-                      as_of: int | None = None, states: Iterable[str] | None = None) -> list[Hit]:
+    def vector_search(
+        self,
+        query_vector: Sequence[float],
+        k: int,
+        cubes: Sequence[str] | None = None,
+        as_of: int | None = None,
+        states: Iterable[str] | None = None,
+    ) -> list[Hit]:
         """kNN by cosine over the versions current at ``as_of``; scores are cosine similarities."""
         if self.embedder is None:
             raise InvalidRequest(f"view {self.name!r} was built without an embedder; it has no vectors")
@@ -252,10 +311,18 @@ class ElasticsearchView:
             return []
         if len(query_vector) != int(self.embedder.dim):
             raise InvalidRequest(f"query vector has {len(query_vector)} dimensions; the view has {self.embedder.dim}")
-        r = self.es.search(index=self.versions_index, size=k, source=["memory_id"],
-                           knn={"field": "embedding", "query_vector": [float(x) for x in query_vector], "k": k,
-                                "num_candidates": max(100, 4 * k),
-                                "filter": {"bool": {"filter": self._filters(cubes, as_of, states)}}})
+        r = self.es.search(
+            index=self.versions_index,
+            size=k,
+            source=["memory_id"],
+            knn={
+                "field": "embedding",
+                "query_vector": [float(x) for x in query_vector],
+                "k": k,
+                "num_candidates": max(100, 4 * k),
+                "filter": {"bool": {"filter": self._filters(cubes, as_of, states)}},
+            },
+        )
         # Elasticsearch reports cosine as (1 + cos) / 2; give callers the cosine itself.
         return [(h["_source"]["memory_id"], 2.0 * float(h["_score"]) - 1.0) for h in r["hits"]["hits"]]
 
@@ -305,24 +372,27 @@ def _embedder_named(name: str | None) -> Any:
     return embedder_by_name(str(name))
 
 
-def from_options(options: dict[str, Any], source: object, embedder: Any = None,
-                 opener: Opener | None = None) -> ElasticsearchView:
+def from_options(
+    options: dict[str, Any], source: object, embedder: Any = None, opener: Opener | None = None
+) -> ElasticsearchView:
     """Build the view from adapter options: ``url`` (or ``$MEMLEDGER_ES``), ``index_prefix``, ``embedder``."""
     import os
 
     url = os.environ.get("MEMLEDGER_ES") or options.get("url")
     if not url:
-        raise InvalidRequest('the elasticsearch view needs url = "http://host:9200" in [views.vector] '
-                             '(with adapter = "elasticsearch") or $MEMLEDGER_ES')
+        raise InvalidRequest(
+            'the elasticsearch view needs url = "http://host:9200" in [views.vector] '
+            '(with adapter = "elasticsearch") or $MEMLEDGER_ES'
+        )
     emb = embedder if embedder is not None else _embedder_named(options.get("embedder", "minilm"))
-    return ElasticsearchView(str(url), source, index_prefix=str(options.get("index_prefix", "memledger")),
-                             embedder=emb, opener=opener)
+    return ElasticsearchView(
+        str(url), source, index_prefix=str(options.get("index_prefix", "memledger")), embedder=emb, opener=opener
+    )
 
 
 def from_config(config: Any, source: object, embedder: Any = None) -> ElasticsearchView:
     """The view configured in ``memledger.toml`` (see :func:`adapter_options`)."""
-    return from_options(adapter_options(config, "elasticsearch"), source, embedder,
-                        getattr(source, "opener", None))
+    return from_options(adapter_options(config, "elasticsearch"), source, embedder, getattr(source, "opener", None))
 
 
 def from_view_set(ledger: Any, views_dir: Any, options: dict[str, Any]) -> ElasticsearchView:

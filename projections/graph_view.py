@@ -99,21 +99,26 @@ class GraphView(TemporalSqliteView):
     def _on_version(self, c: sqlite3.Connection, cur: Current, prev: Current | None, e: Event) -> None:
         s = cur.state
         if e.type == ev.MEMORY_MERGED and s.memory_id == e.payload["memory_id"] and prev is None:
-            c.executemany("INSERT INTO edges(src, dst, relation, weight, cube, offset) VALUES (?,?,?,?,?,?)",
-                          [(s.memory_id, src, MERGE_RELATION, 1.0, e.stream, e.offset) for src in e.payload["sources"]])
+            c.executemany(
+                "INSERT INTO edges(src, dst, relation, weight, cube, offset) VALUES (?,?,?,?,?,?)",
+                [(s.memory_id, src, MERGE_RELATION, 1.0, e.stream, e.offset) for src in e.payload["sources"]],
+            )
 
     def _on_other_event(self, c: sqlite3.Connection, e: Event) -> None:
         if e.type == ev.MEMORY_LINKED:
             p = e.payload
-            c.execute("INSERT INTO edges(src, dst, relation, weight, cube, offset) VALUES (?,?,?,?,?,?)",
-                      (p["source"], p["target"], p["relation"], float(p.get("weight", 1.0)), e.stream, e.offset))
+            c.execute(
+                "INSERT INTO edges(src, dst, relation, weight, cube, offset) VALUES (?,?,?,?,?,?)",
+                (p["source"], p["target"], p["relation"], float(p.get("weight", 1.0)), e.stream, e.offset),
+            )
 
     def _purge_texts(self, c: sqlite3.Connection, text_ids: list[int], memory_ids: list[str]) -> None:
         entity_ids: set[int] = set()
         for chunk in _chunks(text_ids, 500):
             marks = ",".join("?" * len(chunk))
-            entity_ids.update(r[0] for r in c.execute(f"SELECT entity_id FROM mentions WHERE text_id IN ({marks})",
-                                                      chunk))
+            entity_ids.update(
+                r[0] for r in c.execute(f"SELECT entity_id FROM mentions WHERE text_id IN ({marks})", chunk)
+            )
             c.execute(f"DELETE FROM mentions WHERE text_id IN ({marks})", chunk)
         for eid in entity_ids:  # an entity name only the purged texts mentioned is their text
             if c.execute("SELECT 1 FROM mentions WHERE entity_id = ? LIMIT 1", (eid,)).fetchone() is None:
@@ -130,7 +135,9 @@ class GraphView(TemporalSqliteView):
         rows = self.conn().execute(
             "SELECT e.name FROM versions v JOIN mentions m ON m.text_id = v.text_id JOIN entities e "
             "ON e.entity_id = m.entity_id WHERE v.memory_id = ? AND v.valid_from <= ? AND v.valid_to > ? "
-            "ORDER BY e.name", (memory_id, at, at))
+            "ORDER BY e.name",
+            (memory_id, at, at),
+        )
         return [r[0] for r in rows]
 
     def entity_names(self, memory_ids: Sequence[str], as_of: int | None = None) -> dict[str, set[str]]:
@@ -140,14 +147,17 @@ class GraphView(TemporalSqliteView):
         for chunk in _chunks(list(dict.fromkeys(memory_ids)), 400):
             marks = ",".join("?" * len(chunk))
             for mid, name in self.conn().execute(
-                    "SELECT v.memory_id, e.name FROM versions v JOIN mentions m ON m.text_id = v.text_id "
-                    f"JOIN entities e ON e.entity_id = m.entity_id WHERE v.memory_id IN ({marks}) "
-                    "AND v.valid_from <= ? AND v.valid_to > ?", (*chunk, at, at)):
+                "SELECT v.memory_id, e.name FROM versions v JOIN mentions m ON m.text_id = v.text_id "
+                f"JOIN entities e ON e.entity_id = m.entity_id WHERE v.memory_id IN ({marks}) "
+                "AND v.valid_from <= ? AND v.valid_to > ?",
+                (*chunk, at, at),
+            ):
                 out[mid].add(name)
         return dict(out)
 
-    def edges(self, memory_ids: Sequence[str], as_of: int | None = None,
-              cubes: Sequence[str] | None = None) -> list[tuple[str, str, str, float]]:
+    def edges(
+        self, memory_ids: Sequence[str], as_of: int | None = None, cubes: Sequence[str] | None = None
+    ) -> list[tuple[str, str, str, float]]:
         """Explicit and merge edges ``(src, dst, relation, weight)`` touching ``memory_ids`` as of
         ``as_of``, both ends existing then (and in ``cubes`` when given)."""
         at = OPEN - 1 if as_of is None else as_of
@@ -155,24 +165,38 @@ class GraphView(TemporalSqliteView):
         found: list[tuple[str, str, str, float]] = []
         for chunk in _chunks(ids, 400):
             marks = ",".join("?" * len(chunk))
-            found += self.conn().execute(
-                f"SELECT src, dst, relation, weight FROM edges WHERE offset <= ? AND (src IN ({marks}) OR dst IN "
-                f"({marks}))", (at, *chunk, *chunk)).fetchall()
+            found += (
+                self.conn()
+                .execute(
+                    f"SELECT src, dst, relation, weight FROM edges WHERE offset <= ? AND (src IN ({marks}) OR dst IN "
+                    f"({marks}))",
+                    (at, *chunk, *chunk),
+                )
+                .fetchall()
+            )
         if not found:
             return []
         live = self.versions_at({x for e in found for x in e[:2]}, as_of)
         ok = {m for m, r in live.items() if r.exists and (cubes is None or r.cube in cubes)}
         return sorted({e for e in found if e[0] in ok and e[1] in ok})
 
-    def neighbours(self, memory_ids: Sequence[str], cubes: Sequence[str] | None = None, as_of: int | None = None,
-                   hops: int = 1, limit: int = 50, states: Iterable[str] | None = None) -> list[Hit]:
+    def neighbours(
+        self,
+        memory_ids: Sequence[str],
+        cubes: Sequence[str] | None = None,
+        as_of: int | None = None,
+        hops: int = 1,
+        limit: int = 50,
+        states: Iterable[str] | None = None,
+    ) -> list[Hit]:
         """Memories related to ``memory_ids`` as of ``as_of``, strongest first (seeds excluded)."""
 
         def states_of(ids: list[str]) -> dict[str, str]:
             return {m: r.state for m, r in self.versions_at(ids, as_of).items()}
 
-        return spread(memory_ids, lambda frontier: self._one_hop(frontier, cubes, as_of), states_of, hops, limit,
-                      states)
+        return spread(
+            memory_ids, lambda frontier: self._one_hop(frontier, cubes, as_of), states_of, hops, limit, states
+        )
 
     def _one_hop(self, seeds: Sequence[str], cubes: Sequence[str] | None, as_of: int | None) -> dict[str, float]:
         c = self.conn()
@@ -184,17 +208,24 @@ class GraphView(TemporalSqliteView):
         entity_ids: set[int] = set()
         for chunk in _chunks(list(seeds), 400):
             marks = ",".join("?" * len(chunk))
-            entity_ids.update(r[0] for r in c.execute(
-                f"SELECT m.entity_id FROM versions v JOIN mentions m ON m.text_id = v.text_id WHERE v.memory_id IN "
-                f"({marks}) AND v.valid_from <= ? AND v.valid_to > ? AND v.exists_ = 1", (*chunk, at, at)))
+            entity_ids.update(
+                r[0]
+                for r in c.execute(
+                    f"SELECT m.entity_id FROM versions v JOIN mentions m ON m.text_id = v.text_id WHERE v.memory_id IN "
+                    f"({marks}) AND v.valid_from <= ? AND v.valid_to > ? AND v.exists_ = 1",
+                    (*chunk, at, at),
+                )
+            )
         if entity_ids:
             members: dict[int, list[str]] = defaultdict(list)
             for chunk in _chunks(sorted(entity_ids), 400):
                 marks = ",".join("?" * len(chunk))
                 for eid, mid in c.execute(
-                        f"SELECT m.entity_id, v.memory_id FROM mentions m JOIN versions v ON v.text_id = m.text_id "
-                        f"WHERE m.entity_id IN ({marks}) AND v.valid_from <= ? AND v.valid_to > ? AND v.exists_ = 1"
-                        f"{cube_sql}", (*chunk, at, at, *cube_args)):
+                    f"SELECT m.entity_id, v.memory_id FROM mentions m JOIN versions v ON v.text_id = m.text_id "
+                    f"WHERE m.entity_id IN ({marks}) AND v.valid_from <= ? AND v.valid_to > ? AND v.exists_ = 1"
+                    f"{cube_sql}",
+                    (*chunk, at, at, *cube_args),
+                ):
                     members[eid].append(mid)
             for mids in members.values():
                 if len(mids) > self.max_entity_df:
@@ -207,8 +238,9 @@ class GraphView(TemporalSqliteView):
         for chunk in _chunks(list(seeds), 400):
             marks = ",".join("?" * len(chunk))
             for src, dst, weight in c.execute(
-                    f"SELECT src, dst, weight FROM edges WHERE offset <= ? AND (src IN ({marks}) OR dst IN ({marks}))",
-                    (at, *chunk, *chunk)):
+                f"SELECT src, dst, weight FROM edges WHERE offset <= ? AND (src IN ({marks}) OR dst IN ({marks}))",
+                (at, *chunk, *chunk),
+            ):
                 for a, b in ((src, dst), (dst, src)):
                     if a in seed_set and b not in seed_set:
                         linked[b] += weight

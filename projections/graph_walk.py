@@ -10,9 +10,14 @@ from projections.base import Hit
 HOP_DECAY = 0.5  # each further hop counts half as much as the one before
 
 
-def spread(seeds: Sequence[str], one_hop: Callable[[list[str]], Mapping[str, float]],
-           states_of: Callable[[list[str]], Mapping[str, str]], hops: int, limit: int,
-           states: Iterable[str] | None = None) -> list[Hit]:
+def spread(
+    seeds: Sequence[str],
+    one_hop: Callable[[list[str]], Mapping[str, float]],
+    states_of: Callable[[list[str]], Mapping[str, str]],
+    hops: int,
+    limit: int,
+    states: Iterable[str] | None = None,
+) -> list[Hit]:
     """Memories related to ``seeds``, strongest first (seeds excluded).
 
     ``one_hop(frontier)`` gives each neighbour's strength from the frontier; ``states_of(ids)``

@@ -42,8 +42,9 @@ class Columns(NamedTuple):
 
 
 def _empty(n: int) -> Columns:
-    return Columns(np.full(n, -1, np.int32), np.zeros(n, np.float64), np.full(n, OPEN, np.int64),
-                   np.full(n, OPEN, np.int64))
+    return Columns(
+        np.full(n, -1, np.int32), np.zeros(n, np.float64), np.full(n, OPEN, np.int64), np.full(n, OPEN, np.int64)
+    )
 
 
 @dataclass(frozen=True, slots=True)

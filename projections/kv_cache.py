@@ -50,8 +50,11 @@ def assistant_start(model: LocalModel) -> str:
 
 def activated_memories(ledger: Ledger, cube: str, as_of: int | None = None) -> list[MemoryState]:
     """The cube's activated, readable memories as of ``as_of``, in creation order."""
-    mems = [m for m in ledger.cube_memories(cube, as_of).values()
-            if m.state == "activated" and m.text is not None and not m.forgotten]
+    mems = [
+        m
+        for m in ledger.cube_memories(cube, as_of).values()
+        if m.state == "activated" and m.text is not None and not m.forgotten
+    ]
     return sorted(mems, key=lambda m: (m.created_offset, m.memory_id))
 
 
@@ -74,8 +77,9 @@ def check_cache_fits(model: LocalModel, cache: KVCache) -> None:
         raise KVCacheMismatch(f"KV cache {cache.key[:12]} has {len(cache.layers)} layers; the model has {n_layers}")
 
 
-def forward(model: LocalModel, token_ids: Sequence[int], cache: KVCache | None = None,
-            last_only: bool = False) -> tuple[Any, Any]:
+def forward(
+    model: LocalModel, token_ids: Sequence[int], cache: KVCache | None = None, last_only: bool = False
+) -> tuple[Any, Any]:
     """Run ``token_ids`` after the (copied) ``cache``; return (logits [1, n, vocab], dynamic cache).
 
     ``last_only`` computes the logits of the last position only (what generation needs; the
@@ -134,8 +138,13 @@ def _pick(logits: Any, generated: list[int], repetition_penalty: float) -> int:
     return int(torch.argmax(row).item())
 
 
-def generate(model: LocalModel, new_ids: Sequence[int], cache: KVCache | None = None,
-             max_new_tokens: int = 128, repetition_penalty: float = 1.0) -> Generation:
+def generate(
+    model: LocalModel,
+    new_ids: Sequence[int],
+    cache: KVCache | None = None,
+    max_new_tokens: int = 128,
+    repetition_penalty: float = 1.0,
+) -> Generation:
     """Greedy generation after ``cache`` (if any): only ``new_ids`` are prefilled.
 
     Deterministic: the same prompt gives the same tokens with or without the cache.
@@ -158,8 +167,9 @@ def generate(model: LocalModel, new_ids: Sequence[int], cache: KVCache | None = 
             step = model.model(input_ids=torch.tensor([[nxt]]), cache=past, use_cache=True, logits_to_keep=1)
             past = step.cache
             nxt = _pick(step.logits, out, repetition_penalty)
-    return Generation(model.decode(out).strip(), out, len(new_ids), cache.n_tokens if cache else 0, ttft,
-                      time.perf_counter() - t0)
+    return Generation(
+        model.decode(out).strip(), out, len(new_ids), cache.n_tokens if cache else 0, ttft, time.perf_counter() - t0
+    )
 
 
 # -- the view ----------------------------------------------------------------------------------
@@ -195,8 +205,14 @@ class KVCacheView:
         found = self.store.get(key, model.model_id, model.tokenizer_id)
         if found is not None:
             return found
-        cache = build_cache(model, ids, cube=cube, basis_offset=end, memory_ids=[m.memory_id for m in mems],
-                            subjects=sorted({s for m in mems for s in m.subjects}))
+        cache = build_cache(
+            model,
+            ids,
+            cube=cube,
+            basis_offset=end,
+            memory_ids=[m.memory_id for m in mems],
+            subjects=sorted({s for m in mems for s in m.subjects}),
+        )
         return self.store.put(cache)
 
     # -- projection protocol: forget erases caches -------------------------------------------
@@ -239,9 +255,14 @@ def kv_warmer(view: KVCacheView, model: LocalModel) -> Any:
     whose activated set it changed, so promoted memories are in activation memory at once."""
 
     def warm(result: Any) -> list[str]:
-        cubes = sorted({d.cube for d in result.plan.decisions
-                        if d.kind in ("promote", "demote") or (d.kind == "merge" and d.activate_merged)}
-                       - set(result.skipped_cubes))
+        cubes = sorted(
+            {
+                d.cube
+                for d in result.plan.decisions
+                if d.kind in ("promote", "demote") or (d.kind == "merge" and d.activate_merged)
+            }
+            - set(result.skipped_cubes)
+        )
         return [view.get_or_build(model, cube).key for cube in cubes]
 
     return warm

@@ -94,11 +94,15 @@ class KVCache:
     def check_model(self, model_id: str, tokenizer_id: str) -> None:
         """Raise :class:`KVCacheMismatch` unless this cache was built by that model and tokenizer."""
         if self.model_id != model_id:
-            raise KVCacheMismatch(f"KV cache {self.key[:12]} was built by model {self.model_id!r}; "
-                                  f"refusing to inject it into model {model_id!r}")
+            raise KVCacheMismatch(
+                f"KV cache {self.key[:12]} was built by model {self.model_id!r}; "
+                f"refusing to inject it into model {model_id!r}"
+            )
         if self.tokenizer_id != tokenizer_id:
-            raise KVCacheMismatch(f"KV cache {self.key[:12]} was built with another tokenizer "
-                                  f"({self.tokenizer_id[:12]} != {tokenizer_id[:12]})")
+            raise KVCacheMismatch(
+                f"KV cache {self.key[:12]} was built with another tokenizer "
+                f"({self.tokenizer_id[:12]} != {tokenizer_id[:12]})"
+            )
 
     def to_dynamic_cache(self) -> Any:
         """A fresh transformers ``DynamicCache`` holding *copies* of the tensors (generation may extend it)."""
@@ -156,8 +160,12 @@ class KVStore:
             for i, (k, v) in enumerate(cache.layers):
                 tensors[f"k.{i}"] = k.detach().contiguous().clone()
                 tensors[f"v.{i}"] = v.detach().contiguous().clone()
-            meta = {"model_id": cache.model_id, "tokenizer_id": cache.tokenizer_id, "layers": str(len(cache.layers)),
-                    "format": "memledger-kv/1"}
+            meta = {
+                "model_id": cache.model_id,
+                "tokenizer_id": cache.tokenizer_id,
+                "layers": str(len(cache.layers)),
+                "format": "memledger-kv/1",
+            }
             tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
             save_file(tensors, str(tmp), metadata=meta)
             make_private(tmp)
@@ -171,12 +179,28 @@ class KVStore:
                 "INSERT INTO entries(key, model_id, tokenizer_id, n_tokens, size, created_ns, last_used_ns, cube, "
                 "basis_offset, memory_ids, subjects) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
                 "ON CONFLICT(key) DO UPDATE SET last_used_ns = excluded.last_used_ns",
-                (cache.key, cache.model_id, cache.tokenizer_id, cache.n_tokens, size, now, now, cache.cube,
-                 cache.basis_offset, orjson.dumps(cache.memory_ids).decode(), orjson.dumps(cache.subjects).decode()))
-            db.executemany("INSERT OR IGNORE INTO entry_subjects(subject, key) VALUES (?,?)",
-                           [(s, cache.key) for s in cache.subjects])
-            db.executemany("INSERT OR IGNORE INTO entry_memories(memory_id, key) VALUES (?,?)",
-                           [(m, cache.key) for m in cache.memory_ids])
+                (
+                    cache.key,
+                    cache.model_id,
+                    cache.tokenizer_id,
+                    cache.n_tokens,
+                    size,
+                    now,
+                    now,
+                    cache.cube,
+                    cache.basis_offset,
+                    orjson.dumps(cache.memory_ids).decode(),
+                    orjson.dumps(cache.subjects).decode(),
+                ),
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO entry_subjects(subject, key) VALUES (?,?)",
+                [(s, cache.key) for s in cache.subjects],
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO entry_memories(memory_id, key) VALUES (?,?)",
+                [(m, cache.key) for m in cache.memory_ids],
+            )
         self.evict(keep=cache.key)
         return cache
 
@@ -258,8 +282,11 @@ class KVStore:
         mid, tid = meta.get("model_id", ""), meta.get("tokenizer_id", "")
         if cache_key(mid, tid, token_ids) != key:
             raise KVCacheCorrupt(f"KV cache file {path} does not match its address (damaged or tampered with)")
-        row = self._db().execute("SELECT cube, basis_offset, memory_ids, subjects FROM entries WHERE key = ?",
-                                 (key,)).fetchone()
+        row = (
+            self._db()
+            .execute("SELECT cube, basis_offset, memory_ids, subjects FROM entries WHERE key = ?", (key,))
+            .fetchone()
+        )
         cache = KVCache(key, mid, tid, token_ids, layers)
         if row:
             cache.cube, cache.basis_offset = row[0], row[1]
@@ -273,8 +300,19 @@ class KVStore:
 
     def entries(self) -> list[dict[str, Any]]:
         """Index rows, least recently used first."""
-        cols = ("key", "model_id", "tokenizer_id", "n_tokens", "size", "created_ns", "last_used_ns", "cube",
-                "basis_offset", "memory_ids", "subjects")
+        cols = (
+            "key",
+            "model_id",
+            "tokenizer_id",
+            "n_tokens",
+            "size",
+            "created_ns",
+            "last_used_ns",
+            "cube",
+            "basis_offset",
+            "memory_ids",
+            "subjects",
+        )
         rows = self._db().execute(f"SELECT {', '.join(cols)} FROM entries ORDER BY last_used_ns ASC, key ASC")
         out = []
         for r in rows:
@@ -309,5 +347,8 @@ class KVStore:
     def set_checkpoint(self, offset: int) -> None:
         db = self._db()
         with db:
-            db.execute("INSERT INTO meta(name, value) VALUES ('checkpoint', ?) "
-                       "ON CONFLICT(name) DO UPDATE SET value = excluded.value", (offset,))
+            db.execute(
+                "INSERT INTO meta(name, value) VALUES ('checkpoint', ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                (offset,),
+            )

@@ -60,9 +60,17 @@ _WHERE = "the Neo4j graph view ({self.url_shown})"
 class Neo4jGraphView:
     """Temporal entity/relation graph over memories on a Neo4j-protocol server (``GraphSearch``)."""
 
-    def __init__(self, url: str, source: object, namespace: str = "Memledger", opener: Opener | None = None,
-                 max_entity_df: int = 50, entities: Callable[[str], set[str]] | None = None,
-                 name: str = "neo4j", driver: Any = None):
+    def __init__(
+        self,
+        url: str,
+        source: object,
+        namespace: str = "Memledger",
+        opener: Opener | None = None,
+        max_entity_df: int = 50,
+        entities: Callable[[str], set[str]] | None = None,
+        name: str = "neo4j",
+        driver: Any = None,
+    ):
         if not _NS.match(namespace):
             raise InvalidRequest(f"graph namespace {namespace!r} must match {_NS.pattern}")
         uri, auth, database = parse_bolt_url(url)
@@ -73,8 +81,12 @@ class Neo4jGraphView:
         self.max_entity_df = max_entity_df
         self.entities = entities or _default_entities()
         self.tracker = VersionTracker(source, opener)
-        self.V, self.E, self.M, self.C = (f"{namespace}Version", f"{namespace}Entity", f"{namespace}Memory",
-                                          f"{namespace}Checkpoint")
+        self.V, self.E, self.M, self.C = (
+            f"{namespace}Version",
+            f"{namespace}Entity",
+            f"{namespace}Memory",
+            f"{namespace}Checkpoint",
+        )
         self._schema()
 
     def _session(self) -> Any:
@@ -82,10 +94,12 @@ class Neo4jGraphView:
 
     @unavailable_on(*_UNREACHABLE, what=_WHERE)
     def _schema(self) -> None:
-        stmts = [f"CREATE CONSTRAINT IF NOT EXISTS FOR (n:{self.V}) REQUIRE n.vid IS UNIQUE",
-                 f"CREATE INDEX IF NOT EXISTS FOR (n:{self.V}) ON (n.memory_id)",
-                 f"CREATE CONSTRAINT IF NOT EXISTS FOR (n:{self.E}) REQUIRE n.name IS UNIQUE",
-                 f"CREATE CONSTRAINT IF NOT EXISTS FOR (n:{self.M}) REQUIRE n.memory_id IS UNIQUE"]
+        stmts = [
+            f"CREATE CONSTRAINT IF NOT EXISTS FOR (n:{self.V}) REQUIRE n.vid IS UNIQUE",
+            f"CREATE INDEX IF NOT EXISTS FOR (n:{self.V}) ON (n.memory_id)",
+            f"CREATE CONSTRAINT IF NOT EXISTS FOR (n:{self.E}) REQUIRE n.name IS UNIQUE",
+            f"CREATE CONSTRAINT IF NOT EXISTS FOR (n:{self.M}) REQUIRE n.memory_id IS UNIQUE",
+        ]
         with self._session() as s:
             for stmt in stmts:
                 s.run(stmt).consume()
@@ -135,51 +149,90 @@ class Neo4jGraphView:
             s = ch.state
             live = bool(s.exists and s.text and not s.forgotten)
             versions[version_id(s.memory_id, ch.offset)] = {
-                "vid": version_id(s.memory_id, ch.offset), "memory_id": s.memory_id, "cube": s.cube,
-                "state": s.state, "subject": s.subject, "exists": bool(s.exists), "valid_from": ch.offset,
-                "valid_to": OPEN, "entities": sorted(self.entities(s.text)) if live else []}
+                "vid": version_id(s.memory_id, ch.offset),
+                "memory_id": s.memory_id,
+                "cube": s.cube,
+                "state": s.state,
+                "subject": s.subject,
+                "exists": bool(s.exists),
+                "valid_from": ch.offset,
+                "valid_to": OPEN,
+                "entities": sorted(self.entities(s.text)) if live else [],
+            }
         rels: list[dict[str, Any]] = []
         forgotten: list[str] = []
         for e in events:
             p = e.payload
             if e.type == ev.MEMORY_LINKED:
-                rels.append({"src": p["source"], "dst": p["target"], "relation": p["relation"],
-                             "weight": float(p.get("weight", 1.0)), "offset": e.offset, "cube": e.stream})
+                rels.append(
+                    {
+                        "src": p["source"],
+                        "dst": p["target"],
+                        "relation": p["relation"],
+                        "weight": float(p.get("weight", 1.0)),
+                        "offset": e.offset,
+                        "cube": e.stream,
+                    }
+                )
             elif e.type == ev.MEMORY_MERGED:
-                rels += [{"src": p["memory_id"], "dst": src, "relation": MERGE_RELATION, "weight": 1.0,
-                          "offset": e.offset, "cube": e.stream} for src in p["sources"]]
+                rels += [
+                    {
+                        "src": p["memory_id"],
+                        "dst": src,
+                        "relation": MERGE_RELATION,
+                        "weight": 1.0,
+                        "offset": e.offset,
+                        "cube": e.stream,
+                    }
+                    for src in p["sources"]
+                ]
             elif (erasure := erasure_of(e)) is not None:
                 forgotten.append({"subjects": list(erasure.subjects), "memory_ids": list(erasure.memory_ids)})
                 for v in versions.values():
                     if v["subject"] in erasure.subjects or v["memory_id"] in erasure.memory_ids:
                         v["entities"] = []
-        return {"versions": list(versions.values()), "closes": [{"vid": k, "to": v} for k, v in closes.items()],
-                "rels": rels, "forgotten": forgotten}
+        return {
+            "versions": list(versions.values()),
+            "closes": [{"vid": k, "to": v} for k, v in closes.items()],
+            "rels": rels,
+            "forgotten": forgotten,
+        }
 
     def _write(self, tx: Any, plan: dict[str, list[Any]], last: int) -> None:
         if plan["versions"]:
-            tx.run(f"UNWIND $rows AS r MERGE (v:{self.V} {{vid: r.vid}}) "
-                   "SET v.memory_id = r.memory_id, v.cube = r.cube, v.state = r.state, v.subject = r.subject, "
-                   "v.exists = r.exists, v.valid_from = r.valid_from, v.valid_to = r.valid_to",
-                   rows=plan["versions"]).consume()
+            tx.run(
+                f"UNWIND $rows AS r MERGE (v:{self.V} {{vid: r.vid}}) "
+                "SET v.memory_id = r.memory_id, v.cube = r.cube, v.state = r.state, v.subject = r.subject, "
+                "v.exists = r.exists, v.valid_from = r.valid_from, v.valid_to = r.valid_to",
+                rows=plan["versions"],
+            ).consume()
             mentions = [{"vid": v["vid"], "name": n} for v in plan["versions"] for n in v["entities"]]
             if mentions:
-                tx.run(f"UNWIND $rows AS r MERGE (e:{self.E} {{name: r.name}}) WITH e, r "
-                       f"MATCH (v:{self.V} {{vid: r.vid}}) MERGE (v)-[:MENTIONS]->(e)", rows=mentions).consume()
+                tx.run(
+                    f"UNWIND $rows AS r MERGE (e:{self.E} {{name: r.name}}) WITH e, r "
+                    f"MATCH (v:{self.V} {{vid: r.vid}}) MERGE (v)-[:MENTIONS]->(e)",
+                    rows=mentions,
+                ).consume()
         if plan["closes"]:
-            tx.run(f"UNWIND $rows AS r MATCH (v:{self.V} {{vid: r.vid}}) SET v.valid_to = r.to",
-                   rows=plan["closes"]).consume()
+            tx.run(
+                f"UNWIND $rows AS r MATCH (v:{self.V} {{vid: r.vid}}) SET v.valid_to = r.to", rows=plan["closes"]
+            ).consume()
         if plan["rels"]:
-            tx.run(f"UNWIND $rows AS r MERGE (a:{self.M} {{memory_id: r.src}}) MERGE (b:{self.M} {{memory_id: r.dst}}) "
-                   "MERGE (a)-[x:RELATED {relation: r.relation, offset: r.offset}]->(b) "
-                   "SET x.weight = r.weight, x.cube = r.cube", rows=plan["rels"]).consume()
+            tx.run(
+                f"UNWIND $rows AS r MERGE (a:{self.M} {{memory_id: r.src}}) MERGE (b:{self.M} {{memory_id: r.dst}}) "
+                "MERGE (a)-[x:RELATED {relation: r.relation, offset: r.offset}]->(b) "
+                "SET x.weight = r.weight, x.cube = r.cube",
+                rows=plan["rels"],
+            ).consume()
         for erased in plan["forgotten"]:
             # crypto-shredding: the entity names came from text that no longer exists
             for subject in erased["subjects"]:
                 tx.run(f"MATCH (v:{self.V} {{subject: $s}})-[m:MENTIONS]->() DELETE m", s=subject).consume()
             if erased["memory_ids"]:
-                tx.run(f"UNWIND $ids AS id MATCH (v:{self.V} {{memory_id: id}})-[m:MENTIONS]->() DELETE m",
-                       ids=erased["memory_ids"]).consume()
+                tx.run(
+                    f"UNWIND $ids AS id MATCH (v:{self.V} {{memory_id: id}})-[m:MENTIONS]->() DELETE m",
+                    ids=erased["memory_ids"],
+                ).consume()
         tx.run(f"MERGE (c:{self.C} {{view: $v}}) SET c.offset = $o", v=self.name, o=last).consume()
 
     # -- queries ---------------------------------------------------------------------------
@@ -188,8 +241,12 @@ class Neo4jGraphView:
         """Entity names mentioned by the memory's version current at ``as_of``."""
         at = OPEN - 1 if as_of is None else as_of
         with self._session() as s:
-            rows = s.run(f"MATCH (v:{self.V} {{memory_id: $m}})-[:MENTIONS]->(e:{self.E}) "
-                         "WHERE v.valid_from <= $at AND v.valid_to > $at RETURN e.name AS n", m=memory_id, at=at)
+            rows = s.run(
+                f"MATCH (v:{self.V} {{memory_id: $m}})-[:MENTIONS]->(e:{self.E}) "
+                "WHERE v.valid_from <= $at AND v.valid_to > $at RETURN e.name AS n",
+                m=memory_id,
+                at=at,
+            )
             return sorted(r["n"] for r in rows)
 
     @unavailable_on(*_UNREACHABLE, what=_WHERE)
@@ -198,23 +255,32 @@ class Neo4jGraphView:
         at = OPEN - 1 if as_of is None else as_of
         out: dict[str, set[str]] = defaultdict(set)
         with self._session() as s:
-            for r in s.run(f"MATCH (v:{self.V})-[:MENTIONS]->(e:{self.E}) WHERE v.memory_id IN $ids "
-                           "AND v.valid_from <= $at AND v.valid_to > $at RETURN v.memory_id AS m, e.name AS n",
-                           ids=list(dict.fromkeys(memory_ids)), at=at):
+            for r in s.run(
+                f"MATCH (v:{self.V})-[:MENTIONS]->(e:{self.E}) WHERE v.memory_id IN $ids "
+                "AND v.valid_from <= $at AND v.valid_to > $at RETURN v.memory_id AS m, e.name AS n",
+                ids=list(dict.fromkeys(memory_ids)),
+                at=at,
+            ):
                 out[r["m"]].add(r["n"])
         return dict(out)
 
     @unavailable_on(*_UNREACHABLE, what=_WHERE)
-    def edges(self, memory_ids: Sequence[str], as_of: int | None = None,
-              cubes: Sequence[str] | None = None) -> list[tuple[str, str, str, float]]:
+    def edges(
+        self, memory_ids: Sequence[str], as_of: int | None = None, cubes: Sequence[str] | None = None
+    ) -> list[tuple[str, str, str, float]]:
         """Explicit and merge edges ``(src, dst, relation, weight)`` touching ``memory_ids`` as of
         ``as_of``, both ends existing then (and in ``cubes`` when given)."""
         at = OPEN - 1 if as_of is None else as_of
         with self._session() as s:
-            found = {(r["a"], r["b"], r["rel"], float(r["w"])) for r in s.run(
-                f"MATCH (a:{self.M})-[x:RELATED]->(b:{self.M}) WHERE (a.memory_id IN $ids OR b.memory_id IN $ids) "
-                "AND x.offset <= $at RETURN a.memory_id AS a, b.memory_id AS b, x.relation AS rel, x.weight AS w",
-                ids=list(dict.fromkeys(memory_ids)), at=at)}
+            found = {
+                (r["a"], r["b"], r["rel"], float(r["w"]))
+                for r in s.run(
+                    f"MATCH (a:{self.M})-[x:RELATED]->(b:{self.M}) WHERE (a.memory_id IN $ids OR b.memory_id IN $ids) "
+                    "AND x.offset <= $at RETURN a.memory_id AS a, b.memory_id AS b, x.relation AS rel, x.weight AS w",
+                    ids=list(dict.fromkeys(memory_ids)),
+                    at=at,
+                )
+            }
             if not found:
                 return []
             live = self._live(s, sorted({x for e in found for x in e[:2]}), as_of)
@@ -222,19 +288,35 @@ class Neo4jGraphView:
         return sorted(e for e in found if e[0] in ok and e[1] in ok)
 
     @unavailable_on(*_UNREACHABLE, what=_WHERE)
-    def neighbours(self, memory_ids: Sequence[str], cubes: Sequence[str] | None = None, as_of: int | None = None,
-                   hops: int = 1, limit: int = 50, states: Iterable[str] | None = None) -> list[Hit]:
+    def neighbours(
+        self,
+        memory_ids: Sequence[str],
+        cubes: Sequence[str] | None = None,
+        as_of: int | None = None,
+        hops: int = 1,
+        limit: int = 50,
+        states: Iterable[str] | None = None,
+    ) -> list[Hit]:
         """Memories related to ``memory_ids`` as of ``as_of``, strongest first (seeds excluded)."""
         with self._session() as s:
-            return spread(memory_ids, lambda frontier: self._one_hop(s, frontier, cubes, as_of),
-                          lambda ids: {m: state for m, (_, state) in self._live(s, ids, as_of).items()},
-                          hops, limit, states)
+            return spread(
+                memory_ids,
+                lambda frontier: self._one_hop(s, frontier, cubes, as_of),
+                lambda ids: {m: state for m, (_, state) in self._live(s, ids, as_of).items()},
+                hops,
+                limit,
+                states,
+            )
 
     def _live(self, s: Any, ids: list[str], as_of: int | None) -> dict[str, tuple[str, str]]:
         """memory_id -> (cube, state) of versions that exist at ``as_of``."""
         at = OPEN - 1 if as_of is None else as_of
-        rows = s.run(f"MATCH (v:{self.V}) WHERE v.memory_id IN $ids AND v.valid_from <= $at AND v.valid_to > $at "
-                     "AND v.exists = true RETURN v.memory_id AS m, v.cube AS c, v.state AS st", ids=ids, at=at)
+        rows = s.run(
+            f"MATCH (v:{self.V}) WHERE v.memory_id IN $ids AND v.valid_from <= $at AND v.valid_to > $at "
+            "AND v.exists = true RETURN v.memory_id AS m, v.cube AS c, v.state AS st",
+            ids=ids,
+            at=at,
+        )
         return {r["m"]: (r["c"], r["st"]) for r in rows}
 
     def _one_hop(self, s: Any, seeds: Sequence[str], cubes: Sequence[str] | None, as_of: int | None) -> dict:
@@ -247,7 +329,10 @@ class Neo4jGraphView:
             "AND v.valid_to > $at AND v.exists = true WITH DISTINCT e "
             f"MATCH (e)<-[:MENTIONS]-(o:{self.V}) WHERE o.valid_from <= $at AND o.valid_to > $at AND o.exists = true"
             f"{cube_clause} RETURN e.name AS name, collect(DISTINCT o.memory_id) AS members",
-            seeds=list(seeds), at=at, cubes=list(cubes or []))
+            seeds=list(seeds),
+            at=at,
+            cubes=list(cubes or []),
+        )
         for r in rows:
             members = [m for m in r["members"]]
             if len(members) > self.max_entity_df:
@@ -257,8 +342,12 @@ class Neo4jGraphView:
                 if mid not in seed_set:
                     out[mid] += w
         linked: dict[str, float] = defaultdict(float)
-        for r in s.run(f"MATCH (a:{self.M})-[x:RELATED]-(b:{self.M}) WHERE a.memory_id IN $seeds AND x.offset <= $at "
-                       "RETURN a.memory_id AS a, b.memory_id AS b, x.weight AS w", seeds=list(seeds), at=at):
+        for r in s.run(
+            f"MATCH (a:{self.M})-[x:RELATED]-(b:{self.M}) WHERE a.memory_id IN $seeds AND x.offset <= $at "
+            "RETURN a.memory_id AS a, b.memory_id AS b, x.weight AS w",
+            seeds=list(seeds),
+            at=at,
+        ):
             if r["b"] not in seed_set:
                 linked[r["b"]] += float(r["w"])
         if linked:
@@ -276,10 +365,17 @@ def from_options(options: dict[str, Any], source: object, opener: Opener | None 
 
     url = os.environ.get("MEMLEDGER_NEO4J") or options.get("url")
     if not url:
-        raise InvalidRequest('the neo4j view needs url = "bolt://user:password@host:7687/db" in [views.graph] '
-                             '(with adapter = "neo4j") or $MEMLEDGER_NEO4J')
-    return Neo4jGraphView(str(url), source, namespace=str(options.get("namespace", "Memledger")), opener=opener,
-                          max_entity_df=int(options.get("max_entity_df", 50)))
+        raise InvalidRequest(
+            'the neo4j view needs url = "bolt://user:password@host:7687/db" in [views.graph] '
+            '(with adapter = "neo4j") or $MEMLEDGER_NEO4J'
+        )
+    return Neo4jGraphView(
+        str(url),
+        source,
+        namespace=str(options.get("namespace", "Memledger")),
+        opener=opener,
+        max_entity_df=int(options.get("max_entity_df", 50)),
+    )
 
 
 def from_config(config: Any, source: object) -> Neo4jGraphView:

@@ -51,8 +51,10 @@ def segment_rows(term_ids: np.ndarray, text_ids: np.ndarray, seg: int) -> list[t
     starts = np.concatenate(([0], np.flatnonzero(np.diff(terms)) + 1))
     bounds = (4 * starts).tolist() + [4 * len(terms)]  # byte offsets: slicing bytes beats splitting arrays
     text_bytes, tf_bytes = texts.tobytes(), tf.tobytes()
-    return [(term, seg, text_bytes[a:b], tf_bytes[a:b])
-            for term, a, b in zip(terms[starts].tolist(), bounds, bounds[1:], strict=False)]
+    return [
+        (term, seg, text_bytes[a:b], tf_bytes[a:b])
+        for term, a, b in zip(terms[starts].tolist(), bounds, bounds[1:], strict=False)
+    ]
 
 
 def insert_segments(c: sqlite3.Connection, rows: list[tuple[int, int, bytes, bytes]]) -> None:
@@ -71,22 +73,26 @@ def decode(rows: list[Any]) -> tuple[np.ndarray, np.ndarray]:
 
 def read_term(c: sqlite3.Connection, term_id: int, after_seg: int = -1) -> list[tuple[int, bytes, bytes]]:
     """The segments of a term after ``after_seg``, in seg order."""
-    return c.execute("SELECT seg, text_ids, tfs FROM postings WHERE term_id = ? AND seg > ? ORDER BY seg",
-                     (term_id, after_seg)).fetchall()
+    return c.execute(
+        "SELECT seg, text_ids, tfs FROM postings WHERE term_id = ? AND seg > ? ORDER BY seg", (term_id, after_seg)
+    ).fetchall()
 
 
 def rewrite_term(c: sqlite3.Connection, term_id: int, ids: np.ndarray, tfs: np.ndarray) -> None:
     """Replace every segment of a term by one holding ``ids``/``tfs`` (none when empty)."""
     c.execute("DELETE FROM postings WHERE term_id = ?", (term_id,))
     if len(ids):
-        c.execute("INSERT INTO postings(term_id, seg, text_ids, tfs) VALUES (?,?,?,?)",
-                  (term_id, int(ids[0]), ids.astype(_I4).tobytes(), tfs.astype(_I4).tobytes()))
+        c.execute(
+            "INSERT INTO postings(term_id, seg, text_ids, tfs) VALUES (?,?,?,?)",
+            (term_id, int(ids[0]), ids.astype(_I4).tobytes(), tfs.astype(_I4).tobytes()),
+        )
 
 
 def compact(c: sqlite3.Connection, max_segments: int) -> int:
     """Merge the segments of every term that has more than ``max_segments``; returns how many terms."""
-    many = [r[0] for r in c.execute("SELECT term_id FROM postings GROUP BY term_id HAVING COUNT(*) > ?",
-                                    (max_segments,))]
+    many = [
+        r[0] for r in c.execute("SELECT term_id FROM postings GROUP BY term_id HAVING COUNT(*) > ?", (max_segments,))
+    ]
     for term_id in many:
         ids, tfs = decode(read_term(c, term_id))
         rewrite_term(c, term_id, ids, tfs)
@@ -110,8 +116,9 @@ class PostingLists:
         self._layout: tuple[int, int] | None = None
         self._size = 0
 
-    def get(self, c: sqlite3.Connection, term_id: int, checkpoint: int, layout: tuple[int, int]) -> tuple[
-            np.ndarray, np.ndarray]:
+    def get(
+        self, c: sqlite3.Connection, term_id: int, checkpoint: int, layout: tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(text ids, term frequencies) of ``term_id`` as of the view's ``checkpoint``."""
         with self._lock:
             if self._layout is None or layout > self._layout:  # (generation, epoch) only grow

@@ -83,12 +83,23 @@ class SearchHit:
     def to_dict(self) -> dict[str, Any]:
         m = self.memory
         return {
-            "id": self.memory_id, "score": round(self.score, 6), "cube": m.cube, "text": m.text, "state": m.state,
-            "metadata": m.metadata, "tags": m.tags, "version": m.version, "subject": m.subject,
-            "forgotten": m.forgotten, "valid_from": self.valid_from, "valid_to": self.valid_to,
-            "updated_at": m.updated_at, "updated_by": m.updated_by,
+            "id": self.memory_id,
+            "score": round(self.score, 6),
+            "cube": m.cube,
+            "text": m.text,
+            "state": m.state,
+            "metadata": m.metadata,
+            "tags": m.tags,
+            "version": m.version,
+            "subject": m.subject,
+            "forgotten": m.forgotten,
+            "valid_from": self.valid_from,
+            "valid_to": self.valid_to,
+            "updated_at": m.updated_at,
+            "updated_by": m.updated_by,
             "provenance": {"offsets": list(m.event_offsets), "event_ids": list(self.event_ids)},
-            "signals": {k: round(v, 6) for k, v in self.signals.items()}, "from_branch": self.branch,
+            "signals": {k: round(v, 6) for k, v in self.signals.items()},
+            "from_branch": self.branch,
         }
 
 
@@ -135,9 +146,15 @@ def resolve_states(states: Iterable[str] | None, all_states: bool = False) -> li
 class Retriever:
     """Hybrid search over a keyword view, an optional vector view and an optional graph view."""
 
-    def __init__(self, keyword: KeywordView, vector: VectorSearch | None = None, graph: GraphSearch | None = None,
-                 embed_query: QueryEmbedder | None = None, embed_texts: TextsEmbedder | None = None,
-                 weights: FusionWeights | None = None):
+    def __init__(
+        self,
+        keyword: KeywordView,
+        vector: VectorSearch | None = None,
+        graph: GraphSearch | None = None,
+        embed_query: QueryEmbedder | None = None,
+        embed_texts: TextsEmbedder | None = None,
+        weights: FusionWeights | None = None,
+    ):
         self.keyword = keyword
         self.vector = vector if embed_query is not None else None
         self.graph = graph
@@ -145,10 +162,18 @@ class Retriever:
         self.embed_texts = embed_texts
         self.weights = weights or FusionWeights()
 
-    def search(self, query: str, cubes: Sequence[str] | None = None, k: int = 10, as_of: int | None = None,
-               states: Iterable[str] | None = None, metadata: Mapping[str, Any] | None = None,
-               all_states: bool = False, overlay: Mapping[str, MemoryState | None] | None = None,
-               query_vector: Sequence[float] | None = None) -> list[SearchHit]:
+    def search(
+        self,
+        query: str,
+        cubes: Sequence[str] | None = None,
+        k: int = 10,
+        as_of: int | None = None,
+        states: Iterable[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        all_states: bool = False,
+        overlay: Mapping[str, MemoryState | None] | None = None,
+        query_vector: Sequence[float] | None = None,
+    ) -> list[SearchHit]:
         """Top ``k`` memories for ``query`` as of offset ``as_of`` (None: head).
 
         ``states`` None searches generated, activated and frozen memories (merged and archived
@@ -218,10 +243,19 @@ class Retriever:
                         fused[mid] += floor
         return fused
 
-    def _feedback(self, query: str, fused: dict[str, float], lists: dict[str, list[Hit]],
-                  signals: dict[str, dict[str, float]], cubes: Sequence[str] | None, as_of: int | None,
-                  states: list[str] | None, metadata: Mapping[str, Any] | None,
-                  overlay: Mapping[str, MemoryState | None], branch_texts: Mapping[str, str]) -> None:
+    def _feedback(
+        self,
+        query: str,
+        fused: dict[str, float],
+        lists: dict[str, list[Hit]],
+        signals: dict[str, dict[str, float]],
+        cubes: Sequence[str] | None,
+        as_of: int | None,
+        states: list[str] | None,
+        metadata: Mapping[str, Any] | None,
+        overlay: Mapping[str, MemoryState | None],
+        branch_texts: Mapping[str, str],
+    ) -> None:
         """Pseudo-relevance feedback: expand the query with frequent terms of the best hits."""
         w = self.weights
         top = [m for m, _ in sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[: w.prf_docs]]
@@ -243,8 +277,9 @@ class Retriever:
         if w.prf_retrieve:
             extra = self.keyword.search_terms(expansion, n, cubes, as_of, states, metadata, exclude=overlay)
         else:
-            rescored = self.keyword.score_memories(expansion, [m for m in fused if m not in overlay], cubes, as_of,
-                                                   stats)
+            rescored = self.keyword.score_memories(
+                expansion, [m for m in fused if m not in overlay], cubes, as_of, stats
+            )
             extra = sorted(rescored.items(), key=lambda kv: (-kv[1], kv[0]))
         if branch_texts:
             extra = _merge_ranked(extra, self.keyword.score_texts("", branch_texts, cubes, as_of, expansion), n)
@@ -256,9 +291,17 @@ class Retriever:
             fused[mid] = fused.get(mid, 0.0) + add
             signals[mid]["feedback"] = score
 
-    def _graph(self, query: str, fused: dict[str, float], signals: dict[str, dict[str, float]],
-               cubes: Sequence[str] | None, as_of: int | None, states: list[str] | None,
-               metadata: Mapping[str, Any] | None, overlay: Mapping[str, MemoryState | None]) -> None:
+    def _graph(
+        self,
+        query: str,
+        fused: dict[str, float],
+        signals: dict[str, dict[str, float]],
+        cubes: Sequence[str] | None,
+        as_of: int | None,
+        states: list[str] | None,
+        metadata: Mapping[str, Any] | None,
+        overlay: Mapping[str, MemoryState | None],
+    ) -> None:
         """Entity focus, then spreading scores over links, merges and (optionally) co-mentions."""
         w = self.weights
         graph: Any = self.graph
@@ -296,15 +339,25 @@ class Retriever:
         for mid, b in bonus.items():
             if mid not in fused:
                 row = rows.get(mid)
-                if (row is None or not row.exists or (states is not None and row.state not in states)
-                        or not metadata_matches(row.metadata, metadata)
-                        or (cubes is not None and row.cube not in cubes)):
+                if (
+                    row is None
+                    or not row.exists
+                    or (states is not None and row.state not in states)
+                    or not metadata_matches(row.metadata, metadata)
+                    or (cubes is not None and row.cube not in cubes)
+                ):
                     continue
             fused[mid] = fused.get(mid, 0.0) + b
             signals[mid]["graph"] = b
 
-    def _focus(self, query: str, fused: dict[str, float], signals: dict[str, dict[str, float]],
-               as_of: int | None, branch_states: Mapping[str, MemoryState]) -> None:
+    def _focus(
+        self,
+        query: str,
+        fused: dict[str, float],
+        signals: dict[str, dict[str, float]],
+        as_of: int | None,
+        branch_states: Mapping[str, MemoryState],
+    ) -> None:
         """Reorder the head of the ranking by what the question is about.
 
         Speaker focus: "What did Caroline research?" is about what Caroline said, so memories
@@ -325,8 +378,12 @@ class Retriever:
             if state is None:
                 continue
             meta = state.metadata or {}
-            names = {n for key in w.speaker_keys if isinstance(meta.get(key), str)
-                     for n in (meta[key].strip().lower(), *entities(meta[key]))}
+            names = {
+                n
+                for key in w.speaker_keys
+                if isinstance(meta.get(key), str)
+                for n in (meta[key].strip().lower(), *entities(meta[key]))
+            }
             if wanted and names & wanted:
                 fused[mid] *= w.speaker_boost
                 signals[mid]["speaker_boost"] = w.speaker_boost
@@ -335,8 +392,13 @@ class Retriever:
                 signals[mid]["time_boost"] = w.time_boost
 
     # -- steps ---------------------------------------------------------------------------
-    def _overlay_candidates(self, overlay: Mapping[str, MemoryState | None], cubes: Sequence[str] | None,
-                            states: list[str] | None, metadata: Mapping[str, Any] | None) -> dict[str, MemoryState]:
+    def _overlay_candidates(
+        self,
+        overlay: Mapping[str, MemoryState | None],
+        cubes: Sequence[str] | None,
+        states: list[str] | None,
+        metadata: Mapping[str, Any] | None,
+    ) -> dict[str, MemoryState]:
         out = {}
         for mid, s in overlay.items():
             if s is None or not s.exists or s.text is None:
@@ -361,8 +423,13 @@ class Retriever:
         sims = (mat @ q) / norms
         return {m: float(s) for m, s in zip(ids, sims, strict=True)}
 
-    def _hits(self, ranked: list[tuple[str, float]], signals: dict[str, dict[str, float]], as_of: int | None,
-              branch_states: Mapping[str, MemoryState]) -> list[SearchHit]:
+    def _hits(
+        self,
+        ranked: list[tuple[str, float]],
+        signals: dict[str, dict[str, float]],
+        as_of: int | None,
+        branch_states: Mapping[str, MemoryState],
+    ) -> list[SearchHit]:
         base_ids = [m for m, _ in ranked if m not in branch_states]
         rows = self.keyword.versions_at(base_ids, as_of)
         out = []
@@ -374,8 +441,16 @@ class Retriever:
             row = rows.get(mid)
             if row is None:
                 continue  # a vector view ahead of or behind the record view; never show a ghost
-            out.append(SearchHit(mid, score, row.full(), row.valid_from, None if row.valid_to == OPEN else row.valid_to,
-                                 signals.get(mid, {})))
+            out.append(
+                SearchHit(
+                    mid,
+                    score,
+                    row.full(),
+                    row.valid_from,
+                    None if row.valid_to == OPEN else row.valid_to,
+                    signals.get(mid, {}),
+                )
+            )
         return out
 
 

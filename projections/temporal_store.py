@@ -99,9 +99,17 @@ class TemporalSqliteView:
         self.path = Path(path)
         private_dir(self.path.parent)
         self.opener = opener
-        self._pool = ThreadConnections(self.path, (*WAL_PRAGMAS, "synchronous=NORMAL", "secure_delete=ON",
-                                                   "cache_size=-65536", "temp_store=MEMORY",
-                                                   "wal_autocheckpoint=16384"))
+        self._pool = ThreadConnections(
+            self.path,
+            (
+                *WAL_PRAGMAS,
+                "synchronous=NORMAL",
+                "secure_delete=ON",
+                "cache_size=-65536",
+                "temp_store=MEMORY",
+                "wal_autocheckpoint=16384",
+            ),
+        )
         self._generation = -1
         self.committed: int | None = None
         self.dropped_layout: str | None = None  # why an existing file was dropped at open (another layout)
@@ -124,8 +132,11 @@ class TemporalSqliteView:
         found = c.execute("SELECT value FROM meta WHERE key = 'layout'").fetchone()
         if found is None or found[0] != self.layout:
             if found is not None or tables:  # not a new file: say what was dropped
-                self.dropped_layout = (f"of another layout ({found[0]!r}, expected {self.layout!r})" if found
-                                       else "not a view file (no layout recorded)")
+                self.dropped_layout = (
+                    f"of another layout ({found[0]!r}, expected {self.layout!r})"
+                    if found
+                    else "not a view file (no layout recorded)"
+                )
             self.reset()  # a new file, or one written by another layout: views are disposable, fold again
         else:
             c.executescript(self._ddl())
@@ -153,8 +164,10 @@ class TemporalSqliteView:
     def _reset(self, c: sqlite3.Connection) -> None:
         with immediate(c):
             gen = c.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
-            tables = [r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
-                                              "AND name NOT LIKE 'sqlite_%'")]
+            tables = [
+                r[0]
+                for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+            ]
             for t in tables:  # every table, also those of an older layout
                 c.execute(f'DROP TABLE IF EXISTS "{t}"')
             for stmt in (_BASE_DDL + self._ddl()).split(";"):
@@ -195,8 +208,9 @@ class TemporalSqliteView:
                         self._flush(c)
                         self._purge(c, erasure, cache)
                         self._generation += 1
-                        c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('generation', ?)",
-                                  (self._generation,))
+                        c.execute(
+                            "INSERT OR REPLACE INTO meta(key, value) VALUES ('generation', ?)", (self._generation,)
+                        )
                         self._start_buffers(c)
                         purged = True
                     else:
@@ -228,8 +242,11 @@ class TemporalSqliteView:
         if self._buf_texts:
             c.executemany("INSERT INTO texts(text_id, memory_id, length, text) VALUES (?,?,?,?)", self._buf_texts)
         if self._buf_versions:
-            c.executemany("INSERT INTO versions(vid, memory_id, cube, state, valid_from, valid_to, exists_, text_id, "
-                          "subject, meta, blob) VALUES (?,?,?,?,?,?,?,?,?,?,?)", list(self._buf_versions.values()))
+            c.executemany(
+                "INSERT INTO versions(vid, memory_id, cube, state, valid_from, valid_to, exists_, text_id, "
+                "subject, meta, blob) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                list(self._buf_versions.values()),
+            )
         if self._buf_closes:
             c.executemany("UPDATE versions SET valid_to = ? WHERE vid = ?", self._buf_closes)
         self._flush_extra(c)
@@ -253,16 +270,21 @@ class TemporalSqliteView:
         for chunk in _chunks(sorted(ids), 500):
             marks = ",".join("?" * len(chunk))
             for vid, mid, blob, text_id, text, length in c.execute(
-                    "SELECT v.vid, v.memory_id, v.blob, v.text_id, t.text, t.length FROM versions v LEFT JOIN texts t "
-                    f"ON t.text_id = v.text_id WHERE v.memory_id IN ({marks}) AND v.valid_to = ?", (*chunk, OPEN)):
+                "SELECT v.vid, v.memory_id, v.blob, v.text_id, t.text, t.length FROM versions v LEFT JOIN texts t "
+                f"ON t.text_id = v.text_id WHERE v.memory_id IN ({marks}) AND v.valid_to = ?",
+                (*chunk, OPEN),
+            ):
                 cache[mid] = Current(vid, state_from_blob(blob, text), text_id, length or 0)
         return cache
 
     def _load_current(self, c: sqlite3.Connection, mid: str, cache: dict[str, Current | None]) -> Current | None:
         if mid in cache:
             return cache[mid]
-        row = c.execute("SELECT v.vid, v.blob, v.text_id, t.text, t.length FROM versions v LEFT JOIN texts t "
-                        "ON t.text_id = v.text_id WHERE v.memory_id = ? AND v.valid_to = ?", (mid, OPEN)).fetchone()
+        row = c.execute(
+            "SELECT v.vid, v.blob, v.text_id, t.text, t.length FROM versions v LEFT JOIN texts t "
+            "ON t.text_id = v.text_id WHERE v.memory_id = ? AND v.valid_to = ?",
+            (mid, OPEN),
+        ).fetchone()
         cur = None if row is None else Current(row[0], state_from_blob(row[1], row[3]), row[2], row[4] or 0)
         cache[mid] = cur
         return cur
@@ -294,8 +316,19 @@ class TemporalSqliteView:
                 text_id, text_len = prev.text_id, prev.text_len
             vid = self._next_vid
             self._next_vid += 1
-            self._buf_versions[vid] = [vid, mid, new.cube, new.state, e.offset, OPEN, int(new.exists), text_id,
-                                       new.subject, orjson.dumps(new.metadata).decode(), state_blob(new)]
+            self._buf_versions[vid] = [
+                vid,
+                mid,
+                new.cube,
+                new.state,
+                e.offset,
+                OPEN,
+                int(new.exists),
+                text_id,
+                new.subject,
+                orjson.dumps(new.metadata).decode(),
+                state_blob(new),
+            ]
             cur = Current(vid, new, text_id, text_len)
             cache[mid] = cur
             self._on_version(c, cur, prev, e)
@@ -331,12 +364,15 @@ class TemporalSqliteView:
         those the erasure lists (derived memories sealed under an erased key)."""
         found: dict[str, None] = {}
         for subject in erasure.subjects:
-            found.update((r[0], None) for r in c.execute("SELECT DISTINCT memory_id FROM versions WHERE subject = ?",
-                                                         (subject,)))
+            found.update(
+                (r[0], None) for r in c.execute("SELECT DISTINCT memory_id FROM versions WHERE subject = ?", (subject,))
+            )
         for chunk in _chunks(list(erasure.memory_ids), 500):
             marks = ",".join("?" * len(chunk))
-            found.update((r[0], None) for r in c.execute(
-                f"SELECT DISTINCT memory_id FROM versions WHERE memory_id IN ({marks})", chunk))
+            found.update(
+                (r[0], None)
+                for r in c.execute(f"SELECT DISTINCT memory_id FROM versions WHERE memory_id IN ({marks})", chunk)
+            )
         mids = list(found)
         if not mids:
             return
@@ -365,8 +401,10 @@ class TemporalSqliteView:
         for chunk in _chunks(list(dict.fromkeys(memory_ids)), 500):
             marks = ",".join("?" * len(chunk))
             for table in ("versions", "texts"):
-                found.update(r[0] for r in c.execute(f"SELECT DISTINCT memory_id FROM {table} "
-                                                     f"WHERE memory_id IN ({marks})", chunk))
+                found.update(
+                    r[0]
+                    for r in c.execute(f"SELECT DISTINCT memory_id FROM {table} WHERE memory_id IN ({marks})", chunk)
+                )
         return sorted(found)
 
     def versions_at(self, memory_ids: Iterable[str], as_of: int | None = None) -> dict[str, VersionRow]:
@@ -380,17 +418,33 @@ class TemporalSqliteView:
             for r in c.execute(
                 "SELECT v.vid, v.memory_id, v.cube, v.state, v.valid_from, v.valid_to, v.text_id, v.blob, t.text "
                 f"FROM versions v LEFT JOIN texts t ON t.text_id = v.text_id WHERE v.memory_id IN ({marks}) "
-                "AND v.valid_from <= ? AND v.valid_to > ?", (*chunk, at, at)):
+                "AND v.valid_from <= ? AND v.valid_to > ?",
+                (*chunk, at, at),
+            ):
                 m = state_from_blob(r[7], r[8])
-                out[r[1]] = VersionRow(r[1], r[2], r[3], r[4], r[5], m.subject, m.exists, m.metadata, m.tags,
-                                       memory=m, vid=r[0], text_id=r[6])
+                out[r[1]] = VersionRow(
+                    r[1],
+                    r[2],
+                    r[3],
+                    r[4],
+                    r[5],
+                    m.subject,
+                    m.exists,
+                    m.metadata,
+                    m.tags,
+                    memory=m,
+                    vid=r[0],
+                    text_id=r[6],
+                )
         return out
 
     def memories_at(self, as_of: int | None = None, cubes: Sequence[str] | None = None) -> dict[str, MemoryState]:
         """Every memory (with ``exists``) current at ``as_of``: the view's answer to ``fold``."""
         at = OPEN - 1 if as_of is None else as_of
-        sql = ("SELECT v.blob, t.text FROM versions v LEFT JOIN texts t ON t.text_id = v.text_id "
-               "WHERE v.valid_from <= ? AND v.valid_to > ?")
+        sql = (
+            "SELECT v.blob, t.text FROM versions v LEFT JOIN texts t ON t.text_id = v.text_id "
+            "WHERE v.valid_from <= ? AND v.valid_to > ?"
+        )
         args: list[Any] = [at, at]
         if cubes is not None:
             sql += f" AND v.cube IN ({','.join('?' * len(cubes))})"

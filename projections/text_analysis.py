@@ -17,7 +17,8 @@ ANALYSIS_VERSION = 1
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _ENTITY = re.compile(r"\b[A-Z][\w'&-]*(?:\s+(?:of\s+|the\s+|de\s+)?[A-Z][\w'&-]*)*")
 
-STOPWORDS = frozenset("""
+STOPWORDS = frozenset(
+    """
 a about above after again against all am an and any are aren as at be because been before being below
 between both but by can cannot could couldn did didn do does doesn doing don down during each few for from
 further had hadn has hasn have haven having he her here hers herself him himself his how i if in into is
@@ -26,15 +27,18 @@ our ours ourselves out over own same shan she should shouldn so some such than t
 themselves then there these they this those through to too under until up very was wasn we were weren what
 when where which while who whom why will with won would wouldn you your yours yourself yourselves s t d ll
 m re ve y o also yes oh ok okay
-""".split())
+""".split()
+)
 
 # Capitalised words that start sentences or questions but are not names.
-_NOT_ENTITIES = frozenset("""
+_NOT_ENTITIES = frozenset(
+    """
 i im i'm it its the a an and but so oh hey hi hello yes no yeah wow what when where who why how which
 did do does is are was were have has had can could would should will my your our their this that these
 those there here thanks thank sure okay ok well great good nice awesome cool love sounds that's it's
 mr mrs ms dr
-""".split())
+""".split()
+)
 
 
 @lru_cache(maxsize=200_000)

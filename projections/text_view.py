@@ -40,9 +40,13 @@ from projections.text_analysis import ANALYSIS_VERSION, term_frequencies, terms
 
 K1 = 0.9  # tuned for short memories (LoCoMo dev; see docs/projections.md)
 B = 0.3
-_DDL = """
+_DDL = (
+    """
 CREATE TABLE IF NOT EXISTS terms(term_id INTEGER PRIMARY KEY, term TEXT NOT NULL UNIQUE);
-""" + segments.POSTINGS_DDL + DOCS_DDL
+"""
+    + segments.POSTINGS_DDL
+    + DOCS_DDL
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,15 +203,22 @@ class KeywordView(TemporalSqliteView):
             flat = list(chain.from_iterable(ts for _, ts in buf))
             self._resolve_terms(c, set(flat))
             term_ids = np.fromiter(map(self._term_ids.__getitem__, flat), np.int64, len(flat))
-            text_ids = np.repeat(np.fromiter((t for t, _ in buf), np.int64, len(buf)),
-                                 np.fromiter((len(ts) for _, ts in buf), np.int64, len(buf)))
+            text_ids = np.repeat(
+                np.fromiter((t for t, _ in buf), np.int64, len(buf)),
+                np.fromiter((len(ts) for _, ts in buf), np.int64, len(buf)),
+            )
             rows = segments.segment_rows(term_ids, text_ids, buf[0][0])
             segments.insert_segments(c, rows)
-            c.execute("INSERT INTO meta(key, value) VALUES ('segments', ?) "
-                      "ON CONFLICT(key) DO UPDATE SET value = value + excluded.value", (len(rows),))
+            c.execute(
+                "INSERT INTO meta(key, value) VALUES ('segments', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = value + excluded.value",
+                (len(rows),),
+            )
         if self._buf_docs:
-            c.executemany("INSERT INTO docs(text_id, cube, dl, t_from, t_to, changed) VALUES (?,?,?,?,?,?)",
-                          list(self._buf_docs.values()))
+            c.executemany(
+                "INSERT INTO docs(text_id, cube, dl, t_from, t_to, changed) VALUES (?,?,?,?,?,?)",
+                list(self._buf_docs.values()),
+            )
         if self._buf_doc_closes:
             c.executemany("UPDATE docs SET t_to = ?, changed = ? WHERE text_id = ?", self._buf_doc_closes)
 
@@ -224,8 +235,10 @@ class KeywordView(TemporalSqliteView):
         with immediate(c):
             segments.compact(c, self.compact_max_segments)
             c.execute("UPDATE meta SET value = 0 WHERE key = 'segments'")
-            c.execute("INSERT INTO meta(key, value) VALUES ('postings_epoch', 1) "
-                      "ON CONFLICT(key) DO UPDATE SET value = value + 1")
+            c.execute(
+                "INSERT INTO meta(key, value) VALUES ('postings_epoch', 1) "
+                "ON CONFLICT(key) DO UPDATE SET value = value + 1"
+            )
 
     def posting_rows(self) -> list[tuple[str, str, str | None, int, int, str, int, int]]:
         """The inverted index unpacked: (term, memory id, text, tf, dl, cube, t_from, t_to) sorted.
@@ -234,12 +247,17 @@ class KeywordView(TemporalSqliteView):
         equal however their batches were cut (a diagnostic for tests and audits; reads it all).
         """
         c = self.conn()
-        docs = {r[0]: r[1:] for r in c.execute(
-            "SELECT d.text_id, x.memory_id, x.text, d.dl, d.cube, d.t_from, d.t_to FROM docs d "
-            "JOIN texts x ON x.text_id = d.text_id")}
+        docs = {
+            r[0]: r[1:]
+            for r in c.execute(
+                "SELECT d.text_id, x.memory_id, x.text, d.dl, d.cube, d.t_from, d.t_to FROM docs d "
+                "JOIN texts x ON x.text_id = d.text_id"
+            )
+        }
         out = []
         for term, blob_ids, blob_tfs in c.execute(
-                "SELECT t.term, p.text_ids, p.tfs FROM postings p JOIN terms t ON t.term_id = p.term_id").fetchall():
+            "SELECT t.term, p.text_ids, p.tfs FROM postings p JOIN terms t ON t.term_id = p.term_id"
+        ).fetchall():
             ids, tfs = segments.decode([(blob_ids, blob_tfs)])
             for text_id, tf in zip(ids.tolist(), tfs.tolist(), strict=True):
                 mid, text, dl, cube, t_from, t_to = docs[text_id]
@@ -250,8 +268,9 @@ class KeywordView(TemporalSqliteView):
     def _purge_texts(self, c: sqlite3.Connection, text_ids: list[int], memory_ids: list[str]) -> None:
         words: set[str] = set()
         for chunk in _chunks(text_ids, 500):
-            for (text,) in c.execute(f"SELECT text FROM texts WHERE text IS NOT NULL AND text_id IN "
-                                     f"({','.join('?' * len(chunk))})", chunk).fetchall():
+            for (text,) in c.execute(
+                f"SELECT text FROM texts WHERE text IS NOT NULL AND text_id IN ({','.join('?' * len(chunk))})", chunk
+            ).fetchall():
                 words.update(terms(text))  # the same analysis that indexed it
         gone = np.array(sorted(text_ids), np.intp)
         for term_id in self._lookup_terms(c, sorted(words)).values():
@@ -283,16 +302,29 @@ class KeywordView(TemporalSqliteView):
                 c.execute("COMMIT")
 
     def _scope(self, c: sqlite3.Connection, cubes: Sequence[str] | None, as_of: int | None) -> _Scope:
-        meta = dict(c.execute("SELECT key, value FROM meta WHERE key IN ('checkpoint', 'generation', "
-                              "'postings_epoch')").fetchall())
-        checkpoint, gen, epoch = int(meta.get("checkpoint", -1)), int(meta.get("generation", 0)), int(
-            meta.get("postings_epoch", 0))
+        meta = dict(
+            c.execute(
+                "SELECT key, value FROM meta WHERE key IN ('checkpoint', 'generation', 'postings_epoch')"
+            ).fetchall()
+        )
+        checkpoint, gen, epoch = (
+            int(meta.get("checkpoint", -1)),
+            int(meta.get("generation", 0)),
+            int(meta.get("postings_epoch", 0)),
+        )
         snap = self._docs.sync(c, checkpoint, gen)
         stamp = (checkpoint, gen, epoch)
         if stamp != self._df_stamp or len(self._df) > 200_000:
             self._df, self._df_stamp = {}, stamp
-        return _Scope(c, checkpoint, (gen, epoch), snap, self._docs.codes(cubes),
-                      checkpoint if as_of is None else min(as_of, checkpoint), self._df)
+        return _Scope(
+            c,
+            checkpoint,
+            (gen, epoch),
+            snap,
+            self._docs.codes(cubes),
+            checkpoint if as_of is None else min(as_of, checkpoint),
+            self._df,
+        )
 
     def _valid(self, scope: _Scope, term_id: int) -> tuple[np.ndarray, np.ndarray]:
         """(text ids, tf) of the term's postings whose document counted at the scope's offset and cubes."""
@@ -307,12 +339,16 @@ class KeywordView(TemporalSqliteView):
         uniq = list(dict.fromkeys(query_terms))
         found: dict[str, int] = {}
         for chunk in _chunks(uniq, 500):
-            found.update(c.execute(f"SELECT term, term_id FROM terms WHERE term IN ({','.join('?' * len(chunk))})",
-                                   chunk).fetchall())
+            found.update(
+                c.execute(
+                    f"SELECT term, term_id FROM terms WHERE term IN ({','.join('?' * len(chunk))})", chunk
+                ).fetchall()
+            )
         return {t: found[t] for t in uniq if t in found}
 
-    def corpus_stats(self, query_terms: Sequence[str], cubes: Sequence[str] | None, as_of: int | None,
-                     max_df: float | None = None) -> CorpusStats:
+    def corpus_stats(
+        self, query_terms: Sequence[str], cubes: Sequence[str] | None, as_of: int | None, max_df: float | None = None
+    ) -> CorpusStats:
         """Document count, mean length and per-term idf of the corpus current at ``as_of``.
 
         ``max_df`` (a share of the corpus) leaves out terms in more memories than that.
@@ -320,8 +356,9 @@ class KeywordView(TemporalSqliteView):
         with self._reading(cubes, as_of) as scope:
             return self._corpus_stats(scope, query_terms, max_df)[0]
 
-    def _corpus_stats(self, scope: _Scope, query_terms: Sequence[str], max_df: float | None = None) -> tuple[
-            CorpusStats, dict[str, int]]:
+    def _corpus_stats(
+        self, scope: _Scope, query_terms: Sequence[str], max_df: float | None = None
+    ) -> tuple[CorpusStats, dict[str, int]]:
         n, total = DocColumns.corpus(scope.docs, scope.at, scope.codes)
         ids = self._lookup_terms(scope.c, query_terms)
         dfs: dict[str, int] = {}
@@ -337,9 +374,16 @@ class KeywordView(TemporalSqliteView):
         stats = CorpusStats(n, (total / n) if n else 0.0, {t: idf(n, df) for t, df in dfs.items()}, dfs)
         return stats, ids
 
-    def keyword_search(self, query: str, k: int, cubes: Sequence[str] | None = None, as_of: int | None = None,
-                       states: Iterable[str] | None = None, metadata: Mapping[str, Any] | None = None,
-                       exclude: Iterable[str] = ()) -> list[Hit]:
+    def keyword_search(
+        self,
+        query: str,
+        k: int,
+        cubes: Sequence[str] | None = None,
+        as_of: int | None = None,
+        states: Iterable[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        exclude: Iterable[str] = (),
+    ) -> list[Hit]:
         """Top ``k`` memories by BM25 of their version current at ``as_of`` (None: head).
 
         ``states`` None means every lifecycle state; ``metadata`` filters on equality of
@@ -347,17 +391,31 @@ class KeywordView(TemporalSqliteView):
         """
         return self.search_terms(terms(query), k, cubes, as_of, states, metadata, exclude)
 
-    def search_terms(self, qterms: Sequence[str], k: int, cubes: Sequence[str] | None = None,
-                     as_of: int | None = None, states: Iterable[str] | None = None,
-                     metadata: Mapping[str, Any] | None = None, exclude: Iterable[str] = ()) -> list[Hit]:
+    def search_terms(
+        self,
+        qterms: Sequence[str],
+        k: int,
+        cubes: Sequence[str] | None = None,
+        as_of: int | None = None,
+        states: Iterable[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        exclude: Iterable[str] = (),
+    ) -> list[Hit]:
         """:meth:`keyword_search` for already analysed terms (e.g. a query expansion)."""
         if k <= 0:
             return []
         with self._reading(cubes, as_of) as scope:
             return self._search(scope, qterms, k, states, metadata, exclude)
 
-    def _search(self, scope: _Scope, qterms: Sequence[str], k: int, states: Iterable[str] | None,
-                metadata: Mapping[str, Any] | None, exclude: Iterable[str]) -> list[Hit]:
+    def _search(
+        self,
+        scope: _Scope,
+        qterms: Sequence[str],
+        k: int,
+        states: Iterable[str] | None,
+        metadata: Mapping[str, Any] | None,
+        exclude: Iterable[str],
+    ) -> list[Hit]:
         stats, ids = self._corpus_stats(scope, qterms)
         if not stats.idf:
             return []
@@ -386,9 +444,10 @@ class KeywordView(TemporalSqliteView):
             for chunk in _chunks(list(by_text), 500):
                 marks = ",".join("?" * len(chunk))
                 for tid, mid in scope.c.execute(
-                        f"SELECT v.text_id, v.memory_id FROM versions v WHERE v.text_id IN ({marks}) "
-                        f"AND v.valid_from <= ? AND v.valid_to > ? AND v.exists_ = 1{state_sql}{meta_sql}",
-                        (*chunk, at, at, *state_args, *meta_args)):
+                    f"SELECT v.text_id, v.memory_id FROM versions v WHERE v.text_id IN ({marks}) "
+                    f"AND v.valid_from <= ? AND v.valid_to > ? AND v.exists_ = 1{state_sql}{meta_sql}",
+                    (*chunk, at, at, *state_args, *meta_args),
+                ):
                     if mid not in excluded:
                         found.append((mid, by_text[tid]))
             found.sort(key=lambda h: (-h[1], h[0]))
@@ -410,14 +469,21 @@ class KeywordView(TemporalSqliteView):
         where = np.flatnonzero(np.bincount(text_ids))
         return where, sums[where]
 
-    def score_memories(self, qterms: Sequence[str], memory_ids: Iterable[str], cubes: Sequence[str] | None = None,
-                       as_of: int | None = None, stats: CorpusStats | None = None) -> dict[str, float]:
+    def score_memories(
+        self,
+        qterms: Sequence[str],
+        memory_ids: Iterable[str],
+        cubes: Sequence[str] | None = None,
+        as_of: int | None = None,
+        stats: CorpusStats | None = None,
+    ) -> dict[str, float]:
         """BM25 of the given memories' versions current at ``as_of`` for analysed ``qterms`` (rescoring)."""
         with self._reading(cubes, as_of) as scope:
             return self._score_memories(scope, qterms, memory_ids, stats)
 
-    def _score_memories(self, scope: _Scope, qterms: Sequence[str], memory_ids: Iterable[str],
-                        stats: CorpusStats | None) -> dict[str, float]:
+    def _score_memories(
+        self, scope: _Scope, qterms: Sequence[str], memory_ids: Iterable[str], stats: CorpusStats | None
+    ) -> dict[str, float]:
         uniq = list(dict.fromkeys(qterms))
         stats = stats or self._corpus_stats(scope, uniq)[0]
         wanted = set(uniq)
@@ -430,9 +496,10 @@ class KeywordView(TemporalSqliteView):
         texts: list[int] = []
         for chunk in _chunks(ids, 500):
             for mid, text_id in scope.c.execute(
-                    f"SELECT memory_id, text_id FROM versions WHERE memory_id IN ({','.join('?' * len(chunk))}) "
-                    "AND valid_from <= ? AND valid_to > ? AND exists_ = 1 AND text_id IS NOT NULL",
-                    (*chunk, scope.at, scope.at)):
+                f"SELECT memory_id, text_id FROM versions WHERE memory_id IN ({','.join('?' * len(chunk))}) "
+                "AND valid_from <= ? AND valid_to > ? AND exists_ = 1 AND text_id IS NOT NULL",
+                (*chunk, scope.at, scope.at),
+            ):
                 mids.append(mid)
                 texts.append(text_id)
         want = np.array(texts, np.intp)
@@ -454,8 +521,14 @@ class KeywordView(TemporalSqliteView):
             hit |= match
         return {mids[i]: float(total[i]) for i in np.flatnonzero(hit)}
 
-    def score_texts(self, query: str, texts: Mapping[str, str], cubes: Sequence[str] | None = None,
-                    as_of: int | None = None, qterms: Sequence[str] | None = None) -> dict[str, float]:
+    def score_texts(
+        self,
+        query: str,
+        texts: Mapping[str, str],
+        cubes: Sequence[str] | None = None,
+        as_of: int | None = None,
+        qterms: Sequence[str] | None = None,
+    ) -> dict[str, float]:
         """BM25 of texts outside the view (a branch's own versions) with the view's statistics at ``as_of``.
 
         ``qterms`` gives already analysed query terms instead of ``query``.

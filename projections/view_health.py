@@ -107,8 +107,10 @@ def _columns(conn: sqlite3.Connection, ddl: str | None) -> dict[str, list[str]]:
     try:
         if ddl is not None:
             conn.executescript(ddl)
-        tables = [r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+        tables = [
+            r[0]
+            for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        ]
         return {t: [r[1] for r in conn.execute(f'PRAGMA table_info("{t}")')] for t in tables}
     finally:
         if ddl is not None:

@@ -52,8 +52,11 @@ VIEW_ADAPTERS: dict[tuple[str, str], str] = {
 DEFAULTS = {"keyword": "embedded", "graph": "embedded", "vector": "embedded"}
 ORDER = ("keyword", "graph", "vector")
 # the files of each embedded view under <data>/views (its database first): a damaged view loses them all
-EMBEDDED_FILES = {"keyword": ("keyword.sqlite",), "graph": ("graph.sqlite",),
-                  "vector": ("vector.sqlite", "vector.sqlite.usearch", "vector.sqlite.usearch.json")}
+EMBEDDED_FILES = {
+    "keyword": ("keyword.sqlite",),
+    "graph": ("graph.sqlite",),
+    "vector": ("vector.sqlite", "vector.sqlite.usearch", "vector.sqlite.usearch.json"),
+}
 
 log = logging.getLogger("memledger")
 T = TypeVar("T")
@@ -69,8 +72,9 @@ def _embedded_keyword(ledger: Ledger, views_dir: Path, options: Mapping[str, Any
 
 
 def _embedded_graph(ledger: Ledger, views_dir: Path, options: Mapping[str, Any]) -> GraphView:
-    return GraphView(views_dir / "graph.sqlite", opener=ledger.opener,
-                     max_entity_df=int(options.get("max_entity_df", 50)))
+    return GraphView(
+        views_dir / "graph.sqlite", opener=ledger.opener, max_entity_df=int(options.get("max_entity_df", 50))
+    )
 
 
 def _embedded_vector(ledger: Ledger, views_dir: Path, options: Mapping[str, Any]) -> Any:
@@ -82,9 +86,14 @@ def _embedded_vector(ledger: Ledger, views_dir: Path, options: Mapping[str, Any]
 class ViewSet:
     """The views of one ledger: catch-up, rebuild and hybrid search."""
 
-    def __init__(self, ledger: Ledger, views: Mapping[str, Any], weights: FusionWeights | None = None,
-                 embed_query: Callable[[str], Sequence[float]] | None = None,
-                 embed_texts: Callable[[Sequence[str]], Sequence[Sequence[float]]] | None = None):
+    def __init__(
+        self,
+        ledger: Ledger,
+        views: Mapping[str, Any],
+        weights: FusionWeights | None = None,
+        embed_query: Callable[[str], Sequence[float]] | None = None,
+        embed_texts: Callable[[Sequence[str]], Sequence[Sequence[float]]] | None = None,
+    ):
         if not isinstance(views.get("keyword"), KeywordView):
             raise InvalidRequest("a view set needs the embedded keyword view (it holds the memory records)")
         self.ledger = ledger
@@ -101,12 +110,24 @@ class ViewSet:
         if vector is not None and embed_query is None:
             embed_query = getattr(vector, "embed_query", None)
             embed_texts = embed_texts or getattr(vector, "embed_texts", None)
-        self.retriever = Retriever(self.views["keyword"], vector, self.views.get("graph"),  # type: ignore[arg-type]
-                                   embed_query=embed_query, embed_texts=embed_texts, weights=self._weights)
+        self.retriever = Retriever(
+            self.views["keyword"],
+            vector,
+            self.views.get("graph"),  # type: ignore[arg-type]
+            embed_query=embed_query,
+            embed_texts=embed_texts,
+            weights=self._weights,
+        )
 
     @classmethod
-    def open(cls, ledger: Ledger, data_dir: str | Path | None = None, kinds: Iterable[str] | None = None,
-             weights: FusionWeights | None = None, **overrides: Any) -> ViewSet:
+    def open(
+        cls,
+        ledger: Ledger,
+        data_dir: str | Path | None = None,
+        kinds: Iterable[str] | None = None,
+        weights: FusionWeights | None = None,
+        **overrides: Any,
+    ) -> ViewSet:
         """Open the views configured for ``data_dir`` (default: the ledger's data directory).
 
         ``kinds`` limits which views open (e.g. ``["keyword", "graph"]`` for a search without
@@ -172,13 +193,17 @@ class ViewSet:
         recorded = view.checkpoint_hash() if hasattr(view, "checkpoint_hash") else None
         head = self.ledger.head()
         if cp > head:
-            return (f"ahead of the log (its checkpoint is offset {cp}, the log's head is {head}: "
-                    "the log was restored from an older copy?)")
+            return (
+                f"ahead of the log (its checkpoint is offset {cp}, the log's head is {head}: "
+                "the log was restored from an older copy?)"
+            )
         if cp >= 0 and recorded is not None:
             event = next(iter(self.ledger.log.read(cp, cp)), None)
             if event is None or event.hash != recorded:
-                return (f"of another history (the log's event at its checkpoint {cp} is not the one it "
-                        "folded: the log was replaced?)")
+                return (
+                    f"of another history (the log's event at its checkpoint {cp} is not the one it "
+                    "folded: the log was replaced?)"
+                )
         return None
 
     def check(self) -> dict[str, str]:
@@ -226,11 +251,16 @@ class ViewSet:
     def catch_up(self, to: int | None = None, progress: bool = False) -> dict[str, int]:
         """Apply every new event to every view; returns each view's checkpoint."""
         total = self.ledger.head() if progress else None
-        return self._guard(lambda: {name: catch_up(self.ledger.events, v, to=to, progress=progress, total=total)
-                                    for name, v in self.views.items()})
+        return self._guard(
+            lambda: {
+                name: catch_up(self.ledger.events, v, to=to, progress=progress, total=total)
+                for name, v in self.views.items()
+            }
+        )
 
-    def rebuild(self, to: int | None = None, progress: bool = False,
-                kinds: Iterable[str] | None = None) -> dict[str, int]:
+    def rebuild(
+        self, to: int | None = None, progress: bool = False, kinds: Iterable[str] | None = None
+    ) -> dict[str, int]:
         """Drop the views (all, or ``kinds``) and fold the log again from offset 0 (up to ``to``)."""
         head = self.ledger.head()
         if to is not None and (to < -1 or to > head):
@@ -240,8 +270,13 @@ class ViewSet:
         if unknown:
             raise InvalidRequest(f"no such view configured: {', '.join(sorted(unknown))}")
         total = head if to is None else to
-        return self._guard(lambda: {name: rebuild(self.ledger.events, v, to=to, progress=progress, total=total)
-                                    for name, v in self.views.items() if name in chosen})
+        return self._guard(
+            lambda: {
+                name: rebuild(self.ledger.events, v, to=to, progress=progress, total=total)
+                for name, v in self.views.items()
+                if name in chosen
+            }
+        )
 
     def status(self) -> dict[str, int]:
         """Each view's checkpoint."""
@@ -259,11 +294,20 @@ class ViewSet:
         self.close()
 
     # -- search --------------------------------------------------------------------------
-    def search(self, query: str, cube: str | Sequence[str] | None = None, k: int = 10,
-               as_of: int | str | None = None, states: Iterable[str] | None = None,
-               metadata: Mapping[str, Any] | None = None, all_states: bool = False, actor: str | None = None,
-               record_read: bool | None = None, overlay: Mapping[str, MemoryState | None] | None = None,
-               branch: str | None = None) -> list[SearchHit]:
+    def search(
+        self,
+        query: str,
+        cube: str | Sequence[str] | None = None,
+        k: int = 10,
+        as_of: int | str | None = None,
+        states: Iterable[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        all_states: bool = False,
+        actor: str | None = None,
+        record_read: bool | None = None,
+        overlay: Mapping[str, MemoryState | None] | None = None,
+        branch: str | None = None,
+    ) -> list[SearchHit]:
         """Hybrid search (see ``projections.retrieval``); records a ``memory.read`` per cube when
         an ``actor`` is given, as ``Ledger.get`` does."""
         if not isinstance(k, int) or isinstance(k, bool) or k < 1 or k > 1000:
@@ -284,8 +328,16 @@ class ViewSet:
         for h in hits:
             h.event_ids = [e.event_id for o in h.memory.event_offsets for e in self.ledger.log.read(o, o)]
 
-    def _record(self, hits: list[SearchHit], cubes: list[str] | None, query: str, actor: str | None,
-                record_read: bool | None, as_of: int | None, branch: str | None) -> None:
+    def _record(
+        self,
+        hits: list[SearchHit],
+        cubes: list[str] | None,
+        query: str,
+        actor: str | None,
+        record_read: bool | None,
+        as_of: int | None,
+        branch: str | None,
+    ) -> None:
         if record_read is False or (record_read is None and (not self.ledger.record_reads or actor is None)):
             return
         by_cube: dict[str, list[str]] = {c: [] for c in (cubes or [])}
@@ -295,8 +347,12 @@ class ViewSet:
         for cube, ids in by_cube.items():
             if not self.ledger.cube_exists(cube):
                 continue
-            payload: dict[str, Any] = {"memory_ids": ids, "operation": "search", "query": query[:100_000],
-                                       "as_of": as_of}
+            payload: dict[str, Any] = {
+                "memory_ids": ids,
+                "operation": "search",
+                "query": query[:100_000],
+                "as_of": as_of,
+            }
             if branch is not None:
                 payload["branch"] = branch
             batch.append(NewEvent(cube, ev.MEMORY_READ, payload, actor or "anonymous"))

@@ -42,4 +42,3 @@ def drop_tests(namespace: dict, *names: str) -> None:
     """Remove tests that are about the embedded files themselves from a re-run suite."""
     for n in names:
         namespace.pop(n, None)
-

@@ -19,8 +19,10 @@ class CountingProjection:
         self.delay = delay
         self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=False)
         self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.executescript("CREATE TABLE IF NOT EXISTS applied(offset INTEGER NOT NULL, event_id TEXT NOT NULL);"
-                                "CREATE TABLE IF NOT EXISTS cp(id INTEGER PRIMARY KEY, offset INTEGER NOT NULL);")
+        self.conn.executescript(
+            "CREATE TABLE IF NOT EXISTS applied(offset INTEGER NOT NULL, event_id TEXT NOT NULL);"
+            "CREATE TABLE IF NOT EXISTS cp(id INTEGER PRIMARY KEY, offset INTEGER NOT NULL);"
+        )
 
     def checkpoint(self) -> int:
         r = self.conn.execute("SELECT offset FROM cp WHERE id = 1").fetchone()

@@ -43,8 +43,13 @@ class FakeSealer:
         return self.seal_with([self.subject_ref(s) for s in subjects], content)
 
     def seal(self, subject: str, content: dict) -> dict:  # the v1 form of older events
-        return {"subject": subject, "key_id": f"k-{subject}", "alg": "AES-256-GCM", "nonce": "n",
-                "ciphertext": json.dumps(content)}
+        return {
+            "subject": subject,
+            "key_id": f"k-{subject}",
+            "alg": "AES-256-GCM",
+            "nonce": "n",
+            "ciphertext": json.dumps(content),
+        }
 
     def memory_keys(self, key_ids: Sequence[str]) -> dict[str, bytes]:
         return {}  # stand-in keys are not secret: nothing to carry

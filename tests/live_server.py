@@ -47,17 +47,42 @@ class LiveServer:
         return f"http://127.0.0.1:{self.port}"
 
     @classmethod
-    def start(cls, data: Path, extra_args: Sequence[str] = (), config: str | None = None,
-              env: dict[str, str] | None = None, timeout: float = 60.0) -> LiveServer:
+    def start(
+        cls,
+        data: Path,
+        extra_args: Sequence[str] = (),
+        config: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 60.0,
+    ) -> LiveServer:
         """Initialise ``data`` (if needed), start the server and wait until it answers."""
         init_data_dir(data)
         if config is not None:
             (data / "memledger.toml").write_text(config)
         port = free_port()
-        cmd = [sys.executable, "-m", "ledger", "--data", str(data), "serve", "--host", "127.0.0.1",
-               "--port", str(port), "--log-level", "warning", *extra_args]
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", **(env or {})})
+        cmd = [
+            sys.executable,
+            "-m",
+            "ledger",
+            "--data",
+            str(data),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            *extra_args,
+        ]
+        proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", **(env or {})},
+        )
         server = cls(data, port, proc)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -102,8 +102,9 @@ class LogContract:
         assert log.head() == 0 and log.stream_version("c") == 1
 
     def test_old_schema_version_is_accepted_and_stored_as_is(self, log):
-        out = log.append([NewEvent("c", "memory.added", {"memory_id": "m1", "content": "legacy"}, "a",
-                                   schema_version=1)])
+        out = log.append(
+            [NewEvent("c", "memory.added", {"memory_id": "m1", "content": "legacy"}, "a", schema_version=1)]
+        )
         stored = list(log.read())[0]
         assert stored.schema_version == 1 and stored.payload == {"memory_id": "m1", "content": "legacy"}
         assert out[0].hash == stored.hash

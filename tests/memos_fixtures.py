@@ -31,13 +31,22 @@ def tiny_model(seed: int = 0, arch: str = "llama", layers: int = 2):
     tok = tiny_tokenizer()
     torch.manual_seed(seed)
     if arch == "llama":
-        cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
-                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-                          eos_token_id=1, bos_token_id=1)
+        cfg = LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=4096,
+            eos_token_id=1,
+            bos_token_id=1,
+        )
         model = LlamaForCausalLM(cfg)
     else:
-        cfg = GPT2Config(vocab_size=len(tok), n_embd=64, n_layer=layers, n_head=4, n_positions=4096,
-                         eos_token_id=1, bos_token_id=1)
+        cfg = GPT2Config(
+            vocab_size=len(tok), n_embd=64, n_layer=layers, n_head=4, n_positions=4096, eos_token_id=1, bos_token_id=1
+        )
         model = GPT2LMHeadModel(cfg)
     return wrap_model(model.to(torch.float32), tok)
 

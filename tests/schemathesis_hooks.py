@@ -31,9 +31,14 @@ LARGE = 1000  # characters; smaller classes are cheap enough as they are
 
 
 def _class_strategy(codes: Any, context: Any, is_unicode: bool, *, alphabet: Any) -> Any:
-    if (isinstance(codes, tuple) and codes[0] == sre.IN and is_unicode and alphabet is not None
-            and not context.flags & re.IGNORECASE
-            and all(code in (sre.LITERAL, sre.RANGE) for code, _ in codes[1])):
+    if (
+        isinstance(codes, tuple)
+        and codes[0] == sre.IN
+        and is_unicode
+        and alphabet is not None
+        and not context.flags & re.IGNORECASE
+        and all(code in (sre.LITERAL, sre.RANGE) for code, _ in codes[1])
+    ):
         ranges = [(v, v) if code == sre.LITERAL else v for code, v in codes[1]]
         if sum(hi - lo + 1 for lo, hi in ranges) >= LARGE:
             intervals = IntervalSet(_merged(ranges)) & unwrap_strategies(alphabet).intervals

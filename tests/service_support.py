@@ -34,8 +34,12 @@ class Service:
         return [e for e in self.events(start) if e.type == "access.denied"]
 
 
-def make_service(tmp_path: Path, settings: Settings | None = None,
-                 names: tuple[str, ...] = ("alice", "bob", "carol", "dave"), config: str | None = None) -> Service:
+def make_service(
+    tmp_path: Path,
+    settings: Settings | None = None,
+    names: tuple[str, ...] = ("alice", "bob", "carol", "dave"),
+    config: str | None = None,
+) -> Service:
     data = tmp_path / "data"
     init_data_dir(data)
     if config is not None:

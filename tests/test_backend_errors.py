@@ -39,8 +39,8 @@ def test_unreachable_neo4j_graph_view_is_exit_2_with_one_line(tmp_path, capsys):
     data = init_data(tmp_path, capsys)
     run(capsys, "--data", data, "add", "--cube", "c", "--actor", "a", "Ada lives in Lisbon")
     (Path(data) / "memledger.toml").write_text(
-        f'[views]\nvector = "none"\n\n[views.graph]\nadapter = "neo4j"\n'
-        f'url = "bolt://u:p@127.0.0.1:{_closed_port()}"\n')
+        f'[views]\nvector = "none"\n\n[views.graph]\nadapter = "neo4j"\nurl = "bolt://u:p@127.0.0.1:{_closed_port()}"\n'
+    )
     code, _, err = run(capsys, "--data", data, "search", "--cube", "c", "Lisbon")
     _one_line_exit_2(code, err)
 
@@ -50,7 +50,8 @@ def test_unreachable_elasticsearch_view_is_exit_2_with_one_line(tmp_path, capsys
     run(capsys, "--data", data, "add", "--cube", "c", "--actor", "a", "Ada lives in Lisbon")
     (Path(data) / "memledger.toml").write_text(
         f'[views]\ngraph = "none"\n\n[views.vector]\nadapter = "elasticsearch"\n'
-        f'url = "http://127.0.0.1:{_closed_port()}"\nembedder = "hashing"\n')
+        f'url = "http://127.0.0.1:{_closed_port()}"\nembedder = "hashing"\n'
+    )
     code, _, err = run(capsys, "--data", data, "search", "--cube", "c", "Lisbon")
     _one_line_exit_2(code, err)
 
@@ -59,8 +60,12 @@ def test_unreachable_kafka_is_backend_unavailable():
     from ledger.backends.kafka_log import KafkaLog
 
     with pytest.raises(BackendUnavailable):
-        KafkaLog(f"127.0.0.1:{_closed_port()}", topic="nowhere", connect_timeout=1,
-                 client_options={"request_timeout_ms": 2000, "api_version_auto_timeout_ms": 1000})
+        KafkaLog(
+            f"127.0.0.1:{_closed_port()}",
+            topic="nowhere",
+            connect_timeout=1,
+            client_options={"request_timeout_ms": 2000, "api_version_auto_timeout_ms": 1000},
+        )
 
 
 def test_every_error_is_a_ledger_error():

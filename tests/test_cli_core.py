@@ -42,7 +42,9 @@ def test_round_trip(data, capsys):
     code, out, _ = run(capsys, "--data", data, "history", added["id"], "--json")
     hist = json.loads(out)
     assert [(h["text"], h["updated_by"], h["updated_offset"]) for h in hist] == [
-        ("tea is green", "alice", 1), ("tea is black", "bob", 2)]
+        ("tea is green", "alice", 1),
+        ("tea is black", "bob", 2),
+    ]
     assert all(h["updated_at"].endswith("Z") for h in hist)
     code, out, _ = run(capsys, "--data", data, "log", "--from", "1", "--to", "2")
     lines = [json.loads(x) for x in out.splitlines()]
@@ -79,8 +81,13 @@ def test_console_script_runs_as_a_process(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     d = str(tmp_path / "d")
     subprocess.run([*cmd, "--data", d, "init"], check=True, env=env, capture_output=True)
-    out = subprocess.run([*cmd, "--data", d, "add", "--cube", "c", "--actor", "a", "--json", "hi"],
-                         check=True, env=env, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [*cmd, "--data", d, "add", "--cube", "c", "--actor", "a", "--json", "hi"],
+        check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+    ).stdout
     assert json.loads(out)["offset"] == 1
     head = subprocess.run([*cmd, "--data", d, "head", "--json"], check=True, env=env, capture_output=True, text=True)
     assert json.loads(head.stdout)["offset"] == 1

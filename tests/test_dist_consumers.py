@@ -31,14 +31,18 @@ ROOT = Path(__file__).resolve().parent.parent
 def _config(data: Path, log_section: str, delay: float = 0.0) -> None:
     data.mkdir(parents=True, exist_ok=True)
     (data / "memledger.toml").write_text(
-        f"{log_section}\n\n[consumers.views.counter]\nfactory = \"tests.dist_counting:build\"\ndelay = {delay}\n")
+        f'{log_section}\n\n[consumers.views.counter]\nfactory = "tests.dist_counting:build"\ndelay = {delay}\n'
+    )
 
 
 def _kafka_data(tmp_path: Path, delay: float = 0.0) -> Path:
     servers = endpoint("kafka")
     data = tmp_path / "data"
-    _config(data, f'[log]\nbackend = "kafka"\nbootstrap_servers = "{servers}"\ntopic = "{unique_name("cons")}"\n'
-                  "partitions = 2", delay)
+    _config(
+        data,
+        f'[log]\nbackend = "kafka"\nbootstrap_servers = "{servers}"\ntopic = "{unique_name("cons")}"\npartitions = 2',
+        delay,
+    )
     return data
 
 
@@ -56,9 +60,30 @@ def _append(ledger: Ledger, n: int, start: int = 0) -> None:
 
 def _consume(data: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "ledger", "--data", str(data), "consume", "--view", "counter",
-                             "--batch-size", "7", "--report-every", "0.2", "--poll-interval", "0.05", *extra],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ledger",
+            "--data",
+            str(data),
+            "consume",
+            "--view",
+            "counter",
+            "--batch-size",
+            "7",
+            "--report-every",
+            "0.2",
+            "--poll-interval",
+            "0.05",
+            *extra,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.slow
@@ -124,6 +149,7 @@ def test_one_active_consumer_per_view(tmp_path):
 
 # -- broker restart -------------------------------------------------------------------------------
 
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -138,12 +164,18 @@ def durable_broker(tmp_path):
         pytest.skip("bash is needed to run infra/kafka.sh")
     port = _free_port()
     venvs = os.environ.get("MEMLEDGER_INFRA_VENVS") or str(ROOT / "infra" / "run" / "venvs")
-    env = {**os.environ, "MEMLEDGER_INFRA_RUN": str(tmp_path / "infra"), "MEMLEDGER_INFRA_VENVS": venvs,
-           "MEMLEDGER_KAFKA_ENGINE": "noida", "MEMLEDGER_KAFKA_PORT": str(port)}
+    env = {
+        **os.environ,
+        "MEMLEDGER_INFRA_RUN": str(tmp_path / "infra"),
+        "MEMLEDGER_INFRA_VENVS": venvs,
+        "MEMLEDGER_KAFKA_ENGINE": "noida",
+        "MEMLEDGER_KAFKA_PORT": str(port),
+    }
 
     def ctl(action: str) -> None:
-        r = subprocess.run(["bash", str(ROOT / "infra" / "kafka.sh"), action], env=env, capture_output=True,
-                           text=True, timeout=600)
+        r = subprocess.run(
+            ["bash", str(ROOT / "infra" / "kafka.sh"), action], env=env, capture_output=True, text=True, timeout=600
+        )
         if r.returncode != 0:
             if action == "start":
                 skip_or_fail(f"durable Kafka-API broker did not start: {r.stderr[-500:]}")
@@ -213,7 +245,8 @@ def test_cli_consume_keeps_the_elasticsearch_view_current(tmp_path, capsys):
     data.mkdir()
     (data / "memledger.toml").write_text(
         f'[log]\nbackend = "postgres"\ndsn = "{pg}"\nschema = "{unique_name("cli")}"\n\n'
-        f'[views.elasticsearch]\nurl = "{url}"\nindex_prefix = "{prefix}"\nembedder = "none"\n')
+        f'[views.elasticsearch]\nurl = "{url}"\nindex_prefix = "{prefix}"\nembedder = "none"\n'
+    )
     ledger = open_ledger(data)
     w = ledger.add("notes", "The offsite is in Lisbon in May", "alice")
     assert main(["--data", str(data), "consume", "--view", "elasticsearch", "--once", "--max-seconds", "60"]) == 0

@@ -54,7 +54,8 @@ def test_keyword_and_vector_search_are_temporal(ledger, view):
     assert view.keyword_search("kitten", 5, as_of=before) == []
     # cube filter
     assert {m for m, _ in view.keyword_search("Caroline", 5, cubes=["home"])} == {
-        m for m, _ in view.keyword_search("bicycle", 5)}
+        m for m, _ in view.keyword_search("bicycle", 5)
+    }
     # vector search: the current version is the kitten one, the old one the puppy
     emb = WordHashEmbedder()
     hits = view.vector_search(list(emb.embed(["grey kitten"])[0]), 3)
@@ -113,8 +114,9 @@ def test_forgetting_a_subject_purges_its_text_from_every_version(tmp_path):
 
     sealer = FakeSealer()
     ledger = make_ledger(tmp_path / "log.sqlite", sealer=sealer, record_reads=False)
-    view = ElasticsearchView(endpoint("elasticsearch"), ledger, index_prefix=unique_name("fg").lower(),
-                             embedder=WordHashEmbedder())
+    view = ElasticsearchView(
+        endpoint("elasticsearch"), ledger, index_prefix=unique_name("fg").lower(), embedder=WordHashEmbedder()
+    )
     try:
         a = ledger.add("hr", "Dana's medical leave starts in March", "alice", subject="dana")
         ledger.update(a.id, "Dana's medical leave starts in April", "alice")

@@ -97,7 +97,10 @@ def test_failed_batch_writes_nothing(ledger, view, monkeypatch):
 
 def test_bolt_url_parsing():
     assert parse_bolt_url("bolt://root:p%40ss@127.0.0.1:17687/graph") == (
-        "bolt://127.0.0.1:17687", ("root", "p@ss"), "graph")
+        "bolt://127.0.0.1:17687",
+        ("root", "p@ss"),
+        "graph",
+    )
     with pytest.raises(Exception, match="Bolt"):
         parse_bolt_url("http://x")
 

@@ -70,8 +70,10 @@ def test_second_handle_sees_the_same_ledger(log, dsn):
 def test_tampering_in_the_database_is_found(log, dsn):
     log.append([added("c", f"m{i}", f"t{i}") for i in range(5)])
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f"UPDATE {log.schema}.events SET payload = convert_to(replace(convert_from(payload, 'UTF8'),"
-                     " 't3', 'T3'), 'UTF8') WHERE offset_ = 3")
+        conn.execute(
+            f"UPDATE {log.schema}.events SET payload = convert_to(replace(convert_from(payload, 'UTF8'),"
+            " 't3', 'T3'), 'UTF8') WHERE offset_ = 3"
+        )
     result = log.verify()
     assert not result.ok and result.first_bad_offset == 3
 

@@ -60,8 +60,9 @@ def test_search_runs_on_postgres_elasticsearch_and_neo4j_by_configuration(data):
     finally:
         for v in views.views.values():
             v.reset()
-        views.views["vector"].es.indices.delete(index=[views.views["vector"].versions_index,
-                                                       views.views["vector"].meta_index])
+        views.views["vector"].es.indices.delete(
+            index=[views.views["vector"].versions_index, views.views["vector"].meta_index]
+        )
         views.close()
         ledger.log.drop()
         ledger.log.close()

@@ -43,8 +43,10 @@ def _check(d):
 def _rewrite(d, offset: int, new_text: str) -> None:
     """Change one payload and recompute every hash after it: the chain alone still verifies."""
     conn = sqlite3.connect(d / "log.sqlite")
-    rows = conn.execute("SELECT offset, stream, version, event_id, type, schema_version, ts_us, actor, "
-                        "causation_id, correlation_id, payload FROM events ORDER BY offset").fetchall()
+    rows = conn.execute(
+        "SELECT offset, stream, version, event_id, type, schema_version, ts_us, actor, "
+        "causation_id, correlation_id, payload FROM events ORDER BY offset"
+    ).fetchall()
     prev = GENESIS_HASH
     with conn:
         for r in rows:
@@ -61,8 +63,10 @@ def _rewrite(d, offset: int, new_text: str) -> None:
 def _remove_checkpoint_records(d) -> None:
     """Drop every checkpoint.signed event and renumber and re-hash the rest (a thorough attacker)."""
     conn = sqlite3.connect(d / "log.sqlite")
-    rows = conn.execute("SELECT offset, stream, version, event_id, type, schema_version, ts_us, actor, "
-                        "causation_id, correlation_id, payload FROM events ORDER BY offset").fetchall()
+    rows = conn.execute(
+        "SELECT offset, stream, version, event_id, type, schema_version, ts_us, actor, "
+        "causation_id, correlation_id, payload FROM events ORDER BY offset"
+    ).fetchall()
     kept = [r for r in rows if r[4] != "checkpoint.signed"]
     prev, versions = GENESIS_HASH, {}
     with conn:
@@ -72,11 +76,15 @@ def _remove_checkpoint_records(d) -> None:
             versions[r[1]] = versions.get(r[1], 0) + 1
             row = (offset, r[1], versions[r[1]], *r[3:10])
             h = chain_hash(prev, *row, r[10])
-            conn.execute("INSERT INTO events(offset, stream, version, event_id, type, schema_version, ts_us, actor, "
-                         "causation_id, correlation_id, payload, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                         (*row, r[10], prev, h))
-            conn.executemany("INSERT OR IGNORE INTO refs(ref, offset) VALUES (?,?)",
-                             [(ref, offset) for ref in refs_of(orjson.loads(r[10]))])
+            conn.execute(
+                "INSERT INTO events(offset, stream, version, event_id, type, schema_version, ts_us, actor, "
+                "causation_id, correlation_id, payload, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (*row, r[10], prev, h),
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO refs(ref, offset) VALUES (?,?)",
+                [(ref, offset) for ref in refs_of(orjson.loads(r[10]))],
+            )
             prev = h
     conn.close()
 

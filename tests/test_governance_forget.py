@@ -54,8 +54,12 @@ def _files_containing(root: Path, needle: str) -> list[str]:
 def setup(tmp_path):
     data, _ = init_data_dir(tmp_path / "data")
     ledger = open_ledger(data)
-    ids = [ledger.add("crm", f"{MARKER} note {i}", actor="agent", subject="ada",
-                      metadata={"email": f"ada-{MARKER}@example.com"}).id for i in range(20)]
+    ids = [
+        ledger.add(
+            "crm", f"{MARKER} note {i}", actor="agent", subject="ada", metadata={"email": f"ada-{MARKER}@example.com"}
+        ).id
+        for i in range(20)
+    ]
     ledger.update(ids[0], f"{MARKER} updated", actor="agent")
     other = ledger.add("crm", OTHER, actor="agent", subject="bob").id
     plain = ledger.add("crm", "a plain memory", actor="agent").id
@@ -85,8 +89,12 @@ def test_forget_leaves_no_trace_in_any_file(setup):
     assert [r[0] for r in view.conn.execute("SELECT text FROM mem ORDER BY text")] == sorted([OTHER, "a plain memory"])
     last = list(ledger.events())[-1]
     assert (last.type, last.stream, last.actor) == ("subject.forgotten", "_system", "dpo")
-    assert last.payload == {"subject": "ada", "key_id": report.key_id, "reason": "GDPR art. 17 request #42",
-                            "memory_ids": ids}
+    assert last.payload == {
+        "subject": "ada",
+        "key_id": report.key_id,
+        "reason": "GDPR art. 17 request #42",
+        "memory_ids": ids,
+    }
     with pytest.raises(StateError):
         ledger.update(ids[3], "new text", actor="agent")
 

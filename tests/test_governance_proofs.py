@@ -39,7 +39,7 @@ def env(tmp_path):
     ledger.add("c", "first", actor="agent", metadata={"score": 2.5e-05, "n": 10**18, "é": [None, True, 1e-7]})
     ledger.add("c", "sealed one", actor="agent", subject="ada")
     for i in range(9):
-        ledger.add("c", f"m{i}\n\t\"quoted\" \u2028 ✓", actor="agent")
+        ledger.add("c", f'm{i}\n\t"quoted" \u2028 ✓', actor="agent")
     cps = Checkpoints.for_config(ledger.config)
     cps.create(ledger.log)  # 12 events (its record is offset 12)
     for i in range(6):
@@ -179,14 +179,23 @@ def test_copied_verifier_runs_alone(env, tmp_path):
     raw_hex = pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-I", "verify_memledger.py", *args], cwd=elsewhere,
-                              capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-I", "verify_memledger.py", *args],
+            cwd=elsewhere,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     r = run("proof.json", "--public-key", "key.pem")
     assert r.returncode == 0 and r.stdout.startswith("VERIFIED"), r.stderr
     assert run("proof.json", "--public-key", raw_hex).returncode == 0
-    other = Ed25519PrivateKey.generate().public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
+    other = (
+        Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        .hex()
+    )
     r = run("proof.json", "--public-key", other)
     assert r.returncode == 1 and "NOT VERIFIED" in r.stdout
     doc = json.loads(proof.read_text())
@@ -216,14 +225,21 @@ def test_cli_proof_round_trip(env, tmp_path, capsys):
     capsys.readouterr()
     assert main(["--data", d, "proof", "inclusion", "99"]) == 3
     assert main(["--data", d, "proof", "consistency", "2", "1"]) == 2
-    r = subprocess.run([sys.executable, "-m", "ledger.governance.verifier", str(proof), "--public-key", hexkey],
-                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "ledger.governance.verifier", str(proof), "--public-key", hexkey],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
 
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats() | st.text(),
-    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(), c, max_size=4), max_leaves=15)
+    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(), c, max_size=4),
+    max_leaves=15,
+)
 
 
 @settings(max_examples=400, deadline=None)

@@ -53,16 +53,26 @@ class Writer:
     n: int = 0
 
     def sync(self, truth: Ledger) -> None:
-        self.seen = Ledger(replace(truth.head, part_hash=dict(truth.head.part_hash)), list(truth.events),
-                           list(truth.raw), dict(truth.versions))
+        self.seen = Ledger(
+            replace(truth.head, part_hash=dict(truth.head.part_hash)),
+            list(truth.events),
+            list(truth.raw),
+            dict(truth.versions),
+        )
 
     def batch(self, size: int, streams: list[str]) -> tuple[Commit, list[DataRecord]]:
         news = []
         for i in range(size):
             self.n += 1
-            news.append(NewEvent(streams[i % len(streams)], "memory.added",
-                                 {"memory_id": f"{self.name}-{self.n}", "text": f"memory {self.name} {self.n}"},
-                                 self.name, event_id=f"{self.name}-{self.n:06d}"))
+            news.append(
+                NewEvent(
+                    streams[i % len(streams)],
+                    "memory.added",
+                    {"memory_id": f"{self.name}-{self.n}", "text": f"memory {self.name} {self.n}"},
+                    self.name,
+                    event_id=f"{self.name}-{self.n:06d}",
+                )
+            )
         prepared = prepare(default_registry(), news)
         head = self.seen.head
         last_ts = self.seen.events[-1].ts_us if self.seen.events else 0
@@ -100,18 +110,38 @@ def test_racing_writers_yield_one_gap_free_verifiable_chain(steps):
             w.sync(truth)
     assert [e.offset for e in truth.events] == list(range(len(truth.events)))
     assert [e.hash for e in truth.events] == [e.hash for e in other.events]
-    rows = [(e.offset, e.stream, e.version, e.event_id, e.type, e.schema_version, e.ts_us, e.actor, e.causation_id,
-             e.correlation_id, pb, e.prev_hash, e.hash) for e, pb in zip(truth.events, truth.raw, strict=True)]
+    rows = [
+        (
+            e.offset,
+            e.stream,
+            e.version,
+            e.event_id,
+            e.type,
+            e.schema_version,
+            e.ts_us,
+            e.actor,
+            e.causation_id,
+            e.correlation_id,
+            pb,
+            e.prev_hash,
+            e.hash,
+        )
+        for e, pb in zip(truth.events, truth.raw, strict=True)
+    ]
     assert verify_rows(rows).ok
     for stream in {e.stream for e in truth.events}:  # stream versions are gap-free too
         assert [e.version for e in truth.events if e.stream == stream] == list(
-            range(1, 1 + sum(1 for e in truth.events if e.stream == stream)))
+            range(1, 1 + sum(1 for e in truth.events if e.stream == stream))
+        )
 
 
 def _forgeries(records: list[DataRecord], commit: Commit):
     first = records[0]
-    yield "payload edited", commit, [replace(first, payload_bytes=first.payload_bytes.replace(b"memory", b"memorY")),
-                                     *records[1:]]
+    yield (
+        "payload edited",
+        commit,
+        [replace(first, payload_bytes=first.payload_bytes.replace(b"memory", b"memorY")), *records[1:]],
+    )
     yield "hash forged", commit, [replace(first, event=replace(first.event, hash="ab" * 32)), *records[1:]]
     yield "wrong partition link", commit, [replace(first, pprev="cd" * 32), *records[1:]]
     yield "record missing", commit, [None, *records[1:]]
@@ -138,6 +168,11 @@ def test_forged_or_incomplete_commits_that_claim_the_next_offset_are_refused(siz
 def test_parse_commit_refuses_what_is_not_a_commit():
     good = orjson.dumps({"base": 0, "prev": GENESIS_HASH, "ids": ["a"], "loc": [[0, 5]]})
     assert parse_commit(good) == Commit(0, GENESIS_HASH, ("a",), ((0, 5),))
-    for bad in (b"not json", b"[]", orjson.dumps({"base": 0}), orjson.dumps({"base": "x", "prev": "", "loc": []}),
-                orjson.dumps({"base": 0, "prev": "", "loc": [[0]]})):
+    for bad in (
+        b"not json",
+        b"[]",
+        orjson.dumps({"base": 0}),
+        orjson.dumps({"base": "x", "prev": "", "loc": []}),
+        orjson.dumps({"base": 0, "prev": "", "loc": [[0]]}),
+    ):
         assert parse_commit(bad) is None

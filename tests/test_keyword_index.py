@@ -34,14 +34,29 @@ def _ledger(d: Path, n: int = 120) -> Ledger:
             payload["subject"] = "s1"
         batch.append(NewEvent(f"c{i % 2}", ev.MEMORY_ADDED, payload, "u"))
         if i % 9 == 8:
-            batch.append(NewEvent(f"c{(i - 5) % 2}", ev.MEMORY_UPDATED,
-                                  {"memory_id": f"m{i - 5}", "text": text + " revised"}, "u"))
+            batch.append(
+                NewEvent(
+                    f"c{(i - 5) % 2}", ev.MEMORY_UPDATED, {"memory_id": f"m{i - 5}", "text": text + " revised"}, "u"
+                )
+            )
         if i % 13 == 12:
-            batch.append(NewEvent(f"c{(i - 2) % 2}", ev.MEMORY_STATE_CHANGED,
-                                  {"memory_id": f"m{i - 2}", "from": "generated", "to": "archived"}, "u"))
+            batch.append(
+                NewEvent(
+                    f"c{(i - 2) % 2}",
+                    ev.MEMORY_STATE_CHANGED,
+                    {"memory_id": f"m{i - 2}", "from": "generated", "to": "archived"},
+                    "u",
+                )
+            )
         if i % 17 == 16:
-            batch.append(NewEvent(f"c{(i - 3) % 2}", ev.MEMORY_RESTORED,
-                                  {"memory_id": f"m{i - 3}", "to_offset": -1, "exists": False}, "u"))
+            batch.append(
+                NewEvent(
+                    f"c{(i - 3) % 2}",
+                    ev.MEMORY_RESTORED,
+                    {"memory_id": f"m{i - 3}", "to_offset": -1, "exists": False},
+                    "u",
+                )
+            )
     ledger.log.append(batch)
     return ledger
 
@@ -50,13 +65,16 @@ def _searches(view: KeywordView, as_of: int | None) -> list:
     return [view.keyword_search(q, 7, cubes, as_of) for q in QUERIES for cubes in (None, ["c1"])]
 
 
-def reference(ledger: Ledger, query: str, k: int, cubes: list[str] | None, at: int,
-              states: list[str] | None = None) -> list[tuple[str, float]]:
+def reference(
+    ledger: Ledger, query: str, k: int, cubes: list[str] | None, at: int, states: list[str] | None = None
+) -> list[tuple[str, float]]:
     """BM25 exactly as specified, from a fold of events 0..at (no index involved)."""
     forgotten = {e.payload["subject"] for e in ledger.events() if e.type == ev.SUBJECT_FORGOTTEN}
-    docs = {m: s for m, s in fold(ledger.events(0, at)).items()
-            if s.exists and s.text is not None and s.subject not in forgotten
-            and (cubes is None or s.cube in cubes)}
+    docs = {
+        m: s
+        for m, s in fold(ledger.events(0, at)).items()
+        if s.exists and s.text is not None and s.subject not in forgotten and (cubes is None or s.cube in cubes)
+    }
     tfs = {m: Counter(terms(s.text or "")) for m, s in docs.items()}
     n = len(docs)
     if not n:
@@ -88,8 +106,9 @@ def _rounded(hits: list[tuple[str, float]]) -> list[tuple[str, float]]:
 def test_search_equals_reference_bm25_at_every_scope(tmp_path: Path) -> None:
     ledger = _ledger(tmp_path, n=150)
     ledger.log.append([NewEvent("_system", ev.SUBJECT_FORGOTTEN, {"subject": "s1"}, "u")])
-    ledger.log.append([NewEvent("c1", ev.MEMORY_ADDED, {"memory_id": f"y{i}", "text": "music river river"}, "u")
-                       for i in range(20)])
+    ledger.log.append(
+        [NewEvent("c1", ev.MEMORY_ADDED, {"memory_id": f"y{i}", "text": "music river river"}, "u") for i in range(20)]
+    )
     view = KeywordView(tmp_path / "kw.sqlite")
     catch_up(ledger.events, view, batch_size=37)
     head = ledger.head()
@@ -97,8 +116,14 @@ def test_search_equals_reference_bm25_at_every_scope(tmp_path: Path) -> None:
     checked = 0
     for combo in itertools.chain(itertools.combinations(words, 1), itertools.combinations(words, 3)):
         q = " ".join(combo)
-        for k, cubes, states, at in ((1, None, None, head), (5, ["c1"], ["generated"], head), (10, None, None, 90),
-                                     (3, ["c0", "c1"], None, 40), (400, None, None, head), (4, ["c0"], None, 120)):
+        for k, cubes, states, at in (
+            (1, None, None, head),
+            (5, ["c1"], ["generated"], head),
+            (10, None, None, 90),
+            (3, ["c0", "c1"], None, 40),
+            (400, None, None, head),
+            (4, ["c0"], None, 120),
+        ):
             got = view.keyword_search(q, k, cubes, None if at == head else at, states)
             want = reference(ledger, q, k, cubes, at, states)
             assert _rounded(got) == _rounded(want), (q, k, cubes, states, at)
@@ -136,21 +161,33 @@ def test_small_and_large_batches_fold_to_the_same_index(tmp_path: Path) -> None:
 
 def test_erasure_removes_postings_docs_and_unused_terms(tmp_path: Path) -> None:
     ledger = _ledger(tmp_path)
-    ledger.log.append([NewEvent("c0", ev.MEMORY_ADDED, {"memory_id": "secret", "subject": "s2",
-                                                       "text": "quixotic zebra garden"}, "u")])
+    ledger.log.append(
+        [
+            NewEvent(
+                "c0", ev.MEMORY_ADDED, {"memory_id": "secret", "subject": "s2", "text": "quixotic zebra garden"}, "u"
+            )
+        ]
+    )
     view = KeywordView(tmp_path / "kw.sqlite")
     catch_up(ledger.events, view, batch_size=13)
     assert [m for m, _ in view.keyword_search("quixotic", 3)] == ["secret"]
     before = _searches(view, None)
-    ledger.log.append([NewEvent("_system", ev.SUBJECT_FORGOTTEN, {"subject": "s1"}, "u"),
-                       NewEvent("_system", ev.SUBJECT_FORGOTTEN, {"subject": "s2"}, "u"),
-                       NewEvent("c0", ev.MEMORY_ADDED, {"memory_id": "after", "text": "piano river"}, "u")])
+    ledger.log.append(
+        [
+            NewEvent("_system", ev.SUBJECT_FORGOTTEN, {"subject": "s1"}, "u"),
+            NewEvent("_system", ev.SUBJECT_FORGOTTEN, {"subject": "s2"}, "u"),
+            NewEvent("c0", ev.MEMORY_ADDED, {"memory_id": "after", "text": "piano river"}, "u"),
+        ]
+    )
     catch_up(ledger.events, view)
     assert view.keyword_search("quixotic zebra", 3) == []
     known = {t for (t,) in view.conn().execute("SELECT term FROM terms")}
     assert "quixot" not in known and "zebra" not in known and "garden" in known
-    assert not view.conn().execute("SELECT 1 FROM docs d LEFT JOIN texts t ON t.text_id = d.text_id "
-                                   "WHERE t.text_id IS NULL").fetchall()
+    assert (
+        not view.conn()
+        .execute("SELECT 1 FROM docs d LEFT JOIN texts t ON t.text_id = d.text_id WHERE t.text_id IS NULL")
+        .fetchall()
+    )
     rebuilt = KeywordView(tmp_path / "rebuilt.sqlite")
     rebuild(ledger.events, rebuilt)
     assert view.posting_rows() == rebuilt.posting_rows()
@@ -214,7 +251,8 @@ def test_readers_of_the_same_file_follow_the_writer(tmp_path: Path) -> None:
     catch_up(ledger.events, fresh)
     assert _searches(reader, None) == _searches(fresh, None) != first
     assert reader.corpus_stats(["garden", "coffee"], ["c0"], 50, max_df=0.5) == fresh.corpus_stats(
-        ["garden", "coffee"], ["c0"], 50, max_df=0.5)
+        ["garden", "coffee"], ["c0"], 50, max_df=0.5
+    )
     ledger.log.append([NewEvent("_system", ev.SUBJECT_FORGOTTEN, {"subject": "s1"}, "u")])
     catch_up(ledger.events, writer)  # an erasure rewrites postings: the reader's caches must go
     catch_up(ledger.events, fresh)
@@ -249,8 +287,12 @@ def test_file_of_an_older_layout_is_dropped_and_folded_again(tmp_path: Path) -> 
 def test_two_writers_of_one_file_alternate_without_losing_terms(tmp_path: Path) -> None:
     ledger = make_ledger(tmp_path / "log.sqlite")
     words = ["garden piano", "river dog", "zephyr quartz", "zephyr garden", "quartz river"]
-    ledger.log.append([NewEvent("c0", ev.MEMORY_ADDED, {"memory_id": f"m{i}", "text": f"{words[min(i // 5, 4)]} {i}"},
-                                "u") for i in range(25)])
+    ledger.log.append(
+        [
+            NewEvent("c0", ev.MEMORY_ADDED, {"memory_id": f"m{i}", "text": f"{words[min(i // 5, 4)]} {i}"}, "u")
+            for i in range(25)
+        ]
+    )
     a, b = KeywordView(tmp_path / "kw.sqlite"), KeywordView(tmp_path / "kw.sqlite")
     rebuild(ledger.events, a, to=9)  # a knows every term of the file after its own reset
     catch_up(ledger.events, b, to=14, batch_size=2)  # b adds "zephyr" and "quartz"
@@ -262,8 +304,12 @@ def test_two_writers_of_one_file_alternate_without_losing_terms(tmp_path: Path) 
     assert a.posting_rows() == clean.posting_rows() == b.posting_rows()
     for q in ("zephyr", "quartz garden", "river"):
         for at in (None, 17):
-            assert a.keyword_search(q, 30, as_of=at) == clean.keyword_search(q, 30, as_of=at) == b.keyword_search(
-                q, 30, as_of=at) != []
+            assert (
+                a.keyword_search(q, 30, as_of=at)
+                == clean.keyword_search(q, 30, as_of=at)
+                == b.keyword_search(q, 30, as_of=at)
+                != []
+            )
 
 
 def test_queries_in_threads_keep_their_answers_while_a_writer_folds(tmp_path: Path) -> None:

@@ -126,7 +126,9 @@ def test_reads_are_recorded_when_an_actor_reads(ledger):
     ledger.history(w.id, actor="auditor-2")
     reads = [e for e in ledger.events() if e.type == "memory.read"]
     assert [(r.actor, r.payload["operation"], r.payload["memory_ids"]) for r in reads] == [
-        ("auditor-1", "get", [w.id]), ("auditor-2", "history", [w.id])]
+        ("auditor-1", "get", [w.id]),
+        ("auditor-2", "history", [w.id]),
+    ]
     ledger.get(w.id)  # no actor: an internal read, not recorded
     assert sum(e.type == "memory.read" for e in ledger.events()) == 2
 

@@ -38,8 +38,9 @@ def test_chat_turn_with_kv_cache_writes_the_exchange_back(tmp_path, model):
     ledger = new_ledger(tmp_path)
     act, tea, old = _cube(ledger)
     view = KVCacheView(ledger, KVStore(tmp_path / "kv"))
-    chat = ChatSession(ledger, "alice", "alice", scan_retriever(ledger), model=model, kv_view=view,
-                       max_new_tokens=6, k=3)
+    chat = ChatSession(
+        ledger, "alice", "alice", scan_retriever(ledger), model=model, kv_view=view, max_new_tokens=6, k=3
+    )
     head = ledger.head()
     turn = chat.send("What tea do I drink? I live in Lyon and my cat is called Miso.")
     assert turn.retrieved[0] == tea and old not in turn.retrieved and act not in turn.retrieved
@@ -47,8 +48,15 @@ def test_chat_turn_with_kv_cache_writes_the_exchange_back(tmp_path, model):
     assert turn.cache_key is not None and turn.cached_tokens > 0 and view.store.has(turn.cache_key)
     assert turn.prefilled_tokens > 0 and turn.answer
     events = list(ledger.events(head + 1))
-    assert [e.type for e in events] == ["memory.read", "memory.added", "memory.added", "memory.added",
-                                        "memory.linked", "memory.added", "memory.linked"]
+    assert [e.type for e in events] == [
+        "memory.read",
+        "memory.added",
+        "memory.added",
+        "memory.added",
+        "memory.linked",
+        "memory.added",
+        "memory.linked",
+    ]
     read = events[0]
     assert read.actor == "alice" and read.payload["operation"] == "chat"
     assert read.payload["memory_ids"] == [act, *turn.retrieved] and "tea" in read.payload["query"]
@@ -74,8 +82,16 @@ def test_cached_and_uncached_chat_give_the_same_answer(tmp_path, model):
         ledger = new_ledger(d)
         _cube(ledger)
         view = KVCacheView(ledger, KVStore(d / "kv")) if use_cache else None
-        chat = ChatSession(ledger, "alice", "alice", scan_retriever(ledger), model=model, kv_view=view,
-                           max_new_tokens=12, extract=False)
+        chat = ChatSession(
+            ledger,
+            "alice",
+            "alice",
+            scan_retriever(ledger),
+            model=model,
+            kv_view=view,
+            max_new_tokens=12,
+            extract=False,
+        )
         t = chat.send("Tell me about my tea.")
         answers.append((t.answer, t.cached_tokens))
     assert answers[0][0] == answers[1][0]
@@ -110,12 +126,12 @@ def test_injected_retriever_and_bad_input(tmp_path, model):
 def test_chat_reads_make_memories_hot_for_the_scheduler(tmp_path, model):
     ledger = new_ledger(tmp_path)
     _, tea, _ = _cube(ledger)
-    chat = ChatSession(ledger, "alice", "alice", scan_retriever(ledger), model=model, max_new_tokens=1, k=1,
-                       extract=False)
+    chat = ChatSession(
+        ledger, "alice", "alice", scan_retriever(ledger), model=model, max_new_tokens=1, k=1, extract=False
+    )
     for q in ("green tea?", "tea in the morning?", "which green tea"):
         chat.send(q)
-    plan = plan_at(ledger, SchedulerPolicy(stable_for_s=0, promote_min_score=1.0, merge_threshold=1.0),
-                   cubes=["alice"])
+    plan = plan_at(ledger, SchedulerPolicy(stable_for_s=0, promote_min_score=1.0, merge_threshold=1.0), cubes=["alice"])
     assert ("promote", (tea,)) in [(d.kind, d.memory_ids) for d in plan.decisions]
 
 
@@ -169,11 +185,17 @@ def test_openai_compatible_endpoint(tmp_path, monkeypatch):
 
 
 def test_fact_extraction_rules():
-    facts = extract_facts("Hi! I'm a nurse. Where do I live? Maybe I hate cats. I have two cats; "
-                          "my favourite colours are blue and green. Please tell me a joke. Call me Ali.", "Sam")
+    facts = extract_facts(
+        "Hi! I'm a nurse. Where do I live? Maybe I hate cats. I have two cats; "
+        "my favourite colours are blue and green. Please tell me a joke. Call me Ali.",
+        "Sam",
+    )
     assert [(f.text, f.rule) for f in facts] == [
-        ("Sam is a nurse.", "i-am"), ("Sam has two cats.", "i-verb"),
-        ("Sam's favourite colours are blue and green.", "my-x-is"), ("Sam wants to be called Ali.", "call-me")]
+        ("Sam is a nurse.", "i-am"),
+        ("Sam has two cats.", "i-verb"),
+        ("Sam's favourite colours are blue and green.", "my-x-is"),
+        ("Sam wants to be called Ali.", "call-me"),
+    ]
     assert extract_facts("I'm tired", "sam")[0].text == "sam is tired."
     assert extract_facts("I think I live in Rome.", "x") == []
     assert extract_facts("I really love my job and I was born in Oslo.", "kim")[1].text == "kim was born in Oslo."
@@ -193,8 +215,17 @@ def test_chat_spans_cubes_shared_with_the_actor(tmp_path, model):
     share_cube(ledger, "team", "bob", "lead")
     shared = [c for c in readable_cubes(ledger, "bob") if c != "bob"]
     assert shared == ["team"]
-    chat = ChatSession(ledger, "bob", "bob", scan_retriever(ledger), model=model, max_new_tokens=1, k=3,
-                       shared_cubes=shared, extract=False)
+    chat = ChatSession(
+        ledger,
+        "bob",
+        "bob",
+        scan_retriever(ledger),
+        model=model,
+        max_new_tokens=1,
+        k=3,
+        shared_cubes=shared,
+        extract=False,
+    )
     head = ledger.head()
     turn = chat.send("When is the standup?")
     assert set(turn.retrieved) == {handbook, own}  # the unshared cube was not searched
@@ -263,8 +294,9 @@ def test_hybrid_retriever_ranks_shared_cubes_in_one_search(tmp_path, model):
         return many(cubes, q, k)
 
     retrieve.many = spy
-    chat = ChatSession(ledger, "bob", "bob", retrieve, model=model, max_new_tokens=1, extract=False,
-                       shared_cubes=["team"])
+    chat = ChatSession(
+        ledger, "bob", "bob", retrieve, model=model, max_new_tokens=1, extract=False, shared_cubes=["team"]
+    )
     turn = chat.send("standup")
     assert calls == [["bob", "team"]]
     assert set(turn.retrieved) == {handbook, own} and turn.retrieved_cubes[handbook] == "team"
@@ -277,6 +309,14 @@ def test_earlier_answers_are_not_fed_back_as_memories(tmp_path, model):
     second = ChatSession(ledger, "c", "u", scan_retriever(ledger), model=model, max_new_tokens=3, extract=False)
     t2 = second.send("zebras")
     assert t1.user_memory in t2.retrieved and t1.assistant_memory not in t2.retrieved
-    third = ChatSession(ledger, "c", "u", lambda c, q, k: [(t1.assistant_memory, 1.0)], model=model,
-                        max_new_tokens=1, extract=False, include_assistant_turns=True)
+    third = ChatSession(
+        ledger,
+        "c",
+        "u",
+        lambda c, q, k: [(t1.assistant_memory, 1.0)],
+        model=model,
+        max_new_tokens=1,
+        extract=False,
+        include_assistant_turns=True,
+    )
     assert third.send("zebras").retrieved == [t1.assistant_memory]

@@ -22,8 +22,21 @@ def _add(capsys, data, cube, text, actor="alice"):
 
 
 def test_cube_commands_and_export_import(tmp_path, data, capsys):
-    code, out, _ = run(capsys, "--data", data, "cube", "create", "alice", "--owner", "alice", "--embedder", "minilm",
-                       "--llm", "smollm2", "--json")
+    code, out, _ = run(
+        capsys,
+        "--data",
+        data,
+        "cube",
+        "create",
+        "alice",
+        "--owner",
+        "alice",
+        "--embedder",
+        "minilm",
+        "--llm",
+        "smollm2",
+        "--json",
+    )
     assert code == 0 and json.loads(out)["embedder"] == "minilm"
     code, _, err = run(capsys, "--data", data, "cube", "create", "alice", "--owner", "bob")
     assert code == 2 and "already exists" in err
@@ -67,11 +80,13 @@ def test_cube_commands_and_export_import(tmp_path, data, capsys):
     code, out, _ = run(capsys, "--data", data, "keys", "export-public", "--json")
     pem_file = tmp_path / "pub.pem"
     pem_file.write_text(json.loads(out)["pem"])
-    code, out, _ = run(capsys, "--data", other, "cube", "import", str(signed), "--verify-only",
-                       "--public-key", str(pem_file))
+    code, out, _ = run(
+        capsys, "--data", other, "cube", "import", str(signed), "--verify-only", "--public-key", str(pem_file)
+    )
     assert code == 0 and "signed checkpoint 1" in out and "(trusted key)" in out
-    code, _, err = run(capsys, "--data", other, "cube", "import", str(export), "--verify-only",
-                       "--public-key", str(pem_file))
+    code, _, err = run(
+        capsys, "--data", other, "cube", "import", str(export), "--verify-only", "--public-key", str(pem_file)
+    )
     assert code == 2 and "not signed" in err
     bad = tmp_path / "bad.jsonl"
     bad.write_text(export.read_text().replace(mid, "mem_0123456789abcdef"))  # an edited payload
@@ -141,8 +156,22 @@ def test_chat_and_kv_commands(tmp_path, data, capsys):
     code, out, _ = run(capsys, "--data", data, "kv", "build", "--cube", "alice", "--json")
     built = json.loads(out)
     assert code == 0 and built["memory_ids"] == [a] and built["tokens"] > 0
-    code, out, err = run(capsys, "--data", data, "chat", "--cube", "alice", "--actor", "alice", "--json",
-                         "--include-shared", "-m", "I live in Oslo.", "-m", "What am I allergic to?")
+    code, out, err = run(
+        capsys,
+        "--data",
+        data,
+        "chat",
+        "--cube",
+        "alice",
+        "--actor",
+        "alice",
+        "--json",
+        "--include-shared",
+        "-m",
+        "I live in Oslo.",
+        "-m",
+        "What am I allergic to?",
+    )
     turns = [json.loads(x) for x in out.splitlines()]
     assert code == 0, err
     assert len(turns) == 2 and turns[0]["kv_cache"] == built["key"] and turns[0]["cached_tokens"] == built["tokens"]
@@ -163,6 +192,6 @@ def test_chat_and_kv_commands(tmp_path, data, capsys):
     code, out, _ = run(capsys, "--data", data, "kv", "clear")
     assert "deleted 1" in out
     with open(f"{data}/memledger.toml", "a") as fh:
-        fh.write('\n[kv_cache]\nbudget_bytes = 1\n')
+        fh.write("\n[kv_cache]\nbudget_bytes = 1\n")
     code, _, err = run(capsys, "--data", data, "chat", "--cube", "alice", "-m", " ")
     assert code == 2 and "non-empty" in err

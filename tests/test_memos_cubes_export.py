@@ -135,9 +135,20 @@ def test_tampered_exports_are_rejected(two):
 
         e = r[3]["event"]
         e["payload"]["text"] = "forged"
-        e["hash"] = chain_hash(e["prev_hash"], e["offset"], e["stream"], e["version"], e["event_id"], e["type"],
-                               e["schema_version"], e["ts_us"], e["actor"], e["causation_id"], e["correlation_id"],
-                               canonical_bytes(e["payload"]))
+        e["hash"] = chain_hash(
+            e["prev_hash"],
+            e["offset"],
+            e["stream"],
+            e["version"],
+            e["event_id"],
+            e["type"],
+            e["schema_version"],
+            e["ts_us"],
+            e["actor"],
+            e["causation_id"],
+            e["correlation_id"],
+            canonical_bytes(e["payload"]),
+        )
 
     def bad_hash(r):
         r[2]["event"]["hash"] = "zz"
@@ -145,8 +156,13 @@ def test_tampered_exports_are_rejected(two):
     def bad_proof(r):
         r[2]["proof"][0] = "00" * 32
 
-    cases = [(edit_text, "does not match its hash"), (drop_middle, "events missing"),
-             (forge_rehash, "inclusion proof"), (bad_proof, "inclusion proof"), (bad_hash, "64 hex digits")]
+    cases = [
+        (edit_text, "does not match its hash"),
+        (drop_middle, "events missing"),
+        (forge_rehash, "inclusion proof"),
+        (bad_proof, "inclusion proof"),
+        (bad_hash, "64 hex digits"),
+    ]
     for fn, msg in cases:
         with pytest.raises(ExportVerificationError, match=msg):
             import_cube(dst, mutate(fn), "importer")
@@ -192,8 +208,12 @@ def test_signed_export_anchors_the_root_in_a_checkpoint(tmp_path, two):
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    other = Ed25519PrivateKey.generate().public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    other = (
+        Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     with pytest.raises(ExportVerificationError, match="signature does not verify with the trusted key"):
         verify_export(records, trusted_public_key_pem=other)
     with pytest.raises(ExportVerificationError, match="not signed"):

@@ -46,11 +46,11 @@ def test_injected_cache_logits_equal_full_prefill(tmp_path, arch):
     suffix = model.encode(format_block(model, "user", "Where does Alice live?") + assistant_start(model))
     with_cache, _ = forward(model, suffix, cache)
     full, _ = forward(model, prefix + suffix)
-    diff = (with_cache[0] - full[0, len(prefix):]).abs().max().item()
+    diff = (with_cache[0] - full[0, len(prefix) :]).abs().max().item()
     assert diff < 1e-4
     # and the cache really was used: without it the suffix alone gives other logits
     alone, _ = forward(model, suffix)
-    assert (alone[0] - full[0, len(prefix):]).abs().max().item() > 1e-3
+    assert (alone[0] - full[0, len(prefix) :]).abs().max().item() > 1e-3
 
 
 def test_cache_is_content_addressed_and_reused(tmp_path):
@@ -211,7 +211,7 @@ def test_smollm2_injected_cache_matches_full_prefill(tmp_path):
     suffix = model.encode(format_block(model, "user", "Which floor is meeting room 12 on?") + assistant_start(model))
     with_cache, _ = forward(model, suffix, cache)
     full, _ = forward(model, prefix + suffix)
-    assert (with_cache[0] - full[0, len(prefix):]).abs().max().item() < 1e-4
+    assert (with_cache[0] - full[0, len(prefix) :]).abs().max().item() < 1e-4
     # generation on a copy: the stored file and the loaded tensors are untouched, and greedy
     # generation with the cache gives the same tokens as after a full prefill
     path = a_view.store.path_of(cache.key)

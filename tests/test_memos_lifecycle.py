@@ -12,10 +12,16 @@ from tests.memos_fixtures import new_ledger
 
 # Written out independently of ledger.lifecycle.TRANSITIONS on purpose.
 LEGAL = {
-    ("generated", "activated"), ("generated", "archived"), ("generated", "frozen"),
-    ("activated", "generated"), ("activated", "archived"), ("activated", "frozen"),
-    ("archived", "activated"), ("archived", "frozen"),
-    ("merged", "archived"), ("merged", "frozen"),
+    ("generated", "activated"),
+    ("generated", "archived"),
+    ("generated", "frozen"),
+    ("activated", "generated"),
+    ("activated", "archived"),
+    ("activated", "frozen"),
+    ("archived", "activated"),
+    ("archived", "frozen"),
+    ("merged", "archived"),
+    ("merged", "frozen"),
 }
 
 

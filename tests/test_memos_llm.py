@@ -11,8 +11,19 @@ from ledger.llm import LLMSettings, ModelError, load_local_model, tokenizer_iden
 
 def test_llm_settings_from_config(tmp_path):
     assert LLMSettings.from_config(Config(tmp_path, {})).backend == "local"
-    s = LLMSettings.from_config(Config(tmp_path, {"llm": {"backend": "openai", "base_url": "http://127.0.0.1:11434/v1",
-                                                           "model": "llama3", "api_key_env": "KEY"}}))
+    s = LLMSettings.from_config(
+        Config(
+            tmp_path,
+            {
+                "llm": {
+                    "backend": "openai",
+                    "base_url": "http://127.0.0.1:11434/v1",
+                    "model": "llama3",
+                    "api_key_env": "KEY",
+                }
+            },
+        )
+    )
     assert (s.backend, s.model, s.api_key_env) == ("openai", "llama3", "KEY")
     with pytest.raises(InvalidRequest, match="backend must be"):
         LLMSettings.from_config(Config(tmp_path, {"llm": {"backend": "magic"}}))

@@ -36,8 +36,21 @@ class Synth:
     def add(self, etype, payload, day, stream="c", actor="u"):
         v = self.versions.get(stream, 0) + 1
         self.versions[stream] = v
-        e = Event(len(self.events), stream, v, f"e{len(self.events)}", etype, 2 if etype == ev.MEMORY_ADDED else 1,
-                  T0 + int(day * DAY * US), actor, None, None, payload, GENESIS_HASH, GENESIS_HASH)
+        e = Event(
+            len(self.events),
+            stream,
+            v,
+            f"e{len(self.events)}",
+            etype,
+            2 if etype == ev.MEMORY_ADDED else 1,
+            T0 + int(day * DAY * US),
+            actor,
+            None,
+            None,
+            payload,
+            GENESIS_HASH,
+            GENESIS_HASH,
+        )
         self.events.append(e)
         return e
 
@@ -219,10 +232,15 @@ def test_random_histories_replay_every_recorded_basis(tmp_path, seed):
         elif r < 0.8:
             ledger.get(rnd.choice(ids), actor="reader")
         else:
-            policy = SchedulerPolicy(stable_for_s=0, promote_min_reads=rnd.randint(1, 3),
-                                     promote_min_score=rnd.choice([0.5, 1.0, 2.0]),
-                                     demote_after_s=rnd.choice([0, 10**6]), archive_after_s=rnd.choice([0, 10**7]),
-                                     merge_threshold=rnd.choice([0.6, 0.8, 1.0]), max_activated_per_cube=2)
+            policy = SchedulerPolicy(
+                stable_for_s=0,
+                promote_min_reads=rnd.randint(1, 3),
+                promote_min_score=rnd.choice([0.5, 1.0, 2.0]),
+                demote_after_s=rnd.choice([0, 10**6]),
+                archive_after_s=rnd.choice([0, 10**7]),
+                merge_threshold=rnd.choice([0.6, 0.8, 1.0]),
+                max_activated_per_cube=2,
+            )
             res = run(ledger, policy, tick=False)
             if res.plan.decisions:
                 bases.append(res.plan.basis_offset)
@@ -237,8 +255,11 @@ def test_sealed_memories_are_scheduled_by_usage_but_never_merged_and_forgotten_o
     s = Synth()
     sealed = {"subject": "ann", "key_id": "k", "alg": "AES-256-GCM", "nonce": "00", "ciphertext": "xx"}
     for mid in ("s1", "s2"):
-        s.add(ev.MEMORY_ADDED, {"memory_id": mid, "sealed": sealed, "subject": "ann", "metadata": {}, "tags": [],
-                                "state": "generated"}, 0)
+        s.add(
+            ev.MEMORY_ADDED,
+            {"memory_id": mid, "sealed": sealed, "subject": "ann", "metadata": {}, "tags": [], "state": "generated"},
+            0,
+        )
     for d in (1, 2, 3):
         s.read(["s1"], d)
     policy = SchedulerPolicy()

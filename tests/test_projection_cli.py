@@ -31,8 +31,9 @@ def test_search_cli_json_as_of_and_audit(data: str, capsys) -> None:
     hits = json.loads(out)
     assert hits[0]["id"] == first["id"] and hits[0]["text"] == "kayak trip cancelled, rain"
     assert hits[0]["provenance"]["offsets"][0] == first["offset"]
-    code, out, _ = run(capsys, "--data", data, "search", "--cube", "c", "--json", "--as-of", str(first["offset"]),
-                       "kayak")
+    code, out, _ = run(
+        capsys, "--data", data, "search", "--cube", "c", "--json", "--as-of", str(first["offset"]), "kayak"
+    )
     assert [h["text"] for h in json.loads(out)] == ["kayak trip on the fjord"]
     code, out, _ = run(capsys, "--data", data, "search", "--json", "--metadata", '{"kind": "plan"}', "kayak")
     assert [h["text"] for h in json.loads(out)] == ["kayak rental booked"]
@@ -65,7 +66,8 @@ def test_rebuild_and_views_cli(data: str, capsys) -> None:
 
 def _tiny_locomo(path: Path) -> None:
     conversation = {
-        "speaker_a": "Ann", "speaker_b": "Ben",
+        "speaker_a": "Ann",
+        "speaker_b": "Ben",
         "session_1_date_time": "1:00 pm on 3 May, 2023",
         "session_1": [
             {"speaker": "Ann", "dia_id": "D1:1", "text": "I adopted a greyhound named Comet last week!"},
@@ -82,8 +84,7 @@ def _tiny_locomo(path: Path) -> None:
         {"question": "What is the name of Ann's greyhound?", "answer": "Comet", "evidence": ["D1:1"], "category": 4},
         {"question": "When did Ben's vase win a prize?", "answer": "June 2023", "evidence": ["D2:1"], "category": 2},
         {"question": "Where does Comet like to go?", "answer": "beach", "evidence": ["D2:2; D1:1"], "category": 1},
-        {"question": "What hobby did Ben pick up?", "answer": "pottery", "evidence": ["D:1:2", "D9:9"],
-         "category": 3},
+        {"question": "What hobby did Ben pick up?", "answer": "pottery", "evidence": ["D:1:2", "D9:9"], "category": 3},
         {"question": "Ignored adversarial", "answer": "x", "evidence": ["D1:1"], "category": 5},
         {"question": "Broken evidence", "answer": "x", "evidence": ["D7:1"], "category": 4},
     ]
@@ -113,6 +114,14 @@ def test_locomo_benchmark_on_a_synthetic_file(tmp_path: Path, capsys) -> None:
 
 def test_locomo_helpers() -> None:
     assert locomo.normalise_evidence(["D8:6; D9:17", "D:11:26", "D30:05", "D1:2 D1:3"]) == [
-        "D8:6", "D9:17", "D11:26", "D30:5", "D1:2", "D1:3"]
-    assert locomo.format_turn("2 May, 2023", {"speaker": "Ann", "text": "hi", "blip_caption": "a cat"}) == \
-        '(2 May, 2023) Ann said, "hi" and shared a cat'
+        "D8:6",
+        "D9:17",
+        "D11:26",
+        "D30:5",
+        "D1:2",
+        "D1:3",
+    ]
+    assert (
+        locomo.format_turn("2 May, 2023", {"speaker": "Ann", "text": "hi", "blip_caption": "a cat"})
+        == '(2 May, 2023) Ann said, "hi" and shared a cat'
+    )

@@ -32,10 +32,14 @@ def _populate(ledger: Ledger, n: int) -> None:
         text = f"{WORDS[i % 12]} {WORDS[(i * 7) % 12]} note {i} about {WORDS[(i * 5) % 12]} and Maria"
         batch.append(NewEvent(f"c{i % 3}", ev.MEMORY_ADDED, {"memory_id": f"m{i}", "text": text}, "u"))
         if i % 10 == 9:
-            batch.append(NewEvent(f"c{i % 3}", ev.MEMORY_UPDATED, {"memory_id": f"m{i - 3}", "text": text + " v2"},
-                                  "u"))
-            batch.append(NewEvent(f"c{i % 3}", ev.MEMORY_LINKED, {"source": f"m{i}", "target": f"m{i - 1}",
-                                                                  "relation": "next"}, "u"))
+            batch.append(
+                NewEvent(f"c{i % 3}", ev.MEMORY_UPDATED, {"memory_id": f"m{i - 3}", "text": text + " v2"}, "u")
+            )
+            batch.append(
+                NewEvent(
+                    f"c{i % 3}", ev.MEMORY_LINKED, {"source": f"m{i}", "target": f"m{i - 1}", "relation": "next"}, "u"
+                )
+            )
     ledger.log.append(batch)
 
 
@@ -44,19 +48,24 @@ def dump(view: KeywordView | GraphView) -> dict[str, list]:
     c = view.conn()
     out = {
         "checkpoint": [view.checkpoint()],
-        "versions": c.execute("SELECT v.memory_id, v.cube, v.state, v.valid_from, v.valid_to, v.exists_, v.subject, "
-                              "v.meta, v.blob, t.text, t.length FROM versions v LEFT JOIN texts t "
-                              "ON t.text_id = v.text_id ORDER BY v.memory_id, v.valid_from").fetchall(),
+        "versions": c.execute(
+            "SELECT v.memory_id, v.cube, v.state, v.valid_from, v.valid_to, v.exists_, v.subject, "
+            "v.meta, v.blob, t.text, t.length FROM versions v LEFT JOIN texts t "
+            "ON t.text_id = v.text_id ORDER BY v.memory_id, v.valid_from"
+        ).fetchall(),
     }
     if isinstance(view, KeywordView):
         out["postings"] = view.posting_rows()
         out["terms"] = c.execute("SELECT term FROM terms ORDER BY 1").fetchall()
     else:
-        out["mentions"] = c.execute("SELECT e.name, v.memory_id, v.valid_from FROM mentions m JOIN entities e "
-                                    "ON e.entity_id = m.entity_id JOIN versions v ON v.text_id = m.text_id "
-                                    "ORDER BY 1, 2, 3").fetchall()
-        out["edges"] = c.execute("SELECT src, dst, relation, weight, cube, offset FROM edges "
-                                 "ORDER BY 6, 1, 2").fetchall()
+        out["mentions"] = c.execute(
+            "SELECT e.name, v.memory_id, v.valid_from FROM mentions m JOIN entities e "
+            "ON e.entity_id = m.entity_id JOIN versions v ON v.text_id = m.text_id "
+            "ORDER BY 1, 2, 3"
+        ).fetchall()
+        out["edges"] = c.execute(
+            "SELECT src, dst, relation, weight, cube, offset FROM edges ORDER BY 6, 1, 2"
+        ).fetchall()
         out["entities"] = c.execute("SELECT name FROM entities ORDER BY 1").fetchall()
     return out
 
@@ -88,8 +97,9 @@ def test_kill_during_catch_up_then_restart_equals_rebuild(tmp_path: Path) -> Non
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     killed_at = []
     for attempt in range(3):  # kill at a few different points
-        proc = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path)], stdout=subprocess.PIPE, text=True,
-                                env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(tmp_path)], stdout=subprocess.PIPE, text=True, env=env
+        )
         assert proc.stdout is not None
         target = 400 + 900 * attempt
         for line in proc.stdout:
@@ -121,13 +131,19 @@ def _files(d: Path) -> list[Path]:
 def test_forgotten_subject_leaves_no_text_in_view_files(tmp_path: Path) -> None:
     ledger = make_ledger(tmp_path / "log.sqlite")
     secret = "Zanzibarian quokkas whisper Xylophonic secrets to Quentinella"
-    ledger.log.append([
-        NewEvent("c", ev.MEMORY_ADDED, {"memory_id": "s1", "text": secret, "subject": "alice"}, "u"),
-        NewEvent("c", ev.MEMORY_ADDED, {"memory_id": "keep", "text": "ordinary note about quokkas", "subject": "bob"},
-                 "u"),
-        NewEvent("c", ev.MEMORY_UPDATED, {"memory_id": "s1", "text": secret + " again, Quentinella"}, "u"),
-        NewEvent("c", ev.MEMORY_LINKED, {"source": "s1", "target": "keep", "relation": "about"}, "u"),
-    ])
+    ledger.log.append(
+        [
+            NewEvent("c", ev.MEMORY_ADDED, {"memory_id": "s1", "text": secret, "subject": "alice"}, "u"),
+            NewEvent(
+                "c",
+                ev.MEMORY_ADDED,
+                {"memory_id": "keep", "text": "ordinary note about quokkas", "subject": "bob"},
+                "u",
+            ),
+            NewEvent("c", ev.MEMORY_UPDATED, {"memory_id": "s1", "text": secret + " again, Quentinella"}, "u"),
+            NewEvent("c", ev.MEMORY_LINKED, {"source": "s1", "target": "keep", "relation": "about"}, "u"),
+        ]
+    )
     kw, graph = KeywordView(tmp_path / "kw.sqlite"), GraphView(tmp_path / "graph.sqlite")
     for v in (kw, graph):
         catch_up(ledger.events, v)

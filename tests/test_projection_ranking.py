@@ -28,34 +28,42 @@ def ranked(ledger, query: str, weights: FusionWeights, k: int = 5) -> list[str]:
         return [h.memory_id for h in views.search(query, cube="chat", k=k)]
 
 
-@pytest.mark.parametrize(("query", "expected"), [
-    ("When did Caroline go to the support group?", True),
-    ("what year did she move?", True),
-    ("How long ago was the trip?", True),
-    ("In which month did they meet?", True),
-    ("What did Caroline research?", False),
-    ("Why is the group important when you are new?", False),
-])
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("When did Caroline go to the support group?", True),
+        ("what year did she move?", True),
+        ("How long ago was the trip?", True),
+        ("In which month did they meet?", True),
+        ("What did Caroline research?", False),
+        ("Why is the group important when you are new?", False),
+    ],
+)
 def test_asks_when(query: str, expected: bool) -> None:
     assert asks_when(query) is expected
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("I went to the support group last Saturday", True),
-    ("We moved there two years ago", True),
-    ("The painting is finished, next week I frame it", True),
-    ("(8:56 pm on 20 July, 2023) Caroline said, \"I love painting\"", False),
-    ("Caroline said the cake was lovely", False),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("I went to the support group last Saturday", True),
+        ("We moved there two years ago", True),
+        ("The painting is finished, next week I frame it", True),
+        ('(8:56 pm on 20 July, 2023) Caroline said, "I love painting"', False),
+        ("Caroline said the cake was lovely", False),
+    ],
+)
 def test_mentions_time(text: str, expected: bool) -> None:
     assert mentions_time(text) is expected
 
 
 def test_speaker_focus_prefers_what_the_named_speaker_said(ledger) -> None:
-    by_mel = ledger.add("chat", "Caroline's research on adoption agencies sounds great", "u",
-                        metadata={"speaker": "Melanie"}).id
-    by_car = ledger.add("chat", "I have been doing research on adoption agencies", "u",
-                        metadata={"speaker": "Caroline"}).id
+    by_mel = ledger.add(
+        "chat", "Caroline's research on adoption agencies sounds great", "u", metadata={"speaker": "Melanie"}
+    ).id
+    by_car = ledger.add(
+        "chat", "I have been doing research on adoption agencies", "u", metadata={"speaker": "Caroline"}
+    ).id
     off = replace(FusionWeights(), speaker_boost=1.0, time_boost=1.0, entity_boost=0.0)
     assert ranked(ledger, "What did Caroline research about adoption agencies?", off)[0] == by_mel
     on = replace(off, speaker_boost=6.0)

@@ -16,16 +16,45 @@ from projections.graph_view import GraphView
 from projections.text_view import KeywordView
 from tests.ledgers import make_ledger
 
-WORDS = ["Alice", "Bob", "Paris", "garden", "coffee", "piano", "river", "dog", "cats", "painting", "hiking",
-         "Lisbon", "book", "sunrise", "music", "running", "yesterday"]
+WORDS = [
+    "Alice",
+    "Bob",
+    "Paris",
+    "garden",
+    "coffee",
+    "piano",
+    "river",
+    "dog",
+    "cats",
+    "painting",
+    "hiking",
+    "Lisbon",
+    "book",
+    "sunrise",
+    "music",
+    "running",
+    "yesterday",
+]
 # the last two exercise the focus step: a named speaker, and a "when" question
-QUERIES = ["garden coffee", "Alice piano", "cats dog river", "Paris painting", "music", "hiking book sunrise",
-           "What did Bob say about coffee", "When did Alice go hiking"]
+QUERIES = [
+    "garden coffee",
+    "Alice piano",
+    "cats dog river",
+    "Paris painting",
+    "music",
+    "hiking book sunrise",
+    "What did Bob say about coffee",
+    "When did Alice go hiking",
+]
 
 text_st = st.lists(st.sampled_from(WORDS), min_size=1, max_size=6).map(" ".join)
 add_st = st.tuples(st.just("add"), st.sampled_from(["c1", "c2"]), text_st, st.sampled_from(["Alice", "Bob", ""]))
 op_st = st.one_of(
-    add_st, add_st, add_st, add_st, add_st,
+    add_st,
+    add_st,
+    add_st,
+    add_st,
+    add_st,
     st.tuples(st.just("update"), st.integers(0, 30), text_st),
     st.tuples(st.just("state"), st.integers(0, 30), st.sampled_from(["activated", "archived", "generated", "frozen"])),
     st.tuples(st.just("merge"), st.integers(0, 30), st.integers(0, 30), text_st),
@@ -47,8 +76,16 @@ def _run(ledger: Ledger, ops: list[tuple]) -> None:
                 speaker = op[3] if len(op) > 3 else ""
                 ids.append(ledger.add(op[1], op[2], "u", metadata={"speaker": speaker} if speaker else None).id)
             elif op[0] == "add_subject":
-                w = ledger.log.append([NewEvent("c1", ev.MEMORY_ADDED, {"memory_id": f"m_{op[1]}_{len(ids)}",
-                                                                        "text": op[2], "subject": op[1]}, "u")])
+                w = ledger.log.append(
+                    [
+                        NewEvent(
+                            "c1",
+                            ev.MEMORY_ADDED,
+                            {"memory_id": f"m_{op[1]}_{len(ids)}", "text": op[2], "subject": op[1]},
+                            "u",
+                        )
+                    ]
+                )
                 ids.append(w[0].payload["memory_id"])
             elif op[0] == "forget":
                 ledger.log.append([NewEvent("_system", ev.SUBJECT_FORGOTTEN, {"subject": op[1]}, "u")])
@@ -156,8 +193,12 @@ def _ranked(hits: list) -> tuple[list, float | None]:
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(ops=st.lists(op_st.map(lambda op: ("add", "c2", "Bob garden") if op[0] == "forget" else op), min_size=15,
-                    max_size=40), cut=st.floats(0, 1))
+@given(
+    ops=st.lists(
+        op_st.map(lambda op: ("add", "c2", "Bob garden") if op[0] == "forget" else op), min_size=15, max_size=40
+    ),
+    cut=st.floats(0, 1),
+)
 def test_hybrid_search_as_of_equals_fresh_fold(ops: list[tuple], cut: float) -> None:
     """All three views together: hybrid search as of N equals hybrid search on views folded to N."""
     from projections.retrieval import Retriever

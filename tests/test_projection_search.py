@@ -62,8 +62,11 @@ def test_lifecycle_states_and_as_of(env) -> None:
     before = ledger.head()
     ledger.update(a.id, "the quarterly review moved to Monday", "u")
     ledger.change_state(b.id, "archived", "u")
-    merged = ledger.merge([a.id, ledger.add("c", "review notes: budget approved", "u").id],
-                          "review notes merged: budget approved, review on Monday", "u")
+    merged = ledger.merge(
+        [a.id, ledger.add("c", "review notes: budget approved", "u").id],
+        "review notes merged: budget approved, review on Monday",
+        "u",
+    )
     assert b.id not in ids(views.search("budget", cube="c"))  # archived: hidden by default
     assert b.id in ids(views.search("budget", cube="c", states=["archived"]))
     assert a.id not in ids(views.search("review", cube="c"))  # merged away
@@ -116,8 +119,7 @@ def test_branch_overlay_replaces_and_hides(env) -> None:
     assert set(ids(base)) == {a.id, b.id}
     changed = replace(ledger.get(a.id), text="the launch is planned for June", version=2)
     branch_only = replace(ledger.get(b.id), memory_id="mem_branch", text="launch party in June")
-    hits = retr.search("launch June", ["c"], as_of=fork, overlay={a.id: changed, b.id: None,
-                                                                   "mem_branch": branch_only})
+    hits = retr.search("launch June", ["c"], as_of=fork, overlay={a.id: changed, b.id: None, "mem_branch": branch_only})
     assert set(ids(hits)) == {a.id, "mem_branch"}
     assert next(h for h in hits if h.memory_id == a.id).memory.text.endswith("June")
     assert all(h.branch for h in hits)
@@ -158,8 +160,15 @@ def test_common_and_rare_terms_rank_exactly_among_many_ties(tmp_path: Path) -> N
 
     ledger = make_ledger(tmp_path / "log.sqlite")
     rare = ["harbour", "violin", "orchard", "falcon", "copper", "lantern"]
-    batch = [NewEvent("c", ev.MEMORY_ADDED, {"memory_id": f"m{i}", "text": f"common shared words {rare[i % 6]} "
-                                             f"{'common ' * (i % 4)}note {i}"}, "u") for i in range(1500)]
+    batch = [
+        NewEvent(
+            "c",
+            ev.MEMORY_ADDED,
+            {"memory_id": f"m{i}", "text": f"common shared words {rare[i % 6]} {'common ' * (i % 4)}note {i}"},
+            "u",
+        )
+        for i in range(1500)
+    ]
     ledger.log.append(batch)
     view = KeywordView(tmp_path / "a.sqlite")
     catch_up(ledger.events, view)

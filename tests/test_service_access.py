@@ -48,8 +48,12 @@ def test_cross_cube_guessing_is_a_404_like_an_unknown_id_and_both_are_audited(sv
     assert forbidden.status_code == unknown.status_code == 404
     assert forbidden.json()["error"]["type"] == unknown.json()["error"]["type"] == "NotFound"
     assert forbidden.text.replace(svc.mid, "ID") == unknown.text.replace("mem_doesnotexist00", "ID")
-    for url in (f"/v1/memories/{svc.mid}/history", "/v1/cubes/alice-notes", "/v1/cubes/alice-notes/memories",
-                "/v1/cubes/alice-notes/events"):
+    for url in (
+        f"/v1/memories/{svc.mid}/history",
+        "/v1/cubes/alice-notes",
+        "/v1/cubes/alice-notes/memories",
+        "/v1/cubes/alice-notes/events",
+    ):
         assert c.get(url, headers=svc.h("bob")).status_code == 404, url
     r = c.put(f"/v1/memories/{svc.mid}", json={"text": "bob was here"}, headers=svc.h("bob"))
     assert r.status_code == 404
@@ -67,15 +71,21 @@ def test_cross_cube_guessing_is_a_404_like_an_unknown_id_and_both_are_audited(sv
 
 def test_reader_can_read_but_not_write(svc):
     c = svc.client
-    assert c.post("/v1/cubes/alice-notes/grants", json={"principal": "bob", "role": "reader"},
-                  headers=svc.h("alice")).status_code == 201
+    assert (
+        c.post(
+            "/v1/cubes/alice-notes/grants", json={"principal": "bob", "role": "reader"}, headers=svc.h("alice")
+        ).status_code
+        == 201
+    )
     r = c.get(f"/v1/memories/{svc.mid}", headers=svc.h("bob"))
     assert r.status_code == 200 and r.json()["text"] == "alice likes green tea"
     head = svc.head()
-    for method, url, body in (("put", f"/v1/memories/{svc.mid}", {"text": "changed"}),
-                              ("post", "/v1/memories", {"cube": "alice-notes", "text": "new"}),
-                              ("post", f"/v1/memories/{svc.mid}/state", {"to": "archived"}),
-                              ("post", "/v1/cubes/alice-notes/grants", {"principal": "carol", "role": "reader"})):
+    for method, url, body in (
+        ("put", f"/v1/memories/{svc.mid}", {"text": "changed"}),
+        ("post", "/v1/memories", {"cube": "alice-notes", "text": "new"}),
+        ("post", f"/v1/memories/{svc.mid}/state", {"to": "archived"}),
+        ("post", "/v1/cubes/alice-notes/grants", {"principal": "carol", "role": "reader"}),
+    ):
         r = getattr(c, method)(url, json=body, headers=svc.h("bob"))
         assert r.status_code == 403, (url, r.text)
     assert [e.type for e in svc.events(head + 1)] == ["access.denied"] * 4
@@ -184,10 +194,13 @@ def test_anonymous_access_only_when_configured(tmp_path):
 
 def test_a_cube_created_shared_is_readable_by_every_principal_but_writable_only_by_grant(svc):
     c = svc.client
-    assert c.post("/v1/cubes", json={"cube": "handbook", "visibility": "shared"}, headers=svc.h("alice")).status_code \
+    assert (
+        c.post("/v1/cubes", json={"cube": "handbook", "visibility": "shared"}, headers=svc.h("alice")).status_code
         == 201
-    mid = c.post("/v1/memories", json={"cube": "handbook", "text": "office opens at 9"},
-                 headers=svc.h("alice")).json()["id"]
+    )
+    mid = c.post("/v1/memories", json={"cube": "handbook", "text": "office opens at 9"}, headers=svc.h("alice")).json()[
+        "id"
+    ]
     assert c.get(f"/v1/memories/{mid}", headers=svc.h("bob")).json()["text"] == "office opens at 9"
     assert c.get("/v1/cubes/handbook", headers=svc.h("bob")).json()["visibility"] == "shared"
     assert c.put(f"/v1/memories/{mid}", json={"text": "9:30"}, headers=svc.h("bob")).status_code == 403

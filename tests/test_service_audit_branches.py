@@ -12,8 +12,9 @@ def svc(tmp_path):
     s = make_service(tmp_path)
     c = s.client
     c.post("/v1/cubes", json={"cube": "a"}, headers=s.h("alice"))
-    s.m = c.post("/v1/memories", json={"cube": "a", "text": "secret plan", "metadata": {"p": "x"}},
-                 headers=s.h("alice")).json()
+    s.m = c.post(
+        "/v1/memories", json={"cube": "a", "text": "secret plan", "metadata": {"p": "x"}}, headers=s.h("alice")
+    ).json()
     c.post("/v1/cubes/a/grants", json={"principal": "dave", "role": "auditor"}, headers=s.h("alice"))
     c.get(f"/v1/memories/{s.m['id']}", headers=s.h("alice"))
     return s
@@ -46,10 +47,15 @@ def test_branch_writes_need_main_roles_and_stay_on_the_branch(svc):
     assert c.get(f"/v1/memories/{svc.m['id']}", headers=svc.h("alice")).json()["text"] == "secret plan"
     # bob has no role on cube a: the branch copy is as invisible to him as main's
     assert c.get(f"/v1/branches/what-if/memories/{svc.m['id']}", headers=svc.h("bob")).status_code == 404
-    assert c.put(f"/v1/branches/what-if/memories/{svc.m['id']}", json={"text": "x"},
-                 headers=svc.h("bob")).status_code == 404
-    assert c.get("/v1/branches/what-if/diff", headers=svc.h("bob")).json() == {"branch": "what-if", "changes": [],
-                                                                                  "hidden": 1}
+    assert (
+        c.put(f"/v1/branches/what-if/memories/{svc.m['id']}", json={"text": "x"}, headers=svc.h("bob")).status_code
+        == 404
+    )
+    assert c.get("/v1/branches/what-if/diff", headers=svc.h("bob")).json() == {
+        "branch": "what-if",
+        "changes": [],
+        "hidden": 1,
+    }
     diff = c.get("/v1/branches/what-if/diff", headers=svc.h("alice")).json()["changes"]
     assert diff[0]["id"] == svc.m["id"] and diff[0]["change"] == "changed"
     assert c.post("/v1/branches/what-if/merge", json={}, headers=svc.h("bob")).status_code == 403

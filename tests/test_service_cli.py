@@ -36,17 +36,47 @@ def test_grant_and_revoke_need_an_owner_and_are_events(data, capsys):
     for name in ("alice", "bob"):
         run(capsys, "--data", data, "principal", "create", name)
     run(capsys, "--data", data, "add", "--cube", "c", "--actor", "alice", "hello")
-    code, out, _ = run(capsys, "--data", data, "grant", "--cube", "c", "--principal", "bob", "--role", "reader",
-                       "--actor", "alice", "--json")
+    code, out, _ = run(
+        capsys,
+        "--data",
+        data,
+        "grant",
+        "--cube",
+        "c",
+        "--principal",
+        "bob",
+        "--role",
+        "reader",
+        "--actor",
+        "alice",
+        "--json",
+    )
     assert code == 0 and json.loads(out)["changed"] is True
-    code, _, err = run(capsys, "--data", data, "grant", "--cube", "c", "--principal", "bob", "--role", "owner",
-                       "--actor", "bob")
+    code, _, err = run(
+        capsys, "--data", data, "grant", "--cube", "c", "--principal", "bob", "--role", "owner", "--actor", "bob"
+    )
     assert code == 2 and "does not allow" in err
-    code, _, err = run(capsys, "--data", data, "grant", "--cube", "c", "--principal", "ghost", "--role", "reader",
-                       "--actor", "alice")
+    code, _, err = run(
+        capsys, "--data", data, "grant", "--cube", "c", "--principal", "ghost", "--role", "reader", "--actor", "alice"
+    )
     assert code == 3 and "ghost" in err
-    assert run(capsys, "--data", data, "revoke", "--cube", "c", "--principal", "bob", "--role", "reader",
-               "--actor", "alice")[0] == 0
+    assert (
+        run(
+            capsys,
+            "--data",
+            data,
+            "revoke",
+            "--cube",
+            "c",
+            "--principal",
+            "bob",
+            "--role",
+            "reader",
+            "--actor",
+            "alice",
+        )[0]
+        == 0
+    )
     run(capsys, "--data", data, "log")
     code, out, _ = run(capsys, "--data", data, "log")
     types = [json.loads(line)["type"] for line in out.splitlines()]
@@ -82,8 +112,7 @@ def test_serve_starts_on_loopback_and_warns_about_anonymous_access(data, anonymo
     if anonymous:
         cmd.append("--allow-anonymous")
     root = str(Path(__file__).resolve().parents[1])
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, cwd=root,
-                            env={**os.environ, "PYTHONPATH": root})
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, cwd=root, env={**os.environ, "PYTHONPATH": root})
     try:
         for _ in range(200):
             try:

@@ -40,11 +40,20 @@ def test_malformed_json_and_wrong_types(svc):
     c, h = svc.client, {**svc.h("alice"), "Content-Type": "application/json"}
     r = _unchanged(svc, lambda: c.post("/v1/memories", content=b'{"cube": "c", "text": ', headers=h))
     assert r.status_code == 400 and r.json()["error"]["type"] == "MalformedJSON"
-    for body in ([1, 2], {"cube": "c"}, {"cube": "c", "text": 5}, {"cube": "", "text": "x"},
-                 {"cube": "c", "text": "   "}, {"cube": "c", "text": "x", "metadata": [1]},
-                 {"cube": "c", "text": "x", "tags": ["t"] * 101}, {"cube": "c", "text": "x", "bogus": 1},
-                 {"cube": "_system", "text": "x"}, {"cube": "c", "text": "x", "metadata": {"n": 2**70}},
-                 {"cube": "c", "text": "x", "subject": ""}, {"cube": "c", "text": "x", "idempotency_key": "a b"}):
+    for body in (
+        [1, 2],
+        {"cube": "c"},
+        {"cube": "c", "text": 5},
+        {"cube": "", "text": "x"},
+        {"cube": "c", "text": "   "},
+        {"cube": "c", "text": "x", "metadata": [1]},
+        {"cube": "c", "text": "x", "tags": ["t"] * 101},
+        {"cube": "c", "text": "x", "bogus": 1},
+        {"cube": "_system", "text": "x"},
+        {"cube": "c", "text": "x", "metadata": {"n": 2**70}},
+        {"cube": "c", "text": "x", "subject": ""},
+        {"cube": "c", "text": "x", "idempotency_key": "a b"},
+    ):
         r = _unchanged(svc, lambda body=body: c.post("/v1/memories", json=body, headers=h))
         assert r.status_code in (400, 404, 422), (body, r.text)
 
@@ -62,8 +71,7 @@ def test_unknown_ids_and_illegal_moves(svc):
     assert c.post(f"/v1/memories/{svc.mid}/state", json={"to": "frozen"}, headers=h).status_code == 200
     r = _unchanged(svc, lambda: c.put(f"/v1/memories/{svc.mid}", json={"text": "v2"}, headers=h))
     assert r.status_code == 409 and "frozen" in r.text
-    r = _unchanged(svc, lambda: c.put(f"/v1/memories/{svc.mid}", json={"text": "v2", "expected_version": 1},
-                                      headers=h))
+    r = _unchanged(svc, lambda: c.put(f"/v1/memories/{svc.mid}", json={"text": "v2", "expected_version": 1}, headers=h))
     assert r.status_code == 409
     r = _unchanged(svc, lambda: c.post("/v1/cubes", json={"cube": "c"}, headers=h))
     assert r.status_code == 409
@@ -72,11 +80,19 @@ def test_unknown_ids_and_illegal_moves(svc):
 def test_bad_offsets_and_as_of(svc):
     c, h = svc.client, svc.h("alice")
     head = svc.head()
-    for url in ("/v1/log?from=-1", "/v1/log?from=abc",
-                f"/v1/log?from={2**70}", "/v1/log/stream?from=-5", f"/v1/memories/{svc.mid}?as_of=yesterday",
-                "/v1/cubes/c/memories?as_of=-7", f"/v1/memories/{svc.mid}?as_of=99999-01-01",
-                f"/v1/memories/{svc.mid}?as_of=2026-02-30", f"/v1/memories/{svc.mid}?as_of=%2012",
-                "/v1/log?limit=0", "/v1/log?limit=5000"):
+    for url in (
+        "/v1/log?from=-1",
+        "/v1/log?from=abc",
+        f"/v1/log?from={2**70}",
+        "/v1/log/stream?from=-5",
+        f"/v1/memories/{svc.mid}?as_of=yesterday",
+        "/v1/cubes/c/memories?as_of=-7",
+        f"/v1/memories/{svc.mid}?as_of=99999-01-01",
+        f"/v1/memories/{svc.mid}?as_of=2026-02-30",
+        f"/v1/memories/{svc.mid}?as_of=%2012",
+        "/v1/log?limit=0",
+        "/v1/log?limit=5000",
+    ):
         r = c.get(url, headers=h)
         assert r.status_code in (400, 422), (url, r.status_code, r.text)
     # well-formed offsets the log has not reached name nothing yet: 404, like an unknown id
@@ -103,8 +119,9 @@ def test_chunked_body_over_the_limit_is_refused_while_streaming(svc):
             yield b"x" * 10_000
         yield b'"}'
 
-    r = svc.client.post("/v1/memories", content=chunks(),
-                        headers={**svc.h("alice"), "Content-Type": "application/json"})
+    r = svc.client.post(
+        "/v1/memories", content=chunks(), headers={**svc.h("alice"), "Content-Type": "application/json"}
+    )
     assert r.status_code == 413 and r.json()["error"]["type"] == "PayloadTooLarge"
     assert svc.head() == head
 

@@ -21,13 +21,14 @@ def test_memory_lifecycle_over_http(tmp_path):
     assert [v["text"] for v in hist] == ["deploy on fridays", "deploy on thursdays"]
     r = c.post(f"/v1/memories/{a['id']}/state", json={"to": "activated"}, headers=h)
     assert r.status_code == 200
-    r = c.post("/v1/memories/merge", json={"sources": [a["id"], b["id"]], "text": "deploy thursdays only"},
-               headers=h)
+    r = c.post("/v1/memories/merge", json={"sources": [a["id"], b["id"]], "text": "deploy thursdays only"}, headers=h)
     assert r.status_code == 201, r.text
     merged = r.json()["id"]
     assert c.get(f"/v1/memories/{a['id']}", headers=h).json()["state"] == "merged"
-    assert c.post(f"/v1/memories/{merged}/links", json={"target": b["id"], "relation": "replaces"},
-                  headers=h).status_code == 201
+    assert (
+        c.post(f"/v1/memories/{merged}/links", json={"target": b["id"], "relation": "replaces"}, headers=h).status_code
+        == 201
+    )
     listing = c.get("/v1/cubes/work/memories", headers=h).json()
     assert {m["id"] for m in listing["memories"]} == {a["id"], b["id"], merged}
     assert c.get("/v1/cubes/work/memories?state=merged", headers=h).json()["memories"][0]["state"] == "merged"

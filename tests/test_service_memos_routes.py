@@ -59,8 +59,9 @@ def test_chat_needs_write_and_writes_the_exchange_back(svc):
 
     def factory(ledger, cube, actor, **options):
         options.pop("subject", None)
-        return ChatSession(ledger, cube, actor, scan_retriever(ledger), model=model, max_new_tokens=4,
-                           k=options.get("k", 3))
+        return ChatSession(
+            ledger, cube, actor, scan_retriever(ledger), model=model, max_new_tokens=4, k=options.get("k", 3)
+        )
 
     c = svc.client
     c.app.state.memledger.extras["chat_factory"] = factory
@@ -77,8 +78,9 @@ def test_chat_needs_write_and_writes_the_exchange_back(svc):
     # "assistant:<model id>" (server-determined, never taken from the request)
     assert written and {e.actor for e in written if not e.actor.startswith("assistant:")} == {"alice"}
     assert next(e for e in written if e.type == "memory.read").actor == "alice"
-    again = c.post("/v1/cubes/a/chat", json={"message": "and coffee?", "session_id": body["session_id"]},
-                   headers=svc.h("alice"))
+    again = c.post(
+        "/v1/cubes/a/chat", json={"message": "and coffee?", "session_id": body["session_id"]}, headers=svc.h("alice")
+    )
     assert again.status_code == 200 and again.json()["session_id"] == body["session_id"]
 
 
@@ -107,8 +109,16 @@ def test_chat_shared_cubes_need_read_access(svc):
     model = tiny_model()
 
     def factory(ledger, cube, actor, **options):
-        return ChatSession(ledger, cube, actor, scan_retriever(ledger), model=model, max_new_tokens=4,
-                           k=3, shared_cubes=options.get("shared_cubes", []))
+        return ChatSession(
+            ledger,
+            cube,
+            actor,
+            scan_retriever(ledger),
+            model=model,
+            max_new_tokens=4,
+            k=3,
+            shared_cubes=options.get("shared_cubes", []),
+        )
 
     c = svc.client
     c.app.state.memledger.extras["chat_factory"] = factory

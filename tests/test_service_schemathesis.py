@@ -37,17 +37,42 @@ from tests.live_server import ROOT, LiveServer
 SCHEMATHESIS = shutil.which("schemathesis") or str(Path(sys.executable).parent / "schemathesis")
 
 
-def _schemathesis(server: LiveServer, token: str, cwd: Path, config: Path | None, phases: str,
-                  examples: str) -> tuple[subprocess.CompletedProcess, float]:
+def _schemathesis(
+    server: LiveServer, token: str, cwd: Path, config: Path | None, phases: str, examples: str
+) -> tuple[subprocess.CompletedProcess, float]:
     """Run ``schemathesis run --checks all`` against ``server``; return the process and its duration."""
-    args = [SCHEMATHESIS, *(["--config-file", str(config)] if config else []), "run", f"{server.url}/openapi.json",
-            "-H", f"Authorization: Bearer {token}", "--checks", "all", "--max-examples", examples,
-            "--phases", phases, "--exclude-path", "/v1/log/stream", "--exclude-path", "/v1/cubes/{cube}/chat",
-            "--workers", "1", "--request-timeout", "20",
-            "--seed", os.environ.get("MEMLEDGER_SCHEMATHESIS_SEED", "20261125"),
-            "--generation-database", "none", "--no-color"]
-    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    args = [
+        SCHEMATHESIS,
+        *(["--config-file", str(config)] if config else []),
+        "run",
+        f"{server.url}/openapi.json",
+        "-H",
+        f"Authorization: Bearer {token}",
+        "--checks",
+        "all",
+        "--max-examples",
+        examples,
+        "--phases",
+        phases,
+        "--exclude-path",
+        "/v1/log/stream",
+        "--exclude-path",
+        "/v1/cubes/{cube}/chat",
+        "--workers",
+        "1",
+        "--request-timeout",
+        "20",
+        "--seed",
+        os.environ.get("MEMLEDGER_SCHEMATHESIS_SEED", "20261125"),
+        "--generation-database",
+        "none",
+        "--no-color",
+    ]
+    env = {
+        **os.environ,
+        "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     started = time.monotonic()
     proc = subprocess.run(args, capture_output=True, text=True, timeout=1800, cwd=cwd, env=env)
     return proc, time.monotonic() - started
@@ -70,9 +95,11 @@ def test_schemathesis_all_checks_find_no_server_error_and_no_schema_mismatch(tmp
         # measured on the shared 2-core machine: fuzzing costs ~28 ms per generated request (mostly
         # generation), so 300 examples of the 49 operations take ~11 minutes; the other phases
         # take ~25 s at 300. Fuzzing therefore runs at MEMLEDGER_SCHEMATHESIS_FUZZ_N (default 100, ~2.5 min).
-        runs = [("pinned ids", True, "examples,coverage,stateful", n),
-                ("pinned ids", True, "fuzzing", os.environ.get("MEMLEDGER_SCHEMATHESIS_FUZZ_N", "100")),
-                ("generated ids", False, "coverage,fuzzing", "10")]
+        runs = [
+            ("pinned ids", True, "examples,coverage,stateful", n),
+            ("pinned ids", True, "fuzzing", os.environ.get("MEMLEDGER_SCHEMATHESIS_FUZZ_N", "100")),
+            ("generated ids", False, "coverage,fuzzing", "10"),
+        ]
         for label, pinned, phases, examples in runs:
             proc, took = _schemathesis(server, token, tmp_path, config if pinned else None, phases, examples)
             print(f"schemathesis ({label}; {phases}; {examples} examples) took {took:.0f} s")

@@ -9,12 +9,13 @@ from tests.service_support import make_service  # noqa: E402
 
 @pytest.fixture
 def svc(tmp_path):
-    s = make_service(tmp_path, config="[views]\nvector = \"none\"\n")
+    s = make_service(tmp_path, config='[views]\nvector = "none"\n')
     c = s.client
     c.post("/v1/cubes", json={"cube": "a"}, headers=s.h("alice"))
     c.post("/v1/cubes", json={"cube": "b"}, headers=s.h("bob"))
-    s.tea = c.post("/v1/memories", json={"cube": "a", "text": "alice drinks green tea every morning"},
-                   headers=s.h("alice")).json()
+    s.tea = c.post(
+        "/v1/memories", json={"cube": "a", "text": "alice drinks green tea every morning"}, headers=s.h("alice")
+    ).json()
     c.post("/v1/memories", json={"cube": "b", "text": "bob drinks black tea at night"}, headers=s.h("bob"))
     return s
 

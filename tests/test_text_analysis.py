@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from projections.text_analysis import STOPWORDS, _TermMemo, stem, terms, tokens
 
-TEXTS = ["The runners were running quickly to the stopped cars", "Alice's dogs chased 42 cats_and mice",
-         "Ça va? Café au lait, naïve résumé", "", "  ", "I'm OK, yes oh", "Stories of studies and classes",
-         "x_y_z 3.14 under_score", "MAKING made makes maker loved loving"]
+TEXTS = [
+    "The runners were running quickly to the stopped cars",
+    "Alice's dogs chased 42 cats_and mice",
+    "Ça va? Café au lait, naïve résumé",
+    "",
+    "  ",
+    "I'm OK, yes oh",
+    "Stories of studies and classes",
+    "x_y_z 3.14 under_score",
+    "MAKING made makes maker loved loving",
+]
 
 
 def plain(text: str) -> list[str]:

@@ -35,14 +35,20 @@ def test_reads_are_recorded_with_the_actor(ledger):
     ledger.get("m1")  # no actor: an internal read, not recorded
     reads = [e for e in ledger.events() if e.type == ev.MEMORY_READ]
     assert [(e.actor, e.payload["memory_ids"], e.payload["operation"], e.payload["as_of"]) for e in reads] == [
-        ("bob", ["m1"], "get", None), ("eve", ["m1"], "history", 1)]
+        ("bob", ["m1"], "get", None),
+        ("eve", ["m1"], "history", 1),
+    ]
 
 
 def test_filter_by_memory_cube_actor_type(ledger):
     _story(ledger)
     m1 = audit(ledger, AuditQuery(memory="m1"))
-    assert [(x.actor, x.action) for x in m1] == [("alice", "created"), ("bob", "read (get)"),
-                                                 ("alice", "changed"), ("carol", "restored to offset 1")]
+    assert [(x.actor, x.action) for x in m1] == [
+        ("alice", "created"),
+        ("bob", "read (get)"),
+        ("alice", "changed"),
+        ("carol", "restored to offset 1"),
+    ]
     assert [x.action for x in audit(ledger, AuditQuery(memory="m2"))] == ["created", "read (history)", "archived"]
     assert {x.stream for x in audit(ledger, AuditQuery(cube="d"))} == {"d"}
     assert [x.type for x in audit(ledger, AuditQuery(cube="d"))] == [ev.CUBE_CREATED, ev.MEMORY_ADDED]
@@ -50,8 +56,11 @@ def test_filter_by_memory_cube_actor_type(ledger):
     assert [x.action for x in bob] == ["read (get)", "read (history)", "archived"]
     reads = audit(ledger, AuditQuery(types=[ev.MEMORY_READ]))
     assert [x.memory_ids for x in reads] == [["m1"], ["m2"]]
-    assert {x.type for x in audit(ledger, AuditQuery(types=["memory.*"]))} >= {ev.MEMORY_ADDED, ev.MEMORY_READ,
-                                                                             ev.MEMORY_RESTORED}
+    assert {x.type for x in audit(ledger, AuditQuery(types=["memory.*"]))} >= {
+        ev.MEMORY_ADDED,
+        ev.MEMORY_READ,
+        ev.MEMORY_RESTORED,
+    }
     combined = audit(ledger, AuditQuery(memory="m1", actor="alice", types=[ev.MEMORY_UPDATED]))
     assert [x.action for x in combined] == ["changed"]
     assert audit(ledger, AuditQuery(cube="c", actor="carol"))[0].action == "restored to offset 1"
@@ -122,8 +131,11 @@ def test_cli_audit(tmp_path, capsys):
     capsys.readouterr()
     assert run("audit", "--memory", "m1", "--json") == 0
     rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
-    assert [(r["actor"], r["type"]) for r in rows] == [("alice", "memory.added"), ("bob", "memory.read"),
-                                                       ("alice", "memory.updated")]
+    assert [(r["actor"], r["type"]) for r in rows] == [
+        ("alice", "memory.added"),
+        ("bob", "memory.read"),
+        ("alice", "memory.updated"),
+    ]
     assert run("audit", "--actor", "bob", "--type", "memory.read") == 0
     out = capsys.readouterr().out
     assert "bob" in out and "read (get)" in out and "alice" not in out

@@ -14,8 +14,12 @@ from ledger.timemachine.branches import Branches
 from tests.ledgers import make_ledger
 
 IDS = ["m0", "m1", "m2", "m3"]
-op = st.tuples(st.sampled_from(["add", "update", "move"]), st.sampled_from(IDS),
-               st.sampled_from(["generated", "activated", "archived", "frozen"]), st.integers(0, 99))
+op = st.tuples(
+    st.sampled_from(["add", "update", "move"]),
+    st.sampled_from(IDS),
+    st.sampled_from(["generated", "activated", "archived", "frozen"]),
+    st.integers(0, 99),
+)
 
 
 def _apply(led: Ledger, o: tuple[str, str, str, int]) -> str:

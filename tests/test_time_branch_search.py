@@ -51,8 +51,12 @@ def test_branch_search_records_reads_on_main_naming_the_branch(world):
     main, branches, views, _ = world
     search_branch(views, branches, "b", "cat", cube="c", actor="mallory")
     [read] = [e for e in main.events() if e.type == ev.MEMORY_READ]
-    assert (read.actor, read.stream, read.payload["branch"], read.payload["memory_ids"]) == ("mallory", "c", "b",
-                                                                                             ["m3"])
+    assert (read.actor, read.stream, read.payload["branch"], read.payload["memory_ids"]) == (
+        "mallory",
+        "c",
+        "b",
+        ["m3"],
+    )
     assert read.payload["operation"] == "search" and read.payload["query"] == "cat"
 
 

@@ -109,7 +109,9 @@ def test_creation_and_drop_are_audited_on_main(main_ledger, branches):
         branches.ledger("b")
     sys_events = list(main_ledger.log.read_stream(ev.SYSTEM_STREAM))
     assert [(e.type, e.actor, e.payload["name"]) for e in sys_events] == [
-        (ev.BRANCH_CREATED, "alice", "b"), (ev.BRANCH_DROPPED, "alice", "b")]
+        (ev.BRANCH_CREATED, "alice", "b"),
+        (ev.BRANCH_DROPPED, "alice", "b"),
+    ]
     assert sys_events[0].payload["at_offset"] == fork
     branches.create("b", 0, "alice")  # the name is free again
     assert branches.ledger("b").head() == 0
@@ -159,8 +161,12 @@ def test_diff_lists_added_changed_removed(main_ledger, branches):
     br.add("c", "temp", "bob", memory_id="m_tmp")
     restore_memory(br, "m_tmp", fork + 1, "bob")  # added then removed: no difference
     got = {d.memory_id: (d.change, d.fields) for d in diff(branches, "b")}
-    assert got == {"m_new": ("added", []), "m1": ("changed", ["text"]), "m2": ("changed", ["state"]),
-                   "m3": ("removed", [])}
+    assert got == {
+        "m_new": ("added", []),
+        "m1": ("changed", ["text"]),
+        "m2": ("changed", ["state"]),
+        "m3": ("removed", []),
+    }
 
 
 def test_merge_without_conflict_replays_events_atomically(main_ledger, branches):
@@ -273,8 +279,7 @@ def test_cli_branch_flow(tmp_path, capsys):
     [row] = json.loads(capsys.readouterr().out)
     assert (row["name"], row["events"], row["head"], row["status"]) == ("exp", 2, 3, "active")
     assert run("branch", "diff", "exp", "--json") == 0
-    assert {(x["id"], x["change"]) for x in json.loads(capsys.readouterr().out)} == {("m1", "changed"),
-                                                                                     ("m2", "added")}
+    assert {(x["id"], x["change"]) for x in json.loads(capsys.readouterr().out)} == {("m1", "changed"), ("m2", "added")}
     assert run("update", "m1", "--actor", "a", "main moved") == 0
     capsys.readouterr()
     assert run("branch", "merge", "exp", "--actor", "a", "--json") == 4

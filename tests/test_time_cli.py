@@ -1,5 +1,3 @@
-
-
 def test_lifecycle_and_merge_on_a_branch_leave_main_untouched(tmp_path, capsys):
     import json as _json
 

@@ -21,7 +21,10 @@ def test_chain_of_events_for_each_version(ledger):
     tree = provenance(ledger, "m")
     assert tree["version"] == 3
     assert [(e["offset"], e["actor"], e["action"]) for e in tree["events"]] == [
-        (a.offset, "alice", "created"), (b.offset, "bob", "changed"), (c.offset, "carol", "archived")]
+        (a.offset, "alice", "created"),
+        (b.offset, "bob", "changed"),
+        (c.offset, "carol", "archived"),
+    ]
     assert all(e["hash_ok"] for e in tree["events"])
     assert tree["events"][1]["prev_hash"] == next(ledger.log.read(b.offset - 1, b.offset - 1)).hash
     assert [e["offset"] for e in provenance(ledger, "m", version=2)["events"]] == [a.offset, b.offset]

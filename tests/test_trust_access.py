@@ -42,8 +42,9 @@ def test_item03_a_reader_by_grant_and_by_share_loses_both(live_server):
     with s.client() as c:
         mid = _cube(s, c, "c")
         c.post("/v1/cubes/c/share", json={"principal": "mallory"}, headers=s.h("alice"))
-        assert c.post("/v1/cubes/c/grants", json={"principal": "mallory", "role": "reader"},
-                      headers=s.h("alice")).status_code in (200, 201)
+        assert c.post(
+            "/v1/cubes/c/grants", json={"principal": "mallory", "role": "reader"}, headers=s.h("alice")
+        ).status_code in (200, 201)
         assert c.delete("/v1/cubes/c/grants/mallory/reader", headers=s.h("alice")).status_code == 200
         assert c.get(f"/v1/memories/{mid}", headers=s.h("mallory")).status_code == 404
 
@@ -83,8 +84,10 @@ def test_item05_concurrent_owners_revoking_each_other_leave_an_owner(live_server
             errors.append(exc)
             barrier.abort()
 
-    threads = [threading.Thread(target=revoke_other, args=("alice", "bob")),
-               threading.Thread(target=revoke_other, args=("bob", "alice"))]
+    threads = [
+        threading.Thread(target=revoke_other, args=("alice", "bob")),
+        threading.Thread(target=revoke_other, args=("bob", "alice")),
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -96,8 +99,11 @@ def test_item05_concurrent_owners_revoking_each_other_leave_an_owner(live_server
             owners = [p for p, roles in grants.items() if "owner" in roles]
             assert len(owners) == 1, (name, grants)
         # every 200 is a revocation that took effect: exactly one per cube
-        revoked = [e for e in c.get("/v1/log", params={"limit": 1000}, headers=s.h("root")).json()["events"]
-                   if e["type"] == "access.revoked"]
+        revoked = [
+            e
+            for e in c.get("/v1/log", params={"limit": 1000}, headers=s.h("root")).json()["events"]
+            if e["type"] == "access.revoked"
+        ]
         assert len(revoked) == len(cubes)
     assert sorted(codes["alice"] + codes["bob"]).count(200) == len(cubes)
 
@@ -106,13 +112,20 @@ def test_item11_knowledge_audit_hides_events_of_cubes_the_auditor_cannot_see(liv
     s = live_server
     with s.client() as c:
         mid = _cube(s, c, "a")
-        assert c.post("/v1/cubes/a/grants", json={"principal": "bob", "role": "reader"},
-                      headers=s.h("alice")).status_code == 201
-        assert c.post("/v1/cubes/a/grants", json={"principal": "mallory", "role": "auditor"},
-                      headers=s.h("alice")).status_code == 201
+        assert (
+            c.post("/v1/cubes/a/grants", json={"principal": "bob", "role": "reader"}, headers=s.h("alice")).status_code
+            == 201
+        )
+        assert (
+            c.post(
+                "/v1/cubes/a/grants", json={"principal": "mallory", "role": "auditor"}, headers=s.h("alice")
+            ).status_code
+            == 201
+        )
         other = _cube(s, c, "b", owner="bob")
-        r = c.post(f"/v1/memories/{other}/links", json={"target": mid, "relation": "private-relation-of-b"},
-                   headers=s.h("bob"))
+        r = c.post(
+            f"/v1/memories/{other}/links", json={"target": mid, "relation": "private-relation-of-b"}, headers=s.h("bob")
+        )
         assert r.status_code == 201, r.text
         r = c.get(f"/v1/memories/{mid}", headers=s.h("bob"))  # a read recorded on a's stream: visible
         assert r.status_code == 200
@@ -125,7 +138,9 @@ def test_item11_knowledge_audit_hides_events_of_cubes_the_auditor_cannot_see(liv
         # the owner of a sees only a's events too; an auditor of a who owns b sees b's link
         own = c.get(f"/v1/audit/knowledge/{mid}", headers=s.h("alice")).json()
         assert {e["stream"] for e in own["events"]} == {"a"}
-        assert c.post("/v1/cubes/a/grants", json={"principal": "bob", "role": "auditor"},
-                      headers=s.h("alice")).status_code == 201
+        assert (
+            c.post("/v1/cubes/a/grants", json={"principal": "bob", "role": "auditor"}, headers=s.h("alice")).status_code
+            == 201
+        )
         full = c.get(f"/v1/audit/knowledge/{mid}", headers=s.h("bob")).json()
         assert any(e["stream"] == "b" for e in full["events"])

@@ -40,8 +40,11 @@ def test_item9_branch_writes_need_consent_in_the_python_api(ledger):
         b.ledger("plan").add("bobs", "bob was here", "bob")
     with pytest.raises(AccessDenied, match="plan"):
         b.create("kid", None, "bob", from_branch="plan")
-    for attempt in (lambda: b.drop("plan", "bob"), lambda: merge(b, "plan", "bob"),
-                    lambda: b.grant("plan", "bob", "writer", "bob")):
+    for attempt in (
+        lambda: b.drop("plan", "bob"),
+        lambda: merge(b, "plan", "bob"),
+        lambda: b.grant("plan", "bob", "writer", "bob"),
+    ):
         with pytest.raises(AccessDenied):
             attempt()
     assert b.store.event_count("plan") == 0 and [x["name"] for x in b.list()] == ["plan"]
@@ -59,9 +62,12 @@ def test_item9_branch_writes_need_consent_in_the_python_api(ledger):
     b.create("kid", None, "bob", from_branch="plan2")
     b.ledger("kid").add("bobs", "bob on the child", "bob")
     # ... but not merge, drop or grant on it (owner only), and alice cannot write his child branch
-    for attempt in (lambda: b.drop("plan2", "bob"), lambda: merge(b, "plan2", "bob"),
-                    lambda: b.grant("plan2", "carol", "writer", "bob"),
-                    lambda: b.ledger("kid").add("alices", "x", "alice")):
+    for attempt in (
+        lambda: b.drop("plan2", "bob"),
+        lambda: merge(b, "plan2", "bob"),
+        lambda: b.grant("plan2", "carol", "writer", "bob"),
+        lambda: b.ledger("kid").add("alices", "x", "alice"),
+    ):
         with pytest.raises(AccessDenied):
             attempt()
     # a child no longer makes its parent un-droppable: refused by default, naming it, and dropped
@@ -106,8 +112,12 @@ def test_item9_branch_consent_over_http(live_server):  # noqa: F811
         r = c.post("/v1/branches", json={"name": "kid", "from_branch": "plan"}, headers=s.h("bob"))
         assert r.status_code == 403, r.text
         assert c.delete("/v1/branches/plan", headers=s.h("bob")).status_code == 403
-        assert c.post("/v1/branches/plan/grants", json={"principal": "bob", "role": "writer"},
-                      headers=s.h("bob")).status_code == 403
+        assert (
+            c.post(
+                "/v1/branches/plan/grants", json={"principal": "bob", "role": "writer"}, headers=s.h("bob")
+            ).status_code
+            == 403
+        )
         # so alice can merge and drop her branches
         r = c.post("/v1/branches/plan/memories", json={"cube": "alices", "text": "a trip"}, headers=s.h("alice"))
         assert r.status_code == 201, r.text
@@ -117,10 +127,18 @@ def test_item9_branch_consent_over_http(live_server):  # noqa: F811
         assert c.post("/v1/branches", json={"name": "plan2"}, headers=s.h("alice")).status_code == 201
         r = c.post("/v1/branches/plan2/grants", json={"principal": "bob", "role": "writer"}, headers=s.h("alice"))
         assert r.status_code == 201 and r.json()["changed"] is True, r.text
-        assert c.post("/v1/branches/plan2/grants", json={"principal": "nobody", "role": "writer"},
-                      headers=s.h("alice")).status_code == 404
-        assert c.post("/v1/branches/plan2/grants", json={"principal": "bob", "role": "boss"},
-                      headers=s.h("alice")).status_code == 422
+        assert (
+            c.post(
+                "/v1/branches/plan2/grants", json={"principal": "nobody", "role": "writer"}, headers=s.h("alice")
+            ).status_code
+            == 404
+        )
+        assert (
+            c.post(
+                "/v1/branches/plan2/grants", json={"principal": "bob", "role": "boss"}, headers=s.h("alice")
+            ).status_code
+            == 422
+        )
         r = c.post("/v1/branches/plan2/memories", json={"cube": "bobs", "text": "bob was here"}, headers=s.h("bob"))
         assert r.status_code == 201, r.text
         r = c.post("/v1/branches", json={"name": "kid", "from_branch": "plan2"}, headers=s.h("bob"))
@@ -136,8 +154,10 @@ def test_item9_branch_consent_over_http(live_server):  # noqa: F811
         assert c.post("/v1/branches", json={"name": "plan3"}, headers=s.h("alice")).status_code == 201
         c.post("/v1/branches/plan3/grants", json={"principal": "bob", "role": "writer"}, headers=s.h("alice"))
         assert c.delete("/v1/branches/plan3/grants/bob/writer", headers=s.h("alice")).status_code == 200
-        assert c.post("/v1/branches/plan3/memories", json={"cube": "bobs", "text": "x"},
-                      headers=s.h("bob")).status_code == 403
+        assert (
+            c.post("/v1/branches/plan3/memories", json={"cube": "bobs", "text": "x"}, headers=s.h("bob")).status_code
+            == 403
+        )
         assert c.delete("/v1/branches/plan3", headers=s.h("root")).status_code == 200
         # every refusal and every grant is in the log
         log = c.get("/v1/log", params={"stream": "_system", "limit": 1000}, headers=s.h("root")).json()["events"]
@@ -154,8 +174,21 @@ def test_item9_cli_branch_grants_and_cascading_drop(tmp_path, capsys):
     assert code == 2 and "plan" in err and len(err.splitlines()) == 1, err
     code, _, err = run(capsys, "--data", data, "branch", "create", "kid", "--from", "plan", "--actor", "bob")
     assert code == 2 and len(err.splitlines()) == 1, err
-    code, out, _ = run(capsys, "--data", data, "branch", "grant", "plan", "--principal", "bob", "--role", "writer",
-                       "--actor", "alice", "--json")
+    code, out, _ = run(
+        capsys,
+        "--data",
+        data,
+        "branch",
+        "grant",
+        "plan",
+        "--principal",
+        "bob",
+        "--role",
+        "writer",
+        "--actor",
+        "alice",
+        "--json",
+    )
     assert code == 0 and json.loads(out)["changed"] is True
     assert run(capsys, "--data", data, "add", "--cube", "bobs", "--branch", "plan", "--actor", "bob", "x")[0] == 0
     assert run(capsys, "--data", data, "branch", "create", "kid", "--from", "plan", "--actor", "bob")[0] == 0

@@ -102,12 +102,22 @@ def test_item01_residue_check_finds_embeddings_of_an_erased_text(tmp_path, capsy
     assert json.loads(out)["complete"] is True  # the re-run checks again with the pending record's texts
 
 
-def test_item02_chat_answer_derived_from_a_sealed_memory_is_sealed_under_its_subject(tmp_path, capsys,
-                                                                                     tiny_model_dir):
+def test_item02_chat_answer_derived_from_a_sealed_memory_is_sealed_under_its_subject(tmp_path, capsys, tiny_model_dir):
     data = _data(tmp_path, capsys, tiny_model_dir, '[views]\nvector = "none"\n')
     _add(capsys, data, "--subject", "cust-9", f"The customer's {SECRET}")
-    code, out, err = run(capsys, "--data", data, "chat", "--cube", "c", "--actor", "agent", "--json",
-                         "-m", "what is the customer's card and PIN?")
+    code, out, err = run(
+        capsys,
+        "--data",
+        data,
+        "chat",
+        "--cube",
+        "c",
+        "--actor",
+        "agent",
+        "--json",
+        "-m",
+        "what is the customer's card and PIN?",
+    )
     assert code == 0, err
     turn = json.loads(out)
     assert turn["retrieved"], turn  # the sealed memory was in the prompt
@@ -158,8 +168,13 @@ def test_item10_rerunning_an_interrupted_forget_finishes_every_step(tmp_path, ca
     _add(capsys, data, "--subject", "cust-9", SECRET)
     assert run(capsys, "--data", data, "search", "--cube", "c", "card")[0] == 0  # the keyword view holds the text
     keyword = Path(data) / "views" / "keyword.sqlite"
-    proc = subprocess.run([sys.executable, "-c", _INTERRUPT, data], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run(
+        [sys.executable, "-c", _INTERRUPT, data],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     conn = sqlite3.connect(keyword)
     held = conn.execute("SELECT count(*) FROM texts WHERE text LIKE '%4111%'").fetchone()[0]

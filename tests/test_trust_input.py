@@ -89,18 +89,23 @@ def test_item12_bad_actor_bytes_and_unknown_memory(ledger_dir, capsys):
     data, mid = ledger_dir
     surrogate = os.fsdecode(b"\xff\xfe")  # what Python makes of undecodable bytes in argv
     head = _head(data, capsys)
-    for argv in (["add", "--cube", "tea", "--actor", surrogate, "x"],
-                 ["update", mid, "--actor", surrogate, "y"],
-                 ["get", mid, "--actor", surrogate],
-                 ["add", "--cube", surrogate, "--actor", "a", "x"],
-                 ["branch", "create", "x", "--actor", surrogate]):
+    for argv in (
+        ["add", "--cube", "tea", "--actor", surrogate, "x"],
+        ["update", mid, "--actor", surrogate, "y"],
+        ["get", mid, "--actor", surrogate],
+        ["add", "--cube", surrogate, "--actor", "a", "x"],
+        ["branch", "create", "x", "--actor", surrogate],
+    ):
         code, _, err = run(capsys, "--data", data, *argv)
         assert code == 2 and len(err.splitlines()) == 1 and err.startswith("error: "), (argv, code, err)
     assert _head(data, capsys) == head
     # the same bytes in a real process (argv decoded by the interpreter)
-    proc = subprocess.run([sys.executable, "-m", "ledger", "--data", data, "add", "--cube", "tea", "--actor",
-                           b"\xff\xfe", "x"], capture_output=True, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run(
+        [sys.executable, "-m", "ledger", "--data", data, "add", "--cube", "tea", "--actor", b"\xff\xfe", "x"],
+        capture_output=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith(b"error: "), proc
     assert _head(data, capsys) == head
     code, _, err = run(capsys, "--data", data, "audit", "--memory", "nope")
@@ -112,8 +117,13 @@ def test_item12_bad_actor_bytes_and_unknown_memory(ledger_dir, capsys):
 
 def test_item12_argument_errors_are_one_line(ledger_dir, capsys):
     data, _ = ledger_dir
-    for argv in (["log", "--from", "abc"], ["search", "--k", "x", "q"], ["audit", "--limit", "many"],
-                 ["restore", "mem_x"], ["nonsense-command"]):
+    for argv in (
+        ["log", "--from", "abc"],
+        ["search", "--k", "x", "q"],
+        ["audit", "--limit", "many"],
+        ["restore", "mem_x"],
+        ["nonsense-command"],
+    ):
         code, _, err = run(capsys, "--data", data, *argv)
         assert code == 2 and len(err.splitlines()) == 1 and err.startswith("error: "), (argv, code, err)
 
@@ -144,14 +154,15 @@ def test_item12_service_bad_points_are_4xx(live_server):  # noqa: F811
         mid = r.json()["id"]
         for bad in BAD_POINTS:
             for method, url, kw in (
-                    ("POST", "/v1/branches", {"json": {"name": "x", "at": bad}}),
-                    ("GET", f"/v1/memories/{mid}", {"params": {"as_of": bad}}),
-                    ("GET", f"/v1/memories/{mid}/history", {"params": {"as_of": bad}}),
-                    ("GET", "/v1/cubes/a/memories", {"params": {"as_of": bad}}),
-                    ("POST", "/v1/search", {"json": {"query": "tea", "as_of": bad}}),
-                    ("GET", "/v1/audit", {"params": {"cube": "a", "since": bad}}),
-                    ("GET", "/v1/audit", {"params": {"cube": "a", "until": bad}}),
-                    ("GET", "/v1/log", {"params": {"as_of": bad}})):
+                ("POST", "/v1/branches", {"json": {"name": "x", "at": bad}}),
+                ("GET", f"/v1/memories/{mid}", {"params": {"as_of": bad}}),
+                ("GET", f"/v1/memories/{mid}/history", {"params": {"as_of": bad}}),
+                ("GET", "/v1/cubes/a/memories", {"params": {"as_of": bad}}),
+                ("POST", "/v1/search", {"json": {"query": "tea", "as_of": bad}}),
+                ("GET", "/v1/audit", {"params": {"cube": "a", "since": bad}}),
+                ("GET", "/v1/audit", {"params": {"cube": "a", "until": bad}}),
+                ("GET", "/v1/log", {"params": {"as_of": bad}}),
+            ):
                 r = c.request(method, url, headers=s.h("alice") if "log" not in url else s.h("root"), **kw)
                 assert 400 <= r.status_code < 500, (method, url, bad, r.status_code, r.text)
                 assert r.json()["error"]["message"], r.text
@@ -180,29 +191,37 @@ def test_item17_data_files_are_private(tmp_path, capsys):
         data = init_data(tmp_path, capsys)
         root = Path(data)
         (root / "memledger.toml").write_text('[views.vector]\nembedder = "hashing"\n')
-        for argv in (["add", "--cube", "tea", "--actor", "a", "green tea in the morning"],
-                     ["add", "--cube", "tea", "--actor", "a", "--subject", "s1", "Ada drinks oolong"],
-                     ["search", "--actor", "a", "tea"],
-                     ["checkpoint"],
-                     ["principal", "create", "alice"],
-                     ["branch", "create", "b1", "--actor", "a"],
-                     ["add", "--cube", "tea", "--branch", "b1", "--actor", "a", "black tea"],
-                     ["rebuild", "--no-progress"],
-                     ["views"]):
+        for argv in (
+            ["add", "--cube", "tea", "--actor", "a", "green tea in the morning"],
+            ["add", "--cube", "tea", "--actor", "a", "--subject", "s1", "Ada drinks oolong"],
+            ["search", "--actor", "a", "tea"],
+            ["checkpoint"],
+            ["principal", "create", "alice"],
+            ["branch", "create", "b1", "--actor", "a"],
+            ["add", "--cube", "tea", "--branch", "b1", "--actor", "a", "black tea"],
+            ["rebuild", "--no-progress"],
+            ["views"],
+        ):
             code, _, err = run(capsys, "--data", data, *argv)
             assert code == 0, (argv, err)
-        assert {"log.sqlite", "checkpoints.jsonl", "principals.json", "branches.sqlite", "views", "keys"} <= \
-            {p.name for p in root.iterdir()}
-        assert {"keyword.sqlite", "graph.sqlite", "vector.sqlite", "embedding_cache.sqlite"} <= \
-            {p.name for p in (root / "views").iterdir()}
+        assert {"log.sqlite", "checkpoints.jsonl", "principals.json", "branches.sqlite", "views", "keys"} <= {
+            p.name for p in root.iterdir()
+        }
+        assert {"keyword.sqlite", "graph.sqlite", "vector.sqlite", "embedding_cache.sqlite"} <= {
+            p.name for p in (root / "views").iterdir()
+        }
         assert _exposed(root) == []
         server = LiveServer.start(root)  # the service, in a process of its own with umask 022
         try:
             server.principal("bob")
             with server.client() as c:
                 assert c.post("/v1/cubes", json={"cube": "b"}, headers=server.h("bob")).status_code == 201
-                assert c.post("/v1/memories", json={"cube": "b", "text": "bob likes mint tea"},
-                              headers=server.h("bob")).status_code == 201
+                assert (
+                    c.post(
+                        "/v1/memories", json={"cube": "b", "text": "bob likes mint tea"}, headers=server.h("bob")
+                    ).status_code
+                    == 201
+                )
                 assert c.get("/v1/search", params={"q": "mint"}, headers=server.h("bob")).status_code == 200
             side = [p.name for p in root.rglob("*-wal")]
             assert side, "expected open SQLite WAL files while the server runs"
@@ -312,8 +331,19 @@ def test_item15_verifier_rejects_forged_time_and_unhashed_fields(proofs, tmp_pat
     pem.write_text(cps.signer.public_key_pem())
     proof = tmp_path / "proof.json"
     proof.write_text(json.dumps(forged(inc, ("checkpoint", "time"), "1999-01-01T00:00:00Z")))
-    proc = subprocess.run([sys.executable, "-I", str(ROOT / "ledger" / "governance" / "verifier.py"), str(proof),
-                           "--public-key", str(pem), "--json"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            str(ROOT / "ledger" / "governance" / "verifier.py"),
+            str(proof),
+            "--public-key",
+            str(pem),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1 and json.loads(proc.stdout)["ok"] is False and "time" in proc.stdout, proc
 
 

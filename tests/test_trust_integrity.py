@@ -57,8 +57,10 @@ def test_item06_verify_catches_damaged_sqlite_indexes(tmp_path, capsys):
     # edit bytes of an index the table does not hash (the event-id or stream-version index)
     conn = sqlite3.connect(f"{data}/log.sqlite")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' "
-                        "AND sql IS NULL ORDER BY name LIMIT 1").fetchone()[0]
+    root = conn.execute(
+        "SELECT rootpage FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' "
+        "AND sql IS NULL ORDER BY name LIMIT 1"
+    ).fetchone()[0]
     page_size = conn.execute("PRAGMA page_size").fetchone()[0]
     conn.close()
     path = f"{data}/log.sqlite"
@@ -100,8 +102,9 @@ def test_item07_truncation_with_the_store_deleted_fails_against_a_pinned_checkpo
     (tmp_path / "data" / "checkpoints.jsonl").unlink()
     code, out, err = run(capsys, "--data", data, "verify", "--public-key", str(tmp_path / "key.pem"))
     assert code == 0 and "--trusted" in err  # all a local check can say: loudly, that nothing pins the log
-    code, out, _ = run(capsys, "--data", data, "verify", "--trusted", pinned, "--public-key",
-                       str(tmp_path / "key.pem"), "--json")
+    code, out, _ = run(
+        capsys, "--data", data, "verify", "--trusted", pinned, "--public-key", str(tmp_path / "key.pem"), "--json"
+    )
     assert code == 1 and "truncated" in json.loads(out)["problem"]
     code, out, _ = run(capsys, "--data", data, "verify", "--trusted", pinned)
     assert code == 1 and "trusted checkpoint #1" in out

@@ -22,20 +22,51 @@ from ledger.factory import open_ledger
 from tests.cli_helpers import init_data, run
 from tests.live_server import live_server  # noqa: F401
 
-VALID = ["c", "alice", "c1", "tour", "zzz", "cube-1", "x:y@z.w-v_u", "2026", "Москва", "東京tokyo",
-         "ひらがなカタカナ漢字", "한국어漢字", "café", "Ελλάδα"]
+VALID = [
+    "c",
+    "alice",
+    "c1",
+    "tour",
+    "zzz",
+    "cube-1",
+    "x:y@z.w-v_u",
+    "2026",
+    "Москва",
+    "東京tokyo",
+    "ひらがなカタカナ漢字",
+    "한국어漢字",
+    "café",
+    "Ελλάδα",
+]
 # name -> a word of the rule the error must name
 INVALID = {
-    "..": "start with a letter", ".": "start with a letter", ".x": "start with a letter",
-    "_system": "start with a letter", "-a": "start with a letter",
-    "../etc": "path separator", "a/../b": "path separator", "a/b": "path separator", "a\\b": "path separator",
+    "..": "start with a letter",
+    ".": "start with a letter",
+    ".x": "start with a letter",
+    "_system": "start with a letter",
+    "-a": "start with a letter",
+    "../etc": "path separator",
+    "a/../b": "path separator",
+    "a/b": "path separator",
+    "a\\b": "path separator",
     "alic\u0430": "mixes scripts",  # Latin "alic" + Cyrillic "а"
-    "p\u0430ypal": "mixes scripts", "\u0391lpha": "mixes scripts",  # Cyrillic а / Greek Α among Latin letters
-    "a b": "whitespace", "tab\there": "whitespace", "new\nline": "whitespace", "\u200b\u200b": "format character",
-    "zero\u200bwidth": "format character", "bidi\u202eevil": "format character",
-    "ﬁle": "NFKC", "e\u0301": "NFKC", "Ⅸ": "NFKC", "ｆｕｌｌ": "NFKC",
-    "ab\u0301": "combining mark", "semi;colon": "not a name character", "quote'd": "not a name character",
-    "": "1-200 characters", "x" * 201: "1-200 characters",
+    "p\u0430ypal": "mixes scripts",
+    "\u0391lpha": "mixes scripts",  # Cyrillic а / Greek Α among Latin letters
+    "a b": "whitespace",
+    "tab\there": "whitespace",
+    "new\nline": "whitespace",
+    "\u200b\u200b": "format character",
+    "zero\u200bwidth": "format character",
+    "bidi\u202eevil": "format character",
+    "ﬁle": "NFKC",
+    "e\u0301": "NFKC",
+    "Ⅸ": "NFKC",
+    "ｆｕｌｌ": "NFKC",
+    "ab\u0301": "combining mark",
+    "semi;colon": "not a name character",
+    "quote'd": "not a name character",
+    "": "1-200 characters",
+    "x" * 201: "1-200 characters",
 }
 
 
@@ -93,8 +124,13 @@ def test_item16_branch_principal_and_subject_names_follow_the_grammar(ledger, tm
 def test_item16_non_finite_metadata_is_refused_not_stored_as_null(ledger):
     w = ledger.add("c", "first", actor="a")
     other = ledger.add("c", "second", actor="a")
-    for bad in ({"n": float("nan")}, {"n": float("inf")}, {"n": -float("inf")}, {"deep": [1, {"n": float("nan")}]},
-                {"n": float("1e400")}):
+    for bad in (
+        {"n": float("nan")},
+        {"n": float("inf")},
+        {"n": -float("inf")},
+        {"deep": [1, {"n": float("nan")}]},
+        {"n": float("1e400")},
+    ):
         _refused(ledger, lambda bad=bad: ledger.add("c", "text", actor="a", metadata=bad), "finite")
         _refused(ledger, lambda bad=bad: ledger.update(w.id, "text", actor="a", metadata=bad), "finite")
         _refused(ledger, lambda bad=bad: ledger.merge([w.id, other.id], "m", actor="a", metadata=bad), "finite")
@@ -147,11 +183,10 @@ def test_item16_http_refuses_names_non_finite_numbers_and_blank_texts(live_serve
                 refused(c.post("/v1/memories", json={"cube": name, "text": "t"}, headers=h), rule)
                 refused(c.post("/v1/branches", json={"name": name}, headers=h), rule)
                 refused(c.post("/v1/memories", json={"cube": "c", "text": "t", "subject": name}, headers=h), rule)
-        for raw in (b"NaN", b"Infinity", b"-Infinity", b"1e400", b"-1e400", b"[1, {\"x\": NaN}]"):
+        for raw in (b"NaN", b"Infinity", b"-Infinity", b"1e400", b"-1e400", b'[1, {"x": NaN}]'):
             body = b'{"cube": "c", "text": "t", "metadata": {"n": ' + raw + b"}}"
             refused(c.post("/v1/memories", content=body, headers=h), "finite")
-            refused(c.post("/v1/cubes", content=b'{"cube": "d", "metadata": {"n": ' + raw + b"}}", headers=h),
-                    "finite")
+            refused(c.post("/v1/cubes", content=b'{"cube": "d", "metadata": {"n": ' + raw + b"}}", headers=h), "finite")
         for blank in ("\u200b\u200b", " \t", "\ufeff"):
             refused(c.post("/v1/memories", json={"cube": "c", "text": blank}, headers=h), "blank")
             refused(c.get("/v1/search", params={"q": blank}, headers=h), "blank")
@@ -187,8 +222,11 @@ def test_item16_every_name_the_pattern_admits_is_valid_and_the_rust_regex_agrees
     from ledger.rules.names import NAME_PATTERN, PUNCTUATION, SCRIPT_SETS, name_problem, name_regex, scripts_of
 
     rust = TypeAdapter(Annotated[str, Field(pattern=NAME_PATTERN)])
-    name = data.draw(st.one_of(st.from_regex(name_regex(), fullmatch=True),
-                               st.text(st.characters(codec="utf-8"), min_size=1, max_size=12)))
+    name = data.draw(
+        st.one_of(
+            st.from_regex(name_regex(), fullmatch=True), st.text(st.characters(codec="utf-8"), min_size=1, max_size=12)
+        )
+    )
     name = name[:200]
     ok = name_problem(name) is None
     try:
@@ -210,8 +248,10 @@ def test_item16_unicode_tables_match_this_pythons_unicodedata():
     from ledger.rules import unicode_gen, unicode_tables
 
     if unicodedata.unidata_version != unicode_tables.UNIDATA_VERSION:
-        pytest.skip(f"tables derived with Unicode {unicode_tables.UNIDATA_VERSION}, "
-                    f"this Python has {unicodedata.unidata_version}")
+        pytest.skip(
+            f"tables derived with Unicode {unicode_tables.UNIDATA_VERSION}, "
+            f"this Python has {unicodedata.unidata_version}"
+        )
     assert unicode_gen.blank_ranges() == list(unicode_tables.BLANK)
     derived = unicode_gen.letters_by_script()
     assert derived.keys() == unicode_tables.LETTERS.keys()

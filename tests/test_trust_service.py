@@ -26,8 +26,10 @@ def _sse_reader(server: LiveServer, token: str, out: queue.Queue) -> threading.T
 
     def run() -> None:
         try:
-            with httpx.Client(base_url=server.url, timeout=httpx.Timeout(30, read=30)) as c, c.stream(
-                    "GET", "/v1/log/stream?from=0", headers={"Authorization": f"Bearer {token}"}) as r:
+            with (
+                httpx.Client(base_url=server.url, timeout=httpx.Timeout(30, read=30)) as c,
+                c.stream("GET", "/v1/log/stream?from=0", headers={"Authorization": f"Bearer {token}"}) as r,
+            ):
                 assert r.status_code == 200
                 block: dict[str, str] = {}
                 for line in r.iter_lines():
@@ -63,8 +65,10 @@ def test_item04_sse_stream_stops_after_token_revoked(live_server, how):  # noqa:
     s = live_server
     with s.client() as c:
         assert c.post("/v1/cubes", json={"cube": "c"}, headers=s.h("alice")).status_code == 201
-        assert c.post("/v1/cubes/c/grants", json={"principal": "bob", "role": "writer"},
-                      headers=s.h("alice")).status_code == 201
+        assert (
+            c.post("/v1/cubes/c/grants", json={"principal": "bob", "role": "writer"}, headers=s.h("alice")).status_code
+            == 201
+        )
         first = c.post("/v1/memories", json={"cube": "c", "text": "before the revocation"}, headers=s.h("alice"))
         assert first.status_code == 201
         out: queue.Queue = queue.Queue()
@@ -99,7 +103,7 @@ def _request_series(metrics: str) -> set[tuple[str, str, str]]:
     out = set()
     for line in metrics.splitlines():
         if line.startswith("memledger_http_request_duration_seconds_count{"):
-            labels = dict(LABEL.findall(line[:line.rindex("}") + 1]))
+            labels = dict(LABEL.findall(line[: line.rindex("}") + 1]))
             out.add((labels["method"], labels["route"], labels["status"]))
     return out
 
@@ -121,8 +125,18 @@ def test_item08_metrics_labels_stay_bounded_whatever_clients_send(live_server): 
         flood(c, 150, 150)
         after = c.get("/metrics", headers=s.h("root")).text
     series = _request_series(after)
-    assert {m for m, _, _ in series} <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
-                                         "CONNECT", "other"}, sorted(series)
+    assert {m for m, _, _ in series} <= {
+        "GET",
+        "HEAD",
+        "POST",
+        "PUT",
+        "PATCH",
+        "DELETE",
+        "OPTIONS",
+        "TRACE",
+        "CONNECT",
+        "other",
+    }, sorted(series)
     assert not any(r.startswith("/random") for _, r, _ in series), sorted(series)
     # 150 more requests of the same kinds add no series: the body does not grow with what clients send
     assert _request_series(mid) == series, sorted(series ^ _request_series(mid))
@@ -166,11 +180,14 @@ def test_item18_405_responses_carry_an_allow_header_listing_every_method(live_se
     with s.client() as c:
         c.post("/v1/cubes", json={"cube": "c"}, headers=s.h("alice"))
         mid = c.post("/v1/memories", json={"cube": "c", "text": "t"}, headers=s.h("alice")).json()["id"]
-        for method, path, allowed in (("OPTIONS", "/v1/cubes", "GET, POST"), ("DELETE", "/v1/cubes", "GET, POST"),
-                                      ("PATCH", f"/v1/memories/{mid}", "GET, PUT"),
-                                      ("X-INVENTED", "/v1/checkpoints", "GET, POST"),
-                                      ("PUT", "/v1/cubes/c", "GET, PATCH"),
-                                      ("OPTIONS", "/v1/memories/merge", "POST")):  # the merge, not an id
+        for method, path, allowed in (
+            ("OPTIONS", "/v1/cubes", "GET, POST"),
+            ("DELETE", "/v1/cubes", "GET, POST"),
+            ("PATCH", f"/v1/memories/{mid}", "GET, PUT"),
+            ("X-INVENTED", "/v1/checkpoints", "GET, POST"),
+            ("PUT", "/v1/cubes/c", "GET, PATCH"),
+            ("OPTIONS", "/v1/memories/merge", "POST"),
+        ):  # the merge, not an id
             r = c.request(method, path, headers=s.h("alice"))
             assert r.status_code == 405, (method, path, r.status_code, r.text)
             assert r.headers.get("allow") == allowed, (method, path, r.headers.get("allow"))

@@ -17,8 +17,12 @@ from projections.view_set import ViewSet
 from tests.cli_helpers import run
 
 CONFIG = '[views.vector]\nembedder = "hashing"\n'
-FILES = {"keyword.sqlite": "keyword", "graph.sqlite": "graph", "vector.sqlite": "vector",
-         "embedding_cache.sqlite": "embedding_cache"}
+FILES = {
+    "keyword.sqlite": "keyword",
+    "graph.sqlite": "graph",
+    "vector.sqlite": "vector",
+    "embedding_cache.sqlite": "embedding_cache",
+}
 QUERIES = ["tea", "Alice", "trip to Lisbon", "cat"]
 
 

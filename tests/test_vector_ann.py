@@ -54,8 +54,8 @@ def setup(tmp_path):
     approx = VectorView(tmp_path / "ann.sqlite", emb, cache=cache, exact_threshold=0, ann_min_fraction=0.0)
     exact = VectorView(tmp_path / "exact.sqlite", emb, cache=cache, ann=None)
     for i in range(0, len(events), 400):
-        approx.apply_batch(events[i:i + 400])
-        exact.apply_batch(events[i:i + 400])
+        approx.apply_batch(events[i : i + 400])
+        exact.apply_batch(events[i : i + 400])
     approx.build_index()
     queries = normalise_rows(rng.standard_normal((30, DIM), dtype=np.float32))
     yield approx, exact, queries, n, events, tmp_path
@@ -99,8 +99,16 @@ def test_ann_index_is_persisted_and_rebuilt_after_forget(setup):
     again.embedder.table = np.vstack([table, zoe])
     zoe_text = f"t{len(table)}"
     again.opener = lambda s: {"text": s["ciphertext"]}
-    again.apply_batch([make_event(len(events), "c0", ev.MEMORY_ADDED,
-                                  {"memory_id": "s1", "sealed": sealed("zoe", zoe_text), "subject": "zoe"})])
+    again.apply_batch(
+        [
+            make_event(
+                len(events),
+                "c0",
+                ev.MEMORY_ADDED,
+                {"memory_id": "s1", "sealed": sealed("zoe", zoe_text), "subject": "zoe"},
+            )
+        ]
+    )
     assert again.vector_search(zoe, 1)[0][0] == "s1"
     again.build_index()
     assert zoe.astype(np.float16).tobytes() in index_file.read_bytes()

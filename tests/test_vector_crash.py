@@ -32,8 +32,10 @@ catch_up(ledger.events, view, batch_size=int(sys.argv[3]))
 
 def _dump(path: Path):
     conn = sqlite3.connect(path)
-    versions = conn.execute("SELECT id, memory_id, cube, valid_from, valid_to, state, subject, present, slot, "
-                            "metadata, tags FROM versions ORDER BY id").fetchall()
+    versions = conn.execute(
+        "SELECT id, memory_id, cube, valid_from, valid_to, state, subject, present, slot, "
+        "metadata, tags FROM versions ORDER BY id"
+    ).fetchall()
     vectors = conn.execute("SELECT slot, text_sha256, vec FROM vectors ORDER BY slot").fetchall()
     cp = conn.execute("SELECT value FROM meta WHERE key = 'checkpoint'").fetchone()
     conn.close()

@@ -40,15 +40,30 @@ def test_forget_purges_rows_vectors_and_cache(tmp_path):
     emb = HashingEmbedder(dim=64)
     v = VectorView(tmp_path / "vector.sqlite", emb, keys)
     events = [
-        make_event(0, "c", ev.MEMORY_ADDED, {"memory_id": "a1", "sealed": sealed("alice", ALICE_TEXT),
-                                             "subject": "alice"}),
-        make_event(1, "c", ev.MEMORY_ADDED, {"memory_id": "b1", "sealed": sealed("bob", "bob likes jazz too"),
-                                             "subject": "bob"}),
-        make_event(2, "c", ev.MEMORY_UPDATED, {"memory_id": "a1",
-                                               "sealed": sealed("alice", ALICE_TEXT + " and blues")}),
+        make_event(
+            0, "c", ev.MEMORY_ADDED, {"memory_id": "a1", "sealed": sealed("alice", ALICE_TEXT), "subject": "alice"}
+        ),
+        make_event(
+            1,
+            "c",
+            ev.MEMORY_ADDED,
+            {"memory_id": "b1", "sealed": sealed("bob", "bob likes jazz too"), "subject": "bob"},
+        ),
+        make_event(
+            2, "c", ev.MEMORY_UPDATED, {"memory_id": "a1", "sealed": sealed("alice", ALICE_TEXT + " and blues")}
+        ),
         make_event(3, "c", ev.MEMORY_ADDED, {"memory_id": "p1", "text": "public note about jazz"}),
-        make_event(4, "c", ev.MEMORY_MERGED, {"memory_id": "a2", "sources": ["a1", "p1"], "subject": "alice",
-                                              "sealed": sealed("alice", "alice merged memory about jazz")}),
+        make_event(
+            4,
+            "c",
+            ev.MEMORY_MERGED,
+            {
+                "memory_id": "a2",
+                "sources": ["a1", "p1"],
+                "subject": "alice",
+                "sealed": sealed("alice", "alice merged memory about jazz"),
+            },
+        ),
     ]
     v.apply_batch(events)
     q = v.embed_query("alice jazz")
@@ -87,13 +102,17 @@ def test_forget_in_the_middle_of_a_batch_and_later_events(tmp_path):
     keys = KeyStore()
     keys.destroyed.add("alice")  # replay after the erasure: the key is already gone
     v = VectorView(tmp_path / "vector.sqlite", HashingEmbedder(dim=32), keys)
-    v.apply_batch([
-        make_event(0, "c", ev.MEMORY_ADDED, {"memory_id": "a1", "sealed": sealed("alice", "x"), "subject": "alice"}),
-        make_event(1, "c", ev.MEMORY_ADDED, {"memory_id": "p", "text": "plain"}),
-        make_event(2, "_system", ev.SUBJECT_FORGOTTEN, {"subject": "alice"}),
-        make_event(3, "c", ev.MEMORY_STATE_CHANGED, {"memory_id": "a1", "from": "generated", "to": "archived"}),
-        make_event(4, "c", ev.MEMORY_UPDATED, {"memory_id": "p", "text": "plain again"}),
-    ])
+    v.apply_batch(
+        [
+            make_event(
+                0, "c", ev.MEMORY_ADDED, {"memory_id": "a1", "sealed": sealed("alice", "x"), "subject": "alice"}
+            ),
+            make_event(1, "c", ev.MEMORY_ADDED, {"memory_id": "p", "text": "plain"}),
+            make_event(2, "_system", ev.SUBJECT_FORGOTTEN, {"subject": "alice"}),
+            make_event(3, "c", ev.MEMORY_STATE_CHANGED, {"memory_id": "a1", "from": "generated", "to": "archived"}),
+            make_event(4, "c", ev.MEMORY_UPDATED, {"memory_id": "p", "text": "plain again"}),
+        ]
+    )
     assert v.stats()["versions"] == 2
     assert [m for m, _ in v.vector_search(np.ones(32) / np.sqrt(32), 5)] == ["p"]
     v.close()

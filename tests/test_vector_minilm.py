@@ -23,13 +23,16 @@ def test_minilm_offline_ranks_the_related_sentence_first(tmp_path, monkeypatch):
     vecs = emb.embed(["The cat sat on the mat.", "Quarterly revenue grew by 12 percent."])
     assert vecs.shape == (2, 384) and vecs.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, rtol=1e-4)
-    texts = ["The stock market fell sharply on Monday.",
-             "My dog loves to chase the ball in the park.",
-             "The recipe needs two cups of flour and an egg.",
-             "Melanie painted a sunrise over the lake last summer."]
+    texts = [
+        "The stock market fell sharply on Monday.",
+        "My dog loves to chase the ball in the park.",
+        "The recipe needs two cups of flour and an egg.",
+        "Melanie painted a sunrise over the lake last summer.",
+    ]
     view = VectorView(tmp_path / "v.sqlite", emb)
-    view.apply_batch([make_event(i, "c", ev.MEMORY_ADDED, {"memory_id": f"m{i}", "text": t})
-                      for i, t in enumerate(texts)])
+    view.apply_batch(
+        [make_event(i, "c", ev.MEMORY_ADDED, {"memory_id": f"m{i}", "text": t}) for i, t in enumerate(texts)]
+    )
     hits = view.vector_search(view.embed_query("Which pet enjoys playing fetch outdoors?"), 4)
     assert hits[0][0] == "m1"
     assert hits[0][1] > hits[1][1] + 0.1

@@ -49,10 +49,17 @@ def _truth(events, n, opener, q, cubes, states):
     return hits
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                   HealthCheck.too_slow])
-@given(data=event_sequences(), n_pick=st.integers(0, 10_000), batch=st.integers(1, 7), qi=st.integers(0, 3),
-       ci=st.integers(0, 2), si=st.integers(0, 2))
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(
+    data=event_sequences(),
+    n_pick=st.integers(0, 10_000),
+    batch=st.integers(1, 7),
+    qi=st.integers(0, 3),
+    ci=st.integers(0, 2),
+    si=st.integers(0, 2),
+)
 def test_as_of_equals_fresh_fold(tmp_path_factory, data, n_pick, batch, qi, ci, si):
     events, forgotten = data
     n = n_pick % len(events)
@@ -63,7 +70,7 @@ def test_as_of_equals_fresh_fold(tmp_path_factory, data, n_pick, batch, qi, ci, 
     fresh = VectorView(d / "fresh.sqlite", EMB, opener, cache=cache)
     try:
         for i in range(0, len(events), batch):
-            full.apply_batch(events[i:i + batch])
+            full.apply_batch(events[i : i + batch])
         fresh.apply_batch(events[: n + 1])
         q = EMB.embed([QUERIES[qi]])[0]
         cubes = [None, [CUBES[0]], CUBES][ci]
@@ -75,8 +82,9 @@ def test_as_of_equals_fresh_fold(tmp_path_factory, data, n_pick, batch, qi, ci, 
         # small k: a prefix of the full ranking
         assert _same(full.vector_search(q, 2, cubes=cubes, as_of=n, states=states), as_of[:2])
         # head of the full view agrees with the full fold
-        assert _same(_search_all(full, None, q, cubes, states),
-                     _truth(events, len(events) - 1, opener, q, cubes, states))
+        assert _same(
+            _search_all(full, None, q, cubes, states), _truth(events, len(events) - 1, opener, q, cubes, states)
+        )
         # provenance = the offsets of the events that changed the memory (as the fold records them)
         states_n = fold(events[: n + 1], opener)
         for mid, hit_score in as_of[:3]:
@@ -93,8 +101,10 @@ def test_view_reopened_answers_the_same(tmp_path):
 
     from ledger import events as ev
 
-    events = [make_event(i, "c1", ev.MEMORY_ADDED, {"memory_id": f"m{i}", "text": f"{w} {WORDS[(i + 3) % 12]}"})
-              for i, w in enumerate(WORDS)]
+    events = [
+        make_event(i, "c1", ev.MEMORY_ADDED, {"memory_id": f"m{i}", "text": f"{w} {WORDS[(i + 3) % 12]}"})
+        for i, w in enumerate(WORDS)
+    ]
     events.append(make_event(len(events), "c1", ev.MEMORY_UPDATED, {"memory_id": "m0", "text": "dog cat"}))
     v = VectorView(tmp_path / "v.sqlite", EMB)
     v.apply_batch(events)

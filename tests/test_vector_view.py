@@ -111,7 +111,7 @@ def test_rebuild_uses_the_cache(tmp_path):
     assert first == 5  # five distinct texts
     q = v.embed_query("coffee")
     before = v.vector_search(q, 10)
-    rebuild(lambda s, e: iter(events[s:(e + 1) if e is not None else None]), v)
+    rebuild(lambda s, e: iter(events[s : (e + 1) if e is not None else None]), v)
     assert emb.texts_embedded == first + 1  # only the query text, embedded once, was new
     assert v.vector_search(q, 10) == before
     v.close()
@@ -152,8 +152,12 @@ def test_score_texts_for_overlay_candidates(view):
 
 def test_sealed_memories_without_opener_have_no_vector(view):
     sealed = {"subject": "s", "key_id": "k", "alg": "AES-256-GCM", "nonce": "0", "ciphertext": "secret"}
-    view.apply_batch([make_event(0, "c", ev.MEMORY_ADDED, {"memory_id": "x", "sealed": sealed, "subject": "s"}),
-                      make_event(1, "c", ev.MEMORY_ADDED, {"memory_id": "y", "text": "secret"})])
+    view.apply_batch(
+        [
+            make_event(0, "c", ev.MEMORY_ADDED, {"memory_id": "x", "sealed": sealed, "subject": "s"}),
+            make_event(1, "c", ev.MEMORY_ADDED, {"memory_id": "y", "text": "secret"}),
+        ]
+    )
     assert [m for m, _ in view.vector_search(view.embed_query("secret"), 5)] == ["y"]
     assert view.rows_as_of(["x"])["x"].has_vector is False
 
@@ -175,8 +179,12 @@ def test_second_process_view_sees_new_rows(tmp_path):
         fresh.close()
     assert reader._mem is columns  # caught up incrementally, not reloaded
     assert {m for m, _ in reader.vector_search(q, 10)} == {"a", "b", "c", "d"}
-    writer.apply_batch([make_event(7, "work", ev.MEMORY_ADDED, {"memory_id": "s", "text": "coffee", "subject": "x"}),
-                        make_event(8, "_system", ev.SUBJECT_FORGOTTEN, {"subject": "x"})])
+    writer.apply_batch(
+        [
+            make_event(7, "work", ev.MEMORY_ADDED, {"memory_id": "s", "text": "coffee", "subject": "x"}),
+            make_event(8, "_system", ev.SUBJECT_FORGOTTEN, {"subject": "x"}),
+        ]
+    )
     assert "s" not in {m for m, _ in reader.vector_search(q, 10)}
     assert reader._mem is not columns  # vectors were erased: full reload
     writer.close()

@@ -44,8 +44,11 @@ def test_intact_chain_verifies(data_dir, capsys):
 
 
 def test_edited_payload_is_found(data_dir, capsys):
-    _sql(data_dir, "UPDATE events SET payload = ? WHERE offset = 4",
-         b'{"memory_id":"m4","metadata":{},"tags":[],"text":"forged"}')
+    _sql(
+        data_dir,
+        "UPDATE events SET payload = ? WHERE offset = 4",
+        b'{"memory_id":"m4","metadata":{},"tags":[],"text":"forged"}',
+    )
     r = _verify(data_dir)
     assert not r.ok and r.first_bad_offset == 4 and "modified" in r.problem
     assert main(["--data", str(data_dir), "verify", "--json"]) == 1
@@ -58,8 +61,11 @@ def test_edited_actor_is_found(data_dir):
 
 
 def test_non_canonical_payload_is_found(data_dir):
-    _sql(data_dir, "UPDATE events SET payload = ? WHERE offset = 2",
-         b'{"text":"text 2","memory_id":"m2","metadata":{},"tags":[]}')
+    _sql(
+        data_dir,
+        "UPDATE events SET payload = ? WHERE offset = 2",
+        b'{"text":"text 2","memory_id":"m2","metadata":{},"tags":[]}',
+    )
     r = _verify(data_dir)
     assert r.first_bad_offset == 2
 
@@ -86,8 +92,10 @@ def test_rehashed_edit_still_breaks_the_link(data_dir):
     from ledger.canonical import chain_hash
 
     conn = sqlite3.connect(data_dir / "log.sqlite")
-    row = conn.execute("SELECT offset, stream, version, event_id, type, schema_version, ts_us, actor, "
-                       "causation_id, correlation_id, payload, prev_hash FROM events WHERE offset = 4").fetchone()
+    row = conn.execute(
+        "SELECT offset, stream, version, event_id, type, schema_version, ts_us, actor, "
+        "causation_id, correlation_id, payload, prev_hash FROM events WHERE offset = 4"
+    ).fetchone()
     forged = b'{"memory_id":"m4","metadata":{},"tags":[],"text":"forged"}'
     h = chain_hash(row[11], *row[:10], forged)
     with conn:

@@ -32,9 +32,21 @@ def sealed(subject: str, text: str) -> dict[str, Any]:
 
 
 def make_event(offset: int, stream: str, type_: str, payload: dict[str, Any], ts_us: int | None = None) -> Event:
-    return Event(offset=offset, stream=stream, version=0, event_id=f"e{offset}", type=type_, schema_version=1,
-                 ts_us=ts_us if ts_us is not None else 1_700_000_000_000_000 + offset, actor="tester",
-                 causation_id=None, correlation_id=None, payload=payload, prev_hash="", hash="")
+    return Event(
+        offset=offset,
+        stream=stream,
+        version=0,
+        event_id=f"e{offset}",
+        type=type_,
+        schema_version=1,
+        ts_us=ts_us if ts_us is not None else 1_700_000_000_000_000 + offset,
+        actor="tester",
+        causation_id=None,
+        correlation_id=None,
+        payload=payload,
+        prev_hash="",
+        hash="",
+    )
 
 
 @st.composite
@@ -53,15 +65,35 @@ def event_sequences(draw: st.DrawFn, max_ops: int = 30) -> tuple[list[Event], se
         events.append(make_event(len(events), stream, t, p))
 
     for _ in range(n_ops):
-        op = draw(st.sampled_from(["add", "add", "add_sealed", "update", "state", "tag", "merge", "restore",
-                                   "gone", "read", "forget", "dup"]))
+        op = draw(
+            st.sampled_from(
+                [
+                    "add",
+                    "add",
+                    "add_sealed",
+                    "update",
+                    "state",
+                    "tag",
+                    "merge",
+                    "restore",
+                    "gone",
+                    "read",
+                    "forget",
+                    "dup",
+                ]
+            )
+        )
         ids = sorted(live)
         if op in ("add", "add_sealed") or not ids:
             counter += 1
             mid = f"m{counter}"
             cube = draw(st.sampled_from(CUBES))
-            p: dict[str, Any] = {"memory_id": mid, "tags": [], "state": draw(st.sampled_from(STATES[:2])),
-                                 "metadata": {"n": counter}}
+            p: dict[str, Any] = {
+                "memory_id": mid,
+                "tags": [],
+                "state": draw(st.sampled_from(STATES[:2])),
+                "metadata": {"n": counter},
+            }
             subject = None
             if op == "add_sealed":
                 subject = draw(st.sampled_from(SUBJECTS))

@@ -67,8 +67,12 @@ def parse_commit(value: bytes) -> Commit | None:
     """The commit a sequencer record holds, or None when it is not one."""
     try:
         d = orjson.loads(value)
-        return Commit(int(d["base"]), str(d["prev"]), tuple(str(i) for i in d.get("ids", [])),
-                      tuple((int(p), int(o)) for p, o in d["loc"]))
+        return Commit(
+            int(d["base"]),
+            str(d["prev"]),
+            tuple(str(i) for i in d.get("ids", [])),
+            tuple((int(p), int(o)) for p, o in d["loc"]),
+        )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return None
 
@@ -81,8 +85,19 @@ def claims_next(head: Head, commit: Commit) -> bool:
 def hash_ok(e: Event, payload_bytes: bytes) -> bool:
     """True when the record's hash is the chain hash of its own content (rogue records are refused)."""
     return canonical_bytes(e.payload) == payload_bytes and e.hash == chain_hash(
-        e.prev_hash, e.offset, e.stream, e.version, e.event_id, e.type, e.schema_version, e.ts_us, e.actor,
-        e.causation_id, e.correlation_id, payload_bytes)
+        e.prev_hash,
+        e.offset,
+        e.stream,
+        e.version,
+        e.event_id,
+        e.type,
+        e.schema_version,
+        e.ts_us,
+        e.actor,
+        e.causation_id,
+        e.correlation_id,
+        payload_bytes,
+    )
 
 
 def judge(head: Head, commit: Commit, records: Sequence[DataRecord | None], seen: Callable[[str], bool]) -> Verdict:
@@ -90,8 +105,12 @@ def judge(head: Head, commit: Commit, records: Sequence[DataRecord | None], seen
     missing or not an event); ``seen(event_id)`` tells whether an id is already accepted."""
     if not claims_next(head, commit):
         return Verdict(False)
-    if len(records) != len(commit.locs) or len(commit.ids) != len(commit.locs) or not commit.locs \
-            or len(set(commit.ids)) != len(commit.ids):
+    if (
+        len(records) != len(commit.locs)
+        or len(commit.ids) != len(commit.locs)
+        or not commit.locs
+        or len(set(commit.ids)) != len(commit.ids)
+    ):
         return Verdict(False, problem="the commit's ids and record locations do not match")
     prev = head.hash
     part_hash = dict(head.part_hash)
@@ -99,9 +118,14 @@ def judge(head: Head, commit: Commit, records: Sequence[DataRecord | None], seen
         if rec is None:
             return Verdict(False, problem=f"data record [{p}]@{off} is missing or not an event")
         e = rec.event
-        if (e.offset != head.offset + 1 + i or e.prev_hash != prev or e.event_id != commit.ids[i]
-                or seen(e.event_id) or rec.pprev != part_hash.get(p, GENESIS_HASH)
-                or not hash_ok(e, rec.payload_bytes)):
+        if (
+            e.offset != head.offset + 1 + i
+            or e.prev_hash != prev
+            or e.event_id != commit.ids[i]
+            or seen(e.event_id)
+            or rec.pprev != part_hash.get(p, GENESIS_HASH)
+            or not hash_ok(e, rec.payload_bytes)
+        ):
             return Verdict(False, problem=f"data record [{p}]@{off} does not match")
         part_hash[p] = e.hash
         prev = e.hash

@@ -30,10 +30,14 @@ class KafkaGroupLease:
             def on_partitions_revoked(self, revoked):
                 lease._active = False
 
-        self._consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=self.group_id,
-                                       enable_auto_commit=False, session_timeout_ms=session_timeout_ms,
-                                       heartbeat_interval_ms=max(500, session_timeout_ms // 6),
-                                       max_poll_interval_ms=300_000)
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap_servers,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=max(500, session_timeout_ms // 6),
+            max_poll_interval_ms=300_000,
+        )
         self._consumer.subscribe([f"{topic}.seq"], listener=_Listener())
 
     def poll(self) -> bool:

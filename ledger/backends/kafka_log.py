@@ -118,10 +118,17 @@ def _decode_event(value: bytes) -> tuple[Event, bytes]:
 class KafkaLog(LogBase):
     """A ``Log`` on a Kafka cluster: cube-partitioned data topic, sequencer topic for global order."""
 
-    def __init__(self, bootstrap_servers: str, topic: str = "memledger", partitions: int = 4,
-                 replication_factor: int = 1, registry: SchemaRegistry | None = None,
-                 create_topics: bool = True, client_options: Mapping[str, object] | None = None,
-                 connect_timeout: float = 10.0):
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str = "memledger",
+        partitions: int = 4,
+        replication_factor: int = 1,
+        registry: SchemaRegistry | None = None,
+        create_topics: bool = True,
+        client_options: Mapping[str, object] | None = None,
+        connect_timeout: float = 10.0,
+    ):
         from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
         if not topic or len(topic) > 200 or not all(c.isalnum() or c in "._-" for c in topic):
@@ -138,10 +145,21 @@ class KafkaLog(LogBase):
         try:
             if create_topics:
                 self._ensure_topics(partitions, replication_factor, opts)
-            self._producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True,
-                                           linger_ms=0, max_in_flight_requests_per_connection=5, **opts)
-            self._consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
-                                           fetch_max_wait_ms=FETCH_WAIT_MS, max_poll_records=5000, **opts)
+            self._producer = KafkaProducer(
+                bootstrap_servers=bootstrap_servers,
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=0,
+                max_in_flight_requests_per_connection=5,
+                **opts,
+            )
+            self._consumer = KafkaConsumer(
+                bootstrap_servers=bootstrap_servers,
+                enable_auto_commit=False,
+                fetch_max_wait_ms=FETCH_WAIT_MS,
+                max_poll_records=5000,
+                **opts,
+            )
             self.partitions = len(self._consumer.partitions_for_topic(topic) or ()) or partitions
         except Exception as exc:  # kafka-python raises many unrelated types for "no broker"
             if isinstance(exc, LedgerError):
@@ -161,12 +179,15 @@ class KafkaLog(LogBase):
         from kafka.admin import KafkaAdminClient, NewTopic
         from kafka.errors import TopicAlreadyExistsError
 
-        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers,
-                                 **{"bootstrap_timeout_ms": self._connect_timeout_ms, **opts})
+        admin = KafkaAdminClient(
+            bootstrap_servers=self.bootstrap_servers, **{"bootstrap_timeout_ms": self._connect_timeout_ms, **opts}
+        )
         try:
             existing = set(admin.list_topics())
-            wanted = [NewTopic(self.topic, partitions, replication_factor),
-                      NewTopic(self.seq_topic, 1, replication_factor)]
+            wanted = [
+                NewTopic(self.topic, partitions, replication_factor),
+                NewTopic(self.seq_topic, 1, replication_factor),
+            ]
             missing = [t for t in wanted if t.name not in existing]
             if missing:
                 try:
@@ -338,26 +359,39 @@ class KafkaLog(LogBase):
             with self._lock:
                 self._sync(until_seq=seq_offset)
                 st = self._state
-                if all(i in st.by_id for i in ids) and st.by_id[ids[0]] == base \
-                        and st.events[base].hash == sealed[0][0].hash:
+                if (
+                    all(i in st.by_id for i in ids)
+                    and st.by_id[ids[0]] == base
+                    and st.events[base].hash == sealed[0][0].hash
+                ):
                     return [st.events[st.by_id[i]] for i in ids]
             time.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # lost the race: back off, reseal
         raise KafkaLogError(
-            f"append lost the sequencer race {MAX_ATTEMPTS} times in a row; the ledger is under heavy contention")
+            f"append lost the sequencer race {MAX_ATTEMPTS} times in a row; the ledger is under heavy contention"
+        )
 
     def _produce(self, sealed: list[tuple[Event, bytes]], part_hash: dict[int, str], base: int, prev: str) -> int:
         futures = []
         for e, pb in sealed:
             p = partition_of(e.stream, self.partitions)
             headers = [("pprev", part_hash.get(p, GENESIS_HASH).encode()), ("writer", self.writer_id.encode())]
-            futures.append(self._producer.send(self.topic, _encode_event(e, pb), key=e.stream.encode(),
-                                               partition=p, headers=headers))
+            futures.append(
+                self._producer.send(
+                    self.topic, _encode_event(e, pb), key=e.stream.encode(), partition=p, headers=headers
+                )
+            )
             part_hash[p] = e.hash
         try:
             self._producer.flush(timeout=30)
             locs = [[m.partition, m.offset] for m in (f.get(timeout=30) for f in futures)]
-            commit = {"base": base, "prev": prev, "ids": [e.event_id for e, _ in sealed], "loc": locs,
-                      "last": sealed[-1][0].hash, "writer": self.writer_id}
+            commit = {
+                "base": base,
+                "prev": prev,
+                "ids": [e.event_id for e, _ in sealed],
+                "loc": locs,
+                "last": sealed[-1][0].hash,
+                "writer": self.writer_id,
+            }
             meta = self._producer.send(self.seq_topic, canonical_bytes(commit), partition=0).get(timeout=30)
         except Exception as exc:  # noqa: BLE001 - surfaced as a ledger error; a retry with the same ids is safe
             raise KafkaLogError(f"producing to {self.topic} failed: {exc!r}; retrying the same batch is safe") from None
@@ -372,7 +406,7 @@ class KafkaLog(LogBase):
         with self._lock:
             st = self._held(end)  # a range this handle already holds needs no round trip
             stop = st.head if end is None else min(end, st.head)
-            out = st.events[max(start, 0): stop + 1]
+            out = st.events[max(start, 0) : stop + 1]
         return iter(out)
 
     def _held(self, end: int | None) -> _State:
@@ -382,7 +416,7 @@ class KafkaLog(LogBase):
     def read_stream(self, stream: str, start_version: int = 1, end_offset: int | None = None) -> Iterator[Event]:
         with self._lock:
             st = self._held(end_offset)
-            offs = st.by_stream.get(stream, [])[max(start_version, 1) - 1:]
+            offs = st.by_stream.get(stream, [])[max(start_version, 1) - 1 :]
             out = [st.events[o] for o in offs if end_offset is None or o <= end_offset]
         return iter(out)
 
@@ -461,8 +495,13 @@ class KafkaLog(LogBase):
         """Sequencer position, lost races and problems seen while reading."""
         with self._lock:
             st = self._snapshot()
-            return {"head": st.head, "seq_position": st.seq_pos, "rejected_commits": st.rejected,
-                    "problems": list(st.problems), "partitions": self.partitions}
+            return {
+                "head": st.head,
+                "seq_position": st.seq_pos,
+                "rejected_commits": st.rejected,
+                "problems": list(st.problems),
+                "partitions": self.partitions,
+            }
 
     def lease(self, view: str, data_dir: str | Path) -> KafkaGroupLease:
         """Membership of a consumer group on the sequencer topic: consumers on any machine share it."""
@@ -478,13 +517,29 @@ class KafkaLog(LogBase):
         fresh = KafkaLog(self.bootstrap_servers, self.topic, create_topics=False, registry=self.registry)
         try:
             st = fresh._snapshot()
-            rows = ((e.offset, e.stream, e.version, e.event_id, e.type, e.schema_version, e.ts_us, e.actor,
-                     e.causation_id, e.correlation_id, pb, e.prev_hash, e.hash) for e, pb in zip(st.events, st.raw,
-                                                                                               strict=True))
+            rows = (
+                (
+                    e.offset,
+                    e.stream,
+                    e.version,
+                    e.event_id,
+                    e.type,
+                    e.schema_version,
+                    e.ts_us,
+                    e.actor,
+                    e.causation_id,
+                    e.correlation_id,
+                    pb,
+                    e.prev_hash,
+                    e.hash,
+                )
+                for e, pb in zip(st.events, st.raw, strict=True)
+            )
             result = verify_rows(rows)
             if result.ok and st.problems:
-                return VerifyResult(False, result.checked, result.head, result.head_hash, result.head + 1,
-                                    "; ".join(st.problems[:5]))
+                return VerifyResult(
+                    False, result.checked, result.head, result.head_hash, result.head + 1, "; ".join(st.problems[:5])
+                )
             return result
         finally:
             fresh.close()
@@ -496,7 +551,10 @@ def from_config(config: Config) -> KafkaLog:
     servers = os.environ.get("MEMLEDGER_KAFKA") or section.get("bootstrap_servers")
     if not servers:
         raise InvalidRequest('[log] backend = "kafka" needs bootstrap_servers = "host:port" (or $MEMLEDGER_KAFKA)')
-    return KafkaLog(str(servers), topic=str(section.get("topic", "memledger")),
-                    partitions=int(section.get("partitions", 4)),
-                    replication_factor=int(section.get("replication_factor", 1)),
-                    connect_timeout=float(section.get("connect_timeout", 10.0)))
+    return KafkaLog(
+        str(servers),
+        topic=str(section.get("topic", "memledger")),
+        partitions=int(section.get("partitions", 4)),
+        replication_factor=int(section.get("replication_factor", 1)),
+        connect_timeout=float(section.get("connect_timeout", 10.0)),
+    )

@@ -43,8 +43,10 @@ from ledger.ref_index_check import verify_chain_and_refs
 from ledger.schema_registry import SchemaRegistry, default_registry
 
 _NAME = re.compile(r"^(?!pg_)[a-z_][a-z0-9_]{0,62}$")
-_COLS = ("offset_, stream, version, event_id, type, schema_version, ts_us, actor, causation_id, "
-         "correlation_id, payload, prev_hash, hash")
+_COLS = (
+    "offset_, stream, version, event_id, type, schema_version, ts_us, actor, causation_id, "
+    "correlation_id, payload, prev_hash, hash"
+)
 T = TypeVar("T")
 _PAGE = 2000
 
@@ -84,8 +86,9 @@ def _row_to_event(r: tuple) -> Event:
 class PostgresLog(LogBase):
     """A ``Log`` in one PostgreSQL schema, shared safely by any number of processes and hosts."""
 
-    def __init__(self, dsn: str, schema: str = "memledger", registry: SchemaRegistry | None = None,
-                 connect_timeout: float = 10.0):
+    def __init__(
+        self, dsn: str, schema: str = "memledger", registry: SchemaRegistry | None = None, connect_timeout: float = 10.0
+    ):
         if not _NAME.match(schema):
             raise InvalidRequest(f"PostgreSQL schema name {schema!r} must match {_NAME.pattern}")
         self.dsn = dsn
@@ -110,8 +113,9 @@ class PostgresLog(LogBase):
         try:
             return psycopg.connect(self.dsn, autocommit=True, connect_timeout=max(1, int(self._timeout)))
         except psycopg.OperationalError as exc:
-            raise BackendUnavailable(f"PostgreSQL ({_redact(self.dsn)}) is unavailable: "
-                                     f"{' '.join(str(exc).split())}") from None
+            raise BackendUnavailable(
+                f"PostgreSQL ({_redact(self.dsn)}) is unavailable: {' '.join(str(exc).split())}"
+            ) from None
 
     def _run(self, work: Callable[[psycopg.Connection], T]) -> T:
         """``work(conn)`` on this thread's connection. A lost connection (a server restart or shutdown, a
@@ -131,8 +135,9 @@ class PostgresLog(LogBase):
                 if time.monotonic() + delay > deadline:
                     if isinstance(exc, BackendUnavailable):
                         raise
-                    raise BackendUnavailable(f"PostgreSQL ({_redact(self.dsn)}) is unavailable: "
-                                             f"{' '.join(str(exc).split())}") from None
+                    raise BackendUnavailable(
+                        f"PostgreSQL ({_redact(self.dsn)}) is unavailable: {' '.join(str(exc).split())}"
+                    ) from None
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
@@ -177,11 +182,13 @@ class PostgresLog(LogBase):
         prepared = prepare(self.registry, events)
         return self._run(lambda conn: self._append(conn, prepared, expected_versions))
 
-    def _append(self, conn: psycopg.Connection, prepared: list[PreparedEvent],
-                expected_versions: Mapping[str, int] | None) -> list[Event]:
+    def _append(
+        self, conn: psycopg.Connection, prepared: list[PreparedEvent], expected_versions: Mapping[str, int] | None
+    ) -> list[Event]:
         with conn.transaction():
             head, head_hash, last_ts = conn.execute(
-                self._q("SELECT head, hash, ts_us FROM {s}.head WHERE id = 1 FOR UPDATE")).fetchone()
+                self._q("SELECT head, hash, ts_us FROM {s}.head WHERE id = 1 FOR UPDATE")
+            ).fetchone()
             existing = self._existing(conn, [p.new.event_id for p in prepared])
             retry = resolve_retry(prepared, existing)
             if retry is not None:
@@ -189,24 +196,42 @@ class PostgresLog(LogBase):
             streams = sorted({p.new.stream for p in prepared} | set(expected_versions or ()))
             versions = {s: 0 for s in streams}
             for stream, v in conn.execute(
-                    self._q("SELECT stream, MAX(version) FROM {s}.events WHERE stream = ANY(%s) GROUP BY stream"),
-                    (streams,)):
+                self._q("SELECT stream, MAX(version) FROM {s}.events WHERE stream = ANY(%s) GROUP BY stream"),
+                (streams,),
+            ):
                 versions[stream] = v
             check_expected(expected_versions, versions)
             sealed = seal(prepared, head, head_hash, last_ts, versions)
             with conn.cursor() as cur:
                 with cur.copy(self._q(f"COPY {{s}}.events({_COLS}) FROM STDIN")) as copy:
                     for e, pb in sealed:
-                        copy.write_row((e.offset, e.stream, e.version, e.event_id, e.type, e.schema_version,
-                                        e.ts_us, e.actor, e.causation_id, e.correlation_id, pb, e.prev_hash, e.hash))
+                        copy.write_row(
+                            (
+                                e.offset,
+                                e.stream,
+                                e.version,
+                                e.event_id,
+                                e.type,
+                                e.schema_version,
+                                e.ts_us,
+                                e.actor,
+                                e.causation_id,
+                                e.correlation_id,
+                                pb,
+                                e.prev_hash,
+                                e.hash,
+                            )
+                        )
                 refs = [(ref, e.offset) for e, _ in sealed for ref in refs_of(e.payload)]
                 if refs:
                     with cur.copy(self._q("COPY {s}.refs(ref, offset_) FROM STDIN")) as copy:
                         for row in refs:
                             copy.write_row(row)
             last = sealed[-1][0]
-            conn.execute(self._q("UPDATE {s}.head SET head = %s, hash = %s, ts_us = %s WHERE id = 1"),
-                         (last.offset, last.hash, last.ts_us))
+            conn.execute(
+                self._q("UPDATE {s}.head SET head = %s, hash = %s, ts_us = %s WHERE id = 1"),
+                (last.offset, last.hash, last.ts_us),
+            )
             conn.execute("SELECT pg_notify(%s, %s)", (self._channel, str(last.offset)))
         return [e for e, _ in sealed]
 
@@ -238,9 +263,12 @@ class PostgresLog(LogBase):
 
     def read_refs(self, ref: str, end_offset: int | None = None) -> Iterator[Event]:
         stop = end_offset if end_offset is not None else 2**62
-        return (_row_to_event(r) for r in self._pages(
-            "offset_ IN (SELECT offset_ FROM {s}.refs WHERE ref = %s AND offset_ <= %s)",
-            (ref, stop)))
+        return (
+            _row_to_event(r)
+            for r in self._pages(
+                "offset_ IN (SELECT offset_ FROM {s}.refs WHERE ref = %s AND offset_ <= %s)", (ref, stop)
+            )
+        )
 
     def stream_version_at(self, stream: str, offset: int) -> int:
         """Version of ``stream`` counting only events at or below ``offset`` (branch fork points)."""
@@ -248,9 +276,15 @@ class PostgresLog(LogBase):
         r = self._run(lambda c: c.execute(q, (stream, offset)).fetchone())
         return int(r[0] or 0)
 
-    def read_filtered(self, start: int = 0, end: int | None = None, actor: str | None = None,
-                      types: list[str] | None = None, stream: str | None = None,
-                      limit: int | None = None) -> Iterator[Event]:
+    def read_filtered(
+        self,
+        start: int = 0,
+        end: int | None = None,
+        actor: str | None = None,
+        types: list[str] | None = None,
+        stream: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[Event]:
         """Events in ``start..end`` filtered by actor, types and stream in SQL (audit queries)."""
         where, args = ["offset_ >= %s", "offset_ <= %s"], [start, 2**62 if end is None else end]
         if actor is not None:
@@ -275,8 +309,10 @@ class PostgresLog(LogBase):
     def hashes(self, start: int = 0, end: int | None = None) -> Iterator[str]:
         """Hex hashes of events ``start..end`` in offset order (for Merkle trees; no payload decoding)."""
         stop = end if end is not None else 2**62
-        q = self._q(f"SELECT offset_, hash FROM {{s}}.events WHERE offset_ >= %s AND offset_ <= %s "
-                    f"ORDER BY offset_ LIMIT {_PAGE * 10}")
+        q = self._q(
+            f"SELECT offset_, hash FROM {{s}}.events WHERE offset_ >= %s AND offset_ <= %s "
+            f"ORDER BY offset_ LIMIT {_PAGE * 10}"
+        )
         nxt = start
         while nxt <= stop:
             rows = self._run(lambda c, at=nxt: c.execute(q, (at, stop)).fetchall())
@@ -338,14 +374,19 @@ class PostgresLog(LogBase):
 
     def verify(self) -> VerifyResult:
         """Recompute the whole hash chain from the stored rows, and check the head row agrees."""
+
         def rows() -> Iterator[tuple]:
-            return ((r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], bytes(r[10]), r[11], r[12])
-                    for r in self._pages("TRUE", ()))
+            return (
+                (r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], bytes(r[10]), r[11], r[12])
+                for r in self._pages("TRUE", ())
+            )
 
         def stored() -> Iterator[tuple]:  # keyset pages in primary-key order
             after: tuple = ("", -1)
-            q = self._q(f"SELECT ref, offset_ FROM {{s}}.refs WHERE (ref, offset_) > (%s, %s) "
-                        f"ORDER BY ref, offset_ LIMIT {_PAGE}")
+            q = self._q(
+                f"SELECT ref, offset_ FROM {{s}}.refs WHERE (ref, offset_) > (%s, %s) "
+                f"ORDER BY ref, offset_ LIMIT {_PAGE}"
+            )
             while True:
                 page = self._run(lambda c, at=after: c.execute(q, at).fetchall())
                 yield from page
@@ -362,8 +403,14 @@ class PostgresLog(LogBase):
             q = self._q("SELECT head, hash FROM {s}.head WHERE id = 1")
             head, head_hash = self._run(lambda c: c.execute(q).fetchone())
             if head != result.head or head_hash != result.head_hash:
-                return VerifyResult(False, result.checked, result.head, result.head_hash, result.head + 1,
-                                    f"head row says offset {head} but the events end at {result.head}")
+                return VerifyResult(
+                    False,
+                    result.checked,
+                    result.head,
+                    result.head_hash,
+                    result.head + 1,
+                    f"head row says offset {head} but the events end at {result.head}",
+                )
         return result
 
 
@@ -378,6 +425,7 @@ def from_config(config: Config) -> PostgresLog:
     section = config.section("log")
     dsn = os.environ.get("MEMLEDGER_PG_DSN") or section.get("dsn")
     if not dsn:
-        raise InvalidRequest('[log] backend = "postgres" needs dsn = "postgresql://user@host:port/db" '
-                             "(or $MEMLEDGER_PG_DSN)")
+        raise InvalidRequest(
+            '[log] backend = "postgres" needs dsn = "postgresql://user@host:port/db" (or $MEMLEDGER_PG_DSN)'
+        )
     return PostgresLog(str(dsn), schema=str(section.get("schema", "memledger")))

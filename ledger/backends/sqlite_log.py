@@ -27,10 +27,18 @@ from ledger.storage.sqlite_pool import WAL_PRAGMAS, ThreadConnections, immediate
 
 # the stored envelope: every column the chain hash covers, plus the hash itself
 ENVELOPE_COLUMNS = (
-    ("event_id", "TEXT NOT NULL"), ("stream", "TEXT NOT NULL"), ("version", "INTEGER NOT NULL"),
-    ("type", "TEXT NOT NULL"), ("schema_version", "INTEGER NOT NULL"), ("ts_us", "INTEGER NOT NULL"),
-    ("actor", "TEXT NOT NULL"), ("causation_id", "TEXT"), ("correlation_id", "TEXT"), ("payload", "BLOB NOT NULL"),
-    ("prev_hash", "TEXT NOT NULL"), ("hash", "TEXT NOT NULL"),
+    ("event_id", "TEXT NOT NULL"),
+    ("stream", "TEXT NOT NULL"),
+    ("version", "INTEGER NOT NULL"),
+    ("type", "TEXT NOT NULL"),
+    ("schema_version", "INTEGER NOT NULL"),
+    ("ts_us", "INTEGER NOT NULL"),
+    ("actor", "TEXT NOT NULL"),
+    ("causation_id", "TEXT"),
+    ("correlation_id", "TEXT"),
+    ("payload", "BLOB NOT NULL"),
+    ("prev_hash", "TEXT NOT NULL"),
+    ("hash", "TEXT NOT NULL"),
 )
 
 
@@ -39,20 +47,29 @@ def events_table_ddl(table: str, scope: str | None = None) -> str:
     ``scope`` key column naming the branch): offsets, event ids and stream versions unique per scope."""
     cols = ",\n  ".join(f"{name} {kind}" for name, kind in ENVELOPE_COLUMNS)
     if scope is None:
-        return (f"CREATE TABLE IF NOT EXISTS {table}(\n  offset INTEGER PRIMARY KEY,\n  {cols},\n"
-                "  UNIQUE(event_id),\n  UNIQUE(stream, version)\n);\n")
-    return (f"CREATE TABLE IF NOT EXISTS {table}(\n  {scope} TEXT NOT NULL,\n  offset INTEGER NOT NULL,\n  {cols},\n"
-            f"  PRIMARY KEY({scope}, offset),\n  UNIQUE({scope}, event_id),\n  UNIQUE({scope}, stream, version)\n"
-            ") WITHOUT ROWID;\n")
+        return (
+            f"CREATE TABLE IF NOT EXISTS {table}(\n  offset INTEGER PRIMARY KEY,\n  {cols},\n"
+            "  UNIQUE(event_id),\n  UNIQUE(stream, version)\n);\n"
+        )
+    return (
+        f"CREATE TABLE IF NOT EXISTS {table}(\n  {scope} TEXT NOT NULL,\n  offset INTEGER NOT NULL,\n  {cols},\n"
+        f"  PRIMARY KEY({scope}, offset),\n  UNIQUE({scope}, event_id),\n  UNIQUE({scope}, stream, version)\n"
+        ") WITHOUT ROWID;\n"
+    )
 
 
-_DDL = events_table_ddl("events") + """
+_DDL = (
+    events_table_ddl("events")
+    + """
 CREATE TABLE IF NOT EXISTS refs(ref TEXT NOT NULL, offset INTEGER NOT NULL, PRIMARY KEY(ref, offset))
   WITHOUT ROWID;
 """
+)
 
-_COLS = ("offset, stream, version, event_id, type, schema_version, ts_us, actor, causation_id, "
-         "correlation_id, payload, prev_hash, hash")
+_COLS = (
+    "offset, stream, version, event_id, type, schema_version, ts_us, actor, causation_id, "
+    "correlation_id, payload, prev_hash, hash"
+)
 
 
 def _row_to_event(r: tuple) -> Event:
@@ -95,12 +112,28 @@ class SqliteLog(LogBase):
             versions = {s: self._stream_version(conn, s) for s in streams}
             check_expected(expected_versions, versions)
             row = conn.execute("SELECT offset, hash, ts_us FROM events ORDER BY offset DESC LIMIT 1").fetchone()
-            head, head_hash, last_ts = (row if row else (-1, GENESIS_HASH, 0))
+            head, head_hash, last_ts = row if row else (-1, GENESIS_HASH, 0)
             sealed = seal(prepared, head, head_hash, last_ts, versions)
             conn.executemany(
                 f"INSERT INTO events({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                [(e.offset, e.stream, e.version, e.event_id, e.type, e.schema_version, e.ts_us, e.actor,
-                  e.causation_id, e.correlation_id, pb, e.prev_hash, e.hash) for e, pb in sealed],
+                [
+                    (
+                        e.offset,
+                        e.stream,
+                        e.version,
+                        e.event_id,
+                        e.type,
+                        e.schema_version,
+                        e.ts_us,
+                        e.actor,
+                        e.causation_id,
+                        e.correlation_id,
+                        pb,
+                        e.prev_hash,
+                        e.hash,
+                    )
+                    for e, pb in sealed
+                ],
             )
             conn.executemany(
                 "INSERT OR IGNORE INTO refs(ref, offset) VALUES (?,?)",
@@ -155,13 +188,22 @@ class SqliteLog(LogBase):
 
     def stream_version_at(self, stream: str, offset: int) -> int:
         """Version of ``stream`` counting only events at or below ``offset`` (for branch fork points)."""
-        r = self._conn().execute("SELECT MAX(version) FROM events WHERE stream = ? AND offset <= ?",
-                                 (stream, offset)).fetchone()
+        r = (
+            self._conn()
+            .execute("SELECT MAX(version) FROM events WHERE stream = ? AND offset <= ?", (stream, offset))
+            .fetchone()
+        )
         return r[0] or 0
 
-    def read_filtered(self, start: int = 0, end: int | None = None, actor: str | None = None,
-                      types: list[str] | None = None, stream: str | None = None,
-                      limit: int | None = None) -> Iterator[Event]:
+    def read_filtered(
+        self,
+        start: int = 0,
+        end: int | None = None,
+        actor: str | None = None,
+        types: list[str] | None = None,
+        stream: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[Event]:
         """Events in ``start..end`` filtered by actor, types and stream in SQL (audit queries)."""
         where, args = ["offset >= ?", "offset <= ?"], [start, 2**62 if end is None else end]
         if actor is not None:
@@ -174,8 +216,11 @@ class SqliteLog(LogBase):
             where.append("stream = ?")
             args.append(stream)
         tail = "" if limit is None else f" LIMIT {int(limit)}"
-        return self._iter(f"SELECT {_COLS} FROM events WHERE {' AND '.join(where)} ORDER BY offset{tail}", tuple(args),
-                          batch=min(2000, limit or 2000))
+        return self._iter(
+            f"SELECT {_COLS} FROM events WHERE {' AND '.join(where)} ORDER BY offset{tail}",
+            tuple(args),
+            batch=min(2000, limit or 2000),
+        )
 
     def get_by_id(self, event_id: str) -> Event | None:
         r = self._conn().execute(f"SELECT {_COLS} FROM events WHERE event_id = ?", (event_id,)).fetchone()
@@ -184,8 +229,9 @@ class SqliteLog(LogBase):
     def hashes(self, start: int = 0, end: int | None = None) -> Iterator[str]:
         """Hex hashes of events ``start..end`` in offset order (for Merkle trees; no payload decoding)."""
         stop = end if end is not None else 2**62
-        cur = self._conn().execute("SELECT hash FROM events WHERE offset >= ? AND offset <= ? ORDER BY offset",
-                                   (start, stop))
+        cur = self._conn().execute(
+            "SELECT hash FROM events WHERE offset >= ? AND offset <= ? ORDER BY offset", (start, stop)
+        )
         for (h,) in _flatten(cur):
             yield h
 
@@ -239,16 +285,22 @@ class SqliteLog(LogBase):
             result = verify_chain_and_refs(
                 lambda: _flatten(conn.execute(f"SELECT {_COLS} FROM events ORDER BY offset")),
                 lambda: _flatten(conn.execute("SELECT ref, offset FROM refs")),
-                lambda: _flatten(conn.execute("SELECT offset, ref FROM refs ORDER BY offset, ref")))
+                lambda: _flatten(conn.execute("SELECT offset, ref FROM refs ORDER BY offset, ref")),
+            )
             if not result.ok:
                 return result
             problems = [r[0] for r in conn.execute("PRAGMA integrity_check(20)").fetchall()]
         except sqlite3.DatabaseError as exc:
             return VerifyResult(False, 0, -1, GENESIS_HASH, None, f"the log database {self.path} is damaged: {exc}")
         if problems != ["ok"]:
-            return VerifyResult(False, result.checked, result.head, result.head_hash, None,
-                                "the database's own indexes disagree with its tables (damaged or edited): "
-                                + "; ".join(problems[:5]))
+            return VerifyResult(
+                False,
+                result.checked,
+                result.head,
+                result.head_hash,
+                None,
+                "the database's own indexes disagree with its tables (damaged or edited): " + "; ".join(problems[:5]),
+            )
         return result
 
 

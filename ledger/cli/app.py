@@ -48,8 +48,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="memledger", description="Event-sourced memory ledger for LLM agents.")
-    parser.add_argument("--data", default=None,
-                        help="data directory (default: $MEMLEDGER_DATA or ./memledger-data)")
+    parser.add_argument("--data", default=None, help="data directory (default: $MEMLEDGER_DATA or ./memledger-data)")
     common = _Parser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -84,8 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("MEMLEDGER_DEBUG"):
             traceback.print_exc()
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
-        print(f"error: internal error ({detail}); this is a bug, MEMLEDGER_DEBUG=1 shows the traceback",
-              file=sys.stderr)
+        print(
+            f"error: internal error ({detail}); this is a bug, MEMLEDGER_DEBUG=1 shows the traceback", file=sys.stderr
+        )
         return EXIT_INTERNAL
     finally:
         os.umask(old_umask)

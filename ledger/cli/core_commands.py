@@ -64,9 +64,13 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
     p = sub.add_parser("verify", parents=[common], help="recompute the hash chain (and check signed checkpoints)")
     p.add_argument("--public-key", default=None, help="trusted checkpoint public key (default: the local one)")
-    p.add_argument("--trusted", default=None, metavar="FILE",
-                   help="checkpoints held elsewhere to pin the log against (memledger checkpoint --json output, "
-                        "or a copy of checkpoints.jsonl): catches truncation even with the local store deleted")
+    p.add_argument(
+        "--trusted",
+        default=None,
+        metavar="FILE",
+        help="checkpoints held elsewhere to pin the log against (memledger checkpoint --json output, "
+        "or a copy of checkpoints.jsonl): catches truncation even with the local store deleted",
+    )
     add_branch_flag(p)
     p.set_defaults(func=cmd_verify)
 
@@ -78,32 +82,49 @@ def cmd_init(args: argparse.Namespace) -> int:
     ledger = open_ledger(path)
     head = ledger.head()
     ledger.log.close()
-    emit(args, {"data": str(path), "created": created, "head": head},
-         f"{'initialised' if created else 'already initialised'} {path} (head {head})")
+    emit(
+        args,
+        {"data": str(path), "created": created, "head": head},
+        f"{'initialised' if created else 'already initialised'} {path} (head {head})",
+    )
     return 0
 
 
 def cmd_add(args: argparse.Namespace) -> int:
     ledger = ledger_for(args)
-    w = ledger.add(args.cube, args.text, args.actor or default_actor(),
-                   metadata=parse_json_object(args.metadata, "--metadata"), tags=args.tags,
-                   subject=args.subject, memory_id=args.memory_id, event_id=args.event_id)
+    w = ledger.add(
+        args.cube,
+        args.text,
+        args.actor or default_actor(),
+        metadata=parse_json_object(args.metadata, "--metadata"),
+        tags=args.tags,
+        subject=args.subject,
+        memory_id=args.memory_id,
+        event_id=args.event_id,
+    )
     emit(args, w.to_dict(), f"{w.id} offset {w.offset}")
     return 0
 
 
 def cmd_update(args: argparse.Namespace) -> int:
     ledger = ledger_for(args)
-    w = ledger.update(args.id, args.text, args.actor or default_actor(),
-                      metadata=parse_json_object(args.metadata, "--metadata"), expected_version=args.expected_version)
+    w = ledger.update(
+        args.id,
+        args.text,
+        args.actor or default_actor(),
+        metadata=parse_json_object(args.metadata, "--metadata"),
+        expected_version=args.expected_version,
+    )
     emit(args, w.to_dict(), f"{w.id} offset {w.offset}")
     return 0
 
 
 def _memory_text(m: dict[str, Any]) -> str:
     text = m["text"] if m["text"] is not None else ("[forgotten]" if m["forgotten"] else "[sealed]")
-    return (f"{m['id']}  cube={m['cube']}  state={m['state']}  version={m['version']}  "
-            f"offset={m['updated_offset']}  {m['updated_at']}  by {m['updated_by']}\n  {text}")
+    return (
+        f"{m['id']}  cube={m['cube']}  state={m['state']}  version={m['version']}  "
+        f"offset={m['updated_offset']}  {m['updated_at']}  by {m['updated_by']}\n  {text}"
+    )
 
 
 def cmd_get(args: argparse.Namespace) -> int:
@@ -130,8 +151,11 @@ def cmd_log(args: argparse.Namespace) -> int:
         end = limit if end is None else min(end, limit)
     events = ledger.events(args.start, end)
     if args.since is not None or args.until is not None:
-        events = (e for e in ledger.events_between(args.since, args.until)
-                  if e.offset >= args.start and (end is None or e.offset <= end))
+        events = (
+            e
+            for e in ledger.events_between(args.since, args.until)
+            if e.offset >= args.start and (end is None or e.offset <= end)
+        )
     for e in events:
         if args.stream is None or e.stream == args.stream:
             emit_line(e.to_dict())

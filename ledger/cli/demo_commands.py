@@ -51,67 +51,84 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(f"== {title}\n{detail}\n")
 
     ids = [ledger.add(cube, text, actor="demo-agent", tags=tags).id for text, tags in FACTS]
-    step(f"added {len(ids)} memories to cube {cube}",
-         "\n".join(f"{i}  {t}" for i, (t, _) in zip(ids, FACTS, strict=True)))
+    step(
+        f"added {len(ids)} memories to cube {cube}",
+        "\n".join(f"{i}  {t}" for i, (t, _) in zip(ids, FACTS, strict=True)),
+    )
 
     before_update = ledger.head()
     time.sleep(0.002)
-    ledger.update(ids[1], "Caroline's favourite drink is now black coffee.", actor="demo-agent",
-                  reason="user corrected a preference")
+    ledger.update(
+        ids[1],
+        "Caroline's favourite drink is now black coffee.",
+        actor="demo-agent",
+        reason="user corrected a preference",
+    )
     hist = ledger.history(ids[1], actor="demo-auditor")
-    step("history of the corrected memory",
-         "\n".join(f"v{v.version} @offset {v.updated_offset} by {v.updated_by}: {v.text}" for v in hist))
-    step(f"time machine: the same memory as of offset {before_update}",
-         str(ledger.get(ids[1], as_of=before_update).text))
+    step(
+        "history of the corrected memory",
+        "\n".join(f"v{v.version} @offset {v.updated_offset} by {v.updated_by}: {v.text}" for v in hist),
+    )
+    step(
+        f"time machine: the same memory as of offset {before_update}", str(ledger.get(ids[1], as_of=before_update).text)
+    )
 
     kinds = ["keyword", "graph"] if args.no_vector else None
     views = ViewSet.open(ledger, data, kinds=kinds)
     try:
+
         def show(hits: list) -> str:
             return "\n".join(f"{n}. {h.score:.3f}  {h.memory.text}" for n, h in enumerate(hits, 1)) or "no matches"
 
         query = "what does Caroline like to drink?"
         step(f"hybrid search now: {query!r}", show(views.search(query, cube=cube, k=2, actor="demo-agent")))
-        step(f"the same search as of offset {before_update}",
-             show(views.search(query, cube=cube, k=2, as_of=before_update, actor="demo-agent")))
+        step(
+            f"the same search as of offset {before_update}",
+            show(views.search(query, cube=cube, k=2, as_of=before_update, actor="demo-agent")),
+        )
 
         branches = Branches(ledger)
         name = f"what-if-{cube}"
         branches.create(name, at=ledger.head(), actor="demo-agent")
-        branches.ledger(name).update(ids[0], "Caroline moved from Sweden to Porto four years ago.",
-                                     actor="demo-agent")
-        on_branch = search_branch(views, branches, name, "where does Caroline live?", cube=cube, k=1,
-                                  actor="demo-agent")
+        branches.ledger(name).update(ids[0], "Caroline moved from Sweden to Porto four years ago.", actor="demo-agent")
+        on_branch = search_branch(
+            views, branches, name, "where does Caroline live?", cube=cube, k=1, actor="demo-agent"
+        )
         on_main = views.search("where does Caroline live?", cube=cube, k=1, actor="demo-agent")
-        step(f"counterfactual branch {name!r} (main is untouched)",
-             f"on the branch: {show(on_branch)}\non main:       {show(on_main)}")
+        step(
+            f"counterfactual branch {name!r} (main is untouched)",
+            f"on the branch: {show(on_branch)}\non main:       {show(on_main)}",
+        )
         branches.drop(name, actor="demo-agent")
         branches.close()
 
         reads = audit(ledger, AuditQuery(memory=ids[1], types=["memory.read"]))
-        step(f"audit: who read {ids[1]}",
-             "\n".join(f"offset {r.offset}  {r.time}  {r.actor}  {r.action}" for r in reads))
+        step(
+            f"audit: who read {ids[1]}", "\n".join(f"offset {r.offset}  {r.time}  {r.actor}  {r.action}" for r in reads)
+        )
 
         secret = ledger.add(cube, SUBJECT_FACT, actor="demo-agent", subject=f"{cube}-caroline").id
         views.catch_up()  # index the text now, so forget has something in the views to purge
         report = forget(ledger, f"{cube}-caroline", actor="dpo", reason="erasure request (demo)")
         after = ledger.get(secret)
-        step("right to be forgotten (crypto-shredding)",
-             f"{secret} after forget: text={after.text!r} forgotten={after.forgotten}; "
-             f"residue in data directory: {'none' if report.complete else 'FOUND'}")
+        step(
+            "right to be forgotten (crypto-shredding)",
+            f"{secret} after forget: text={after.text!r} forgotten={after.forgotten}; "
+            f"residue in data directory: {'none' if report.complete else 'FOUND'}",
+        )
     finally:
         views.close()
 
     checkpoint = Checkpoints.for_config(ledger.config).create(ledger.log)
     result = verify_integrity(ledger)
     ok = bool(getattr(result, "ok", False))
-    step("verify: hash chain and signed checkpoints",
-         f"{'OK' if ok else 'FAILED'}: checkpoint #{checkpoint.seq} over {checkpoint.log_size} events, "
-         f"root {checkpoint.root[:16]}…")
+    step(
+        "verify: hash chain and signed checkpoints",
+        f"{'OK' if ok else 'FAILED'}: checkpoint #{checkpoint.seq} over {checkpoint.log_size} events, "
+        f"root {checkpoint.root[:16]}…",
+    )
     if args.json:
         emit(args, {"data": str(data), "cube": cube, "steps": steps, "head": ledger.head(), "ok": ok})
     else:
         print(f"data directory: {data}  (try: memledger --data {data} log --stream {cube} | head)")
     return 0 if ok else 1
-
-

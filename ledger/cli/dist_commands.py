@@ -12,16 +12,20 @@ from ledger.errors import InvalidRequest
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("consume", parents=[common],
-                       help="keep a view caught up with the log (stream consumer, exactly once)")
+    p = sub.add_parser(
+        "consume", parents=[common], help="keep a view caught up with the log (stream consumer, exactly once)"
+    )
     p.add_argument("--view", required=True, help="view name (elasticsearch, neo4j, or [consumers.views.NAME])")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--poll-interval", type=float, default=0.2, help="seconds between polls when caught up")
     p.add_argument("--report-every", type=float, default=5.0, help="seconds between lag reports (JSON lines)")
     p.add_argument("--once", action="store_true", help="stop as soon as the view is caught up")
     p.add_argument("--max-seconds", type=float, default=None, help="stop after this many seconds")
-    p.add_argument("--no-lease", action="store_true",
-                   help="run without the per-view lease (only if you guarantee a single consumer)")
+    p.add_argument(
+        "--no-lease",
+        action="store_true",
+        help="run without the per-view lease (only if you guarantee a single consumer)",
+    )
     p.add_argument("--rebuild", action="store_true", help="drop the view first and fold the log from offset 0")
     p.set_defaults(func=cmd_consume)
 
@@ -53,9 +57,15 @@ def cmd_consume(args: argparse.Namespace) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _stop)
-    consumer = ProjectionConsumer(ledger, view, lease=lease, batch_size=args.batch_size,
-                                  poll_interval=args.poll_interval, report=lambda lag: emit_line(lag.to_dict()),
-                                  report_every=args.report_every)
+    consumer = ProjectionConsumer(
+        ledger,
+        view,
+        lease=lease,
+        batch_size=args.batch_size,
+        poll_interval=args.poll_interval,
+        report=lambda lag: emit_line(lag.to_dict()),
+        report_every=args.report_every,
+    )
     try:
         consumer.run(stop, until_caught_up=args.once, max_seconds=args.max_seconds)
     finally:
@@ -75,6 +85,10 @@ def cmd_lag(args: argparse.Namespace) -> int:
     finally:
         view.close()
         ledger.log.close()
-    emit(args, lag, f"{lag['view']}: checkpoint {lag['checkpoint']} / head {lag['head']} "
-                    f"({lag['lag_events']} events, {lag['lag_seconds']} s behind)")
+    emit(
+        args,
+        lag,
+        f"{lag['view']}: checkpoint {lag['checkpoint']} / head {lag['head']} "
+        f"({lag['lag_events']} events, {lag['lag_seconds']} s behind)",
+    )
     return 0

@@ -16,8 +16,9 @@ from ledger.rules.timepoints import offset_arg
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("forget", parents=[common],
-                       help="erase a data subject (destroy its key, record the erasure, purge views)")
+    p = sub.add_parser(
+        "forget", parents=[common], help="erase a data subject (destroy its key, record the erasure, purge views)"
+    )
     p.add_argument("--subject", required=True)
     p.add_argument("--actor", required=True, help="who requests the erasure (recorded in the audit trail)")
     p.add_argument("--reason", default=None)
@@ -34,8 +35,13 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     kinds.required = True
     q = kinds.add_parser("inclusion", help="an event is in a signed checkpoint")
     q.add_argument("offset", type=offset_arg())
-    q.add_argument("--checkpoint", type=int, default=None, dest="seq",
-                   help="checkpoint number (default: newest covering the offset, else a new one)")
+    q.add_argument(
+        "--checkpoint",
+        type=int,
+        default=None,
+        dest="seq",
+        help="checkpoint number (default: newest covering the offset, else a new one)",
+    )
     q.set_defaults(func=cmd_proof_inclusion)
     q = kinds.add_parser("consistency", help="checkpoint OLD's log is a prefix of checkpoint NEW's")
     q.add_argument("old", type=int)
@@ -44,8 +50,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
     p = sub.add_parser("verify-proof", parents=[common], help="verify a proof file offline")
     p.add_argument("file", help="proof JSON ('-' for standard input)")
-    p.add_argument("--public-key", default=None,
-                   help="trusted public key (PEM file or raw hex/base64); default: this data directory's key")
+    p.add_argument(
+        "--public-key",
+        default=None,
+        help="trusted public key (PEM file or raw hex/base64); default: this data directory's key",
+    )
     p.add_argument("--checkpoint", default=None, dest="pinned", help="a checkpoint JSON saved earlier to pin")
     p.set_defaults(func=cmd_verify_proof)
 
@@ -70,11 +79,14 @@ def cmd_forget(args: argparse.Namespace) -> int:
     report = forget(ledger, args.subject, args.actor, args.reason)
     d = report.to_dict()
     if report.already_forgotten:
-        lines = [f"{args.subject} was already forgotten (offset {report.offset}); purge, scrub and residue "
-                 f"check ran again"]
+        lines = [
+            f"{args.subject} was already forgotten (offset {report.offset}); purge, scrub and residue check ran again"
+        ]
     else:
-        lines = [f"forgot {args.subject}: key destroyed, {report.sealed_payloads} sealed payloads "
-                 f"({len(report.memory_ids)} memories) unreadable, recorded at offset {report.offset}"]
+        lines = [
+            f"forgot {args.subject}: key destroyed, {report.sealed_payloads} sealed payloads "
+            f"({len(report.memory_ids)} memories) unreadable, recorded at offset {report.offset}"
+        ]
     lines += [f"  problem: {p}" for p in report.problems]
     lines += [f"  residue: {f}" for f in report.residue]
     if not report.complete:
@@ -147,6 +159,5 @@ def cmd_keys_export_public(args: argparse.Namespace) -> int:
     raw = signer.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
     from ledger.governance.checkpoints import key_id_of
 
-    emit(args, {"pem": pem, "hex": raw, "key_id": key_id_of(signer.public_key())},
-         pem if args.format == "pem" else raw)
+    emit(args, {"pem": pem, "hex": raw, "key_id": key_id_of(signer.public_key())}, pem if args.format == "pem" else raw)
     return 0

@@ -58,16 +58,23 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("name")
     p.add_argument("--as-of", default=None)
     p.add_argument("--output", "-o", default=None, help="file (default: standard output)")
-    p.add_argument("--sign", action="store_true",
-                   help="anchor the Merkle root in a new signed checkpoint (consistency proof included)")
+    p.add_argument(
+        "--sign",
+        action="store_true",
+        help="anchor the Merkle root in a new signed checkpoint (consistency proof included)",
+    )
     p.set_defaults(func=cmd_cube_export)
 
     p = csub.add_parser("import", parents=[common], help="verify a cube export and append it to this ledger")
     p.add_argument("file", help="export file, or - for standard input")
     p.add_argument("--actor", default=None)
     p.add_argument("--expect-root", default=None, help="refuse unless the export's Merkle root is this (hex)")
-    p.add_argument("--public-key", default=None, metavar="PEM_FILE",
-                   help="require a signed export whose checkpoint verifies with this trusted public key")
+    p.add_argument(
+        "--public-key",
+        default=None,
+        metavar="PEM_FILE",
+        help="require a signed export whose checkpoint verifies with this trusted public key",
+    )
     p.add_argument("--verify-only", action="store_true", help="check the file, import nothing")
     p.set_defaults(func=cmd_cube_import)
 
@@ -92,23 +99,39 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--policy", default=None, help="JSON object overriding [scheduler] settings")
     p.add_argument("--dry-run", action="store_true", help="print the decisions, write nothing")
     p.add_argument("--no-tick", action="store_true", help="never append a scheduler.ticked event")
-    p.add_argument("--warm-kv", action="store_true",
-                   help="afterwards build the KV caches of cubes whose activated memories changed ([llm] model)")
-    p.add_argument("--verify", type=offset_arg(-1), default=None, metavar="OFFSET",
-                   help="recompute the decisions recorded for basis OFFSET and compare")
+    p.add_argument(
+        "--warm-kv",
+        action="store_true",
+        help="afterwards build the KV caches of cubes whose activated memories changed ([llm] model)",
+    )
+    p.add_argument(
+        "--verify",
+        type=offset_arg(-1),
+        default=None,
+        metavar="OFFSET",
+        help="recompute the decisions recorded for basis OFFSET and compare",
+    )
     p.set_defaults(func=cmd_schedule)
 
     p = sub.add_parser("chat", parents=[common], help="chat with a cube's memory (local model or [llm] endpoint)")
     p.add_argument("--cube", required=True)
     p.add_argument("--actor", default=None)
-    p.add_argument("--message", "-m", action="append", default=None,
-                   help="send this message and exit (repeatable); without it: interactive")
+    p.add_argument(
+        "--message",
+        "-m",
+        action="append",
+        default=None,
+        help="send this message and exit (repeatable); without it: interactive",
+    )
     p.add_argument("--k", type=int, default=5, help="memories to retrieve per turn")
     p.add_argument("--max-new-tokens", type=int, default=None)
     p.add_argument("--no-facts", action="store_true", help="do not extract facts from the messages")
     p.add_argument("--subject", default=None, help="data subject whose key seals the chat memories")
-    p.add_argument("--include-shared", action="store_true",
-                   help="also retrieve from the cubes the actor may read (shared with them or visibility shared)")
+    p.add_argument(
+        "--include-shared",
+        action="store_true",
+        help="also retrieve from the cubes the actor may read (shared with them or visibility shared)",
+    )
     p.set_defaults(func=cmd_chat)
 
     kv = sub.add_parser("kv", help="KV-cache activation memory: build, list, clear")
@@ -128,15 +151,24 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 def _cube_text(c: dict[str, Any]) -> str:
     shared = f" shared-with={','.join(c['shared_with'])}" if c["shared_with"] else ""
     states = " ".join(f"{k}={v}" for k, v in sorted(c["states"].items()))
-    return (f"{c['cube']}  owner={c['owner']}  {c['visibility']}{shared}  memories={c['memories']} ({states})  "
-            f"embedder={c['embedder'] or '-'}  llm={c['llm'] or '-'}")
+    return (
+        f"{c['cube']}  owner={c['owner']}  {c['visibility']}{shared}  memories={c['memories']} ({states})  "
+        f"embedder={c['embedder'] or '-'}  llm={c['llm'] or '-'}"
+    )
 
 
 def cmd_cube_create(args: argparse.Namespace) -> int:
     from ledger.memos.cubes import create_cube
 
-    info = create_cube(open_cli_ledger(args), args.name, args.owner or default_actor(), args.visibility,
-                       args.embedder, args.llm, parse_json_object(args.metadata, "--metadata"))
+    info = create_cube(
+        open_cli_ledger(args),
+        args.name,
+        args.owner or default_actor(),
+        args.visibility,
+        args.embedder,
+        args.llm,
+        parse_json_object(args.metadata, "--metadata"),
+    )
     emit(args, info.to_dict(), f"created {_cube_text(info.to_dict())}")
     return 0
 
@@ -160,8 +192,15 @@ def cmd_cube_show(args: argparse.Namespace) -> int:
 def cmd_cube_update(args: argparse.Namespace) -> int:
     from ledger.memos.cubes import update_cube
 
-    info = update_cube(open_cli_ledger(args), args.name, args.actor or default_actor(), args.visibility,
-                       args.embedder, args.llm, parse_json_object(args.metadata, "--metadata"))
+    info = update_cube(
+        open_cli_ledger(args),
+        args.name,
+        args.actor or default_actor(),
+        args.visibility,
+        args.embedder,
+        args.llm,
+        parse_json_object(args.metadata, "--metadata"),
+    )
     emit(args, info.to_dict(), _cube_text(info.to_dict()))
     return 0
 
@@ -220,19 +259,37 @@ def cmd_cube_import(args: argparse.Namespace) -> int:
         signed = ""
         if anchor:
             cp = anchor["checkpoint"]
-            signed = (f"; signed checkpoint {cp['seq']} (log size {cp['log_size']}) by key {cp['key_id']}"
-                      f"{' (trusted key)' if pem else ' (key shipped in the file: integrity, not origin)'}")
-        emit(args, {"ok": True, "cube": v.cube, "events": len(v.events), "merkle_root": v.header["merkle_root"],
-                     "tree_size": v.header["tree_size"], "signed": bool(anchor), "trusted_key": pem is not None},
-             f"OK: {len(v.events)} events of cube {v.cube} verified against Merkle root "
-             f"{v.header['merkle_root']}{signed}")
+            signed = (
+                f"; signed checkpoint {cp['seq']} (log size {cp['log_size']}) by key {cp['key_id']}"
+                f"{' (trusted key)' if pem else ' (key shipped in the file: integrity, not origin)'}"
+            )
+        emit(
+            args,
+            {
+                "ok": True,
+                "cube": v.cube,
+                "events": len(v.events),
+                "merkle_root": v.header["merkle_root"],
+                "tree_size": v.header["tree_size"],
+                "signed": bool(anchor),
+                "trusted_key": pem is not None,
+            },
+            f"OK: {len(v.events)} events of cube {v.cube} verified against Merkle root "
+            f"{v.header['merkle_root']}{signed}",
+        )
         return 0
     ledger = open_cli_ledger(args)
     res = import_cube(ledger, records, args.actor or default_actor(), args.expect_root, pem)
     _catch_up_views(ledger, args.data)
-    emit(args, res.to_dict(), (f"cube {res.cube} already imported" if res.already_imported else
-                               f"imported {res.events} events of cube {res.cube} at offsets "
-                               f"{res.first_offset}..{res.last_offset}"))
+    emit(
+        args,
+        res.to_dict(),
+        (
+            f"cube {res.cube} already imported"
+            if res.already_imported
+            else f"imported {res.events} events of cube {res.cube} at offsets {res.first_offset}..{res.last_offset}"
+        ),
+    )
     return 0
 
 
@@ -270,9 +327,15 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     ledger = open_cli_ledger(args)
     if args.verify is not None:
         same, recorded, recomputed = verify_replay(ledger, args.verify)
-        emit(args, {"basis_offset": args.verify, "same": same, "recorded": recorded, "recomputed": recomputed},
-             (f"OK: {len(recorded)} decisions at basis {args.verify} replay identically" if same else
-              f"MISMATCH at basis {args.verify}: recorded {len(recorded)}, recomputed {len(recomputed)}"))
+        emit(
+            args,
+            {"basis_offset": args.verify, "same": same, "recorded": recorded, "recomputed": recomputed},
+            (
+                f"OK: {len(recorded)} decisions at basis {args.verify} replay identically"
+                if same
+                else f"MISMATCH at basis {args.verify}: recorded {len(recorded)}, recomputed {len(recomputed)}"
+            ),
+        )
         return 0 if same else 1
     config = ledger.config
     settings = dict(config.section("scheduler")) if config is not None else {}
@@ -286,11 +349,15 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 
         model = load_local_model(LLMSettings.from_config(config).model)
         warmed = kv_warmer(KVCacheView.open(ledger, args.data), model)(res)
-    lines = [f"basis offset {res.plan.basis_offset}{' (after a tick)' if res.ticked else ''}: "
-             f"{len(res.plan.decisions)} decision(s){' (dry run)' if args.dry_run else ''}"]
+    lines = [
+        f"basis offset {res.plan.basis_offset}{' (after a tick)' if res.ticked else ''}: "
+        f"{len(res.plan.decisions)} decision(s){' (dry run)' if args.dry_run else ''}"
+    ]
     for d in res.plan.decisions:
-        lines.append(f"  {d.kind:8} {d.cube}  {', '.join(d.memory_ids)}"
-                     f"{' -> ' + d.merged_into if d.merged_into else ''}\n           {d.reason}")
+        lines.append(
+            f"  {d.kind:8} {d.cube}  {', '.join(d.memory_ids)}"
+            f"{' -> ' + d.merged_into if d.merged_into else ''}\n           {d.reason}"
+        )
     if res.skipped_cubes:
         lines.append(f"  skipped (changed since the basis, decide again): {', '.join(res.skipped_cubes)}")
     if warmed:
@@ -340,8 +407,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
             print(turn.answer)
             if interactive:
                 extra = f", {len(turn.facts)} fact(s) saved" if turn.facts else ""
-                print(f"  [{len(turn.retrieved)} retrieved, {turn.cached_tokens} cached tokens{extra}]",
-                      file=sys.stderr)
+                print(
+                    f"  [{len(turn.retrieved)} retrieved, {turn.cached_tokens} cached tokens{extra}]", file=sys.stderr
+                )
     return 0
 
 
@@ -357,10 +425,19 @@ def cmd_kv_build(args: argparse.Namespace) -> int:
     model = load_local_model(args.model or settings.model)
     view = KVCacheView.open(ledger, args.data)
     cache = view.get_or_build(model, args.cube)
-    out = {"key": cache.key, "model_id": cache.model_id, "tokens": cache.n_tokens, "memory_ids": cache.memory_ids,
-           "bytes": cache.nbytes()}
-    emit(args, out, f"{cache.key}  {cache.n_tokens} tokens of {len(cache.memory_ids)} activated memories "
-                    f"({cache.nbytes() / 1e6:.1f} MB, model {cache.model_id})")
+    out = {
+        "key": cache.key,
+        "model_id": cache.model_id,
+        "tokens": cache.n_tokens,
+        "memory_ids": cache.memory_ids,
+        "bytes": cache.nbytes(),
+    }
+    emit(
+        args,
+        out,
+        f"{cache.key}  {cache.n_tokens} tokens of {len(cache.memory_ids)} activated memories "
+        f"({cache.nbytes() / 1e6:.1f} MB, model {cache.model_id})",
+    )
     return 0
 
 
@@ -369,9 +446,16 @@ def cmd_kv_list(args: argparse.Namespace) -> int:
 
     view = KVCacheView.open(open_cli_ledger(args), args.data)
     entries = view.store.entries()
-    emit(args, entries, "\n".join(f"{e['key'][:16]}  cube={e['cube']}  tokens={e['n_tokens']}  "
-                                  f"{e['size'] / 1e6:.1f} MB  model={e['model_id']}" for e in entries)
-         or "(no KV caches)")
+    emit(
+        args,
+        entries,
+        "\n".join(
+            f"{e['key'][:16]}  cube={e['cube']}  tokens={e['n_tokens']}  "
+            f"{e['size'] / 1e6:.1f} MB  model={e['model_id']}"
+            for e in entries
+        )
+        or "(no KV caches)",
+    )
     return 0
 
 

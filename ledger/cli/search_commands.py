@@ -15,12 +15,22 @@ from ledger.rules.timepoints import offset_arg
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("search", parents=[common], help="hybrid search (keyword + vector + graph)")
-    p.add_argument("--cube", action="append", default=None, dest="cubes",
-                   help="cube to search (repeat for several; default: every cube)")
+    p.add_argument(
+        "--cube",
+        action="append",
+        default=None,
+        dest="cubes",
+        help="cube to search (repeat for several; default: every cube)",
+    )
     p.add_argument("--k", type=int, default=10, help="number of hits (default 10)")
     p.add_argument("--as-of", default=None, help="offset or ISO-8601 time")
-    p.add_argument("--state", action="append", default=None, dest="states",
-                   help="lifecycle state to include (repeat; default generated, activated, frozen)")
+    p.add_argument(
+        "--state",
+        action="append",
+        default=None,
+        dest="states",
+        help="lifecycle state to include (repeat; default generated, activated, frozen)",
+    )
     p.add_argument("--all-states", action="store_true", help="include merged and archived memories")
     p.add_argument("--metadata", default=None, help='JSON object of top-level equality filters, e.g. {"topic": "x"}')
     p.add_argument("--actor", default=None, help="reader recorded in the audit trail")
@@ -31,13 +41,20 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
     p = sub.add_parser("rebuild", parents=[common], help="drop every view and fold the log again")
     p.add_argument("--to", type=offset_arg(-1), default=None, help="stop at this offset (default: head)")
-    p.add_argument("--view", action="append", default=None, dest="kinds", choices=["keyword", "graph", "vector"],
-                   help="rebuild only this view (repeat)")
+    p.add_argument(
+        "--view",
+        action="append",
+        default=None,
+        dest="kinds",
+        choices=["keyword", "graph", "vector"],
+        help="rebuild only this view (repeat)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_rebuild)
 
-    p = sub.add_parser("views", parents=[common],
-                       help="each view's checkpoint against the log head (damaged views are rebuilt)")
+    p = sub.add_parser(
+        "views", parents=[common], help="each view's checkpoint against the log head (damaged views are rebuilt)"
+    )
     p.set_defaults(func=cmd_views)
 
 
@@ -57,18 +74,38 @@ def cmd_search(args: argparse.Namespace) -> int:
             from ledger.timemachine.branch_search import search_branch
             from ledger.timemachine.branches import Branches
 
-            hits = search_branch(views, Branches(ledger), args.branch, args.query, cube=args.cubes, k=args.k,
-                                 as_of=args.as_of, states=args.states, metadata=metadata,
-                                 all_states=args.all_states, actor=args.actor or default_actor())
+            hits = search_branch(
+                views,
+                Branches(ledger),
+                args.branch,
+                args.query,
+                cube=args.cubes,
+                k=args.k,
+                as_of=args.as_of,
+                states=args.states,
+                metadata=metadata,
+                all_states=args.all_states,
+                actor=args.actor or default_actor(),
+            )
         else:
-            hits = views.search(args.query, cube=args.cubes, k=args.k, as_of=args.as_of, states=args.states,
-                                metadata=metadata, all_states=args.all_states, actor=args.actor or default_actor())
+            hits = views.search(
+                args.query,
+                cube=args.cubes,
+                k=args.k,
+                as_of=args.as_of,
+                states=args.states,
+                metadata=metadata,
+                all_states=args.all_states,
+                actor=args.actor or default_actor(),
+            )
     out = [h.to_dict() for h in hits]
     lines = []
     for i, h in enumerate(out, start=1):
         text = h["text"] if h["text"] is not None else ("[forgotten]" if h["forgotten"] else "[sealed]")
-        lines.append(f"{i:>3}. {h['score']:.4f}  {h['id']}  cube={h['cube']}  state={h['state']}  "
-                     f"v{h['version']}  offsets={h['provenance']['offsets']}\n     {text}")
+        lines.append(
+            f"{i:>3}. {h['score']:.4f}  {h['id']}  cube={h['cube']}  state={h['state']}  "
+            f"v{h['version']}  offsets={h['provenance']['offsets']}\n     {text}"
+        )
     emit(args, out, "\n".join(lines) if lines else "no matches")
     return 0
 
@@ -81,9 +118,12 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
         checkpoints = views.rebuild(to=args.to, progress=not args.no_progress and not args.json, kinds=args.kinds)
     seconds = time.perf_counter() - start
     events = max(checkpoints.values(), default=-1) + 1
-    emit(args, {"checkpoints": checkpoints, "seconds": round(seconds, 3), "events": events},
-         "\n".join(f"{name}: rebuilt to offset {cp}" for name, cp in checkpoints.items())
-         + f"\n{events} events in {seconds:.2f} s")
+    emit(
+        args,
+        {"checkpoints": checkpoints, "seconds": round(seconds, 3), "events": events},
+        "\n".join(f"{name}: rebuilt to offset {cp}" for name, cp in checkpoints.items())
+        + f"\n{events} events in {seconds:.2f} s",
+    )
     return 0
 
 
@@ -93,7 +133,12 @@ def cmd_views(args: argparse.Namespace) -> int:
         repairs = dict(views.check())  # damage anywhere in a file, not only what opening sees
         status = views.status()
     head = ledger.head()
-    emit(args, {"head": head, "views": status, "repaired": repairs},
-         "\n".join([f"{name}: checkpoint {cp} ({head - cp} behind)" for name, cp in status.items()]
-                   + [f"{name}: was {why}; rebuilt from the log" for name, why in repairs.items()]))
+    emit(
+        args,
+        {"head": head, "views": status, "repaired": repairs},
+        "\n".join(
+            [f"{name}: checkpoint {cp} ({head - cp} behind)" for name, cp in status.items()]
+            + [f"{name}: was {why}; rebuilt from the log" for name, why in repairs.items()]
+        ),
+    )
     return 0

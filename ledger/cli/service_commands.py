@@ -18,13 +18,21 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p = sub.add_parser("serve", parents=[common], help="run the HTTP service (FastAPI + uvicorn)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--allow-anonymous", action="store_true",
-                   help="let requests without credentials act as principal 'anonymous' (unsafe)")
+    p.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        help="let requests without credentials act as principal 'anonymous' (unsafe)",
+    )
     p.add_argument("--public-metrics", action="store_true", help="serve /metrics without credentials")
     p.add_argument("--max-body-bytes", type=int, default=2_000_000)
     p.add_argument("--max-text-chars", type=int, default=200_000)
-    p.add_argument("--scheduler-interval", type=float, default=None, metavar="SECONDS",
-                   help="run the memory scheduler every SECONDS in the service (default: off)")
+    p.add_argument(
+        "--scheduler-interval",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="run the memory scheduler every SECONDS in the service (default: off)",
+    )
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=cmd_serve)
 
@@ -44,8 +52,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("name")
     p.set_defaults(func=cmd_principal_rotate)
 
-    for name, func, helptext in (("grant", cmd_grant, "give a principal a role on a cube (as an owner)"),
-                                 ("revoke", cmd_revoke, "take a principal's role on a cube away (as an owner)")):
+    for name, func, helptext in (
+        ("grant", cmd_grant, "give a principal a role on a cube (as an owner)"),
+        ("revoke", cmd_revoke, "take a principal's role on a cube away (as an owner)"),
+    ):
         p = sub.add_parser(name, parents=[common], help=helptext)
         p.add_argument("--cube", required=True)
         p.add_argument("--principal", required=True)
@@ -73,8 +83,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"warning: binding to {args.host}, not loopback; put TLS in front of it", file=sys.stderr)
     if args.allow_anonymous:
         print("WARNING: " + ANONYMOUS_WARNING, file=sys.stderr)
-    settings = Settings(allow_anonymous=args.allow_anonymous, public_metrics=args.public_metrics,
-                        max_body_bytes=args.max_body_bytes, max_text_chars=args.max_text_chars)
+    settings = Settings(
+        allow_anonymous=args.allow_anonymous,
+        public_metrics=args.public_metrics,
+        max_body_bytes=args.max_body_bytes,
+        max_text_chars=args.max_text_chars,
+    )
     app = create_app(args.data, settings=settings, follow_views=True, scheduler_interval=args.scheduler_interval)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
@@ -82,24 +96,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_principal_create(args: argparse.Namespace) -> int:
     p, token = _store(args).create(args.name, admin=args.admin)
-    emit(args, {**p.public(), "token": token},
-         f"created principal {p.name}{' (admin)' if p.admin else ''}\n"
-         f"token (shown once, store it now): {token}")
+    emit(
+        args,
+        {**p.public(), "token": token},
+        f"created principal {p.name}{' (admin)' if p.admin else ''}\ntoken (shown once, store it now): {token}",
+    )
     return 0
 
 
 def cmd_principal_rotate(args: argparse.Namespace) -> int:
     p, token = _store(args).rotate(args.name)
-    emit(args, {**p.public(), "token": token},
-         f"new token for {p.name} (shown once; the old token no longer works): {token}")
+    emit(
+        args,
+        {**p.public(), "token": token},
+        f"new token for {p.name} (shown once; the old token no longer works): {token}",
+    )
     return 0
 
 
 def cmd_principal_list(args: argparse.Namespace) -> int:
     items = [p.public() for p in _store(args).list()]
-    text = "\n".join(f"{i['name']}\t{'admin' if i['admin'] else 'user'}\t"
-                     f"{'revoked ' + i['revoked_at'] if i['revoked_at'] else 'active'}\tcreated {i['created_at']}"
-                     for i in items) or "(no principals)"
+    text = (
+        "\n".join(
+            f"{i['name']}\t{'admin' if i['admin'] else 'user'}\t"
+            f"{'revoked ' + i['revoked_at'] if i['revoked_at'] else 'active'}\tcreated {i['created_at']}"
+            for i in items
+        )
+        or "(no principals)"
+    )
     emit(args, items, text)
     return 0
 
@@ -127,16 +151,28 @@ def _control(args: argparse.Namespace) -> tuple[AccessControl, Caller]:
 def cmd_grant(args: argparse.Namespace) -> int:
     control, caller = _control(args)
     e = control.grant(caller, args.cube, args.principal, args.role)
-    out = {"cube": args.cube, "principal": args.principal, "role": args.role, "changed": e is not None,
-           "offset": e.offset if e else None}
-    emit(args, out, f"granted {args.role} on {args.cube} to {args.principal}"
-         + (f" (offset {e.offset})" if e else " (already held)"))
+    out = {
+        "cube": args.cube,
+        "principal": args.principal,
+        "role": args.role,
+        "changed": e is not None,
+        "offset": e.offset if e else None,
+    }
+    emit(
+        args,
+        out,
+        f"granted {args.role} on {args.cube} to {args.principal}"
+        + (f" (offset {e.offset})" if e else " (already held)"),
+    )
     return 0
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
     control, caller = _control(args)
     e = control.revoke(caller, args.cube, args.principal, args.role)
-    emit(args, {"cube": args.cube, "principal": args.principal, "role": args.role, "offset": e.offset},
-         f"revoked {args.role} on {args.cube} from {args.principal} (offset {e.offset})")
+    emit(
+        args,
+        {"cube": args.cube, "principal": args.principal, "role": args.role, "offset": e.offset},
+        f"revoked {args.role} on {args.cube} from {args.principal} (offset {e.offset})",
+    )
     return 0

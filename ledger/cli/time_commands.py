@@ -65,9 +65,13 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     b.add_argument("--cascade", action="store_true", help="also drop the branches forked from it")
     b.set_defaults(func=cmd_branch_drop)
     for action, func, helptext in (
-            ("grant", cmd_branch_grant, "give a principal a role on a branch (writer: write and fork; owner: "
-                                        "also merge, drop, grant)"),
-            ("revoke", cmd_branch_revoke, "take a principal's role on a branch away")):
+        (
+            "grant",
+            cmd_branch_grant,
+            "give a principal a role on a branch (writer: write and fork; owner: also merge, drop, grant)",
+        ),
+        ("revoke", cmd_branch_revoke, "take a principal's role on a branch away"),
+    ):
         b = bsub.add_parser(action, parents=[common], help=helptext)
         b.add_argument("name")
         b.add_argument("--principal", required=True)
@@ -76,19 +80,27 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         b.set_defaults(func=func)
     b = bsub.add_parser("diff", parents=[common], help="memories added, changed or removed relative to the fork point")
     b.add_argument("name")
-    b.add_argument("--against", choices=["main", "parent"], default="main",
-                   help="compare with main where the branch left it (default), or with the direct parent "
-                        "branch at the fork offset (what a merge would bring in)")
+    b.add_argument(
+        "--against",
+        choices=["main", "parent"],
+        default="main",
+        help="compare with main where the branch left it (default), or with the direct parent "
+        "branch at the fork offset (what a merge would bring in)",
+    )
     b.set_defaults(func=cmd_branch_diff)
     b = bsub.add_parser("merge", parents=[common], help="replay a branch's events onto its base")
     b.add_argument("name")
     b.add_argument("--actor", default=None)
-    b.add_argument("--strict", action="store_true",
-                   help="refuse if any stream the branch wrote moved on the base since the fork")
+    b.add_argument(
+        "--strict", action="store_true", help="refuse if any stream the branch wrote moved on the base since the fork"
+    )
     b.set_defaults(func=cmd_branch_merge)
 
-    p = sub.add_parser("restore", parents=[common],
-                       help="bring a memory (or --cube) back to its state at an offset with compensating events")
+    p = sub.add_parser(
+        "restore",
+        parents=[common],
+        help="bring a memory (or --cube) back to its state at an offset with compensating events",
+    )
     p.add_argument("id", nargs="?", default=None)
     p.add_argument("--cube", default=None)
     p.add_argument("--to", required=True, help="offset or ISO-8601 time")
@@ -103,8 +115,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--since", default=None, help="offset or ISO-8601 time (inclusive)")
     p.add_argument("--until", default=None, help="offset or ISO-8601 time (inclusive)")
     p.add_argument("--type", action="append", default=[], dest="types", help="event type or glob; repeatable")
-    p.add_argument("--as-of", default=None,
-                   help="with --memory: what the system knew about it then and who had read it")
+    p.add_argument(
+        "--as-of", default=None, help="with --memory: what the system knew about it then and who had read it"
+    )
     p.add_argument("--limit", type=int, default=None, help="at most this many entries (oldest first)")
     add_branch_flag(p)
     p.set_defaults(func=cmd_audit)
@@ -132,33 +145,50 @@ def cmd_branch_create(args: argparse.Namespace) -> int:
 
 def cmd_branch_list(args: argparse.Namespace) -> int:
     rows = _branches(args).list()
-    lines = [f"{r['name']:<24} from {r['parent']:<16} at {r['fork_offset']:<8} head {r['head']:<8} "
-             f"{r['events']} event(s)  {r['status']}  by {r['created_by']} {r['created_at']}" for r in rows]
+    lines = [
+        f"{r['name']:<24} from {r['parent']:<16} at {r['fork_offset']:<8} head {r['head']:<8} "
+        f"{r['events']} event(s)  {r['status']}  by {r['created_by']} {r['created_at']}"
+        for r in rows
+    ]
     emit(args, rows, "\n".join(lines) or "no branches")
     return 0
 
 
 def cmd_branch_drop(args: argparse.Namespace) -> int:
     *nested, info = _branches(args).drop_tree(args.name, args.actor or default_actor(), cascade=args.cascade)
-    emit(args, {"dropped": info.name, "nested": [b.name for b in nested]},
-         f"dropped branch {info.name}" + (f" and the branches forked from it: {', '.join(b.name for b in nested)}"
-                                          if nested else ""))
+    emit(
+        args,
+        {"dropped": info.name, "nested": [b.name for b in nested]},
+        f"dropped branch {info.name}"
+        + (f" and the branches forked from it: {', '.join(b.name for b in nested)}" if nested else ""),
+    )
     return 0
 
 
 def cmd_branch_grant(args: argparse.Namespace) -> int:
     e = _branches(args).grant(args.name, args.principal, args.role, args.actor or default_actor())
-    emit(args, {"branch": args.name, "principal": args.principal, "role": args.role, "changed": e is not None,
-                "offset": e.offset if e else None},
-         f"granted {args.role} on branch {args.name} to {args.principal}"
-         + (f" (offset {e.offset})" if e else " (already held)"))
+    emit(
+        args,
+        {
+            "branch": args.name,
+            "principal": args.principal,
+            "role": args.role,
+            "changed": e is not None,
+            "offset": e.offset if e else None,
+        },
+        f"granted {args.role} on branch {args.name} to {args.principal}"
+        + (f" (offset {e.offset})" if e else " (already held)"),
+    )
     return 0
 
 
 def cmd_branch_revoke(args: argparse.Namespace) -> int:
     e = _branches(args).revoke(args.name, args.principal, args.role, args.actor or default_actor())
-    emit(args, {"branch": args.name, "principal": args.principal, "role": args.role, "offset": e.offset},
-         f"revoked {args.role} on branch {args.name} from {args.principal} (offset {e.offset})")
+    emit(
+        args,
+        {"branch": args.name, "principal": args.principal, "role": args.role, "offset": e.offset},
+        f"revoked {args.role} on branch {args.name} from {args.principal} (offset {e.offset})",
+    )
     return 0
 
 
@@ -184,14 +214,24 @@ def cmd_branch_merge(args: argparse.Namespace) -> int:
         result = merge(_branches(args), args.name, args.actor or default_actor(), strict=args.strict)
     except MergeConflict as exc:
         if args.json:
-            emit(args, {"merged": False, "branch": exc.branch, "into": exc.into,
-                        "conflicts": [c.to_dict() for c in exc.conflicts]})
+            emit(
+                args,
+                {
+                    "merged": False,
+                    "branch": exc.branch,
+                    "into": exc.into,
+                    "conflicts": [c.to_dict() for c in exc.conflicts],
+                },
+            )
         print(f"error: {exc}", file=sys.stderr)
         return 4
     d = result.to_dict()
-    emit(args, {"merged": True, **d},
-         f"merged branch {result.branch} into {result.into}: {d['events']} event(s)"
-         + (f" at offsets {d['first_offset']}..{d['last_offset']}" if d["events"] else ""))
+    emit(
+        args,
+        {"merged": True, **d},
+        f"merged branch {result.branch} into {result.into}: {d['events']} event(s)"
+        + (f" at offsets {d['first_offset']}..{d['last_offset']}" if d["events"] else ""),
+    )
     return 0
 
 
@@ -203,12 +243,18 @@ def cmd_restore(args: argparse.Namespace) -> int:
         raise InvalidRequest("restore needs exactly one of: a memory ID, or --cube CUBE")
     ledger = ledger_for(args)
     actor = args.actor or default_actor()
-    result = (restore_memory(ledger, args.id, args.to, actor) if args.id is not None
-              else restore_cube(ledger, args.cube, args.to, actor))
+    result = (
+        restore_memory(ledger, args.id, args.to, actor)
+        if args.id is not None
+        else restore_cube(ledger, args.cube, args.to, actor)
+    )
     d = result.to_dict()
-    text = (f"restored {len(result.restored)} memor{'y' if len(result.restored) == 1 else 'ies'} to offset "
-            f"{result.to_offset}" + (f" (events at {', '.join(map(str, d['offsets']))})" if d["offsets"] else "")
-            if result.restored else f"already at its state of offset {result.to_offset}: nothing written")
+    text = (
+        f"restored {len(result.restored)} memor{'y' if len(result.restored) == 1 else 'ies'} to offset "
+        f"{result.to_offset}" + (f" (events at {', '.join(map(str, d['offsets']))})" if d["offsets"] else "")
+        if result.restored
+        else f"already at its state of offset {result.to_offset}: nothing written"
+    )
     emit(args, d, text)
     return 0
 
@@ -221,8 +267,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
         k = knowledge(ledger, args.memory, args.as_of)
         emit(args, k, _knowledge_text(k))
         return 0
-    q = AuditQuery(memory=args.memory, cube=args.cube, actor=args.actor, since=args.since, until=args.until,
-                   types=args.types or None, as_of=args.as_of, limit=args.limit)
+    q = AuditQuery(
+        memory=args.memory,
+        cube=args.cube,
+        actor=args.actor,
+        since=args.since,
+        until=args.until,
+        types=args.types or None,
+        as_of=args.as_of,
+        limit=args.limit,
+    )
     n = 0
     for e in audit_events(ledger, q):
         entry = entry_of(e)
@@ -244,8 +298,10 @@ def _knowledge_text(k: dict[str, Any]) -> str:
         lines.append("  did not exist" + (" (it had been removed)" if s else ""))
     else:
         text = s["text"] if s["text"] is not None else ("[forgotten]" if s["forgotten"] else "[sealed]")
-        lines.append(f"  version {s['version']}, state {s['state']}, cube {s['cube']}, last changed at offset "
-                     f"{s['updated_offset']} by {s['updated_by']}\n  {text}")
+        lines.append(
+            f"  version {s['version']}, state {s['state']}, cube {s['cube']}, last changed at offset "
+            f"{s['updated_offset']} by {s['updated_by']}\n  {text}"
+        )
     if k["readers"]:
         lines.append("  read by: " + ", ".join(f"{r['actor']} ({r['reads']}x, last {r['last']})" for r in k["readers"]))
     else:
@@ -269,10 +325,12 @@ def _provenance_lines(tree: dict[str, Any], depth: int) -> list[str]:
         return [f"{pad}{tree['memory']}: not found"]
     lines = [f"{pad}{tree['memory']} version {tree['version']} (as of offset {tree['as_of']})"]
     for e in tree["events"]:
-        ok = ("" if e["hash_ok"] else "  HASH MISMATCH") + (f"  (via branch {e['via_branch']})"
-                                                            if e.get("via_branch") else "")
-        lines.append(f"{pad}  v{e['version']} {e['offset']:>8} {e['time']} {e['actor']:<14} {e['action']}"
-                     f"  {e['hash'][:12]}{ok}")
+        ok = ("" if e["hash_ok"] else "  HASH MISMATCH") + (
+            f"  (via branch {e['via_branch']})" if e.get("via_branch") else ""
+        )
+        lines.append(
+            f"{pad}  v{e['version']} {e['offset']:>8} {e['time']} {e['actor']:<14} {e['action']}  {e['hash'][:12]}{ok}"
+        )
     for s in tree["sources"]:
         lines.append(f"{pad}  source:")
         lines += _provenance_lines(s, depth + 2)

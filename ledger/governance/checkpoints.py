@@ -77,21 +77,37 @@ class Checkpoint:
 
     def message(self) -> bytes:
         """The exact bytes that are signed."""
-        return (f"{FORMAT}\n{self.seq}\n{self.log_size}\n{self.root}\n{self.head_hash}\n"
-                f"{self.ts_us}\n{self.key_id}\n").encode()
+        return (
+            f"{FORMAT}\n{self.seq}\n{self.log_size}\n{self.root}\n{self.head_hash}\n{self.ts_us}\n{self.key_id}\n"
+        ).encode()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "seq": self.seq, "log_size": self.log_size, "root": self.root,
-                "head_hash": self.head_hash, "ts_us": self.ts_us, "time": us_to_iso(self.ts_us),
-                "key_id": self.key_id, "signature": self.signature}
+        return {
+            "format": FORMAT,
+            "seq": self.seq,
+            "log_size": self.log_size,
+            "root": self.root,
+            "head_hash": self.head_hash,
+            "ts_us": self.ts_us,
+            "time": us_to_iso(self.ts_us),
+            "key_id": self.key_id,
+            "signature": self.signature,
+        }
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> Checkpoint:
         try:
             if d.get("format") != FORMAT:
                 raise ValueError(f"format is {d.get('format')!r}, expected {FORMAT!r}")
-            cp = Checkpoint(int(d["seq"]), int(d["log_size"]), str(d["root"]), str(d["head_hash"]),
-                            int(d["ts_us"]), str(d["key_id"]), str(d["signature"]))
+            cp = Checkpoint(
+                int(d["seq"]),
+                int(d["log_size"]),
+                str(d["root"]),
+                str(d["head_hash"]),
+                int(d["ts_us"]),
+                str(d["key_id"]),
+                str(d["signature"]),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"malformed checkpoint: {exc}") from None
         return cp
@@ -135,7 +151,8 @@ class CheckpointSigner:
 
     def _create(self) -> None:
         pem = Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
         create_private_once(self.path, pem)  # exactly one concurrent creator wins
 
     def public_key(self, create: bool = False) -> Ed25519PublicKey:
@@ -143,8 +160,11 @@ class CheckpointSigner:
 
     def public_key_pem(self, create: bool = True) -> str:
         """The public key as SubjectPublicKeyInfo PEM (what auditors keep)."""
-        return self.public_key(create=create).public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        return (
+            self.public_key(create=create)
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .decode()
+        )
 
     def sign(self, message: bytes) -> str:
         return base64.b64encode(self.private_key().sign(message)).decode()
@@ -204,8 +224,13 @@ class CheckpointReport:
     seq: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "checked": self.checked, "log_size": self.log_size,
-                "problem": self.problem, "seq": self.seq}
+        return {
+            "ok": self.ok,
+            "checked": self.checked,
+            "log_size": self.log_size,
+            "problem": self.problem,
+            "seq": self.seq,
+        }
 
 
 class Checkpoints:
@@ -244,8 +269,9 @@ class Checkpoints:
                     raise InvalidRequest(f"the log lost offset {size - 1} while checkpointing")
                 head_hash = last.hash
             unsigned = Checkpoint(seq, size, t.root().hex(), head_hash, now_us(), key_id, "")
-            return Checkpoint(seq, size, unsigned.root, head_hash, unsigned.ts_us, key_id,
-                              self.signer.sign(unsigned.message()))
+            return Checkpoint(
+                seq, size, unsigned.root, head_hash, unsigned.ts_us, key_id, self.signer.sign(unsigned.message())
+            )
 
         return self.store.append(make)
 
@@ -267,8 +293,9 @@ class Checkpoints:
                 return cp
         return None
 
-    def verify(self, log: Log, public_key: Ed25519PublicKey | None = None,
-               tree: MerkleTree | None = None) -> CheckpointReport:
+    def verify(
+        self, log: Log, public_key: Ed25519PublicKey | None = None, tree: MerkleTree | None = None
+    ) -> CheckpointReport:
         """Check every stored checkpoint's signature and its root/head hash against the log.
 
         ``public_key``: a trusted key (e.g. one an auditor holds); default the local key.
@@ -282,39 +309,71 @@ class Checkpoints:
             missing = self._missing_from_store(log, cps)
             return CheckpointReport(missing is None, 0, t.size, missing)
         if public_key is None and not self.signer.exists():
-            return CheckpointReport(False, 0, t.size, f"{len(cps)} checkpoints are stored but the signing key "
-                                    f"{self.signer.path} is gone; verify with the published public key")
+            return CheckpointReport(
+                False,
+                0,
+                t.size,
+                f"{len(cps)} checkpoints are stored but the signing key "
+                f"{self.signer.path} is gone; verify with the published public key",
+            )
         pub = public_key or self.signer.public_key(create=False)
         prev_seq, prev_size = 0, 0
         for i, cp in enumerate(cps):
             if cp.seq != prev_seq + 1:
-                return CheckpointReport(False, i, t.size, f"checkpoint #{cp.seq} follows #{prev_seq} "
-                                        "(checkpoints were removed or reordered)", cp.seq)
+                return CheckpointReport(
+                    False,
+                    i,
+                    t.size,
+                    f"checkpoint #{cp.seq} follows #{prev_seq} (checkpoints were removed or reordered)",
+                    cp.seq,
+                )
             if not cp.verify_signature(pub):
-                return CheckpointReport(False, i, t.size, f"checkpoint #{cp.seq}: signature is not valid for "
-                                        f"key {key_id_of(pub)}", cp.seq)
+                return CheckpointReport(
+                    False, i, t.size, f"checkpoint #{cp.seq}: signature is not valid for key {key_id_of(pub)}", cp.seq
+                )
             if cp.log_size < prev_size:
-                return CheckpointReport(False, i, t.size, f"checkpoint #{cp.seq} covers {cp.log_size} events, "
-                                        f"fewer than the {prev_size} of the one before", cp.seq)
+                return CheckpointReport(
+                    False,
+                    i,
+                    t.size,
+                    f"checkpoint #{cp.seq} covers {cp.log_size} events, fewer than the {prev_size} of the one before",
+                    cp.seq,
+                )
             if cp.log_size > t.size:
-                return CheckpointReport(False, i, t.size, f"checkpoint #{cp.seq} covers {cp.log_size} events but "
-                                        f"the log has only {t.size}: the log was truncated", cp.seq)
+                return CheckpointReport(
+                    False,
+                    i,
+                    t.size,
+                    f"checkpoint #{cp.seq} covers {cp.log_size} events but "
+                    f"the log has only {t.size}: the log was truncated",
+                    cp.seq,
+                )
             if t.root(cp.log_size).hex() != cp.root:
-                return CheckpointReport(False, i, t.size, f"checkpoint #{cp.seq}: the Merkle root of the first "
-                                        f"{cp.log_size} events differs: history was rewritten", cp.seq)
+                return CheckpointReport(
+                    False,
+                    i,
+                    t.size,
+                    f"checkpoint #{cp.seq}: the Merkle root of the first "
+                    f"{cp.log_size} events differs: history was rewritten",
+                    cp.seq,
+                )
             try:
                 head_leaf = leaf_hash(bytes.fromhex(cp.head_hash))
             except ValueError:
                 head_leaf = b""
             if (t.leaf(cp.log_size - 1) != head_leaf) if cp.log_size else cp.head_hash != GENESIS_HASH:
-                return CheckpointReport(False, i, t.size, f"checkpoint #{cp.seq}: head hash differs from "
-                                        f"the event at offset {cp.log_size - 1}", cp.seq)
+                return CheckpointReport(
+                    False,
+                    i,
+                    t.size,
+                    f"checkpoint #{cp.seq}: head hash differs from the event at offset {cp.log_size - 1}",
+                    cp.seq,
+                )
             prev_seq, prev_size = cp.seq, cp.log_size
         missing = self._missing_from_store(log, cps)
         if missing is not None:
             return CheckpointReport(False, len(cps), t.size, missing)
         return CheckpointReport(True, len(cps), t.size)
-
 
     def _missing_from_store(self, log: Log, stored: list[Checkpoint]) -> str | None:
         """Why the store disagrees with the checkpoints the log recorded (None when it agrees)."""
@@ -322,21 +381,32 @@ class Checkpoints:
         recorded = list(recorded_checkpoints(log))
         if recorded and not stored:
             at, last = recorded[-1]
-            return (f"the log records {len(recorded)} signed checkpoints (the last, #{last.seq} covering "
-                    f"{last.log_size} events, at offset {at}) but the checkpoint store {self.store.path} holds none: "
-                    "it was deleted or replaced")
+            return (
+                f"the log records {len(recorded)} signed checkpoints (the last, #{last.seq} covering "
+                f"{last.log_size} events, at offset {at}) but the checkpoint store {self.store.path} holds none: "
+                "it was deleted or replaced"
+            )
         for at, cp in recorded:
             have = by_seq.get(cp.seq)
             if have is None:
-                return (f"checkpoint #{cp.seq} (recorded in the log at offset {at}) is missing from the checkpoint "
-                        f"store {self.store.path}: checkpoints were removed")
+                return (
+                    f"checkpoint #{cp.seq} (recorded in the log at offset {at}) is missing from the checkpoint "
+                    f"store {self.store.path}: checkpoints were removed"
+                )
             if have.message() != cp.message() or have.signature != cp.signature:
-                return (f"checkpoint #{cp.seq} in the store differs from the one the log recorded at offset {at}: "
-                        "the store was replaced")
+                return (
+                    f"checkpoint #{cp.seq} in the store differs from the one the log recorded at offset {at}: "
+                    "the store was replaced"
+                )
         return None
 
-    def verify_pinned(self, log: Log, pinned: list[Checkpoint], public_key: Ed25519PublicKey | None = None,
-                      tree: MerkleTree | None = None) -> CheckpointReport:
+    def verify_pinned(
+        self,
+        log: Log,
+        pinned: list[Checkpoint],
+        public_key: Ed25519PublicKey | None = None,
+        tree: MerkleTree | None = None,
+    ) -> CheckpointReport:
         """Check the log against checkpoints held elsewhere (a trusted copy, as Certificate
         Transparency clients keep the last signed tree head): each must be validly signed, the log
         must still hold its events, and their Merkle root and head hash must be unchanged."""
@@ -344,8 +414,13 @@ class Checkpoints:
         if not pinned:
             return CheckpointReport(False, 0, t.size, "the trusted checkpoint file holds no checkpoint")
         if public_key is None and not self.signer.exists():
-            return CheckpointReport(False, 0, t.size, "no public key to check the trusted checkpoints with: "
-                                    "pass --public-key (the local signing key is gone)")
+            return CheckpointReport(
+                False,
+                0,
+                t.size,
+                "no public key to check the trusted checkpoints with: "
+                "pass --public-key (the local signing key is gone)",
+            )
         pub = public_key or self.signer.public_key(create=False)
         try:
             stored = {cp.seq: cp for cp in self.store.all()}
@@ -365,8 +440,11 @@ def _pinned_problem(cp: Checkpoint, pub: Ed25519PublicKey, t: MerkleTree, stored
         return f"covers {cp.log_size} events but the log has only {t.size}: the log was truncated"
     if t.root(cp.log_size).hex() != cp.root:
         return f"the Merkle root of the first {cp.log_size} events differs: history was rewritten"
-    head_ok = t.leaf(cp.log_size - 1) == leaf_hash(bytes.fromhex(cp.head_hash)) if cp.log_size else \
-        cp.head_hash == GENESIS_HASH
+    head_ok = (
+        t.leaf(cp.log_size - 1) == leaf_hash(bytes.fromhex(cp.head_hash))
+        if cp.log_size
+        else cp.head_hash == GENESIS_HASH
+    )
     if not head_ok:
         return f"head hash differs from the event at offset {cp.log_size - 1}"
     if stored is not None and (stored.message() != cp.message() or stored.signature != cp.signature):

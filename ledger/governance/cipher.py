@@ -66,8 +66,15 @@ def seal_components(sealed: Any) -> list[tuple[str, str]]:
         return []
     if sealed.get("v") == SEAL_V2:
         keys = sealed.get("keys")
-        return [(k["scope"], k["id"]) for k in keys if isinstance(k, dict) and isinstance(k.get("scope"), str)
-                and isinstance(k.get("id"), str)] if isinstance(keys, list) else []
+        return (
+            [
+                (k["scope"], k["id"])
+                for k in keys
+                if isinstance(k, dict) and isinstance(k.get("scope"), str) and isinstance(k.get("id"), str)
+            ]
+            if isinstance(keys, list)
+            else []
+        )
     subject = sealed.get("subject")
     return [(SUBJECT_SCOPE, subject)] if isinstance(subject, str) else []
 
@@ -158,8 +165,9 @@ class KeyRing:
     def install_memory_keys(self, keys: Sequence[tuple[str, bytes]]) -> int:
         """Store memory keys made elsewhere (a cube import); returns how many were new."""
         if self.vault is None:
-            raise InvalidRequest("this ledger has no key vault to hold the imported memories' keys "
-                                 "(open it from a data directory)")
+            raise InvalidRequest(
+                "this ledger has no key vault to hold the imported memories' keys (open it from a data directory)"
+            )
         return self.vault.install(keys)
 
     def destroy_memory_keys(self, key_ids: Sequence[str]) -> tuple[list[str], str | None]:
@@ -178,8 +186,13 @@ class KeyRing:
         key = self.keystore.get_or_create(subject)
         nonce = os.urandom(NONCE_BYTES)
         ct = AESGCM(key.key).encrypt(nonce, canonical_bytes(content), associated_data(subject, key.key_id))
-        return {"subject": subject, "key_id": key.key_id, "alg": ALG,
-                "nonce": base64.b64encode(nonce).decode(), "ciphertext": base64.b64encode(ct).decode()}
+        return {
+            "subject": subject,
+            "key_id": key.key_id,
+            "alg": ALG,
+            "nonce": base64.b64encode(nonce).decode(),
+            "ciphertext": base64.b64encode(ct).decode(),
+        }
 
     def seal_under(self, subjects: Sequence[str], content: dict[str, Any]) -> dict[str, Any]:
         """Encrypt ``content`` so that it opens only while every subject's key exists (v2 form)."""
@@ -205,8 +218,13 @@ class KeyRing:
         nonce = os.urandom(NONCE_BYTES)
         aad = _v2_associated_data(keys)
         ct = AESGCM(_content_key(secret, len(unique), aad)).encrypt(nonce, canonical_bytes(content), aad)
-        return {"v": SEAL_V2, "alg": ALG, "keys": keys, "nonce": base64.b64encode(nonce).decode(),
-                "ciphertext": base64.b64encode(ct).decode()}
+        return {
+            "v": SEAL_V2,
+            "alg": ALG,
+            "keys": keys,
+            "nonce": base64.b64encode(nonce).decode(),
+            "ciphertext": base64.b64encode(ct).decode(),
+        }
 
     def _secret(self, refs: Sequence[KeyRef]) -> bytes | None:
         parts = []
@@ -247,8 +265,9 @@ class KeyRing:
         try:
             plain = AESGCM(key.key).decrypt(nonce, ct, associated_data(subject, key_id))
         except InvalidTag:
-            raise TamperedPayload(f"sealed payload of {subject!r} (key {key_id}) failed authentication: "
-                                  "it was modified") from None
+            raise TamperedPayload(
+                f"sealed payload of {subject!r} (key {key_id}) failed authentication: it was modified"
+            ) from None
         return _content_of(plain)
 
     def _open_v2(self, sealed: dict[str, Any]) -> dict[str, Any] | None:

@@ -96,10 +96,19 @@ class ForgetReport:
         return not self.residue and not self.problems
 
     def to_dict(self) -> dict[str, Any]:
-        return {"subject": self.subject, "offset": self.offset, "key_id": self.key_id,
-                "already_forgotten": self.already_forgotten, "sealed_payloads": self.sealed_payloads,
-                "memories": len(self.memory_ids), "scrubbed": self.scrubbed, "residue": self.residue,
-                "problems": self.problems, "checked_texts": self.checked_texts, "complete": self.complete}
+        return {
+            "subject": self.subject,
+            "offset": self.offset,
+            "key_id": self.key_id,
+            "already_forgotten": self.already_forgotten,
+            "sealed_payloads": self.sealed_payloads,
+            "memories": len(self.memory_ids),
+            "scrubbed": self.scrubbed,
+            "residue": self.residue,
+            "problems": self.problems,
+            "checked_texts": self.checked_texts,
+            "complete": self.complete,
+        }
 
 
 def _cipher(ledger: Ledger) -> KeyRing:
@@ -164,9 +173,15 @@ def _pending_store(ledger: Ledger, root: Path | None) -> PendingErasures | None:
     return PendingErasures(root, keys_dir(ledger.config or load_config(root)))
 
 
-def forget(ledger: Ledger, subject: str, actor: str, reason: str | None = None,
-           data_dir: str | Path | None = None, scrub: bool = True,
-           participants: Sequence[ErasureParticipant] | None = None) -> ForgetReport:
+def forget(
+    ledger: Ledger,
+    subject: str,
+    actor: str,
+    reason: str | None = None,
+    data_dir: str | Path | None = None,
+    scrub: bool = True,
+    participants: Sequence[ErasureParticipant] | None = None,
+) -> ForgetReport:
     """Crypto-shred ``subject``: destroy its key, record the erasure, purge and check the data dir.
 
     ``data_dir`` defaults to the directory the ledger was opened from (``ledger.config``); without
@@ -207,16 +222,23 @@ def forget(ledger: Ledger, subject: str, actor: str, reason: str | None = None,
             report = ForgetReport(subject, event.offset, None, sealed_payloads=found.count, memory_ids=memory_ids)
         else:
             event = ledger.registry.upcast(found.last_forgotten)
-            report = ForgetReport(subject, event.offset, event.payload.get("key_id"), already_forgotten=True,
-                                  sealed_payloads=found.count, memory_ids=memory_ids)
+            report = ForgetReport(
+                subject,
+                event.offset,
+                event.payload.get("key_id"),
+                already_forgotten=True,
+                sealed_payloads=found.count,
+                memory_ids=memory_ids,
+            )
     _finish(ledger, event, texts, root, scrub, chosen, hooks, report)
     if report.complete and pending_store is not None:
         pending_store.clear(name)
     return report
 
 
-def _record(ledger: Ledger, subject: str, key_id: str | None, reason: str | None, memory_ids: list[str],
-            actor: str) -> Event:
+def _record(
+    ledger: Ledger, subject: str, key_id: str | None, reason: str | None, memory_ids: list[str], actor: str
+) -> Event:
     payload: dict[str, Any] = {"subject": subject, "memory_ids": memory_ids}
     if key_id:
         payload["key_id"] = key_id
@@ -225,8 +247,16 @@ def _record(ledger: Ledger, subject: str, key_id: str | None, reason: str | None
     return ledger.log.append([NewEvent(ev.SYSTEM_STREAM, ev.SUBJECT_FORGOTTEN, payload, actor)])[0]
 
 
-def _finish(ledger: Ledger, event: Event, texts: list[str], root: Path | None, scrub: bool,
-            participants: Sequence[ErasureParticipant], hooks: Sequence[ForgetHook], report: ForgetReport) -> None:
+def _finish(
+    ledger: Ledger,
+    event: Event,
+    texts: list[str],
+    root: Path | None,
+    scrub: bool,
+    participants: Sequence[ErasureParticipant],
+    hooks: Sequence[ForgetHook],
+    report: ForgetReport,
+) -> None:
     """Steps 5-7: purge everywhere, scrub, look for residue (each problem is reported, none aborts)."""
     erasure = present(erasure_of(event), "the erasure of a subject.forgotten event")
     erasure = Erasure(erasure.subjects, tuple(dict.fromkeys((*erasure.memory_ids, *report.memory_ids))))

@@ -26,24 +26,37 @@ class IntegrityReport:
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "chain": self.chain,
-                "checkpoints": self.checkpoints.to_dict() if self.checkpoints else None,
-                "trusted": self.trusted.to_dict() if self.trusted else None, "warnings": self.warnings,
-                "problem": self.problem}
+        return {
+            "ok": self.ok,
+            "chain": self.chain,
+            "checkpoints": self.checkpoints.to_dict() if self.checkpoints else None,
+            "trusted": self.trusted.to_dict() if self.trusted else None,
+            "warnings": self.warnings,
+            "problem": self.problem,
+        }
 
 
-NO_PIN_WARNING = ("no checkpoint held outside this data directory was checked: truncating the log together with "
-                  "its checkpoint records is only detectable against a pinned copy (verify --trusted FILE)")
+NO_PIN_WARNING = (
+    "no checkpoint held outside this data directory was checked: truncating the log together with "
+    "its checkpoint records is only detectable against a pinned copy (verify --trusted FILE)"
+)
 
 
-def verify_integrity(ledger: Ledger, config: Config | None = None, public_key: Ed25519PublicKey | None = None,
-                     trusted: list[Checkpoint] | None = None) -> IntegrityReport:
+def verify_integrity(
+    ledger: Ledger,
+    config: Config | None = None,
+    public_key: Ed25519PublicKey | None = None,
+    trusted: list[Checkpoint] | None = None,
+) -> IntegrityReport:
     """Recompute the chain (and the indexes reads use), then check every stored checkpoint against
     the log and the checkpoint records in it, then the ``trusted`` (pinned) checkpoints."""
     chain = ledger.log.verify()
     if not chain.ok:
-        where = "" if chain.first_bad_offset is None or str(chain.problem).startswith("offset") else \
-            f"offset {chain.first_bad_offset}: "
+        where = (
+            ""
+            if chain.first_bad_offset is None or str(chain.problem).startswith("offset")
+            else f"offset {chain.first_bad_offset}: "
+        )
         return IntegrityReport(False, chain.to_dict(), None, f"{where}{chain.problem}")
     config = config or ledger.config
     if config is None:
@@ -57,6 +70,8 @@ def verify_integrity(ledger: Ledger, config: Config | None = None, public_key: E
         if not out.trusted.ok and out.ok:
             out.ok, out.problem = False, out.trusted.problem
     elif report.ok and report.checked == 0 and cps.signer.exists():
-        out.warnings.append(f"a checkpoint signing key exists ({cps.signer.path}) but no checkpoint is stored or "
-                            "recorded in the log; " + NO_PIN_WARNING)
+        out.warnings.append(
+            f"a checkpoint signing key exists ({cps.signer.path}) but no checkpoint is stored or "
+            "recorded in the log; " + NO_PIN_WARNING
+        )
     return out

@@ -116,17 +116,25 @@ class KeyVault:
         destroyed: list[str] = []
         with immediate(conn):
             for i in range(0, len(ids), 500):
-                chunk = ids[i:i + 500]
+                chunk = ids[i : i + 500]
                 marks = ",".join("?" * len(chunk))
                 destroyed += [r[0] for r in conn.execute(f"SELECT key_id FROM keys WHERE key_id IN ({marks})", chunk)]
                 conn.execute(f"DELETE FROM keys WHERE key_id IN ({marks})", chunk)
-            conn.execute("INSERT INTO meta(name, value) VALUES ('generation', 1) "
-                         "ON CONFLICT(name) DO UPDATE SET value = value + 1")
+            conn.execute(
+                "INSERT INTO meta(name, value) VALUES ('generation', 1) "
+                "ON CONFLICT(name) DO UPDATE SET value = value + 1"
+            )
         with self._lock:
             for k in ids:
                 self._cache.pop(k, None)
             self._spare = [s for s in self._spare if s[0] not in set(ids)]
         busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
-        problem = None if not busy else (f"{self.path}: another connection kept the WAL from being truncated; "
-                                         "destroyed keys may linger in the -wal file until its next checkpoint")
+        problem = (
+            None
+            if not busy
+            else (
+                f"{self.path}: another connection kept the WAL from being truncated; "
+                "destroyed keys may linger in the -wal file until its next checkpoint"
+            )
+        )
         return destroyed, problem

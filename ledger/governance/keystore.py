@@ -152,8 +152,9 @@ class FileKeyStore:
             return found
         check_new_subject(subject)
         key = SubjectKey(subject, os.urandom(16).hex(), os.urandom(KEY_BYTES))
-        body = orjson.dumps({"format": _FORMAT, "subject": subject, "key_id": key.key_id,
-                             "key": base64.b64encode(key.key).decode()})
+        body = orjson.dumps(
+            {"format": _FORMAT, "subject": subject, "key_id": key.key_id, "key": base64.b64encode(key.key).decode()}
+        )
         # exactly one concurrent creator wins; a losing key encrypted nothing
         create_private_once(self._path(subject), body)
         got = self.get(subject)

@@ -25,7 +25,6 @@ HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 
 
-
 class MerkleError(InvalidRequest):
     """A proof was requested for sizes or indexes the tree cannot answer."""
 
@@ -83,8 +82,8 @@ class MerkleTree:
         level, pos = 0, index
         while pos & 1:
             row = self._levels[level]
-            right = bytes(row[pos * HASH_SIZE:(pos + 1) * HASH_SIZE])
-            left = bytes(row[(pos - 1) * HASH_SIZE:pos * HASH_SIZE])
+            right = bytes(row[pos * HASH_SIZE : (pos + 1) * HASH_SIZE])
+            left = bytes(row[(pos - 1) * HASH_SIZE : pos * HASH_SIZE])
             level += 1
             pos >>= 1
             if len(self._levels) <= level:
@@ -95,7 +94,7 @@ class MerkleTree:
     def leaf(self, index: int) -> bytes:
         """The leaf hash at ``index``."""
         self._check_index(index, self._size)
-        return bytes(self._levels[0][index * HASH_SIZE:(index + 1) * HASH_SIZE])
+        return bytes(self._levels[0][index * HASH_SIZE : (index + 1) * HASH_SIZE])
 
     # -- hashes of ranges -------------------------------------------------------------------
     def _subtree(self, lo: int, hi: int) -> bytes:
@@ -104,7 +103,7 @@ class MerkleTree:
         if n & (n - 1) == 0 and lo % n == 0:
             level = n.bit_length() - 1
             pos = lo >> level
-            return bytes(self._levels[level][pos * HASH_SIZE:(pos + 1) * HASH_SIZE])
+            return bytes(self._levels[level][pos * HASH_SIZE : (pos + 1) * HASH_SIZE])
         k = _split(n)
         return node_hash(self._subtree(lo, lo + k), self._subtree(lo + k, hi))
 
@@ -198,8 +197,7 @@ def verify_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes],
     return got is not None and got == root
 
 
-def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: bytes,
-                       proof: Sequence[bytes]) -> bool:
+def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]) -> bool:
     """True when the tree ``(old_size, old_root)`` is a prefix of ``(new_size, new_root)``."""
     if not 0 <= old_size <= new_size or any(len(p) != HASH_SIZE for p in proof):
         return False

@@ -27,25 +27,38 @@ class LogDiverged(InvalidRequest):
 
 def hashed_event(e: Event) -> dict[str, Any]:
     """The fields of an event that its hash covers, plus the hash (no derived fields)."""
-    return {"offset": e.offset, "stream": e.stream, "version": e.version, "event_id": e.event_id,
-            "type": e.type, "schema_version": e.schema_version, "ts_us": e.ts_us, "actor": e.actor,
-            "causation_id": e.causation_id, "correlation_id": e.correlation_id, "payload": e.payload,
-            "prev_hash": e.prev_hash, "hash": e.hash}
+    return {
+        "offset": e.offset,
+        "stream": e.stream,
+        "version": e.version,
+        "event_id": e.event_id,
+        "type": e.type,
+        "schema_version": e.schema_version,
+        "ts_us": e.ts_us,
+        "actor": e.actor,
+        "causation_id": e.causation_id,
+        "correlation_id": e.correlation_id,
+        "payload": e.payload,
+        "prev_hash": e.prev_hash,
+        "hash": e.hash,
+    }
 
 
 def _tree_for(log: Log, cp: Checkpoint) -> MerkleTree:
     head = log.head()
     if cp.log_size > head + 1:
-        raise LogDiverged(f"checkpoint #{cp.seq} covers {cp.log_size} events but the log has {head + 1}: "
-                          "the log was truncated")
+        raise LogDiverged(
+            f"checkpoint #{cp.seq} covers {cp.log_size} events but the log has {head + 1}: the log was truncated"
+        )
     tree = log_tree(log, cp.log_size)
     if tree.root().hex() != cp.root:
         raise LogDiverged(f"the log no longer matches checkpoint #{cp.seq}: history was rewritten")
     return tree
 
 
-def inclusion_proof(log: Log, checkpoints: Checkpoints, offset: int, seq: int | None = None,
-                    create: bool = True) -> dict[str, Any]:
+def inclusion_proof(
+    log: Log, checkpoints: Checkpoints, offset: int, seq: int | None = None, create: bool = True
+) -> dict[str, Any]:
     """Prove the event at ``offset`` is in the log signed by checkpoint ``seq``.
 
     Without ``seq``: the newest stored checkpoint that covers the offset, or a new checkpoint
@@ -63,26 +76,42 @@ def inclusion_proof(log: Log, checkpoints: Checkpoints, offset: int, seq: int | 
         cp = checkpoints.latest_covering(offset)
         if cp is None and not create:
             stored = checkpoints.list()
-            covered = (f"the newest, #{stored[-1].seq}, covers offsets 0..{stored[-1].log_size - 1}" if stored
-                       else "none is stored yet")
-            raise StateError(f"no signed checkpoint covers offset {offset} ({covered}); "
-                             "an admin can create one (POST /v1/checkpoints, memledger checkpoint)")
+            covered = (
+                f"the newest, #{stored[-1].seq}, covers offsets 0..{stored[-1].log_size - 1}"
+                if stored
+                else "none is stored yet"
+            )
+            raise StateError(
+                f"no signed checkpoint covers offset {offset} ({covered}); "
+                "an admin can create one (POST /v1/checkpoints, memledger checkpoint)"
+            )
         cp = cp or checkpoints.create(log)
     tree = _tree_for(log, cp)
     event = next(iter(log.read(offset, offset)))
-    return {"format": INCLUSION_FORMAT, "event": hashed_event(event), "leaf_index": offset,
-            "tree_size": cp.log_size, "audit_path": [h.hex() for h in tree.inclusion_proof(offset)],
-            "checkpoint": cp.to_dict()}
+    return {
+        "format": INCLUSION_FORMAT,
+        "event": hashed_event(event),
+        "leaf_index": offset,
+        "tree_size": cp.log_size,
+        "audit_path": [h.hex() for h in tree.inclusion_proof(offset)],
+        "checkpoint": cp.to_dict(),
+    }
 
 
 def consistency_proof(log: Log, checkpoints: Checkpoints, old_seq: int, new_seq: int) -> dict[str, Any]:
     """Prove the log of checkpoint ``old_seq`` is a prefix of the log of checkpoint ``new_seq``."""
     old, new = checkpoints.get(old_seq), checkpoints.get(new_seq)
     if old.log_size > new.log_size:
-        raise InvalidRequest(f"checkpoint #{old_seq} covers {old.log_size} events, more than #{new_seq} "
-                             f"({new.log_size}); give the older checkpoint first")
+        raise InvalidRequest(
+            f"checkpoint #{old_seq} covers {old.log_size} events, more than #{new_seq} "
+            f"({new.log_size}); give the older checkpoint first"
+        )
     tree = _tree_for(log, new)
     if tree.root(old.log_size).hex() != old.root:
         raise LogDiverged(f"the log no longer matches checkpoint #{old_seq}: history was rewritten")
-    return {"format": CONSISTENCY_FORMAT, "old": old.to_dict(), "new": new.to_dict(),
-            "proof": [h.hex() for h in tree.consistency_proof(old.log_size, new.log_size)]}
+    return {
+        "format": CONSISTENCY_FORMAT,
+        "old": old.to_dict(),
+        "new": new.to_dict(),
+        "proof": [h.hex() for h in tree.consistency_proof(old.log_size, new.log_size)],
+    }

@@ -70,16 +70,19 @@ def scrub_sqlite(root: Path, append_only: Iterable[Path] = (), timeout: float = 
             if path.resolve() not in keep:
                 conn.execute("PRAGMA temp_store=MEMORY")
                 conn.execute("PRAGMA secure_delete=ON")
-                for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table' "
-                                            "AND lower(sql) LIKE '%using fts5%'").fetchall():
+                for (name,) in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type='table' AND lower(sql) LIKE '%using fts5%'"
+                ).fetchall():
                     quoted = '"' + name.replace('"', '""') + '"'
                     conn.execute(f"INSERT INTO {quoted}({quoted}) VALUES('optimize')")
                 conn.execute("VACUUM")
                 report.vacuumed.append(str(path))
             busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             if busy:
-                report.problems.append(f"{path}: WAL checkpoint blocked by another connection; "
-                                       "its -wal file may still hold old pages until the next checkpoint")
+                report.problems.append(
+                    f"{path}: WAL checkpoint blocked by another connection; "
+                    "its -wal file may still hold old pages until the next checkpoint"
+                )
         except sqlite3.Error as exc:
             report.problems.append(f"{path}: {exc}")
         finally:

@@ -51,8 +51,23 @@ HASH_SIZE = 32
 # what the event hash covers (plus the hash itself), and what the checkpoint signature covers
 # (plus the format tag and the signature). ``time`` is derived from ``ts_us``: it may appear, and
 # must then agree with it. Any other field is refused: nothing vouches for it.
-EVENT_FIELDS = frozenset({"offset", "stream", "version", "event_id", "type", "schema_version", "ts_us", "actor",
-                          "causation_id", "correlation_id", "payload", "prev_hash", "hash"})
+EVENT_FIELDS = frozenset(
+    {
+        "offset",
+        "stream",
+        "version",
+        "event_id",
+        "type",
+        "schema_version",
+        "ts_us",
+        "actor",
+        "causation_id",
+        "correlation_id",
+        "payload",
+        "prev_hash",
+        "hash",
+    }
+)
 CHECKPOINT_FIELDS = frozenset({"format", "seq", "log_size", "root", "head_hash", "ts_us", "key_id", "signature"})
 DERIVED_TIME = "time"
 INCLUSION_FIELDS = frozenset({"format", "event", "leaf_index", "tree_size", "audit_path", "checkpoint"})
@@ -115,9 +130,19 @@ def canonical(obj: Any) -> str:
 def event_hash(event: dict[str, Any]) -> str:
     """The chain hash of an event, recomputed from its content."""
     try:
-        header = [event["offset"], event["stream"], event["version"], event["event_id"], event["type"],
-                  event["schema_version"], event["ts_us"], event["actor"], event.get("causation_id"),
-                  event.get("correlation_id"), event["prev_hash"]]
+        header = [
+            event["offset"],
+            event["stream"],
+            event["version"],
+            event["event_id"],
+            event["type"],
+            event["schema_version"],
+            event["ts_us"],
+            event["actor"],
+            event.get("causation_id"),
+            event.get("correlation_id"),
+            event["prev_hash"],
+        ]
         payload = event["payload"]
     except KeyError as exc:
         raise VerificationFailed(f"the event lacks the field {exc}") from None
@@ -157,8 +182,7 @@ def root_from_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[byte
     return r if sn == 0 else None
 
 
-def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: bytes,
-                       proof: Sequence[bytes]) -> bool:
+def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]) -> bool:
     if not 0 <= old_size <= new_size or any(len(p) != HASH_SIZE for p in proof):
         return False
     if old_size == new_size:
@@ -272,14 +296,17 @@ def check_fields(obj: dict[str, Any], allowed: Collection[str], what: str, cover
     disagrees with the covered ``ts_us``: what the hash or signature does not cover is not reported."""
     extra = sorted(str(k) for k in obj if k not in allowed and k != DERIVED_TIME)
     if extra:
-        raise VerificationFailed(f"{what} has field(s) {', '.join(map(repr, extra))} that the {covered_by} does "
-                                 "not cover; refusing to vouch for them")
+        raise VerificationFailed(
+            f"{what} has field(s) {', '.join(map(repr, extra))} that the {covered_by} does "
+            "not cover; refusing to vouch for them"
+        )
     if DERIVED_TIME in obj:
         ts, text = obj.get("ts_us"), obj[DERIVED_TIME]
         if isinstance(ts, bool) or not isinstance(ts, int) or not isinstance(text, str) or _us_of_iso(text) != ts:
             signed = iso_of_us(ts) if isinstance(ts, int) and not isinstance(ts, bool) else "?"
-            raise VerificationFailed(f"{what} time {text!r} disagrees with its ts_us {ts!r} ({signed}), which the "
-                                     f"{covered_by} covers")
+            raise VerificationFailed(
+                f"{what} time {text!r} disagrees with its ts_us {ts!r} ({signed}), which the {covered_by} covers"
+            )
 
 
 def check_checkpoint(cp: Any, public_key: Ed25519PublicKey, what: str = "checkpoint") -> tuple[int, bytes]:
@@ -287,13 +314,17 @@ def check_checkpoint(cp: Any, public_key: Ed25519PublicKey, what: str = "checkpo
     if not isinstance(cp, dict) or cp.get("format") != CHECKPOINT_FORMAT:
         raise VerificationFailed(f"{what} is missing or not a {CHECKPOINT_FORMAT} object")
     check_fields(cp, CHECKPOINT_FIELDS, what, "signature")
-    seq, size, ts = _int(cp.get("seq"), f"{what} seq"), _int(cp.get("log_size"), f"{what} log_size"), \
-        _int(cp.get("ts_us"), f"{what} ts_us")
+    seq, size, ts = (
+        _int(cp.get("seq"), f"{what} seq"),
+        _int(cp.get("log_size"), f"{what} log_size"),
+        _int(cp.get("ts_us"), f"{what} ts_us"),
+    )
     root = _hex32(cp.get("root"), f"{what} root")
     _hex32(cp.get("head_hash"), f"{what} head_hash")
     if cp.get("key_id") != key_id_of(public_key):
-        raise VerificationFailed(f"{what} was signed by key {cp.get('key_id')!r}, not by the given key "
-                                 f"{key_id_of(public_key)}")
+        raise VerificationFailed(
+            f"{what} was signed by key {cp.get('key_id')!r}, not by the given key {key_id_of(public_key)}"
+        )
     message = (f"{CHECKPOINT_FORMAT}\n{seq}\n{size}\n{cp['root']}\n{cp['head_hash']}\n{ts}\n{cp['key_id']}\n").encode()
     try:
         public_key.verify(base64.b64decode(str(cp.get("signature")), validate=True), message)
@@ -332,10 +363,22 @@ def verify_inclusion_proof(doc: dict[str, Any], public_key: Ed25519PublicKey) ->
         raise VerificationFailed("the audit path does not lead from the event to the signed root")
     if index == size - 1 and doc["checkpoint"]["head_hash"] != computed:
         raise VerificationFailed("the event is the checkpoint's last one but its hash is not the head hash")
-    return {"ok": True, "kind": "inclusion", "offset": index, "event_id": event.get("event_id"),
-            "type": event.get("type"), "stream": event.get("stream"), "event_hash": computed,
-            "checkpoint": {"seq": doc["checkpoint"]["seq"], "log_size": size, "root": root.hex(),
-                           "ts_us": doc["checkpoint"]["ts_us"], "time": iso_of_us(doc["checkpoint"]["ts_us"])}}
+    return {
+        "ok": True,
+        "kind": "inclusion",
+        "offset": index,
+        "event_id": event.get("event_id"),
+        "type": event.get("type"),
+        "stream": event.get("stream"),
+        "event_hash": computed,
+        "checkpoint": {
+            "seq": doc["checkpoint"]["seq"],
+            "log_size": size,
+            "root": root.hex(),
+            "ts_us": doc["checkpoint"]["ts_us"],
+            "time": iso_of_us(doc["checkpoint"]["ts_us"]),
+        },
+    }
 
 
 def verify_consistency_proof(doc: dict[str, Any], public_key: Ed25519PublicKey) -> dict[str, Any]:
@@ -347,9 +390,12 @@ def verify_consistency_proof(doc: dict[str, Any], public_key: Ed25519PublicKey) 
         raise VerificationFailed(f"the old checkpoint covers {old_size} events, more than the new one's {new_size}")
     if not verify_consistency(old_size, new_size, old_root, new_root, _path(doc, "proof")):
         raise VerificationFailed(f"the log of {old_size} events is not a prefix of the log of {new_size} events")
-    return {"ok": True, "kind": "consistency", "old": {"seq": doc["old"]["seq"], "log_size": old_size,
-                                                       "root": old_root.hex()},
-            "new": {"seq": doc["new"]["seq"], "log_size": new_size, "root": new_root.hex()}}
+    return {
+        "ok": True,
+        "kind": "consistency",
+        "old": {"seq": doc["old"]["seq"], "log_size": old_size, "root": old_root.hex()},
+        "new": {"seq": doc["new"]["seq"], "log_size": new_size, "root": new_root.hex()},
+    }
 
 
 _PINNED_FIELDS = ("seq", "log_size", "root", "head_hash", "ts_us", "key_id")
@@ -386,14 +432,23 @@ def verify_document(doc: Any, public_key: Ed25519PublicKey, pinned: Any = None) 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ledger.governance.verifier",
-                                     description="Verify a memledger inclusion or consistency proof offline.")
+    parser = argparse.ArgumentParser(
+        prog="python -m ledger.governance.verifier",
+        description="Verify a memledger inclusion or consistency proof offline.",
+    )
     parser.add_argument("proof", help="proof JSON file ('-' for standard input)")
-    parser.add_argument("--public-key", required=True,
-                        help="the ledger's checkpoint public key: PEM file, or raw 32 bytes in hex/base64")
-    parser.add_argument("--checkpoint", default=None, dest="pinned",
-                        help="a checkpoint JSON you saved earlier: the proof must be relative to it "
-                             "(inclusion) or start from it (consistency)")
+    parser.add_argument(
+        "--public-key",
+        required=True,
+        help="the ledger's checkpoint public key: PEM file, or raw 32 bytes in hex/base64",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        dest="pinned",
+        help="a checkpoint JSON you saved earlier: the proof must be relative to it "
+        "(inclusion) or start from it (consistency)",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable result")
     args = parser.parse_args(argv)
     try:
@@ -423,11 +478,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(result))
     elif result["kind"] == "inclusion":
         cp = result["checkpoint"]
-        print(f"VERIFIED: event {result['event_id']} ({result['type']}) is at offset {result['offset']} of the log "
-              f"signed in checkpoint #{cp['seq']} ({cp['log_size']} events, root {cp['root']})")
+        print(
+            f"VERIFIED: event {result['event_id']} ({result['type']}) is at offset {result['offset']} of the log "
+            f"signed in checkpoint #{cp['seq']} ({cp['log_size']} events, root {cp['root']})"
+        )
     else:
-        print(f"VERIFIED: the log of checkpoint #{result['old']['seq']} ({result['old']['log_size']} events) is a "
-              f"prefix of checkpoint #{result['new']['seq']} ({result['new']['log_size']} events)")
+        print(
+            f"VERIFIED: the log of checkpoint #{result['old']['seq']} ({result['old']['log_size']} events) is a "
+            f"prefix of checkpoint #{result['new']['seq']} ({result['new']['log_size']} events)"
+        )
     return 0
 
 

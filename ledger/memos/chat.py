@@ -56,8 +56,11 @@ def scan_retriever(ledger: Ledger) -> Retriever:
         q = set(_tokens(query))
         if not q or not ledger.cube_exists(cube):
             return []
-        docs = {mid: Counter(_tokens(m.text)) for mid, m in ledger.cube_memories(cube).items()
-                if m.text and m.state in SEARCHABLE_BY_DEFAULT}
+        docs = {
+            mid: Counter(_tokens(m.text))
+            for mid, m in ledger.cube_memories(cube).items()
+            if m.text and m.state in SEARCHABLE_BY_DEFAULT
+        }
         if not docs:
             return []
         n = len(docs)
@@ -116,11 +119,20 @@ class ChatTurn:
     sources: list[MemoryState] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"answer": self.answer, "retrieved": self.retrieved, "activated": self.activated,
-                "user_memory": self.user_memory, "assistant_memory": self.assistant_memory, "facts": self.facts,
-                "kv_cache": self.cache_key, "cached_tokens": self.cached_tokens,
-                "prefilled_tokens": self.prefilled_tokens, "time_to_first_token_s": self.time_to_first_token_s,
-                "offsets": list(self.offsets), "retrieved_cubes": self.retrieved_cubes}
+        return {
+            "answer": self.answer,
+            "retrieved": self.retrieved,
+            "activated": self.activated,
+            "user_memory": self.user_memory,
+            "assistant_memory": self.assistant_memory,
+            "facts": self.facts,
+            "kv_cache": self.cache_key,
+            "cached_tokens": self.cached_tokens,
+            "prefilled_tokens": self.prefilled_tokens,
+            "time_to_first_token_s": self.time_to_first_token_s,
+            "offsets": list(self.offsets),
+            "retrieved_cubes": self.retrieved_cubes,
+        }
 
 
 @dataclass
@@ -212,7 +224,7 @@ class ChatSession:
     # -- prompt ----------------------------------------------------------------------------
     def _recent(self) -> list[tuple[str, str]]:
         n = max(0, int(self.history_turns))
-        return self.history[len(self.history) - n:] if n else []
+        return self.history[len(self.history) - n :] if n else []
 
     def _user_block(self, message: str, retrieved: list[Retrieved]) -> str:
         if not retrieved:
@@ -239,9 +251,16 @@ class ChatSession:
         mems = self.ledger.cube_memories(self.cube) if exists else {}
         retrieved = self._retrieve(message, mems, act_ids)
         user_block = self._user_block(message, retrieved)
-        turn = ChatTurn("", [r[0] for r in retrieved], sorted(act_ids), "", "", [],
-                        retrieved_cubes={mid: c for mid, _, c, _ in retrieved},
-                        sources=[*activated, *(state for *_, state in retrieved)])
+        turn = ChatTurn(
+            "",
+            [r[0] for r in retrieved],
+            sorted(act_ids),
+            "",
+            "",
+            [],
+            retrieved_cubes={mid: c for mid, _, c, _ in retrieved},
+            sources=[*activated, *(state for *_, state in retrieved)],
+        )
         if self.model is not None:
             model = self.model
             if self.kv_view is not None and exists:
@@ -254,16 +273,20 @@ class ChatSession:
             limit = int(getattr(model.model.config.get_text_config(), "max_position_embeddings", 0) or 0)
             turns = self._recent()
             while True:  # drop the oldest turns of the history until the prompt fits the context
-                history = "".join(format_block(model, "user", u) + format_block(model, "assistant", a)
-                                  for u, a in turns)
-                new_ids = model.encode(system + history + format_block(model, "user", user_block)
-                                       + assistant_start(model))
+                history = "".join(
+                    format_block(model, "user", u) + format_block(model, "assistant", a) for u, a in turns
+                )
+                new_ids = model.encode(
+                    system + history + format_block(model, "user", user_block) + assistant_start(model)
+                )
                 total = len(new_ids) + (cache.n_tokens if cache else 0) + self.max_new_tokens
                 if not limit or total <= limit:
                     break
                 if not turns:
-                    raise InvalidRequest(f"the prompt needs {total} tokens but the model's context is {limit}: "
-                                         "shorten the message, retrieve fewer memories (k) or activate fewer")
+                    raise InvalidRequest(
+                        f"the prompt needs {total} tokens but the model's context is {limit}: "
+                        "shorten the message, retrieve fewer memories (k) or activate fewer"
+                    )
                 turns = turns[1:]
             gen = generate(model, new_ids, cache, self.max_new_tokens, self.repetition_penalty)
             turn.answer, turn.cached_tokens = gen.text, gen.cached_tokens
@@ -289,23 +312,50 @@ class ChatSession:
         batch: list[NewEvent] = []
         version = led.log.stream_version(cube)
         if version == 0:
-            batch.append(NewEvent(cube, ev.CUBE_CREATED, {"cube": cube, "owner": actor, "visibility": "private",
-                                                          "metadata": {}}, actor))
+            batch.append(
+                NewEvent(
+                    cube,
+                    ev.CUBE_CREATED,
+                    {"cube": cube, "owner": actor, "visibility": "private", "metadata": {}},
+                    actor,
+                )
+            )
         origin = turn.retrieved_cubes
         used = turn.activated + [m for m in turn.retrieved if origin.get(m, cube) == cube]
         if used:
-            batch.append(NewEvent(cube, ev.MEMORY_READ, {"memory_ids": used, "operation": "chat",
-                                                         "query": message[:100_000], "as_of": None}, actor))
+            batch.append(
+                NewEvent(
+                    cube,
+                    ev.MEMORY_READ,
+                    {"memory_ids": used, "operation": "chat", "query": message[:100_000], "as_of": None},
+                    actor,
+                )
+            )
         for other in sorted({c for c in origin.values() if c != cube}):  # reads of shared cubes, audited there
-            batch.append(NewEvent(other, ev.MEMORY_READ, {
-                "memory_ids": [m for m in turn.retrieved if origin[m] == other], "operation": "chat",
-                "query": message[:100_000], "as_of": None}, actor))
+            batch.append(
+                NewEvent(
+                    other,
+                    ev.MEMORY_READ,
+                    {
+                        "memory_ids": [m for m in turn.retrieved if origin[m] == other],
+                        "operation": "chat",
+                        "query": message[:100_000],
+                        "as_of": None,
+                    },
+                    actor,
+                )
+            )
 
         own = [self.subject] if self.subject else []
 
-        def memory(text: str, who: str, tags: list[str], meta: dict[str, Any],
-                   sources: Sequence[MemoryState | SealedSource] = (),
-                   derived_from: Sequence[str] = ()) -> SealedSource:
+        def memory(
+            text: str,
+            who: str,
+            tags: list[str],
+            meta: dict[str, Any],
+            sources: Sequence[MemoryState | SealedSource] = (),
+            derived_from: Sequence[str] = (),
+        ) -> SealedSource:
             mid = new_memory_id()
             content = led.content_fields(text, meta, mid, own, derived_from=sources)
             payload = {"memory_id": mid, "tags": tags, "state": "generated", **content}
@@ -322,27 +372,56 @@ class ChatSession:
         turn.user_memory = ids[-1]
         # the answer may repeat anything the prompt held: it is sealed under the keys of every memory
         # the prompt held (activated and retrieved) and of the user's turn
-        memory(turn.answer, f"assistant:{model_id}"[:200], ["chat", "assistant-turn"],
-               {"role": "assistant", "session": self.session_id, "model": model_id, "kv_cache": turn.cache_key,
-                "retrieved": turn.retrieved, "reply_to": turn.user_memory},
-               [*turn.sources, user], [*turn.activated, *turn.retrieved, turn.user_memory])
+        memory(
+            turn.answer,
+            f"assistant:{model_id}"[:200],
+            ["chat", "assistant-turn"],
+            {
+                "role": "assistant",
+                "session": self.session_id,
+                "model": model_id,
+                "kv_cache": turn.cache_key,
+                "retrieved": turn.retrieved,
+                "reply_to": turn.user_memory,
+            },
+            [*turn.sources, user],
+            [*turn.activated, *turn.retrieved, turn.user_memory],
+        )
         turn.assistant_memory = ids[-1]
         existing = {(m.text or "").strip().lower() for m in led.cube_memories(cube).values()} if version else set()
-        for fact in (extract_facts(message, actor) if self.extract else []):
+        for fact in extract_facts(message, actor) if self.extract else []:
             if fact.text.strip().lower() in existing:
                 continue
-            memory(fact.text, actor, ["fact"], {"kind": "fact", "rule": fact.rule, "sentence": fact.sentence,
-                                               "extracted_from": turn.user_memory}, [user], [turn.user_memory])
+            memory(
+                fact.text,
+                actor,
+                ["fact"],
+                {"kind": "fact", "rule": fact.rule, "sentence": fact.sentence, "extracted_from": turn.user_memory},
+                [user],
+                [turn.user_memory],
+            )
             fid = ids[-1]
-            batch.append(NewEvent(cube, ev.MEMORY_LINKED, {"source": fid, "target": turn.user_memory,
-                                                           "relation": "extracted_from"}, actor))
+            batch.append(
+                NewEvent(
+                    cube,
+                    ev.MEMORY_LINKED,
+                    {"source": fid, "target": turn.user_memory, "relation": "extracted_from"},
+                    actor,
+                )
+            )
             turn.facts.append({"id": fid, "text": fact.text, "rule": fact.rule})
         written = led.append(batch, {cube: 0} if version == 0 else None)
         turn.offsets = (written[0].offset, written[-1].offset)
 
 
-def open_chat(ledger: Ledger, cube: str, actor: str, data_dir: str | None = None,
-              retrieve: Retriever | None = None, **options: Any) -> ChatSession:
+def open_chat(
+    ledger: Ledger,
+    cube: str,
+    actor: str,
+    data_dir: str | None = None,
+    retrieve: Retriever | None = None,
+    **options: Any,
+) -> ChatSession:
     """A chat session configured from ``[llm]`` of the data directory (local model by default)."""
     from ledger.llm import LLMSettings, load_local_model
 

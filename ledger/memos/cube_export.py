@@ -49,8 +49,21 @@ from ledger.memos.cubes import CUBE_IMPORTED
 
 FORMAT = "memledger-cube-export"
 # fields a header, a record and an anchor may have: anything else is vouched for by nothing
-HEADER_FIELDS = frozenset({"format", "version", "cube", "source_ledger", "tree_size", "merkle_root", "head_hash",
-                           "events", "exported_at", "leaf", "anchor"})
+HEADER_FIELDS = frozenset(
+    {
+        "format",
+        "version",
+        "cube",
+        "source_ledger",
+        "tree_size",
+        "merkle_root",
+        "head_hash",
+        "events",
+        "exported_at",
+        "leaf",
+        "anchor",
+    }
+)
 RECORD_FIELDS = frozenset({"event", "proof"})
 KEYS_FIELDS = frozenset({"memory_keys"})
 ANCHOR_FIELDS = frozenset({"checkpoint", "public_key", "consistency_proof"})
@@ -62,8 +75,9 @@ class ExportVerificationError(LedgerError):
     """A cube export file failed verification; nothing was imported."""
 
 
-def export_cube(ledger: Ledger, cube: str, as_of: int | str | None = None,
-                sign: bool = False) -> Iterator[dict[str, Any]]:
+def export_cube(
+    ledger: Ledger, cube: str, as_of: int | str | None = None, sign: bool = False
+) -> Iterator[dict[str, Any]]:
     """The export records of ``cube`` (header first) as of ``as_of`` (default: head).
 
     ``sign``: anchor the root in a signed checkpoint of the source ledger (created now, over the
@@ -78,9 +92,17 @@ def export_cube(ledger: Ledger, cube: str, as_of: int | str | None = None,
     first = next(iter(ledger.log.read(0, 0)))
     head = next(iter(ledger.log.read(end, end)))
     header: dict[str, Any] = {
-        "format": FORMAT, "version": VERSION, "cube": cube, "source_ledger": first.hash, "tree_size": tree.size,
-        "merkle_root": tree.root().hex(), "head_hash": head.hash, "events": len(events),
-        "exported_at": us_to_iso(now_us()), "leaf": "sha256(0x00 || bytes.fromhex(hash))"}
+        "format": FORMAT,
+        "version": VERSION,
+        "cube": cube,
+        "source_ledger": first.hash,
+        "tree_size": tree.size,
+        "merkle_root": tree.root().hex(),
+        "head_hash": head.hash,
+        "events": len(events),
+        "exported_at": us_to_iso(now_us()),
+        "leaf": "sha256(0x00 || bytes.fromhex(hash))",
+    }
     if sign:
         header["anchor"] = _anchor(ledger, tree.size)
     yield header
@@ -109,12 +131,14 @@ def _anchor(ledger: Ledger, size: int) -> dict[str, Any]:
     checkpoints = Checkpoints.for_config(config)
     full = log_tree(ledger.log)
     cp = checkpoints.create(ledger.log, full)
-    return {"checkpoint": cp.to_dict(), "public_key": checkpoints.signer.public_key_pem(),
-            "consistency_proof": [p.hex() for p in full.consistency_proof(size, cp.log_size)]}
+    return {
+        "checkpoint": cp.to_dict(),
+        "public_key": checkpoints.signer.public_key_pem(),
+        "consistency_proof": [p.hex() for p in full.consistency_proof(size, cp.log_size)],
+    }
 
 
-def write_export(ledger: Ledger, cube: str, out: IO[bytes], as_of: int | str | None = None,
-                 sign: bool = False) -> int:
+def write_export(ledger: Ledger, cube: str, out: IO[bytes], as_of: int | str | None = None, sign: bool = False) -> int:
     """Write the export of ``cube`` to a binary stream; return the number of events."""
     n = 0
     for rec in export_cube(ledger, cube, as_of, sign):
@@ -191,18 +215,26 @@ def verify_anchor(header: dict[str, Any], trusted_public_key_pem: str | None = N
     if not isinstance(key, Ed25519PublicKey):
         raise ExportVerificationError("the checkpoint public key is not an ed25519 key")
     if not cp.verify_signature(key):
-        raise ExportVerificationError(f"checkpoint {cp.seq} signature does not verify"
-                                      + (" with the trusted key" if trusted_public_key_pem else ""))
+        raise ExportVerificationError(
+            f"checkpoint {cp.seq} signature does not verify"
+            + (" with the trusted key" if trusted_public_key_pem else "")
+        )
     size, root = int(header["tree_size"]), bytes.fromhex(header["merkle_root"])
     if not verify_consistency(size, cp.log_size, root, bytes.fromhex(cp.root), proof):
-        raise ExportVerificationError(f"the export's tree (size {size}) is not a prefix of the signed "
-                                      f"checkpoint's tree (size {cp.log_size})")
-    return {"checkpoint_seq": cp.seq, "key_id": cp.key_id, "log_size": cp.log_size,
-            "trusted_key": trusted_public_key_pem is not None}
+        raise ExportVerificationError(
+            f"the export's tree (size {size}) is not a prefix of the signed checkpoint's tree (size {cp.log_size})"
+        )
+    return {
+        "checkpoint_seq": cp.seq,
+        "key_id": cp.key_id,
+        "log_size": cp.log_size,
+        "trusted_key": trusted_public_key_pem is not None,
+    }
 
 
-def verify_export(records: list[dict[str, Any]], expected_root: str | None = None,
-                  trusted_public_key_pem: str | None = None) -> VerifiedExport:
+def verify_export(
+    records: list[dict[str, Any]], expected_root: str | None = None, trusted_public_key_pem: str | None = None
+) -> VerifiedExport:
     """Check an export completely; raise :class:`ExportVerificationError` at the first problem.
 
     With ``trusted_public_key_pem`` the export must be signed (``sign=True``) by that key.
@@ -246,8 +278,20 @@ def verify_export(records: list[dict[str, Any]], expected_root: str | None = Non
             raise _fail(i, f"stream version {e.version} where {len(events) + 1} was expected (events missing)")
         if not last_offset < e.offset < size:
             raise _fail(i, f"offset {e.offset} out of order or beyond the tree size {size}")
-        again = chain_hash(e.prev_hash, e.offset, e.stream, e.version, e.event_id, e.type, e.schema_version,
-                           e.ts_us, e.actor, e.causation_id, e.correlation_id, canonical_bytes(e.payload))
+        again = chain_hash(
+            e.prev_hash,
+            e.offset,
+            e.stream,
+            e.version,
+            e.event_id,
+            e.type,
+            e.schema_version,
+            e.ts_us,
+            e.actor,
+            e.causation_id,
+            e.correlation_id,
+            canonical_bytes(e.payload),
+        )
         if again != e.hash:
             raise _fail(i, f"event at offset {e.offset} does not match its hash (modified)")
         if e.offset == 0 and (e.prev_hash != GENESIS_HASH or e.hash != ledger_id):
@@ -284,13 +328,23 @@ class ImportResult:
     already_imported: bool
 
     def to_dict(self) -> dict[str, Any]:
-        return {"cube": self.cube, "events": self.events, "first_offset": self.first_offset,
-                "last_offset": self.last_offset, "import_event_id": self.import_event_id,
-                "already_imported": self.already_imported}
+        return {
+            "cube": self.cube,
+            "events": self.events,
+            "first_offset": self.first_offset,
+            "last_offset": self.last_offset,
+            "import_event_id": self.import_event_id,
+            "already_imported": self.already_imported,
+        }
 
 
-def import_cube(ledger: Ledger, records: list[dict[str, Any]], actor: str,
-                expected_root: str | None = None, trusted_public_key_pem: str | None = None) -> ImportResult:
+def import_cube(
+    ledger: Ledger,
+    records: list[dict[str, Any]],
+    actor: str,
+    expected_root: str | None = None,
+    trusted_public_key_pem: str | None = None,
+) -> ImportResult:
     """Verify an export and append its events to ``ledger`` in one atomic batch.
 
     The events keep their ids, types, schema versions, payloads, actors and causation ids
@@ -303,30 +357,61 @@ def import_cube(ledger: Ledger, records: list[dict[str, Any]], actor: str,
     h = verified.header
     cube = verified.cube
     import_id = hashlib.sha256(f"cube-import:{h['source_ledger']}:{h['merkle_root']}:{cube}".encode()).hexdigest()[:32]
-    batch = [NewEvent(cube, e.type, e.payload, e.actor, schema_version=e.schema_version, event_id=e.event_id,
-                      causation_id=e.causation_id, correlation_id=import_id) for e in verified.events]
+    batch = [
+        NewEvent(
+            cube,
+            e.type,
+            e.payload,
+            e.actor,
+            schema_version=e.schema_version,
+            event_id=e.event_id,
+            causation_id=e.causation_id,
+            correlation_id=import_id,
+        )
+        for e in verified.events
+    ]
     first, last = verified.events[0], verified.events[-1]
-    batch.append(NewEvent(cube, CUBE_IMPORTED, {
-        "cube": cube, "source_ledger": h["source_ledger"], "merkle_root": h["merkle_root"],
-        "tree_size": int(h["tree_size"]), "events": len(verified.events), "first_source_offset": first.offset,
-        "last_source_offset": last.offset, "first_source_time": first.time, "last_source_time": last.time,
-    }, actor, event_id=import_id, correlation_id=import_id))
+    batch.append(
+        NewEvent(
+            cube,
+            CUBE_IMPORTED,
+            {
+                "cube": cube,
+                "source_ledger": h["source_ledger"],
+                "merkle_root": h["merkle_root"],
+                "tree_size": int(h["tree_size"]),
+                "events": len(verified.events),
+                "first_source_offset": first.offset,
+                "last_source_offset": last.offset,
+                "first_source_time": first.time,
+                "last_source_time": last.time,
+            },
+            actor,
+            event_id=import_id,
+            correlation_id=import_id,
+        )
+    )
     existing = ledger.log.get_by_id(import_id)
     if existing is None and ledger.cube_exists(cube):
         raise InvalidRequest(f"cube {cube!r} already exists in this ledger; import it into another ledger")
     for e in verified.events:
         other = ledger.log.get_by_id(e.event_id)
         if existing is None and other is not None:
-            raise InvalidRequest(f"event {e.event_id} of the export is already stored in this ledger "
-                                 f"(offset {other.offset}); refusing to import a cube twice")
+            raise InvalidRequest(
+                f"event {e.event_id} of the export is already stored in this ledger "
+                f"(offset {other.offset}); refusing to import a cube twice"
+            )
         mid = e.payload.get("memory_id")
         if existing is None and e.type in ("memory.added", "memory.merged") and ledger._exists(mid):
             raise InvalidRequest(f"memory id {mid} of the export already exists in this ledger")
     if verified.memory_keys:
         if ledger.sealer is None:
-            raise InvalidRequest("the export's memories are sealed under their own keys, but this ledger has no key "
-                                 "ring to hold them (open it from a data directory)")
+            raise InvalidRequest(
+                "the export's memories are sealed under their own keys, but this ledger has no key "
+                "ring to hold them (open it from a data directory)"
+            )
         ledger.sealer.install_memory_keys(verified.memory_keys)
     written = ledger.append(batch, None if existing is not None else {cube: 0})
-    return ImportResult(cube, len(verified.events), written[0].offset, written[-2].offset, import_id,
-                        existing is not None)
+    return ImportResult(
+        cube, len(verified.events), written[0].offset, written[-2].offset, import_id, existing is not None
+    )

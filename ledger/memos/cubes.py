@@ -49,11 +49,22 @@ class CubeInfo:
         return self.visibility == "shared" or principal == self.owner or principal in self.shared_with
 
     def to_dict(self) -> dict[str, Any]:
-        return {"cube": self.cube, "owner": self.owner, "visibility": self.visibility, "embedder": self.embedder,
-                "llm": self.llm, "metadata": self.metadata, "shared_with": list(self.shared_with),
-                "created_offset": self.created_offset, "created_at": self.created_at,
-                "updated_offset": self.updated_offset, "memories": self.memories, "events": self.events,
-                "states": self.counts, "imported_from": self.imported_from}
+        return {
+            "cube": self.cube,
+            "owner": self.owner,
+            "visibility": self.visibility,
+            "embedder": self.embedder,
+            "llm": self.llm,
+            "metadata": self.metadata,
+            "shared_with": list(self.shared_with),
+            "created_offset": self.created_offset,
+            "created_at": self.created_at,
+            "updated_offset": self.updated_offset,
+            "memories": self.memories,
+            "events": self.events,
+            "states": self.counts,
+            "imported_from": self.imported_from,
+        }
 
 
 def fold_cube(events: Iterable[Event]) -> CubeInfo | None:
@@ -64,8 +75,18 @@ def fold_cube(events: Iterable[Event]) -> CubeInfo | None:
         n += 1
         p = e.payload
         if e.type == ev.CUBE_CREATED:
-            info = CubeInfo(p["cube"], p["owner"], p.get("visibility", "private"), p.get("embedder"), p.get("llm"),
-                            dict(p.get("metadata", {})), (), e.offset, e.time, e.offset)
+            info = CubeInfo(
+                p["cube"],
+                p["owner"],
+                p.get("visibility", "private"),
+                p.get("embedder"),
+                p.get("llm"),
+                dict(p.get("metadata", {})),
+                (),
+                e.offset,
+                e.time,
+                e.offset,
+            )
         elif info is None:
             continue
         elif e.type == CUBE_UPDATED:
@@ -82,8 +103,11 @@ def fold_cube(events: Iterable[Event]) -> CubeInfo | None:
             shared = tuple(x for x in info.shared_with if x != p["principal"])
             info = replace(info, shared_with=shared, updated_offset=e.offset)
         elif e.type == CUBE_IMPORTED:
-            info = replace(info, imported_from={k: p.get(k) for k in ("source_ledger", "merkle_root", "tree_size",
-                                                                        "events")}, updated_offset=e.offset)
+            info = replace(
+                info,
+                imported_from={k: p.get(k) for k in ("source_ledger", "merkle_root", "tree_size", "events")},
+                updated_offset=e.offset,
+            )
     return replace(info, events=n) if info is not None else None
 
 
@@ -123,8 +147,15 @@ def readable_cubes(ledger: Ledger, principal: str, as_of: int | str | None = Non
     return [c.cube for c in list_cubes(ledger, as_of, readable_by=principal)]
 
 
-def create_cube(ledger: Ledger, cube: str, owner: str, visibility: str = "private", embedder: str | None = None,
-                llm: str | None = None, metadata: dict[str, Any] | None = None) -> CubeInfo:
+def create_cube(
+    ledger: Ledger,
+    cube: str,
+    owner: str,
+    visibility: str = "private",
+    embedder: str | None = None,
+    llm: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> CubeInfo:
     """Create a cube with its metadata; a clear error if the name is taken."""
     _check_cube_name(cube)
     if visibility not in VISIBILITIES:
@@ -137,12 +168,20 @@ def create_cube(ledger: Ledger, cube: str, owner: str, visibility: str = "privat
 
 def _require_owner(info: CubeInfo, actor: str) -> None:
     if actor != info.owner:
-        raise StateError(f"only the owner of cube {info.cube!r} ({info.owner}) may change its metadata or sharing; "
-                         f"{actor!r} may not")
+        raise StateError(
+            f"only the owner of cube {info.cube!r} ({info.owner}) may change its metadata or sharing; {actor!r} may not"
+        )
 
 
-def update_cube(ledger: Ledger, cube: str, actor: str, visibility: str | None = None, embedder: str | None = None,
-                llm: str | None = None, metadata: dict[str, Any] | None = None) -> CubeInfo:
+def update_cube(
+    ledger: Ledger,
+    cube: str,
+    actor: str,
+    visibility: str | None = None,
+    embedder: str | None = None,
+    llm: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> CubeInfo:
     """Change a cube's metadata (owner only); only the given fields change."""
     info = get_cube(ledger, cube)
     _require_owner(info, actor)

@@ -26,20 +26,51 @@ _SENT = re.compile(r"(?<=[.!?])\s+|\n+")
 _CLAUSE = re.compile(r"\s*;\s*|,?\s+(?:and|but)\s+(?=(?:i|my)\b)", re.I)
 _HEDGES = re.compile(r"\b(maybe|perhaps|i think|i guess|probably|might|not sure|if)\b", re.I)
 _VERBS = {
-    "live": "lives", "work": "works", "study": "studies", "like": "likes", "love": "loves", "prefer": "prefers",
-    "hate": "hates", "enjoy": "enjoys", "own": "owns", "have": "has", "need": "needs", "want": "wants",
-    "use": "uses", "speak": "speaks", "play": "plays", "drink": "drinks", "eat": "eats", "visit": "visits",
-    "teach": "teaches", "watch": "watches", "read": "reads", "go": "goes", "dislike": "dislikes",
-    "moved": "moved", "started": "started", "bought": "bought", "graduated": "graduated", "met": "met",
-    "adopted": "adopted", "joined": "joined", "left": "left", "married": "married",
+    "live": "lives",
+    "work": "works",
+    "study": "studies",
+    "like": "likes",
+    "love": "loves",
+    "prefer": "prefers",
+    "hate": "hates",
+    "enjoy": "enjoys",
+    "own": "owns",
+    "have": "has",
+    "need": "needs",
+    "want": "wants",
+    "use": "uses",
+    "speak": "speaks",
+    "play": "plays",
+    "drink": "drinks",
+    "eat": "eats",
+    "visit": "visits",
+    "teach": "teaches",
+    "watch": "watches",
+    "read": "reads",
+    "go": "goes",
+    "dislike": "dislikes",
+    "moved": "moved",
+    "started": "started",
+    "bought": "bought",
+    "graduated": "graduated",
+    "met": "met",
+    "adopted": "adopted",
+    "joined": "joined",
+    "left": "left",
+    "married": "married",
 }
 _ADVERB = r"(?:(also|really|usually|now|still|often|always|never|just|recently)\s+)?"
 _RULES: list[tuple[str, re.Pattern[str]]] = [
     ("i-am", re.compile(r"^i(?:\s+am|'m|’m)\s+" + _ADVERB + r"(?P<rest>.+)$", re.I)),
     ("i-was", re.compile(r"^i\s+was\s+" + _ADVERB + r"(?P<rest>.+)$", re.I)),
     ("my-x-is", re.compile(r"^my\s+(?P<noun>[\w' -]{1,40}?)\s+(?P<verb>is|are|was|were)\s+(?P<rest>.+)$", re.I)),
-    ("i-verb", re.compile(r"^i\s+" + _ADVERB + r"(?P<verb>" + "|".join(sorted(_VERBS, key=len, reverse=True))
-                          + r")\s+(?P<rest>.+)$", re.I)),
+    (
+        "i-verb",
+        re.compile(
+            r"^i\s+" + _ADVERB + r"(?P<verb>" + "|".join(sorted(_VERBS, key=len, reverse=True)) + r")\s+(?P<rest>.+)$",
+            re.I,
+        ),
+    ),
     ("call-me", re.compile(r"^(?:please\s+)?call\s+me\s+(?P<rest>.+)$", re.I)),
 ]
 

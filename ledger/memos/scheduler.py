@@ -59,8 +59,13 @@ class Decision:
     from_states: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"decision": self.kind, "cube": self.cube, "memory_ids": list(self.memory_ids),
-                             "reason": self.reason, "score": self.score}
+        d: dict[str, Any] = {
+            "decision": self.kind,
+            "cube": self.cube,
+            "memory_ids": list(self.memory_ids),
+            "reason": self.reason,
+            "score": self.score,
+        }
         if self.merged_into:
             d["merged_into"] = self.merged_into
         return d
@@ -77,8 +82,12 @@ class Plan:
     cube_versions: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"basis_offset": self.basis_offset, "basis_time_us": self.basis_time_us,
-                "policy": self.policy.to_dict(), "decisions": [d.to_dict() for d in self.decisions]}
+        return {
+            "basis_offset": self.basis_offset,
+            "basis_time_us": self.basis_time_us,
+            "policy": self.policy.to_dict(),
+            "decisions": [d.to_dict() for d in self.decisions],
+        }
 
 
 @dataclass
@@ -143,8 +152,9 @@ def _merged_id(cube: str, ids: Sequence[str], basis: int) -> str:
     return "mem_" + hashlib.sha256(f"sched-merge:{cube}:{','.join(ids)}:{basis}".encode()).hexdigest()[:16]
 
 
-def decide(events: Iterable[Event], policy: SchedulerPolicy, cubes: Sequence[str] | None = None,
-           opener: Opener | None = None) -> Plan:
+def decide(
+    events: Iterable[Event], policy: SchedulerPolicy, cubes: Sequence[str] | None = None, opener: Opener | None = None
+) -> Plan:
     """Decisions for the log prefix ``events`` (upcast, offset order, starting at 0), reading sealed
     texts with ``opener``. A pure function of the prefix and the keys."""
     states: dict[str, MemoryState] = {}
@@ -182,13 +192,15 @@ def decide(events: Iterable[Event], policy: SchedulerPolicy, cubes: Sequence[str
             by_cube[m.cube].append(m)
     decisions: list[Decision] = []
     for cube in sorted(by_cube):
-        decisions += _decide_cube(cube, sorted(by_cube[cube], key=lambda m: m.memory_id), usage, now, policy,
-                                  last.offset)
+        decisions += _decide_cube(
+            cube, sorted(by_cube[cube], key=lambda m: m.memory_id), usage, now, policy, last.offset
+        )
     return Plan(last.offset, now, policy, decisions, {c: versions.get(c, 0) for c in by_cube})
 
 
-def _decide_cube(cube: str, mems: list[MemoryState], usage: dict[str, _Usage], now: int, policy: SchedulerPolicy,
-                 basis: int) -> list[Decision]:
+def _decide_cube(
+    cube: str, mems: list[MemoryState], usage: dict[str, _Usage], now: int, policy: SchedulerPolicy, basis: int
+) -> list[Decision]:
     def score(mid: str) -> float:
         return round(sum(0.5 ** ((now - t) / (policy.half_life_s * _US)) for t in usage[mid].reads), 6)
 
@@ -207,13 +219,20 @@ def _decide_cube(cube: str, mems: list[MemoryState], usage: dict[str, _Usage], n
         for group in _near_duplicate_groups(by_subject[subj], policy.merge_threshold):
             keep = max(group, key=lambda i: (usage[i].content_ts, i))
             sims = [_jaccard(_words(index[group[0]].text or ""), _words(index[i].text or "")) for i in group[1:]]
-            out.append(Decision(
-                "merge", cube, tuple(group),
-                f"near-duplicates: word-set Jaccard >= {policy.merge_threshold} (min {min(sims):.3f}); "
-                f"kept the text of the most recently changed memory {keep}",
-                round(min(sims), 6), merged_into=_merged_id(cube, group, basis), merged_text=index[keep].text,
-                activate_merged=any(index[i].state == "activated" for i in group),
-                from_states=tuple(index[i].state for i in group)))
+            out.append(
+                Decision(
+                    "merge",
+                    cube,
+                    tuple(group),
+                    f"near-duplicates: word-set Jaccard >= {policy.merge_threshold} (min {min(sims):.3f}); "
+                    f"kept the text of the most recently changed memory {keep}",
+                    round(min(sims), 6),
+                    merged_into=_merged_id(cube, group, basis),
+                    merged_text=index[keep].text,
+                    activate_merged=any(index[i].state == "activated" for i in group),
+                    from_states=tuple(index[i].state for i in group),
+                )
+            )
             taken.update(group)
     rest = [m for m in live if m.memory_id not in taken]
     win = policy.promote_window_s * _US
@@ -226,11 +245,18 @@ def _decide_cube(cube: str, mems: list[MemoryState], usage: dict[str, _Usage], n
             since = max(last_read or 0, u.state_ts)
             if now - since >= policy.demote_after_s * _US:
                 idle = (now - since) / _US
-                out.append(Decision("demote", cube, (m.memory_id,),
-                                    f"activated but unused for {idle:.0f}s (>= demote_after_s "
-                                    f"{policy.demote_after_s:.0f}); last read "
-                                    f"{'never' if last_read is None else f'{(now - last_read) / _US:.0f}s ago'}",
-                                    score(m.memory_id), from_states=("activated",)))
+                out.append(
+                    Decision(
+                        "demote",
+                        cube,
+                        (m.memory_id,),
+                        f"activated but unused for {idle:.0f}s (>= demote_after_s "
+                        f"{policy.demote_after_s:.0f}); last read "
+                        f"{'never' if last_read is None else f'{(now - last_read) / _US:.0f}s ago'}",
+                        score(m.memory_id),
+                        from_states=("activated",),
+                    )
+                )
             else:
                 active += 1
             continue
@@ -242,16 +268,32 @@ def _decide_cube(cube: str, mems: list[MemoryState], usage: dict[str, _Usage], n
             continue
         since_use = max(last_read or 0, u.content_ts, u.state_ts)
         if now - since_use >= policy.archive_after_s * _US:
-            out.append(Decision("archive", cube, (m.memory_id,),
-                                f"neither read nor changed for {(now - since_use) / _US:.0f}s (>= archive_after_s "
-                                f"{policy.archive_after_s:.0f})", s, from_states=("generated",)))
+            out.append(
+                Decision(
+                    "archive",
+                    cube,
+                    (m.memory_id,),
+                    f"neither read nor changed for {(now - since_use) / _US:.0f}s (>= archive_after_s "
+                    f"{policy.archive_after_s:.0f})",
+                    s,
+                    from_states=("generated",),
+                )
+            )
     room = max(0, int(policy.max_activated_per_cube) - active)
     promote.sort(key=lambda x: (-x[0], x[1]))
     for s, mid, recent in promote[:room]:
-        out.append(Decision("promote", cube, (mid,),
-                            f"hot and stable: {recent} reads in the last {policy.promote_window_s:.0f}s "
-                            f"(>= {policy.promote_min_reads}), usage score {s:.3f} (>= {policy.promote_min_score}), "
-                            f"unchanged for >= {policy.stable_for_s:.0f}s", s, from_states=("generated",)))
+        out.append(
+            Decision(
+                "promote",
+                cube,
+                (mid,),
+                f"hot and stable: {recent} reads in the last {policy.promote_window_s:.0f}s "
+                f"(>= {policy.promote_min_reads}), usage score {s:.3f} (>= {policy.promote_min_score}), "
+                f"unchanged for >= {policy.stable_for_s:.0f}s",
+                s,
+                from_states=("generated",),
+            )
+        )
     order = {k: i for i, k in enumerate(KINDS)}
     return sorted(out, key=lambda d: (order[d.kind], d.memory_ids))
 
@@ -264,17 +306,28 @@ def _eid(*parts: object) -> str:
 MergedContent = Callable[["Decision"], dict[str, Any]]  # a merge decision -> the merged memory's content fields
 
 
-def decision_events(plan: Plan, decision: Decision, actor: str = SCHEDULER_ACTOR,
-                    run_id: str | None = None, merged_content: MergedContent | None = None) -> list[NewEvent]:
+def decision_events(
+    plan: Plan,
+    decision: Decision,
+    actor: str = SCHEDULER_ACTOR,
+    run_id: str | None = None,
+    merged_content: MergedContent | None = None,
+) -> list[NewEvent]:
     """The ``scheduler.decided`` event of a decision followed by the lifecycle events it causes.
 
     ``merged_content(decision)`` gives a merge's content fields (sealed under its sources' keys, see
     :func:`apply`); without it the merged text is written as plaintext (a ledger without keys)."""
     d = decision
     did = _eid("sched", plan.basis_offset, d.cube, d.kind, *d.memory_ids)
-    payload: dict[str, Any] = {"decision": d.kind, "memory_ids": list(d.memory_ids), "reason": d.reason,
-                               "policy": plan.policy.to_dict(), "score": d.score,
-                               "basis_offset": plan.basis_offset, "basis_time_us": plan.basis_time_us}
+    payload: dict[str, Any] = {
+        "decision": d.kind,
+        "memory_ids": list(d.memory_ids),
+        "reason": d.reason,
+        "policy": plan.policy.to_dict(),
+        "score": d.score,
+        "basis_offset": plan.basis_offset,
+        "basis_time_us": plan.basis_time_us,
+    }
     if d.merged_into:
         payload["merged_into"] = d.merged_into
     out = [NewEvent(d.cube, ev.SCHEDULER_DECIDED, payload, actor, event_id=did, correlation_id=run_id)]
@@ -283,13 +336,30 @@ def decision_events(plan: Plan, decision: Decision, actor: str = SCHEDULER_ACTOR
         out.append(NewEvent(d.cube, etype, p, actor, event_id=_eid(did, n), causation_id=did, correlation_id=run_id))
 
     if d.kind == "merge":
-        content = merged_content(d) if merged_content is not None else \
-            {"text": present(d.merged_text, "a merge's text")}
-        follow(ev.MEMORY_MERGED, {"memory_id": present(d.merged_into, "a merge decision's memory id"),
-                                  "sources": list(d.memory_ids), **content, "reason": d.reason[:2000]}, 1)
+        content = (
+            merged_content(d) if merged_content is not None else {"text": present(d.merged_text, "a merge's text")}
+        )
+        follow(
+            ev.MEMORY_MERGED,
+            {
+                "memory_id": present(d.merged_into, "a merge decision's memory id"),
+                "sources": list(d.memory_ids),
+                **content,
+                "reason": d.reason[:2000],
+            },
+            1,
+        )
         if d.activate_merged:
-            follow(ev.MEMORY_STATE_CHANGED, {"memory_id": d.merged_into, "from": "generated", "to": "activated",
-                                             "reason": "merged from activated memories"}, 2)
+            follow(
+                ev.MEMORY_STATE_CHANGED,
+                {
+                    "memory_id": d.merged_into,
+                    "from": "generated",
+                    "to": "activated",
+                    "reason": "merged from activated memories",
+                },
+                2,
+            )
     else:
         to = {"promote": "activated", "demote": "generated", "archive": "archived"}[d.kind]
         for n, (mid, frm) in enumerate(zip(d.memory_ids, d.from_states, strict=True), 1):
@@ -305,8 +375,12 @@ class RunResult:
     ticked: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.plan.to_dict(), "written_events": self.written, "skipped_cubes": self.skipped_cubes,
-                "ticked": self.ticked}
+        return {
+            **self.plan.to_dict(),
+            "written_events": self.written,
+            "skipped_cubes": self.skipped_cubes,
+            "ticked": self.ticked,
+        }
 
 
 def apply(ledger: Ledger, plan: Plan, actor: str = SCHEDULER_ACTOR, run_id: str | None = None) -> RunResult:
@@ -316,9 +390,12 @@ def apply(ledger: Ledger, plan: Plan, actor: str = SCHEDULER_ACTOR, run_id: str 
 
     def merged_content(d: Decision) -> dict[str, Any]:
         sources = [ledger.get(m, as_of=plan.basis_offset, record_read=False) for m in d.memory_ids]
-        return ledger.content_fields(present(d.merged_text, "a merge's text"),
-                                     merged_metadata(s.metadata for s in sources),
-                                     present(d.merged_into, "a merge decision's memory id"), derived_from=sources)
+        return ledger.content_fields(
+            present(d.merged_text, "a merge's text"),
+            merged_metadata(s.metadata for s in sources),
+            present(d.merged_into, "a merge decision's memory id"),
+            derived_from=sources,
+        )
 
     for d in plan.decisions:
         per_cube[d.cube] += decision_events(plan, d, actor, run_id, merged_content)
@@ -332,15 +409,22 @@ def apply(ledger: Ledger, plan: Plan, actor: str = SCHEDULER_ACTOR, run_id: str 
     return result
 
 
-def plan_at(ledger: Ledger, policy: SchedulerPolicy, basis_offset: int | None = None,
-            cubes: Sequence[str] | None = None) -> Plan:
+def plan_at(
+    ledger: Ledger, policy: SchedulerPolicy, basis_offset: int | None = None, cubes: Sequence[str] | None = None
+) -> Plan:
     """:func:`decide` on the ledger's prefix ``0..basis_offset`` (default: head)."""
     end = ledger.head() if basis_offset is None else ledger.resolve_as_of(basis_offset)
     return decide(ledger.events(0, end), policy, cubes, ledger.opener)
 
 
-def run(ledger: Ledger, policy: SchedulerPolicy | None = None, cubes: Sequence[str] | None = None,
-        tick: bool = True, actor: str = SCHEDULER_ACTOR, dry_run: bool = False) -> RunResult:
+def run(
+    ledger: Ledger,
+    policy: SchedulerPolicy | None = None,
+    cubes: Sequence[str] | None = None,
+    tick: bool = True,
+    actor: str = SCHEDULER_ACTOR,
+    dry_run: bool = False,
+) -> RunResult:
     """One scheduling pass at the head (after a ``scheduler.ticked`` event if the log is idle)."""
     policy = policy or SchedulerPolicy()
     run_id = "sched-" + now_us().__str__()
@@ -349,8 +433,9 @@ def run(ledger: Ledger, policy: SchedulerPolicy | None = None, cubes: Sequence[s
         head = ledger.head()
         last = next(iter(ledger.log.read(head, head)), None) if head >= 0 else None
         if last is not None and last.type != SCHEDULER_TICKED and now_us() - last.ts_us >= policy.tick_every_s * _US:
-            ledger.append([NewEvent(ev.SYSTEM_STREAM, SCHEDULER_TICKED, {"run_id": run_id,
-                                                                         "policy": policy.to_dict()}, actor)])
+            ledger.append(
+                [NewEvent(ev.SYSTEM_STREAM, SCHEDULER_TICKED, {"run_id": run_id, "policy": policy.to_dict()}, actor)]
+            )
             ticked = True
     plan = plan_at(ledger, policy, None, cubes)
     if dry_run:
@@ -366,8 +451,13 @@ def recorded_decisions(ledger: Ledger, basis_offset: int) -> list[dict[str, Any]
     for e in ledger.events(basis_offset + 1):
         if e.type == ev.SCHEDULER_DECIDED and e.payload.get("basis_offset") == basis_offset:
             p = e.payload
-            d = {"decision": p["decision"], "cube": e.stream, "memory_ids": p["memory_ids"], "reason": p["reason"],
-                 "score": p.get("score")}
+            d = {
+                "decision": p["decision"],
+                "cube": e.stream,
+                "memory_ids": p["memory_ids"],
+                "reason": p["reason"],
+                "score": p.get("score"),
+            }
             if p.get("merged_into"):
                 d["merged_into"] = p["merged_into"]
             out.append(d)
@@ -384,8 +474,11 @@ def verify_replay(ledger: Ledger, basis_offset: int) -> tuple[bool, list[dict[st
     recorded = recorded_decisions(ledger, basis_offset)
     if not recorded:
         return True, [], []
-    policy_dict = next(e.payload["policy"] for e in ledger.events(basis_offset + 1)
-                       if e.type == ev.SCHEDULER_DECIDED and e.payload.get("basis_offset") == basis_offset)
+    policy_dict = next(
+        e.payload["policy"]
+        for e in ledger.events(basis_offset + 1)
+        if e.type == ev.SCHEDULER_DECIDED and e.payload.get("basis_offset") == basis_offset
+    )
     cubes = sorted({d["cube"] for d in recorded})
     plan = plan_at(ledger, SchedulerPolicy.from_dict(policy_dict), basis_offset, cubes)
     recomputed = [d.to_dict() for d in plan.decisions]
@@ -395,8 +488,13 @@ def verify_replay(ledger: Ledger, basis_offset: int) -> tuple[bool, list[dict[st
 class Scheduler:
     """A ledger plus a policy, with a background loop for the service."""
 
-    def __init__(self, ledger: Ledger, policy: SchedulerPolicy | None = None, cubes: Sequence[str] | None = None,
-                 on_run: Any = None):
+    def __init__(
+        self,
+        ledger: Ledger,
+        policy: SchedulerPolicy | None = None,
+        cubes: Sequence[str] | None = None,
+        on_run: Any = None,
+    ):
         self.ledger = ledger
         self.policy = policy or SchedulerPolicy()
         self.cubes = cubes
@@ -424,8 +522,13 @@ class Scheduler:
             stop_event.wait(interval)
 
 
-def run_loop(stop_event: threading.Event, interval: float = 60.0, ledger: Ledger | None = None,
-             policy: SchedulerPolicy | None = None, data_dir: str | None = None) -> None:
+def run_loop(
+    stop_event: threading.Event,
+    interval: float = 60.0,
+    ledger: Ledger | None = None,
+    policy: SchedulerPolicy | None = None,
+    data_dir: str | None = None,
+) -> None:
     """Service entry point: schedule ``ledger`` (or the ledger of ``data_dir``) until ``stop_event`` is set."""
     if ledger is None:
         from ledger.factory import open_ledger

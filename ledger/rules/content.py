@@ -56,8 +56,10 @@ def metadata_problem(value: Any, path: str = "metadata") -> str | None:
     while stack:
         where, v = stack.pop()
         if isinstance(v, float) and not math.isfinite(v):
-            return (f"{where} is {v!r}: numbers must be finite (NaN, Infinity and literals that overflow, "
-                    "such as 1e400, cannot be stored)")
+            return (
+                f"{where} is {v!r}: numbers must be finite (NaN, Infinity and literals that overflow, "
+                "such as 1e400, cannot be stored)"
+            )
         if isinstance(v, dict):
             stack.extend((f"{where}.{k}", x) for k, x in v.items())
         elif isinstance(v, list | tuple):

@@ -95,8 +95,10 @@ def name_regex() -> re.Pattern[str]:
     return re.compile(NAME_PATTERN)
 
 
-NAME_DESCRIPTION = ("NFKC-normalised; starts with a letter or ASCII digit, then letters, ASCII digits and '_-.@:'; "
-                    "letters of one script (or Latin+Han with Hiragana/Katakana, Bopomofo or Hangul)")
+NAME_DESCRIPTION = (
+    "NFKC-normalised; starts with a letter or ASCII digit, then letters, ASCII digits and '_-.@:'; "
+    "letters of one script (or Latin+Han with Hiragana/Katakana, Bopomofo or Hangul)"
+)
 PRINCIPAL_DESCRIPTION = "ASCII letters, digits and '_.@-', starting with a letter or digit"
 
 
@@ -140,9 +142,11 @@ def explain(name: str) -> str:
         still = {k for k in covering if SCRIPT_SETS[k] & scripts}
         if not still:
             first = next(p for p in seen if not set(scripts_of(p)) & scripts)
-            return (f"it mixes scripts: {'/'.join(scripts_of(first))} {first!r} and {'/'.join(sorted(scripts))} "
-                    f"{c!r}; letters must come from one script (Han may join Latin with Hiragana/Katakana, "
-                    "Bopomofo or Hangul)")
+            return (
+                f"it mixes scripts: {'/'.join(scripts_of(first))} {first!r} and {'/'.join(sorted(scripts))} "
+                f"{c!r}; letters must come from one script (Han may join Latin with Hiragana/Katakana, "
+                "Bopomofo or Hangul)"
+            )
         covering = still
         seen.append(c)
     return "it does not match the name grammar"

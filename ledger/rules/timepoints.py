@@ -31,8 +31,10 @@ def parse_offset(value: object, what: str = "offset") -> int:
         if not _OFFSET.fullmatch(text):
             raise InvalidRequest(f"{what} must be an offset (digits 0-9), not {value!r}")
         if len(text.lstrip("-")) > 19:  # int() of thousands of digits is slow or refused
-            raise InvalidRequest(f"{what} {text[:40]}{'...' if len(text) > 40 else ''} is out of range "
-                                 f"(offsets lie within ±{MAX_OFFSET})")
+            raise InvalidRequest(
+                f"{what} {text[:40]}{'...' if len(text) > 40 else ''} is out of range "
+                f"(offsets lie within ±{MAX_OFFSET})"
+            )
         value = int(text)
     if not -MAX_OFFSET <= value <= MAX_OFFSET:
         raise InvalidRequest(f"{what} {value} is out of range (offsets lie within ±{MAX_OFFSET})")
@@ -48,8 +50,7 @@ def parse_point(value: object, what: str = "as-of") -> tuple[Kind, int]:
         try:
             return "time", iso_to_us(text)
         except InvalidRequest:
-            raise InvalidRequest(f"{what} must be an offset (digits 0-9) or an ISO-8601 time, "
-                                 f"not {value!r}") from None
+            raise InvalidRequest(f"{what} must be an offset (digits 0-9) or an ISO-8601 time, not {value!r}") from None
     if isinstance(value, int) and not isinstance(value, bool):
         return "offset", parse_offset(value, what)
     raise InvalidRequest(f"{what} must be an offset or an ISO-8601 time, not {value!r}")

@@ -42,17 +42,34 @@ from ledger.storage.file_modes import private_umask
 log = logging.getLogger("memledger.service")
 
 # the routers of every area, in the order the OpenAPI document lists them
-ROUTERS = [routes_system.router, routes_cubes.router, routes_memories.router, routes_log.router,
-           routes_search.router, routes_audit.router, routes_branches.router, routes_cube_admin.router,
-           routes_chat.router, routes_scheduler.router, routes_governance.router]
+ROUTERS = [
+    routes_system.router,
+    routes_cubes.router,
+    routes_memories.router,
+    routes_log.router,
+    routes_search.router,
+    routes_audit.router,
+    routes_branches.router,
+    routes_cube_admin.router,
+    routes_chat.router,
+    routes_scheduler.router,
+    routes_governance.router,
+]
 
-ANONYMOUS_WARNING = ("memledger serve: anonymous access is ON; requests without credentials act as principal "
-                     "'anonymous'. Never expose this beyond a trusted loopback setup.")
+ANONYMOUS_WARNING = (
+    "memledger serve: anonymous access is ON; requests without credentials act as principal "
+    "'anonymous'. Never expose this beyond a trusted loopback setup."
+)
 
 
-def create_app(data_dir: str | Path, settings: Settings | None = None, ledger: Ledger | None = None,
-               views: dict[str, Callable[[], int]] | None = None, follow_views: bool = False,
-               scheduler_interval: float | None = None) -> FastAPI:
+def create_app(
+    data_dir: str | Path,
+    settings: Settings | None = None,
+    ledger: Ledger | None = None,
+    views: dict[str, Callable[[], int]] | None = None,
+    follow_views: bool = False,
+    scheduler_interval: float | None = None,
+) -> FastAPI:
     """Build the service for ``data_dir`` (which must have been initialised with ``memledger init``).
 
     ``follow_views`` opens the search views at start-up and keeps them caught up in a background
@@ -80,17 +97,29 @@ def create_app(data_dir: str | Path, settings: Settings | None = None, ledger: L
 
     access = AccessControl(ledger.log, principal_exists=principal_exists)
     access.index.refresh()  # fold the roles once at start-up, not in the first request
-    state = ServiceState(data_dir=data, ledger=ledger, principals=principals, access=access, settings=settings,
-                         metrics=metrics, unauth_limiter=AuditLimiter(settings.unauth_audit_per_minute),
-                         views=dict(views or {}))
+    state = ServiceState(
+        data_dir=data,
+        ledger=ledger,
+        principals=principals,
+        access=access,
+        settings=settings,
+        metrics=metrics,
+        unauth_limiter=AuditLimiter(settings.unauth_audit_per_minute),
+        views=dict(views or {}),
+    )
     metrics.watch(ledger.head, state.views)
     if settings.allow_anonymous:
         log.warning(ANONYMOUS_WARNING)
 
-    app = FastAPI(title="memledger", version="1", description=(
-        "Event-sourced memory ledger. Authenticate with `Authorization: Bearer <token>` or "
-        "`X-API-Key: <token>` (tokens from `memledger principal create`). Every event is attributed to "
-        "the authenticated principal."))
+    app = FastAPI(
+        title="memledger",
+        version="1",
+        description=(
+            "Event-sourced memory ledger. Authenticate with `Authorization: Bearer <token>` or "
+            "`X-API-Key: <token>` (tokens from `memledger principal create`). Every event is attributed to "
+            "the authenticated principal."
+        ),
+    )
     app.state.memledger = state
     install_error_handlers(app)
     for router in ROUTERS:
@@ -115,8 +144,9 @@ def _start_scheduler(app: FastAPI, state: ServiceState, interval: float) -> None
     if interval <= 0:
         raise InvalidRequest("the scheduler interval must be positive")
     config = state.ledger.config
-    sched = Scheduler(state.ledger, SchedulerPolicy.from_dict(config.section("scheduler") if config is not None
-                                                                else None))
+    sched = Scheduler(
+        state.ledger, SchedulerPolicy.from_dict(config.section("scheduler") if config is not None else None)
+    )
     stop = threading.Event()
     thread = threading.Thread(target=sched.run_loop, args=(stop, interval), name="memledger-scheduler", daemon=True)
     state.extras.update(scheduler=sched, scheduler_interval=interval)

@@ -35,8 +35,10 @@ def presented_token(bearer: HTTPAuthorizationCredentials | None, api_key: str | 
     return bearer.credentials if bearer is not None else api_key
 
 
-async def request_token(bearer: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
-                        api_key: str | None = Security(api_key_scheme)) -> str | None:
+async def request_token(
+    bearer: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
+    api_key: str | None = Security(api_key_scheme),
+) -> str | None:
     """FastAPI dependency: the token the request presents, if any (for re-checks during long responses)."""
     return presented_token(bearer, api_key)
 
@@ -74,7 +76,6 @@ async def admin_caller(caller: Caller = Depends(current_caller), state: ServiceS
     if not caller.admin:
         from ledger.errors import AccessDenied
 
-        await run_in_threadpool(state.access.deny, caller.name, "admin operation", None, None,
-                                "not an admin principal")
+        await run_in_threadpool(state.access.deny, caller.name, "admin operation", None, None, "not an admin principal")
         raise AccessDenied(f"{caller.name!r} is not an admin principal")
     return caller

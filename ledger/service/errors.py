@@ -98,23 +98,36 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Unauthenticated)
     async def unauthenticated(request: Request, exc: Unauthenticated) -> JSON:
-        return JSON(error_body("Unauthenticated", exc.message), status_code=401,
-                              headers={"WWW-Authenticate": 'Bearer realm="memledger"'})
+        return JSON(
+            error_body("Unauthenticated", exc.message),
+            status_code=401,
+            headers={"WWW-Authenticate": 'Bearer realm="memledger"'},
+        )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSON:
         errors = list(exc.errors())
         if any(e.get("type") == "json_invalid" for e in errors):
-            return JSON(error_body("MalformedJSON", "the request body is not valid JSON",
-                                             _clean_validation_errors(errors)), status_code=400)
-        return JSON(error_body("InvalidRequest", "the request does not match the API schema",
-                                         _clean_validation_errors(errors)), status_code=422)
+            return JSON(
+                error_body("MalformedJSON", "the request body is not valid JSON", _clean_validation_errors(errors)),
+                status_code=400,
+            )
+        return JSON(
+            error_body("InvalidRequest", "the request does not match the API schema", _clean_validation_errors(errors)),
+            status_code=422,
+        )
 
     @app.exception_handler(ValidationError)
     async def model_error(request: Request, exc: ValidationError) -> JSON:
         # a model built inside a handler (e.g. from query parameters) rejected its input
-        return JSON(error_body("InvalidRequest", "the request does not match the API schema",
-                               _clean_validation_errors(list(exc.errors()))), status_code=422)
+        return JSON(
+            error_body(
+                "InvalidRequest",
+                "the request does not match the API schema",
+                _clean_validation_errors(list(exc.errors())),
+            ),
+            status_code=422,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSON:
@@ -122,8 +135,11 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 405:
             headers["Allow"] = ", ".join(allowed_methods(request)) or headers.get("Allow", "")
-        return JSON(error_body(kinds.get(exc.status_code, "HTTPError"), str(exc.detail)),
-                    status_code=exc.status_code, headers=headers or None)
+        return JSON(
+            error_body(kinds.get(exc.status_code, "HTTPError"), str(exc.detail)),
+            status_code=exc.status_code,
+            headers=headers or None,
+        )
 
 
 def allowed_methods(request: Request) -> list[str]:

@@ -63,8 +63,11 @@ class EventFilter:
                 m = "full"
             else:
                 roles = self.access.index.roles(stream, self.caller.name)
-                m = "full" if roles & ALLOWED[Action.READ] else ("redacted" if roles & ALLOWED[Action.AUDIT]
-                                                                  else "hidden")
+                m = (
+                    "full"
+                    if roles & ALLOWED[Action.READ]
+                    else ("redacted" if roles & ALLOWED[Action.AUDIT] else "hidden")
+                )
             self._cache[stream] = m
         return m
 

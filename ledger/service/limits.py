@@ -45,8 +45,14 @@ async def _reject(send: Any, limit: int, declared: int) -> None:
     import orjson
 
     what = "is not a valid Content-Length" if declared < 0 else f"of {declared} bytes exceeds {limit} bytes"
-    body = orjson.dumps({"error": {"type": "PayloadTooLarge" if declared >= 0 else "BadRequest",
-                                   "message": f"request body {what}"}})
-    await send({"type": "http.response.start", "status": 413 if declared >= 0 else 400,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    body = orjson.dumps(
+        {"error": {"type": "PayloadTooLarge" if declared >= 0 else "BadRequest", "message": f"request body {what}"}}
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413 if declared >= 0 else 400,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -36,14 +36,21 @@ class ServiceMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.events_appended = Counter("memledger_events_appended", "Events appended by this service process",
-                                       ["type"], registry=self.registry)
-        self.request_seconds = Histogram("memledger_http_request_duration_seconds", "HTTP request latency",
-                                         ["method", "route", "status"], buckets=LATENCY_BUCKETS,
-                                         registry=self.registry)
-        self.unaudited_denials = Counter("memledger_unaudited_denials",
-                                         "Unauthenticated refusals not written to the log (audit rate limit)",
-                                         registry=self.registry)
+        self.events_appended = Counter(
+            "memledger_events_appended", "Events appended by this service process", ["type"], registry=self.registry
+        )
+        self.request_seconds = Histogram(
+            "memledger_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.unaudited_denials = Counter(
+            "memledger_unaudited_denials",
+            "Unauthenticated refusals not written to the log (audit rate limit)",
+            registry=self.registry,
+        )
 
     def watch(self, head: Callable[[], int], views: Mapping[str, Callable[[], int]]) -> None:
         """Report the log size and each view's lag at scrape time."""
@@ -58,8 +65,9 @@ class _LogCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         head = self.head()
         yield GaugeMetricFamily("memledger_log_events", "Events in the log (head offset + 1)", value=head + 1)
-        lag = GaugeMetricFamily("memledger_projection_lag_events", "Log head minus the view checkpoint",
-                                labels=["view"])
+        lag = GaugeMetricFamily(
+            "memledger_projection_lag_events", "Log head minus the view checkpoint", labels=["view"]
+        )
         views: dict[str, Callable[[], int]] = {}
         for _ in range(3):  # the view set may register its views while we read the mapping
             try:
@@ -116,7 +124,8 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             self.metrics.request_seconds.labels(*request_labels(scope, status["code"])).observe(
-                time.perf_counter() - start)
+                time.perf_counter() - start
+            )
 
 
 def request_labels(scope: dict[str, Any], status: int) -> tuple[str, str, str]:
@@ -124,5 +133,8 @@ def request_labels(scope: dict[str, Any], status: int) -> tuple[str, str, str]:
     method = scope.get("method", "")
     route = getattr(scope.get("route"), "path", None)
     code = str(status)
-    return (method if method in METHODS else "other", route if isinstance(route, str) else "unmatched",
-            code if code in STATUSES else "other")
+    return (
+        method if method in METHODS else "other",
+        route if isinstance(route, str) else "unmatched",
+        code if code in STATUSES else "other",
+    )

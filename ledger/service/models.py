@@ -50,15 +50,25 @@ JsonBool = StrictBool
 Version = json_int(1, 2**53)
 
 # names follow the one grammar of ``ledger.rules.names``: its regular expression is the schema's pattern
-CubeName = Annotated[str, Field(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN,
-                                description="cube name: " + NAME_DESCRIPTION)]
-BranchName = Annotated[str, Field(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN,
-                                  description="branch name: " + NAME_DESCRIPTION)]
-SubjectName = Annotated[str, Field(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN,
-                                   description="data subject: " + NAME_DESCRIPTION)]
+CubeName = Annotated[
+    str, Field(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN, description="cube name: " + NAME_DESCRIPTION)
+]
+BranchName = Annotated[
+    str, Field(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN, description="branch name: " + NAME_DESCRIPTION)
+]
+SubjectName = Annotated[
+    str, Field(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN, description="data subject: " + NAME_DESCRIPTION)
+]
 MemoryId = Annotated[str, Field(min_length=1, max_length=200)]
-PrincipalName = Annotated[str, Field(min_length=1, max_length=MAX_PRINCIPAL, pattern=PRINCIPAL_PATTERN,
-                                     description="principal name: " + PRINCIPAL_DESCRIPTION)]
+PrincipalName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_PRINCIPAL,
+        pattern=PRINCIPAL_PATTERN,
+        description="principal name: " + PRINCIPAL_DESCRIPTION,
+    ),
+]
 Tag = Annotated[str, Field(min_length=1, max_length=200)]
 Tags = Annotated[list[Tag], AfterValidator(_unique), Field(max_length=100, json_schema_extra={"uniqueItems": True})]
 Reason = Annotated[str, Field(min_length=1, max_length=2000)]
@@ -69,16 +79,32 @@ Reason = Annotated[str, Field(min_length=1, max_length=2000)]
 # rule can be stated exactly in the schema. (The core accepts any finite number it can encode.)
 METADATA_MAX = 2**53 - 1
 METADATA_MIN = -METADATA_MAX
-MetadataValue = TypeAliasType("MetadataValue", Union[  # noqa: UP007 - a recursive alias needs Union
-    StrictBool, Annotated[int, Field(ge=METADATA_MIN, le=METADATA_MAX)],
-    Annotated[float, Field(ge=METADATA_MIN, le=METADATA_MAX, allow_inf_nan=False)], str, None,
-    list["MetadataValue"], dict[str, "MetadataValue"]])
-Metadata = Annotated[dict[str, MetadataValue], Field(
-    max_length=200, description="JSON object, at most 200 keys; numbers within ±(2**53 - 1)")]
+MetadataValue = TypeAliasType(
+    "MetadataValue",
+    Union[  # noqa: UP007 - a recursive alias needs Union
+        StrictBool,
+        Annotated[int, Field(ge=METADATA_MIN, le=METADATA_MAX)],
+        Annotated[float, Field(ge=METADATA_MIN, le=METADATA_MAX, allow_inf_nan=False)],
+        str,
+        None,
+        list["MetadataValue"],
+        dict[str, "MetadataValue"],
+    ],
+)
+Metadata = Annotated[
+    dict[str, MetadataValue],
+    Field(max_length=200, description="JSON object, at most 200 keys; numbers within ±(2**53 - 1)"),
+]
 # a text that is not blank: it holds a character outside Z*, Cc, Cf (``ledger.rules.content``)
-Text = Annotated[str, Field(min_length=1, pattern=NONBLANK_PATTERN,
-                            description="memory text, not blank (" + BLANK_RULE.replace("it holds", "not") + "); "
-                            "limit set by the server, default 200,000 characters")]
+Text = Annotated[
+    str,
+    Field(
+        min_length=1,
+        pattern=NONBLANK_PATTERN,
+        description="memory text, not blank (" + BLANK_RULE.replace("it holds", "not") + "); "
+        "limit set by the server, default 200,000 characters",
+    ),
+]
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")]
 Role = Literal["owner", "writer", "reader", "auditor"]
 State = Literal["generated", "activated", "merged", "archived", "frozen"]
@@ -117,9 +143,11 @@ class MemoryAdd(RequestBody):
     metadata: Metadata | None = None
     tags: Tags = Field(default_factory=list)
     subject: SubjectName | None = Field(
-        default=None, description="data subject whose own key encrypts the text (crypto-shredding)")
+        default=None, description="data subject whose own key encrypts the text (crypto-shredding)"
+    )
     idempotency_key: IdempotencyKey | None = Field(
-        default=None, description="a retry with the same key (same principal) writes nothing new")
+        default=None, description="a retry with the same key (same principal) writes nothing new"
+    )
 
 
 class MemoryUpdate(RequestBody):
@@ -170,8 +198,13 @@ class ErrorBody(BaseModel):
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text}
-    for code, text in ((400, "malformed request"), (401, "missing or invalid credentials"),
-                       (403, "role does not allow the operation"), (404, "unknown (or not visible) id"),
-                       (409, "conflict with the current state"), (413, "body too large"),
-                       (422, "invalid input"))
+    for code, text in (
+        (400, "malformed request"),
+        (401, "missing or invalid credentials"),
+        (403, "role does not allow the operation"),
+        (404, "unknown (or not visible) id"),
+        (409, "conflict with the current state"),
+        (413, "body too large"),
+        (422, "invalid input"),
+    )
 }

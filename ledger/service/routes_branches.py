@@ -47,8 +47,12 @@ BranchPath = Path(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN, descr
 
 class BranchCreate(RequestBody):
     name: Annotated[BranchName, Field(json_schema_extra={"not": {"enum": [branches_mod.MAIN]}})]
-    at: str | None = Field(default=None, max_length=64, pattern=AS_OF_PATTERN,
-                           description="fork point: " + AS_OF_DESCRIPTION + "; default head")
+    at: str | None = Field(
+        default=None,
+        max_length=64,
+        pattern=AS_OF_PATTERN,
+        description="fork point: " + AS_OF_DESCRIPTION + "; default head",
+    )
     from_branch: BranchName | None = Field(default=None, description="base branch (default main)")
 
 
@@ -73,8 +77,9 @@ def _branches(state: ServiceState, caller: Caller) -> Iterator[Any]:
         b.close()
 
 
-def _branch_cube_check(state: ServiceState, caller: Caller, cube: str, action: Action, operation: str,
-                       memory_id: str | None = None) -> None:
+def _branch_cube_check(
+    state: ServiceState, caller: Caller, cube: str, action: Action, operation: str, memory_id: str | None = None
+) -> None:
     """Role check for a memory whose cube was found on the branch (404 when the caller has no role)."""
     if state.access.allowed(caller, cube, action):
         return
@@ -91,8 +96,9 @@ def list_branches(caller: Caller = Depends(current_caller), state: ServiceState 
 
 
 @router.post("", status_code=201, summary="Fork a branch from main (or another branch) at an offset or time")
-def create_branch(body: BranchCreate, caller: Caller = Depends(current_caller),
-                  state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+def create_branch(
+    body: BranchCreate, caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)
+) -> dict[str, Any]:
     with _branches(state, caller) as b:
         # an unknown base, or a fork point the base does not have (a future offset; for a nested
         # branch also "before its first event"), is 404 like any offset that does not exist
@@ -104,38 +110,55 @@ def create_branch(body: BranchCreate, caller: Caller = Depends(current_caller),
 
 
 @router.delete("/{name}", summary="Drop a branch and its own events (its owner or an admin)")
-def drop_branch(name: str = BranchPath,
-                cascade: Annotated[bool, Query(description="also drop the branches forked from it")] = False,
-                caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+def drop_branch(
+    name: str = BranchPath,
+    cascade: Annotated[bool, Query(description="also drop the branches forked from it")] = False,
+    caller: Caller = Depends(current_caller),
+    state: ServiceState = Depends(get_state),
+) -> dict[str, Any]:
     with _branches(state, caller) as b:
         *nested, info = b.drop_tree(name, caller.name, cascade=cascade)
         return {**info.to_dict(), "nested": [n.name for n in nested]}
 
 
 @router.post("/{name}/grants", status_code=201, summary="Grant a role on the branch (its owner or an admin)")
-def grant_branch_role(body: BranchGrant, name: str = BranchPath, caller: Caller = Depends(current_caller),
-                      state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+def grant_branch_role(
+    body: BranchGrant,
+    name: str = BranchPath,
+    caller: Caller = Depends(current_caller),
+    state: ServiceState = Depends(get_state),
+) -> dict[str, Any]:
     exists = state.access.principal_exists
     if exists is not None and not exists(body.principal):
         raise NotFound(f"principal {body.principal!r} does not exist")
     with _branches(state, caller) as b:
         e = b.grant(name, body.principal, body.role, caller.name)
-    return {"branch": name, "principal": body.principal, "role": body.role, "changed": e is not None,
-            "offset": e.offset if e else None}
+    return {
+        "branch": name,
+        "principal": body.principal,
+        "role": body.role,
+        "changed": e is not None,
+        "offset": e.offset if e else None,
+    }
 
 
 @router.delete("/{name}/grants/{principal}/{role}", summary="Revoke a role on the branch (its owner); immediate")
-def revoke_branch_role(name: str = BranchPath, principal: str = Path(min_length=1, max_length=200),
-                       role: str = RolePath, caller: Caller = Depends(current_caller),
-                       state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+def revoke_branch_role(
+    name: str = BranchPath,
+    principal: str = Path(min_length=1, max_length=200),
+    role: str = RolePath,
+    caller: Caller = Depends(current_caller),
+    state: ServiceState = Depends(get_state),
+) -> dict[str, Any]:
     with _branches(state, caller) as b:
         e = b.revoke(name, principal, role, caller.name)
     return {"branch": name, "principal": principal, "role": role, "offset": e.offset}
 
 
 @router.get("/{name}/diff", summary="Memories added, changed or removed on the branch (readable cubes only)")
-def branch_diff(name: str = BranchPath, caller: Caller = Depends(current_caller),
-                state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+def branch_diff(
+    name: str = BranchPath, caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)
+) -> dict[str, Any]:
     with _branches(state, caller) as b:
         entries = merge_mod.diff(b, name)
     out = []
@@ -150,8 +173,12 @@ def branch_diff(name: str = BranchPath, caller: Caller = Depends(current_caller)
 
 
 @router.post("/{name}/merge", summary="Replay the branch onto its base (creator; writer on every cube it wrote)")
-def merge_branch(body: BranchMerge, name: str = BranchPath, caller: Caller = Depends(current_caller),
-                 state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+def merge_branch(
+    body: BranchMerge,
+    name: str = BranchPath,
+    caller: Caller = Depends(current_caller),
+    state: ServiceState = Depends(get_state),
+) -> dict[str, Any]:
     with _branches(state, caller) as b:
         info = b.info(name)
         b.access.require(info, caller.name, branch_access.BranchAction.MERGE)
@@ -165,8 +192,13 @@ def merge_branch(body: BranchMerge, name: str = BranchPath, caller: Caller = Dep
 
 
 @router.get("/{name}/memories/{memory_id}", summary="A memory as seen on the branch (reader); audited")
-def branch_get(name: str = BranchPath, memory_id: str = MemoryPath, as_of: AsOf = None,
-               caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+def branch_get(
+    name: str = BranchPath,
+    memory_id: str = MemoryPath,
+    as_of: AsOf = None,
+    caller: Caller = Depends(current_caller),
+    state: ServiceState = Depends(get_state),
+) -> dict[str, Any]:
     with _branches(state, caller) as b:
         ledger = b.ledger(name)
         end = resolve_as_of(ledger, as_of)
@@ -181,13 +213,28 @@ def branch_get(name: str = BranchPath, memory_id: str = MemoryPath, as_of: AsOf 
 
 
 @router.post("/{name}/memories", status_code=201, response_model=Written, summary="Add a memory on the branch")
-def branch_add(body: MemoryAdd, name: str = BranchPath, caller: Caller = Depends(current_caller),
-               state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+def branch_add(
+    body: MemoryAdd,
+    name: str = BranchPath,
+    caller: Caller = Depends(current_caller),
+    state: ServiceState = Depends(get_state),
+) -> dict[str, Any]:
     _check_text(state, body.text)
     state.access.require_cube(caller, body.cube, Action.WRITE, "branch.memory.add")
     with _branches(state, caller) as b:
-        return b.ledger(name).add(body.cube, body.text, caller.name, metadata=body.metadata, tags=body.tags,
-                                  subject=body.subject, event_id=_event_id(caller, body.idempotency_key)).to_dict()
+        return (
+            b.ledger(name)
+            .add(
+                body.cube,
+                body.text,
+                caller.name,
+                metadata=body.metadata,
+                tags=body.tags,
+                subject=body.subject,
+                event_id=_event_id(caller, body.idempotency_key),
+            )
+            .to_dict()
+        )
 
 
 def _branch_memory_cube(state: ServiceState, caller: Caller, ledger: Any, memory_id: str, operation: str) -> str:
@@ -201,23 +248,42 @@ def _branch_memory_cube(state: ServiceState, caller: Caller, ledger: Any, memory
 
 
 @router.put("/{name}/memories/{memory_id}", response_model=Written, summary="Update a memory on the branch")
-def branch_update(body: MemoryUpdate, name: str = BranchPath, memory_id: str = MemoryPath,
-                  caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)) -> dict:
+def branch_update(
+    body: MemoryUpdate,
+    name: str = BranchPath,
+    memory_id: str = MemoryPath,
+    caller: Caller = Depends(current_caller),
+    state: ServiceState = Depends(get_state),
+) -> dict:
     _check_text(state, body.text)
     with _branches(state, caller) as b:
         ledger = b.ledger(name)
         _branch_memory_cube(state, caller, ledger, memory_id, "branch.memory.update")
-        return ledger.update(memory_id, body.text, caller.name, metadata=body.metadata,
-                             expected_version=body.expected_version, reason=body.reason).to_dict()
+        return ledger.update(
+            memory_id,
+            body.text,
+            caller.name,
+            metadata=body.metadata,
+            expected_version=body.expected_version,
+            reason=body.reason,
+        ).to_dict()
 
 
-@router.post("/{name}/memories/{memory_id}/state", response_model=Written,
-             summary="Move a memory through its lifecycle on the branch")
-def branch_state(body: StateChange, name: str = BranchPath, memory_id: str = MemoryPath,
-                 caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)) -> dict:
+@router.post(
+    "/{name}/memories/{memory_id}/state",
+    response_model=Written,
+    summary="Move a memory through its lifecycle on the branch",
+)
+def branch_state(
+    body: StateChange,
+    name: str = BranchPath,
+    memory_id: str = MemoryPath,
+    caller: Caller = Depends(current_caller),
+    state: ServiceState = Depends(get_state),
+) -> dict:
     with _branches(state, caller) as b:
         ledger = b.ledger(name)
         _branch_memory_cube(state, caller, ledger, memory_id, "branch.memory.state")
-        return ledger.change_state(memory_id, body.to, caller.name, reason=body.reason,
-                                   expected_version=body.expected_version).to_dict()
-
+        return ledger.change_state(
+            memory_id, body.to, caller.name, reason=body.reason, expected_version=body.expected_version
+        ).to_dict()

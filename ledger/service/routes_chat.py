@@ -38,8 +38,9 @@ class ChatRequest(RequestBody):
     k: json_int(1, 50) = 5  # type: ignore[valid-type]
     max_new_tokens: json_int(1, 1024) | None = None  # type: ignore[valid-type]
     subject: SubjectName | None = None
-    shared_cubes: list[CubeName] = Field(default_factory=list, max_length=20,
-                                         description="other cubes to retrieve from too (reader on each)")
+    shared_cubes: list[CubeName] = Field(
+        default_factory=list, max_length=20, description="other cubes to retrieve from too (reader on each)"
+    )
 
 
 class ChatSessions:
@@ -64,8 +65,9 @@ class ChatSessions:
             if factory is not None:
                 chat = factory(self.state.ledger, cube, caller.name, **options)
             else:
-                chat = chat_mod.open_chat(self.state.ledger, cube, caller.name, data_dir=str(self.state.data_dir),
-                                          **options)
+                chat = chat_mod.open_chat(
+                    self.state.ledger, cube, caller.name, data_dir=str(self.state.data_dir), **options
+                )
             chat.session_id = sid
             self.sessions[key] = chat
             while len(self.sessions) > MAX_SESSIONS:
@@ -86,8 +88,12 @@ def _sessions(state: ServiceState) -> ChatSessions:
 
 
 @router.post("/{cube}/chat", summary="One chat turn with the cube's memory (writer); the exchange is written back")
-def chat(body: ChatRequest, cube: str = CubePath, caller: Caller = Depends(current_caller),
-         state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+def chat(
+    body: ChatRequest,
+    cube: str = CubePath,
+    caller: Caller = Depends(current_caller),
+    state: ServiceState = Depends(get_state),
+) -> dict[str, Any]:
     state.access.require_cube(caller, cube, Action.READ, "chat")
     state.access.require_cube(caller, cube, Action.WRITE, "chat")
     for other in dict.fromkeys(body.shared_cubes):

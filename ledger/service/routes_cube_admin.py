@@ -52,8 +52,12 @@ class ShareRequest(RequestBody):
 
 
 @router.patch("/{cube}", summary="Change a cube's visibility, models or metadata (owner)")
-def update_cube(body: CubeUpdate, cube: str = CubePath, caller: Caller = Depends(current_caller),
-                state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+def update_cube(
+    body: CubeUpdate,
+    cube: str = CubePath,
+    caller: Caller = Depends(current_caller),
+    state: ServiceState = Depends(get_state),
+) -> dict[str, Any]:
     state.access.require_cube(caller, cube, Action.MANAGE, "cube.update")
     payload: dict[str, Any] = {"cube": cube, **body.model_dump(exclude_none=True)}
     if len(payload) == 1:
@@ -63,8 +67,12 @@ def update_cube(body: CubeUpdate, cube: str = CubePath, caller: Caller = Depends
 
 
 @router.post("/{cube}/share", summary="Share a private cube with a principal as reader, or withdraw it (owner)")
-def share_cube(body: ShareRequest, cube: str = CubePath, caller: Caller = Depends(current_caller),
-               state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+def share_cube(
+    body: ShareRequest,
+    cube: str = CubePath,
+    caller: Caller = Depends(current_caller),
+    state: ServiceState = Depends(get_state),
+) -> dict[str, Any]:
     state.access.require_cube(caller, cube, Action.MANAGE, "cube.share")
     info = cubes_mod.get_cube(state.ledger, cube)
     if body.principal == info.owner:
@@ -89,21 +97,32 @@ def _append(state: ServiceState, cube: str, event_type: str, payload: dict[str, 
     state.access.index.refresh()
 
 
-@router.get("/{cube}/export", summary="Verifiable export of the cube as JSON lines (owner)",
-            response_class=StreamingResponse,
-            responses={200: {"content": {"application/x-ndjson": {}}, "description": "header, then events"}})
-def export_cube(cube: str = CubePath, as_of: AsOf = None, caller: Caller = Depends(current_caller),
-                state: ServiceState = Depends(get_state)) -> StreamingResponse:
+@router.get(
+    "/{cube}/export",
+    summary="Verifiable export of the cube as JSON lines (owner)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/x-ndjson": {}}, "description": "header, then events"}},
+)
+def export_cube(
+    cube: str = CubePath,
+    as_of: AsOf = None,
+    caller: Caller = Depends(current_caller),
+    state: ServiceState = Depends(get_state),
+) -> StreamingResponse:
     state.access.require_cube(caller, cube, Action.MANAGE, "cube.export")
     end = resolve_as_of(state.ledger, as_of)
     records = list(export_mod.export_cube(state.ledger, cube, end))
-    state.ledger.log.append([NewEvent(cube, ev.MEMORY_READ, {"memory_ids": [], "operation": "export",
-                                                             "as_of": end}, caller.name)])
+    state.ledger.log.append(
+        [NewEvent(cube, ev.MEMORY_READ, {"memory_ids": [], "operation": "export", "as_of": end}, caller.name)]
+    )
 
     def lines() -> Iterator[bytes]:
         for rec in records:
             yield orjson.dumps(rec) + b"\n"
 
     filename = re.sub(r"[^A-Za-z0-9._-]", "_", cube)[:100]
-    return StreamingResponse(lines(), media_type="application/x-ndjson",
-                             headers={"Content-Disposition": f'attachment; filename="{filename}.jsonl"'})
+    return StreamingResponse(
+        lines(),
+        media_type="application/x-ndjson",
+        headers={"Content-Disposition": f'attachment; filename="{filename}.jsonl"'},
+    )

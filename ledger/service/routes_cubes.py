@@ -25,17 +25,21 @@ PrincipalPath = Path(min_length=1, max_length=MAX_PRINCIPAL, pattern=PRINCIPAL_P
 
 def _require_visible(state: ServiceState, caller: Caller, cube: str, operation: str) -> None:
     if not state.access.visible(caller, cube):
-        state.access.deny(caller.name, operation, cube=cube,
-                          reason="no role on the cube" if state.access.index.cube_exists(cube) else "unknown cube")
+        state.access.deny(
+            caller.name,
+            operation,
+            cube=cube,
+            reason="no role on the cube" if state.access.index.cube_exists(cube) else "unknown cube",
+        )
         raise NotFound(f"cube {cube!r} not found")
 
 
 @router.post("", status_code=201, summary="Create a cube; the caller becomes its owner")
-def create_cube(body: CubeCreate, caller: Caller = Depends(current_caller),
-                state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+def create_cube(
+    body: CubeCreate, caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)
+) -> dict[str, Any]:
     try:
-        e = state.ledger.create_cube(body.cube, owner=caller.name, visibility=body.visibility,
-                                     metadata=body.metadata)
+        e = state.ledger.create_cube(body.cube, owner=caller.name, visibility=body.visibility, metadata=body.metadata)
     except ConcurrencyConflict:
         raise StateError(f"cube name {body.cube!r} is taken") from None
     state.access.index.refresh()
@@ -49,24 +53,32 @@ def list_cubes(caller: Caller = Depends(current_caller), state: ServiceState = D
 
 
 @router.get("/{cube}", summary="A cube's creation record, version and the caller's roles (any role)")
-def describe_cube(cube: str = CubePath, caller: Caller = Depends(current_caller),
-                  state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+def describe_cube(
+    cube: str = CubePath, caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)
+) -> dict[str, Any]:
     _require_visible(state, caller, cube, "cube.describe")
     created = next(iter(state.ledger.log.read_stream(cube, 1)), None)
-    info: dict[str, Any] = {"cube": cube, "version": state.ledger.log.stream_version(cube),
-                            "roles": sorted(state.access.index.roles(cube, caller.name)),
-                            **state.access.index.sharing(cube)}
+    info: dict[str, Any] = {
+        "cube": cube,
+        "version": state.ledger.log.stream_version(cube),
+        "roles": sorted(state.access.index.roles(cube, caller.name)),
+        **state.access.index.sharing(cube),
+    }
     if created is not None and created.type == ev.CUBE_CREATED:
         info.update(owner=created.payload.get("owner"), created_at=created.time, created_offset=created.offset)
     return info
 
 
 @router.get("/{cube}/memories", summary="The cube's memories as of an offset or time (reader); audited")
-def cube_memories(cube: str = CubePath, as_of: AsOf = None,
-                  state_filter: Annotated[str | None, Query(alias="state", max_length=20)] = None,
-                  limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                  after: Annotated[str | None, Query(max_length=200, description="page after this memory id")] = None,
-                  caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+def cube_memories(
+    cube: str = CubePath,
+    as_of: AsOf = None,
+    state_filter: Annotated[str | None, Query(alias="state", max_length=20)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    after: Annotated[str | None, Query(max_length=200, description="page after this memory id")] = None,
+    caller: Caller = Depends(current_caller),
+    state: ServiceState = Depends(get_state),
+) -> dict[str, Any]:
     state.access.require_cube(caller, cube, Action.READ, "cube.memories")
     end = resolve_as_of(state.ledger, as_of)
     memories = state.ledger.cube_memories(cube, as_of=end)
@@ -75,17 +87,27 @@ def cube_memories(cube: str = CubePath, as_of: AsOf = None,
         ids = [i for i in ids if i > after]
     page = ids[:limit]
     if page:
-        state.ledger.log.append([NewEvent(cube, ev.MEMORY_READ, {"memory_ids": page, "operation": "list",
-                                                                 "as_of": end}, caller.name)])
-    return {"cube": cube, "as_of": end, "memories": [memories[i].to_dict() for i in page],
-            "next_after": page[-1] if len(ids) > limit else None}
+        state.ledger.log.append(
+            [NewEvent(cube, ev.MEMORY_READ, {"memory_ids": page, "operation": "list", "as_of": end}, caller.name)]
+        )
+    return {
+        "cube": cube,
+        "as_of": end,
+        "memories": [memories[i].to_dict() for i in page],
+        "next_after": page[-1] if len(ids) > limit else None,
+    }
 
 
 @router.get("/{cube}/events", summary="The cube's audit trail: its events (auditor: content redacted)")
-def cube_events(cube: str = CubePath, start: Annotated[int, Query(alias="from", ge=0, le=2**62)] = 0,
-                to: Offset | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                event_type: Annotated[str | None, Query(alias="type", max_length=100)] = None,
-                caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+def cube_events(
+    cube: str = CubePath,
+    start: Annotated[int, Query(alias="from", ge=0, le=2**62)] = 0,
+    to: Offset | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    event_type: Annotated[str | None, Query(alias="type", max_length=100)] = None,
+    caller: Caller = Depends(current_caller),
+    state: ServiceState = Depends(get_state),
+) -> dict[str, Any]:
     roles = state.access.index.roles(cube, caller.name) if state.access.visible(caller, cube) else frozenset()
     if not roles & ALLOWED[Action.READ]:
         state.access.require_cube(caller, cube, Action.AUDIT, "cube.events")
@@ -103,23 +125,38 @@ def cube_events(cube: str = CubePath, start: Annotated[int, Query(alias="from", 
 
 
 @router.get("/{cube}/grants", summary="Who holds which role on the cube (owner or auditor)")
-def list_grants(cube: str = CubePath, caller: Caller = Depends(current_caller),
-                state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+def list_grants(
+    cube: str = CubePath, caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)
+) -> dict[str, Any]:
     if not state.access.allowed(caller, cube, Action.MANAGE):
         state.access.require_cube(caller, cube, Action.AUDIT, "cube.grants")
     return {"cube": cube, "grants": state.access.index.grants(cube), **state.access.index.sharing(cube)}
 
 
 @router.post("/{cube}/grants", status_code=201, summary="Grant a role on the cube (owner)")
-def grant(body: GrantRequest, cube: str = CubePath, caller: Caller = Depends(current_caller),
-          state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+def grant(
+    body: GrantRequest,
+    cube: str = CubePath,
+    caller: Caller = Depends(current_caller),
+    state: ServiceState = Depends(get_state),
+) -> dict[str, Any]:
     e = state.access.grant(caller, cube, body.principal, body.role)
-    return {"cube": cube, "principal": body.principal, "role": body.role, "changed": e is not None,
-            "offset": e.offset if e is not None else None}
+    return {
+        "cube": cube,
+        "principal": body.principal,
+        "role": body.role,
+        "changed": e is not None,
+        "offset": e.offset if e is not None else None,
+    }
 
 
 @router.delete("/{cube}/grants/{principal}/{role}", summary="Revoke a role on the cube (owner); immediate")
-def revoke(role: Role, cube: str = CubePath, principal: str = PrincipalPath, caller: Caller = Depends(current_caller),
-           state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+def revoke(
+    role: Role,
+    cube: str = CubePath,
+    principal: str = PrincipalPath,
+    caller: Caller = Depends(current_caller),
+    state: ServiceState = Depends(get_state),
+) -> dict[str, Any]:
     e = state.access.revoke(caller, cube, principal, role)
     return {"cube": cube, "principal": principal, "role": role, "offset": e.offset}

@@ -47,8 +47,12 @@ def _checkpoints(state: ServiceState) -> Checkpoints:
 
 
 @router.post("/subjects/{subject}/forget", summary="Crypto-shred a data subject (admin); recorded as an event")
-def forget_subject(body: ForgetRequest, subject: str = Path(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN),
-                   caller: Caller = Depends(admin_caller), state: ServiceState = Depends(get_state)) -> dict:
+def forget_subject(
+    body: ForgetRequest,
+    subject: str = Path(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN),
+    caller: Caller = Depends(admin_caller),
+    state: ServiceState = Depends(get_state),
+) -> dict:
     report = forget_mod.forget(state.ledger, subject, caller.name, body.reason, data_dir=state.data_dir)
     state.access.index.refresh()
     return {**report.to_dict(), "complete": report.complete}
@@ -64,8 +68,11 @@ def create_checkpoint(caller: Caller = Depends(admin_caller), state: ServiceStat
     return _checkpoints(state).create(state.ledger.log).to_dict()
 
 
-@router.get("/checkpoints/public-key", response_class=PlainTextResponse,
-            summary="The ed25519 public key that signs checkpoints (PEM)")
+@router.get(
+    "/checkpoints/public-key",
+    response_class=PlainTextResponse,
+    summary="The ed25519 public key that signs checkpoints (PEM)",
+)
 def public_key(caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)) -> str:
     signer = _checkpoints(state).signer
     if not signer.exists():
@@ -74,8 +81,12 @@ def public_key(caller: Caller = Depends(current_caller), state: ServiceState = D
 
 
 @router.get("/proofs/inclusion", summary="Inclusion proof of the event at an offset (reader of its cube)")
-def inclusion(offset: Annotated[int, Query(ge=0, le=2**62)], seq: Seq | None = None,
-              caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)) -> dict:
+def inclusion(
+    offset: Annotated[int, Query(ge=0, le=2**62)],
+    seq: Seq | None = None,
+    caller: Caller = Depends(current_caller),
+    state: ServiceState = Depends(get_state),
+) -> dict:
     event = next(iter(state.ledger.log.read(offset, offset)), None)
     if event is None:
         raise NotFound(f"no event at offset {offset} (head is {state.ledger.head()})")
@@ -89,8 +100,9 @@ def inclusion(offset: Annotated[int, Query(ge=0, le=2**62)], seq: Seq | None = N
 
 
 @router.get("/proofs/consistency", summary="Consistency proof between two checkpoints (hashes only)")
-def consistency(old: Seq, new: Seq, caller: Caller = Depends(current_caller),
-                state: ServiceState = Depends(get_state)) -> dict:
+def consistency(
+    old: Seq, new: Seq, caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)
+) -> dict:
     checkpoints = _checkpoints(state)
     if checkpoints.get(old).log_size > checkpoints.get(new).log_size:
         raise StateError(f"checkpoint #{old} covers more of the log than #{new}; give the older checkpoint first")

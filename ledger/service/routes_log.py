@@ -34,10 +34,15 @@ def _check_start(state: ServiceState, start: int) -> int:
 
 
 @router.get("/log", summary="Events from an offset (only cubes the caller may see; auditors get redacted content)")
-def read_log(start: From = 0, to: Offset | None = None, as_of: AsOf = None,
-             stream: Annotated[str | None, Query(max_length=200)] = None,
-             limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-             caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+def read_log(
+    start: From = 0,
+    to: Offset | None = None,
+    as_of: AsOf = None,
+    stream: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    caller: Caller = Depends(current_caller),
+    state: ServiceState = Depends(get_state),
+) -> dict[str, Any]:
     head = _check_start(state, start)
     end = head if to is None else min(to, head)  # from > to: an empty range, an empty page
     bound = resolve_as_of(state.ledger, as_of)
@@ -75,24 +80,35 @@ def verify(caller: Caller = Depends(current_caller), state: ServiceState = Depen
     return verify_integrity(state.ledger, state.ledger.config).to_dict()
 
 
-REVOKED = (b"event: unauthenticated\ndata: " + orjson.dumps(
-    {"error": {"type": "Unauthenticated", "message": "the token that opened this stream was revoked or rotated"}})
-    + b"\n\n")
+REVOKED = (
+    b"event: unauthenticated\ndata: "
+    + orjson.dumps(
+        {"error": {"type": "Unauthenticated", "message": "the token that opened this stream was revoked or rotated"}}
+    )
+    + b"\n\n"
+)
 
 
 def _sse(e: dict[str, Any]) -> bytes:
-    return (f"id: {e['offset']}\nevent: {e['type']}\ndata: ".encode() + orjson.dumps(e) + b"\n\n")
+    return f"id: {e['offset']}\nevent: {e['type']}\ndata: ".encode() + orjson.dumps(e) + b"\n\n"
 
 
-@router.get("/log/stream", summary="Server-sent events of the log from an offset (resumable with Last-Event-ID)",
-            response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {}}, "description": "an SSE stream; id = offset"}})
-async def stream_log(request: Request, start: From = 0,
-                     follow: Annotated[bool, Query(description="keep streaming (false: stop at head)")] = True,
-                     limit: Annotated[int | None, Query(ge=1, le=10_000_000, description="stop after N events")] = None,
-                     last_event_id: Annotated[str | None, Header(max_length=30)] = None,
-                     caller: Caller = Depends(current_caller), token: str | None = Depends(request_token),
-                     state: ServiceState = Depends(get_state)) -> StreamingResponse:
+@router.get(
+    "/log/stream",
+    summary="Server-sent events of the log from an offset (resumable with Last-Event-ID)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "an SSE stream; id = offset"}},
+)
+async def stream_log(
+    request: Request,
+    start: From = 0,
+    follow: Annotated[bool, Query(description="keep streaming (false: stop at head)")] = True,
+    limit: Annotated[int | None, Query(ge=1, le=10_000_000, description="stop after N events")] = None,
+    last_event_id: Annotated[str | None, Header(max_length=30)] = None,
+    caller: Caller = Depends(current_caller),
+    token: str | None = Depends(request_token),
+    state: ServiceState = Depends(get_state),
+) -> StreamingResponse:
     if last_event_id is not None and last_event_id.strip():
         try:
             start = int(last_event_id) + 1
@@ -142,5 +158,6 @@ async def stream_log(request: Request, start: From = 0,
                 beat = time.monotonic()
             await asyncio.sleep(settings.sse_poll_seconds)
 
-    return StreamingResponse(gen(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        gen(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )

@@ -47,8 +47,9 @@ def _event_id(caller: Caller, key: str | None) -> str | None:
 
 
 @router.post("", status_code=201, response_model=Written, summary="Add a memory to a cube (writer)")
-def add_memory(body: MemoryAdd, caller: Caller = Depends(current_caller),
-               state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+def add_memory(
+    body: MemoryAdd, caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)
+) -> dict[str, Any]:
     _check_text(state, body.text)
     state.access.require_cube(caller, body.cube, Action.WRITE, "memory.add")
     eid = _event_id(caller, body.idempotency_key)
@@ -56,22 +57,31 @@ def add_memory(body: MemoryAdd, caller: Caller = Depends(current_caller),
         if stored.stream != body.cube or stored.type != "memory.added":
             raise StateError("idempotency_key was already used for a different request")
         return {"id": stored.payload["memory_id"], "offset": stored.offset, "event_id": stored.event_id}
-    w = state.ledger.add(body.cube, body.text, caller.name, metadata=body.metadata, tags=body.tags,
-                         subject=body.subject, event_id=eid)
+    w = state.ledger.add(
+        body.cube, body.text, caller.name, metadata=body.metadata, tags=body.tags, subject=body.subject, event_id=eid
+    )
     return w.to_dict()
 
 
 @router.get("/{memory_id}", summary="A memory as of an offset or time (reader); the read is audited")
-def get_memory(memory_id: str = MemoryPath, as_of: AsOf = None, caller: Caller = Depends(current_caller),
-               state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+def get_memory(
+    memory_id: str = MemoryPath,
+    as_of: AsOf = None,
+    caller: Caller = Depends(current_caller),
+    state: ServiceState = Depends(get_state),
+) -> dict[str, Any]:
     state.access.require_memory(caller, memory_id, Action.READ, "memory.get")
     end = resolve_as_of(state.ledger, as_of)
     return state.ledger.get(memory_id, as_of=end, actor=caller.name, record_read=True).to_dict()
 
 
 @router.get("/{memory_id}/history", summary="Every version of a memory (reader); the read is audited")
-def memory_history(memory_id: str = MemoryPath, as_of: AsOf = None, caller: Caller = Depends(current_caller),
-                   state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+def memory_history(
+    memory_id: str = MemoryPath,
+    as_of: AsOf = None,
+    caller: Caller = Depends(current_caller),
+    state: ServiceState = Depends(get_state),
+) -> dict[str, Any]:
     state.access.require_memory(caller, memory_id, Action.READ, "memory.history")
     end = resolve_as_of(state.ledger, as_of)
     versions = state.ledger.history(memory_id, as_of=end, actor=caller.name, record_read=True)
@@ -79,37 +89,66 @@ def memory_history(memory_id: str = MemoryPath, as_of: AsOf = None, caller: Call
 
 
 @router.put("/{memory_id}", response_model=Written, summary="Write a new version of a memory (writer)")
-def update_memory(body: MemoryUpdate, memory_id: str = MemoryPath, caller: Caller = Depends(current_caller),
-                  state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+def update_memory(
+    body: MemoryUpdate,
+    memory_id: str = MemoryPath,
+    caller: Caller = Depends(current_caller),
+    state: ServiceState = Depends(get_state),
+) -> dict[str, Any]:
     _check_text(state, body.text)
     state.access.require_memory(caller, memory_id, Action.WRITE, "memory.update")
-    return state.ledger.update(memory_id, body.text, caller.name, metadata=body.metadata,
-                               expected_version=body.expected_version, reason=body.reason).to_dict()
+    return state.ledger.update(
+        memory_id,
+        body.text,
+        caller.name,
+        metadata=body.metadata,
+        expected_version=body.expected_version,
+        reason=body.reason,
+    ).to_dict()
 
 
 @router.post("/{memory_id}/state", response_model=Written, summary="Move a memory through its lifecycle (writer)")
-def change_state(body: StateChange, memory_id: str = MemoryPath, caller: Caller = Depends(current_caller),
-                 state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+def change_state(
+    body: StateChange,
+    memory_id: str = MemoryPath,
+    caller: Caller = Depends(current_caller),
+    state: ServiceState = Depends(get_state),
+) -> dict[str, Any]:
     state.access.require_memory(caller, memory_id, Action.WRITE, "memory.state")
-    return state.ledger.change_state(memory_id, body.to, caller.name, reason=body.reason,
-                                     expected_version=body.expected_version).to_dict()
+    return state.ledger.change_state(
+        memory_id, body.to, caller.name, reason=body.reason, expected_version=body.expected_version
+    ).to_dict()
 
 
-@router.post("/merge", status_code=201, response_model=Written,
-             summary="Merge memories of one cube into a new memory (writer on their cube)")
-def merge_memories(body: MergeRequest, caller: Caller = Depends(current_caller),
-                   state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+@router.post(
+    "/merge",
+    status_code=201,
+    response_model=Written,
+    summary="Merge memories of one cube into a new memory (writer on their cube)",
+)
+def merge_memories(
+    body: MergeRequest, caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)
+) -> dict[str, Any]:
     _check_text(state, body.text)
     for source in dict.fromkeys(body.sources):
         state.access.require_memory(caller, source, Action.WRITE, "memory.merge")
-    return state.ledger.merge(body.sources, body.text, caller.name, reason=body.reason,
-                              metadata=body.metadata).to_dict()
+    return state.ledger.merge(
+        body.sources, body.text, caller.name, reason=body.reason, metadata=body.metadata
+    ).to_dict()
 
 
-@router.post("/{memory_id}/links", status_code=201, response_model=Written,
-             summary="Link a memory to another (writer on the source, reader on the target)")
-def link_memory(body: LinkRequest, memory_id: str = MemoryPath, caller: Caller = Depends(current_caller),
-                state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+@router.post(
+    "/{memory_id}/links",
+    status_code=201,
+    response_model=Written,
+    summary="Link a memory to another (writer on the source, reader on the target)",
+)
+def link_memory(
+    body: LinkRequest,
+    memory_id: str = MemoryPath,
+    caller: Caller = Depends(current_caller),
+    state: ServiceState = Depends(get_state),
+) -> dict[str, Any]:
     state.access.require_memory(caller, memory_id, Action.WRITE, "memory.link")
     state.access.require_memory(caller, body.target, Action.READ, "memory.link")
     return state.ledger.link(memory_id, body.target, body.relation, caller.name).to_dict()

@@ -28,14 +28,20 @@ def _visible(state: ServiceState, caller: Caller, result: dict[str, Any] | None)
 
 
 @router.get("", summary="Scheduler status: running, interval, last pass (decisions on readable cubes)")
-def scheduler_status(caller: Caller = Depends(current_caller),
-                     state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+def scheduler_status(
+    caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)
+) -> dict[str, Any]:
     sched = state.extras.get("scheduler")
     if sched is None:
         return {"running": False, "interval_s": None, "last_run": None, "last_error": None}
     last = sched.last_result.to_dict() if sched.last_result is not None else None
-    return {"running": True, "interval_s": state.extras.get("scheduler_interval"), "policy": sched.policy.to_dict(),
-            "last_run": _visible(state, caller, last), "last_error": sched.last_error}
+    return {
+        "running": True,
+        "interval_s": state.extras.get("scheduler_interval"),
+        "policy": sched.policy.to_dict(),
+        "last_run": _visible(state, caller, last),
+        "last_error": sched.last_error,
+    }
 
 
 @router.post("/run", summary="Run one scheduling pass now (admin; its events name the admin as actor)")
@@ -43,8 +49,9 @@ def scheduler_run(caller: Caller = Depends(admin_caller), state: ServiceState = 
     sched = state.extras.get("scheduler")
     if sched is None:
         config = state.ledger.config
-        sched = scheduler_mod.Scheduler(state.ledger, SchedulerPolicy.from_dict(
-            config.section("scheduler") if config is not None else None))
+        sched = scheduler_mod.Scheduler(
+            state.ledger, SchedulerPolicy.from_dict(config.section("scheduler") if config is not None else None)
+        )
     try:
         result = scheduler_mod.run(state.ledger, sched.policy, sched.cubes, actor=caller.name)
     except ValueError as exc:

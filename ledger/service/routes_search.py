@@ -46,8 +46,9 @@ def _search(state: ServiceState, caller: Caller, req: SearchRequest) -> dict[str
             state.access.require_cube(caller, cube, Action.READ, "search")
     else:
         state.access.index.refresh()
-        cubes = [c for c, roles in state.access.index.cubes_of(caller.name).items()
-                 if set(roles) & ALLOWED[Action.READ]]
+        cubes = [
+            c for c, roles in state.access.index.cubes_of(caller.name).items() if set(roles) & ALLOWED[Action.READ]
+        ]
     if not cubes:
         return {"query": req.query, "as_of": None, "branch": req.branch, "hits": []}
     backend = search_backend(state)
@@ -57,15 +58,24 @@ def _search(state: ServiceState, caller: Caller, req: SearchRequest) -> dict[str
     else:
         as_of = resolve_as_of(state.ledger, req.as_of)
         with backend.lock:
-            hits = backend.views().search(req.query, cube=cubes, k=req.k, as_of=as_of, states=req.states,
-                                          metadata=req.metadata, all_states=req.all_states, actor=caller.name,
-                                          record_read=True)
+            hits = backend.views().search(
+                req.query,
+                cube=cubes,
+                k=req.k,
+                as_of=as_of,
+                states=req.states,
+                metadata=req.metadata,
+                all_states=req.all_states,
+                actor=caller.name,
+                record_read=True,
+            )
     hits = [h for h in hits if h.memory.cube in cubes]
     return {"query": req.query, "as_of": as_of, "branch": req.branch, "hits": [h.to_dict() for h in hits]}
 
 
-def _search_branch(state: ServiceState, backend: Any, caller: Caller, req: SearchRequest,
-                   cubes: list[str]) -> list[Any]:
+def _search_branch(
+    state: ServiceState, backend: Any, caller: Caller, req: SearchRequest, cubes: list[str]
+) -> list[Any]:
     """Search on a branch (``ledger.timemachine.branch_search``): main's views with the branch laid over them."""
     from ledger.timemachine.branch_search import search_branch
     from ledger.timemachine.branches import Branches
@@ -74,9 +84,20 @@ def _search_branch(state: ServiceState, backend: Any, caller: Caller, req: Searc
     try:
         resolve_as_of(branches.ledger(req.branch), req.as_of)  # 404 for an unknown branch or a future offset
         with backend.lock:
-            return search_branch(backend.views(), branches, req.branch, req.query, cube=cubes, k=req.k,
-                                 as_of=req.as_of, states=req.states, metadata=req.metadata,
-                                 all_states=req.all_states, actor=caller.name, record_read=True)
+            return search_branch(
+                backend.views(),
+                branches,
+                req.branch,
+                req.query,
+                cube=cubes,
+                k=req.k,
+                as_of=req.as_of,
+                states=req.states,
+                metadata=req.metadata,
+                all_states=req.all_states,
+                actor=caller.name,
+                record_read=True,
+            )
     except (ValueError, OverflowError) as exc:
         raise InvalidRequest(f"as_of must be an offset or an ISO-8601 time, not {req.as_of!r}") from exc
     finally:
@@ -84,20 +105,26 @@ def _search_branch(state: ServiceState, backend: Any, caller: Caller, req: Searc
 
 
 @router.get("/search", summary="Hybrid search (keyword + vector + graph) of readable cubes; audited")
-def search_get(q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY, pattern=NONBLANK_PATTERN)],
-               cube: Annotated[list[CubeName] | None,
-                               Query(max_length=100, description="repeatable; default: every readable cube")] = None,
-               k: Annotated[int, Query(ge=1, le=1000)] = 10, as_of: AsOf = None,
-               branch: Annotated[BranchName | None, Query(description="a branch, or main (the default)")] = None,
-               state_filter: Annotated[list[State] | None, Query(alias="state")] = None,
-               all_states: bool = False, caller: Caller = Depends(current_caller),
-               state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+def search_get(
+    q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY, pattern=NONBLANK_PATTERN)],
+    cube: Annotated[
+        list[CubeName] | None, Query(max_length=100, description="repeatable; default: every readable cube")
+    ] = None,
+    k: Annotated[int, Query(ge=1, le=1000)] = 10,
+    as_of: AsOf = None,
+    branch: Annotated[BranchName | None, Query(description="a branch, or main (the default)")] = None,
+    state_filter: Annotated[list[State] | None, Query(alias="state")] = None,
+    all_states: bool = False,
+    caller: Caller = Depends(current_caller),
+    state: ServiceState = Depends(get_state),
+) -> dict[str, Any]:
     states = list(dict.fromkeys(state_filter)) if state_filter is not None else None  # repeats are harmless
     req = SearchRequest(query=q, cubes=cube, k=k, as_of=as_of, branch=branch, states=states, all_states=all_states)
     return _search(state, caller, req)
 
 
 @router.post("/search", summary="Hybrid search with metadata filters (same rules as GET)")
-def search_post(body: SearchRequest, caller: Caller = Depends(current_caller),
-                state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+def search_post(
+    body: SearchRequest, caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)
+) -> dict[str, Any]:
     return _search(state, caller, body)

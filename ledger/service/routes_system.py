@@ -27,8 +27,12 @@ def healthz(state: ServiceState = Depends(get_state)) -> dict[str, Any]:
     return {"status": "ok"}
 
 
-@router.get("/metrics", summary="Prometheus metrics (credentials unless served with --public-metrics)",
-            response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (credentials unless served with --public-metrics)",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}}},
+)
 async def metrics(request: Request, state: ServiceState = Depends(get_state)) -> Response:
     if not state.settings.public_metrics:
         from ledger.service.auth import api_key_scheme, bearer_scheme
@@ -45,28 +49,30 @@ def whoami(caller: Caller = Depends(current_caller), state: ServiceState = Depen
 
 
 @router.get("/v1/principals", summary="Every principal (admin)")
-def list_principals(caller: Caller = Depends(admin_caller),
-                    state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+def list_principals(caller: Caller = Depends(admin_caller), state: ServiceState = Depends(get_state)) -> dict[str, Any]:
     return {"principals": [p.public() for p in state.principals.list()]}
 
 
 @router.post("/v1/principals", status_code=201, summary="Create a principal; the token is shown once (admin)")
-def create_principal(body: PrincipalCreate, caller: Caller = Depends(admin_caller),
-                     state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+def create_principal(
+    body: PrincipalCreate, caller: Caller = Depends(admin_caller), state: ServiceState = Depends(get_state)
+) -> dict[str, Any]:
     p, token = state.principals.create(body.name, admin=body.admin)
     return {**p.public(), "token": token}
 
 
 @router.delete("/v1/principals/{name}", summary="Revoke a principal's token at once (admin)")
-def revoke_principal(name: str = PrincipalPath, caller: Caller = Depends(admin_caller),
-                     state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+def revoke_principal(
+    name: str = PrincipalPath, caller: Caller = Depends(admin_caller), state: ServiceState = Depends(get_state)
+) -> dict[str, Any]:
     if state.principals.get(name) is None:
         raise NotFound(f"principal {name!r} does not exist")
     return state.principals.revoke(name).public()
 
 
 @router.post("/v1/principals/{name}/rotate", summary="Issue a new token for a principal, shown once (admin)")
-def rotate_principal(name: str = PrincipalPath, caller: Caller = Depends(admin_caller),
-                     state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+def rotate_principal(
+    name: str = PrincipalPath, caller: Caller = Depends(admin_caller), state: ServiceState = Depends(get_state)
+) -> dict[str, Any]:
     p, token = state.principals.rotate(name)
     return {**p.public(), "token": token}

@@ -147,8 +147,10 @@ def tighten_data_dir(path: str | Path) -> None:
         try:
             os.chmod(p, old & 0o700)
         except OSError as exc:
-            log.warning("data directory %s has mode %s (readable by others) and could not be tightened: %s",
-                        p, oct(old), exc)
+            log.warning(
+                "data directory %s has mode %s (readable by others) and could not be tightened: %s", p, oct(old), exc
+            )
             return
-        log.warning("data directory %s had mode %s; tightened to %s (its files hold plaintext)",
-                    p, oct(old), oct(old & 0o700))
+        log.warning(
+            "data directory %s had mode %s; tightened to %s (its files hold plaintext)", p, oct(old), oct(old & 0o700)
+        )

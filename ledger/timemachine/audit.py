@@ -53,8 +53,10 @@ def action_of(e: Event) -> str:
     if t in (ev.BRANCH_CREATED, ev.BRANCH_DROPPED, ev.BRANCH_MERGED):
         return f"{t.split('.')[1]} branch {p['name']}"
     if t in ("branch.granted", "branch.revoked"):
-        return f"{t.split('.')[1]} {p['role']} on branch {p['name']} {'to' if t == 'branch.granted' else 'from'} " \
-               f"{p['principal']}"
+        return (
+            f"{t.split('.')[1]} {p['role']} on branch {p['name']} {'to' if t == 'branch.granted' else 'from'} "
+            f"{p['principal']}"
+        )
     if t == ev.CUBE_CREATED:
         return f"created cube {p['cube']}"
     return t
@@ -75,9 +77,17 @@ class AuditEntry:
     event_id: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"offset": self.offset, "time": self.time, "actor": self.actor, "type": self.type,
-                "stream": self.stream, "action": self.action, "memory_ids": self.memory_ids,
-                "details": self.details, "event_id": self.event_id}
+        return {
+            "offset": self.offset,
+            "time": self.time,
+            "actor": self.actor,
+            "type": self.type,
+            "stream": self.stream,
+            "action": self.action,
+            "memory_ids": self.memory_ids,
+            "details": self.details,
+            "event_id": self.event_id,
+        }
 
 
 def entry_of(e: Event) -> AuditEntry:
@@ -172,16 +182,18 @@ def audit(ledger: Ledger, q: AuditQuery) -> list[AuditEntry]:
     return [entry_of(e) for e in audit_events(ledger, q)]
 
 
-def knowledge(ledger: Ledger, memory_id: str, as_of: int | str | None,
-              visible: Callable[[str], bool] | None = None) -> dict[str, Any]:
+def knowledge(
+    ledger: Ledger, memory_id: str, as_of: int | str | None, visible: Callable[[str], bool] | None = None
+) -> dict[str, Any]:
     """What the system knew about ``memory_id`` at ``as_of`` and who had read it by then.
 
     ``visible(stream)`` limits the answer to events of the streams the caller may see (events of
     other cubes that name the memory, such as a link from another principal's cube, are left out).
     """
     end = ledger.resolve_as_of(as_of)
-    events = [ledger.registry.upcast(e) for e in ledger.log.read_refs(memory_id, end)
-              if visible is None or visible(e.stream)]
+    events = [
+        ledger.registry.upcast(e) for e in ledger.log.read_refs(memory_id, end) if visible is None or visible(e.stream)
+    ]
     if not events and not any(True for _ in ledger.log.read_refs(memory_id)):
         raise NotFound(f"memory {memory_id} not found")
     state = fold(events, ledger.opener).get(memory_id)

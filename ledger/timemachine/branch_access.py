@@ -83,12 +83,17 @@ class BranchAccess:
         held = ", ".join(sorted(self.roles(info, principal))) or "no role"
         needs = " or ".join(sorted(ALLOWED[action]))
         reason = f"branch {info.name!r}: {held} does not allow {action.value} (needs {needs})"
-        payload = {"principal": (principal or "anonymous")[:200], "action": f"branch.{action.value}",
-                   "reason": reason[:2000]}
+        payload = {
+            "principal": (principal or "anonymous")[:200],
+            "action": f"branch.{action.value}",
+            "reason": reason[:2000],
+        }
         self.main_log.append([NewEvent(ev.SYSTEM_STREAM, ev.ACCESS_DENIED, payload, payload["principal"])])
-        raise AccessDenied(f"{principal!r} may not {action.value} branch {info.name!r}: that needs its creator "
-                           f"({info.created_by}), the {needs} role on the branch (memledger branch grant), "
-                           "or an admin")
+        raise AccessDenied(
+            f"{principal!r} may not {action.value} branch {info.name!r}: that needs its creator "
+            f"({info.created_by}), the {needs} role on the branch (memledger branch grant), "
+            "or an admin"
+        )
 
     def guard_writes(self, info: BranchInfo, writers: Iterable[str]) -> None:
         """Called by ``BranchLog.append`` inside its transaction: every writer needs ``write``."""

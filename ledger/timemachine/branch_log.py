@@ -23,8 +23,10 @@ from ledger.schema_registry import SchemaRegistry, default_registry
 from ledger.storage.sqlite_pool import immediate
 from ledger.timemachine.branch_store import ACTIVE, BranchInfo, BranchStore
 
-_COLS = ("offset, stream, version, event_id, type, schema_version, ts_us, actor, causation_id, "
-         "correlation_id, payload, prev_hash, hash")
+_COLS = (
+    "offset, stream, version, event_id, type, schema_version, ts_us, actor, causation_id, "
+    "correlation_id, payload, prev_hash, hash"
+)
 
 
 def _row_to_event(r: tuple) -> Event:
@@ -39,8 +41,14 @@ def stream_version_at(log: Log, stream: str, offset: int) -> int:
 class BranchLog(LogBase):
     """The ``Log`` of one branch (see module docstring)."""
 
-    def __init__(self, store: BranchStore, info: BranchInfo, base: Log, registry: SchemaRegistry | None = None,
-                 guard: Callable[[BranchInfo, Iterable[str]], None] | None = None):
+    def __init__(
+        self,
+        store: BranchStore,
+        info: BranchInfo,
+        base: Log,
+        registry: SchemaRegistry | None = None,
+        guard: Callable[[BranchInfo, Iterable[str]], None] | None = None,
+    ):
         self.store = store
         self.guard = guard  # checks the writers of a batch inside the append transaction (see branch_access)
         self.info = info
@@ -58,15 +66,17 @@ class BranchLog(LogBase):
         return v
 
     def _own_version(self, conn: object, stream: str) -> int:
-        r = conn.execute("SELECT MAX(version) FROM branch_events WHERE branch = ? AND stream = ?",  # type: ignore[attr-defined]
-                         (self.name, stream)).fetchone()
+        r = conn.execute(
+            "SELECT MAX(version) FROM branch_events WHERE branch = ? AND stream = ?",  # type: ignore[attr-defined]
+            (self.name, stream),
+        ).fetchone()
         return r[0] or self._base_version(stream)
 
     def _existing(self, conn: object, ids: list[str]) -> dict[str, Event]:
         found: dict[str, Event] = {}
         for i in range(0, len(ids), 900):
             chunk = ids[i : i + 900]
-            q = (f"SELECT {_COLS} FROM branch_events WHERE branch = ? AND event_id IN ({','.join('?' * len(chunk))})")
+            q = f"SELECT {_COLS} FROM branch_events WHERE branch = ? AND event_id IN ({','.join('?' * len(chunk))})"
             for r in conn.execute(q, [self.name, *chunk]):  # type: ignore[attr-defined]
                 found[r[3]] = _row_to_event(r)
         for eid in ids:
@@ -76,8 +86,13 @@ class BranchLog(LogBase):
                     found[eid] = stored
         return found
 
-    def append(self, events: Sequence[NewEvent], expected_versions: Mapping[str, int] | None = None, *,
-               writer: str | None = None) -> list[Event]:
+    def append(
+        self,
+        events: Sequence[NewEvent],
+        expected_versions: Mapping[str, int] | None = None,
+        *,
+        writer: str | None = None,
+    ) -> list[Event]:
         """Append to the branch (see ``Log.append``). With a ``guard``, every event's actor (or
         ``writer``, who replays other actors' events in a merge) must be allowed to write it."""
         if not events:
@@ -102,8 +117,25 @@ class BranchLog(LogBase):
             sealed = seal(prepared, head, head_hash, last_ts, versions)
             conn.executemany(
                 f"INSERT INTO branch_events(branch, {_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                [(self.name, e.offset, e.stream, e.version, e.event_id, e.type, e.schema_version, e.ts_us, e.actor,
-                  e.causation_id, e.correlation_id, pb, e.prev_hash, e.hash) for e, pb in sealed],
+                [
+                    (
+                        self.name,
+                        e.offset,
+                        e.stream,
+                        e.version,
+                        e.event_id,
+                        e.type,
+                        e.schema_version,
+                        e.ts_us,
+                        e.actor,
+                        e.causation_id,
+                        e.correlation_id,
+                        pb,
+                        e.prev_hash,
+                        e.hash,
+                    )
+                    for e, pb in sealed
+                ],
             )
             conn.executemany(
                 "INSERT OR IGNORE INTO branch_refs(branch, ref, offset) VALUES (?,?,?)",
@@ -112,8 +144,11 @@ class BranchLog(LogBase):
         return [e for e, _ in sealed]
 
     def _head_row(self, conn: object) -> tuple[int, str, int]:
-        r = conn.execute("SELECT offset, hash, ts_us FROM branch_events WHERE branch = ? "  # type: ignore[attr-defined]
-                         "ORDER BY offset DESC LIMIT 1", (self.name,)).fetchone()
+        r = conn.execute(
+            "SELECT offset, hash, ts_us FROM branch_events WHERE branch = ? "  # type: ignore[attr-defined]
+            "ORDER BY offset DESC LIMIT 1",
+            (self.name,),
+        ).fetchone()
         if r:
             return r[0], r[1], r[2]
         return self.fork, self.info.fork_hash, self.info.fork_ts_us
@@ -121,7 +156,8 @@ class BranchLog(LogBase):
     # -- reads -------------------------------------------------------------------------
     def _own(self, where: str, args: tuple, order: str = "offset") -> Iterator[Event]:
         cur = self.store.conn().execute(
-            f"SELECT {_COLS} FROM branch_events WHERE branch = ? AND {where} ORDER BY {order}", (self.name, *args))
+            f"SELECT {_COLS} FROM branch_events WHERE branch = ? AND {where} ORDER BY {order}", (self.name, *args)
+        )
         while True:
             rows = cur.fetchmany(2000)
             if not rows:
@@ -145,8 +181,11 @@ class BranchLog(LogBase):
         if base_end >= 0:
             yield from self.base.read_stream(stream, start_version, base_end)
         if end_offset is None or end_offset > self.fork:
-            yield from self._own("stream = ? AND version >= ? AND offset <= ?",
-                                 (stream, start_version, 2**62 if end_offset is None else end_offset), "version")
+            yield from self._own(
+                "stream = ? AND version >= ? AND offset <= ?",
+                (stream, start_version, 2**62 if end_offset is None else end_offset),
+                "version",
+            )
 
     def read_refs(self, ref: str, end_offset: int | None = None) -> Iterator[Event]:
         base_end = self.fork if end_offset is None else min(end_offset, self.fork)
@@ -156,7 +195,8 @@ class BranchLog(LogBase):
             end = 2**62 if end_offset is None else end_offset
             yield from self._own(
                 "offset IN (SELECT offset FROM branch_refs WHERE branch = ? AND ref = ? AND offset <= ?)",
-                (self.name, ref, end))
+                (self.name, ref, end),
+            )
 
     def own_refs(self) -> set[str]:
         """Every id referenced by this branch's own events."""
@@ -164,8 +204,11 @@ class BranchLog(LogBase):
         return {r[0] for r in rows}
 
     def get_by_id(self, event_id: str) -> Event | None:
-        r = self.store.conn().execute(f"SELECT {_COLS} FROM branch_events WHERE branch = ? AND event_id = ?",
-                                      (self.name, event_id)).fetchone()
+        r = (
+            self.store.conn()
+            .execute(f"SELECT {_COLS} FROM branch_events WHERE branch = ? AND event_id = ?", (self.name, event_id))
+            .fetchone()
+        )
         if r:
             return _row_to_event(r)
         stored = self.base.get_by_id(event_id)
@@ -185,21 +228,33 @@ class BranchLog(LogBase):
         """Version of ``stream`` on this branch counting only events at or below ``offset``."""
         if offset <= self.fork:
             return stream_version_at(self.base, stream, offset)
-        r = self.store.conn().execute(
-            "SELECT MAX(version) FROM branch_events WHERE branch = ? AND stream = ? AND offset <= ?",
-            (self.name, stream, offset)).fetchone()
+        r = (
+            self.store.conn()
+            .execute(
+                "SELECT MAX(version) FROM branch_events WHERE branch = ? AND stream = ? AND offset <= ?",
+                (self.name, stream, offset),
+            )
+            .fetchone()
+        )
         return r[0] or self._base_version(stream)
 
     def streams(self) -> list[str]:
         """Every stream with events visible on this branch."""
-        own = {r[0] for r in self.store.conn().execute(
-            "SELECT DISTINCT stream FROM branch_events WHERE branch = ?", (self.name,))}
+        own = {
+            r[0]
+            for r in self.store.conn().execute(
+                "SELECT DISTINCT stream FROM branch_events WHERE branch = ?", (self.name,)
+            )
+        }
         base = set(self.base.streams())
         return sorted(own | {s for s in base if stream_version_at(self.base, s, self.fork) > 0})
 
     def offset_at(self, ts_us: int) -> int:
-        r = self.store.conn().execute("SELECT MAX(offset) FROM branch_events WHERE branch = ? AND ts_us <= ?",
-                                      (self.name, ts_us)).fetchone()
+        r = (
+            self.store.conn()
+            .execute("SELECT MAX(offset) FROM branch_events WHERE branch = ? AND ts_us <= ?", (self.name, ts_us))
+            .fetchone()
+        )
         if r[0] is not None:
             return r[0]
         return min(self.base.offset_at(ts_us), self.fork)
@@ -212,20 +267,33 @@ class BranchLog(LogBase):
         if self.fork >= 0:
             at_fork = next(iter(self.base.read(self.fork, self.fork)), None)
             if at_fork is None or at_fork.hash != self.info.fork_hash:
-                return VerifyResult(False, 0, self.fork, self.info.fork_hash, self.fork,
-                                    f"fork point {self.fork} of branch {self.name!r} no longer matches its base")
+                return VerifyResult(
+                    False,
+                    0,
+                    self.fork,
+                    self.info.fork_hash,
+                    self.fork,
+                    f"fork point {self.fork} of branch {self.name!r} no longer matches its base",
+                )
         conn = self.store.conn()
 
         def rows() -> Iterator[tuple]:
             cur = conn.execute(f"SELECT {_COLS} FROM branch_events WHERE branch = ? ORDER BY offset", (self.name,))
-            return (r if isinstance(r[10], bytes) else (*r[:10], str(r[10]).encode(), *r[11:])
-                    for r in iter(cur.fetchone, None))  # a payload rewritten as TEXT is still checked
+            return (
+                r if isinstance(r[10], bytes) else (*r[:10], str(r[10]).encode(), *r[11:])
+                for r in iter(cur.fetchone, None)
+            )  # a payload rewritten as TEXT is still checked
 
         return verify_chain_and_refs(
-            rows, lambda: conn.execute("SELECT ref, offset FROM branch_refs WHERE branch = ?", (self.name,)),
-            lambda: conn.execute("SELECT offset, ref FROM branch_refs WHERE branch = ? ORDER BY offset, ref",
-                                 (self.name,)),
-            self.fork + 1, self.info.fork_hash, index_name=f"branch {self.name!r} refs")
+            rows,
+            lambda: conn.execute("SELECT ref, offset FROM branch_refs WHERE branch = ?", (self.name,)),
+            lambda: conn.execute(
+                "SELECT offset, ref FROM branch_refs WHERE branch = ? ORDER BY offset, ref", (self.name,)
+            ),
+            self.fork + 1,
+            self.info.fork_hash,
+            index_name=f"branch {self.name!r} refs",
+        )
 
     def close(self) -> None:
         """Nothing to release: the branch store and the base log are shared and closed by their owner."""

@@ -59,9 +59,13 @@ class DiffEntry:
     after: MemoryState | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.memory_id, "change": self.change, "fields": self.fields,
-                "before": self.before.to_dict() if self.before else None,
-                "after": self.after.to_dict() if self.after else None}
+        return {
+            "id": self.memory_id,
+            "change": self.change,
+            "fields": self.fields,
+            "before": self.before.to_dict() if self.before else None,
+            "after": self.after.to_dict() if self.after else None,
+        }
 
 
 def diff(branches: Branches, name: str, against: str = "main") -> list[DiffEntry]:
@@ -117,9 +121,13 @@ class Conflict:
         return f"{self.kind} {self.ref}: changed on the base since the fork: {changes}{more}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ref": self.ref, "kind": self.kind,
-                "base_events": [{"offset": e.offset, "type": e.type, "actor": e.actor, "time": e.time}
-                                for e in self.base_events]}
+        return {
+            "ref": self.ref,
+            "kind": self.kind,
+            "base_events": [
+                {"offset": e.offset, "type": e.type, "actor": e.actor, "time": e.time} for e in self.base_events
+            ],
+        }
 
 
 class MergeConflict(LedgerError):
@@ -127,9 +135,11 @@ class MergeConflict(LedgerError):
 
     def __init__(self, branch: str, into: str, conflicts: list[Conflict]):
         lines = "\n  ".join(c.describe() for c in conflicts)
-        super().__init__(f"cannot merge branch {branch!r} into {into}: {len(conflicts)} conflict(s); nothing was "
-                         f"written\n  {lines}\n(to resolve: fork a new branch at the current head and redo the "
-                         f"changes there, or look at `memledger branch diff {branch}` and apply them by hand)")
+        super().__init__(
+            f"cannot merge branch {branch!r} into {into}: {len(conflicts)} conflict(s); nothing was "
+            f"written\n  {lines}\n(to resolve: fork a new branch at the current head and redo the "
+            f"changes there, or look at `memledger branch diff {branch}` and apply them by hand)"
+        )
         self.branch = branch
         self.into = into
         self.conflicts = conflicts
@@ -145,9 +155,14 @@ class MergeResult:
     memories: list[str]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"branch": self.branch, "into": self.into, "events": len(self.events),
-                "first_offset": self.events[0].offset if self.events else None,
-                "last_offset": self.events[-1].offset if self.events else None, "memories": self.memories}
+        return {
+            "branch": self.branch,
+            "into": self.into,
+            "events": len(self.events),
+            "first_offset": self.events[0].offset if self.events else None,
+            "last_offset": self.events[-1].offset if self.events else None,
+            "memories": self.memories,
+        }
 
 
 def find_conflicts(log: BranchLog, own: list[Event]) -> list[Conflict]:
@@ -162,8 +177,11 @@ def find_conflicts(log: BranchLog, own: list[Event]) -> list[Conflict]:
         clash = base.get_by_id(e.event_id)
         if clash is not None and clash.offset > log.fork:
             out.append(Conflict(e.event_id, "event id", [clash]))
-        if e.type == ev.CUBE_CREATED and stream_version_at(base, e.stream, log.fork) == 0 \
-                and base.stream_version(e.stream) > 0:
+        if (
+            e.type == ev.CUBE_CREATED
+            and stream_version_at(base, e.stream, log.fork) == 0
+            and base.stream_version(e.stream) > 0
+        ):
             first = next(iter(base.read_stream(e.stream, 1)), None)
             out.append(Conflict(e.stream, "cube", [first] if first else []))
     return out
@@ -198,9 +216,17 @@ def merge(branches: Branches, name: str, actor: str, strict: bool = False, attem
     if own and info.parent is not None:
         landed = [log.base.get_by_id(e.event_id) for e in own]
         if all(x is not None and x.offset > log.fork for x in landed):  # appended, audit record missing
-            branches.main.log.append([NewEvent(ev.SYSTEM_STREAM, ev.BRANCH_MERGED,
-                                               {"name": name, "events": len(own), "into": info.parent}, actor,
-                                               event_id=merge_id)])
+            branches.main.log.append(
+                [
+                    NewEvent(
+                        ev.SYSTEM_STREAM,
+                        ev.BRANCH_MERGED,
+                        {"name": name, "events": len(own), "into": info.parent},
+                        actor,
+                        event_id=merge_id,
+                    )
+                ]
+            )
             branches.store.conn().execute("UPDATE branches SET status = ? WHERE name = ?", (MERGED, name))
             return MergeResult(name, into, [x for x in landed if x is not None], mid_list)
     for _ in range(attempts):
@@ -211,11 +237,26 @@ def merge(branches: Branches, name: str, actor: str, strict: bool = False, attem
             expected = {s: stream_version_at(log.base, s, log.fork) for s in streams}
         else:
             expected = {s: log.base.stream_version(s) for s in streams}
-        replay = [NewEvent(e.stream, e.type, e.payload, e.actor, schema_version=e.schema_version,
-                           event_id=e.event_id, causation_id=e.causation_id,
-                           correlation_id=e.correlation_id or merge_id) for e in own]
-        audit = NewEvent(ev.SYSTEM_STREAM, ev.BRANCH_MERGED,
-                         {"name": name, "events": len(own), "into": info.parent}, actor, event_id=merge_id)
+        replay = [
+            NewEvent(
+                e.stream,
+                e.type,
+                e.payload,
+                e.actor,
+                schema_version=e.schema_version,
+                event_id=e.event_id,
+                causation_id=e.causation_id,
+                correlation_id=e.correlation_id or merge_id,
+            )
+            for e in own
+        ]
+        audit = NewEvent(
+            ev.SYSTEM_STREAM,
+            ev.BRANCH_MERGED,
+            {"name": name, "events": len(own), "into": info.parent},
+            actor,
+            event_id=merge_id,
+        )
         try:
             if info.parent is None:  # onto main: the events and the audit record in one atomic batch
                 written = log.base.append([*replay, audit], expected)[:-1]

@@ -14,16 +14,37 @@ from typing import Any
 from ledger.timemachine.branches import Branches
 
 
-def search_branch(views: Any, branches: Branches, name: str, query: str, cube: str | Sequence[str] | None = None,
-                  k: int = 10, as_of: int | str | None = None, states: Iterable[str] | None = None,
-                  metadata: Mapping[str, Any] | None = None, all_states: bool = False,
-                  actor: str | None = None, record_read: bool | None = None) -> list[Any]:
+def search_branch(
+    views: Any,
+    branches: Branches,
+    name: str,
+    query: str,
+    cube: str | Sequence[str] | None = None,
+    k: int = 10,
+    as_of: int | str | None = None,
+    states: Iterable[str] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    all_states: bool = False,
+    actor: str | None = None,
+    record_read: bool | None = None,
+) -> list[Any]:
     """Hybrid search on branch ``name`` (``as_of`` is an offset or time *of the branch*)."""
     branch = branches.branch_ledger(name)
     end = branch.resolve_as_of(as_of)
     fork_offset, overlay = branches.overlay(name, end)
-    hits = views.search(query, cube=cube, k=k, as_of=fork_offset, states=states, metadata=metadata,
-                        all_states=all_states, actor=None, record_read=False, overlay=overlay, branch=name)
+    hits = views.search(
+        query,
+        cube=cube,
+        k=k,
+        as_of=fork_offset,
+        states=states,
+        metadata=metadata,
+        all_states=all_states,
+        actor=None,
+        record_read=False,
+        overlay=overlay,
+        branch=name,
+    )
     for h in hits:  # offsets above the fork are the branch's: resolve event ids on the branch's log
         if hasattr(h, "event_ids"):
             h.event_ids = [e.event_id for o in h.memory.event_offsets for e in branch.log.read(o, o)]
@@ -33,6 +54,7 @@ def search_branch(views: Any, branches: Branches, name: str, query: str, cube: s
         by_cube.setdefault(h.memory.cube, []).append(h.memory_id)
     for c, ids in by_cube.items():
         if branch.cube_exists(c):
-            branch._record_read(c, ids, "search", actor, record_read, query=query[:100_000],
-                                as_of=None if as_of is None else end)
+            branch._record_read(
+                c, ids, "search", actor, record_read, query=query[:100_000], as_of=None if as_of is None else end
+            )
     return hits

@@ -15,7 +15,8 @@ from ledger.backends.sqlite_log import events_table_ddl
 from ledger.storage.file_modes import private_dir
 from ledger.storage.sqlite_pool import WAL_PRAGMAS, ThreadConnections
 
-_DDL = """
+_DDL = (
+    """
 CREATE TABLE IF NOT EXISTS branches(
   name TEXT PRIMARY KEY,
   parent TEXT,
@@ -27,7 +28,9 @@ CREATE TABLE IF NOT EXISTS branches(
   status TEXT NOT NULL DEFAULT 'active',
   event_id TEXT
 );
-""" + events_table_ddl("branch_events", scope="branch") + """
+"""
+    + events_table_ddl("branch_events", scope="branch")
+    + """
 CREATE INDEX IF NOT EXISTS branch_events_ts ON branch_events(branch, ts_us);
 CREATE TABLE IF NOT EXISTS branch_grants(
   branch TEXT NOT NULL, principal TEXT NOT NULL, role TEXT NOT NULL,
@@ -38,6 +41,7 @@ CREATE TABLE IF NOT EXISTS branch_refs(
   PRIMARY KEY(branch, ref, offset)
 ) WITHOUT ROWID;
 """
+)
 
 ACTIVE, MERGED = "active", "merged"  # a dropped branch is deleted (its drop is on main's log)
 
@@ -59,9 +63,16 @@ class BranchInfo:
     def to_dict(self) -> dict[str, Any]:
         from ledger.events import us_to_iso
 
-        return {"name": self.name, "parent": self.parent or "main", "fork_offset": self.fork_offset,
-                "fork_hash": self.fork_hash, "created_at": us_to_iso(self.created_us),
-                "created_by": self.created_by, "status": self.status, "event_id": self.event_id}
+        return {
+            "name": self.name,
+            "parent": self.parent or "main",
+            "fork_offset": self.fork_offset,
+            "fork_hash": self.fork_hash,
+            "created_at": us_to_iso(self.created_us),
+            "created_by": self.created_by,
+            "status": self.status,
+            "event_id": self.event_id,
+        }
 
 
 _INFO_COLS = "name, parent, fork_offset, fork_hash, fork_ts_us, created_us, created_by, status, event_id"
@@ -98,9 +109,20 @@ class BranchStore:
         return [BranchInfo(*r) for r in rows]
 
     def insert(self, conn: sqlite3.Connection, info: BranchInfo) -> None:
-        conn.execute(f"INSERT INTO branches({_INFO_COLS}) VALUES (?,?,?,?,?,?,?,?,?)",
-                     (info.name, info.parent, info.fork_offset, info.fork_hash, info.fork_ts_us, info.created_us,
-                      info.created_by, info.status, info.event_id))
+        conn.execute(
+            f"INSERT INTO branches({_INFO_COLS}) VALUES (?,?,?,?,?,?,?,?,?)",
+            (
+                info.name,
+                info.parent,
+                info.fork_offset,
+                info.fork_hash,
+                info.fork_ts_us,
+                info.created_us,
+                info.created_by,
+                info.status,
+                info.event_id,
+            ),
+        )
 
     def set_status(self, conn: sqlite3.Connection, name: str, status: str) -> None:
         conn.execute("UPDATE branches SET status = ? WHERE name = ?", (status, name))
@@ -109,7 +131,8 @@ class BranchStore:
         """Principal -> sorted roles granted on branch ``name`` (the creator's implicit ownership excluded)."""
         out: dict[str, list[str]] = {}
         for principal, role in self.conn().execute(
-                "SELECT principal, role FROM branch_grants WHERE branch = ? ORDER BY principal, role", (name,)):
+            "SELECT principal, role FROM branch_grants WHERE branch = ? ORDER BY principal, role", (name,)
+        ):
             out.setdefault(principal, []).append(role)
         return out
 

@@ -64,14 +64,28 @@ class BranchLedger(Ledger):
     """
 
     def __init__(self, log: BranchLog, main: Ledger):
-        super().__init__(log, registry=main.registry, opener=main.opener, sealer=main.sealer,
-                         record_reads=main.record_reads, config=main.config,
-                         erasure_participants=main.erasure_participants)
+        super().__init__(
+            log,
+            registry=main.registry,
+            opener=main.opener,
+            sealer=main.sealer,
+            record_reads=main.record_reads,
+            config=main.config,
+            erasure_participants=main.erasure_participants,
+        )
         self.main = main
         self.branch = log.name
 
-    def _record_read(self, cube: str, ids: list[str], operation: str, actor: str | None,
-                     record_read: bool | None, query: str | None = None, as_of: int | None = None) -> None:
+    def _record_read(
+        self,
+        cube: str,
+        ids: list[str],
+        operation: str,
+        actor: str | None,
+        record_read: bool | None,
+        query: str | None = None,
+        as_of: int | None = None,
+    ) -> None:
         if record_read is False or (record_read is None and (not self.record_reads or actor is None)):
             return
         payload: dict[str, Any] = {"memory_ids": ids, "operation": operation, "as_of": as_of, "branch": self.branch}
@@ -88,8 +102,7 @@ class Branches:
     everyone else needs to be a branch's creator or hold a role on it (``ledger.timemachine.branch_access``).
     """
 
-    def __init__(self, main: Ledger, path: str | Path | None = None,
-                 is_admin: Callable[[str], bool] | None = None):
+    def __init__(self, main: Ledger, path: str | Path | None = None, is_admin: Callable[[str], bool] | None = None):
         if isinstance(main, BranchLedger):
             main = main.main
         self.main = main
@@ -150,9 +163,16 @@ class Branches:
                 raise StateError(f"branch {name!r} already exists")
             if parent is not None and self.store.info(parent) is None:
                 raise NotFound(f"parent branch {parent!r} was dropped")
-            audit = self.main.log.append([NewEvent(ev.SYSTEM_STREAM, ev.BRANCH_CREATED,
-                                                   {"name": name, "at_offset": at_offset, "from_branch": parent},
-                                                   actor)])[0]
+            audit = self.main.log.append(
+                [
+                    NewEvent(
+                        ev.SYSTEM_STREAM,
+                        ev.BRANCH_CREATED,
+                        {"name": name, "at_offset": at_offset, "from_branch": parent},
+                        actor,
+                    )
+                ]
+            )[0]
             info = BranchInfo(name, parent, at_offset, fork_hash, fork_ts, audit.ts_us, actor, ACTIVE, audit.event_id)
             self.store.insert(conn, info)
         return info
@@ -188,12 +208,18 @@ class Branches:
             nested = self.store.descendants(name)
             if nested and not cascade:
                 kids = ", ".join(b.name for b in nested)
-                raise StateError(f"branch {name!r} has nested branches ({kids}); drop them first, or drop it "
-                                 f"with them (memledger branch drop {name} --cascade)")
+                raise StateError(
+                    f"branch {name!r} has nested branches ({kids}); drop them first, or drop it "
+                    f"with them (memledger branch drop {name} --cascade)"
+                )
             doomed = [*reversed(nested), self.store.info(name) or info]
             correlation = new_event_id()
-            self.main.log.append([NewEvent(ev.SYSTEM_STREAM, ev.BRANCH_DROPPED, {"name": b.name}, actor,
-                                           correlation_id=correlation) for b in doomed])
+            self.main.log.append(
+                [
+                    NewEvent(ev.SYSTEM_STREAM, ev.BRANCH_DROPPED, {"name": b.name}, actor, correlation_id=correlation)
+                    for b in doomed
+                ]
+            )
             for b in doomed:
                 for table in ("branch_refs", "branch_events", "branch_grants"):
                     conn.execute(f"DELETE FROM {table} WHERE branch = ?", (b.name,))
@@ -230,17 +256,23 @@ class Branches:
                 return None
             if not grant and not held:
                 implicit = principal == info.created_by and role == "owner"
-                raise (StateError(f"{principal!r} created branch {name!r} and always owns it") if implicit else
-                       NotFound(f"{principal!r} holds no {role} role on branch {name!r}"))
+                raise (
+                    StateError(f"{principal!r} created branch {name!r} and always owns it")
+                    if implicit
+                    else NotFound(f"{principal!r} holds no {role} role on branch {name!r}")
+                )
             payload = {"name": name, "principal": principal, "role": role}
-            event = self.main.log.append([NewEvent(ev.SYSTEM_STREAM, BRANCH_GRANTED if grant else BRANCH_REVOKED,
-                                                   payload, actor)])[0]
+            event = self.main.log.append(
+                [NewEvent(ev.SYSTEM_STREAM, BRANCH_GRANTED if grant else BRANCH_REVOKED, payload, actor)]
+            )[0]
             if grant:
-                conn.execute("INSERT INTO branch_grants(branch, principal, role) VALUES (?,?,?)",
-                             (name, principal, role))
+                conn.execute(
+                    "INSERT INTO branch_grants(branch, principal, role) VALUES (?,?,?)", (name, principal, role)
+                )
             else:
-                conn.execute("DELETE FROM branch_grants WHERE branch = ? AND principal = ? AND role = ?",
-                             (name, principal, role))
+                conn.execute(
+                    "DELETE FROM branch_grants WHERE branch = ? AND principal = ? AND role = ?", (name, principal, role)
+                )
         return event
 
     # -- search overlay -----------------------------------------------------------------
@@ -260,7 +292,8 @@ class Branches:
         while isinstance(log, BranchLog):
             if limit > log.fork:
                 rows = log.store.conn().execute(
-                    "SELECT DISTINCT ref FROM branch_refs WHERE branch = ? AND offset <= ?", (log.name, limit))
+                    "SELECT DISTINCT ref FROM branch_refs WHERE branch = ? AND offset <= ?", (log.name, limit)
+                )
                 ids.update(r[0] for r in rows)
                 limit = log.fork
             log = log.base
@@ -274,8 +307,9 @@ class Branches:
         return limit, overlay
 
 
-def branch_overlay(main: Ledger, name: str, as_of: int | str | None = None,
-                   path: str | Path | None = None) -> tuple[int, Mapping[str, MemoryState | None]]:
+def branch_overlay(
+    main: Ledger, name: str, as_of: int | str | None = None, path: str | Path | None = None
+) -> tuple[int, Mapping[str, MemoryState | None]]:
     """Convenience form of :meth:`Branches.overlay` for search (see there)."""
     branches = Branches(main, path)
     try:

@@ -22,8 +22,20 @@ MAX_DEPTH = 32
 
 def hash_matches(e: Event) -> bool:
     """True when the stored (not upcast) event's content hashes to its recorded hash."""
-    again = chain_hash(e.prev_hash, e.offset, e.stream, e.version, e.event_id, e.type, e.schema_version, e.ts_us,
-                       e.actor, e.causation_id, e.correlation_id, canonical_bytes(e.payload))
+    again = chain_hash(
+        e.prev_hash,
+        e.offset,
+        e.stream,
+        e.version,
+        e.event_id,
+        e.type,
+        e.schema_version,
+        e.ts_us,
+        e.actor,
+        e.causation_id,
+        e.correlation_id,
+        canonical_bytes(e.payload),
+    )
     return again == e.hash
 
 
@@ -37,8 +49,14 @@ def _merged_from_branch(ledger: Ledger, e: Event) -> str | None:
     return None
 
 
-def provenance(ledger: Ledger, memory_id: str, as_of: int | str | None = None, version: int | None = None,
-               _depth: int = 0, _seen: frozenset[tuple[str, int]] = frozenset()) -> dict[str, Any]:
+def provenance(
+    ledger: Ledger,
+    memory_id: str,
+    as_of: int | str | None = None,
+    version: int | None = None,
+    _depth: int = 0,
+    _seen: frozenset[tuple[str, int]] = frozenset(),
+) -> dict[str, Any]:
     """The provenance tree of ``memory_id`` at ``version`` (default: its version current at ``as_of``)."""
     end = ledger.resolve_as_of(as_of)
     raw = list(ledger.log.read_refs(memory_id, end))
@@ -59,9 +77,18 @@ def provenance(ledger: Ledger, memory_id: str, as_of: int | str | None = None, v
     seen = _seen | {key}
     for n, off in enumerate(chosen.event_offsets, start=1):
         e = by_offset[off]
-        entry = {"version": n, "offset": e.offset, "time": e.time, "actor": e.actor, "type": e.type,
-                 "action": action_of(e), "event_id": e.event_id, "hash": e.hash, "prev_hash": e.prev_hash,
-                 "hash_ok": hash_matches(e)}
+        entry = {
+            "version": n,
+            "offset": e.offset,
+            "time": e.time,
+            "actor": e.actor,
+            "type": e.type,
+            "action": action_of(e),
+            "event_id": e.event_id,
+            "hash": e.hash,
+            "prev_hash": e.prev_hash,
+            "hash_ok": hash_matches(e),
+        }
         via = _merged_from_branch(ledger, e)
         if via is not None:
             entry["via_branch"] = via
@@ -81,5 +108,12 @@ def provenance(ledger: Ledger, memory_id: str, as_of: int | str | None = None, v
                 restored_from.append(provenance(ledger, memory_id, e.payload["to_offset"], None, _depth + 1, seen))
             except NotFound:
                 pass
-    return {"memory": memory_id, "version": chosen.version, "as_of": end, "state": chosen.to_dict(),
-            "events": chain, "sources": sources, "restored_from": restored_from}
+    return {
+        "memory": memory_id,
+        "version": chosen.version,
+        "as_of": end,
+        "state": chosen.to_dict(),
+        "events": chain,
+        "sources": sources,
+        "restored_from": restored_from,
+    }

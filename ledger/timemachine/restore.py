@@ -53,8 +53,7 @@ def _same(now: MemoryState | None, then: MemoryState | None, now_c: Any, then_c:
         return True
     if now_exists != then_exists or now is None or then is None:
         return False
-    return (now_c == then_c and now.metadata == then.metadata and now.tags == then.tags
-            and now.state == then.state)
+    return now_c == then_c and now.metadata == then.metadata and now.tags == then.tags and now.state == then.state
 
 
 def compensation(memory_id: str, to_offset: int, now: Snapshot, then: Snapshot) -> dict[str, Any] | None:
@@ -69,8 +68,14 @@ def compensation(memory_id: str, to_offset: int, now: Snapshot, then: Snapshot) 
     content = then.content.get(memory_id)
     if content is None:
         raise InvalidRequest(f"memory {memory_id} has no content at offset {to_offset}")
-    payload: dict[str, Any] = {"memory_id": memory_id, "to_offset": to_offset, "exists": True, **content,
-                               "tags": list(old.tags), "state": old.state}
+    payload: dict[str, Any] = {
+        "memory_id": memory_id,
+        "to_offset": to_offset,
+        "exists": True,
+        **content,
+        "tags": list(old.tags),
+        "state": old.state,
+    }
     if "text" in content:
         payload["metadata"] = dict(old.metadata)
     return payload
@@ -86,9 +91,13 @@ class RestoreResult:
     unchanged: list[str]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"to_offset": self.to_offset, "restored": self.restored, "unchanged": self.unchanged,
-                "offsets": [e.offset for e in self.events],
-                "correlation_id": self.events[0].correlation_id if self.events else None}
+        return {
+            "to_offset": self.to_offset,
+            "restored": self.restored,
+            "unchanged": self.unchanged,
+            "offsets": [e.offset for e in self.events],
+            "correlation_id": self.events[0].correlation_id if self.events else None,
+        }
 
 
 def _target(ledger: Ledger, to: int | str) -> int:
@@ -112,8 +121,9 @@ def restore_memory(ledger: Ledger, memory_id: str, to: int | str, actor: str, at
             return RestoreResult(to_offset, [], [], [memory_id])
         cube_version = _stream_version_at(ledger, cur.cube, head)
         try:
-            written = ledger.log.append([NewEvent(cur.cube, ev.MEMORY_RESTORED, payload, actor)],
-                                        {cur.cube: cube_version})
+            written = ledger.log.append(
+                [NewEvent(cur.cube, ev.MEMORY_RESTORED, payload, actor)], {cur.cube: cube_version}
+            )
         except ConcurrencyConflict:
             continue  # the cube moved since we looked: look again
         return RestoreResult(to_offset, written, [memory_id], [])
@@ -144,8 +154,10 @@ def restore_cube(ledger: Ledger, cube: str, to: int | str, actor: str, attempts:
             restored.append(mid)
             batch.append(NewEvent(cube, ev.MEMORY_RESTORED, payload, actor, correlation_id=correlation))
         if frozen:
-            raise StateError(f"cannot restore cube {cube!r}: frozen (read-only) memories changed since offset "
-                             f"{to_offset}: {', '.join(frozen)}; nothing was written")
+            raise StateError(
+                f"cannot restore cube {cube!r}: frozen (read-only) memories changed since offset "
+                f"{to_offset}: {', '.join(frozen)}; nothing was written"
+            )
         if not batch:
             return RestoreResult(to_offset, [], [], unchanged)
         try:

@@ -33,8 +33,14 @@ class AnnIndex:
         if Index is None:
             raise RuntimeError("the approximate index needs the package usearch")
         self.dim = dim
-        self.index = Index(ndim=dim, metric="ip", dtype="f16", connectivity=connectivity,
-                           expansion_add=expansion_add, expansion_search=expansion_search)
+        self.index = Index(
+            ndim=dim,
+            metric="ip",
+            dtype="f16",
+            connectivity=connectivity,
+            expansion_add=expansion_add,
+            expansion_search=expansion_search,
+        )
         self.covered = 0  # every present slot below this id is in the index
         self.lock = threading.Lock()  # adds and searches may come from different threads
 
@@ -46,7 +52,7 @@ class AnnIndex:
         with self.lock:
             if upto <= self.covered:
                 return 0
-            keys = np.flatnonzero(present[self.covered:upto]) + self.covered
+            keys = np.flatnonzero(present[self.covered : upto]) + self.covered
             if keys.size:
                 self.index.add(keys.astype(np.uint64), np.ascontiguousarray(vectors[keys]), threads=threads)
             self.covered = upto

@@ -56,8 +56,9 @@ class Columns:
         self.state_code: dict[str, int] = {}
 
     @classmethod
-    def load(cls, conn: sqlite3.Connection, dim: int, generation: int, epoch: str = "",
-             checkpoint: int = -1) -> Columns:
+    def load(
+        cls, conn: sqlite3.Connection, dim: int, generation: int, epoch: str = "", checkpoint: int = -1
+    ) -> Columns:
         mem = cls(dim, generation, epoch)
         mem.checkpoint = checkpoint
         top = conn.execute("SELECT max(slot) FROM vectors").fetchone()[0]
@@ -71,8 +72,10 @@ class Columns:
                 mem.vectors[slots] = np.frombuffer(b"".join(r[1] for r in chunk), dtype=np.float32).reshape(-1, dim)
                 mem.present[slots] = True
             mem.n_present = int(mem.present.sum())
-        rows = conn.execute("SELECT id, slot, valid_from, valid_to, memory_id, cube, state FROM versions "
-                            "WHERE present = 1 AND slot IS NOT NULL ORDER BY id").fetchall()
+        rows = conn.execute(
+            "SELECT id, slot, valid_from, valid_to, memory_id, cube, state FROM versions "
+            "WHERE present = 1 AND slot IS NOT NULL ORDER BY id"
+        ).fetchall()
         mem.add_rows(rows)
         mem.max_id = conn.execute("SELECT coalesce(max(id), 0) FROM versions").fetchone()[0]
         return mem
@@ -82,11 +85,15 @@ class Columns:
         rows = conn.execute("SELECT slot, vec FROM vectors WHERE slot >= ? ORDER BY slot", (self.n_slots,)).fetchall()
         self.add_vectors({r[0]: np.frombuffer(r[1], dtype=np.float32) for r in rows})
         last_id = int(self.max_id)
-        rows = conn.execute("SELECT id, slot, valid_from, valid_to, memory_id, cube, state FROM versions "
-                            "WHERE id > ? AND present = 1 AND slot IS NOT NULL ORDER BY id", (last_id,)).fetchall()
+        rows = conn.execute(
+            "SELECT id, slot, valid_from, valid_to, memory_id, cube, state FROM versions "
+            "WHERE id > ? AND present = 1 AND slot IS NOT NULL ORDER BY id",
+            (last_id,),
+        ).fetchall()
         self.add_rows(rows)
-        closed = conn.execute(f"SELECT id, valid_to FROM versions WHERE valid_to > ? AND valid_to < {OPEN}",
-                              (self.checkpoint,)).fetchall()
+        closed = conn.execute(
+            f"SELECT id, valid_to FROM versions WHERE valid_to > ? AND valid_to < {OPEN}", (self.checkpoint,)
+        ).fetchall()
         self.close_rows(dict(closed))
         self.max_id = max(self.max_id, conn.execute("SELECT coalesce(max(id), 0) FROM versions").fetchone()[0])
         self.checkpoint = checkpoint
@@ -135,14 +142,14 @@ class Columns:
         self._grow_rows(n0 + len(rows))
         ids, slots, vfs, vts, mems, cubes, states = zip(*rows, strict=True)
         m = len(rows)
-        self.ids[n0:n0 + m] = ids
-        self.slot[n0:n0 + m] = slots
-        self.vf[n0:n0 + m] = vfs
-        self.vt[n0:n0 + m] = vts
+        self.ids[n0 : n0 + m] = ids
+        self.slot[n0 : n0 + m] = slots
+        self.vf[n0 : n0 + m] = vfs
+        self.vt[n0 : n0 + m] = vts
         mc, cc, sc = self.memory_code, self.cube_code, self.state_code
-        self.mem[n0:n0 + m] = [mc[x] if x in mc else self._code(mc, x, self.memory_ids) for x in mems]
-        self.cube[n0:n0 + m] = [cc[x] if x in cc else self._code(cc, x) for x in cubes]
-        self.state[n0:n0 + m] = [sc[x] if x in sc else self._code(sc, x) for x in states]
+        self.mem[n0 : n0 + m] = [mc[x] if x in mc else self._code(mc, x, self.memory_ids) for x in mems]
+        self.cube[n0 : n0 + m] = [cc[x] if x in cc else self._code(cc, x) for x in cubes]
+        self.state[n0 : n0 + m] = [sc[x] if x in sc else self._code(sc, x) for x in states]
         self.pos.update(zip(ids, range(n0, n0 + m), strict=True))
         self.n = n0 + m
         self.max_id = max(self.max_id, int(ids[-1]))

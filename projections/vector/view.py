@@ -76,7 +76,6 @@ CREATE INDEX IF NOT EXISTS versions_closed ON versions(valid_to) WHERE valid_to 
 SCHEMA = _DDL  # the tables and columns a vector view file must have (projections.view_health)
 
 
-
 class VectorView:
     """Vector projection of the log (``Projection`` + ``VectorSearch``), embedded in SQLite + numpy.
 
@@ -94,9 +93,17 @@ class VectorView:
     # 4.3 s at 100k memories); a batch's missing embeddings are cached as they are computed
     rebuild_batch_size = 10_000
 
-    def __init__(self, path: str | Path, embedder: Embedder, opener: Opener | None = None, *,
-                 cache: EmbeddingCache | None = None, exact_threshold: int = 20_000,
-                 ann: str | None = "auto", ann_min_fraction: float = 0.05):
+    def __init__(
+        self,
+        path: str | Path,
+        embedder: Embedder,
+        opener: Opener | None = None,
+        *,
+        cache: EmbeddingCache | None = None,
+        exact_threshold: int = 20_000,
+        ann: str | None = "auto",
+        ann_min_fraction: float = 0.05,
+    ):
         self.path = Path(path)
         private_dir(self.path.parent)
         self.embedder = embedder
@@ -250,7 +257,7 @@ class VectorView:
     def _slots_of(self, digests: Sequence[bytes]) -> dict[bytes, int]:
         found: dict[bytes, int] = {}
         for i in range(0, len(digests), CHUNK):
-            chunk = digests[i:i + CHUNK]
+            chunk = digests[i : i + CHUNK]
             q = f"SELECT text_sha256, slot FROM vectors WHERE text_sha256 IN ({','.join('?' * len(chunk))})"
             for d, s in self._conn.execute(q, chunk):
                 found[bytes(d)] = s
@@ -363,8 +370,14 @@ class VectorView:
             raise InvalidRequest(f"the vector view is at offset {cp}; catch it up before querying as of {as_of}")
         return int(as_of)
 
-    def vector_search(self, query_vector: Sequence[float], k: int, cubes: Sequence[str] | None = None,
-                      as_of: int | None = None, states: Iterable[str] | None = None) -> list[Hit]:
+    def vector_search(
+        self,
+        query_vector: Sequence[float],
+        k: int,
+        cubes: Sequence[str] | None = None,
+        as_of: int | None = None,
+        states: Iterable[str] | None = None,
+    ) -> list[Hit]:
         """Top ``k`` memories by cosine similarity of their version current at ``as_of`` (None: head).
 
         Ties are broken by memory id. Only versions with a vector (readable text) can match.
@@ -428,8 +441,9 @@ class VectorView:
     def _start_indexer(self, epoch: str) -> None:
         if self._indexer is not None and self._indexer.is_alive():
             return
-        self._indexer = threading.Thread(target=self._index_in_background, args=(epoch,), daemon=True,
-                                         name=f"vector-index-{self.path.name}")
+        self._indexer = threading.Thread(
+            target=self._index_in_background, args=(epoch,), daemon=True, name=f"vector-index-{self.path.name}"
+        )
         self._indexer.start()
 
     def _index_in_background(self, epoch: str) -> None:
@@ -476,8 +490,10 @@ class VectorView:
             return "exact only"
         if self._ann is None:
             return f"usearch HNSW (not built yet), exact at <= {self.exact_threshold} candidates"
-        return (f"usearch HNSW f16 M=16 ef_add=128 ef_search=1024 over {len(self._ann):,} vectors; "
-                f"exact at <= {self.exact_threshold:,} candidates or < {self.ann_min_fraction:.0%} of vectors")
+        return (
+            f"usearch HNSW f16 M=16 ef_add=128 ef_search=1024 over {len(self._ann):,} vectors; "
+            f"exact at <= {self.exact_threshold:,} candidates or < {self.ann_min_fraction:.0%} of vectors"
+        )
 
     def _ann_search(self, mem: Columns, q: np.ndarray, k: int, rows: np.ndarray) -> list[Hit] | None:
         """Candidates from the index, kept if valid for this query, scored exactly; None: go exact."""
@@ -491,7 +507,7 @@ class VectorView:
             mark = np.zeros(mem.n_slots, dtype=bool)
             mark[ann.search(q, want)] = True
             if ann.covered < mem.n_slots:
-                mark[ann.covered:mem.n_slots] = True  # not indexed yet: scored exactly
+                mark[ann.covered : mem.n_slots] = True  # not indexed yet: scored exactly
             sel = rows[mark[row_slots]]
             if sel.size >= k:
                 with one_blas_thread():
@@ -531,23 +547,39 @@ class VectorView:
             out: dict[str, VersionRow] = {}
             ids = list(dict.fromkeys(memory_ids))
             for i in range(0, len(ids), CHUNK):
-                chunk = ids[i:i + CHUNK]
-                q = ("SELECT memory_id, cube, valid_from, valid_to, state, subject, present, slot, metadata, tags "
-                     f"FROM versions WHERE memory_id IN ({','.join('?' * len(chunk))}) "
-                     "AND valid_from <= ? AND valid_to > ?")
+                chunk = ids[i : i + CHUNK]
+                q = (
+                    "SELECT memory_id, cube, valid_from, valid_to, state, subject, present, slot, metadata, tags "
+                    f"FROM versions WHERE memory_id IN ({','.join('?' * len(chunk))}) "
+                    "AND valid_from <= ? AND valid_to > ?"
+                )
                 for r in self._conn.execute(q, [*chunk, n_at, n_at]):
                     if r[6]:
-                        out[r[0]] = VersionRow(r[0], r[1], r[4], r[2], r[3], r[5], bool(r[6]), orjson.loads(r[8]),
-                                               orjson.loads(r[9]), has_vector=r[7] is not None)
+                        out[r[0]] = VersionRow(
+                            r[0],
+                            r[1],
+                            r[4],
+                            r[2],
+                            r[3],
+                            r[5],
+                            bool(r[6]),
+                            orjson.loads(r[8]),
+                            orjson.loads(r[9]),
+                            has_vector=r[7] is not None,
+                        )
             return out
 
     def provenance(self, memory_id: str, as_of: int | None = None) -> list[int]:
         """Offsets of the events that produced the memory's versions up to ``as_of``, oldest first."""
         with self._lock:
             n_at = self._resolve(as_of)
-            return [r[0] for r in self._conn.execute(
-                "SELECT valid_from FROM versions WHERE memory_id = ? AND valid_from <= ? ORDER BY valid_from",
-                (memory_id, n_at))]
+            return [
+                r[0]
+                for r in self._conn.execute(
+                    "SELECT valid_from FROM versions WHERE memory_id = ? AND valid_from <= ? ORDER BY valid_from",
+                    (memory_id, n_at),
+                )
+            ]
 
     def stats(self) -> dict[str, int]:
         """Row counts: versions, searchable versions, distinct vectors, checkpoint."""
@@ -555,10 +587,14 @@ class VectorView:
             versions = self._conn.execute("SELECT count(*) FROM versions").fetchone()[0]
             vectors = self._conn.execute("SELECT count(*) FROM vectors").fetchone()[0]
             current = self._conn.execute(
-                "SELECT count(*) FROM versions WHERE valid_to = ? AND present = 1 AND slot IS NOT NULL",
-                (OPEN,)).fetchone()[0]
-            return {"versions": versions, "vectors": vectors, "current_searchable": current,
-                    "checkpoint": self.checkpoint()}
+                "SELECT count(*) FROM versions WHERE valid_to = ? AND present = 1 AND slot IS NOT NULL", (OPEN,)
+            ).fetchone()[0]
+            return {
+                "versions": versions,
+                "vectors": vectors,
+                "current_searchable": current,
+                "checkpoint": self.checkpoint(),
+            }
 
 
 def _new_epoch() -> str:

@@ -43,8 +43,13 @@ class Current:
 class BatchWriter:
     """Folds one batch into row writes, with the semantics of ``ledger.memory_state.apply_event``."""
 
-    def __init__(self, conn: sqlite3.Connection, contents: Mapping[int, Content], vecs: Mapping[bytes, np.ndarray],
-                 embed: Callable[[str, bytes], np.ndarray]):
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        contents: Mapping[int, Content],
+        vecs: Mapping[bytes, np.ndarray],
+        embed: Callable[[str, bytes], np.ndarray],
+    ):
         self.conn = conn
         self.embed = embed  # (text, digest) -> vector, through the embedding cache
         self.contents = contents
@@ -70,12 +75,15 @@ class BatchWriter:
         for m in want:
             self.cur[m] = None
         for i in range(0, len(want), CHUNK):
-            chunk = want[i:i + CHUNK]
-            q = ("SELECT id, memory_id, cube, state, subject, present, slot, metadata, tags FROM versions "
-                 f"WHERE valid_to = ? AND memory_id IN ({','.join('?' * len(chunk))})")
+            chunk = want[i : i + CHUNK]
+            q = (
+                "SELECT id, memory_id, cube, state, subject, present, slot, metadata, tags FROM versions "
+                f"WHERE valid_to = ? AND memory_id IN ({','.join('?' * len(chunk))})"
+            )
             for r in self.conn.execute(q, [OPEN, *chunk]):
-                self.cur[r[1]] = Current(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], orjson.loads(r[7]),
-                                      orjson.loads(r[8]))
+                self.cur[r[1]] = Current(
+                    r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], orjson.loads(r[7]), orjson.loads(r[8])
+                )
 
     def _get(self, mid: str) -> Current | None:
         if mid not in self.cur:
@@ -108,8 +116,19 @@ class BatchWriter:
                 self.closed[old.row_id] = offset
         c.row_id = self.next_id
         self.next_id += 1
-        self.pending[c.row_id] = [c.row_id, c.memory_id, c.cube, offset, OPEN, c.state, c.subject,
-                                  int(c.present), c.slot, orjson.dumps(c.metadata), orjson.dumps(c.tags)]
+        self.pending[c.row_id] = [
+            c.row_id,
+            c.memory_id,
+            c.cube,
+            offset,
+            OPEN,
+            c.state,
+            c.subject,
+            int(c.present),
+            c.slot,
+            orjson.dumps(c.metadata),
+            orjson.dumps(c.tags),
+        ]
         self.cur[c.memory_id] = c
 
     def _touch(self, old: Current, offset: int, **changes: Any) -> None:
@@ -125,8 +144,14 @@ class BatchWriter:
         if erasure is not None:
             self._forget(erasure)
             return
-        if t not in (ev.MEMORY_ADDED, ev.MEMORY_MERGED, ev.MEMORY_UPDATED, ev.MEMORY_RESTORED,
-                     ev.MEMORY_STATE_CHANGED, ev.MEMORY_TAGGED):
+        if t not in (
+            ev.MEMORY_ADDED,
+            ev.MEMORY_MERGED,
+            ev.MEMORY_UPDATED,
+            ev.MEMORY_RESTORED,
+            ev.MEMORY_STATE_CHANGED,
+            ev.MEMORY_TAGGED,
+        ):
             return
         mid = p["memory_id"]
         if t in (ev.MEMORY_ADDED, ev.MEMORY_MERGED):
@@ -135,8 +160,20 @@ class BatchWriter:
             self._get(mid)
             subjects = content_subjects(p)
             subject = subjects[0] if subjects else None
-            self._put(Current(0, mid, e.stream, p.get("state", "generated"), subject, True, self._slot(content),
-                           dict(meta or {}), list(p.get("tags", []))), e.offset)
+            self._put(
+                Current(
+                    0,
+                    mid,
+                    e.stream,
+                    p.get("state", "generated"),
+                    subject,
+                    True,
+                    self._slot(content),
+                    dict(meta or {}),
+                    list(p.get("tags", [])),
+                ),
+                e.offset,
+            )
             if t == ev.MEMORY_MERGED:
                 self.prefetch(p["sources"])
                 for src in p["sources"]:
@@ -171,8 +208,15 @@ class BatchWriter:
         meta = content[1]
         if s is None:
             s = Current(0, mid, e.stream, "generated", None, True, None, {}, [])
-        self._touch(s, e.offset, slot=self._slot(content), metadata=dict(meta or {}),
-                    tags=list(p.get("tags", s.tags)), state=p.get("state", s.state), present=True)
+        self._touch(
+            s,
+            e.offset,
+            slot=self._slot(content),
+            metadata=dict(meta or {}),
+            tags=list(p.get("tags", s.tags)),
+            state=p.get("state", s.state),
+            present=True,
+        )
 
     def _forget(self, erasure: Erasure) -> None:
         """Erasure: delete every version (and now-unused vector) of the erased subjects' memories and
@@ -180,26 +224,35 @@ class BatchWriter:
         self.flush()
         mids: dict[str, None] = {}
         for subject in erasure.subjects:
-            mids.update((r[0], None) for r in self.conn.execute(
-                "SELECT DISTINCT memory_id FROM versions WHERE subject = ?", (subject,)))
+            mids.update(
+                (r[0], None)
+                for r in self.conn.execute("SELECT DISTINCT memory_id FROM versions WHERE subject = ?", (subject,))
+            )
         mids.update((m, None) for m in erasure.memory_ids)
         gone = set(mids)
         slots: list[int] = []
         for i in range(0, len(mids), CHUNK):
-            chunk = list(mids)[i:i + CHUNK]
+            chunk = list(mids)[i : i + CHUNK]
             marks = ",".join("?" * len(chunk))
-            slots += [r[0] for r in self.conn.execute(
-                f"SELECT DISTINCT slot FROM versions WHERE memory_id IN ({marks}) AND slot IS NOT NULL", chunk)]
+            slots += [
+                r[0]
+                for r in self.conn.execute(
+                    f"SELECT DISTINCT slot FROM versions WHERE memory_id IN ({marks}) AND slot IS NOT NULL", chunk
+                )
+            ]
             self.conn.execute(f"DELETE FROM versions WHERE memory_id IN ({marks})", chunk)
         for i in range(0, len(slots), CHUNK):
-            chunk = slots[i:i + CHUNK]
+            chunk = slots[i : i + CHUNK]
             marks = ",".join("?" * len(chunk))
             orphans = self.conn.execute(
                 f"SELECT slot, text_sha256 FROM vectors WHERE slot IN ({marks}) AND NOT EXISTS "
-                "(SELECT 1 FROM versions v WHERE v.slot = vectors.slot)", chunk).fetchall()
+                "(SELECT 1 FROM versions v WHERE v.slot = vectors.slot)",
+                chunk,
+            ).fetchall()
             if orphans:
-                self.conn.execute(f"DELETE FROM vectors WHERE slot IN ({','.join('?' * len(orphans))})",
-                                  [o[0] for o in orphans])
+                self.conn.execute(
+                    f"DELETE FROM vectors WHERE slot IN ({','.join('?' * len(orphans))})", [o[0] for o in orphans]
+                )
                 self.purged_digests += [bytes(o[1]) for o in orphans]
                 for o in orphans:
                     self.new_vectors.pop(o[0], None)
@@ -212,19 +265,22 @@ class BatchWriter:
     def flush(self) -> None:
         """Write pending inserts and closes (inside the caller's transaction)."""
         if self.pending_vectors:
-            self.conn.executemany("INSERT INTO vectors(slot, text_sha256, vec) VALUES (?, ?, ?)",
-                                  self.pending_vectors)
+            self.conn.executemany("INSERT INTO vectors(slot, text_sha256, vec) VALUES (?, ?, ?)", self.pending_vectors)
             self.pending_vectors = []
         if self.closed:
-            self.conn.executemany("UPDATE versions SET valid_to = ? WHERE id = ?",
-                                  [(vt, rid) for rid, vt in self.closed.items()])
+            self.conn.executemany(
+                "UPDATE versions SET valid_to = ? WHERE id = ?", [(vt, rid) for rid, vt in self.closed.items()]
+            )
         if self.pending:
             rows = list(self.pending.values())
             self.conn.executemany(
                 "INSERT INTO versions(id, memory_id, cube, valid_from, valid_to, state, subject, present, slot, "
-                "metadata, tags) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
-            self.new_search_rows += [(r[0], r[8], r[3], r[4], r[1], r[2], r[5]) for r in rows
-                                     if r[7] and r[8] is not None]
+                "metadata, tags) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
+            self.new_search_rows += [
+                (r[0], r[8], r[3], r[4], r[1], r[2], r[5]) for r in rows if r[7] and r[8] is not None
+            ]
         self.closed_done.update(self.closed)
         self.pending = {}
         self.closed = {}
