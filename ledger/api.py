@@ -217,7 +217,9 @@ class Ledger:
             payload["metadata"] = {}
         if source:
             payload["source"] = source
-        new = NewEvent(cube, ev.MEMORY_ADDED, payload, actor, **({"event_id": event_id} if event_id else {}))
+        new = NewEvent(cube, ev.MEMORY_ADDED, payload, actor)
+        if event_id:
+            new.event_id = event_id
         for _ in range(5):
             if event_id and (stored := self.log.get_by_id(event_id)) is not None:
                 return Written(stored.payload["memory_id"], stored.offset, stored.event_id)

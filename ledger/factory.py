@@ -28,7 +28,8 @@ def register_log_backend(name: str, target: str) -> None:
 
 
 def _load(target: str) -> Callable[[Config], Log]:
-    return resolve(target, "log backend")  # type: ignore[no-any-return]
+    factory: Callable[[Config], Log] = resolve(target, "log backend")
+    return factory
 
 
 def open_log(config: Config) -> Log:

@@ -67,7 +67,7 @@ def ensure_smollm2_copy() -> Path:
             f"cannot load {SMOLLM2_GGUF} (loading a GGUF needs the packages gguf and accelerate): {exc}"
         ) from None
     if getattr(model, "hf_quantizer", None) is not None:
-        model.hf_quantizer = None
+        model.hf_quantizer = None  # type: ignore[assignment]  # transformers' attribute, typed without None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     tmp = target.with_name(target.name + f".tmp{os.getpid()}")

@@ -275,7 +275,7 @@ def refs_of(payload: Mapping[str, object]) -> set[str]:
     for key in ("memory_id", "source", "target", "subject"):
         v = get(key)
         if v.__class__ is str:
-            refs.add(v)  # type: ignore[arg-type]
+            refs.add(v)
     for key in ("sources", "memory_ids", "derived_from"):
         v = get(key)
         if isinstance(v, list):

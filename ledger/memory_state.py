@@ -204,7 +204,9 @@ def apply_event(states: dict[str, MemoryState], event: Event, opener: Opener | N
     if t in (ev.MEMORY_UPDATED, ev.MEMORY_RESTORED, ev.MEMORY_STATE_CHANGED, ev.MEMORY_TAGGED):
         mid = p["memory_id"]
         s = states.get(mid)
-        if s is None and t != ev.MEMORY_RESTORED:
+        if t == ev.MEMORY_RESTORED:
+            return _restore(states, event, s, opener)
+        if s is None:
             return []
         if t == ev.MEMORY_UPDATED:
             text, meta, sealed, forgotten = _content(p, opener)
@@ -227,45 +229,51 @@ def apply_event(states: dict[str, MemoryState], event: Event, opener: Opener | N
             tags = [x for x in s.tags if x not in set(p.get("remove", []))]
             tags += [x for x in p.get("add", []) if x not in tags]
             states[mid] = _touch(s, event, tags=tags)
-        else:  # restored
-            if not p.get("exists", True):
-                if s is not None:
-                    states[mid] = _touch(s, event, exists=False)
-                return [mid]
-            text, meta, sealed, forgotten = _content(p, opener)
-            if s is None:
-                s = MemoryState(
-                    mid,
-                    event.stream,
-                    None,
-                    {},
-                    [],
-                    "generated",
-                    0,
-                    event.offset,
-                    event.offset,
-                    event.time,
-                    event.time,
-                    event.actor,
-                    event.actor,
-                )
-            subjects = content_subjects(p)
-            states[mid] = _touch(
-                s,
-                event,
-                text=text,
-                metadata=dict(meta or {}),
-                tags=list(p.get("tags", s.tags)),
-                state=p.get("state", s.state),
-                sealed=sealed,
-                forgotten=forgotten,
-                exists=True,
-                subjects=subjects,
-                subject=subjects[0] if subjects else None,
-                keys=content_keys(p),
-            )
         return [mid]
     return []
+
+
+def _restore(states: dict[str, MemoryState], event: Event, s: MemoryState | None, opener: Opener | None) -> list[str]:
+    """``memory.restored``: the memory's state as of an earlier offset (or gone), written anew."""
+    p = event.payload
+    mid = p["memory_id"]
+    if not p.get("exists", True):
+        if s is not None:
+            states[mid] = _touch(s, event, exists=False)
+        return [mid]
+    text, meta, sealed, forgotten = _content(p, opener)
+    if s is None:
+        s = MemoryState(
+            mid,
+            event.stream,
+            None,
+            {},
+            [],
+            "generated",
+            0,
+            event.offset,
+            event.offset,
+            event.time,
+            event.time,
+            event.actor,
+            event.actor,
+        )
+    subjects = content_subjects(p)
+    states[mid] = _touch(
+        s,
+        event,
+        text=text,
+        metadata=dict(meta or {}),
+        tags=list(p.get("tags", s.tags)),
+        state=p.get("state", s.state),
+        sealed=sealed,
+        forgotten=forgotten,
+        exists=True,
+        subjects=subjects,
+        subject=subjects[0] if subjects else None,
+        keys=content_keys(p),
+    )
+    return [mid]
 
 
 def _touch(s: MemoryState, event: Event, **changes: Any) -> MemoryState:

@@ -65,8 +65,10 @@ class SchemaRegistry:
             raise UnknownEventType(event_type, version, f"unknown event type {event_type!r}", index)
         try:
             validator(payload)
-        except fastjsonschema.JsonSchemaException as exc:
+        except fastjsonschema.JsonSchemaValueException as exc:  # the payload breaks the schema
             raise SchemaViolation(event_type, version, str(exc.message), index) from None
+        except fastjsonschema.JsonSchemaException as exc:  # any other refusal of the validator
+            raise SchemaViolation(event_type, version, str(exc), index) from None
 
     def upcast(self, event: Event) -> Event:
         """Return ``event`` with its payload raised to the latest schema version of its type."""

@@ -98,9 +98,9 @@ class SearchViews:
         # vectors are stored under the SHA-256 digest of their text: a digest anywhere else (a copied
         # cache, a backup of the view) is an embedding of an erased text too
         known = {str(p) for p in (cache_path, vector_path)}
-        for path in find_residue(self.root, [*digests, *(d.hex().encode() for d in digests)]):
-            if path not in known and not path.endswith(("-wal", "-shm")):
-                out.append(f"{path} holds the digest (and so perhaps the embedding) of an erased text")
+        for found in find_residue(self.root, [*digests, *(d.hex().encode() for d in digests)]):
+            if found not in known and not found.endswith(("-wal", "-shm")):
+                out.append(f"{found} holds the digest (and so perhaps the embedding) of an erased text")
         return out
 
 

@@ -159,7 +159,8 @@ class ElasticsearchView:
         from elasticsearch import helpers
 
         try:
-            _, errors = helpers.bulk(self.es, actions, refresh="wait_for", raise_on_error=False, chunk_size=2000)
+            _, result = helpers.bulk(self.es, actions, refresh="wait_for", raise_on_error=False, chunk_size=2000)
+            errors = result if isinstance(result, list) else []
         except _UNREACHABLE as exc:
             raise BackendUnavailable(f"Elasticsearch is unavailable (bulk write to {self.prefix}-*): {exc}") from None
         except elasticsearch.ApiError as exc:

@@ -157,10 +157,10 @@ class Neo4jGraphView:
                 "exists": bool(s.exists),
                 "valid_from": ch.offset,
                 "valid_to": OPEN,
-                "entities": sorted(self.entities(s.text)) if live else [],
+                "entities": sorted(self.entities(s.text or "")) if live else [],
             }
         rels: list[dict[str, Any]] = []
-        forgotten: list[str] = []
+        forgotten: list[dict[str, list[str]]] = []
         for e in events:
             p = e.payload
             if e.type == ev.MEMORY_LINKED:

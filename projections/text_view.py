@@ -68,7 +68,7 @@ def metadata_clause(metadata: Mapping[str, Any] | None, alias: str = "v") -> tup
     """SQL conditions for equality filters on top-level metadata keys."""
     if not metadata:
         return "", []
-    sql, args = "", []
+    sql, args = "", list[Any]()
     for key, value in metadata.items():
         if not isinstance(key, str) or '"' in key:
             raise InvalidRequest(f"bad metadata filter key {key!r}")

@@ -36,10 +36,11 @@ from ledger.errors import InvalidRequest
 from ledger.events import NewEvent
 from ledger.memory_state import MemoryState
 from projections import view_health
-from projections.base import Projection, catch_up, rebuild
+from projections.base import GraphSearch, Projection, VectorSearch, catch_up, rebuild
 from projections.graph_view import GraphView
 from projections.retrieval import FusionWeights, Retriever, SearchHit
 from projections.text_view import KeywordView
+from projections.vector.view import VectorView
 
 # (kind, adapter name) -> "module:function" taking (ledger, views_dir, options) and returning a view
 VIEW_ADAPTERS: dict[tuple[str, str], str] = {
@@ -110,10 +111,13 @@ class ViewSet:
         if vector is not None and embed_query is None:
             embed_query = getattr(vector, "embed_query", None)
             embed_texts = embed_texts or getattr(vector, "embed_texts", None)
+        keyword, graph = self.views["keyword"], self.views.get("graph")
+        if not isinstance(keyword, KeywordView):
+            raise InvalidRequest("a view set needs the embedded keyword view (it holds the memory records)")
         self.retriever = Retriever(
-            self.views["keyword"],
-            vector,
-            self.views.get("graph"),  # type: ignore[arg-type]
+            keyword,
+            vector if isinstance(vector, VectorSearch) else None,
+            graph if isinstance(graph, GraphSearch) else None,
             embed_query=embed_query,
             embed_texts=embed_texts,
             weights=self._weights,
@@ -170,10 +174,10 @@ class ViewSet:
         for kind, problem in repairs.items():
             vs._repaired(kind, problem)
         for kind, v in vs.views.items():
-            problem = vs._log_problem(v)
-            if problem is not None:
+            behind = vs._log_problem(v)
+            if behind is not None:
                 v.reset()
-                vs._repaired(kind, problem)
+                vs._repaired(kind, behind)
         for kind in list(vs.repairs):
             if kind in vs.views:
                 catch_up(ledger.events, vs.views[kind])  # rebuilt from the log right away
@@ -383,14 +387,17 @@ def _open_embedded(kind: str, views_dir: Path, make: Callable[[], Any], repairs:
         else:
             if getattr(view, "dropped_layout", None):
                 repairs[kind] = view.dropped_layout  # it dropped the file's tables itself
-            cache = getattr(view, "cache", None)
-            if getattr(cache, "repaired", None):
-                repairs["embedding_cache"] = f"{cache.repaired}: dropped (it is only a cache)"
+            _note_cache_repair(view, repairs)
             return view
     view_health.discard(files)
     repairs[kind] = problem
     view = make()
-    cache = getattr(view, "cache", None)
-    if getattr(cache, "repaired", None):
-        repairs["embedding_cache"] = f"{cache.repaired}: dropped (it is only a cache)"
+    _note_cache_repair(view, repairs)
     return view
+
+
+def _note_cache_repair(view: Any, repairs: dict[str, str]) -> None:
+    """Record that the vector view's embedding cache was damaged and started afresh."""
+    cache = view.cache if isinstance(view, VectorView) else None
+    if cache is not None and cache.repaired:
+        repairs["embedding_cache"] = f"{cache.repaired}: dropped (it is only a cache)"

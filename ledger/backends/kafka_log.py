@@ -48,6 +48,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -172,7 +173,7 @@ class KafkaLog(LogBase):
         self._lock = threading.RLock()
         self._state = _State()
         self._pending_seq: deque = deque()  # sequencer records fetched but not applied yet
-        self._data: dict[int, OrderedDict[int, object]] = {p: OrderedDict() for p in range(self.partitions)}
+        self._data: dict[int, OrderedDict[int, Any]] = {p: OrderedDict() for p in range(self.partitions)}
         self._sync()
 
     def _ensure_topics(self, partitions: int, replication_factor: int, opts: dict) -> None:
@@ -325,7 +326,8 @@ class KafkaLog(LogBase):
 
     def _record(self, partition: int, offset: int) -> DataRecord | None:
         """The decoded data record at a location (None: missing or not an event)."""
-        rec = self._data.get(partition, {}).get(offset)
+        bucket = self._data.get(partition)
+        rec = bucket.get(offset) if bucket is not None else None
         if rec is None:
             return None
         try:

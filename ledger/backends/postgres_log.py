@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import orjson
 import psycopg
@@ -36,7 +36,7 @@ from ledger.backends.postgres_lease import PostgresAdvisoryLease
 from ledger.canonical import GENESIS_HASH
 from ledger.chain import PreparedEvent, VerifyResult, check_expected, prepare, resolve_retry, seal
 from ledger.config import Config
-from ledger.errors import BackendUnavailable, InvalidRequest
+from ledger.errors import BackendUnavailable, InternalError, InvalidRequest, present
 from ledger.events import Event, NewEvent
 from ledger.log import LogBase, poll_subscribe, refs_of
 from ledger.ref_index_check import verify_chain_and_refs
@@ -141,6 +141,17 @@ class PostgresLog(LogBase):
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
+    def _one(self, q: sql.Composed, args: Sequence[Any] = ()) -> tuple[Any, ...]:
+        """The one row a query that always answers returns (aggregates, the head row)."""
+        row = self._run(lambda c: c.execute(q, args).fetchone())
+        if row is None:
+            raise InternalError(f"PostgreSQL returned no row for {q!r:.120}")
+        return tuple(row)
+
+    def _all(self, q: sql.Composed, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Every row of a query."""
+        return self._run(lambda c: c.execute(q, args).fetchall())
+
     def _discard(self, conn: psycopg.Connection) -> None:
         try:
             conn.close()
@@ -186,9 +197,10 @@ class PostgresLog(LogBase):
         self, conn: psycopg.Connection, prepared: list[PreparedEvent], expected_versions: Mapping[str, int] | None
     ) -> list[Event]:
         with conn.transaction():
-            head, head_hash, last_ts = conn.execute(
-                self._q("SELECT head, hash, ts_us FROM {s}.head WHERE id = 1 FOR UPDATE")
-            ).fetchone()
+            head, head_hash, last_ts = present(
+                conn.execute(self._q("SELECT head, hash, ts_us FROM {s}.head WHERE id = 1 FOR UPDATE")).fetchone(),
+                "the ledger's head row",
+            )
             existing = self._existing(conn, [p.new.event_id for p in prepared])
             retry = resolve_retry(prepared, existing)
             if retry is not None:
@@ -246,7 +258,7 @@ class PostgresLog(LogBase):
         q = self._q(f"SELECT {_COLS} FROM {{s}}.events WHERE {where} AND {order} > %s ORDER BY {order} LIMIT {_PAGE}")
         key = 2 if order == "version" else 0
         while True:
-            rows = self._run(lambda c, at=after: c.execute(q, (*args, at)).fetchall())
+            rows = self._all(q, (*args, after))
             yield from rows
             if len(rows) < _PAGE:
                 return
@@ -273,7 +285,7 @@ class PostgresLog(LogBase):
     def stream_version_at(self, stream: str, offset: int) -> int:
         """Version of ``stream`` counting only events at or below ``offset`` (branch fork points)."""
         q = self._q("SELECT MAX(version) FROM {s}.events WHERE stream = %s AND offset_ <= %s")
-        r = self._run(lambda c: c.execute(q, (stream, offset)).fetchone())
+        r = self._one(q, (stream, offset))
         return int(r[0] or 0)
 
     def read_filtered(
@@ -281,12 +293,13 @@ class PostgresLog(LogBase):
         start: int = 0,
         end: int | None = None,
         actor: str | None = None,
-        types: list[str] | None = None,
+        types: Sequence[str] | None = None,
         stream: str | None = None,
         limit: int | None = None,
     ) -> Iterator[Event]:
         """Events in ``start..end`` filtered by actor, types and stream in SQL (audit queries)."""
-        where, args = ["offset_ >= %s", "offset_ <= %s"], [start, 2**62 if end is None else end]
+        where: list[str] = ["offset_ >= %s", "offset_ <= %s"]
+        args: list[object] = [start, 2**62 if end is None else end]
         if actor is not None:
             where.append("actor = %s")
             args.append(actor)
@@ -315,7 +328,7 @@ class PostgresLog(LogBase):
         )
         nxt = start
         while nxt <= stop:
-            rows = self._run(lambda c, at=nxt: c.execute(q, (at, stop)).fetchall())
+            rows = self._all(q, (nxt, stop))
             for _, h in rows:
                 yield h
             if len(rows) < _PAGE * 10:
@@ -324,24 +337,24 @@ class PostgresLog(LogBase):
 
     def head(self) -> int:
         q = self._q("SELECT head FROM {s}.head WHERE id = 1")
-        return int(self._run(lambda c: c.execute(q).fetchone())[0])
+        return int(self._one(q)[0])
 
     def head_hash(self) -> str:
         q = self._q("SELECT hash FROM {s}.head WHERE id = 1")
-        return str(self._run(lambda c: c.execute(q).fetchone())[0])
+        return str(self._one(q)[0])
 
     def stream_version(self, stream: str) -> int:
         q = self._q("SELECT MAX(version) FROM {s}.events WHERE stream = %s")
-        return int(self._run(lambda c: c.execute(q, (stream,)).fetchone())[0] or 0)
+        return int(self._one(q, (stream,))[0] or 0)
 
     def streams(self) -> list[str]:
         """Every stream (cube) that has events."""
         q = self._q("SELECT DISTINCT stream FROM {s}.events ORDER BY stream")
-        return [r[0] for r in self._run(lambda c: c.execute(q).fetchall())]
+        return [r[0] for r in self._all(q)]
 
     def offset_at(self, ts_us: int) -> int:
         q = self._q("SELECT MAX(offset_) FROM {s}.events WHERE ts_us <= %s")
-        r = self._run(lambda c: c.execute(q, (ts_us,)).fetchone())
+        r = self._one(q, (ts_us,))
         return -1 if r[0] is None else int(r[0])
 
     def subscribe(self, start: int = 0, poll_interval: float = 0.2, stop: object = None) -> Iterator[Event]:
@@ -388,7 +401,7 @@ class PostgresLog(LogBase):
                 f"ORDER BY ref, offset_ LIMIT {_PAGE}"
             )
             while True:
-                page = self._run(lambda c, at=after: c.execute(q, at).fetchall())
+                page = self._all(q, after)
                 yield from page
                 if len(page) < _PAGE:
                     return
@@ -396,12 +409,12 @@ class PostgresLog(LogBase):
 
         def stored_by_offset() -> list[tuple]:  # only on the failure path
             q = self._q("SELECT offset_, ref FROM {s}.refs ORDER BY offset_, ref")
-            return self._run(lambda c: c.execute(q).fetchall())
+            return self._all(q)
 
         result = verify_chain_and_refs(rows, stored, stored_by_offset)
         if result.ok:
             q = self._q("SELECT head, hash FROM {s}.head WHERE id = 1")
-            head, head_hash = self._run(lambda c: c.execute(q).fetchone())
+            head, head_hash = self._one(q)
             if head != result.head or head_hash != result.head_hash:
                 return VerifyResult(
                     False,

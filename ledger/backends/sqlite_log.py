@@ -200,12 +200,13 @@ class SqliteLog(LogBase):
         start: int = 0,
         end: int | None = None,
         actor: str | None = None,
-        types: list[str] | None = None,
+        types: Sequence[str] | None = None,
         stream: str | None = None,
         limit: int | None = None,
     ) -> Iterator[Event]:
         """Events in ``start..end`` filtered by actor, types and stream in SQL (audit queries)."""
-        where, args = ["offset >= ?", "offset <= ?"], [start, 2**62 if end is None else end]
+        where: list[str] = ["offset >= ?", "offset <= ?"]
+        args: list[object] = [start, 2**62 if end is None else end]
         if actor is not None:
             where.append("actor = ?")
             args.append(actor)

@@ -13,6 +13,7 @@ import time
 
 from ledger.cli.output import emit
 from ledger.config import init_data_dir
+from ledger.errors import present
 from ledger.factory import open_ledger
 
 FACTS = [
@@ -119,7 +120,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     finally:
         views.close()
 
-    checkpoint = Checkpoints.for_config(ledger.config).create(ledger.log)
+    checkpoint = Checkpoints.for_config(present(ledger.config, "the demo's data directory")).create(ledger.log)
     result = verify_integrity(ledger)
     ok = bool(getattr(result, "ok", False))
     step(

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import orjson
 
+from ledger.api import Ledger
 from ledger.cli.context import open_cli_ledger
 from ledger.cli.output import emit
 from ledger.config import CONFIG_NAME, load_config
-from ledger.errors import InvalidRequest
+from ledger.errors import InvalidRequest, present
+from ledger.governance.checkpoints import Checkpoints
 from ledger.rules.timepoints import offset_arg
 
 
@@ -66,10 +68,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     q.set_defaults(func=cmd_keys_export_public)
 
 
-def _checkpoints(ledger):  # type: ignore[no-untyped-def]
-    from ledger.governance.checkpoints import Checkpoints
-
-    return Checkpoints.for_config(ledger.config)
+def _checkpoints(ledger: Ledger) -> Checkpoints:
+    return Checkpoints.for_config(present(ledger.config, "the ledger's data directory"))
 
 
 def cmd_forget(args: argparse.Namespace) -> int:

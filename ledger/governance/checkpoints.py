@@ -28,7 +28,7 @@ import base64
 import fcntl
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -375,7 +375,7 @@ class Checkpoints:
             return CheckpointReport(False, len(cps), t.size, missing)
         return CheckpointReport(True, len(cps), t.size)
 
-    def _missing_from_store(self, log: Log, stored: list[Checkpoint]) -> str | None:
+    def _missing_from_store(self, log: Log, stored: Sequence[Checkpoint]) -> str | None:
         """Why the store disagrees with the checkpoints the log recorded (None when it agrees)."""
         by_seq = {cp.seq: cp for cp in stored}
         recorded = list(recorded_checkpoints(log))
@@ -403,7 +403,7 @@ class Checkpoints:
     def verify_pinned(
         self,
         log: Log,
-        pinned: list[Checkpoint],
+        pinned: Sequence[Checkpoint],
         public_key: Ed25519PublicKey | None = None,
         tree: MerkleTree | None = None,
     ) -> CheckpointReport:
@@ -423,7 +423,7 @@ class Checkpoints:
             )
         pub = public_key or self.signer.public_key(create=False)
         try:
-            stored = {cp.seq: cp for cp in self.store.all()}
+            stored: dict[int, Checkpoint] = {cp.seq: cp for cp in self.store.all()}
         except CheckpointError:
             stored = {}
         for i, cp in enumerate(pinned):

@@ -135,7 +135,7 @@ def _subject_payloads(ledger: Ledger, cipher: KeyRing, subject: str) -> _Subject
             out.last_forgotten = e
             continue
         sealed = e.payload.get("sealed")
-        if subject not in sealed_subjects(sealed):
+        if not isinstance(sealed, dict) or subject not in sealed_subjects(sealed):
             continue
         out.count += 1
         if e.type in CONTENT_EVENTS and isinstance(e.payload.get("memory_id"), str):

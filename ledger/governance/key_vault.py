@@ -19,6 +19,7 @@ before a cached key is used.
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -96,7 +97,7 @@ class KeyVault:
             self._cache[key_id] = key
         return key
 
-    def _revalidate(self, conn) -> None:  # type: ignore[no-untyped-def]
+    def _revalidate(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA data_version").fetchone()[0]
         if version == self._seen[0]:
             return

@@ -68,6 +68,7 @@ def inclusion_proof(
     head = log.head()
     if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= head:
         raise NotFound(f"no event at offset {offset!r} (head is {head})")
+    cp: Checkpoint | None
     if seq is not None:
         cp = checkpoints.get(seq)
         if offset >= cp.log_size:

@@ -86,7 +86,7 @@ def create_app(
 
         ledger = open_ledger(data)
     metrics = ServiceMetrics()
-    ledger.log = CountingLog(ledger.log, metrics.events_appended)  # type: ignore[assignment]
+    ledger.log = CountingLog(ledger.log, metrics.events_appended)
     principals = PrincipalStore(data)
 
     def principal_exists(name: str) -> bool:

@@ -124,7 +124,7 @@ def install_error_handlers(app: FastAPI) -> None:
             error_body(
                 "InvalidRequest",
                 "the request does not match the API schema",
-                _clean_validation_errors(list(exc.errors())),
+                _clean_validation_errors([dict(e) for e in exc.errors()]),
             ),
             status_code=422,
         )

@@ -6,7 +6,7 @@ explicit message: the actor of every event is the authenticated principal.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
 from typing_extensions import TypeAliasType
@@ -37,17 +37,14 @@ def _unique(items: list[str]) -> list[str]:
     return items
 
 
-def json_int(ge: int, le: int) -> Any:
-    """An integer body field from ``ge`` to ``le`` taking what its schema says: no "5" or true, but 5.0.
-
-    (The bounds go before the validator, so that pydantic can state them in the schema.)
-    """
-    return Annotated[int, Field(ge=ge, le=le), BeforeValidator(_json_int)]
-
+# An integer body field takes what its schema says: no "5" or true, but 5.0. Write it as
+# ``Annotated[int, Field(ge=..., le=...), JSON_INT]`` (the bounds before the validator, so that
+# pydantic states them in the schema).
+JSON_INT = BeforeValidator(_json_int)
 
 # body fields take what their schema type says: no "5" or true for an integer, no 0 or "yes" for a boolean
 JsonBool = StrictBool
-Version = json_int(1, 2**53)
+Version = Annotated[int, Field(ge=1, le=2**53), JSON_INT]
 
 # names follow the one grammar of ``ledger.rules.names``: its regular expression is the schema's pattern
 CubeName = Annotated[
@@ -79,18 +76,21 @@ Reason = Annotated[str, Field(min_length=1, max_length=2000)]
 # rule can be stated exactly in the schema. (The core accepts any finite number it can encode.)
 METADATA_MAX = 2**53 - 1
 METADATA_MIN = -METADATA_MAX
-MetadataValue = TypeAliasType(
-    "MetadataValue",
-    Union[  # noqa: UP007 - a recursive alias needs Union
-        StrictBool,
-        Annotated[int, Field(ge=METADATA_MIN, le=METADATA_MAX)],
-        Annotated[float, Field(ge=METADATA_MIN, le=METADATA_MAX, allow_inf_nan=False)],
-        str,
-        None,
-        list["MetadataValue"],
-        dict[str, "MetadataValue"],
-    ],
-)
+if TYPE_CHECKING:  # a recursive pydantic alias the type checker cannot follow: any JSON value
+    MetadataValue = Any
+else:
+    MetadataValue = TypeAliasType(
+        "MetadataValue",
+        Union[  # noqa: UP007 - a recursive alias needs Union
+            StrictBool,
+            Annotated[int, Field(ge=METADATA_MIN, le=METADATA_MAX)],
+            Annotated[float, Field(ge=METADATA_MIN, le=METADATA_MAX, allow_inf_nan=False)],
+            str,
+            None,
+            list["MetadataValue"],
+            dict[str, "MetadataValue"],
+        ],
+    )
 Metadata = Annotated[
     dict[str, MetadataValue],
     Field(max_length=200, description="JSON object, at most 200 keys; numbers within ±(2**53 - 1)"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
 from pydantic import Field
@@ -23,7 +23,7 @@ from ledger.memos import chat as chat_mod
 from ledger.rules.content import NONBLANK_PATTERN
 from ledger.rules.names import MAX_NAME, NAME_PATTERN
 from ledger.service.auth import current_caller
-from ledger.service.models import ERRORS, CubeName, RequestBody, SubjectName, json_int
+from ledger.service.models import ERRORS, JSON_INT, CubeName, RequestBody, SubjectName
 from ledger.service.state import ServiceState, get_state
 
 router = APIRouter(prefix="/v1/cubes", tags=["chat"], responses=ERRORS)
@@ -35,8 +35,8 @@ CubePath = Path(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN, descrip
 class ChatRequest(RequestBody):
     message: str = Field(min_length=1, max_length=10_000, pattern=NONBLANK_PATTERN)
     session_id: str | None = Field(default=None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
-    k: json_int(1, 50) = 5  # type: ignore[valid-type]
-    max_new_tokens: json_int(1, 1024) | None = None  # type: ignore[valid-type]
+    k: Annotated[int, Field(ge=1, le=50), JSON_INT] = 5
+    max_new_tokens: Annotated[int, Field(ge=1, le=1024), JSON_INT] | None = None
     subject: SubjectName | None = None
     shared_cubes: list[CubeName] = Field(
         default_factory=list, max_length=20, description="other cubes to retrieve from too (reader on each)"

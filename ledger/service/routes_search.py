@@ -13,10 +13,10 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import Field
 
 from ledger.access import ALLOWED, Action, Caller
-from ledger.errors import InvalidRequest
+from ledger.errors import InvalidRequest, present
 from ledger.rules.content import BLANK_RULE, NONBLANK_PATTERN, is_blank
 from ledger.service.auth import current_caller
-from ledger.service.models import ERRORS, BranchName, CubeName, JsonBool, Metadata, RequestBody, State, json_int
+from ledger.service.models import ERRORS, JSON_INT, BranchName, CubeName, JsonBool, Metadata, RequestBody, State
 from ledger.service.params import AS_OF_DESCRIPTION, AS_OF_PATTERN, AsOf, resolve_as_of
 from ledger.service.search_backend import search_backend
 from ledger.service.state import ServiceState, get_state
@@ -29,7 +29,7 @@ MAX_QUERY = 10_000
 class SearchRequest(RequestBody):
     query: str = Field(min_length=1, max_length=MAX_QUERY, pattern=NONBLANK_PATTERN)
     cubes: list[CubeName] | None = Field(default=None, max_length=100)
-    k: json_int(1, 1000) = 10  # type: ignore[valid-type]
+    k: Annotated[int, Field(ge=1, le=1000), JSON_INT] = 10
     as_of: str | None = Field(default=None, max_length=64, pattern=AS_OF_PATTERN, description=AS_OF_DESCRIPTION)
     branch: BranchName | None = Field(default=None, description="a branch, or main (the default)")
     states: list[State] | None = Field(default=None, max_length=5)
@@ -87,7 +87,7 @@ def _search_branch(
             return search_branch(
                 backend.views(),
                 branches,
-                req.branch,
+                present(req.branch, "the branch of a branch search"),
                 req.query,
                 cube=cubes,
                 k=req.k,

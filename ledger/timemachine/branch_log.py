@@ -9,6 +9,7 @@ that the base still holds the fork point it was cut from.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -65,9 +66,9 @@ class BranchLog(LogBase):
             v = self._base_versions[stream] = stream_version_at(self.base, stream, self.fork)
         return v
 
-    def _own_version(self, conn: object, stream: str) -> int:
+    def _own_version(self, conn: sqlite3.Connection, stream: str) -> int:
         r = conn.execute(
-            "SELECT MAX(version) FROM branch_events WHERE branch = ? AND stream = ?",  # type: ignore[attr-defined]
+            "SELECT MAX(version) FROM branch_events WHERE branch = ? AND stream = ?",
             (self.name, stream),
         ).fetchone()
         return r[0] or self._base_version(stream)
@@ -143,10 +144,9 @@ class BranchLog(LogBase):
             )
         return [e for e, _ in sealed]
 
-    def _head_row(self, conn: object) -> tuple[int, str, int]:
+    def _head_row(self, conn: sqlite3.Connection) -> tuple[int, str, int]:
         r = conn.execute(
-            "SELECT offset, hash, ts_us FROM branch_events WHERE branch = ? "  # type: ignore[attr-defined]
-            "ORDER BY offset DESC LIMIT 1",
+            "SELECT offset, hash, ts_us FROM branch_events WHERE branch = ? ORDER BY offset DESC LIMIT 1",
             (self.name,),
         ).fetchone()
         if r:

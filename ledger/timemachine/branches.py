@@ -10,6 +10,7 @@ or an admin (``ledger.timemachine.branch_access``). Diff and merge live in ``led
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -197,7 +198,7 @@ class Branches:
         """
         return self.drop_tree(name, actor, cascade)[-1]
 
-    def drop_tree(self, name: str, actor: str, cascade: bool = True) -> list[BranchInfo]:
+    def drop_tree(self, name: str, actor: str, cascade: bool = True) -> builtins.list[BranchInfo]:
         """Drop ``name`` and (``cascade``) every branch forked from it, deepest first, in one
         batch of ``branch.dropped`` events on main; return the dropped branches in that order.
         Only the right to drop ``name`` is needed: nested branches live on its data."""
@@ -227,7 +228,7 @@ class Branches:
         return doomed
 
     # -- roles on a branch --------------------------------------------------------------
-    def roles(self, name: str, principal: str) -> list[str]:
+    def roles(self, name: str, principal: str) -> builtins.list[str]:
         """The roles ``principal`` holds on branch ``name`` (its creator holds ``owner``)."""
         return sorted(self.access.roles(self.info(name), principal))
 

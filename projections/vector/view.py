@@ -29,7 +29,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import orjson
@@ -135,6 +135,12 @@ class VectorView:
         self._check_model()
 
     # -- meta ------------------------------------------------------------------------------
+    @overload
+    def _meta(self, key: str, default: str) -> str: ...
+
+    @overload
+    def _meta(self, key: str, default: None = None) -> str | None: ...
+
     def _meta(self, key: str, default: str | None = None) -> str | None:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else default

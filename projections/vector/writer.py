@@ -242,12 +242,12 @@ class BatchWriter:
             ]
             self.conn.execute(f"DELETE FROM versions WHERE memory_id IN ({marks})", chunk)
         for i in range(0, len(slots), CHUNK):
-            chunk = slots[i : i + CHUNK]
-            marks = ",".join("?" * len(chunk))
+            slot_chunk = slots[i : i + CHUNK]
+            marks = ",".join("?" * len(slot_chunk))
             orphans = self.conn.execute(
                 f"SELECT slot, text_sha256 FROM vectors WHERE slot IN ({marks}) AND NOT EXISTS "
                 "(SELECT 1 FROM versions v WHERE v.slot = vectors.slot)",
-                chunk,
+                slot_chunk,
             ).fetchall()
             if orphans:
                 self.conn.execute(
