@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import string
 
+from tests.ledgers import make_ledger
+
 
 def tiny_tokenizer():
     """A character-level fast tokenizer with ChatML special tokens; needs no download."""
@@ -60,10 +62,4 @@ def FakeSealer():  # noqa: N802 - the memos tests' stand-in: base64 ciphertext, 
 
 def new_ledger(path, sealer=None):
     """A ledger over a fresh SQLite log in ``path``."""
-    from ledger.api import Ledger
-    from ledger.backends.sqlite_log import SqliteLog
-
-    log = SqliteLog(path / "log.sqlite", synchronous="OFF")
-    if sealer is None:
-        return Ledger(log)
-    return Ledger(log, sealer=sealer, opener=sealer.open)
+    return make_ledger(path / "log.sqlite", sealer=sealer)

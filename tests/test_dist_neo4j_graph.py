@@ -15,6 +15,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def ledger(tmp_path):
+    """Reads are not recorded: the view must see exactly the events the test writes."""
     lg = make_ledger(tmp_path / "log.sqlite", record_reads=False)
     yield lg
     lg.log.close()

@@ -8,7 +8,7 @@ import pytest
 
 from ledger.errors import InvalidRequest, NotFound, StateError
 from ledger.lifecycle import SEARCHABLE_BY_DEFAULT, STATES
-from tests.memos_fixtures import new_ledger
+from tests.ledgers import make_ledger
 
 # Written out independently of ledger.lifecycle.TRANSITIONS on purpose.
 LEGAL = {
@@ -27,7 +27,7 @@ LEGAL = {
 
 @pytest.fixture
 def ledger(tmp_path):
-    return new_ledger(tmp_path)
+    return make_ledger(tmp_path / "log.sqlite")
 
 
 def _memory_in(ledger, state, cube="c"):

@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
-from ledger.config import init_data_dir
 from ledger.errors import InvalidRequest
-from ledger.factory import open_ledger
 from projections.query_intent import asks_when, mentions_time
 from projections.retrieval import FusionWeights
 from projections.view_set import ViewSet
 
 
 @pytest.fixture()
-def ledger(tmp_path: Path):
-    init_data_dir(tmp_path)
-    led = open_ledger(tmp_path)
-    yield led
-    led.log.close()
+def ledger(data_dir_ledger):
+    """Ranking runs over a data directory's views."""
+    return data_dir_ledger
 
 
 def ranked(ledger, query: str, weights: FusionWeights, k: int = 5) -> list[str]:

@@ -7,21 +7,16 @@ import json
 
 import pytest
 
-from ledger.config import init_data_dir
 from ledger.errors import AccessDenied, StateError
-from ledger.factory import open_ledger
 from tests.cli_helpers import init_data, run
 from tests.live_server import live_server  # noqa: F401
 
 
 @pytest.fixture
-def ledger(tmp_path):
-    d, _ = init_data_dir(tmp_path / "data")
-    led = open_ledger(d)
-    led.add("alices", "alice plans a trip", "alice")
-    led.add("bobs", "bob has a cat", "bob")
-    yield led
-    led.log.close()
+def ledger(data_dir_ledger):
+    data_dir_ledger.add("alices", "alice plans a trip", "alice")
+    data_dir_ledger.add("bobs", "bob has a cat", "bob")
+    return data_dir_ledger
 
 
 def _denials(led, start: int = 0) -> list[dict]:

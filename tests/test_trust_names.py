@@ -16,9 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger.config import init_data_dir
 from ledger.errors import InvalidRequest
-from ledger.factory import open_ledger
 from tests.cli_helpers import init_data, run
 from tests.live_server import live_server  # noqa: F401
 
@@ -71,12 +69,9 @@ INVALID = {
 
 
 @pytest.fixture
-def ledger(tmp_path):
-    data = tmp_path / "data"
-    init_data_dir(data)
-    led = open_ledger(data)
-    yield led
-    led.log.close()
+def ledger(data_dir_ledger):
+    """These tests need the data directory's key store and principals (tmp_path/data)."""
+    return data_dir_ledger
 
 
 def _refused(ledger, call, rule: str) -> str:

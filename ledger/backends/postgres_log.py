@@ -38,8 +38,8 @@ from ledger.chain import PreparedEvent, VerifyResult, check_expected, prepare, r
 from ledger.config import Config
 from ledger.errors import BackendUnavailable, InternalError, InvalidRequest, present
 from ledger.events import Event, NewEvent
+from ledger.governance.ref_index_check import verify_chain_and_refs
 from ledger.log import LogBase, poll_subscribe, refs_of
-from ledger.ref_index_check import verify_chain_and_refs
 from ledger.schema_registry import SchemaRegistry, default_registry
 
 _NAME = re.compile(r"^(?!pg_)[a-z_][a-z0-9_]{0,62}$")

@@ -19,8 +19,8 @@ from ledger.canonical import GENESIS_HASH
 from ledger.chain import VerifyResult, check_expected, prepare, resolve_retry, seal
 from ledger.config import Config
 from ledger.events import Event, NewEvent
+from ledger.governance.ref_index_check import verify_chain_and_refs
 from ledger.log import LogBase, poll_subscribe, refs_of
-from ledger.ref_index_check import verify_chain_and_refs
 from ledger.schema_registry import SchemaRegistry, default_registry
 from ledger.storage.file_modes import private_dir
 from ledger.storage.sqlite_pool import WAL_PRAGMAS, ThreadConnections, immediate

@@ -6,12 +6,13 @@ explicit message: the actor of every event is the authenticated principal.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
 from typing_extensions import TypeAliasType
 
 from ledger.access import ROLES
+from ledger.errors import InternalError
 from ledger.lifecycle import STATES
 from ledger.principals import RESERVED_NAMES
 from ledger.rules.content import BLANK_RULE, NONBLANK_PATTERN
@@ -108,7 +109,8 @@ Text = Annotated[
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")]
 Role = Literal["owner", "writer", "reader", "auditor"]
 State = Literal["generated", "activated", "merged", "archived", "frozen"]
-assert tuple(Role.__args__) == ROLES and tuple(State.__args__) == STATES  # type: ignore[attr-defined]
+if tuple(get_args(Role)) != ROLES or tuple(get_args(State)) != STATES:  # pragma: no cover - a typo in this file
+    raise InternalError("ledger.service.models: the Role and State literals disagree with ROLES and STATES")
 
 ACTOR_REFUSED = "'actor' is not accepted: the actor of every event is the authenticated principal"
 

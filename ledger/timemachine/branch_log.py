@@ -18,8 +18,8 @@ import orjson
 from ledger.chain import VerifyResult, check_expected, prepare, resolve_retry, seal
 from ledger.errors import StateError
 from ledger.events import Event, NewEvent
+from ledger.governance.ref_index_check import verify_chain_and_refs
 from ledger.log import Log, LogBase, poll_subscribe, refs_of
-from ledger.ref_index_check import verify_chain_and_refs
 from ledger.schema_registry import SchemaRegistry, default_registry
 from ledger.storage.sqlite_pool import immediate
 from ledger.timemachine.branch_store import ACTIVE, BranchInfo, BranchStore
