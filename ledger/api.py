@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -13,15 +13,18 @@ from ledger.config import Config
 from ledger.errors import ConcurrencyConflict, InvalidRequest, NotFound, StateError
 from ledger.events import Event, NewEvent, iso_to_us
 from ledger.governance.cipher import KeyRef
+from ledger.governance.holds import HOLDS_STREAM, read_holds, refuse
 from ledger.lifecycle import check_state, check_transition, check_writable
 from ledger.log import Log
 from ledger.memory_state import MemoryState, Opener, SealedSource, fold, history, merged_metadata
 from ledger.rules.content import check_metadata, check_text
+from ledger.rules.filters import parse_filter, record_of
 from ledger.rules.names import check_name
 from ledger.rules.timepoints import parse_point
 from ledger.schema_registry import SchemaRegistry, default_registry
 
 MAX_TEXT = 1_000_000
+MAX_REASON = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +37,23 @@ class Written:
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "offset": self.offset, "event_id": self.event_id}
+
+
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    """Result of a (bulk) delete: the memories tombstoned, in one atomic batch."""
+
+    memory_ids: list[str]
+    offsets: list[int]
+    correlation_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "deleted": self.memory_ids,
+            "count": len(self.memory_ids),
+            "offsets": self.offsets,
+            "correlation_id": self.correlation_id,
+        }
 
 
 def new_memory_id() -> str:
@@ -353,6 +373,77 @@ class Ledger:
             return Written(mid, written[0].offset, written[0].event_id)
         raise ConcurrencyConflict(f"merge of {', '.join(sources)}", 0, -1)
 
+    def delete(
+        self, memory_id: str, actor: str, reason: str | None = None, expected_version: int | None = None
+    ) -> Written:
+        """Delete a memory: a ``memory.deleted`` tombstone. It leaves every view and search at the
+        head; reads as of an earlier offset still see it, and ``restore`` can bring it back (its
+        sealed text stays in the log: ``erase`` destroys it). Frozen memories refuse, and so do
+        memories under a legal hold (the refused attempt is recorded)."""
+        cube = self.get(memory_id, record_read=False).cube
+        return self._delete(
+            cube, lambda: [self.get(memory_id, record_read=False)], actor, reason, expected_version=expected_version
+        ).single()
+
+    def delete_where(
+        self, cube: str, actor: str, where: dict[str, Any] | None = None, reason: str | None = None
+    ) -> Deleted:
+        """Delete every memory of ``cube`` that matches ``where`` (the filter grammar of
+        ``ledger.rules.filters``; none: the whole cube) in one atomic batch: all or nothing."""
+        flt = parse_filter(where, "where")
+        if not self.cube_exists(cube):
+            raise NotFound(f"cube {cube!r} not found")
+
+        def select() -> list[MemoryState]:
+            return [s for _, s in sorted(self.cube_memories(cube).items()) if flt.matches(record_of(s))]
+
+        return self._delete(cube, select, actor, reason, where=where).deleted
+
+    def _delete(
+        self,
+        cube: str,
+        select: Callable[[], list[MemoryState]],
+        actor: str,
+        reason: str | None,
+        where: dict[str, Any] | None = None,
+        expected_version: int | None = None,
+    ) -> _DeleteResult:
+        """Tombstone what ``select()`` returns, guarded by the cube's and the holds' versions read
+        before it (a write or a hold in between makes the append conflict, and we look again)."""
+        _check_reason(reason)
+        if not actor:
+            raise InvalidRequest("delete needs the actor who deletes")
+        for _ in range(20):
+            version = self.log.stream_version(cube)
+            holds = read_holds(self.log)
+            states = select()
+            if expected_version is not None and states and states[0].version != expected_version:
+                raise ConcurrencyConflict(f"memory {states[0].memory_id}", expected_version, states[0].version)
+            frozen = [m.memory_id for m in states if m.state == "frozen"]
+            if frozen:
+                raise StateError(f"frozen memories are read-only and cannot be deleted: {', '.join(frozen)}")
+            held = holds.covering(states)
+            if held:
+                raise refuse(self.log, held, "delete", actor, [m.memory_id for m in states], cube=cube)
+            if not states:
+                return _DeleteResult(Deleted([], []))
+            correlation = "delete-" + os.urandom(8).hex() if len(states) > 1 else None
+            batch = []
+            for m in states:
+                payload: dict[str, Any] = {"memory_id": m.memory_id}
+                if reason:
+                    payload["reason"] = reason
+                if where:
+                    payload["where"] = where
+                batch.append(NewEvent(cube, ev.MEMORY_DELETED, payload, actor, correlation_id=correlation))
+            try:
+                written = self.log.append(batch, {cube: version, HOLDS_STREAM: holds.version})
+            except ConcurrencyConflict:
+                continue
+            ids = [m.memory_id for m in states]
+            return _DeleteResult(Deleted(ids, [e.offset for e in written], correlation), written)
+        raise ConcurrencyConflict(cube, -1, self.log.stream_version(cube))
+
     def link(self, source: str, target: str, relation: str, actor: str) -> Written:
         """Record an explicit, directed edge between two memories."""
         s = self.get(source, record_read=False)
@@ -377,6 +468,10 @@ class Ledger:
         state = fold(self.memory_events(memory_id, end), self.opener).get(memory_id)
         if state is None or not state.exists:
             when = "" if as_of is None else f" as of offset {end}"
+            if state is not None and state.erased:
+                raise NotFound(f"memory {memory_id} was erased at offset {state.updated_offset}{when}")
+            if state is not None and state.deleted:
+                raise NotFound(f"memory {memory_id} was deleted at offset {state.updated_offset}{when}")
             raise NotFound(f"memory {memory_id} not found{when}")
         self._record_read(state.cube, [memory_id], "get", actor, record_read, as_of=None if as_of is None else end)
         return state
@@ -418,6 +513,21 @@ class Ledger:
         if query is not None:
             payload["query"] = query
         self.log.append([NewEvent(cube, ev.MEMORY_READ, payload, actor or "anonymous")])
+
+
+@dataclass(frozen=True, slots=True)
+class _DeleteResult:
+    deleted: Deleted
+    events: list[Event] = field(default_factory=list)
+
+    def single(self) -> Written:
+        e = self.events[0]
+        return Written(e.payload["memory_id"], e.offset, e.event_id)
+
+
+def _check_reason(reason: str | None) -> None:
+    if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON):
+        raise InvalidRequest(f"reason must be a string of at most {MAX_REASON} characters")
 
 
 def _check_content(text: str, metadata: dict[str, Any] | None) -> None:

@@ -61,6 +61,14 @@ class StateError(LedgerError):
     """An operation that is illegal in the current state (e.g. writing a frozen memory)."""
 
 
+class LegalHold(StateError):
+    """A legal hold covers what the operation would delete, erase or change; the refusal was recorded."""
+
+    def __init__(self, message: str, hold_ids: list[str]):
+        super().__init__(message)
+        self.hold_ids = hold_ids
+
+
 class AccessDenied(LedgerError):
     """The principal lacks the role an operation needs."""
 

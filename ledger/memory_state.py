@@ -20,7 +20,9 @@ LINEAGE_METADATA_KEYS = frozenset(
 )
 
 CONTENT_EVENTS = frozenset({ev.MEMORY_ADDED, ev.MEMORY_UPDATED, ev.MEMORY_MERGED, ev.MEMORY_RESTORED})
-MEMORY_EVENTS = CONTENT_EVENTS | {ev.MEMORY_STATE_CHANGED, ev.MEMORY_TAGGED}
+# events that change one memory's state; erasures (``erasure_of``) are folded too, but views purge on them
+MEMORY_EVENTS = CONTENT_EVENTS | {ev.MEMORY_STATE_CHANGED, ev.MEMORY_TAGGED, ev.MEMORY_DELETED}
+ERASURE_EVENTS = frozenset({ev.SUBJECT_FORGOTTEN, ev.MEMORY_ERASED, ev.MEMORY_REDACTED})
 
 
 @dataclass(slots=True)
@@ -50,6 +52,8 @@ class MemoryState:
     subjects: list[str] = field(default_factory=list)  # every data subject whose key the content needs
     derived_from: list[str] = field(default_factory=list)  # lineage: memories the content was derived from
     keys: list[dict[str, str]] = field(default_factory=list)  # the key components of the current content
+    deleted: bool = False  # a memory.deleted tombstone is its latest word (restore can bring it back)
+    erased: bool = False  # erased: deleted and its keys destroyed, for good
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,6 +79,8 @@ class MemoryState:
             "provenance": self.event_offsets,
             "subjects": self.subjects,
             "derived_from": self.derived_from,
+            "deleted": self.deleted,
+            "erased": self.erased,
         }
 
 
@@ -135,18 +141,31 @@ def content_subjects(payload: dict[str, Any]) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class Erasure:
-    """What an erasure event makes unreadable: subjects' rows and the listed memories."""
+    """What an erasure event makes unreadable: subjects' rows and the listed memories, in every
+    version written before ``offset`` (the erasure event's; a redaction's masked version follows it)."""
 
     subjects: tuple[str, ...]
     memory_ids: tuple[str, ...]
+    offset: int = 1 << 62
 
 
 def erasure_of(event: Event) -> Erasure | None:
-    """The erasure an (upcast) event records, or None: ``subject.forgotten`` purges the rows of its
-    subject and of every memory it lists (the derived memories sealed under the subject's key)."""
+    """The erasure an (upcast) event records, or None. Views purge every stored row of what it names:
+
+    * ``subject.forgotten``: the subject's rows and every memory it lists (the derived memories
+      sealed under the subject's key);
+    * ``memory.erased``: the erased memories and the memories derived from them;
+    * ``memory.redacted``: every earlier version of the memory and the memories derived from it
+      (the masked version follows as ``memory.restored``).
+    """
+    p = event.payload
     if event.type == ev.SUBJECT_FORGOTTEN:
-        p = event.payload
-        return Erasure((p["subject"],), tuple(p.get("memory_ids", ())))
+        return Erasure((p["subject"],), tuple(p.get("memory_ids", ())), event.offset)
+    if event.type == ev.MEMORY_ERASED:
+        ids = (*p["memory_ids"], *p.get("derived_memory_ids", ()))
+        return Erasure((), tuple(dict.fromkeys(ids)), event.offset)
+    if event.type == ev.MEMORY_REDACTED:
+        return Erasure((), tuple(dict.fromkeys((p["memory_id"], *p.get("derived_memory_ids", ())))), event.offset)
     return None
 
 
@@ -201,7 +220,16 @@ def apply_event(states: dict[str, MemoryState], event: Event, opener: Opener | N
                     states[src] = _touch(s, event, state="merged", merged_into=mid)
                     changed.append(src)
         return changed
-    if t in (ev.MEMORY_UPDATED, ev.MEMORY_RESTORED, ev.MEMORY_STATE_CHANGED, ev.MEMORY_TAGGED):
+    if t == ev.MEMORY_ERASED:
+        return _erase(states, event)
+    if t in (
+        ev.MEMORY_UPDATED,
+        ev.MEMORY_RESTORED,
+        ev.MEMORY_STATE_CHANGED,
+        ev.MEMORY_TAGGED,
+        ev.MEMORY_DELETED,
+        ev.MEMORY_REDACTED,
+    ):
         mid = p["memory_id"]
         s = states.get(mid)
         if t == ev.MEMORY_RESTORED:
@@ -225,12 +253,40 @@ def apply_event(states: dict[str, MemoryState], event: Event, opener: Opener | N
             )
         elif t == ev.MEMORY_STATE_CHANGED:
             states[mid] = _touch(s, event, state=p["to"])
+        elif t == ev.MEMORY_DELETED:
+            states[mid] = _touch(s, event, exists=False, deleted=True)
+        elif t == ev.MEMORY_REDACTED:  # the earlier text is gone; the masked version follows
+            states[mid] = _touch(s, event, text=None, forgotten=True)
+            _unreadable(states, p.get("derived_memory_ids", ()))
         elif t == ev.MEMORY_TAGGED:
             tags = [x for x in s.tags if x not in set(p.get("remove", []))]
             tags += [x for x in p.get("add", []) if x not in tags]
             states[mid] = _touch(s, event, tags=tags)
         return [mid]
     return []
+
+
+def _unreadable(states: dict[str, MemoryState], memory_ids: Iterable[str]) -> list[str]:
+    """Memories derived from erased content: sealed under a destroyed key, so no longer readable."""
+    out = []
+    for mid in memory_ids:
+        s = states.get(mid)
+        if s is not None and s.text is not None:
+            states[mid] = replace(s, text=None, forgotten=True)
+            out.append(mid)
+    return out
+
+
+def _erase(states: dict[str, MemoryState], event: Event) -> list[str]:
+    """``memory.erased``: the memories are gone for good, and what was derived from them is unreadable."""
+    p = event.payload
+    changed = []
+    for mid in p["memory_ids"]:
+        s = states.get(mid)
+        if s is not None:
+            states[mid] = _touch(s, event, exists=False, erased=True, deleted=True, text=None, forgotten=True)
+            changed.append(mid)
+    return changed + _unreadable(states, p.get("derived_memory_ids", ()))
 
 
 def _restore(states: dict[str, MemoryState], event: Event, s: MemoryState | None, opener: Opener | None) -> list[str]:
@@ -241,6 +297,8 @@ def _restore(states: dict[str, MemoryState], event: Event, s: MemoryState | None
         if s is not None:
             states[mid] = _touch(s, event, exists=False)
         return [mid]
+    if s is not None and s.erased:
+        return []  # an erased memory never comes back (restore refuses; an old event cannot do it either)
     text, meta, sealed, forgotten = _content(p, opener)
     if s is None:
         s = MemoryState(
@@ -269,6 +327,7 @@ def _restore(states: dict[str, MemoryState], event: Event, s: MemoryState | None
         sealed=sealed,
         forgotten=forgotten,
         exists=True,
+        deleted=False,
         subjects=subjects,
         subject=subjects[0] if subjects else None,
         keys=content_keys(p),

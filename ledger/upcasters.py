@@ -43,3 +43,5 @@ def subject_forgotten_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
 for _type, _version in (("memory.added", 2), ("memory.updated", 1), ("memory.merged", 1), ("memory.restored", 1)):
     UPCASTERS[(_type, _version)] = identity
 UPCASTERS[("subject.forgotten", 1)] = subject_forgotten_v1_to_v2
+UPCASTERS[("memory.restored", 2)] = identity  # v3 adds an optional reason
+UPCASTERS[("scheduler.decided", 2)] = identity  # v3 adds retention decisions (expire, hold)

@@ -104,6 +104,33 @@ class SearchViews:
         return out
 
 
+    def artifacts(self, memory_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The embeddings the vector view holds for these memories (one per stored version)."""
+        path = self.root / "views" / "vector.sqlite"
+        if not path.exists() or not memory_ids:
+            return []
+        import sqlite3
+
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            rows = []
+            for i in range(0, len(memory_ids), 500):
+                chunk = list(memory_ids[i : i + 500])
+                rows += conn.execute(
+                    "SELECT v.memory_id, v.valid_from, x.text_sha256 FROM versions v JOIN vectors x ON x.slot = v.slot "
+                    f"WHERE v.memory_id IN ({','.join('?' * len(chunk))}) ORDER BY v.memory_id, v.valid_from",
+                    chunk,
+                ).fetchall()
+        except sqlite3.Error:
+            return []
+        finally:
+            conn.close()
+        return [
+            {"kind": "embedding", "memory_id": m, "version_offset": o, "text_sha256": bytes(d).hex()}
+            for m, o, d in rows
+        ]
+
+
 def _open_temporal(name: str, path: Path) -> Any:
     if name == "keyword":
         from projections.text_view import KeywordView
@@ -197,6 +224,23 @@ class KVCaches:
                 store.close()
         out += token_residue(self.root, texts, self.config)  # any cache file anywhere in the data directory
         return out
+
+    def artifacts(self, memory_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The stored KV caches whose context held one of these memories."""
+        if not self._exists():
+            return []
+        from projections.kv_store import KVStore
+
+        store = KVStore(self.root / "kv_cache")
+        try:
+            wanted = set(store.built_from(list(memory_ids), []))
+            return [
+                {"kind": "kv_cache", "key": e["key"], "model_id": e.get("model_id"), "memory_ids": e["memory_ids"]}
+                for e in store.entries()
+                if e["key"] in wanted
+            ]
+        finally:
+            store.close()
 
 
 def token_residue(root: Path, texts: Sequence[str], config: Any = None) -> list[str]:

@@ -227,7 +227,7 @@ class ElasticsearchView:
         and of the memories the erasure lists loses its text and embedding."""
         subjects, mids = set(erasure.subjects), set(erasure.memory_ids)
         for d in pending.values():
-            if d.get("subject") in subjects or d.get("memory_id") in mids:
+            if d["valid_from"] < erasure.offset and (d.get("subject") in subjects or d.get("memory_id") in mids):
                 d.update(text=None, searchable=False)
                 d.pop("embedding", None)
         out: list[dict[str, Any]] = []
@@ -237,7 +237,7 @@ class ElasticsearchView:
         hits = (h for clause in clauses for h in self._scan({"bool": {"filter": [clause]}}))
         for hit in hits:
             src = hit["_source"]
-            if hit["_id"] in pending:
+            if hit["_id"] in pending or src.get("valid_from", -1) >= erasure.offset:
                 continue
             src.update(text=None, searchable=False)
             src.pop("embedding", None)

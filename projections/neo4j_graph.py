@@ -160,7 +160,7 @@ class Neo4jGraphView:
                 "entities": sorted(self.entities(s.text or "")) if live else [],
             }
         rels: list[dict[str, Any]] = []
-        forgotten: list[dict[str, list[str]]] = []
+        forgotten: list[dict[str, Any]] = []
         for e in events:
             p = e.payload
             if e.type == ev.MEMORY_LINKED:
@@ -187,9 +187,13 @@ class Neo4jGraphView:
                     for src in p["sources"]
                 ]
             elif (erasure := erasure_of(e)) is not None:
-                forgotten.append({"subjects": list(erasure.subjects), "memory_ids": list(erasure.memory_ids)})
+                forgotten.append(
+                    {"subjects": list(erasure.subjects), "memory_ids": list(erasure.memory_ids), "before": e.offset}
+                )
                 for v in versions.values():
-                    if v["subject"] in erasure.subjects or v["memory_id"] in erasure.memory_ids:
+                    if v["valid_from"] < e.offset and (
+                        v["subject"] in erasure.subjects or v["memory_id"] in erasure.memory_ids
+                    ):
                         v["entities"] = []
         return {
             "versions": list(versions.values()),
@@ -227,11 +231,17 @@ class Neo4jGraphView:
         for erased in plan["forgotten"]:
             # crypto-shredding: the entity names came from text that no longer exists
             for subject in erased["subjects"]:
-                tx.run(f"MATCH (v:{self.V} {{subject: $s}})-[m:MENTIONS]->() DELETE m", s=subject).consume()
+                tx.run(
+                    f"MATCH (v:{self.V} {{subject: $s}})-[m:MENTIONS]->() WHERE v.valid_from < $before DELETE m",
+                    s=subject,
+                    before=erased["before"],
+                ).consume()
             if erased["memory_ids"]:
                 tx.run(
-                    f"UNWIND $ids AS id MATCH (v:{self.V} {{memory_id: id}})-[m:MENTIONS]->() DELETE m",
+                    f"UNWIND $ids AS id MATCH (v:{self.V} {{memory_id: id}})-[m:MENTIONS]->() "
+                    "WHERE v.valid_from < $before DELETE m",
                     ids=erased["memory_ids"],
+                    before=erased["before"],
                 ).consume()
         tx.run(f"MERGE (c:{self.C} {{view: $v}}) SET c.offset = $o", v=self.name, o=last).consume()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,18 @@ def ledger(tmp_path) -> Iterator[Ledger]:
     led = make_ledger(tmp_path / "log.sqlite")
     yield led
     led.log.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random causal LM saved as a transformers directory ([llm] model = that path)."""
+    from tests.memos_fixtures import tiny_model
+
+    path = tmp_path_factory.mktemp("tiny-llm")
+    m = tiny_model()
+    m.model.save_pretrained(str(path))
+    m.tokenizer.save_pretrained(str(path))
+    return path
 
 
 @pytest.fixture

@@ -13,23 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.cli_helpers import init_data, run
-from tests.memos_fixtures import tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "card 4111 1111 1111 1111 PIN 4321"
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory) -> Path:
-    """A tiny random causal LM saved as a transformers directory ([llm] model = that path)."""
-    path = tmp_path_factory.mktemp("tiny-llm")
-    m = tiny_model()
-    m.model.save_pretrained(str(path))
-    m.tokenizer.save_pretrained(str(path))
-    return path
 
 
 def _data(tmp_path, capsys, model_dir: Path, views: str = "") -> str:

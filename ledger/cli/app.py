@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "ledger.cli.search_commands",
     "ledger.cli.demo_commands",
     "ledger.cli.governance_commands",
+    "ledger.cli.erasure_commands",
     "ledger.cli.memos_commands",
     "ledger.cli.service_commands",
     "ledger.cli.dist_commands",

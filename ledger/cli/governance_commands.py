@@ -133,7 +133,7 @@ def cmd_proof_consistency(args: argparse.Namespace) -> int:
 def cmd_verify_proof(args: argparse.Namespace) -> int:
     from ledger.governance import verifier
 
-    argv = [args.file, "--public-key", args.public_key or _local_public_key_pem(args)]
+    argv = [args.file, "--public-key", args.public_key or local_public_key_pem(args)]
     if args.pinned:
         argv += ["--checkpoint", args.pinned]
     if args.json:
@@ -141,7 +141,7 @@ def cmd_verify_proof(args: argparse.Namespace) -> int:
     return verifier.main(argv)
 
 
-def _local_public_key_pem(args: argparse.Namespace) -> str:
+def local_public_key_pem(args: argparse.Namespace) -> str:
     from ledger.governance.checkpoints import Checkpoints
 
     data = Path(args.data)

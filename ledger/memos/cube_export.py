@@ -41,6 +41,7 @@ from ledger.api import Ledger
 from ledger.canonical import GENESIS_HASH, canonical_bytes, chain_hash
 from ledger.errors import InvalidRequest, LedgerError, NotFound
 from ledger.events import Event, NewEvent, now_us, us_to_iso
+from ledger.governance.anchor import export_anchor
 from ledger.governance.cipher import MEMORY_SCOPE, key_refs
 from ledger.governance.log_tree import log_tree
 from ledger.governance.merkle import leaf_hash, verify_inclusion
@@ -104,7 +105,7 @@ def export_cube(
         "leaf": "sha256(0x00 || bytes.fromhex(hash))",
     }
     if sign:
-        header["anchor"] = _anchor(ledger, tree.size)
+        header["anchor"] = export_anchor(ledger, tree.size)
     yield header
     for e in events:
         yield {"event": e.to_dict(), "proof": [p.hex() for p in tree.inclusion_proof(e.offset, tree.size)]}
@@ -120,22 +121,6 @@ def _memory_keys(ledger: Ledger, events: list[Event]) -> list[dict[str, str]]:
     ids = sorted({ref.key_id for e in events for ref in key_refs(e.payload.get("sealed")) if ref.scope == MEMORY_SCOPE})
     found = ledger.sealer.memory_keys(ids)
     return [{"key_id": k, "key": base64.b64encode(v).decode()} for k, v in sorted(found.items())]
-
-
-def _anchor(ledger: Ledger, size: int) -> dict[str, Any]:
-    from ledger.governance.checkpoints import Checkpoints
-
-    config = ledger.config
-    if config is None:
-        raise InvalidRequest("signing an export needs a data directory (its checkpoint key)")
-    checkpoints = Checkpoints.for_config(config)
-    full = log_tree(ledger.log)
-    cp = checkpoints.create(ledger.log, full)
-    return {
-        "checkpoint": cp.to_dict(),
-        "public_key": checkpoints.signer.public_key_pem(),
-        "consistency_proof": [p.hex() for p in full.consistency_proof(size, cp.log_size)],
-    }
 
 
 def write_export(ledger: Ledger, cube: str, out: IO[bytes], as_of: int | str | None = None, sign: bool = False) -> int:

@@ -34,12 +34,14 @@ from ledger import events as ev
 from ledger.api import Ledger
 from ledger.errors import ConcurrencyConflict, LedgerError, present
 from ledger.events import Event, NewEvent, now_us
+from ledger.governance.holds import HOLDS_STREAM
 from ledger.memory_state import CONTENT_EVENTS, MemoryState, Opener, apply_event, merged_metadata
+from ledger.memos.retention import expired_by
 from ledger.memos.scheduler_policy import SchedulerPolicy
 
 SCHEDULER_TICKED = "scheduler.ticked"
 SCHEDULER_ACTOR = "scheduler"
-KINDS = ("merge", "demote", "promote", "archive")
+KINDS = ("expire", "hold", "merge", "demote", "promote", "archive")
 _US = 1_000_000
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,8 @@ class Decision:
     merged_text: str | None = None
     activate_merged: bool = False
     from_states: tuple[str, ...] = ()
+    action: str | None = None  # expire: "delete" | "erase"
+    hold_ids: tuple[str, ...] = ()  # hold: the legal holds that refused an expiry
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -68,6 +72,10 @@ class Decision:
         }
         if self.merged_into:
             d["merged_into"] = self.merged_into
+        if self.action:
+            d["action"] = self.action
+        if self.hold_ids:
+            d["hold_ids"] = list(self.hold_ids)
         return d
 
 
@@ -161,12 +169,16 @@ def decide(
     usage: dict[str, _Usage] = defaultdict(_Usage)
     versions: dict[str, int] = {}
     forgotten: set[str] = set()
+    holds = _HoldFold()
     last: Event | None = None
     for e in events:
         last = e
         versions[e.stream] = e.version
         if e.type == ev.SUBJECT_FORGOTTEN:
             forgotten.add(e.payload["subject"])
+            continue
+        if e.stream == HOLDS_STREAM:
+            holds.apply(e)
             continue
         if e.type == ev.MEMORY_READ:
             if e.payload.get("as_of") is None:  # time-travel reads (audits) are not usage
@@ -192,10 +204,76 @@ def decide(
             by_cube[m.cube].append(m)
     decisions: list[Decision] = []
     for cube in sorted(by_cube):
-        decisions += _decide_cube(
-            cube, sorted(by_cube[cube], key=lambda m: m.memory_id), usage, now, policy, last.offset
-        )
+        mems = sorted(by_cube[cube], key=lambda m: m.memory_id)
+        retained = _retention(cube, mems, usage, now, policy, holds)
+        decisions += retained
+        gone = {m for d in retained for m in d.memory_ids}
+        decisions += _decide_cube(cube, [m for m in mems if m.memory_id not in gone], usage, now, policy, last.offset)
     return Plan(last.offset, now, policy, decisions, {c: versions.get(c, 0) for c in by_cube})
+
+
+@dataclass
+class _HoldFold:
+    """Legal holds as of the prefix, and the retention refusals already recorded."""
+
+    active: dict[str, dict[str, Any]] = field(default_factory=dict)
+    refused: set[tuple[str, str]] = field(default_factory=set)  # (memory id, hold id)
+
+    def apply(self, e: Event) -> None:
+        p = e.payload
+        if e.type == ev.HOLD_PLACED:
+            self.active[p["hold_id"]] = p
+        elif e.type == ev.HOLD_RELEASED:
+            self.active.pop(p["hold_id"], None)
+        elif e.type == ev.HOLD_REFUSED and p.get("operation") == "retention":
+            self.refused.update((m, h) for m in p.get("memory_ids", []) for h in p["hold_ids"])
+
+    def covering(self, m: MemoryState) -> list[str]:
+        return sorted(
+            h
+            for h, p in self.active.items()
+            if p.get("memory_id") == m.memory_id or p.get("cube") == m.cube or p.get("subject") in m.subjects
+        )
+
+
+def _retention(
+    cube: str, mems: list[MemoryState], usage: dict[str, _Usage], now: int, policy: SchedulerPolicy, holds: _HoldFold
+) -> list[Decision]:
+    """Expiries (one decision per rule and action) and, once per hold, refusals under a legal hold."""
+    if not policy.retention:
+        return []
+    expire: dict[int, list[str]] = defaultdict(list)
+    held: dict[tuple[str, ...], list[str]] = defaultdict(list)
+    for m in mems:
+        if m.state == "frozen" or m.erased:
+            continue
+        rule = expired_by(policy.retention, m, (now - usage[m.memory_id].created_ts) / _US)
+        if rule is None:
+            continue
+        hold_ids = holds.covering(m)
+        if hold_ids:
+            if any((m.memory_id, h) not in holds.refused for h in hold_ids):
+                held[tuple(hold_ids)].append(m.memory_id)
+            continue
+        expire[policy.retention.index(rule)].append(m.memory_id)
+    out = [
+        Decision(
+            "expire",
+            cube,
+            tuple(ids),
+            f"retention: {policy.retention[i].describe()}",
+            float(len(ids)),
+            action=policy.retention[i].action,
+        )
+        for i, ids in sorted(expire.items())
+    ]
+    out += [
+        Decision(
+            "hold", cube, tuple(ids), f"retention expiry refused: under legal hold {', '.join(h)}", 0.0, hold_ids=h
+        )
+        for h, ids in sorted(held.items())
+    ]
+    return out
 
 
 def _decide_cube(
@@ -330,11 +408,33 @@ def decision_events(
     }
     if d.merged_into:
         payload["merged_into"] = d.merged_into
+    if d.action:
+        payload["action"] = d.action
+    if d.hold_ids:
+        payload["hold_ids"] = list(d.hold_ids)
     out = [NewEvent(d.cube, ev.SCHEDULER_DECIDED, payload, actor, event_id=did, correlation_id=run_id)]
 
     def follow(etype: str, p: dict[str, Any], n: int) -> None:
         out.append(NewEvent(d.cube, etype, p, actor, event_id=_eid(did, n), causation_id=did, correlation_id=run_id))
 
+    if d.kind == "expire":
+        if d.action == "delete":  # an erasure destroys keys too: :func:`apply` runs it after the batch
+            for n, mid in enumerate(d.memory_ids, 1):
+                follow(ev.MEMORY_DELETED, {"memory_id": mid, "reason": d.reason[:2000]}, n)
+        return out
+    if d.kind == "hold":
+        out.append(
+            NewEvent(
+                HOLDS_STREAM,
+                ev.HOLD_REFUSED,
+                {"operation": "retention", "hold_ids": list(d.hold_ids), "memory_ids": list(d.memory_ids)},
+                actor,
+                event_id=_eid(did, 1),
+                causation_id=did,
+                correlation_id=run_id,
+            )
+        )
+        return out
     if d.kind == "merge":
         content = (
             merged_content(d) if merged_content is not None else {"text": present(d.merged_text, "a merge's text")}
@@ -373,6 +473,7 @@ class RunResult:
     written: int = 0
     skipped_cubes: list[str] = field(default_factory=list)
     ticked: bool = False
+    problems: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -380,6 +481,7 @@ class RunResult:
             "written_events": self.written,
             "skipped_cubes": self.skipped_cubes,
             "ticked": self.ticked,
+            "problems": self.problems,
         }
 
 
@@ -406,7 +508,23 @@ def apply(ledger: Ledger, plan: Plan, actor: str = SCHEDULER_ACTOR, run_id: str 
             result.skipped_cubes.append(cube)  # changed since the basis: decide again next run
             continue
         result.written += len(written)
+        for d in plan.decisions:
+            if d.cube == cube and d.kind == "expire" and d.action == "erase":
+                _erase_expired(ledger, d, actor, result)
     return result
+
+
+def _erase_expired(ledger: Ledger, d: Decision, actor: str, result: RunResult) -> None:
+    """An expiry that erases: the decision is recorded; now destroy the keys (``memory.erased``)."""
+    from ledger.governance.erase import erase
+
+    try:
+        report = erase(ledger, list(d.memory_ids), actor, d.reason[:2000])
+    except LedgerError as exc:  # a hold placed since the basis, a plaintext legacy memory, ...
+        result.problems.append(f"retention erase of {len(d.memory_ids)} memories in {d.cube} failed: {exc}")
+        return
+    result.written += len(report.offsets)
+    result.problems += report.checks.problems + report.checks.residue
 
 
 def plan_at(
@@ -460,6 +578,10 @@ def recorded_decisions(ledger: Ledger, basis_offset: int) -> list[dict[str, Any]
             }
             if p.get("merged_into"):
                 d["merged_into"] = p["merged_into"]
+            if p.get("action"):
+                d["action"] = p["action"]
+            if p.get("hold_ids"):
+                d["hold_ids"] = p["hold_ids"]
             out.append(d)
     return out
 

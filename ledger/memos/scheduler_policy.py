@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ledger.errors import InvalidRequest
+from ledger.memos.retention import RetentionRule, parse_rules
 
 DAY = 86_400.0
 
@@ -28,6 +29,8 @@ class SchedulerPolicy:
       are merged into one; the text of the most recently changed one is kept.
     * ``tick_every_s``: on an idle log, a run first appends a ``scheduler.ticked`` event when the
       last event is older than this, so time-based decisions still happen and stay replayable.
+    * ``retention``: rules that delete or erase memories older than they allow
+      (``ledger.memos.retention``; ``[[scheduler.retention]]`` in ``memledger.toml``).
     """
 
     half_life_s: float = 7 * DAY
@@ -41,9 +44,13 @@ class SchedulerPolicy:
     merge_threshold: float = 0.9
     merge_min_words: int = 3
     tick_every_s: float = 3600.0
+    retention: tuple[RetentionRule, ...] = field(default=())
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "retention", parse_rules(self.retention))
         for f in fields(self):
+            if f.name == "retention":
+                continue
             v = getattr(self, f.name)
             if not isinstance(v, int | float) or isinstance(v, bool) or v < 0:
                 raise InvalidRequest(f"scheduler policy {f.name} must be a non-negative number, not {v!r}")
@@ -53,7 +60,9 @@ class SchedulerPolicy:
             raise InvalidRequest("scheduler policy half_life_s must be positive")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "retention"}
+        out["retention"] = [r.to_dict() for r in self.retention]
+        return out
 
     @staticmethod
     def from_dict(d: dict[str, Any] | None) -> SchedulerPolicy:
@@ -63,7 +72,7 @@ class SchedulerPolicy:
         unknown = sorted(set(d) - set(known))
         if unknown:
             raise InvalidRequest(f"unknown scheduler policy setting(s): {', '.join(unknown)}")
-        out: dict[str, Any] = {}
+        out: dict[str, Any] = {"retention": parse_rules(d.pop("retention", None))}
         for k, v in d.items():
             default = getattr(SchedulerPolicy, k)
             try:

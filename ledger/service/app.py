@@ -21,6 +21,7 @@ from ledger.service import (
     routes_chat,
     routes_cube_admin,
     routes_cubes,
+    routes_erasure,
     routes_governance,
     routes_log,
     routes_memories,
@@ -54,6 +55,7 @@ ROUTERS = [
     routes_chat.router,
     routes_scheduler.router,
     routes_governance.router,
+    routes_erasure.router,
 ]
 
 ANONYMOUS_WARNING = (

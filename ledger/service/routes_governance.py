@@ -10,23 +10,33 @@
   (or admin). Without ``seq`` the newest stored checkpoint covering N is used; when none does, an
   admin gets a new checkpoint signed, anyone else a 409 (only admins create checkpoints).
   ``GET /v1/proofs/consistency?old=A&new=B`` carries hashes only.
+- ``POST /v1/holds``, ``GET /v1/holds``, ``POST /v1/holds/{hold_id}/release`` (admin): legal holds
+  on a cube, a data subject or a memory; while one is active, delete, erase, forget, redaction
+  and retention of what it covers are refused (and the refusal is recorded).
+- ``GET /v1/subjects/{subject}/export?sign=true`` (admin): the subject access export (JSON lines,
+  verifiable offline with ``memledger subject verify`` / ``ledger/governance/subject_verifier.py``).
 Proofs verify offline with ``memledger verify-proof`` / ``ledger/governance/verifier.py``, trusting nothing
 from the server but the public key.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from collections.abc import Iterator
+from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import Field
-from starlette.responses import PlainTextResponse
+from starlette.responses import PlainTextResponse, StreamingResponse
 
 from ledger.access import Action, Caller
 from ledger.config import load_config
 from ledger.errors import NotFound, StateError
 from ledger.governance import forget as forget_mod
+from ledger.governance import holds as holds_mod
 from ledger.governance import proofs as proofs_mod
+from ledger.governance import subject_export as subject_export_mod
 from ledger.governance.checkpoints import Checkpoints
 from ledger.rules.names import MAX_NAME, NAME_PATTERN
 from ledger.service.auth import admin_caller, current_caller
@@ -40,6 +50,20 @@ Seq = Annotated[int, Query(ge=0, le=2**62)]
 
 class ForgetRequest(RequestBody):
     reason: Reason | None = Field(default=None)
+
+
+class HoldRequest(RequestBody):
+    cube: str | None = Field(default=None, min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN)
+    subject: str | None = Field(default=None, min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN)
+    memory_id: str | None = Field(default=None, min_length=1, max_length=200)
+    reason: Reason
+
+
+class ReleaseRequest(RequestBody):
+    reason: Reason | None = Field(default=None)
+
+
+SubjectPath = Path(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN, description="data subject")
 
 
 def _checkpoints(state: ServiceState) -> Checkpoints:
@@ -107,3 +131,53 @@ def consistency(
     if checkpoints.get(old).log_size > checkpoints.get(new).log_size:
         raise StateError(f"checkpoint #{old} covers more of the log than #{new}; give the older checkpoint first")
     return proofs_mod.consistency_proof(state.ledger.log, checkpoints, old, new)
+
+
+@router.post("/holds", status_code=201, summary="Place a legal hold on a cube, a data subject or a memory (admin)")
+def place_hold(
+    body: HoldRequest, caller: Caller = Depends(admin_caller), state: ServiceState = Depends(get_state)
+) -> dict[str, Any]:
+    hold = holds_mod.place_hold(state.ledger.log, caller.name, body.reason, body.cube, body.subject, body.memory_id)
+    return hold.to_dict()
+
+
+@router.get("/holds", summary="Active legal holds (admin)")
+def list_holds(caller: Caller = Depends(admin_caller), state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+    return {"holds": [h.to_dict() for h in holds_mod.read_holds(state.ledger.log).active.values()]}
+
+
+@router.post("/holds/{hold_id}/release", summary="End a legal hold (admin)")
+def release_hold(
+    body: ReleaseRequest,
+    hold_id: str = Path(min_length=1, max_length=200),
+    caller: Caller = Depends(admin_caller),
+    state: ServiceState = Depends(get_state),
+) -> dict[str, Any]:
+    offset = holds_mod.release_hold(state.ledger.log, hold_id, caller.name, body.reason)
+    return {"hold_id": hold_id, "offset": offset}
+
+
+@router.get(
+    "/subjects/{subject}/export",
+    summary="Everything about a data subject, verifiable offline (admin; an access request)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/x-ndjson": {}}, "description": "header, then records"}},
+)
+def export_subject(
+    subject: str = SubjectPath,
+    sign: bool = False,
+    caller: Caller = Depends(admin_caller),
+    state: ServiceState = Depends(get_state),
+) -> StreamingResponse:
+    records = list(subject_export_mod.export_subject(state.ledger, subject, sign, caller.name))
+
+    def lines() -> Iterator[bytes]:
+        for rec in records:
+            yield orjson.dumps(rec) + b"\n"
+
+    filename = re.sub(r"[^A-Za-z0-9._-]", "_", subject)[:100]
+    return StreamingResponse(
+        lines(),
+        media_type="application/x-ndjson",
+        headers={"Content-Disposition": f'attachment; filename="{filename}-export.jsonl"'},
+    )

@@ -115,6 +115,8 @@ def restore_memory(ledger: Ledger, memory_id: str, to: int | str, actor: str, at
         cur = now.states.get(memory_id)
         if cur is None:
             raise NotFound(f"memory {memory_id} not found")
+        if cur.erased:
+            raise StateError(f"memory {memory_id} was erased; an erased memory cannot be restored")
         then = snapshot(ledger.log.read_refs(memory_id, to_offset), ledger)
         payload = compensation(memory_id, to_offset, now, then)
         if payload is None:
@@ -143,6 +145,9 @@ def restore_cube(ledger: Ledger, cube: str, to: int | str, actor: str, attempts:
         correlation = "restore-" + os.urandom(8).hex()
         batch, restored, unchanged, frozen = [], [], [], []
         for mid in sorted(set(now.states) | set(then.states)):
+            if (gone := now.states.get(mid)) is not None and gone.erased:
+                unchanged.append(mid)  # erased for good: nothing to bring back
+                continue
             try:
                 payload = compensation(mid, to_offset, now, then)
             except StateError:

@@ -151,6 +151,7 @@ class BatchWriter:
             ev.MEMORY_RESTORED,
             ev.MEMORY_STATE_CHANGED,
             ev.MEMORY_TAGGED,
+            ev.MEMORY_DELETED,
         ):
             return
         mid = p["memory_id"]
@@ -192,6 +193,8 @@ class BatchWriter:
             self._touch(s, e.offset, slot=self._slot(content), metadata=dict(meta) if meta is not None else s.metadata)
         elif t == ev.MEMORY_STATE_CHANGED:
             self._touch(s, e.offset, state=p["to"])
+        elif t == ev.MEMORY_DELETED:
+            self._touch(s, e.offset, present=False)
         elif t == ev.MEMORY_TAGGED:
             remove = set(p.get("remove", []))
             tags = [x for x in s.tags if x not in remove]

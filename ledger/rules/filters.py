@@ -1,0 +1,278 @@
+"""One filter grammar for every place that selects memories (delete, list, search, retention).
+
+A filter is a JSON object. Each key is a field with a value (equality) or an object of operators;
+``$and`` / ``$or`` take a list of filters and ``$not`` one filter::
+
+    {"user_id": "u1", "created_at": {"$gte": "2026-01-01T00:00:00Z"},
+     "$or": [{"tags": "work"}, {"topic": {"$in": ["a", "b"]}}]}
+
+Operators: ``$eq $ne $in $nin $gt $gte $lt $lte $contains``.
+
+Fields: the built-in ``id``, ``cube``, ``state``, ``tags``, ``subject``, ``created_by``, ``updated_by``,
+``created_at``, ``updated_at``, ``created_offset``, ``updated_offset``; ``metadata.<key>`` or a bare
+``<key>`` for a metadata key (``user_id``, ``agent_id``, ``run_id``, ``observed_at`` and any other).
+
+Semantics, the same wherever a filter is evaluated:
+
+* a list-valued field (``tags``, a merged memory's conflicting scope) matches ``$eq``/``$in`` when
+  any element does, and ``$ne``/``$nin`` only when no element does; ``$contains`` tests membership
+  in a list and substring in a string;
+* a missing field matches only ``$ne`` and ``$nin``;
+* times (``created_at``, ``updated_at``, ``observed_at`` and ``*_at`` metadata keys) compare as
+  instants: values are ISO-8601 strings or microseconds since the epoch;
+* ordering operators compare numbers with numbers and strings with strings; anything else does
+  not match (never an error at evaluation time, so one odd record cannot break a listing).
+
+Malformed filters are refused at parse time with one line naming the problem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ledger.errors import InvalidRequest
+from ledger.events import iso_to_us
+
+OPERATORS = ("$eq", "$ne", "$in", "$nin", "$gt", "$gte", "$lt", "$lte", "$contains")
+LOGICAL = ("$and", "$or", "$not")
+BUILTIN_FIELDS = (
+    "id",
+    "cube",
+    "state",
+    "tags",
+    "subject",
+    "created_by",
+    "updated_by",
+    "created_at",
+    "updated_at",
+    "created_offset",
+    "updated_offset",
+)
+SCOPE_FIELDS = ("user_id", "agent_id", "run_id")
+MAX_DEPTH = 8
+MAX_NODES = 200
+MAX_IN = 1000
+_MISSING = object()
+
+Record = Mapping[str, Any]  # the fields of one memory (see ``record_of``)
+Predicate = Callable[[Record], bool]
+
+
+def is_time_field(name: str) -> bool:
+    """Fields compared as instants."""
+    return name.endswith("_at")
+
+
+@dataclass(frozen=True)
+class Filter:
+    """A parsed filter: ``matches(record)`` and the source it was parsed from."""
+
+    source: dict[str, Any]
+    predicate: Predicate
+
+    def matches(self, record: Record) -> bool:
+        return self.predicate(record)
+
+
+def parse_filter(obj: Any, what: str = "filter") -> Filter:
+    """Parse (and check) a filter object; ``None`` or ``{}`` match everything."""
+    if obj is None:
+        obj = {}
+    if not isinstance(obj, dict):
+        raise InvalidRequest(f"{what} must be a JSON object, not {type(obj).__name__}")
+    counter = [0]
+    return Filter(obj, _node(obj, what, 0, counter))
+
+
+def _node(obj: Any, where: str, depth: int, counter: list[int]) -> Predicate:
+    if depth > MAX_DEPTH:
+        raise InvalidRequest(f"{where}: filters nest at most {MAX_DEPTH} levels deep")
+    if not isinstance(obj, dict):
+        raise InvalidRequest(f"{where}: expected a filter object, not {type(obj).__name__}")
+    parts: list[Predicate] = []
+    for key, value in obj.items():
+        counter[0] += 1
+        if counter[0] > MAX_NODES:
+            raise InvalidRequest(f"{where}: a filter may have at most {MAX_NODES} conditions")
+        if not isinstance(key, str) or not key:
+            raise InvalidRequest(f"{where}: field names must be non-empty strings")
+        if key in ("$and", "$or"):
+            if not isinstance(value, list) or not value:
+                raise InvalidRequest(f"{where}: {key} takes a non-empty list of filters")
+            subs = [_node(v, f"{where}.{key}[{i}]", depth + 1, counter) for i, v in enumerate(value)]
+            parts.append(_all(subs) if key == "$and" else _any(subs))
+        elif key == "$not":
+            parts.append(_negate(_node(value, f"{where}.$not", depth + 1, counter)))
+        elif key.startswith("$"):
+            raise InvalidRequest(f"{where}: unknown operator {key!r} (logical operators: {', '.join(LOGICAL)})")
+        else:
+            parts.append(_field(key, value, f"{where}.{key}"))
+    return _all(parts)
+
+
+def _negate(inner: Predicate) -> Predicate:
+    return lambda r: not inner(r)
+
+
+def _all(parts: list[Predicate]) -> Predicate:
+    if len(parts) == 1:
+        return parts[0]
+    return lambda r: all(p(r) for p in parts)
+
+
+def _any(parts: list[Predicate]) -> Predicate:
+    return lambda r: any(p(r) for p in parts)
+
+
+def _field(name: str, spec: Any, where: str) -> Predicate:
+    key = name[len("metadata.") :] if name.startswith("metadata.") else name
+    if not key:
+        raise InvalidRequest(f"{where}: metadata. needs a key name")
+    path = ("metadata", key) if name.startswith("metadata.") or name not in BUILTIN_FIELDS else (key,)
+    timed = is_time_field(key)
+    ops = (
+        spec
+        if isinstance(spec, dict) and spec and all(isinstance(k, str) and k.startswith("$") for k in spec)
+        else None
+    )
+    if ops is None:
+        if isinstance(spec, dict):
+            raise InvalidRequest(f"{where}: an object value must hold operators only ({', '.join(OPERATORS)})")
+        ops = {"$eq": spec}
+    tests: list[Callable[[Any], bool]] = []
+    for op, operand in ops.items():
+        if op not in OPERATORS:
+            raise InvalidRequest(f"{where}: unknown operator {op!r} (one of {', '.join(OPERATORS)})")
+        tests.append(_test(op, _operand(op, operand, timed, where)))
+
+    def pred(r: Record) -> bool:
+        value = _lookup(r, path)
+        if timed and value is not _MISSING:
+            value = _instant(value)
+        return all(t(value) for t in tests)
+
+    return pred
+
+
+def _operand(op: str, operand: Any, timed: bool, where: str) -> Any:
+    if op in ("$in", "$nin"):
+        if not isinstance(operand, list) or len(operand) > MAX_IN:
+            raise InvalidRequest(f"{where}: {op} takes a list of at most {MAX_IN} values")
+        return [_scalar(v, timed, where, op) for v in operand]
+    if op == "$contains":
+        if isinstance(operand, dict | list) or operand is None:
+            raise InvalidRequest(f"{where}: $contains takes a string, number or boolean")
+        return operand
+    value = _scalar(operand, timed, where, op)
+    if op in ("$gt", "$gte", "$lt", "$lte") and not _orderable(value):
+        raise InvalidRequest(f"{where}: {op} compares numbers or strings, not {operand!r}")
+    return value
+
+
+def _scalar(v: Any, timed: bool, where: str, op: str) -> Any:
+    if isinstance(v, dict | list):
+        raise InvalidRequest(f"{where}: {op} takes a string, number, boolean or null, not an object or list")
+    if timed and v is not None:
+        t = _instant(v)
+        if t is None:
+            raise InvalidRequest(f"{where}: {v!r} is not a time (ISO-8601 or microseconds since the epoch)")
+        return t
+    return v
+
+
+def _instant(v: Any) -> int | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float):
+        return int(v)
+    if isinstance(v, str):
+        try:
+            return iso_to_us(v)
+        except (ValueError, InvalidRequest):
+            return None
+    return None
+
+
+def _orderable(v: Any) -> bool:
+    return isinstance(v, int | float | str) and not isinstance(v, bool)
+
+
+def _lookup(r: Record, path: tuple[str, ...]) -> Any:
+    cur: Any = r
+    for p in path:
+        if not isinstance(cur, Mapping) or p not in cur:
+            return _MISSING
+        cur = cur[p]
+    return cur
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equality that keeps booleans apart from 0 and 1 (JSON does)."""
+    return a == b and isinstance(a, bool) == isinstance(b, bool)
+
+
+def _less(a: Any, b: Any) -> bool | None:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return None
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a < b
+    if isinstance(a, str) and isinstance(b, str):
+        return a < b
+    return None
+
+
+def _test(op: str, operand: Any) -> Callable[[Any], bool]:
+    def elements(v: Any) -> list[Any]:
+        return v if isinstance(v, list) else [v]
+
+    if op == "$eq":
+        return lambda v: v is not _MISSING and any(_same(x, operand) for x in elements(v))
+    if op == "$ne":
+        return lambda v: v is _MISSING or not any(_same(x, operand) for x in elements(v))
+    if op == "$in":
+        return lambda v: v is not _MISSING and any(_same(x, o) for x in elements(v) for o in operand)
+    if op == "$nin":
+        return lambda v: v is _MISSING or not any(_same(x, o) for x in elements(v) for o in operand)
+    if op == "$contains":
+
+        def contains(v: Any) -> bool:
+            if isinstance(v, list):
+                return any(_same(x, operand) for x in v)
+            return isinstance(v, str) and isinstance(operand, str) and operand in v
+
+        return contains
+
+    def compare(v: Any) -> bool:
+        if v is _MISSING:
+            return False
+        for x in elements(v):
+            lt, gt = _less(x, operand), _less(operand, x)
+            if lt is None:
+                continue
+            if (op == "$gt" and gt) or (op == "$gte" and not lt) or (op == "$lt" and lt) or (op == "$lte" and not gt):
+                return True
+        return False
+
+    return compare
+
+
+def record_of(state: Any) -> dict[str, Any]:
+    """The filterable fields of a ``MemoryState``."""
+    return {
+        "id": state.memory_id,
+        "cube": state.cube,
+        "state": state.state,
+        "tags": list(state.tags),
+        "subject": state.subject,
+        "created_by": state.created_by,
+        "updated_by": state.updated_by,
+        "created_at": state.created_at,
+        "updated_at": state.updated_at,
+        "created_offset": state.created_offset,
+        "updated_offset": state.updated_offset,
+        "metadata": state.metadata,
+    }
