@@ -16,7 +16,7 @@ from ledger.governance.cipher import KeyRef
 from ledger.governance.holds import HOLDS_STREAM, read_holds, refuse
 from ledger.lifecycle import check_state, check_transition, check_writable
 from ledger.log import Log
-from ledger.memory_state import MemoryState, Opener, SealedSource, fold, history, merged_metadata
+from ledger.memory_state import MemoryState, Opener, SealedSource, fold, history, merged_metadata, scope_of
 from ledger.rules.content import check_metadata, check_text
 from ledger.rules.filters import parse_filter, record_of
 from ledger.rules.names import check_name
@@ -199,7 +199,7 @@ class Ledger:
             refs = [KeyRef.from_dict(k) for k in keys] if keys else [sealer.memory_ref(memory_id)]
             refs += [sealer.subject_ref(x) for x in names]
             refs += [KeyRef.from_dict(k) for d in derived_from for k in d.keys]
-            return {"sealed": sealer.seal_with(refs, content)}
+            return _with_scope({"sealed": sealer.seal_with(refs, content)}, metadata)
         if not names:
             out: dict[str, Any] = {"text": text}
             if metadata is not None:
@@ -207,7 +207,7 @@ class Ledger:
             return out
         if sealer is None:
             raise InvalidRequest("this ledger has no key store configured; cannot store data-subject payloads")
-        return {"sealed": sealer.seal_under(names, content)}
+        return _with_scope({"sealed": sealer.seal_under(names, content)}, metadata)
 
     def add(
         self,
@@ -523,6 +523,14 @@ class _DeleteResult:
     def single(self) -> Written:
         e = self.events[0]
         return Written(e.payload["memory_id"], e.offset, e.event_id)
+
+
+def _with_scope(fields: dict[str, Any], metadata: dict[str, Any] | None) -> dict[str, Any]:
+    """A sealed payload carries its scope ids in plaintext (``memory_state.scope_of``)."""
+    scope = scope_of(metadata)
+    if scope:
+        fields["metadata"] = scope
+    return fields
 
 
 def _check_reason(reason: str | None) -> None:

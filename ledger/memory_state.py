@@ -17,7 +17,24 @@ Opener = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 # unreadable with the rest of the sealed payload, but does not grep the data directory for them.
 LINEAGE_METADATA_KEYS = frozenset(
     {"role", "session", "model", "kv_cache", "retrieved", "reply_to", "extracted_from", "kind", "rule"}
+    | {"user_id", "agent_id", "run_id"}  # SCOPE_KEYS: in plaintext beside a sealed payload
 )
+
+# Scope keys: who a memory is about and in which run (mem0's user/agent/run ids). They are identifiers, not
+# content: a sealed payload repeats them in plaintext (``scope_of``), so scoped filters, retention and its
+# replay work on memories whose content is sealed or erased, and residue checks do not look for them.
+SCOPE_KEYS = ("user_id", "agent_id", "run_id")
+
+
+def scope_of(metadata: dict[str, Any] | None) -> dict[str, Any]:
+    """The scope keys of ``metadata`` whose values are identifiers (strings, or lists of strings)."""
+    out: dict[str, Any] = {}
+    for k in SCOPE_KEYS:
+        v = (metadata or {}).get(k)
+        if isinstance(v, str) or (isinstance(v, list) and v and all(isinstance(x, str) for x in v)):
+            out[k] = v
+    return out
+
 
 CONTENT_EVENTS = frozenset({ev.MEMORY_ADDED, ev.MEMORY_UPDATED, ev.MEMORY_MERGED, ev.MEMORY_RESTORED})
 # events that change one memory's state; erasures (``erasure_of``) are folded too, but views purge on them

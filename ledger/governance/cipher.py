@@ -132,6 +132,7 @@ class KeyRing:
         self.keystore = keystore
         self.vault = vault
         self.seals_every_memory = vault is not None  # every memory gets a key of its own
+        self._fresh: dict[str, bytes] = {}  # keys just handed out by ``memory_ref``, used once
 
     # -- keys ----------------------------------------------------------------------------
     def subject_ref(self, subject: str) -> KeyRef:
@@ -143,7 +144,10 @@ class KeyRing:
         """A new key for ``memory_id`` (its first, or a new generation after a redaction)."""
         if self.vault is None:
             raise InvalidRequest("this key ring has no key vault: memories cannot get keys of their own")
-        key_id, _ = self.vault.new_key()
+        key_id, key = self.vault.new_key()
+        if len(self._fresh) > 1024:  # refs made but never sealed with (a write that failed): forget them
+            self._fresh.clear()
+        self._fresh[key_id] = key  # sealing with it next needs no vault lookup
         return KeyRef(MEMORY_SCOPE, memory_id, key_id)
 
     def key_of(self, ref: KeyRef) -> bytes | None:
@@ -229,7 +233,8 @@ class KeyRing:
     def _secret(self, refs: Sequence[KeyRef]) -> bytes | None:
         parts = []
         for ref in refs:
-            key = self.key_of(ref)
+            fresh = self._fresh.pop(ref.key_id, None) if ref.scope == MEMORY_SCOPE else None
+            key = fresh if fresh is not None else self.key_of(ref)
             if key is None:
                 return None
             parts.append(key)

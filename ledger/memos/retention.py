@@ -1,7 +1,8 @@
 """Retention rules: how long memories may be kept, and what happens when they expire.
 
-A rule names the memories it covers (a cube, a filter over scopes and metadata in the grammar of
-``ledger.rules.filters``, or both; neither: every memory), an age (``after``: ``"90d"``, ``"12h"``,
+A rule names the memories it covers (a cube, a filter in the grammar of ``ledger.rules.filters``
+over the built-in fields and the scope keys ``user_id``/``agent_id``/``run_id``, which stay readable
+after an erasure so the rule replays; or both; neither: every memory), an age (``after``: ``"90d"``, ``"12h"``,
 ``"30m"``, ``"2w"`` or seconds) counted from the memory's creation, and an action: ``delete`` (a
 tombstone; restore can bring it back) or ``erase`` (key destruction, for good). In
 ``memledger.toml``::
@@ -25,8 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger.errors import InvalidRequest
-from ledger.memory_state import MemoryState
-from ledger.rules.filters import Filter, parse_filter, record_of
+from ledger.memory_state import SCOPE_KEYS, MemoryState
+from ledger.rules.filters import BUILTIN_FIELDS, Filter, fields_of, parse_filter, record_of
 
 ACTIONS = ("delete", "erase")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
@@ -62,6 +63,13 @@ class RetentionRule:
         if self.cube is not None and not isinstance(self.cube, str):
             raise InvalidRequest("retention cube must be a cube name")
         parse_filter(self.where, "retention where")
+        sealed = sorted(fields_of(self.where) - set(BUILTIN_FIELDS) - set(SCOPE_KEYS))
+        if sealed:
+            raise InvalidRequest(
+                f"retention where may use the built-in fields and the scope keys ({', '.join(SCOPE_KEYS)}), "
+                f"not {', '.join(sealed)}: other metadata is sealed, so the rule could not be replayed once a "
+                "memory is erased"
+            )
 
     @property
     def filter(self) -> Filter:

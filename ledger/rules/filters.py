@@ -260,6 +260,21 @@ def _test(op: str, operand: Any) -> Callable[[Any], bool]:
     return compare
 
 
+def fields_of(obj: Any) -> set[str]:
+    """The field names a (valid) filter object mentions, ``metadata.`` prefixes removed."""
+    out: set[str] = set()
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if key in ("$and", "$or") and isinstance(value, list):
+                for v in value:
+                    out |= fields_of(v)
+            elif key == "$not":
+                out |= fields_of(value)
+            elif isinstance(key, str) and not key.startswith("$"):
+                out.add(key[len("metadata.") :] if key.startswith("metadata.") else key)
+    return out
+
+
 def record_of(state: Any) -> dict[str, Any]:
     """The filterable fields of a ``MemoryState``."""
     return {

@@ -19,7 +19,7 @@ from ledger import events as ev
 from ledger.api import Ledger
 from ledger.errors import ConcurrencyConflict, InvalidRequest, NotFound, StateError
 from ledger.events import Event, NewEvent
-from ledger.memory_state import MemoryState, apply_event
+from ledger.memory_state import MemoryState, apply_event, scope_of
 
 _CONTENT = (ev.MEMORY_ADDED, ev.MEMORY_UPDATED, ev.MEMORY_MERGED, ev.MEMORY_RESTORED)
 
@@ -78,6 +78,8 @@ def compensation(memory_id: str, to_offset: int, now: Snapshot, then: Snapshot) 
     }
     if "text" in content:
         payload["metadata"] = dict(old.metadata)
+    elif scope := scope_of(old.metadata):
+        payload["metadata"] = scope  # a sealed payload's scope ids, in plaintext as when it was written
     return payload
 
 
