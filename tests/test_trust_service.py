@@ -183,7 +183,7 @@ def test_item18_405_responses_carry_an_allow_header_listing_every_method(live_se
         for method, path, allowed in (
             ("OPTIONS", "/v1/cubes", "GET, POST"),
             ("DELETE", "/v1/cubes", "GET, POST"),
-            ("PATCH", f"/v1/memories/{mid}", "GET, PUT"),
+            ("PATCH", f"/v1/memories/{mid}", "DELETE, GET, PUT"),
             ("X-INVENTED", "/v1/checkpoints", "GET, POST"),
             ("PUT", "/v1/cubes/c", "GET, PATCH"),
             ("OPTIONS", "/v1/memories/merge", "POST"),
