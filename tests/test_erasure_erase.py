@@ -106,7 +106,7 @@ def test_bad_erasures_are_refused_before_anything_is_destroyed(data_dir_ledger, 
     legacy = led.append(
         [NewEvent("c", ev.MEMORY_ADDED, {"memory_id": "mem_legacy", "text": "old plain text"}, "agent")]
     )
-    with pytest.raises(InvalidRequest, match="plaintext"):
+    with pytest.raises(StateError, match="plaintext"):
         erase(led, ["mem_legacy"], "dpo", "r")
     assert led.head() == legacy[0].offset == head + 1 and led.get(m.id).text == "keep me readable"
     with pytest.raises(NotFound):

@@ -55,7 +55,7 @@ def test_operators(flt, want):
     ("flt", "message"),
     [
         ([1], "JSON object"),
-        ({"$or": []}, "non-empty list"),
+        ({"$or": []}, "list of 1 to 20"),
         ({"$xor": []}, "unknown operator"),
         ({"a": {"$regex": "x"}}, "unknown operator"),
         ({"a": {"$in": "x"}}, "list"),
@@ -63,7 +63,8 @@ def test_operators(flt, want):
         ({"a": {"$gt": True}}, "compares numbers or strings"),
         ({"created_at": {"$gt": "yesterday"}}, "not a time"),
         ({"a": {"b": 1}}, "operators only"),
-        ({"metadata.": 1}, "key name"),
+        ({"": 1}, "non-empty"),
+        ({"$and": [{"$and": [{"$and": [{"$and": [{"$not": {"a": 1}}]}]}]}]}, "nest at most 4"),
     ],
 )
 def test_malformed_filters_are_refused_in_one_line(flt, message):
@@ -136,3 +137,51 @@ def test_delete_where_deletes_exactly_what_the_predicate_selects(tmp_path_factor
         assert set(led.cube_memories("c")) == set(ids) - want
     finally:
         led.log.close()
+
+
+def _validator():
+    import fastjsonschema
+
+    from ledger.rules.filters import filter_json_schemas
+
+    defs = filter_json_schemas("#/definitions/")
+    return fastjsonschema.compile({**defs["Filter"], "definitions": defs})
+
+
+keys = st.sampled_from(
+    ["user_id", "x_at", "created_at", "metadata.", "metadata.k", "$and", "$or", "$not", "$x", "", "$"]
+)
+ops = st.sampled_from(["$eq", "$ne", "$in", "$nin", "$gt", "$lte", "$contains", "$bad", "k"])
+atoms = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 10**20),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(["a", "2026-02-28", "2026-02-30", "2024-02-29T10:00:00Z", "yesterday"]),
+)
+json_values = st.recursive(
+    atoms,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(st.one_of(keys, ops), inner, max_size=3),
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(keys, json_values, max_size=4))
+def test_the_json_schema_accepts_exactly_what_the_parser_accepts(obj):
+    import fastjsonschema
+
+    try:
+        _validator()(obj)
+        schema_ok = True
+    except fastjsonschema.JsonSchemaException:
+        schema_ok = False
+    try:
+        parse_filter(obj)
+        parser_ok = True
+    except InvalidRequest:
+        parser_ok = False
+    assert schema_ok == parser_ok, obj

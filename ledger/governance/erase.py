@@ -31,7 +31,7 @@ from typing import Any
 
 from ledger import events as ev
 from ledger.api import Ledger
-from ledger.errors import ConcurrencyConflict, InvalidRequest, NotFound, present
+from ledger.errors import ConcurrencyConflict, InvalidRequest, NotFound, StateError, present
 from ledger.events import Event, NewEvent
 from ledger.governance.cipher import MEMORY_SCOPE, KeyRing, key_refs
 from ledger.governance.erasure import (
@@ -155,9 +155,9 @@ def erase(
     if len(done) == len(ids):  # erased already: finish what an interrupted run left
         return _resume(ledger, ids, found, eid, ctx)
     if done:
-        raise InvalidRequest(f"memory {done[0]} is erased already; erase the others on their own")
+        raise StateError(f"memory {done[0]} is erased already; erase the others on their own")
     if found.plaintext:
-        raise InvalidRequest(
+        raise StateError(
             f"memory {found.plaintext[0]} was written before every memory was sealed under a key of its own: "
             "its text is plaintext (or sealed only under a data subject) in the append-only log and cannot be "
             "destroyed; delete it, or forget its subject"

@@ -33,6 +33,7 @@ from ledger.governance.cipher import KeyRing, TamperedPayload
 from ledger.governance.pending import PendingErasure, PendingErasures
 from ledger.governance.scrub import find_residue, residue_needles, scrub_sqlite
 from ledger.memory_state import LINEAGE_METADATA_KEYS, Erasure
+from ledger.rules.content import is_blank
 
 ForgetHook = Callable[[Ledger, Event], None]
 _HOOKS: list[ForgetHook] = []
@@ -128,7 +129,7 @@ def check_actor_reason(actor: Any, reason: Any, what: str, reason_required: bool
         raise InvalidRequest(f"{what} needs the actor who requests it")
     if reason is None and not reason_required:
         return
-    if not isinstance(reason, str) or len(reason) > MAX_REASON or (reason_required and not reason.strip()):
+    if not isinstance(reason, str) or len(reason) > MAX_REASON or (reason_required and is_blank(reason)):
         need = "a non-blank reason" if reason_required else "a reason"
         raise InvalidRequest(f"{what} needs {need}: a string of at most {MAX_REASON} characters")
 

@@ -25,6 +25,7 @@ from ledger.errors import ConcurrencyConflict, InvalidRequest, LegalHold, NotFou
 from ledger.events import NewEvent
 from ledger.log import Log
 from ledger.memory_state import MemoryState
+from ledger.rules.content import is_blank
 from ledger.rules.names import check_name
 
 HOLDS_STREAM = "_holds"
@@ -114,7 +115,7 @@ def read_holds(log: Log, end_offset: int | None = None) -> Holds:
 def _reason(reason: Any, required: bool) -> str | None:
     if reason is None and not required:
         return None
-    if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
+    if not isinstance(reason, str) or is_blank(reason) or len(reason) > MAX_REASON:
         raise InvalidRequest(f"a hold needs a reason: a non-blank string of at most {MAX_REASON} characters")
     return reason
 

@@ -63,8 +63,10 @@ def masked(text: str, spans: Sequence[tuple[int, int]]) -> tuple[str, list[tuple
     for s, e in spans:
         if not (isinstance(s, int) and isinstance(e, int)) or isinstance(s, bool) or isinstance(e, bool):
             raise InvalidRequest("span offsets must be integers")
-        if not 0 <= s < e <= len(text):
-            raise InvalidRequest(f"span {s}:{e} is outside the text (0:{len(text)}) or empty")
+        if not 0 <= s < e:
+            raise InvalidRequest(f"span {s}:{e} is empty or negative")
+        if e > len(text):  # a conflict with the memory as it is now, not malformed input
+            raise StateError(f"span {s}:{e} is outside the text, which has {len(text)} characters")
     joined: list[tuple[int, int]] = []
     for s, e in sorted(spans):
         if joined and s <= joined[-1][1]:
@@ -104,7 +106,7 @@ def redact(
     for e in ledger.memory_events(memory_id):
         if e.type in CONTENT_EVENTS and e.payload.get("memory_id") == memory_id:
             if "text" in e.payload:
-                raise InvalidRequest(
+                raise StateError(
                     f"memory {memory_id} has a version written before every memory was sealed: its text is "
                     "plaintext in the append-only log and cannot be redacted"
                 )

@@ -18,12 +18,16 @@ Semantics, the same wherever a filter is evaluated:
   any element does, and ``$ne``/``$nin`` only when no element does; ``$contains`` tests membership
   in a list and substring in a string;
 * a missing field matches only ``$ne`` and ``$nin``;
-* times (``created_at``, ``updated_at``, ``observed_at`` and ``*_at`` metadata keys) compare as
-  instants: values are ISO-8601 strings or microseconds since the epoch;
+* times (``created_at``, ``updated_at``, ``observed_at`` and every field whose name ends in ``_at``)
+  compare as instants: values are ISO-8601 times (``ledger.rules.timepoints.TIME_PATTERN``) or
+  integer microseconds since the epoch;
 * ordering operators compare numbers with numbers and strings with strings; anything else does
   not match (never an error at evaluation time, so one odd record cannot break a listing).
 
-Malformed filters are refused at parse time with one line naming the problem.
+Limits: logical operators nest at most ``MAX_DEPTH`` deep; an object holds at most ``MAX_KEYS``
+conditions, ``$and``/``$or`` at most ``MAX_KEYS`` filters, ``$in``/``$nin`` at most ``MAX_IN`` values.
+``filter_json_schema()`` states all of this as JSON Schema (the HTTP API's), and the parser refuses
+exactly what the schema refuses: a malformed filter gets one line naming the problem.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from typing import Any
 
 from ledger.errors import InvalidRequest
 from ledger.events import iso_to_us
+from ledger.rules.timepoints import TIME_PATTERN, TIME_RE
 
 OPERATORS = ("$eq", "$ne", "$in", "$nin", "$gt", "$gte", "$lt", "$lte", "$contains")
 LOGICAL = ("$and", "$or", "$not")
@@ -51,8 +56,8 @@ BUILTIN_FIELDS = (
     "updated_offset",
 )
 SCOPE_FIELDS = ("user_id", "agent_id", "run_id")
-MAX_DEPTH = 8
-MAX_NODES = 200
+MAX_DEPTH = 4
+MAX_KEYS = 20
 MAX_IN = 1000
 _MISSING = object()
 
@@ -82,29 +87,27 @@ def parse_filter(obj: Any, what: str = "filter") -> Filter:
         obj = {}
     if not isinstance(obj, dict):
         raise InvalidRequest(f"{what} must be a JSON object, not {type(obj).__name__}")
-    counter = [0]
-    return Filter(obj, _node(obj, what, 0, counter))
+    return Filter(obj, _node(obj, what, 0))
 
 
-def _node(obj: Any, where: str, depth: int, counter: list[int]) -> Predicate:
+def _node(obj: Any, where: str, depth: int) -> Predicate:
     if depth > MAX_DEPTH:
-        raise InvalidRequest(f"{where}: filters nest at most {MAX_DEPTH} levels deep")
+        raise InvalidRequest(f"{where}: logical operators nest at most {MAX_DEPTH} levels deep")
     if not isinstance(obj, dict):
         raise InvalidRequest(f"{where}: expected a filter object, not {type(obj).__name__}")
+    if len(obj) > MAX_KEYS:
+        raise InvalidRequest(f"{where}: a filter object holds at most {MAX_KEYS} conditions")
     parts: list[Predicate] = []
     for key, value in obj.items():
-        counter[0] += 1
-        if counter[0] > MAX_NODES:
-            raise InvalidRequest(f"{where}: a filter may have at most {MAX_NODES} conditions")
         if not isinstance(key, str) or not key:
             raise InvalidRequest(f"{where}: field names must be non-empty strings")
         if key in ("$and", "$or"):
-            if not isinstance(value, list) or not value:
-                raise InvalidRequest(f"{where}: {key} takes a non-empty list of filters")
-            subs = [_node(v, f"{where}.{key}[{i}]", depth + 1, counter) for i, v in enumerate(value)]
+            if not isinstance(value, list) or not 1 <= len(value) <= MAX_KEYS:
+                raise InvalidRequest(f"{where}: {key} takes a list of 1 to {MAX_KEYS} filters")
+            subs = [_node(v, f"{where}.{key}[{i}]", depth + 1) for i, v in enumerate(value)]
             parts.append(_all(subs) if key == "$and" else _any(subs))
         elif key == "$not":
-            parts.append(_negate(_node(value, f"{where}.$not", depth + 1, counter)))
+            parts.append(_negate(_node(value, f"{where}.$not", depth + 1)))
         elif key.startswith("$"):
             raise InvalidRequest(f"{where}: unknown operator {key!r} (logical operators: {', '.join(LOGICAL)})")
         else:
@@ -127,11 +130,10 @@ def _any(parts: list[Predicate]) -> Predicate:
 
 
 def _field(name: str, spec: Any, where: str) -> Predicate:
-    key = name[len("metadata.") :] if name.startswith("metadata.") else name
-    if not key:
-        raise InvalidRequest(f"{where}: metadata. needs a key name")
-    path = ("metadata", key) if name.startswith("metadata.") or name not in BUILTIN_FIELDS else (key,)
-    timed = is_time_field(key)
+    prefixed = name.startswith("metadata.") and len(name) > len("metadata.")
+    key = name[len("metadata.") :] if prefixed else name
+    path = ("metadata", key) if prefixed or name not in BUILTIN_FIELDS else (key,)
+    timed = is_time_field(name)
     ops = (
         spec
         if isinstance(spec, dict) and spec and all(isinstance(k, str) and k.startswith("$") for k in spec)
@@ -158,13 +160,13 @@ def _field(name: str, spec: Any, where: str) -> Predicate:
 
 def _operand(op: str, operand: Any, timed: bool, where: str) -> Any:
     if op in ("$in", "$nin"):
-        if not isinstance(operand, list) or len(operand) > MAX_IN:
+        if not isinstance(operand, list) or len(operand) > MAX_IN:  # an empty list: $in matches nothing
             raise InvalidRequest(f"{where}: {op} takes a list of at most {MAX_IN} values")
         return [_scalar(v, timed, where, op) for v in operand]
     if op == "$contains":
         if isinstance(operand, dict | list) or operand is None:
             raise InvalidRequest(f"{where}: $contains takes a string, number or boolean")
-        return operand
+        return operand  # membership or substring: never read as a time
     value = _scalar(operand, timed, where, op)
     if op in ("$gt", "$gte", "$lt", "$lte") and not _orderable(value):
         raise InvalidRequest(f"{where}: {op} compares numbers or strings, not {operand!r}")
@@ -174,15 +176,18 @@ def _operand(op: str, operand: Any, timed: bool, where: str) -> Any:
 def _scalar(v: Any, timed: bool, where: str, op: str) -> Any:
     if isinstance(v, dict | list):
         raise InvalidRequest(f"{where}: {op} takes a string, number, boolean or null, not an object or list")
+    if timed and isinstance(v, float) and v.is_integer():
+        v = int(v)  # JSON Schema counts 5.0 as an integer, so a time may be written so
     if timed and v is not None:
-        t = _instant(v)
-        if t is None:
-            raise InvalidRequest(f"{where}: {v!r} is not a time (ISO-8601 or microseconds since the epoch)")
+        t = _instant(v) if isinstance(v, int) or (isinstance(v, str) and TIME_RE.match(v)) else None
+        if t is None or isinstance(v, bool):
+            raise InvalidRequest(f"{where}: {v!r} is not a time (ISO-8601 or integer microseconds since the epoch)")
         return t
     return v
 
 
 def _instant(v: Any) -> int | None:
+    """A stored value as an instant (a record's time field), None when it is not one."""
     if isinstance(v, bool):
         return None
     if isinstance(v, int):
@@ -291,3 +296,44 @@ def record_of(state: Any) -> dict[str, Any]:
         "updated_offset": state.updated_offset,
         "metadata": state.metadata,
     }
+
+
+def filter_json_schemas(ref_prefix: str = "#/components/schemas/") -> dict[str, dict[str, Any]]:
+    """The JSON Schema of a filter, as named schemas that refer to each other (``Filter`` is the
+    root): what ``parse_filter`` accepts, no more, no less. For an OpenAPI document's components."""
+    scalar = {"type": ["string", "number", "boolean", "null"]}
+    time = {"anyOf": [{"type": "string", "pattern": f"^{TIME_PATTERN}$"}, {"type": "integer"}]}
+    time_or_null = {"anyOf": [{"$ref": ref_prefix + "FilterTime"}, {"type": "null"}]}
+
+    def ops(eq: dict[str, Any], ordered: dict[str, Any]) -> dict[str, Any]:
+        listed = {"type": "array", "maxItems": MAX_IN, "items": eq}
+        props = {"$eq": eq, "$ne": eq, "$in": listed, "$nin": listed}
+        props |= {op: ordered for op in ("$gt", "$gte", "$lt", "$lte")}
+        props["$contains"] = {"type": ["string", "number", "boolean"]}
+        return {"type": "object", "minProperties": 1, "additionalProperties": False, "properties": props}
+
+    out: dict[str, dict[str, Any]] = {
+        "FilterTime": {**time, "description": "ISO-8601 time or integer microseconds since the epoch"},
+        "FilterValue": {"anyOf": [scalar, ops(scalar, {"type": ["string", "number"]})]},
+        "FilterTimeValue": {"anyOf": [time_or_null, ops(time_or_null, {"$ref": ref_prefix + "FilterTime"})]},
+    }
+    for depth in range(MAX_DEPTH, -1, -1):
+        name = "Filter" if depth == 0 else f"Filter{depth}"
+        patterns: dict[str, Any] = {
+            "^[^$]": {"$ref": ref_prefix + "FilterValue"},
+            "^[^$].*_at$": {"$ref": ref_prefix + "FilterTimeValue"},  # a time field satisfies both
+        }
+        if depth < MAX_DEPTH:
+            inner = {"$ref": ref_prefix + f"Filter{depth + 1}"}
+            patterns["^[$](and|or)$"] = {"type": "array", "minItems": 1, "maxItems": MAX_KEYS, "items": inner}
+            patterns["^[$]not$"] = inner
+        out[name] = {
+            "type": "object",
+            "maxProperties": MAX_KEYS,
+            "patternProperties": patterns,
+            "additionalProperties": False,
+            "description": "a memory filter (ledger/rules/filters.py)"
+            if depth == 0
+            else f"a filter nested {depth} deep",
+        }
+    return out

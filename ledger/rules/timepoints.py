@@ -17,6 +17,21 @@ from ledger.errors import InvalidRequest
 from ledger.events import iso_to_us
 
 MAX_OFFSET = 2**62  # beyond any log; also the bound the HTTP service puts on offset parameters
+# An ISO-8601 time exactly as ``iso_to_us`` parses it: a calendar date (leap days included), optionally
+# a time (``T`` or a space; seconds and up to 6 fractional digits optional) and a zone (none: UTC).
+# Schemas state this pattern, so a value they accept always parses.
+_YEAR = "(?:000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"
+_LEAP_YEAR = "(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)"
+_MONTH_DAY = (
+    "(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
+    "|02-(?:0[1-9]|1[0-9]|2[0-8]))"
+)
+_TIME = "(?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:[.][0-9]{1,6})?)?"
+_ZONE = "(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+OFFSET_PATTERN = "-1|[0-9]{1,19}"
+TIME_PATTERN = f"(?:{_YEAR}-{_MONTH_DAY}|{_LEAP_YEAR}-02-29)(?:[Tt ]{_TIME}{_ZONE}?)?"
+TIME_RE = re.compile(f"^{TIME_PATTERN}$")
+
 _OFFSET = re.compile(r"-?[0-9]+")
 
 Kind = Literal["offset", "time"]

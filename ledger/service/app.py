@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -15,6 +16,7 @@ from ledger.errors import InvalidRequest
 from ledger.memos.scheduler import Scheduler
 from ledger.memos.scheduler_policy import SchedulerPolicy
 from ledger.principals import PrincipalStore
+from ledger.rules.filters import filter_json_schemas
 from ledger.service import (
     routes_audit,
     routes_branches,
@@ -126,6 +128,7 @@ def create_app(
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    _add_filter_schemas(app)
     if follow_views:
         backend = search_backend(state)
         backend.views()
@@ -159,3 +162,18 @@ def _start_scheduler(app: FastAPI, state: ServiceState, interval: float) -> None
         thread.join(timeout=30)
 
     app.router.add_event_handler("shutdown", shutdown)
+
+
+def _add_filter_schemas(app: FastAPI) -> None:
+    """The filter grammar's named schemas (``ledger.rules.filters``) join the OpenAPI components,
+    where the request bodies that take a ``where`` filter refer to them."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(filter_json_schemas())
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

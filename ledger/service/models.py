@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    WithJsonSchema,
+    model_validator,
+)
 from typing_extensions import TypeAliasType
 
 from ledger.access import ROLES
@@ -70,6 +79,10 @@ PrincipalName = Annotated[
 Tag = Annotated[str, Field(min_length=1, max_length=200)]
 Tags = Annotated[list[Tag], AfterValidator(_unique), Field(max_length=100, json_schema_extra={"uniqueItems": True})]
 Reason = Annotated[str, Field(min_length=1, max_length=2000)]
+# a reason an erasure or hold must give: not blank (the rule of ledger.rules.content)
+RequiredReason = Annotated[str, Field(min_length=1, max_length=2000, pattern=NONBLANK_PATTERN)]
+# a memory filter (ledger.rules.filters); its schema is in the OpenAPI components (service/app.py)
+Filter = Annotated[dict[str, Any], WithJsonSchema({"$ref": "#/components/schemas/Filter"})]
 # Metadata values: any JSON, numbers within ±(2**53 - 1), the interoperable range of I-JSON (RFC 7493):
 # finite (no NaN, Infinity or 1e400), exact as a double for every reader, within the 64-bit integers
 # of the canonical encoding. One range for integers and fractions alike, because JSON Schema cannot

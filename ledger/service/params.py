@@ -17,17 +17,8 @@ from fastapi import Query
 
 from ledger.api import Ledger
 from ledger.errors import InvalidRequest, NotFound
+from ledger.rules.timepoints import OFFSET_PATTERN, TIME_PATTERN
 
-_YEAR = "(?:000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"
-_LEAP_YEAR = "(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)"
-_MONTH_DAY = (
-    "(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
-    "|02-(?:0[1-9]|1[0-9]|2[0-8]))"
-)
-_TIME = "(?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:[.][0-9]{1,6})?)?"
-_ZONE = "(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
-OFFSET_PATTERN = "-1|[0-9]{1,19}"
-TIME_PATTERN = f"(?:{_YEAR}-{_MONTH_DAY}|{_LEAP_YEAR}-02-29)(?:[Tt ]{_TIME}{_ZONE}?)?"
 AS_OF_PATTERN = f"^(?:{OFFSET_PATTERN}|{TIME_PATTERN})$"
 AS_OF_RE = re.compile(AS_OF_PATTERN)
 AS_OF_DESCRIPTION = "offset (e.g. 41; -1: before the first event) or ISO-8601 time (e.g. 2026-11-25T10:00:00Z)"

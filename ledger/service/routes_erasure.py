@@ -9,7 +9,7 @@ the caller; a refusal under a legal hold is recorded too (HTTP 409).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import Field
@@ -18,7 +18,7 @@ from ledger.access import Action, Caller
 from ledger.governance import erase as erase_mod
 from ledger.governance import redact as redact_mod
 from ledger.service.auth import current_caller
-from ledger.service.models import ERRORS, Reason, RequestBody
+from ledger.service.models import ERRORS, JSON_INT, Filter, Reason, RequestBody, RequiredReason, Version
 from ledger.service.params import AsOf, resolve_as_of
 from ledger.service.routes_cubes import CubePath
 from ledger.service.routes_memories import MemoryPath
@@ -27,12 +27,10 @@ from ledger.timemachine import lineage as lineage_mod
 
 router = APIRouter(prefix="/v1", tags=["erasure"], responses=ERRORS)
 
-Filter = dict[str, Any]
-
 
 class DeleteRequest(RequestBody):
     reason: Reason | None = Field(default=None)
-    expected_version: int | None = Field(default=None, ge=1, le=2**62)
+    expected_version: Version | None = None
 
 
 class BulkDeleteRequest(RequestBody):
@@ -41,22 +39,22 @@ class BulkDeleteRequest(RequestBody):
 
 
 class EraseRequest(RequestBody):
-    reason: Reason = Field(description="why (recorded; never the text)")
+    reason: RequiredReason = Field(description="why (recorded; never the text)")
 
 
 class BulkEraseRequest(RequestBody):
     where: Filter | None = Field(default=None, description="filter; none: every memory of the cube")
-    reason: Reason
+    reason: RequiredReason
 
 
 class Span(RequestBody):
-    start: int = Field(ge=0, le=1_000_000)
-    end: int = Field(ge=1, le=1_000_000)
+    start: Annotated[int, Field(ge=0, le=1_000_000), JSON_INT]
+    length: Annotated[int, Field(ge=1, le=1_000_000), JSON_INT]
 
 
 class RedactRequest(RequestBody):
-    spans: list[Span] = Field(min_length=1, max_length=redact_mod.MAX_SPANS)
-    reason: Reason
+    spans: list[Span] = Field(min_length=1, max_length=redact_mod.MAX_SPANS, description="character offsets")
+    reason: RequiredReason
 
 
 def _require_owner(state: ServiceState, caller: Caller, memory_id: str, operation: str) -> str:
@@ -121,7 +119,7 @@ def redact_memory(
     state: ServiceState = Depends(get_state),
 ) -> dict[str, Any]:
     _require_owner(state, caller, memory_id, "memory.redact")
-    spans = [(s.start, s.end) for s in body.spans]
+    spans = [(s.start, s.start + s.length) for s in body.spans]
     report = redact_mod.redact(state.ledger, memory_id, spans, caller.name, body.reason, data_dir=state.data_dir)
     return report.to_dict()
 

@@ -27,7 +27,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Path, Query
-from pydantic import Field
+from pydantic import ConfigDict, Field
 from starlette.responses import PlainTextResponse, StreamingResponse
 
 from ledger.access import Action, Caller
@@ -40,7 +40,15 @@ from ledger.governance import subject_export as subject_export_mod
 from ledger.governance.checkpoints import Checkpoints
 from ledger.rules.names import MAX_NAME, NAME_PATTERN
 from ledger.service.auth import admin_caller, current_caller
-from ledger.service.models import ERRORS, Reason, RequestBody
+from ledger.service.models import (
+    ERRORS,
+    CubeName,
+    MemoryId,
+    Reason,
+    RequestBody,
+    RequiredReason,
+    SubjectName,
+)
 from ledger.service.state import ServiceState, get_state
 
 router = APIRouter(prefix="/v1", tags=["governance"], responses=ERRORS)
@@ -53,14 +61,21 @@ class ForgetRequest(RequestBody):
 
 
 class HoldRequest(RequestBody):
-    cube: str | None = Field(default=None, min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN)
-    subject: str | None = Field(default=None, min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN)
-    memory_id: str | None = Field(default=None, min_length=1, max_length=200)
-    reason: Reason
+    """Exactly one of ``cube``, ``subject`` or ``memory_id``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"oneOf": [{"required": ["cube"]}, {"required": ["subject"]}, {"required": ["memory_id"]}]},
+    )
+    # not Optional: an explicit null is refused (None is only the "not given" default)
+    cube: CubeName = None  # type: ignore[assignment]
+    subject: SubjectName = None  # type: ignore[assignment]
+    memory_id: MemoryId = None  # type: ignore[assignment]
+    reason: RequiredReason
 
 
 class ReleaseRequest(RequestBody):
-    reason: Reason | None = Field(default=None)
+    reason: RequiredReason | None = Field(default=None)
 
 
 SubjectPath = Path(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN, description="data subject")
