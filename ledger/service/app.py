@@ -29,6 +29,7 @@ from ledger.service import (
     routes_system,
 )
 from ledger.service.auth import ANONYMOUS
+from ledger.service.docs_pages import install_docs
 from ledger.service.errors import install_error_handlers
 from ledger.service.limits import BodyLimitMiddleware
 from ledger.service.metrics import CountingLog, MetricsMiddleware, ServiceMetrics
@@ -114,6 +115,8 @@ def create_app(
     app = FastAPI(
         title="memledger",
         version="1",
+        docs_url=None,  # served offline by ledger.service.docs_pages (no CDN)
+        redoc_url=None,
         description=(
             "Event-sourced memory ledger. Authenticate with `Authorization: Bearer <token>` or "
             "`X-API-Key: <token>` (tokens from `memledger principal create`). Every event is attributed to "
@@ -122,6 +125,7 @@ def create_app(
     )
     app.state.memledger = state
     install_error_handlers(app)
+    install_docs(app)
     for router in ROUTERS:
         app.include_router(router)
     if follow_views:
