@@ -10,7 +10,7 @@ async with AsyncMemledgerClient("http://127.0.0.1:8080", token="mlk_...") as cli
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TypeVar
 
 import httpx
@@ -35,13 +35,18 @@ class AsyncMemledgerClient:
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ):
-        """``token`` defaults to ``$MEMLEDGER_TOKEN``; ``timeout`` (seconds) applies to each request."""
+        """``token`` defaults to ``$MEMLEDGER_TOKEN`` (``""``: send none); ``timeout`` (seconds) applies to
+        each request; ``extra_headers`` go with every request (e.g. ``X-Request-ID``)."""
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryPolicy()
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
-            headers=headers(token if token is not None else os.environ.get("MEMLEDGER_TOKEN")),
+            headers={
+                **headers(token if token is not None else os.environ.get("MEMLEDGER_TOKEN")),
+                **(extra_headers or {}),
+            },
             timeout=timeout,
             transport=transport,
         )

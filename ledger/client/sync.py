@@ -12,7 +12,7 @@ the embedded API raises (``NotFound``, ``InvalidRequest``, ``AccessDenied``, ...
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TypeVar
 
 import httpx
@@ -37,13 +37,18 @@ class MemledgerClient:
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ):
-        """``token`` defaults to ``$MEMLEDGER_TOKEN``; ``timeout`` (seconds) applies to each request."""
+        """``token`` defaults to ``$MEMLEDGER_TOKEN`` (``""``: send none); ``timeout`` (seconds) applies to
+        each request; ``extra_headers`` go with every request (e.g. ``X-Request-ID``)."""
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryPolicy()
         self._http = httpx.Client(
             base_url=self.base_url,
-            headers=headers(token if token is not None else os.environ.get("MEMLEDGER_TOKEN")),
+            headers={
+                **headers(token if token is not None else os.environ.get("MEMLEDGER_TOKEN")),
+                **(extra_headers or {}),
+            },
             timeout=timeout,
             transport=transport,
         )

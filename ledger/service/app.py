@@ -70,12 +70,16 @@ def create_app(
     views: dict[str, Callable[[], int]] | None = None,
     follow_views: bool = False,
     scheduler_interval: float | None = None,
+    mcp: bool = False,
+    host: str = "127.0.0.1",
 ) -> FastAPI:
     """Build the service for ``data_dir`` (which must have been initialised with ``memledger init``).
 
     ``follow_views`` opens the search views at start-up and keeps them caught up in a background
     thread (what ``memledger serve`` does); otherwise they open on the first search.
     ``scheduler_interval`` (seconds) runs the memory scheduler in a background thread.
+    ``mcp`` serves the Model Context Protocol at ``/mcp`` (``ledger.mcp.http``) for a service
+    listening on ``host``.
     """
     settings = settings or Settings()
     private_umask()  # files the service creates in the data directory are private to its owner
@@ -128,6 +132,10 @@ def create_app(
     install_docs(app)
     for router in ROUTERS:
         app.include_router(router)
+    if mcp:
+        from ledger.mcp.http import mount_mcp
+
+        mount_mcp(app, state, host=host)
     if follow_views:
         backend = search_backend(state)
         backend.views()
