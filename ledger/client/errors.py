@@ -84,7 +84,20 @@ def error_from_response(status: int, body: Any) -> LedgerError:
         or _BY_STATUS.get(status)
         or (BackendUnavailable if status >= 500 else InvalidRequest)
     )
-    exc = _instance(cls, message or f"HTTP {status}")
+    details = detail.get("details") if isinstance(detail, dict) else None
+    exc = _instance(cls, _one_line(message or f"HTTP {status}", details))
     exc.status = status  # type: ignore[attr-defined]
-    exc.details = detail.get("details") if isinstance(detail, dict) else None  # type: ignore[attr-defined]
+    exc.details = details  # type: ignore[attr-defined]
     return exc
+
+
+def _one_line(message: str, details: Any) -> str:
+    """The message with the first schema errors appended (``body.text: must not be blank: ...``)."""
+    if not isinstance(details, list):
+        return message
+    parts = []
+    for d in details[:3]:
+        if isinstance(d, dict) and d.get("msg"):
+            loc = ".".join(str(x) for x in d.get("loc") or [])
+            parts.append(f"{loc}: {d['msg']}" if loc else str(d["msg"]))
+    return " ".join(f"{message}: {'; '.join(parts)}".split()) if parts else message
