@@ -120,3 +120,54 @@ def test_http_mcp_refuses_requests_without_a_valid_token(mcp_server):
         assert head.head() == before + 2  # each refusal is an audited access.denied, as on the REST API
     finally:
         head.log.close()
+
+
+def test_in_process_servers_serve_the_same_tools(tmp_path):
+    """The same tool table in this process: the SDK's in-memory connection to the embedded server,
+    and ``create_app(mcp=True)`` under uvicorn in a thread (what ``serve --mcp`` runs)."""
+    import threading
+    import time
+
+    import uvicorn
+    from mcp import Client
+
+    from ledger.client.embedded import EmbeddedClient
+    from ledger.config import init_data_dir
+    from ledger.mcp.backend import embedded_sessions
+    from ledger.mcp.server import build_server
+    from ledger.principals import PrincipalStore
+    from ledger.service import create_app
+    from tests.live_server import free_port
+    from tests.mcp_support import every_tool
+
+    for name in ("embedded", "served"):
+        data, _ = init_data_dir(tmp_path / name)
+        (data / "memledger.toml").write_text('[views]\nvector = "none"\n')
+    with EmbeddedClient(tmp_path / "embedded", actor="agent-9") as embedded:
+
+        async def direct() -> dict:
+            async with Client(build_server(embedded_sessions(embedded, "mine"), "mine")) as client:
+                return await every_tool(client, cube=None)
+
+        assert anyio.run(direct)["tea"]["cube"] == "mine"
+    token = PrincipalStore(tmp_path / "served").create("carol")[1]
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(tmp_path / "served", mcp=True), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+        async def over_http() -> dict:
+            async with http_client(f"http://127.0.0.1:{port}/mcp?cube=shared", token) as client:
+                return await every_tool(client, cube=None)
+
+        made = anyio.run(over_http)
+        assert {e["actor"] for e in made["trail"]} == {"carol"}
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
