@@ -103,7 +103,6 @@ class SearchViews:
                 out.append(f"{found} holds the digest (and so perhaps the embedding) of an erased text")
         return out
 
-
     def artifacts(self, memory_ids: Sequence[str]) -> list[dict[str, Any]]:
         """The embeddings the vector view holds for these memories (one per stored version)."""
         path = self.root / "views" / "vector.sqlite"

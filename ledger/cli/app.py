@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "ledger.cli.erasure_commands",
     "ledger.cli.memos_commands",
     "ledger.cli.service_commands",
+    "ledger.cli.mcp_commands",
     "ledger.cli.dist_commands",
 ]
 

@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         metavar="SECONDS",
         help="run the memory scheduler every SECONDS in the service (default: off)",
     )
+    p.add_argument(
+        "--mcp", action="store_true", help="also serve the Model Context Protocol at /mcp (same tokens and roles)"
+    )
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=cmd_serve)
 
@@ -89,7 +92,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_bytes,
         max_text_chars=args.max_text_chars,
     )
-    app = create_app(args.data, settings=settings, follow_views=True, scheduler_interval=args.scheduler_interval)
+    app = create_app(
+        args.data,
+        settings=settings,
+        follow_views=True,
+        scheduler_interval=args.scheduler_interval,
+        mcp=args.mcp,
+        host=args.host,
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 

@@ -32,6 +32,7 @@ from ledger.service import (
     routes_system,
 )
 from ledger.service.auth import ANONYMOUS
+from ledger.service.docs_pages import install_docs
 from ledger.service.errors import install_error_handlers
 from ledger.service.limits import BodyLimitMiddleware
 from ledger.service.metrics import CountingLog, MetricsMiddleware, ServiceMetrics
@@ -73,12 +74,16 @@ def create_app(
     views: dict[str, Callable[[], int]] | None = None,
     follow_views: bool = False,
     scheduler_interval: float | None = None,
+    mcp: bool = False,
+    host: str = "127.0.0.1",
 ) -> FastAPI:
     """Build the service for ``data_dir`` (which must have been initialised with ``memledger init``).
 
     ``follow_views`` opens the search views at start-up and keeps them caught up in a background
     thread (what ``memledger serve`` does); otherwise they open on the first search.
     ``scheduler_interval`` (seconds) runs the memory scheduler in a background thread.
+    ``mcp`` serves the Model Context Protocol at ``/mcp`` (``ledger.mcp.http``) for a service
+    listening on ``host``.
     """
     settings = settings or Settings()
     private_umask()  # files the service creates in the data directory are private to its owner
@@ -118,6 +123,8 @@ def create_app(
     app = FastAPI(
         title="memledger",
         version="1",
+        docs_url=None,  # served offline by ledger.service.docs_pages (no CDN)
+        redoc_url=None,
         description=(
             "Event-sourced memory ledger. Authenticate with `Authorization: Bearer <token>` or "
             "`X-API-Key: <token>` (tokens from `memledger principal create`). Every event is attributed to "
@@ -126,9 +133,14 @@ def create_app(
     )
     app.state.memledger = state
     install_error_handlers(app)
+    install_docs(app)
     for router in ROUTERS:
         app.include_router(router)
     _add_filter_schemas(app)
+    if mcp:
+        from ledger.mcp.http import mount_mcp
+
+        mount_mcp(app, state, host=host)
     if follow_views:
         backend = search_backend(state)
         backend.views()

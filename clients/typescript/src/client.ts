@@ -1,0 +1,307 @@
+/**
+ * MemledgerClient: the memledger HTTP API as typed methods (fetch-based; Node 18+ and browsers).
+ *
+ *   const client = new MemledgerClient("http://127.0.0.1:8080", { token: process.env.MEMLEDGER_TOKEN });
+ *   const w = await client.add("alice", "Alice prefers green tea", { metadata: { user_id: "alice" } });
+ *   const hits = await client.search("what does Alice drink?", { cubes: ["alice"], k: 5 });
+ *
+ * Mirrors the Python `ledger.client.MemledgerClient`: errors by status and type, retries only where
+ * a repeat cannot write twice (reads, searches, adds under an idempotency key), per-request timeouts.
+ */
+import { errorFromResponse, MemledgerError, NotFound, ServiceUnreachable } from "./errors.js";
+import type {
+  AddOptions,
+  AuditEntry,
+  Hit,
+  Json,
+  LifecycleState,
+  LogEvent,
+  Memory,
+  Metadata,
+  Page,
+  Point,
+  Role,
+  SearchOptions,
+  Written,
+} from "./types.js";
+
+export interface ClientOptions {
+  token?: string;
+  /** Per-request timeout in milliseconds (default 30,000). */
+  timeoutMs?: number;
+  /** Attempts per call (default 3). */
+  attempts?: number;
+  fetch?: typeof fetch;
+}
+
+type Query = Record<string, string | number | boolean | string[] | undefined | null>;
+
+interface Call {
+  method: string;
+  path: string;
+  query?: Query;
+  body?: unknown;
+  retrySafe?: boolean;
+}
+
+const seg = (value: string): string => encodeURIComponent(value);
+const point = (value: Point | undefined): string | undefined => (value === undefined ? undefined : String(value));
+
+function newKey(): string {
+  return `mlc-${globalThis.crypto.randomUUID()}`;
+}
+
+export class MemledgerClient {
+  readonly baseUrl: string;
+  private readonly token?: string;
+  private readonly timeoutMs: number;
+  private readonly attempts: number;
+  private readonly fetchImpl: typeof fetch;
+
+  constructor(baseUrl: string, options: ClientOptions = {}) {
+    this.baseUrl = baseUrl.replace(/\/+$/, "");
+    this.token = options.token;
+    this.timeoutMs = options.timeoutMs ?? 30_000;
+    this.attempts = options.attempts ?? 3;
+    this.fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
+  }
+
+  private url(path: string, query?: Query): string {
+    const params = new URLSearchParams();
+    for (const [key, value] of Object.entries(query ?? {})) {
+      if (value === undefined || value === null) continue;
+      for (const item of Array.isArray(value) ? value : [value]) params.append(key, String(item));
+    }
+    const qs = params.toString();
+    return `${this.baseUrl}${path}${qs ? `?${qs}` : ""}`;
+  }
+
+  private headers(json: boolean): Record<string, string> {
+    const out: Record<string, string> = { Accept: "application/json" };
+    if (json) out["Content-Type"] = "application/json";
+    if (this.token) out.Authorization = `Bearer ${this.token}`;
+    return out;
+  }
+
+  private async send(call: Call): Promise<Response> {
+    const body = call.body === undefined ? undefined : JSON.stringify(call.body);
+    for (let attempt = 1; ; attempt++) {
+      let response: Response;
+      try {
+        response = await this.fetchImpl(this.url(call.path, call.query), {
+          method: call.method,
+          headers: this.headers(body !== undefined),
+          body,
+          signal: AbortSignal.timeout(this.timeoutMs),
+        });
+      } catch (error) {
+        if (call.retrySafe && attempt < this.attempts) {
+          await sleep(100 * 2 ** (attempt - 1));
+          continue;
+        }
+        throw new ServiceUnreachable("ServiceUnreachable", `memledger unreachable (${call.method} ${call.path}): ${error}`, 0);
+      }
+      if ([502, 503, 504].includes(response.status) && call.retrySafe && attempt < this.attempts) {
+        await sleep(100 * 2 ** (attempt - 1));
+        continue;
+      }
+      if (response.status >= 400) {
+        const text = await response.text();
+        let parsed: unknown = null;
+        try {
+          parsed = JSON.parse(text);
+        } catch {
+          parsed = null;
+        }
+        throw errorFromResponse(response.status, parsed);
+      }
+      return response;
+    }
+  }
+
+  private async json<T>(call: Call): Promise<T> {
+    return (await (await this.send(call)).json()) as T;
+  }
+
+  // -- memories ---------------------------------------------------------------------------------
+  /** Add a memory (the cube is created on first use, owned by the caller); safe to retry. */
+  async add(cube: string, text: string, options: AddOptions = {}): Promise<Written> {
+    const body = {
+      cube,
+      text,
+      metadata: options.metadata,
+      tags: options.tags,
+      subject: options.subject,
+      idempotency_key: options.idempotencyKey ?? newKey(),
+    };
+    const call = { method: "POST", path: "/v1/memories", body, retrySafe: true };
+    try {
+      return await this.json<Written>(call);
+    } catch (error) {
+      if (!(error instanceof NotFound)) throw error;
+      try {
+        await this.createCube(cube);
+      } catch (taken) {
+        if (taken instanceof MemledgerError && taken.status === 409) throw error; // not the caller's cube
+        throw taken;
+      }
+      return this.json<Written>(call);
+    }
+  }
+
+  /** Write a new version of a memory; `expectedVersion` refuses to overwrite a concurrent change. */
+  update(
+    memoryId: string,
+    text: string,
+    options: { metadata?: Metadata; expectedVersion?: number; reason?: string } = {},
+  ): Promise<Written> {
+    const body = { text, metadata: options.metadata, expected_version: options.expectedVersion, reason: options.reason };
+    return this.json({ method: "PUT", path: `/v1/memories/${seg(memoryId)}`, body });
+  }
+
+  /** A memory as of an offset or ISO-8601 time (default: now); the read is audited. */
+  get(memoryId: string, asOf?: Point): Promise<Memory> {
+    return this.json({ method: "GET", path: `/v1/memories/${seg(memoryId)}`, query: { as_of: point(asOf) }, retrySafe: true });
+  }
+
+  /** Every version of a memory, oldest first. */
+  async history(memoryId: string, asOf?: Point): Promise<Memory[]> {
+    const out = await this.json<{ versions: Memory[] }>({
+      method: "GET",
+      path: `/v1/memories/${seg(memoryId)}/history`,
+      query: { as_of: point(asOf) },
+      retrySafe: true,
+    });
+    return out.versions;
+  }
+
+  /** Move a memory through its lifecycle. */
+  changeState(memoryId: string, to: LifecycleState, reason?: string): Promise<Written> {
+    return this.json({ method: "POST", path: `/v1/memories/${seg(memoryId)}/state`, body: { to, reason } });
+  }
+
+  /** One page of a cube's memories, ordered by id. */
+  listMemories(cube: string, options: { asOf?: Point; state?: LifecycleState; limit?: number; after?: string } = {}): Promise<Page> {
+    const query = { as_of: point(options.asOf), state: options.state, limit: options.limit, after: options.after };
+    return this.json({ method: "GET", path: `/v1/cubes/${seg(cube)}/memories`, query, retrySafe: true });
+  }
+
+  /** Hybrid search of the named cubes (default: every readable cube); audited. */
+  async search(query: string, options: SearchOptions = {}): Promise<Hit[]> {
+    const body = {
+      query,
+      cubes: options.cubes,
+      k: options.k,
+      as_of: point(options.asOf),
+      branch: options.branch,
+      states: options.states,
+      all_states: options.allStates,
+      metadata: options.metadata,
+    };
+    const out = await this.json<{ hits: Hit[] }>({ method: "POST", path: "/v1/search", body, retrySafe: true });
+    return out.hits;
+  }
+
+  // -- cubes, access, audit ---------------------------------------------------------------------
+  createCube(cube: string, options: { visibility?: "private" | "shared"; metadata?: Metadata } = {}): Promise<Json> {
+    return this.json({ method: "POST", path: "/v1/cubes", body: { cube, ...options } });
+  }
+
+  async cubes(): Promise<{ cube: string; roles: Role[] }[]> {
+    return (await this.json<{ cubes: { cube: string; roles: Role[] }[] }>({ method: "GET", path: "/v1/cubes", retrySafe: true })).cubes;
+  }
+
+  grant(cube: string, principal: string, role: Role): Promise<Json> {
+    return this.json({ method: "POST", path: `/v1/cubes/${seg(cube)}/grants`, body: { principal, role }, retrySafe: true });
+  }
+
+  revoke(cube: string, principal: string, role: Role): Promise<Json> {
+    return this.json({ method: "DELETE", path: `/v1/cubes/${seg(cube)}/grants/${seg(principal)}/${seg(role)}` });
+  }
+
+  whoami(): Promise<{ principal: string; admin: boolean; cubes: Record<string, Role[]> }> {
+    return this.json({ method: "GET", path: "/v1/whoami", retrySafe: true });
+  }
+
+  head(): Promise<{ offset: number; hash: string }> {
+    return this.json({ method: "GET", path: "/v1/head", retrySafe: true });
+  }
+
+  /** Who created, changed, read or was refused what (content-free). */
+  async audit(filter: { cube?: string; memory?: string; actor?: string; types?: string[]; limit?: number }): Promise<AuditEntry[]> {
+    const query = { cube: filter.cube, memory: filter.memory, actor: filter.actor, type: filter.types, limit: filter.limit };
+    return (await this.json<{ entries: AuditEntry[] }>({ method: "GET", path: "/v1/audit", query, retrySafe: true })).entries;
+  }
+
+  // -- branches ---------------------------------------------------------------------------------
+  createBranch(name: string, options: { at?: Point; fromBranch?: string } = {}): Promise<Json> {
+    return this.json({ method: "POST", path: "/v1/branches", body: { name, at: point(options.at), from_branch: options.fromBranch } });
+  }
+
+  async branchDiff(name: string): Promise<{ id: string; change: string }[]> {
+    return (await this.json<{ changes: { id: string; change: string }[] }>({ method: "GET", path: `/v1/branches/${seg(name)}/diff`, retrySafe: true })).changes;
+  }
+
+  // -- the log ----------------------------------------------------------------------------------
+  /** Events from `start` (`follow`: wait for new ones); a dropped connection resumes after the last event. */
+  async *events(start = 0, options: { follow?: boolean; limit?: number } = {}): AsyncGenerator<LogEvent> {
+    let next = start;
+    let remaining = options.limit;
+    let failures = 0;
+    for (;;) {
+      let response: Response;
+      try {
+        response = await this.send({
+          method: "GET",
+          path: "/v1/log/stream",
+          query: { from: next, follow: options.follow ?? false, limit: remaining },
+          retrySafe: true,
+        });
+        const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+        let buffer = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buffer += value;
+          let cut: number;
+          while ((cut = buffer.indexOf("\n\n")) >= 0) {
+            const block = buffer.slice(0, cut);
+            buffer = buffer.slice(cut + 2);
+            const event = parseEvent(block);
+            if (event === null) continue;
+            failures = 0;
+            next = event.offset + 1;
+            yield event;
+            if (remaining !== undefined && --remaining <= 0) return;
+          }
+        }
+        if (!options.follow) return;
+      } catch (error) {
+        if (error instanceof MemledgerError && error.status !== 0) throw error;
+        if (++failures >= this.attempts) throw error;
+        await sleep(100 * 2 ** (failures - 1));
+      }
+    }
+  }
+}
+
+function parseEvent(block: string): LogEvent | null {
+  let type = "";
+  const data: string[] = [];
+  for (const line of block.split("\n")) {
+    if (line.startsWith(":")) continue;
+    const i = line.indexOf(":");
+    const field = i < 0 ? line : line.slice(0, i);
+    const value = i < 0 ? "" : line.slice(i + 1).replace(/^ /, "");
+    if (field === "event") type = value;
+    else if (field === "data") data.push(value);
+  }
+  if (data.length === 0) return null;
+  const body = JSON.parse(data.join("\n"));
+  if (type === "unauthenticated") throw errorFromResponse(401, body);
+  return body as LogEvent;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,103 @@
+/** The JSON shapes of the memledger API (see /openapi.json). */
+
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+export type Metadata = { [key: string]: Json };
+/** An offset of the log or an ISO-8601 time. */
+export type Point = number | string;
+export type LifecycleState = "generated" | "activated" | "merged" | "archived" | "frozen";
+export type Role = "owner" | "writer" | "reader" | "auditor";
+
+export interface Written {
+  id: string;
+  offset: number;
+  event_id: string;
+}
+
+export interface Memory {
+  id: string;
+  cube: string;
+  text: string | null;
+  metadata: Metadata;
+  tags: string[];
+  state: LifecycleState;
+  version: number;
+  created_offset: number;
+  updated_offset: number;
+  created_at: string;
+  updated_at: string;
+  created_by: string;
+  updated_by: string;
+  subject: string | null;
+  sealed: boolean;
+  forgotten: boolean;
+  sources: string[];
+  merged_into: string | null;
+  provenance: number[];
+}
+
+export interface Hit {
+  id: string;
+  score: number;
+  cube: string;
+  text: string | null;
+  state: LifecycleState;
+  metadata: Metadata;
+  tags: string[];
+  version: number;
+  valid_from: number;
+  valid_to: number | null;
+  updated_at: string;
+  updated_by: string;
+  provenance: { offsets: number[]; event_ids: string[] };
+  from_branch: boolean;
+}
+
+export interface Page {
+  cube: string;
+  as_of: number | null;
+  memories: Memory[];
+  next_after: string | null;
+}
+
+export interface AuditEntry {
+  offset: number;
+  time: string;
+  actor: string;
+  type: string;
+  stream: string;
+  action: string;
+  memory_ids: string[];
+  details: Metadata;
+  event_id: string;
+}
+
+export interface LogEvent {
+  offset: number;
+  stream: string;
+  version: number;
+  event_id: string;
+  type: string;
+  actor: string;
+  payload: Metadata;
+  hash: string;
+  prev_hash: string;
+  [key: string]: Json;
+}
+
+export interface AddOptions {
+  metadata?: Metadata;
+  tags?: string[];
+  subject?: string;
+  /** A retry with the same key writes nothing new (default: a fresh key per call). */
+  idempotencyKey?: string;
+}
+
+export interface SearchOptions {
+  cubes?: string[];
+  k?: number;
+  asOf?: Point;
+  branch?: string;
+  states?: LifecycleState[];
+  allStates?: boolean;
+  metadata?: Metadata;
+}

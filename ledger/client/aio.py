@@ -1,0 +1,223 @@
+"""``AsyncMemledgerClient``: ``MemledgerClient`` for asyncio (the same methods, awaited).
+
+async with AsyncMemledgerClient("http://127.0.0.1:8080", token="mlk_...") as client:
+    w = await client.add(cube="alice", text="Alice prefers green tea")
+    hits = await client.search("what does Alice drink?", cubes=["alice"])
+    async for event in client.events(start=0):
+        ...
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import TypeVar
+
+import httpx
+
+from ledger.client import calls
+from ledger.client.calls import Call, Point
+from ledger.client.models import JSON, Hit, Memory, Page, Written
+from ledger.client.transport import RetryPolicy, headers, send_async, stream_async
+from ledger.errors import NotFound, StateError
+
+R = TypeVar("R")
+
+
+class AsyncMemledgerClient:
+    """An asyncio client of one memledger service, authenticated by one principal's token."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ):
+        """``token`` defaults to ``$MEMLEDGER_TOKEN`` (``""``: send none); ``timeout`` (seconds) applies to
+        each request; ``extra_headers`` go with every request (e.g. ``X-Request-ID``)."""
+        self.base_url = base_url.rstrip("/")
+        self.retry = retry or RetryPolicy()
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers={
+                **headers(token if token is not None else os.environ.get("MEMLEDGER_TOKEN")),
+                **(extra_headers or {}),
+            },
+            timeout=timeout,
+            transport=transport,
+        )
+
+    async def __aenter__(self) -> AsyncMemledgerClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def _run(self, call: Call[R]) -> R:
+        return await send_async(self._http, call, self.retry)
+
+    # -- memories -----------------------------------------------------------------------------
+    async def add(
+        self,
+        cube: str,
+        text: str,
+        metadata: JSON | None = None,
+        tags: Sequence[str] | None = None,
+        subject: str | None = None,
+        idempotency_key: str | None = None,
+        branch: str | None = None,
+    ) -> Written:
+        """Add a memory (the cube is created on first use, owned by the caller, as the embedded API does);
+        retried safely under an idempotency key."""
+        call = calls.add(cube, text, metadata, tags, subject, idempotency_key, branch)
+        try:
+            return await self._run(call)
+        except NotFound:
+            if not calls.creates_cube(call):
+                raise
+            try:
+                await self._run(calls.create_cube(cube))
+            except StateError:  # the cube exists but is not the caller's to see: the first answer stands
+                raise NotFound(f"cube {cube!r} not found") from None
+            return await self._run(call)
+
+    async def update(
+        self,
+        memory_id: str,
+        text: str,
+        metadata: JSON | None = None,
+        expected_version: int | None = None,
+        reason: str | None = None,
+        branch: str | None = None,
+    ) -> Written:
+        """Write a new version of a memory (``expected_version``: fail on a concurrent change)."""
+        return await self._run(calls.update(memory_id, text, metadata, expected_version, reason, branch))
+
+    async def get(self, memory_id: str, as_of: Point | None = None, branch: str | None = None) -> Memory:
+        """A memory as of an offset or ISO-8601 time (default: now); the read is audited."""
+        return await self._run(calls.get(memory_id, as_of, branch))
+
+    async def history(self, memory_id: str, as_of: Point | None = None) -> list[Memory]:
+        """Every version of a memory, oldest first."""
+        return await self._run(calls.history(memory_id, as_of))
+
+    async def change_state(
+        self, memory_id: str, to: str, reason: str | None = None, expected_version: int | None = None
+    ) -> Written:
+        """Move a memory through its lifecycle (generated, activated, archived, frozen)."""
+        return await self._run(calls.change_state(memory_id, to, reason, expected_version))
+
+    async def merge(
+        self, sources: Sequence[str], text: str, metadata: JSON | None = None, reason: str | None = None
+    ) -> Written:
+        """Merge memories of one cube into a new one; the sources become ``merged``."""
+        return await self._run(calls.merge(sources, text, metadata, reason))
+
+    async def link(self, source: str, target: str, relation: str) -> Written:
+        """Record a directed edge between two memories."""
+        return await self._run(calls.link(source, target, relation))
+
+    async def list_memories(
+        self,
+        cube: str,
+        as_of: Point | None = None,
+        state: str | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> Page:
+        """One page of a cube's memories, ordered by id (continue with ``after=page.next_after``)."""
+        return await self._run(calls.list_memories(cube, as_of, state, limit, after))
+
+    async def search(
+        self,
+        query: str,
+        cubes: Sequence[str] | None = None,
+        k: int = 10,
+        as_of: Point | None = None,
+        branch: str | None = None,
+        states: Sequence[str] | None = None,
+        all_states: bool = False,
+        metadata: JSON | None = None,
+    ) -> list[Hit]:
+        """Hybrid search of the named cubes (default: every readable cube); audited."""
+        return await self._run(calls.search(query, cubes, k, as_of, branch, states, all_states, metadata))
+
+    # -- cubes, access ------------------------------------------------------------------------
+    async def create_cube(self, cube: str, visibility: str = "private", metadata: JSON | None = None) -> JSON:
+        """Create a cube owned by the caller."""
+        return await self._run(calls.create_cube(cube, visibility, metadata))
+
+    async def cubes(self) -> list[JSON]:
+        """The cubes on which the caller holds a role, with those roles."""
+        return await self._run(calls.cubes())
+
+    async def grants(self, cube: str) -> JSON:
+        """Who holds which role on a cube."""
+        return await self._run(calls.grants(cube))
+
+    async def grant(self, cube: str, principal: str, role: str) -> JSON:
+        """Give ``principal`` a role (owner, writer, reader, auditor) on a cube."""
+        return await self._run(calls.grant(cube, principal, role))
+
+    async def revoke(self, cube: str, principal: str, role: str) -> JSON:
+        """Take a role away; effective from the next request."""
+        return await self._run(calls.revoke(cube, principal, role))
+
+    async def whoami(self) -> JSON:
+        """The caller's principal, admin flag and roles."""
+        return await self._run(calls.whoami())
+
+    async def head(self) -> JSON:
+        """Offset and hash of the last event of the log."""
+        return await self._run(calls.head())
+
+    # -- audit, export, log -------------------------------------------------------------------
+    async def audit(
+        self,
+        cube: str | None = None,
+        memory: str | None = None,
+        actor: str | None = None,
+        since: Point | None = None,
+        until: Point | None = None,
+        types: Sequence[str] | None = None,
+        as_of: Point | None = None,
+        limit: int = 1000,
+    ) -> list[JSON]:
+        """Who created, changed, read or was refused what, and when (content-free entries)."""
+        return await self._run(calls.audit(cube, memory, actor, since, until, types, as_of, limit))
+
+    async def export(self, cube: str, as_of: Point | None = None) -> list[JSON]:
+        """The cube's verifiable export: a header, then every event with its Merkle inclusion proof."""
+        return await self._run(calls.export(cube, as_of))
+
+    def events(self, start: int = 0, follow: bool = False, limit: int | None = None) -> AsyncIterator[JSON]:
+        """Events of the log from ``start`` (``follow``: wait for new ones); resumes after a dropped connection."""
+        return stream_async(self._http, start, follow, limit, self.retry)
+
+    # -- branches -----------------------------------------------------------------------------
+    async def branches(self) -> list[JSON]:
+        """Every branch with its fork point and head."""
+        return await self._run(calls.branches())
+
+    async def create_branch(self, name: str, at: Point | None = None, from_branch: str | None = None) -> JSON:
+        """Fork a branch of main (or ``from_branch``) at an offset or time (default: head)."""
+        return await self._run(calls.create_branch(name, at, from_branch))
+
+    async def branch_diff(self, name: str) -> list[JSON]:
+        """Memories added, changed or removed on the branch since its fork."""
+        return await self._run(calls.branch_diff(name))
+
+    async def merge_branch(self, name: str, strict: bool = False) -> JSON:
+        """Replay the branch onto its base (``MergeConflict`` when both changed a memory)."""
+        return await self._run(calls.merge_branch(name, strict))
+
+    async def drop_branch(self, name: str, cascade: bool = False) -> JSON:
+        """Discard a branch and its own events."""
+        return await self._run(calls.drop_branch(name, cascade))

@@ -1,0 +1,308 @@
+"""The MCP tools: one async function per memory operation, each with a description written for
+the model that reads it. ``TOOLS`` is the table ``ledger.mcp.server`` registers; a new operation
+is one function here and one row in the table.
+
+Every tool runs through a ``Session`` (``ledger.mcp.backend``), so the same table serves the
+stdio server (embedded ledger) and the HTTP server (the REST API with the caller's token).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import Context
+from mcp_types import ToolAnnotations
+from pydantic import Field
+
+from ledger.client.models import JSON, Hit, Memory, Written
+from ledger.mcp.backend import SessionFactory
+
+# -- parameter types (their descriptions are what the model sees) ------------------------------
+Text = Annotated[
+    str, Field(description="the memory itself: one self-contained statement, e.g. 'Alice prefers green tea'")
+]
+CubeArg = Annotated[
+    str | None, Field(description="cube (memory collection) to use; omit it to use this server's default cube")
+]
+MemoryId = Annotated[str, Field(description="memory id as returned by add_memory or search_memories (mem_...)")]
+Metadata = Annotated[
+    dict[str, Any] | None,
+    Field(description="JSON object stored with the memory and usable as a search filter, e.g. {'user_id': 'alice'}"),
+]
+AsOf = Annotated[
+    str | None,
+    Field(description="read the past: a log offset (e.g. '41') or an ISO-8601 time (e.g. '2026-11-25T10:00:00Z')"),
+]
+Branch = Annotated[str | None, Field(description="a branch (counterfactual fork) instead of main")]
+State = Literal["generated", "activated", "archived", "frozen"]
+ListState = Literal["generated", "activated", "merged", "archived", "frozen"]
+
+
+def _written(w: Written, **extra: Any) -> JSON:
+    return {"id": w.id, "offset": w.offset, "event_id": w.event_id, **extra}
+
+
+def _memory(m: Memory) -> JSON:
+    keys = ("id", "cube", "text", "metadata", "tags", "state", "version", "created_at", "created_by")
+    return {**{k: m.raw[k] for k in keys if k in m.raw}, "updated_at": m.updated_at, "updated_by": m.updated_by}
+
+
+def _hit(h: Hit) -> JSON:
+    return {
+        "id": h.id,
+        "score": h.score,
+        "text": h.text,
+        "cube": h.cube,
+        "state": h.state,
+        "metadata": h.metadata,
+        "version": h.version,
+        "updated_at": h.updated_at,
+    }
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """One row of the tool table: the function (built over a session factory) and its hints."""
+
+    name: str
+    make: Callable[[SessionFactory], Callable[..., Awaitable[JSON]]]
+    read_only: bool
+    description: str
+    idempotent: bool = False
+
+
+# -- the tools -----------------------------------------------------------------------------------
+def _add(sessions: SessionFactory) -> Callable[..., Awaitable[JSON]]:
+    async def add_memory(
+        text: Text,
+        ctx: Context,
+        cube: CubeArg = None,
+        metadata: Metadata = None,
+        tags: Annotated[list[str] | None, Field(description="labels, e.g. ['preference']")] = None,
+    ) -> JSON:
+        async with sessions(ctx) as s:
+            name = s.cube(cube)
+            return _written(await s.api.add(cube=name, text=text, metadata=metadata, tags=tags), cube=name)
+
+    return add_memory
+
+
+def _search(sessions: SessionFactory) -> Callable[..., Awaitable[JSON]]:
+    async def search_memories(
+        query: Annotated[str, Field(description="what to look for, in natural language or keywords")],
+        ctx: Context,
+        cubes: Annotated[
+            list[str] | None, Field(description="cubes to search; default: the default cube, else every readable cube")
+        ] = None,
+        k: Annotated[int, Field(ge=1, le=100, description="number of results")] = 5,
+        metadata: Annotated[
+            dict[str, Any] | None, Field(description="only memories whose metadata has these top-level values")
+        ] = None,
+        as_of: AsOf = None,
+        branch: Branch = None,
+        states: Annotated[
+            list[ListState] | None, Field(description="lifecycle states to include (default: all but merged/archived)")
+        ] = None,
+    ) -> JSON:
+        async with sessions(ctx) as s:
+            hits = await s.api.search(
+                query, cubes=s.cubes(cubes), k=k, as_of=as_of, branch=branch, states=states, metadata=metadata
+            )
+            return {"query": query, "hits": [_hit(h) for h in hits]}
+
+    return search_memories
+
+
+def _get(sessions: SessionFactory) -> Callable[..., Awaitable[JSON]]:
+    async def get_memory(memory_id: MemoryId, ctx: Context, as_of: AsOf = None, branch: Branch = None) -> JSON:
+        async with sessions(ctx) as s:
+            return _memory(await s.api.get(memory_id, as_of=as_of, branch=branch))
+
+    return get_memory
+
+
+def _history(sessions: SessionFactory) -> Callable[..., Awaitable[JSON]]:
+    async def memory_history(memory_id: MemoryId, ctx: Context, as_of: AsOf = None) -> JSON:
+        async with sessions(ctx) as s:
+            return {"id": memory_id, "versions": [_memory(v) for v in await s.api.history(memory_id, as_of=as_of)]}
+
+    return memory_history
+
+
+def _update(sessions: SessionFactory) -> Callable[..., Awaitable[JSON]]:
+    async def update_memory(
+        memory_id: MemoryId,
+        text: Text,
+        ctx: Context,
+        metadata: Metadata = None,
+        expected_version: Annotated[
+            int | None, Field(ge=1, description="fail instead of overwriting if the memory changed since this version")
+        ] = None,
+        reason: Annotated[str | None, Field(description="why it changed (kept in the audit trail)")] = None,
+        branch: Branch = None,
+    ) -> JSON:
+        async with sessions(ctx) as s:
+            w = await s.api.update(
+                memory_id, text, metadata=metadata, expected_version=expected_version, reason=reason, branch=branch
+            )
+            return _written(w)
+
+    return update_memory
+
+
+def _list(sessions: SessionFactory) -> Callable[..., Awaitable[JSON]]:
+    async def list_memories(
+        ctx: Context,
+        cube: CubeArg = None,
+        state: Annotated[ListState | None, Field(description="only memories in this lifecycle state")] = None,
+        limit: Annotated[int, Field(ge=1, le=1000, description="page size")] = 50,
+        after: Annotated[str | None, Field(description="continue after this memory id (next_after)")] = None,
+        as_of: AsOf = None,
+    ) -> JSON:
+        async with sessions(ctx) as s:
+            page = await s.api.list_memories(s.cube(cube), as_of=as_of, state=state, limit=limit, after=after)
+            return {"cube": page.cube, "memories": [_memory(m) for m in page.memories], "next_after": page.next_after}
+
+    return list_memories
+
+
+def _audit(sessions: SessionFactory) -> Callable[..., Awaitable[JSON]]:
+    async def memory_audit(
+        memory_id: MemoryId,
+        ctx: Context,
+        since: AsOf = None,
+        until: AsOf = None,
+        limit: Annotated[int, Field(ge=1, le=10_000)] = 200,
+    ) -> JSON:
+        async with sessions(ctx) as s:
+            entries = await s.api.audit(memory=memory_id, since=since, until=until, limit=limit)
+            return {"memory": memory_id, "entries": entries}
+
+    return memory_audit
+
+
+def _set_state(sessions: SessionFactory) -> Callable[..., Awaitable[JSON]]:
+    async def set_memory_state(
+        memory_id: MemoryId,
+        state: Annotated[State, Field(description="the new lifecycle state")],
+        ctx: Context,
+        reason: Annotated[str | None, Field(description="why (kept in the audit trail)")] = None,
+    ) -> JSON:
+        async with sessions(ctx) as s:
+            return _written(await s.api.change_state(memory_id, state, reason=reason), state=state)
+
+    return set_memory_state
+
+
+def _cubes(sessions: SessionFactory) -> Callable[..., Awaitable[JSON]]:
+    async def list_cubes(ctx: Context) -> JSON:
+        async with sessions(ctx) as s:
+            return {"default_cube": s.default_cube, "cubes": await s.api.cubes()}
+
+    return list_cubes
+
+
+def _create_branch(sessions: SessionFactory) -> Callable[..., Awaitable[JSON]]:
+    async def create_branch(
+        name: Annotated[str, Field(description="branch name (letters, digits, _ - . @ :)")],
+        ctx: Context,
+        at: Annotated[str | None, Field(description="fork point: offset or ISO-8601 time; default: now")] = None,
+        from_branch: Annotated[str | None, Field(description="fork another branch instead of main")] = None,
+    ) -> JSON:
+        async with sessions(ctx) as s:
+            return await s.api.create_branch(name, at=at, from_branch=from_branch)
+
+    return create_branch
+
+
+def _diff_branch(sessions: SessionFactory) -> Callable[..., Awaitable[JSON]]:
+    async def diff_branch(name: Annotated[str, Field(description="branch name")], ctx: Context) -> JSON:
+        async with sessions(ctx) as s:
+            return {"branch": name, "changes": await s.api.branch_diff(name)}
+
+    return diff_branch
+
+
+def _branches(sessions: SessionFactory) -> Callable[..., Awaitable[JSON]]:
+    async def list_branches(ctx: Context) -> JSON:
+        async with sessions(ctx) as s:
+            return {"branches": await s.api.branches()}
+
+    return list_branches
+
+
+TOOLS: list[ToolSpec] = [
+    ToolSpec(
+        "add_memory",
+        _add,
+        False,
+        "Remember something: store one fact, preference or event as a new memory. Write one "
+        "self-contained statement per call (name the person: 'Alice prefers green tea', not 'she "
+        "likes it'). Returns the memory id.",
+    ),
+    ToolSpec(
+        "search_memories",
+        _search,
+        True,
+        "Recall: find the memories most relevant to a question (keyword + semantic + entity "
+        "search). Use it before answering anything that depends on what you were told earlier. "
+        "Filter by metadata, read the past with as_of, or search a branch.",
+    ),
+    ToolSpec("get_memory", _get, True, "Read one memory by id (optionally as it was at an earlier offset or time)."),
+    ToolSpec(
+        "memory_history",
+        _history,
+        True,
+        "Every version of one memory, oldest first, with who changed it and when.",
+    ),
+    ToolSpec(
+        "update_memory",
+        _update,
+        False,
+        "Correct or replace a memory's text when a fact changed (e.g. Alice moved). The old "
+        "version stays in the history; pass expected_version to avoid overwriting a concurrent change.",
+    ),
+    ToolSpec(
+        "list_memories",
+        _list,
+        True,
+        "List a cube's memories (paged by id), optionally in one lifecycle state or as of the past.",
+    ),
+    ToolSpec(
+        "memory_audit",
+        _audit,
+        True,
+        "The audit trail of one memory: who created, changed, read or merged it, and when.",
+    ),
+    ToolSpec(
+        "set_memory_state",
+        _set_state,
+        False,
+        "Move a memory through its lifecycle: activated (in use), archived (kept but no longer "
+        "searched by default), frozen (read-only). Archive a memory that is no longer true.",
+    ),
+    ToolSpec("list_cubes", _cubes, True, "The cubes (memory collections) you can use, with your roles on each."),
+    ToolSpec(
+        "create_branch",
+        _create_branch,
+        False,
+        "Fork a counterfactual branch of the memories (at now or at a past point) to try changes "
+        "without touching main; write to it by passing branch= to add/update.",
+    ),
+    ToolSpec(
+        "diff_branch", _diff_branch, True, "What a branch changed: memories added, changed or removed since its fork."
+    ),
+    ToolSpec("list_branches", _branches, True, "Every branch with its fork point and head."),
+]
+
+
+def tool_hints(spec: ToolSpec) -> ToolAnnotations:
+    """The MCP hints of a tool (read-only tools change nothing but their audit record)."""
+    return ToolAnnotations(
+        title=spec.name.replace("_", " "),
+        read_only_hint=spec.read_only,
+        destructive_hint=False,
+        idempotent_hint=spec.read_only or spec.idempotent,
+    )

@@ -1,0 +1,173 @@
+"""The MCP server (issue 14), driven by the official SDK client: ``memledger mcp`` as a subprocess
+over stdio on a data directory that does not exist yet (a clean start: no init, default config),
+and ``memledger serve --mcp`` over streamable HTTP with tokens and roles. Every tool is called;
+the audit trail must name the principal."""
+
+from __future__ import annotations
+
+import anyio
+import httpx
+import pytest
+
+from ledger.factory import open_ledger
+from tests.live_server import LiveServer
+from tests.mcp_support import call, every_tool, http_client, memledger_stdio, refused
+
+
+def test_stdio_server_from_a_clean_start_calls_every_tool_as_the_actor(tmp_path):
+    data = tmp_path / "fresh-data"  # never initialised: `memledger mcp` needs no extra step
+    from mcp import Client
+
+    async def run() -> dict:
+        async with Client(memledger_stdio(data, "--cube", "alice", "--actor", "agent-7")) as client:
+            return await every_tool(client, cube=None)
+
+    made = anyio.run(run)
+    assert made["tea"]["cube"] == "alice"
+    assert {e["actor"] for e in made["trail"]} == {"agent-7"}
+    ledger = open_ledger(data)
+    try:
+        events = list(ledger.events())
+        assert events and {e.actor for e in events} == {"agent-7"}  # writes, reads, the branch: all the actor's
+        reads = {e.payload["operation"] for e in events if e.type == "memory.read"}
+        assert {"get", "history", "search", "list"} <= reads
+    finally:
+        ledger.log.close()
+
+
+def test_stdio_server_without_a_default_cube_asks_for_one(tmp_path):
+    from mcp import Client
+
+    async def run() -> str:
+        async with Client(memledger_stdio(tmp_path / "d", "--actor", "agent-1")) as client:
+            message = await refused(client, "add_memory", text="x")
+            written = await call(client, "add_memory", text="x", cube="notes")
+            assert written["cube"] == "notes"
+            return message
+
+    assert "name a cube" in anyio.run(run)
+
+
+@pytest.fixture
+def mcp_server(tmp_path):
+    server = LiveServer.start(tmp_path / "data", extra_args=["--mcp"], config='[views]\nvector = "none"\n')
+    try:
+        for name in ("alice", "bob"):
+            server.principal(name)
+        yield server
+    finally:
+        server.stop()
+
+
+def test_http_mcp_calls_every_tool_as_the_token_principal(mcp_server):
+    url = f"{mcp_server.url}/mcp?cube=notes"
+
+    async def run() -> dict:
+        async with http_client(url, mcp_server.tokens["alice"]) as client:
+            return await every_tool(client, cube=None)
+
+    made = anyio.run(run)
+    assert made["tea"]["cube"] == "notes"
+    ledger = open_ledger(mcp_server.data)
+    try:
+        events = [e for e in ledger.events() if e.stream == "notes"]
+        assert {e.actor for e in events} == {"alice"}
+        tools = {e.correlation_id.split(".")[1] for e in events if e.correlation_id}
+        assert {"add_memory", "update_memory", "set_memory_state", "search_memories", "get_memory"} <= tools
+        assert all((e.correlation_id or "").startswith("mcp.") for e in events)
+    finally:
+        ledger.log.close()
+
+
+def test_http_mcp_enforces_the_rest_api_roles(mcp_server):
+    async def run() -> None:
+        async with http_client(f"{mcp_server.url}/mcp", mcp_server.tokens["alice"]) as alice:
+            w = await call(alice, "add_memory", text="alice's secret", cube="private")
+        async with http_client(f"{mcp_server.url}/mcp", mcp_server.tokens["bob"]) as bob:
+            assert "NotFound" in await refused(bob, "get_memory", memory_id=w["id"])  # invisible, as over REST
+            assert (await call(bob, "search_memories", query="secret"))["hits"] == []
+            assert "NotFound" in await refused(bob, "add_memory", text="x", cube="private")
+        async with http_client(f"{mcp_server.url}/mcp", mcp_server.tokens["alice"]) as alice:
+            await call(alice, "list_cubes")
+        with httpx.Client() as h:
+            h.post(
+                f"{mcp_server.url}/v1/cubes/private/grants",
+                json={"principal": "bob", "role": "reader"},
+                headers=mcp_server.h("alice"),
+            ).raise_for_status()
+        async with http_client(f"{mcp_server.url}/mcp", mcp_server.tokens["bob"]) as bob:
+            assert (await call(bob, "get_memory", memory_id=w["id"]))["text"] == "alice's secret"
+            assert "AccessDenied" in await refused(bob, "update_memory", memory_id=w["id"], text="bob was here")
+
+    anyio.run(run)
+    ledger = open_ledger(mcp_server.data)
+    try:
+        denied = [e for e in ledger.events() if e.type == "access.denied"]
+        assert [e.actor for e in denied].count("bob") >= 3  # the refusals are audited under bob's name
+    finally:
+        ledger.log.close()
+
+
+def test_http_mcp_refuses_requests_without_a_valid_token(mcp_server):
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    head = open_ledger(mcp_server.data)
+    try:
+        before = head.head()
+        for headers in ({}, {"Authorization": "Bearer mlk_wrong"}):
+            r = httpx.post(f"{mcp_server.url}/mcp", json=body, headers=headers)
+            assert r.status_code == 401 and r.json()["error"]["type"] == "Unauthenticated"
+            assert r.headers["www-authenticate"].startswith("Bearer")
+        assert head.head() == before + 2  # each refusal is an audited access.denied, as on the REST API
+    finally:
+        head.log.close()
+
+
+def test_in_process_servers_serve_the_same_tools(tmp_path):
+    """The same tool table in this process: the SDK's in-memory connection to the embedded server,
+    and ``create_app(mcp=True)`` under uvicorn in a thread (what ``serve --mcp`` runs)."""
+    import threading
+    import time
+
+    import uvicorn
+    from mcp import Client
+
+    from ledger.client.embedded import EmbeddedClient
+    from ledger.config import init_data_dir
+    from ledger.mcp.backend import embedded_sessions
+    from ledger.mcp.server import build_server
+    from ledger.principals import PrincipalStore
+    from ledger.service import create_app
+    from tests.live_server import free_port
+    from tests.mcp_support import every_tool
+
+    for name in ("embedded", "served"):
+        data, _ = init_data_dir(tmp_path / name)
+        (data / "memledger.toml").write_text('[views]\nvector = "none"\n')
+    with EmbeddedClient(tmp_path / "embedded", actor="agent-9") as embedded:
+
+        async def direct() -> dict:
+            async with Client(build_server(embedded_sessions(embedded, "mine"), "mine")) as client:
+                return await every_tool(client, cube=None)
+
+        assert anyio.run(direct)["tea"]["cube"] == "mine"
+    token = PrincipalStore(tmp_path / "served").create("carol")[1]
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(tmp_path / "served", mcp=True), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+        async def over_http() -> dict:
+            async with http_client(f"http://127.0.0.1:{port}/mcp?cube=shared", token) as client:
+                return await every_tool(client, cube=None)
+
+        made = anyio.run(over_http)
+        assert {e["actor"] for e in made["trail"]} == {"carol"}
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
