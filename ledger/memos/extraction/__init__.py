@@ -1,0 +1,1 @@
+"""Fact extraction from ingested conversation messages (a consumer of the log)."""
