@@ -151,7 +151,10 @@ def test_lineage_names_sources_and_descendants(client):
     b = client.add(cube=cube, text="beta")
     ab = client.merge([a.id, b.id], "alpha and beta")
     up = client.lineage(ab.id)
-    assert up["memory_id"] == ab.id and {(e["parent"], e["child"]) for e in up["sources"]} == {(a.id, ab.id), (b.id, ab.id)}
+    assert up["memory_id"] == ab.id and {(e["parent"], e["child"]) for e in up["sources"]} == {
+        (a.id, ab.id),
+        (b.id, ab.id),
+    }
     down = client.lineage(a.id)
     assert [(e["parent"], e["child"], e["relation"]) for e in down["descendants"]] == [(a.id, ab.id, "merged")]
     past = client.lineage(a.id, as_of=b.offset)

@@ -11,7 +11,7 @@ import pytest
 
 from ledger.factory import open_ledger
 from tests.live_server import LiveServer
-from tests.mcp_support import call, every_tool, http_client, memledger_stdio, refused
+from tests.mcp_support import EXPECTED_TOOLS, call, every_tool, http_client, memledger_stdio, refused
 
 
 def test_stdio_server_from_a_clean_start_calls_every_tool_as_the_actor(tmp_path):
@@ -30,7 +30,9 @@ def test_stdio_server_from_a_clean_start_calls_every_tool_as_the_actor(tmp_path)
         events = list(ledger.events())
         assert events and {e.actor for e in events} == {"agent-7"}  # writes, reads, the branch: all the actor's
         reads = {e.payload["operation"] for e in events if e.type == "memory.read"}
-        assert {"get", "history", "search", "list"} <= reads
+        # the tools that write nothing through the API are recorded too (ledger.mcp.audit)
+        assert {"get", "history", "search", "list", "list_cubes", "list_branches", "branch_diff", "audit"} <= reads
+        assert "lineage" in reads and {"memory.deleted", "memory.erased"} <= {e.type for e in events}
     finally:
         ledger.log.close()
 
@@ -72,9 +74,15 @@ def test_http_mcp_calls_every_tool_as_the_token_principal(mcp_server):
     try:
         events = [e for e in ledger.events() if e.stream == "notes"]
         assert {e.actor for e in events} == {"alice"}
-        tools = {e.correlation_id.split(".")[1] for e in events if e.correlation_id}
-        assert {"add_memory", "update_memory", "set_memory_state", "search_memories", "get_memory"} <= tools
-        assert all((e.correlation_id or "").startswith("mcp.") for e in events)
+        # an erasure's events are correlated by its erasure id (a re-run finds them), the rest by the tool call
+        assert all((e.correlation_id or "").startswith("mcp.") for e in events if e.type != "memory.erased")
+        assert [e.actor for e in events if e.type == "memory.erased"] == ["alice"]
+        called = [e for e in ledger.events() if (e.correlation_id or "").startswith("mcp.")]
+        assert {e.actor for e in called} == {"alice"}
+        tools = {e.correlation_id.split(".")[1] for e in called if e.correlation_id}
+        assert EXPECTED_TOOLS - {"erase_memory"} <= tools  # every tool call left an event naming the principal
+        system = [e for e in called if e.stream == "_system" and e.type == "memory.read"]
+        assert {e.payload["operation"] for e in system} >= {"list_cubes", "list_branches", "branch_diff"}
     finally:
         ledger.log.close()
 

@@ -44,6 +44,14 @@ def _point(as_of: Point | None) -> str | None:
     return None if as_of is None else str(as_of)
 
 
+def memory_cube(ledger: Ledger, memory_id: str) -> str:
+    """The cube of a memory that exists or once did (deleted or erased); ``NotFound`` for an id never written."""
+    for e in ledger.log.read_refs(memory_id):
+        if e.payload.get("memory_id") == memory_id and not e.stream.startswith("_"):
+            return e.stream
+    raise NotFound(f"memory {memory_id} not found")
+
+
 def _on_branch(branch: str | None) -> bool:
     return branch is not None and branch != MAIN
 
@@ -105,13 +113,6 @@ class EmbeddedClient:
         access = AccessControl(self.ledger.log, principal_exists=exists)
         access.index.refresh()
         return access, Caller(self.actor, self._is_admin())
-
-    def _cube_of(self, memory_id: str) -> str:
-        """The cube of a memory that exists or once did (``NotFound`` for an id never written)."""
-        for e in self.ledger.log.read_refs(memory_id):
-            if e.payload.get("memory_id") == memory_id and not e.stream.startswith("_"):
-                return e.stream
-        raise NotFound(f"memory {memory_id} not found")
 
     def _memory_read(self, cube: str, ids: list[str], operation: str, as_of: int | None) -> None:
         payload = {"memory_ids": ids, "operation": operation, "as_of": as_of}
@@ -394,7 +395,7 @@ class EmbeddedClient:
         """Who created, changed, read or was refused what, and when (content-free entries)."""
         with self._lock:
             if memory is not None:
-                mcube = self._cube_of(memory)  # deleted and erased memories keep their trail
+                mcube = memory_cube(self.ledger, memory)  # deleted and erased memories keep their trail
                 if cube is not None and cube != mcube:
                     raise InvalidRequest(f"memory {memory} is not in cube {cube!r}")
                 cube = mcube
