@@ -209,3 +209,15 @@ def test_subject_export_is_for_admins_and_holds_every_event_of_the_subject(clien
     assert any(r.get("content", {}).get("text") == "Dana's address is 1 Main St" for r in rest)
     with pytest.raises(NotFound):
         admin.subject_export(fresh("nobody-"))
+
+
+def test_an_admin_may_erase_and_redact_any_memory(client, admin):
+    cube = fresh()
+    w = client.add(cube=cube, text="ticket 5521 for Dana")
+    other = client.add(cube=cube, text="ticket 5522 for Eve")
+    assert admin.redact(other.id, [(7, 11)], reason="ticket number")["complete"] is True
+    assert "5522" not in (client.get(other.id).text or "")
+    report = admin.erase(w.id, reason="DPO request")
+    assert report["erased"] == [w.id] and report["complete"] is True
+    trail = client.audit(memory=w.id, types=["memory.erased"])
+    assert [e["actor"] for e in trail] == ["root"]

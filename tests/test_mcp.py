@@ -116,6 +116,45 @@ def test_http_mcp_enforces_the_rest_api_roles(mcp_server):
         ledger.log.close()
 
 
+def test_http_mcp_delete_and_erase_follow_the_roles_and_the_legal_holds(mcp_server):
+    root = mcp_server.principal("root", admin=True)
+    url = f"{mcp_server.url}/mcp?cube=team"
+
+    async def run() -> tuple[dict, str]:
+        async with http_client(url, mcp_server.tokens["alice"]) as alice:
+            w = await call(alice, "add_memory", text="the launch is on Friday")
+        with httpx.Client() as h:
+            h.post(
+                f"{mcp_server.url}/v1/cubes/team/grants",
+                json={"principal": "bob", "role": "writer"},
+                headers=mcp_server.h("alice"),
+            ).raise_for_status()
+            hold = h.post(
+                f"{mcp_server.url}/v1/holds", json={"cube": "team", "reason": "audit"}, headers=mcp_server.h("root")
+            ).json()
+        async with http_client(url, mcp_server.tokens["bob"]) as bob:
+            assert "AccessDenied" in await refused(bob, "erase_memory", memory_id=w["id"], reason="bob wants it gone")
+            held = await refused(bob, "delete_memory", memory_id=w["id"])  # a writer may delete, but not under a hold
+        async with http_client(url, root) as admin:
+            assert "LegalHold" in await refused(admin, "erase_memory", memory_id=w["id"], reason="asked")
+        with httpx.Client() as h:
+            h.post(f"{mcp_server.url}/v1/holds/{hold['hold_id']}/release", json={}, headers=mcp_server.h("root"))
+        async with http_client(url, mcp_server.tokens["bob"]) as bob:
+            deleted = await call(bob, "delete_memory", memory_id=w["id"], reason="done")
+        return deleted, held
+
+    deleted, held = anyio.run(run)
+    assert "LegalHold: delete refused: under legal hold" in held
+    ledger = open_ledger(mcp_server.data)
+    try:
+        refusals = [(e.payload["operation"], e.actor) for e in ledger.events() if e.type == "hold.refused"]
+        assert refusals == [("delete", "bob"), ("erase", "root")]
+        tomb = [e for e in ledger.events() if e.type == "memory.deleted"]
+        assert [(e.offset, e.actor) for e in tomb] == [(deleted["offset"], "bob")]
+    finally:
+        ledger.log.close()
+
+
 def test_http_mcp_refuses_requests_without_a_valid_token(mcp_server):
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
     head = open_ledger(mcp_server.data)
