@@ -104,6 +104,10 @@ async def every_tool(client: Client, cube: str | None) -> dict[str, Any]:
     assert branch["name"] == "what-if"
     assert "what-if" in [b["name"] for b in (await call(client, "list_branches"))["branches"]]
     assert (await call(client, "diff_branch", name="what-if"))["changes"] == []
+    await call(client, "update_memory", memory_id=tea["id"], text="Alice prefers oolong", branch="what-if")
+    changes = (await call(client, "diff_branch", name="what-if"))["changes"]
+    assert [(c["id"], c["change"]) for c in changes] == [(tea["id"], "changed")]
+    assert (await call(client, "get_memory", memory_id=tea["id"]))["text"] == "Alice prefers green tea"  # main
     trail = (await call(client, "memory_audit", memory_id=home["id"]))["entries"]
     types = [e["type"] for e in trail]
     assert types[0] == "memory.added" and "memory.updated" in types and "memory.read" in types

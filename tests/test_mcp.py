@@ -83,6 +83,8 @@ def test_http_mcp_calls_every_tool_as_the_token_principal(mcp_server):
         assert EXPECTED_TOOLS - {"erase_memory"} <= tools  # every tool call left an event naming the principal
         system = [e for e in called if e.stream == "_system" and e.type == "memory.read"]
         assert {e.payload["operation"] for e in system} >= {"list_cubes", "list_branches", "branch_diff"}
+        diffs = [e.payload for e in events if e.type == "memory.read" and e.payload["operation"] == "branch_diff"]
+        assert diffs == [{"memory_ids": [made["tea"]["id"]], "operation": "branch_diff", "branch": "what-if"}]
     finally:
         ledger.log.close()
 
