@@ -1,6 +1,7 @@
 """The client implementations the contract tests run against: the embedded client on a data
 directory, ``MemledgerClient`` against a real ``memledger serve`` on loopback, and
-``AsyncMemledgerClient`` against the same server (driven from a blocking portal)."""
+``AsyncMemledgerClient`` against the same server (driven from a blocking portal). ``*_with_admin``
+yield the principal ``alice`` and the admin principal ``root`` on the same ledger."""
 
 from __future__ import annotations
 
@@ -43,28 +44,43 @@ class BlockingAsyncClient:
 
 
 def embedded(tmp: Path) -> Iterator[Any]:
+    for alice, _root in embedded_with_admin(tmp):
+        yield alice
+
+
+def embedded_with_admin(tmp: Path) -> Iterator[tuple[Any, Any]]:
     data, _ = init_data_dir(tmp / "embedded")
     (data / "memledger.toml").write_text(NO_VECTORS)
     PrincipalStore(data).create("bob")
+    PrincipalStore(data).create("root", admin=True)
     with EmbeddedClient(data, actor="alice") as client:
-        yield client
+        # the same ledger object (closed with alice's client), acting as the admin principal
+        yield client, EmbeddedClient(data, actor="root", ledger=client.ledger)
 
 
 def served(tmp: Path, flavour: str) -> Iterator[Any]:
+    for alice, _root in served_with_admin(tmp, flavour):
+        yield alice
+
+
+def served_with_admin(tmp: Path, flavour: str) -> Iterator[tuple[Any, Any]]:
     server = LiveServer.start(tmp / "served", config=NO_VECTORS)
     try:
         token = server.principal("alice")
         server.principal("bob")
+        root = server.principal("root", admin=True)
         if flavour == "http":
-            with MemledgerClient(server.url, token=token) as client:
-                yield client
+            with MemledgerClient(server.url, token=token) as client, MemledgerClient(server.url, token=root) as admin:
+                yield client, admin
             return
         with start_blocking_portal() as portal:
             aclient = portal.call(lambda: _make_async(server.url, token))
+            aroot = portal.call(lambda: _make_async(server.url, root))
             try:
-                yield BlockingAsyncClient(portal, aclient)
+                yield BlockingAsyncClient(portal, aclient), BlockingAsyncClient(portal, aroot)
             finally:
                 portal.call(aclient.close)
+                portal.call(aroot.close)
     finally:
         server.stop()
 

@@ -29,6 +29,9 @@ EXPECTED_TOOLS = {
     "create_branch",
     "diff_branch",
     "list_branches",
+    "delete_memory",
+    "erase_memory",
+    "memory_lineage",
 }
 
 
@@ -101,9 +104,33 @@ async def every_tool(client: Client, cube: str | None) -> dict[str, Any]:
     assert branch["name"] == "what-if"
     assert "what-if" in [b["name"] for b in (await call(client, "list_branches"))["branches"]]
     assert (await call(client, "diff_branch", name="what-if"))["changes"] == []
+    await call(client, "update_memory", memory_id=tea["id"], text="Alice prefers oolong", branch="what-if")
+    changes = (await call(client, "diff_branch", name="what-if"))["changes"]
+    assert [(c["id"], c["change"]) for c in changes] == [(tea["id"], "changed")]
+    assert (await call(client, "get_memory", memory_id=tea["id"]))["text"] == "Alice prefers green tea"  # main
     trail = (await call(client, "memory_audit", memory_id=home["id"]))["entries"]
     types = [e["type"] for e in trail]
     assert types[0] == "memory.added" and "memory.updated" in types and "memory.read" in types
+    lineage = await call(client, "memory_lineage", memory_id=home["id"])
+    assert lineage["memory_id"] == home["id"] and lineage["sources"] == [] and lineage["descendants"] == []
+    jazz = await call(client, "add_memory", text="Alice likes jazz", **named)
+    gone = await call(client, "delete_memory", memory_id=jazz["id"], reason="the user asked me to forget it")
+    assert gone["deleted"] is True and gone["id"] == jazz["id"]
+    assert "deleted" in await refused(client, "get_memory", memory_id=jazz["id"])
+    assert (await call(client, "get_memory", memory_id=jazz["id"], as_of=str(jazz["offset"])))["text"] == (
+        "Alice likes jazz"
+    )
+    phone = await call(client, "add_memory", text="Alice's phone is 555-0100", **named)
+    assert "blank" in await refused(client, "erase_memory", memory_id=phone["id"], reason="   ")
+    erased = await call(client, "erase_memory", memory_id=phone["id"], reason="the user asked to erase it")
+    assert erased["erased"] == [phone["id"]] and erased["complete"] is True
+    assert "erased" in await refused(client, "get_memory", memory_id=phone["id"])
+    past = await call(client, "get_memory", memory_id=phone["id"], as_of=str(phone["offset"]))
+    assert past["text"] is None  # not even the past can read it
+    tools = {t.name: t for t in tools.tools}
+    assert "IRREVERSIBLE" in (tools["erase_memory"].description or "")
+    assert tools["erase_memory"].annotations.destructive_hint is True  # type: ignore[union-attr]
+    assert tools["delete_memory"].annotations.destructive_hint is True  # type: ignore[union-attr]
     bad = await refused(client, "add_memory", text="   ", **named)
     assert "blank" in bad
     assert "NotFound" in await refused(client, "get_memory", memory_id="mem_missing")

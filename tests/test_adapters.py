@@ -9,7 +9,7 @@ from typing import Any, TypedDict
 import anyio
 import pytest
 from langgraph.graph import END, START, StateGraph
-from langgraph.store.base import BaseStore
+from langgraph.store.base import BaseStore, PutOp
 
 from ledger.adapters.langchain_retriever import MemledgerRetriever
 from ledger.adapters.langgraph_store import MemledgerStore
@@ -43,9 +43,26 @@ def test_put_get_update_delete(client):
     assert MemledgerStore(client).get(ns, "drink") is not None  # a fresh store finds it through the listing
     store.delete(ns, "drink")
     assert store.get(ns, "drink") is None and MemledgerStore(client).get(ns, "drink") is None
+    deleted = client.audit(memory=memory[0].id, types=["memory.deleted", "memory.state_changed"])
+    assert [(e["type"], e["actor"]) for e in deleted] == [("memory.deleted", "alice")]  # a tombstone, not archived
+    assert client.list_memories(cube).memories == [] and client.search("coffee", cubes=[cube], all_states=True) == []
+    assert client.get(memory[0].id, as_of=deleted[0]["offset"] - 1).text == "Alice prefers black coffee"
     store.put(ns, "drink", {"text": "Alice prefers water"})
     assert store.get(ns, "drink").value == {"text": "Alice prefers water"}  # type: ignore[union-attr]
     assert {e["actor"] for e in client.audit(cube=cube)} == {"alice"}
+
+
+def test_ttl_is_refused_before_anything_is_written(client):
+    cube = fresh("lg")
+    store = MemledgerStore(client)
+    before = client.head()["offset"]
+    with pytest.raises(NotImplementedError, match="TTL is not supported"):  # BaseStore.put reads supports_ttl
+        store.put((cube, "u"), "k", {"text": "expires"}, ttl=5)
+    with pytest.raises(NotImplementedError, match="retention"):
+        store.batch([PutOp((cube, "u"), "k", {"text": "expires"}, ttl=5)])  # the op itself, past BaseStore.put
+    assert client.head()["offset"] == before and store.get((cube, "u"), "k") is None
+    store.put((cube, "u"), "k", {"text": "kept"}, ttl=None)  # ttl=None: no expiry, accepted
+    assert store.get((cube, "u"), "k").value == {"text": "kept"}  # type: ignore[union-attr]
 
 
 def test_search_by_query_prefix_filter_and_listing(client):

@@ -11,7 +11,7 @@ import pytest
 
 from ledger.factory import open_ledger
 from tests.live_server import LiveServer
-from tests.mcp_support import call, every_tool, http_client, memledger_stdio, refused
+from tests.mcp_support import EXPECTED_TOOLS, call, every_tool, http_client, memledger_stdio, refused
 
 
 def test_stdio_server_from_a_clean_start_calls_every_tool_as_the_actor(tmp_path):
@@ -30,7 +30,9 @@ def test_stdio_server_from_a_clean_start_calls_every_tool_as_the_actor(tmp_path)
         events = list(ledger.events())
         assert events and {e.actor for e in events} == {"agent-7"}  # writes, reads, the branch: all the actor's
         reads = {e.payload["operation"] for e in events if e.type == "memory.read"}
-        assert {"get", "history", "search", "list"} <= reads
+        # the tools that write nothing through the API are recorded too (ledger.mcp.audit)
+        assert {"get", "history", "search", "list", "list_cubes", "list_branches", "branch_diff", "audit"} <= reads
+        assert "lineage" in reads and {"memory.deleted", "memory.erased"} <= {e.type for e in events}
     finally:
         ledger.log.close()
 
@@ -72,9 +74,17 @@ def test_http_mcp_calls_every_tool_as_the_token_principal(mcp_server):
     try:
         events = [e for e in ledger.events() if e.stream == "notes"]
         assert {e.actor for e in events} == {"alice"}
-        tools = {e.correlation_id.split(".")[1] for e in events if e.correlation_id}
-        assert {"add_memory", "update_memory", "set_memory_state", "search_memories", "get_memory"} <= tools
-        assert all((e.correlation_id or "").startswith("mcp.") for e in events)
+        # an erasure's events are correlated by its erasure id (a re-run finds them), the rest by the tool call
+        assert all((e.correlation_id or "").startswith("mcp.") for e in events if e.type != "memory.erased")
+        assert [e.actor for e in events if e.type == "memory.erased"] == ["alice"]
+        called = [e for e in ledger.events() if (e.correlation_id or "").startswith("mcp.")]
+        assert {e.actor for e in called} == {"alice"}
+        tools = {e.correlation_id.split(".")[1] for e in called if e.correlation_id}
+        assert EXPECTED_TOOLS - {"erase_memory"} <= tools  # every tool call left an event naming the principal
+        system = [e for e in called if e.stream == "_system" and e.type == "memory.read"]
+        assert {e.payload["operation"] for e in system} >= {"list_cubes", "list_branches", "branch_diff"}
+        diffs = [e.payload for e in events if e.type == "memory.read" and e.payload["operation"] == "branch_diff"]
+        assert diffs == [{"memory_ids": [made["tea"]["id"]], "operation": "branch_diff", "branch": "what-if"}]
     finally:
         ledger.log.close()
 
@@ -104,6 +114,45 @@ def test_http_mcp_enforces_the_rest_api_roles(mcp_server):
     try:
         denied = [e for e in ledger.events() if e.type == "access.denied"]
         assert [e.actor for e in denied].count("bob") >= 3  # the refusals are audited under bob's name
+    finally:
+        ledger.log.close()
+
+
+def test_http_mcp_delete_and_erase_follow_the_roles_and_the_legal_holds(mcp_server):
+    root = mcp_server.principal("root", admin=True)
+    url = f"{mcp_server.url}/mcp?cube=team"
+
+    async def run() -> tuple[dict, str]:
+        async with http_client(url, mcp_server.tokens["alice"]) as alice:
+            w = await call(alice, "add_memory", text="the launch is on Friday")
+        with httpx.Client() as h:
+            h.post(
+                f"{mcp_server.url}/v1/cubes/team/grants",
+                json={"principal": "bob", "role": "writer"},
+                headers=mcp_server.h("alice"),
+            ).raise_for_status()
+            hold = h.post(
+                f"{mcp_server.url}/v1/holds", json={"cube": "team", "reason": "audit"}, headers=mcp_server.h("root")
+            ).json()
+        async with http_client(url, mcp_server.tokens["bob"]) as bob:
+            assert "AccessDenied" in await refused(bob, "erase_memory", memory_id=w["id"], reason="bob wants it gone")
+            held = await refused(bob, "delete_memory", memory_id=w["id"])  # a writer may delete, but not under a hold
+        async with http_client(url, root) as admin:
+            assert "LegalHold" in await refused(admin, "erase_memory", memory_id=w["id"], reason="asked")
+        with httpx.Client() as h:
+            h.post(f"{mcp_server.url}/v1/holds/{hold['hold_id']}/release", json={}, headers=mcp_server.h("root"))
+        async with http_client(url, mcp_server.tokens["bob"]) as bob:
+            deleted = await call(bob, "delete_memory", memory_id=w["id"], reason="done")
+        return deleted, held
+
+    deleted, held = anyio.run(run)
+    assert "LegalHold: delete refused: under legal hold" in held
+    ledger = open_ledger(mcp_server.data)
+    try:
+        refusals = [(e.payload["operation"], e.actor) for e in ledger.events() if e.type == "hold.refused"]
+        assert refusals == [("delete", "bob"), ("erase", "root")]
+        tomb = [e for e in ledger.events() if e.type == "memory.deleted"]
+        assert [(e.offset, e.actor) for e in tomb] == [(deleted["offset"], "bob")]
     finally:
         ledger.log.close()
 

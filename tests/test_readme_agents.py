@@ -35,14 +35,14 @@ def snippets() -> dict[str, str]:
         if lang == "json":
             kind = "mcp-http" if '"url"' in body else "mcp-stdio"
         elif lang == "python":
-            kind = "langgraph" if "MemledgerStore" in body else "client"
+            kind = "langgraph" if "MemledgerStore" in body else "erasure" if "client.erase(" in body else "client"
         elif lang == "typescript":
             kind = "typescript"
         else:
             raise AssertionError(f"a {lang} block in the agents section that no test runs")
         assert kind not in found, f"two {kind} snippets"
         found[kind] = body
-    assert set(found) == {"mcp-stdio", "mcp-http", "client", "langgraph", "typescript"}
+    assert set(found) == {"mcp-stdio", "mcp-http", "client", "erasure", "langgraph", "typescript"}
     return found
 
 
@@ -120,6 +120,19 @@ def test_python_client_snippet_runs_remote_and_embedded(server, tmp_path):
     try:
         added = [e for e in ledger.events() if e.type == "memory.added"]
         assert [(e.stream, e.actor) for e in added] == [("alice", "alice")]
+    finally:
+        ledger.log.close()
+
+
+def test_delete_and_erase_snippet_runs(server, tmp_path):
+    out = _run_python(snippets()["erasure"], tmp_path, server).splitlines()
+    assert out[0] == "Alice lives in Lisbon"
+    assert out[1] == "True True None"  # erased: complete, and unreadable even as of before the erasure
+    assert "was erased at offset" in out[2]
+    ledger = open_ledger(server.data)
+    try:
+        kinds = [(e.type, e.actor) for e in ledger.events() if e.type in ("memory.deleted", "memory.erased")]
+        assert kinds == [("memory.deleted", "alice"), ("memory.erased", "alice")]
     finally:
         ledger.log.close()
 

@@ -41,8 +41,9 @@ def test_typescript_client_suite_passes_against_a_live_server(live_server):
         "MEMLEDGER_URL": live_server.url,
         "MEMLEDGER_TOKEN": live_server.tokens["alice"],
         "MEMLEDGER_OTHER_TOKEN": live_server.tokens["bob"],
+        "MEMLEDGER_ADMIN_TOKEN": live_server.tokens["root"],
     }
     run = subprocess.run([npm_path, "test"], cwd=PACKAGE, env=env, capture_output=True, text=True, timeout=600)
     report = run.stdout[-4000:] + run.stderr[-2000:]
     assert run.returncode == 0, report
-    assert "# fail 0" in run.stdout and "# pass 4" in run.stdout, report
+    assert "# fail 0" in run.stdout and "# pass 6" in run.stdout, report

@@ -12,12 +12,20 @@ value is stored whole under ``lg.value`` and its top-level scalar fields as ``lg
 ``content``/``memory``) field, the fields named by ``index=``, or the value as JSON.
 
 A put of an existing key writes a new version of the same memory (its history keeps the old
-values); ``delete`` archives the memory (memledger keeps everything; archived memories are not
-returned any more). Every read and write is an event naming the client's principal.
+values); ``delete`` deletes the memory (a ``memory.deleted`` tombstone: gone from get, search and
+listings; reads as of an earlier offset still see it, and ``restore`` can bring it back; erase it
+through the client to destroy its text). Every read and write is an event naming the client's
+principal.
 
 Lookups by key use an index of each cube's items built by listing the cube once, and refreshed
 when a key is not found (so a key written by another process is found at the price of one
-listing). TTLs are not supported.
+listing).
+
+TTLs are refused (``supports_ttl`` is False: a put with ``ttl=`` raises ``NotImplementedError``
+before anything is written). LangGraph's TTL is refreshed by every read, which in an append-only
+ledger would make each read a write; expiry is memledger's retention rules instead
+(``[[scheduler.retention]]`` in ``memledger.toml``, docs/governance.md), decided and recorded by
+the scheduler.
 """
 
 from __future__ import annotations
@@ -84,8 +92,17 @@ def _matches(value: dict[str, Any], flt: dict[str, Any] | None) -> bool:
     return True
 
 
+TTL_REFUSED = (
+    "MemledgerStore does not support ttl (a LangGraph TTL is refreshed by every read, which would make each "
+    "read a write of the ledger); expire memories with memledger's retention rules ([[scheduler.retention]] "
+    "in memledger.toml), or pass ttl=None"
+)
+
+
 class MemledgerStore(BaseStore):
     """LangGraph's key-value + search store over a memledger client (remote or embedded)."""
+
+    supports_ttl = False
 
     def __init__(self, client: Any, cube: str | None = None):
         """``client``: a ``MemledgerClient`` or ``EmbeddedClient``; ``cube``: put every namespace in one cube."""
@@ -155,11 +172,13 @@ class MemledgerStore(BaseStore):
         return self._item(current)
 
     def _put(self, op: PutOp) -> None:
+        if op.ttl is not None:
+            raise NotImplementedError(TTL_REFUSED)
         cube = self._cube_of(op.namespace)
         existing = self._find(op.namespace, op.key)
         if op.value is None:
             if existing is not None:
-                self.client.change_state(existing.id, "archived", reason="deleted through the LangGraph store")
+                self.client.delete(existing.id, reason="deleted through the LangGraph store")
                 self._index[cube].pop((op.namespace, op.key), None)
             return
         value = dict(op.value)

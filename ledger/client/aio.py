@@ -149,6 +149,53 @@ class AsyncMemledgerClient:
         """Hybrid search of the named cubes (default: every readable cube); audited."""
         return await self._run(calls.search(query, cubes, k, as_of, branch, states, all_states, metadata))
 
+    # -- deletion, erasure, redaction, lineage, holds ------------------------------------------
+    async def delete(self, memory_id: str, reason: str | None = None, expected_version: int | None = None) -> Written:
+        """Delete a memory: a ``memory.deleted`` tombstone (as-of reads still see it; ``LegalHold`` under a hold)."""
+        return await self._run(calls.delete(memory_id, reason, expected_version))
+
+    async def delete_where(self, cube: str, where: JSON | None = None, reason: str | None = None) -> JSON:
+        """Delete every memory of ``cube`` matching ``where`` (the filter grammar; none: all) in one atomic batch."""
+        return await self._run(calls.delete_where(cube, where, reason))
+
+    async def erase(self, memory_id: str, reason: str) -> JSON:
+        """Erase a memory for good, and every memory derived from it: irreversible (its keys are destroyed)."""
+        return await self._run(calls.erase(memory_id, reason))
+
+    async def erase_where(self, cube: str, reason: str, where: JSON | None = None) -> JSON:
+        """Erase every memory of ``cube`` matching ``where`` (none: all), deleted ones too; irreversible."""
+        return await self._run(calls.erase_where(cube, reason, where))
+
+    async def redact(self, memory_id: str, spans: Sequence[tuple[int, int]], reason: str) -> JSON:
+        """Mask ``(start, end)`` character spans of the current text and erase every earlier version's text."""
+        return await self._run(calls.redact(memory_id, spans, reason))
+
+    async def lineage(self, memory_id: str, as_of: Point | None = None, depth: int = 10) -> JSON:
+        """The memories a memory was merged or derived from, and those derived from it (up to ``depth`` hops)."""
+        return await self._run(calls.lineage(memory_id, as_of, depth))
+
+    async def place_hold(
+        self,
+        reason: str,
+        cube: str | None = None,
+        subject: str | None = None,
+        memory_id: str | None = None,
+    ) -> JSON:
+        """Place a legal hold on exactly one of a cube, a data subject or a memory (admin principals only)."""
+        return await self._run(calls.place_hold(reason, cube, subject, memory_id))
+
+    async def holds(self) -> list[JSON]:
+        """The active legal holds (admin principals only)."""
+        return await self._run(calls.holds())
+
+    async def release_hold(self, hold_id: str, reason: str | None = None) -> JSON:
+        """End a legal hold (admin principals only)."""
+        return await self._run(calls.release_hold(hold_id, reason))
+
+    async def subject_export(self, subject: str, sign: bool = False) -> list[JSON]:
+        """Everything about a data subject, verifiable offline (admin principals only; the reads are recorded)."""
+        return await self._run(calls.subject_export(subject, sign))
+
     # -- cubes, access ------------------------------------------------------------------------
     async def create_cube(self, cube: str, visibility: str = "private", metadata: JSON | None = None) -> JSON:
         """Create a cube owned by the caller."""

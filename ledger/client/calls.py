@@ -172,6 +172,63 @@ def search(
     return Call("POST", "/v1/search", lambda d: [Hit.from_dict(h) for h in d["hits"]], body=body, retry_safe=True)
 
 
+# -- deletion, erasure, redaction, lineage ---------------------------------------------------
+def delete(memory_id: str, reason: str | None = None, expected_version: int | None = None) -> Call[Written]:
+    body = _body(reason=reason, expected_version=expected_version)
+    # not retried: a repeat of a delete that took effect answers NotFound ("was deleted")
+    return Call("DELETE", f"/v1/memories/{seg(memory_id)}", Written.from_dict, body=body or None)
+
+
+def delete_where(cube: str, where: JSON | None = None, reason: str | None = None) -> Call[JSON]:
+    return Call("POST", f"/v1/cubes/{seg(cube)}/delete", _ident, body=_body(where=where, reason=reason))
+
+
+def erase(memory_id: str, reason: str) -> Call[JSON]:
+    # erasing an erased memory finishes the erasure again (``already_erased``): a repeat is safe
+    return Call("POST", f"/v1/memories/{seg(memory_id)}/erase", _ident, body={"reason": reason}, retry_safe=True)
+
+
+def erase_where(cube: str, reason: str, where: JSON | None = None) -> Call[JSON]:
+    return Call("POST", f"/v1/cubes/{seg(cube)}/erase", _ident, body=_body(where=where, reason=reason))
+
+
+def redact(memory_id: str, spans: Sequence[tuple[int, int]], reason: str) -> Call[JSON]:
+    """``spans`` are ``(start, end)`` character offsets, end exclusive (sent as start and length)."""
+    body = {"spans": [_span(s) for s in spans], "reason": reason}
+    return Call("POST", f"/v1/memories/{seg(memory_id)}/redact", _ident, body=body)
+
+
+def _span(span: Sequence[int]) -> JSON:
+    start, end = span
+    return {"start": start, "length": end - start}
+
+
+def lineage(memory_id: str, as_of: Point | None = None, depth: int = 10) -> Call[JSON]:
+    params = _q(as_of=_point(as_of), depth=depth)
+    return Call("GET", f"/v1/memories/{seg(memory_id)}/lineage", _ident, params=params, retry_safe=True)
+
+
+# -- legal holds, subject access --------------------------------------------------------------
+def place_hold(
+    reason: str, cube: str | None = None, subject: str | None = None, memory_id: str | None = None
+) -> Call[JSON]:
+    body = _body(cube=cube, subject=subject, memory_id=memory_id, reason=reason)
+    return Call("POST", "/v1/holds", _ident, body=body)
+
+
+def holds() -> Call[list[JSON]]:
+    return Call("GET", "/v1/holds", lambda d: d["holds"], retry_safe=True)
+
+
+def release_hold(hold_id: str, reason: str | None = None) -> Call[JSON]:
+    return Call("POST", f"/v1/holds/{seg(hold_id)}/release", _ident, body=_body(reason=reason))
+
+
+def subject_export(subject: str, sign: bool = False) -> Call[list[JSON]]:
+    params = _q(sign=sign)
+    return Call("GET", f"/v1/subjects/{seg(subject)}/export", _ident, params=params, retry_safe=True, ndjson=True)
+
+
 # -- cubes, access ----------------------------------------------------------------------------
 def create_cube(cube: str, visibility: str = "private", metadata: JSON | None = None) -> Call[JSON]:
     return Call("POST", "/v1/cubes", _ident, body=_body(cube=cube, visibility=visibility, metadata=metadata))

@@ -4,7 +4,8 @@ It has the methods of ``MemledgerClient`` and answers them with the same JSON sh
 exception classes, so code moves between embedded and remote by changing the line that builds the
 client. Every event names ``actor``. There is no access control beyond the data directory itself
 (like the CLI: whoever can open the directory is inside the trust boundary), except that grants
-and revocations still need ``actor`` to own the cube (or be an admin principal).
+and revocations still need ``actor`` to own the cube (or be an admin principal), and legal holds
+and subject exports need ``actor`` to be an admin principal, as over HTTP.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ledger.api import Ledger
 from ledger.client.calls import Point
 from ledger.client.models import JSON, Hit, Memory, Page, Written
 from ledger.config import init_data_dir
-from ledger.errors import ConcurrencyConflict, InvalidRequest, NotFound, StateError
+from ledger.errors import AccessDenied, ConcurrencyConflict, InvalidRequest, NotFound, StateError
 from ledger.events import NewEvent
 from ledger.principals import PrincipalStore
 from ledger.rules.content import BLANK_RULE, is_blank
@@ -41,6 +42,14 @@ def idempotent_event_id(actor: str, key: str) -> str:
 
 def _point(as_of: Point | None) -> str | None:
     return None if as_of is None else str(as_of)
+
+
+def memory_cube(ledger: Ledger, memory_id: str) -> str:
+    """The cube of a memory that exists or once did (deleted or erased); ``NotFound`` for an id never written."""
+    for e in ledger.log.read_refs(memory_id):
+        if e.payload.get("memory_id") == memory_id and not e.stream.startswith("_"):
+            return e.stream
+    raise NotFound(f"memory {memory_id} not found")
 
 
 def _on_branch(branch: str | None) -> bool:
@@ -239,6 +248,89 @@ class EmbeddedClient:
                 hits = views.search(query, as_of=self._end(self.ledger, as_of), record_read=True, **options)
             return [Hit.from_dict(h.to_dict()) for h in hits]
 
+    # -- deletion, erasure, redaction, lineage, holds ------------------------------------------
+    def delete(self, memory_id: str, reason: str | None = None, expected_version: int | None = None) -> Written:
+        """Delete a memory: a ``memory.deleted`` tombstone (as-of reads still see it; ``LegalHold`` under a hold)."""
+        with self._lock:
+            w = self.ledger.delete(memory_id, self.actor, reason, expected_version)
+            return Written.from_dict(w.to_dict())
+
+    def delete_where(self, cube: str, where: JSON | None = None, reason: str | None = None) -> JSON:
+        """Delete every memory of ``cube`` matching ``where`` (the filter grammar; none: all) in one atomic batch."""
+        with self._lock:
+            return self.ledger.delete_where(cube, self.actor, where, reason).to_dict()
+
+    def erase(self, memory_id: str, reason: str) -> JSON:
+        """Erase a memory for good, and every memory derived from it: irreversible (its keys are destroyed)."""
+        from ledger.governance.erase import erase
+
+        with self._lock:
+            return erase(self.ledger, [memory_id], self.actor, reason, data_dir=self.data_dir).to_dict()
+
+    def erase_where(self, cube: str, reason: str, where: JSON | None = None) -> JSON:
+        """Erase every memory of ``cube`` matching ``where`` (none: all), deleted ones too; irreversible."""
+        from ledger.governance.erase import erase_where
+
+        with self._lock:
+            return erase_where(self.ledger, cube, self.actor, reason, where, data_dir=self.data_dir).to_dict()
+
+    def redact(self, memory_id: str, spans: Sequence[tuple[int, int]], reason: str) -> JSON:
+        """Mask ``(start, end)`` character spans of the current text and erase every earlier version's text."""
+        from ledger.governance.redact import redact
+
+        pairs = [(int(start), int(end)) for start, end in spans]
+        with self._lock:
+            return redact(self.ledger, memory_id, pairs, self.actor, reason, data_dir=self.data_dir).to_dict()
+
+    def lineage(self, memory_id: str, as_of: Point | None = None, depth: int = 10) -> JSON:
+        """The memories a memory was merged or derived from, and those derived from it (up to ``depth`` hops)."""
+        from ledger.timemachine.lineage import lineage
+
+        with self._lock:
+            end = self._end(self.ledger, as_of)
+            return lineage(self.ledger, memory_id, None if as_of is None else end, depth).to_dict()
+
+    def _require_admin(self) -> None:
+        """Holds and subject exports are for admin principals, as over HTTP (the refusal is recorded)."""
+        if not self._is_admin():
+            access, _ = self._access()
+            access.deny(self.actor, "admin operation", None, None, "not an admin principal")
+            raise AccessDenied(f"{self.actor!r} is not an admin principal")
+
+    def place_hold(
+        self, reason: str, cube: str | None = None, subject: str | None = None, memory_id: str | None = None
+    ) -> JSON:
+        """Place a legal hold on exactly one of a cube, a data subject or a memory (admin principals only)."""
+        from ledger.governance.holds import place_hold
+
+        with self._lock:
+            self._require_admin()
+            return place_hold(self.ledger.log, self.actor, reason, cube, subject, memory_id).to_dict()
+
+    def holds(self) -> list[JSON]:
+        """The active legal holds (admin principals only)."""
+        from ledger.governance.holds import read_holds
+
+        with self._lock:
+            self._require_admin()
+            return [h.to_dict() for h in read_holds(self.ledger.log).active.values()]
+
+    def release_hold(self, hold_id: str, reason: str | None = None) -> JSON:
+        """End a legal hold (admin principals only)."""
+        from ledger.governance.holds import release_hold
+
+        with self._lock:
+            self._require_admin()
+            return {"hold_id": hold_id, "offset": release_hold(self.ledger.log, hold_id, self.actor, reason)}
+
+    def subject_export(self, subject: str, sign: bool = False) -> list[JSON]:
+        """Everything about a data subject, verifiable offline (admin principals only; the reads are recorded)."""
+        from ledger.governance.subject_export import export_subject
+
+        with self._lock:
+            self._require_admin()
+            return list(export_subject(self.ledger, subject, sign, self.actor))
+
     # -- cubes, access ------------------------------------------------------------------------
     def create_cube(self, cube: str, visibility: str = "private", metadata: JSON | None = None) -> JSON:
         """Create a cube owned by ``actor``."""
@@ -303,7 +395,7 @@ class EmbeddedClient:
         """Who created, changed, read or was refused what, and when (content-free entries)."""
         with self._lock:
             if memory is not None:
-                mcube = self.ledger.get(memory, record_read=False).cube
+                mcube = memory_cube(self.ledger, memory)  # deleted and erased memories keep their trail
                 if cube is not None and cube != mcube:
                     raise InvalidRequest(f"memory {memory} is not in cube {cube!r}")
                 cube = mcube

@@ -16,6 +16,7 @@ from ledger.errors import (
     InternalError,
     InvalidRequest,
     LedgerError,
+    LegalHold,
     NotFound,
     StateError,
 )
@@ -88,6 +89,8 @@ def error_from_response(status: int, body: Any) -> LedgerError:
     exc = _instance(cls, _one_line(message or f"HTTP {status}", details))
     exc.status = status  # type: ignore[attr-defined]
     exc.details = details  # type: ignore[attr-defined]
+    if isinstance(exc, LegalHold):  # the holds that refused, as the embedded API names them
+        exc.hold_ids = [str(h) for h in details.get("hold_ids", [])] if isinstance(details, dict) else []
     return exc
 
 

@@ -22,6 +22,7 @@ from ledger.client.calls import Point
 from ledger.client.embedded import EmbeddedClient
 from ledger.client.models import JSON, Hit, Memory, Page, Written
 from ledger.errors import InvalidRequest, LedgerError
+from ledger.mcp.audit import Recorder, record_read
 
 
 class LedgerCallError(ToolError, ResourceError):
@@ -111,13 +112,31 @@ class ClientAPI(Protocol):
 
     async def branch_diff(self, name: str) -> list[JSON]: ...
 
+    async def delete(
+        self, memory_id: str, reason: str | None = None, expected_version: int | None = None
+    ) -> Written: ...
+
+    async def erase(self, memory_id: str, reason: str) -> JSON: ...
+
+    async def lineage(self, memory_id: str, as_of: Point | None = None, depth: int = 10) -> JSON: ...
+
+    async def whoami(self) -> JSON: ...
+
 
 @dataclass(frozen=True)
 class Session:
-    """One tool call's view of the ledger: the API and the default cube (None: every call names one)."""
+    """One tool call's view of the ledger: the API, the default cube (None: every call names one)
+    and the recorder of the calls that write nothing through the API (``ledger.mcp.audit``)."""
 
     api: ClientAPI
     default_cube: str | None
+    recorder: Recorder
+
+    async def record(
+        self, operation: str, memory_ids: Sequence[str] = (), cube: str | None = None, branch: str | None = None
+    ) -> None:
+        """Append the audit record of this call (``memory.read``, the principal as actor)."""
+        await self.recorder(operation, memory_ids, cube, branch)
 
     def cube(self, cube: str | None) -> str:
         """``cube``, or the default cube; a one-line error when there is neither."""
@@ -152,18 +171,25 @@ class Threaded:
         method = getattr(self.client, name)
 
         async def call(*args: Any, **kwargs: Any) -> Any:
-            return await run_sync(partial(method, *args, **kwargs), limiter=self._limiter)
+            return await self.run(partial(method, *args, **kwargs))
 
         return call
+
+    async def run(self, fn: Callable[[], Any]) -> Any:
+        """``fn()`` in the worker thread, after the calls before it."""
+        return await run_sync(fn, limiter=self._limiter)
 
 
 def embedded_sessions(client: EmbeddedClient, default_cube: str | None) -> SessionFactory:
     """Sessions over one embedded client (stdio: one user, one actor)."""
     api: Any = Threaded(client)
 
+    async def recorder(operation: str, ids: Sequence[str], cube: str | None, branch: str | None) -> None:
+        await api.run(partial(record_read, client.ledger, client.actor, operation, ids, cube, branch))
+
     @asynccontextmanager
     async def session(ctx: Any) -> AsyncIterator[Session]:
         async with reported():
-            yield Session(api, default_cube)
+            yield Session(api, default_cube, recorder)
 
     return session

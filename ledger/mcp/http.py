@@ -8,7 +8,10 @@ The same tokens and roles as the REST API, through the same code:
   ``AsyncMemledgerClient`` over ``httpx.ASGITransport`` with the caller's token), so role checks,
   404-for-invisible ids, refusals and audit events are the REST API's; there is no second
   access-control path. The inner request carries ``X-Request-ID: mcp.<tool>.<random>``, which
-  becomes the ``correlation_id`` of every event the call writes.
+  becomes the ``correlation_id`` of every event the call writes;
+- the calls whose REST routes write nothing (listing cubes or branches, a branch diff, an audit
+  trail, a lineage) are recorded by ``ledger.mcp.audit`` under the principal the REST API
+  authenticated (``/v1/whoami``), with the same correlation id.
 
 ``/mcp?cube=C`` makes C the session's default cube (as ``memledger mcp --cube C`` does).
 """
@@ -16,17 +19,20 @@ The same tokens and roles as the REST API, through the same code:
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import httpx
+from anyio.to_thread import run_sync
 from fastapi import APIRouter, FastAPI
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from starlette.requests import Request
 from starlette.routing import Route
 
 from ledger.client.aio import AsyncMemledgerClient
+from ledger.mcp.audit import record_read
 from ledger.mcp.backend import Session, SessionFactory, reported
 from ledger.mcp.server import build_server
 from ledger.service.auth import api_key_scheme, bearer_scheme, current_caller
@@ -51,8 +57,9 @@ def _tool_name(ctx: Any) -> str:
     return "".join(c for c in str(name or "resource") if c.isalnum() or c in "_.-")[:40] or "call"
 
 
-def asgi_sessions(app: FastAPI) -> SessionFactory:
-    """Sessions that run each call through ``app``'s REST routes with the request's credentials."""
+def asgi_sessions(app: FastAPI, state: ServiceState) -> SessionFactory:
+    """Sessions that run each call through ``app``'s REST routes with the request's credentials
+    (and record the calls that write nothing there in ``state``'s ledger, as the token's principal)."""
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 0))
 
     @asynccontextmanager
@@ -64,9 +71,15 @@ def asgi_sessions(app: FastAPI) -> SessionFactory:
         }
         cube = request.query_params.get("cube") if isinstance(request, Request) else None
         client = AsyncMemledgerClient(INTERNAL_BASE, token="", transport=transport, extra_headers=headers)
+
+        async def recorder(operation: str, ids: Sequence[str], cube: str | None, branch: str | None) -> None:
+            principal = (await client.whoami())["principal"]  # who the REST API authenticated
+            write = partial(record_read, state.ledger, principal, operation, ids, cube, branch, headers["X-Request-ID"])
+            await run_sync(write)
+
         try:
             async with reported():
-                yield Session(client, cube or None)
+                yield Session(client, cube or None, recorder)
         finally:
             await client.close()
 
@@ -101,7 +114,7 @@ def mount_mcp(app: FastAPI, state: ServiceState, host: str = "127.0.0.1") -> Non
     ``host`` is where the service listens: on loopback the SDK's DNS-rebinding protection admits
     only loopback ``Host``/``Origin`` headers.
     """
-    server = build_server(asgi_sessions(app))
+    server = build_server(asgi_sessions(app, state))
     server.streamable_http_app(streamable_http_path=PATH, host=host)  # creates the session manager
     manager = server.session_manager
     endpoint = Authenticated(StreamableHTTPASGIApp(manager), state)

@@ -21,8 +21,9 @@ INSTRUCTIONS = (
     "memledger is your long-term memory. Before answering a question that depends on what you "
     "were told earlier, call search_memories. When the user tells you a durable fact, preference "
     "or decision, call add_memory with one self-contained statement; when a fact changes, "
-    "update_memory (or set_memory_state archived) instead of adding a contradiction. Every call is "
-    "recorded in an audit trail under your identity."
+    "update_memory (or set_memory_state archived) instead of adding a contradiction. When the user "
+    "asks you to forget something, delete_memory; erase_memory destroys a memory for good and only "
+    "fits an explicit request to erase data. Every call is recorded in an audit trail under your identity."
 )
 
 

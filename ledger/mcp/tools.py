@@ -17,7 +17,7 @@ from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from ledger.client.models import JSON, Hit, Memory, Written
-from ledger.mcp.backend import SessionFactory
+from ledger.mcp.backend import Session, SessionFactory
 
 # -- parameter types (their descriptions are what the model sees) ------------------------------
 Text = Annotated[
@@ -70,6 +70,7 @@ class ToolSpec:
     make: Callable[[SessionFactory], Callable[..., Awaitable[JSON]]]
     read_only: bool
     description: str
+    destructive: bool = False
     idempotent: bool = False
 
 
@@ -178,6 +179,7 @@ def _audit(sessions: SessionFactory) -> Callable[..., Awaitable[JSON]]:
     ) -> JSON:
         async with sessions(ctx) as s:
             entries = await s.api.audit(memory=memory_id, since=since, until=until, limit=limit)
+            await s.record("audit", [memory_id])
             return {"memory": memory_id, "entries": entries}
 
     return memory_audit
@@ -199,7 +201,9 @@ def _set_state(sessions: SessionFactory) -> Callable[..., Awaitable[JSON]]:
 def _cubes(sessions: SessionFactory) -> Callable[..., Awaitable[JSON]]:
     async def list_cubes(ctx: Context) -> JSON:
         async with sessions(ctx) as s:
-            return {"default_cube": s.default_cube, "cubes": await s.api.cubes()}
+            cubes = await s.api.cubes()
+            await s.record("list_cubes")
+            return {"default_cube": s.default_cube, "cubes": cubes}
 
     return list_cubes
 
@@ -220,15 +224,81 @@ def _create_branch(sessions: SessionFactory) -> Callable[..., Awaitable[JSON]]:
 def _diff_branch(sessions: SessionFactory) -> Callable[..., Awaitable[JSON]]:
     async def diff_branch(name: Annotated[str, Field(description="branch name")], ctx: Context) -> JSON:
         async with sessions(ctx) as s:
-            return {"branch": name, "changes": await s.api.branch_diff(name)}
+            changes = await s.api.branch_diff(name)
+            await _record_diff(s, name, changes)
+            return {"branch": name, "changes": changes}
 
     return diff_branch
+
+
+async def _record_diff(s: Session, branch: str, changes: list[JSON]) -> None:
+    """A diff shows memories' versions: one read record per cube they belong to."""
+    by_cube: dict[str | None, list[str]] = {}
+    for c in changes:
+        side = c.get("after") or c.get("before") or {}
+        by_cube.setdefault(side.get("cube"), []).append(str(c["id"]))
+    for cube, ids in by_cube.items() or [(None, [])]:
+        await s.record("branch_diff", ids, cube, branch)
+
+
+def _delete(sessions: SessionFactory) -> Callable[..., Awaitable[JSON]]:
+    async def delete_memory(
+        memory_id: MemoryId,
+        ctx: Context,
+        reason: Annotated[str | None, Field(description="why it is deleted (kept in the audit trail)")] = None,
+        expected_version: Annotated[
+            int | None, Field(ge=1, description="fail instead of deleting if the memory changed since this version")
+        ] = None,
+    ) -> JSON:
+        async with sessions(ctx) as s:
+            w = await s.api.delete(memory_id, reason=reason, expected_version=expected_version)
+            return _written(w, deleted=True)
+
+    return delete_memory
+
+
+def _erase(sessions: SessionFactory) -> Callable[..., Awaitable[JSON]]:
+    async def erase_memory(
+        memory_id: MemoryId,
+        reason: Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=2000,
+                description="why it must be erased, e.g. 'the user asked to erase their phone number' (recorded)",
+            ),
+        ],
+        ctx: Context,
+    ) -> JSON:
+        async with sessions(ctx) as s:
+            report = await s.api.erase(memory_id, reason=reason)
+            keys = ("erased", "derived", "keys_destroyed", "already_erased", "complete", "problems", "offsets")
+            return {k: report[k] for k in keys if k in report}
+
+    return erase_memory
+
+
+def _lineage(sessions: SessionFactory) -> Callable[..., Awaitable[JSON]]:
+    async def memory_lineage(
+        memory_id: MemoryId,
+        ctx: Context,
+        as_of: AsOf = None,
+        depth: Annotated[int, Field(ge=1, le=100, description="how many hops to follow each way")] = 10,
+    ) -> JSON:
+        async with sessions(ctx) as s:
+            out = await s.api.lineage(memory_id, as_of=as_of, depth=depth)
+            await s.record("lineage", [memory_id])
+            return out
+
+    return memory_lineage
 
 
 def _branches(sessions: SessionFactory) -> Callable[..., Awaitable[JSON]]:
     async def list_branches(ctx: Context) -> JSON:
         async with sessions(ctx) as s:
-            return {"branches": await s.api.branches()}
+            branches = await s.api.branches()
+            await s.record("list_branches")
+            return {"branches": branches}
 
     return list_branches
 
@@ -295,6 +365,36 @@ TOOLS: list[ToolSpec] = [
         "diff_branch", _diff_branch, True, "What a branch changed: memories added, changed or removed since its fork."
     ),
     ToolSpec("list_branches", _branches, True, "Every branch with its fork point and head."),
+    ToolSpec(
+        "delete_memory",
+        _delete,
+        False,
+        "Delete a memory that is wrong, obsolete or that the user asked you to forget. From now on "
+        "it is gone from search, get and list; it is NOT destroyed: reads of the past (as_of) still "
+        "see it and an operator can restore it. To destroy the text itself, use erase_memory. "
+        "Refused while a legal hold covers the memory.",
+        destructive=True,
+    ),
+    ToolSpec(
+        "erase_memory",
+        _erase,
+        False,
+        "IRREVERSIBLE: permanently destroy a memory's text, and the text of every memory derived "
+        "from it (merges, extracted facts). Its encryption keys are destroyed, so nobody, you "
+        "included, can ever read it again, not even in the past; there is no undo. Use it only "
+        "when the user explicitly asks for their data to be erased (a privacy request); otherwise "
+        "use delete_memory. A reason is required and recorded. Needs the owner role on the cube; "
+        "refused while a legal hold covers the memory.",
+        destructive=True,
+        idempotent=True,
+    ),
+    ToolSpec(
+        "memory_lineage",
+        _lineage,
+        True,
+        "Where a memory came from and what came of it: the memories it was merged or derived from, "
+        "and the memories derived from it (which erase_memory would also make unreadable).",
+    ),
 ]
 
 
@@ -303,6 +403,6 @@ def tool_hints(spec: ToolSpec) -> ToolAnnotations:
     return ToolAnnotations(
         title=spec.name.replace("_", " "),
         read_only_hint=spec.read_only,
-        destructive_hint=False,
+        destructive_hint=spec.destructive,
         idempotent_hint=spec.read_only or spec.idempotent,
     )

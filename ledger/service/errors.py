@@ -20,6 +20,7 @@ from ledger.errors import (
     InternalError,
     InvalidRequest,
     LedgerError,
+    LegalHold,
     NotFound,
     SchemaViolation,
     StateError,
@@ -94,7 +95,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(LedgerError)
     async def ledger_error(request: Request, exc: LedgerError) -> JSON:
-        return JSON(error_body(type(exc).__name__, str(exc)), status_code=status_of(exc))
+        details = {"hold_ids": exc.hold_ids} if isinstance(exc, LegalHold) else None
+        return JSON(error_body(type(exc).__name__, str(exc), details), status_code=status_of(exc))
 
     @app.exception_handler(Unauthenticated)
     async def unauthenticated(request: Request, exc: Unauthenticated) -> JSON:

@@ -58,8 +58,7 @@ class RedactRequest(RequestBody):
 
 
 def _require_owner(state: ServiceState, caller: Caller, memory_id: str, operation: str) -> str:
-    if caller.admin:
-        return state.access.require_memory(caller, memory_id, Action.READ, operation)
+    # MANAGE: the owner role, or any admin principal on an existing cube (``AccessControl.allowed``)
     return state.access.require_memory(caller, memory_id, Action.MANAGE, operation)
 
 

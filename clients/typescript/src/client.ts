@@ -12,8 +12,13 @@ import { errorFromResponse, MemledgerError, NotFound, ServiceUnreachable } from 
 import type {
   AddOptions,
   AuditEntry,
+  Deleted,
+  ErasureReport,
+  Filter,
   Hit,
+  Hold,
   Json,
+  Lineage,
   LifecycleState,
   LogEvent,
   Memory,
@@ -202,6 +207,88 @@ export class MemledgerClient {
     return out.hits;
   }
 
+  /** Merge memories of one cube into a new one; the sources become `merged`. */
+  merge(sources: string[], text: string, options: { metadata?: Metadata; reason?: string } = {}): Promise<Written> {
+    return this.json({ method: "POST", path: "/v1/memories/merge", body: { sources, text, ...options } });
+  }
+
+  /** Record a directed edge between two memories. */
+  link(source: string, target: string, relation: string): Promise<Written> {
+    return this.json({ method: "POST", path: `/v1/memories/${seg(source)}/links`, body: { target, relation } });
+  }
+
+  // -- deletion, erasure, redaction, lineage ----------------------------------------------------
+  /**
+   * Delete a memory: a `memory.deleted` tombstone. Reads as of an earlier point still see it and
+   * `restore` can undo it; `erase` destroys the text. `LegalHold` while a hold covers it.
+   */
+  delete(memoryId: string, options: { reason?: string; expectedVersion?: number } = {}): Promise<Written> {
+    const body = { reason: options.reason, expected_version: options.expectedVersion };
+    return this.json({ method: "DELETE", path: `/v1/memories/${seg(memoryId)}`, body });
+  }
+
+  /** Delete every memory of a cube matching `where` (the filter grammar; none: all) in one atomic batch. */
+  deleteWhere(cube: string, options: { where?: Filter; reason?: string } = {}): Promise<Deleted> {
+    return this.json({ method: "POST", path: `/v1/cubes/${seg(cube)}/delete`, body: options });
+  }
+
+  /**
+   * Erase a memory for good, and every memory derived from it: its keys are destroyed, so its text is
+   * unreadable everywhere, the past included. Irreversible; a reason is required. A repeat is safe.
+   */
+  erase(memoryId: string, reason: string): Promise<ErasureReport> {
+    return this.json({ method: "POST", path: `/v1/memories/${seg(memoryId)}/erase`, body: { reason }, retrySafe: true });
+  }
+
+  /** Erase every memory of a cube matching `where` (none: all), deleted ones too. Irreversible. */
+  eraseWhere(cube: string, reason: string, where?: Filter): Promise<ErasureReport> {
+    return this.json({ method: "POST", path: `/v1/cubes/${seg(cube)}/erase`, body: { reason, where } });
+  }
+
+  /** Mask `[start, end)` character spans of the current text and erase every earlier version's text. */
+  redact(memoryId: string, spans: [number, number][], reason: string): Promise<ErasureReport> {
+    const body = { spans: spans.map(([start, end]) => ({ start, length: end - start })), reason };
+    return this.json({ method: "POST", path: `/v1/memories/${seg(memoryId)}/redact`, body });
+  }
+
+  /** The memories a memory was merged or derived from, and those derived from it. */
+  lineage(memoryId: string, options: { asOf?: Point; depth?: number } = {}): Promise<Lineage> {
+    const query = { as_of: point(options.asOf), depth: options.depth };
+    return this.json({ method: "GET", path: `/v1/memories/${seg(memoryId)}/lineage`, query, retrySafe: true });
+  }
+
+  // -- legal holds, exports (holds and subject exports: admin principals only) -----------------
+  /** Place a legal hold on exactly one of a cube, a data subject or a memory. */
+  placeHold(target: { cube: string } | { subject: string } | { memoryId: string }, reason: string): Promise<Hold> {
+    const body = "memoryId" in target ? { memory_id: target.memoryId, reason } : { ...target, reason };
+    return this.json({ method: "POST", path: "/v1/holds", body });
+  }
+
+  /** The active legal holds. */
+  async holds(): Promise<Hold[]> {
+    return (await this.json<{ holds: Hold[] }>({ method: "GET", path: "/v1/holds", retrySafe: true })).holds;
+  }
+
+  /** End a legal hold. */
+  releaseHold(holdId: string, reason?: string): Promise<{ hold_id: string; offset: number }> {
+    return this.json({ method: "POST", path: `/v1/holds/${seg(holdId)}/release`, body: { reason } });
+  }
+
+  /** The cube's verifiable export: a header, then every event with its Merkle inclusion proof. */
+  export(cube: string, asOf?: Point): Promise<Json[]> {
+    return this.lines({ method: "GET", path: `/v1/cubes/${seg(cube)}/export`, query: { as_of: point(asOf) }, retrySafe: true });
+  }
+
+  /** Everything about a data subject, verifiable offline (an access request; the reads are recorded). */
+  subjectExport(subject: string, sign = false): Promise<Json[]> {
+    return this.lines({ method: "GET", path: `/v1/subjects/${seg(subject)}/export`, query: { sign }, retrySafe: true });
+  }
+
+  private async lines(call: Call): Promise<Json[]> {
+    const text = await (await this.send(call)).text();
+    return text.split("\n").filter((line) => line.trim()).map((line) => JSON.parse(line) as Json);
+  }
+
   // -- cubes, access, audit ---------------------------------------------------------------------
   createCube(cube: string, options: { visibility?: "private" | "shared"; metadata?: Metadata } = {}): Promise<Json> {
     return this.json({ method: "POST", path: "/v1/cubes", body: { cube, ...options } });
@@ -236,6 +323,20 @@ export class MemledgerClient {
   // -- branches ---------------------------------------------------------------------------------
   createBranch(name: string, options: { at?: Point; fromBranch?: string } = {}): Promise<Json> {
     return this.json({ method: "POST", path: "/v1/branches", body: { name, at: point(options.at), from_branch: options.fromBranch } });
+  }
+
+  async branches(): Promise<Json[]> {
+    return (await this.json<{ branches: Json[] }>({ method: "GET", path: "/v1/branches", retrySafe: true })).branches;
+  }
+
+  /** Replay the branch onto its base (`strict`: a `MergeConflict` when both sides changed a memory). */
+  mergeBranch(name: string, options: { strict?: boolean } = {}): Promise<Json> {
+    return this.json({ method: "POST", path: `/v1/branches/${seg(name)}/merge`, body: { strict: options.strict ?? false } });
+  }
+
+  /** Discard a branch and its own events (`cascade`: and the branches forked from it). */
+  dropBranch(name: string, options: { cascade?: boolean } = {}): Promise<Json> {
+    return this.json({ method: "DELETE", path: `/v1/branches/${seg(name)}`, query: { cascade: options.cascade ?? false } });
   }
 
   async branchDiff(name: string): Promise<{ id: string; change: string }[]> {

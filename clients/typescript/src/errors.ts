@@ -21,7 +21,18 @@ export class InvalidRequest extends MemledgerError {}
 export class AccessDenied extends MemledgerError {}
 export class AuthenticationFailed extends AccessDenied {}
 export class Conflict extends MemledgerError {}
+/** A legal hold refused a delete, erase or redaction (HTTP 409); the refusal was recorded. */
+export class LegalHold extends Conflict {
+  /** The holds that cover what the operation would have changed. */
+  get holdIds(): string[] {
+    const ids = (this.details as { hold_ids?: unknown } | null | undefined)?.hold_ids;
+    return Array.isArray(ids) ? ids.map(String) : [];
+  }
+}
 export class ServiceUnreachable extends MemledgerError {}
+
+/** Classes chosen by the error body's `type` before its status. */
+const BY_TYPE: Record<string, typeof MemledgerError> = { LegalHold };
 
 const BY_STATUS: Record<number, typeof MemledgerError> = {
   400: InvalidRequest,
@@ -37,6 +48,6 @@ const BY_STATUS: Record<number, typeof MemledgerError> = {
 export function errorFromResponse(status: number, body: unknown): MemledgerError {
   const detail = (body as { error?: { type?: string; message?: string; details?: unknown } } | null)?.error;
   const type = detail?.type ?? `HTTP${status}`;
-  const cls = BY_STATUS[status] ?? (status >= 500 ? ServiceUnreachable : MemledgerError);
+  const cls = BY_TYPE[type] ?? BY_STATUS[status] ?? (status >= 500 ? ServiceUnreachable : MemledgerError);
   return new cls(type, detail?.message ?? `HTTP ${status}`, status, detail?.details);
 }

@@ -101,3 +101,53 @@ export interface SearchOptions {
   allStates?: boolean;
   metadata?: Metadata;
 }
+
+/** A memory filter (`ledger/rules/filters.py`): field values or operators, `$and`/`$or`/`$not`. */
+export type Filter = { [key: string]: Json };
+
+export interface Deleted {
+  deleted: string[];
+  count: number;
+  offsets: number[];
+  correlation_id: string | null;
+}
+
+export interface ErasureReport {
+  erasure_id: string;
+  erased: string[];
+  derived: string[];
+  keys_destroyed: number;
+  offsets: number[];
+  already_erased: boolean;
+  residue: string[];
+  problems: string[];
+  complete: boolean;
+  [key: string]: Json;
+}
+
+export interface LineageEdge {
+  parent: string;
+  child: string;
+  relation: string;
+  offset: number;
+  cube: string;
+}
+
+export interface Lineage {
+  memory_id: string;
+  as_of: number;
+  sources: LineageEdge[];
+  descendants: LineageEdge[];
+  artifacts: Json[];
+  truncated: boolean;
+}
+
+export interface Hold {
+  hold_id: string;
+  scope: "cube" | "subject" | "memory";
+  target: string;
+  reason: string;
+  placed_by: string;
+  placed_at: string;
+  offset: number;
+}

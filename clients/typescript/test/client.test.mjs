@@ -1,13 +1,23 @@
 // Tests of the TypeScript client against a real `memledger serve` (MEMLEDGER_URL, MEMLEDGER_TOKEN
-// of a principal "alice"; MEMLEDGER_OTHER_TOKEN of a principal "bob"), run by tests/test_typescript_client.py.
+// of a principal "alice"; MEMLEDGER_OTHER_TOKEN of a principal "bob"; MEMLEDGER_ADMIN_TOKEN of an admin
+// principal "root"), run by tests/test_typescript_client.py.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { AccessDenied, AuthenticationFailed, Conflict, InvalidRequest, MemledgerClient, NotFound } from "../dist/index.js";
+import {
+  AccessDenied,
+  AuthenticationFailed,
+  Conflict,
+  InvalidRequest,
+  LegalHold,
+  MemledgerClient,
+  NotFound,
+} from "../dist/index.js";
 
 const url = process.env.MEMLEDGER_URL;
 const client = new MemledgerClient(url, { token: process.env.MEMLEDGER_TOKEN });
 const bob = new MemledgerClient(url, { token: process.env.MEMLEDGER_OTHER_TOKEN });
+const root = new MemledgerClient(url, { token: process.env.MEMLEDGER_ADMIN_TOKEN });
 const cube = `ts-${process.pid}`;
 
 test("add, get, update, history and as-of reads", async () => {
@@ -65,4 +75,71 @@ test("audit trail, branches and the log stream", async () => {
   const tail = [];
   for await (const e of client.events(head.offset + 1)) tail.push(e);
   assert.deepEqual(tail, []);
+});
+
+test("delete is a tombstone; delete where, erase, erase where, redact and lineage", async () => {
+  const c = `${cube}-erasure`;
+  const w = await client.add(c, "Alice likes jazz", { metadata: { user_id: "u1" } });
+  const d = await client.delete(w.id, { reason: "asked", expectedVersion: 1 });
+  assert.equal(d.id, w.id);
+  await assert.rejects(client.get(w.id), NotFound);
+  assert.equal((await client.get(w.id, w.offset)).text, "Alice likes jazz");
+  await assert.rejects(client.delete(w.id), NotFound);
+  const [a, b] = [await client.add(c, "one", { metadata: { user_id: "u2" } }), await client.add(c, "two", { metadata: { user_id: "u2" } })];
+  const bulk = await client.deleteWhere(c, { where: { user_id: "u2" }, reason: "account closed" });
+  assert.deepEqual(bulk.deleted.sort(), [a.id, b.id].sort());
+  assert.equal(bulk.count, 2);
+
+  const pin = await client.add(c, "Alice's PIN is 4321");
+  const bank = await client.add(c, "Alice banks at Acme");
+  const merged = await client.merge([pin.id, bank.id], "Alice banks at Acme, PIN 4321", { reason: "same topic" });
+  const lineage = await client.lineage(merged.id);
+  assert.deepEqual(lineage.sources.map((e) => e.parent).sort(), [pin.id, bank.id].sort());
+  assert.deepEqual((await client.lineage(pin.id)).descendants.map((e) => e.child), [merged.id]);
+  await assert.rejects(client.erase(pin.id, "   "), InvalidRequest);
+  const erased = await client.erase(pin.id, "GDPR request");
+  assert.deepEqual([erased.erased, erased.derived, erased.complete], [[pin.id], [merged.id], true]);
+  assert.equal((await client.get(merged.id)).text, null);
+  assert.equal((await client.erase(pin.id, "GDPR request")).already_erased, true);
+  const link = await client.link(bank.id, merged.id, "summarised-by");
+  assert.equal(link.id, bank.id);
+
+  const card = await client.add(c, "card 4111 and dog Rex", { metadata: { user_id: "u3" } });
+  const masked = await client.redact(card.id, [[5, 9]], "card number");
+  assert.equal(masked.complete, true);
+  assert.ok(!(await client.get(card.id)).text.includes("4111"));
+  const rest = await client.eraseWhere(c, "account closed", { user_id: "u3" });
+  assert.deepEqual(rest.erased, [card.id]);
+  await assert.rejects(client.eraseWhere(c, "again", { user_id: "u3" }), NotFound);
+});
+
+test("legal holds refuse with LegalHold; exports; branch merge and drop", async () => {
+  const c = `${cube}-holds`;
+  const w = await client.add(c, "evidence", { subject: `dana-${process.pid}` });
+  await assert.rejects(client.placeHold({ cube: c }, "litigation"), AccessDenied);
+  const hold = await root.placeHold({ memoryId: w.id }, "litigation");
+  assert.equal(hold.scope, "memory");
+  assert.ok((await root.holds()).some((h) => h.hold_id === hold.hold_id));
+  const refused = await client.delete(w.id).catch((error) => error);
+  assert.ok(refused instanceof LegalHold && refused instanceof Conflict);
+  assert.deepEqual(refused.holdIds, [hold.hold_id]);
+  await assert.rejects(client.erase(w.id, "asked"), LegalHold);
+  await root.releaseHold(hold.hold_id, "case closed");
+  await assert.rejects(root.releaseHold(hold.hold_id), NotFound);
+
+  const records = await client.export(c);
+  assert.equal(records[0].cube, c);
+  const about = await root.subjectExport(`dana-${process.pid}`);
+  assert.equal(about[0].subject, `dana-${process.pid}`);
+  await assert.rejects(client.subjectExport(`dana-${process.pid}`), AccessDenied);
+
+  const name = `ts-merge-${process.pid}`;
+  await client.createBranch(name);
+  assert.ok((await client.branches()).some((b) => b.name === name));
+  const merged = await client.mergeBranch(name);
+  assert.equal(merged.branch, name);
+  const dropped = await client.dropBranch(name);
+  assert.equal(dropped.name, name);
+  assert.ok(!(await client.branches()).some((b) => b.name === name));
+  assert.ok((await client.delete(w.id)).offset > w.offset);
 });
