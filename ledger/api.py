@@ -17,7 +17,7 @@ from ledger.governance.holds import HOLDS_STREAM, read_holds, refuse
 from ledger.lifecycle import check_state, check_transition, check_writable
 from ledger.log import Log
 from ledger.memory_state import MemoryState, Opener, SealedSource, fold, history, merged_metadata, scope_of
-from ledger.rules.content import check_metadata, check_text
+from ledger.rules.content import check_metadata, check_text, is_blank
 from ledger.rules.filters import parse_filter, record_of
 from ledger.rules.names import check_name
 from ledger.rules.timepoints import parse_point
@@ -534,8 +534,8 @@ def _with_scope(fields: dict[str, Any], metadata: dict[str, Any] | None) -> dict
 
 
 def _check_reason(reason: str | None) -> None:
-    if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON):
-        raise InvalidRequest(f"reason must be a string of at most {MAX_REASON} characters")
+    if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON or is_blank(reason)):
+        raise InvalidRequest(f"reason must be a non-blank string of at most {MAX_REASON} characters")
 
 
 def _check_content(text: str, metadata: dict[str, Any] | None) -> None:

@@ -144,3 +144,12 @@ def test_http_delete_needs_writer_and_bulk_needs_owner(tmp_path):
     assert r.status_code == 200 and r.json()["deleted"] == [b["id"]]
     assert c.post("/v1/cubes/w/delete", json={"where": {"$bad": 1}}, headers=s.h("alice")).status_code == 422
     assert [e.actor for e in s.events() if e.type == "memory.deleted"] == ["bob", "alice"]
+
+
+@pytest.mark.parametrize("reason", ["", "   ", "\u200b"])
+def test_a_blank_delete_reason_is_refused_embedded_as_over_http(ledger, reason):
+    m = ledger.add("c", "Alice parks on level three", "agent")
+    head = ledger.head()
+    with pytest.raises(InvalidRequest, match="reason must be a non-blank string"):
+        ledger.delete(m.id, "agent", reason=reason)
+    assert ledger.head() == head and ledger.get(m.id).text == "Alice parks on level three"
