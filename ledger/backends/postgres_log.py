@@ -107,10 +107,12 @@ class PostgresLog(LogBase):
         self._local = threading.local()
         self._conns: list[psycopg.Connection] = []
         self._conns_lock = threading.Lock()
-        conn = self._conn()
+        self._run(self._create)
+
+    def _create(self, conn: psycopg.Connection) -> None:
         with conn.transaction():
             # Two processes creating the same ledger at once must not race on the DDL.
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"memledger-ddl:{schema}",))
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"memledger-ddl:{self.schema}",))
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(self._s))
             conn.execute(sql.SQL(_DDL).format(s=self._s))
             conn.execute(sql.SQL(_INIT_HEAD).format(s=self._s), (GENESIS_HASH,))
@@ -449,4 +451,7 @@ def from_config(config: Config) -> PostgresLog:
         raise InvalidRequest(
             '[log] backend = "postgres" needs dsn = "postgresql://user@host:port/db" (or $MEMLEDGER_PG_DSN)'
         )
-    return PostgresLog(str(dsn), schema=str(section.get("schema", "memledger")))
+    timeout = section.get("connect_timeout", 10)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        raise InvalidRequest(f"[log] connect_timeout must be a positive number of seconds, not {timeout!r}")
+    return PostgresLog(str(dsn), schema=str(section.get("schema", "memledger")), connect_timeout=float(timeout))
