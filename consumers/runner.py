@@ -72,6 +72,7 @@ class ProjectionConsumer:
         report: Callable[[Lag], None] | None = None,
         report_every: float = 5.0,
         retry_backoff: float = 1.0,
+        rebuild: bool = False,
     ):
         self.ledger = ledger
         self.projection = projection
@@ -81,6 +82,7 @@ class ProjectionConsumer:
         self.report = report
         self.report_every = report_every
         self.retry_backoff = retry_backoff
+        self.rebuild_pending = rebuild  # reset the view once, and only while holding the lease
         self.applied = 0
         self.errors = 0
         self.last_error: BaseException | None = None
@@ -112,6 +114,9 @@ class ProjectionConsumer:
         while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
             try:
                 active = self.lease.poll() if self.lease is not None else True
+                if active and self.rebuild_pending:
+                    self.projection.reset()  # never before the lease: a standby must not wipe the live view
+                    self.rebuild_pending = False
                 n = self.step() if active else 0
             except Exception as exc:  # noqa: BLE001 - outage of the log or the view: back off and retry
                 self.errors += 1

@@ -28,7 +28,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         action="store_true",
         help="run without the per-view lease (only if you guarantee a single consumer)",
     )
-    p.add_argument("--rebuild", action="store_true", help="drop the view first and fold the log from offset 0")
+    p.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="drop the view (once this consumer holds the lease) and fold the log from offset 0",
+    )
     p.set_defaults(func=cmd_consume)
 
     p = sub.add_parser("lag", parents=[common], help="how far a view is behind the log")
@@ -78,8 +82,6 @@ def cmd_consume(args: argparse.Namespace) -> int:
     if opened is None:
         return 0  # stopped (SIGTERM/SIGINT or --max-seconds) before the servers answered
     ledger, view = opened
-    if args.rebuild:
-        view.reset()
     lease = None if args.no_lease else ledger.log.lease(args.view, args.data)
     consumer = ProjectionConsumer(
         ledger,
@@ -89,6 +91,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
         poll_interval=args.poll_interval,
         report=lambda lag: emit_line(lag.to_dict()),
         report_every=args.report_every,
+        rebuild=args.rebuild,
     )
     try:
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
