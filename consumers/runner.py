@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger.events import now_us
+from ledger.log_guard import LogReset, SeenPoint, check_point, view_ahead
 from projections import gc_pause
 from projections.base import Projection
 
@@ -51,6 +52,7 @@ def measure_lag(ledger: Any, projection: Projection, applied: int = 0, active: b
     """Current lag of ``projection`` behind ``ledger``'s log."""
     head = ledger.log.head()
     cp = projection.checkpoint()
+    view_ahead(ledger.log, cp, projection.name)  # a view ahead of its log is an error, never a negative lag
     seconds = 0.0
     if cp < head:
         nxt = next(iter(ledger.log.read(cp + 1, cp + 1)), None)
@@ -87,13 +89,17 @@ class ProjectionConsumer:
         self.errors = 0
         self.last_error: BaseException | None = None
         self._last_report = 0.0
+        self._last: SeenPoint | None = None  # offset and hash of the last event this consumer applied
 
     def step(self) -> int:
         """Apply at most one batch; return the number of events applied (0: caught up)."""
+        log = self.ledger.log
         cp = self.projection.checkpoint()
-        head = self.ledger.log.head()
+        head = log.head()
+        view_ahead(log, cp, self.projection.name)
         if cp >= head:
             return 0
+        self._check_continuity(head)
         end = min(head, cp + self.batch_size)
         batch = list(self.ledger.events(cp + 1, end))
         if not batch:
@@ -102,7 +108,20 @@ class ProjectionConsumer:
             self.projection.apply_batch(batch)
         gc_pause.collect_young()
         self.applied += len(batch)
+        last = batch[-1]
+        self._last = SeenPoint(last.offset, last.hash, f"consumer of view {self.projection.name!r}")
+        guard = log.continuity_guard()
+        if guard is not None:
+            guard.saw(last.offset, last.hash)
         return len(batch)
+
+    def _check_continuity(self, head: int) -> None:
+        """Before applying new events: the log still holds what this consumer and its data directory saw."""
+        guard = self.ledger.log.continuity_guard()
+        if guard is not None:
+            guard.check(self.ledger.log, [self._last] if self._last else None)
+        elif self._last is not None:
+            check_point(self.ledger.log, self._last, head)
 
     def run(
         self, stop: threading.Event | None = None, until_caught_up: bool = False, max_seconds: float | None = None
@@ -118,6 +137,8 @@ class ProjectionConsumer:
                     self.projection.reset()  # never before the lease: a standby must not wipe the live view
                     self.rebuild_pending = False
                 n = self.step() if active else 0
+            except LogReset:
+                raise  # the log was reset or replaced: retrying would apply the wrong events
             except Exception as exc:  # noqa: BLE001 - outage of the log or the view: back off and retry
                 self.errors += 1
                 self.last_error = exc

@@ -179,6 +179,8 @@ class PostgresLog(LogBase):
         return conn
 
     def close(self) -> None:
+        if self.reset_guard is not None:
+            self.reset_guard.flush()
         with self._conns_lock:
             for c in self._conns:
                 try:
@@ -200,7 +202,12 @@ class PostgresLog(LogBase):
         if not events:
             return []
         prepared = prepare(self.registry, events)
-        return self._run(lambda conn: self._append(conn, prepared, expected_versions))
+        if self.reset_guard is not None:
+            self.reset_guard.before_append(self)  # a reset or replaced log takes no writes
+        out = self._run(lambda conn: self._append(conn, prepared, expected_versions))
+        if self.reset_guard is not None:
+            self.reset_guard.saw(out[-1].offset, out[-1].hash)
+        return out
 
     def _append(
         self, conn: psycopg.Connection, prepared: list[PreparedEvent], expected_versions: Mapping[str, int] | None
