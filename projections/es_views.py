@@ -28,6 +28,7 @@ from ledger.errors import BackendUnavailable, InvalidRequest, LedgerError, unava
 from ledger.events import Event
 from ledger.memory_state import Erasure, MemoryState, Opener, erasure_of
 from projections.base import OPEN, Hit
+from projections.es_compat import DEFAULT_COMPATIBLE_WITH, check_compatible_with, es_client
 from projections.version_tracker import VersionChange, VersionTracker, version_id
 
 CHECKPOINT_ID = "checkpoint"
@@ -37,12 +38,10 @@ class ElasticsearchViewError(LedgerError):
     """Elasticsearch refused a write or could not be reached."""
 
 
-def _client(url_or_client: Any) -> Any:
+def _client(url_or_client: Any, compatible_with: int = DEFAULT_COMPATIBLE_WITH) -> Any:
     if not isinstance(url_or_client, str):
         return url_or_client
-    from elasticsearch import Elasticsearch
-
-    return Elasticsearch(url_or_client, request_timeout=30)
+    return es_client(url_or_client, compatible_with, request_timeout=30)
 
 
 _UNREACHABLE = (elasticsearch.TransportError,)  # connection refused, timeouts, TLS: not HTTP error answers
@@ -60,6 +59,7 @@ class ElasticsearchView:
         embedder: Any = None,
         opener: Opener | None = None,
         name: str = "elasticsearch",
+        compatible_with: int = DEFAULT_COMPATIBLE_WITH,
     ):
         if (
             not index_prefix
@@ -68,7 +68,7 @@ class ElasticsearchView:
         ):
             raise InvalidRequest(f"index prefix {index_prefix!r} must be lower-case letters, digits, '-', '_', '.'")
         self.name = name
-        self.es = _client(es)
+        self.es = _client(es, compatible_with)
         self.prefix = index_prefix
         self.versions_index = f"{index_prefix}-versions"
         self.meta_index = f"{index_prefix}-meta"
@@ -376,7 +376,8 @@ def _embedder_named(name: str | None) -> Any:
 def from_options(
     options: dict[str, Any], source: object, embedder: Any = None, opener: Opener | None = None
 ) -> ElasticsearchView:
-    """Build the view from adapter options: ``url`` (or ``$MEMLEDGER_ES``), ``index_prefix``, ``embedder``."""
+    """Build the view from adapter options: ``url`` (or ``$MEMLEDGER_ES``), ``index_prefix``, ``embedder``,
+    ``compatible_with`` (the REST API major the client asks for; see ``projections.es_compat``)."""
     import os
 
     url = os.environ.get("MEMLEDGER_ES") or options.get("url")
@@ -387,7 +388,12 @@ def from_options(
         )
     emb = embedder if embedder is not None else _embedder_named(options.get("embedder", "minilm"))
     return ElasticsearchView(
-        str(url), source, index_prefix=str(options.get("index_prefix", "memledger")), embedder=emb, opener=opener
+        str(url),
+        source,
+        index_prefix=str(options.get("index_prefix", "memledger")),
+        embedder=emb,
+        opener=opener,
+        compatible_with=check_compatible_with(options.get("compatible_with", DEFAULT_COMPATIBLE_WITH)),
     )
 
 
