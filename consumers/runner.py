@@ -89,6 +89,7 @@ class ProjectionConsumer:
         self.errors = 0
         self.last_error: BaseException | None = None
         self._last_report = 0.0
+        self._last_sent: tuple[Any, ...] | None = None
         self._last: SeenPoint | None = None  # offset and hash of the last event this consumer applied
 
     def step(self) -> int:
@@ -159,12 +160,20 @@ class ProjectionConsumer:
         if force or now - self._last_report >= self.report_every:
             self._last_report = now
             try:
-                self.report(measure_lag(self.ledger, self.projection, self.applied, active))
+                self._send(measure_lag(self.ledger, self.projection, self.applied, active))
             except Exception as exc:  # noqa: BLE001 - reporting must never stop consumption
                 print(f"consumer {self.projection.name}: lag report failed: {exc!r}", file=sys.stderr)
 
+    def _send(self, lag: Lag) -> None:
+        """Report ``lag`` unless it is exactly the last report (a caught-up --once ended with it twice)."""
+        if self.report is None:
+            return
+        key = (lag.checkpoint, lag.head, lag.applied, lag.active, round(lag.seconds, 3))
+        if key != self._last_sent:
+            self._last_sent = key
+            self.report(lag)
+
     def _final(self, active: bool) -> Lag:
         lag = measure_lag(self.ledger, self.projection, self.applied, active)
-        if self.report is not None:
-            self.report(lag)
+        self._send(lag)
         return lag
