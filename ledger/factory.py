@@ -55,5 +55,5 @@ def open_ledger(data_dir: str | Path) -> Ledger:
     config = load_config(data_dir)
     tighten_data_dir(config.data_dir)
     log = open_log(config)
-    keys = open_cipher(config)
+    keys = open_cipher(config, log)
     return Ledger(log, sealer=keys, opener=keys.open, config=config, erasure_participants=data_dir_participants)

@@ -197,6 +197,15 @@ class PostgresLog(LogBase):
     def _q(self, text: str) -> sql.Composed:
         return sql.SQL(text).format(s=self._s)
 
+    def q(self, text: str) -> sql.Composed:
+        """``text`` with ``{s}`` bound to this ledger's schema (for tables kept next to the events)."""
+        return self._q(text)
+
+    def run(self, work: Callable[[psycopg.Connection], T]) -> T:
+        """``work(conn)`` on this thread's connection, retried over reconnects like the log's own calls
+        (``work`` must be safe to repeat)."""
+        return self._run(work)
+
     # -- writes ------------------------------------------------------------------------
     def append(self, events: Sequence[NewEvent], expected_versions: Mapping[str, int] | None = None) -> list[Event]:
         if not events:

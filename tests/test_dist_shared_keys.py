@@ -1,0 +1,62 @@
+"""Keys live with the shared log (issue 16 defect 10): two app servers (data directories) on one
+PostgreSQL log with ``[keys] backend = "postgres"`` read each other's sealed memories, and a ``forget``
+on one makes the subject unreadable on the other at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ledger.factory import open_ledger
+from ledger.governance.forget import forget
+from tests.dist_env import endpoint, unique_name
+
+pytestmark = pytest.mark.integration
+
+
+def _server(tmp_path: Path, name: str, schema: str, keys: str = "postgres") -> Path:
+    data = tmp_path / name
+    data.mkdir()
+    (data / "memledger.toml").write_text(
+        f'[log]\nbackend = "postgres"\ndsn = "{endpoint("postgres")}"\nschema = "{schema}"\n\n'
+        f'[keys]\nbackend = "{keys}"\n\n[views]\nvector = "none"\ngraph = "none"\n'
+    )
+    return data
+
+
+def test_forget_on_one_server_makes_the_subject_unreadable_on_the_other(tmp_path):
+    schema = unique_name("keys")
+    a = open_ledger(_server(tmp_path, "a", schema))
+    b = open_ledger(_server(tmp_path, "b", schema))
+    try:
+        ada = a.add("crm", "Ada's phone is 555-0100", "agent", subject="ada")
+        bob = a.add("crm", "Bob likes tea", "agent", subject="bob")
+        plain = b.add("crm", "office opens at nine", "agent")
+        assert b.get(ada.id).text == "Ada's phone is 555-0100"  # sealed on A, opened on B
+        assert a.get(plain.id).text == "office opens at nine"  # and the other way round
+        forget(a, "ada", actor="dpo", reason="request")
+        assert b.opener is not None and b.sealer is not None
+        assert b.sealer.keystore.get("ada") is None  # the key is gone for every server
+        sealed = next(e for e in b.log.read_refs(ada.id) if e.type == "memory.added").payload
+        assert b.opener(sealed["sealed"]) is None  # B cannot open the ciphertext any more
+        again = open_ledger(tmp_path / "b")
+        try:
+            assert again.get(ada.id).text is None and again.get(ada.id).forgotten
+            assert again.get(bob.id).text == "Bob likes tea"
+        finally:
+            again.log.close()
+    finally:
+        a.log.close()
+        b.log.drop()
+        b.log.close()
+
+
+def test_postgres_keys_need_the_postgres_log(tmp_path):
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "memledger.toml").write_text('[keys]\nbackend = "postgres"\n')
+    from ledger.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest, match='needs \\[log\\] backend = "postgres"'):
+        open_ledger(data)
