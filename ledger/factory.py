@@ -43,10 +43,12 @@ def open_log(config: Config) -> Log:
         raise InvalidRequest(f"unknown log backend {name!r}; known: {', '.join(sorted(LOG_BACKENDS))}")
     log = _load(LOG_BACKENDS[name])(config)
     if name in GUARDED_BACKENDS and isinstance(log, LogBase):
-        from ledger.governance.checkpoints import STORE_NAME
+        from ledger.governance.checkpoints import STORE_NAME, shared_governance
         from ledger.log_guard import LogGuard
 
-        log.reset_guard = LogGuard(config.data_dir, config.data_dir / STORE_NAME)
+        # checkpoints kept in the shared store vanish with it; the local log.seen still notices
+        local_checkpoints = None if shared_governance(config) else config.data_dir / STORE_NAME
+        log.reset_guard = LogGuard(config.data_dir, local_checkpoints)
     return log
 
 

@@ -60,3 +60,34 @@ def test_postgres_keys_need_the_postgres_log(tmp_path):
 
     with pytest.raises(InvalidRequest, match='needs \\[log\\] backend = "postgres"'):
         open_ledger(data)
+
+
+def test_signed_checkpoints_are_shared_by_the_servers_of_one_log(tmp_path, capsys):
+    """Issue 16 defect 10: checkpoints signed on one server are listed and verified on another, the
+    numbering continues across servers, and every server signs with the same key."""
+    from ledger.cli.app import main
+    from ledger.governance.checkpoints import Checkpoints
+
+    schema = unique_name("cps")
+    a_dir, b_dir = _server(tmp_path, "a", schema), _server(tmp_path, "b", schema)
+    a, b = open_ledger(a_dir), open_ledger(b_dir)
+    try:
+        a.add("notes", "first", "agent")
+        first = Checkpoints.for_config(a.config, a.log).create(a.log)
+        b.add("notes", "second", "agent")
+        on_b = Checkpoints.for_config(b.config, b.log)
+        assert [c.seq for c in on_b.list()] == [1]
+        second = on_b.create(b.log)
+        assert second.seq == 2 and second.key_id == first.key_id
+        on_a = Checkpoints.for_config(a.config, a.log)
+        assert [c.seq for c in on_a.list()] == [1, 2]
+        assert on_a.verify(a.log).ok and on_b.verify(b.log).ok
+        assert not (a_dir / "checkpoints.jsonl").exists() and not (b_dir / "checkpoints.jsonl").exists()
+        capsys.readouterr()
+        assert main(["--data", str(b_dir), "verify", "--json"]) == 0, capsys.readouterr().err
+        assert main(["--data", str(a_dir), "keys", "export-public"]) == 0
+        assert on_b.signer.public_key_pem(create=False) in capsys.readouterr().out
+    finally:
+        a.log.close()
+        b.log.drop()
+        b.log.close()
