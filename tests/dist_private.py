@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,31 +60,25 @@ def _need_bash() -> None:
         skip_or_fail("bash is needed to run the infra/ scripts")
 
 
+def _server_dir(prefix: str) -> Path:
+    """A run directory outside pytest's own temporary tree: pytest resets that tree to mode 0700
+    whenever any session starts, and PostgreSQL runs as its own user, which must reach the cluster."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o711)
+    return path
+
+
 @pytest.fixture
-def private_postgres(tmp_path_factory) -> Iterator[PrivateServer]:
+def private_postgres() -> Iterator[PrivateServer]:
     """A PostgreSQL server of the test's own (infra/postgres.sh on a free port, its own cluster)."""
     endpoint("postgres")  # the shared server being up means infra/ works here
     _need_bash()
     port = free_port()
-    run_dir = tmp_path_factory.mktemp("pgprivate")
+    run_dir = _server_dir("memledger-pg-")
     ctl = _controller("postgres.sh", _infra_env(run_dir, MEMLEDGER_PG_PORT=str(port)))
-    ctl("start")
     try:
+        ctl("start")
         yield PrivateServer(f"postgresql://postgres@127.0.0.1:{port}/memledger", ctl)
     finally:
         ctl("stop")
-
-
-@pytest.fixture
-def private_kafka(tmp_path_factory) -> Iterator[PrivateServer]:
-    """A Kafka-API broker of the test's own whose data survives a restart (infra/kafka.sh, noida)."""
-    endpoint("kafka")
-    _need_bash()
-    port = free_port()
-    run_dir = tmp_path_factory.mktemp("kafkaprivate")
-    ctl = _controller("kafka.sh", _infra_env(run_dir, MEMLEDGER_KAFKA_ENGINE="noida", MEMLEDGER_KAFKA_PORT=str(port)))
-    ctl("start")
-    try:
-        yield PrivateServer(f"127.0.0.1:{port}", ctl)
-    finally:
-        ctl("stop")
+        shutil.rmtree(run_dir, ignore_errors=True)
