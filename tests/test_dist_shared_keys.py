@@ -46,10 +46,26 @@ def test_forget_on_one_server_makes_the_subject_unreadable_on_the_other(tmp_path
             assert again.get(bob.id).text == "Bob likes tea"
         finally:
             again.log.close()
+        assert "bob" in b.sealer.keystore.subjects() and "ada" not in b.sealer.keystore.subjects()
+        # erasing one memory on B destroys its own key for A too
+        from ledger.governance.erase import erase
+
+        erase(b, [bob.id], actor="dpo", reason="request")
+        assert a.sealer is not None and a.sealer.vault is not None and a.opener is not None
+        key_id = next(k["key_id"] for k in bob_keys(a, bob.id) if k["scope"] == "memory")
+        assert not a.sealer.vault.exists(key_id)
+        sealed_bob = next(e for e in a.log.read_refs(bob.id) if e.type == "memory.added").payload["sealed"]
+        assert a.opener(sealed_bob) is None  # A cannot open it either
     finally:
         a.log.close()
         b.log.drop()
         b.log.close()
+
+
+def bob_keys(ledger, memory_id):
+    """The key references of a memory's first sealed payload."""
+    added = next(e for e in ledger.log.read_refs(memory_id) if e.type == "memory.added")
+    return added.payload["sealed"]["keys"]
 
 
 def test_postgres_keys_need_the_postgres_log(tmp_path):
