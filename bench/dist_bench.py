@@ -4,6 +4,7 @@ Run (servers from infra/up.sh; a backend whose endpoint is not set is reported a
 
     infra/up.sh && . infra/run/env.sh
     python -m bench.dist_bench [--events 2000] [--lag-events 300] [--writers 4]
+    python -m bench.dist_bench --growth-events 150000 --growth-only   # append rate at 10k vs 150k events
 
 Append: single writer with batches of 1 and of 50 events, then ``--writers`` concurrent writers
 (threads, each with its own log handle, batches of 10) on one ledger — the contended case where
@@ -11,6 +12,10 @@ PostgreSQL serialises on its head row and Kafka writers race on the sequencer. S
 and hash chaining are on everywhere. SQLite runs with synchronous=FULL; PostgreSQL with
 fsync=on (infra default); Kafka (Tansu) keeps data in memory, so its numbers are an upper bound
 for a broker that fsyncs or replicates.
+
+Append growth (``--growth-events N``): single-event appends to one PostgreSQL ledger at 10k events and
+at N events in the same 8 cubes, beside the time of the per-stream version lookup append runs under
+the head lock and of the ``MAX(version) ... GROUP BY stream`` it ran before (issue 16 defect 1).
 
 View catch-up: how fast the real distributed views (Elasticsearch keyword + vector with the
 hashing embedder, Neo4j graph) fold memory events read from each log.
@@ -239,6 +244,70 @@ def view_catch_up(factory, view_kind: str, events: int) -> float:
         cleanup()
 
 
+GROWTH_CUBES = 8
+
+
+def _cube_batch(n: int, start: int) -> list[NewEvent]:
+    """``n`` memory.added events spread over the same ``GROWTH_CUBES`` cubes."""
+    return [
+        NewEvent(
+            f"grow-{(start + i) % GROWTH_CUBES}",
+            "memory.added",
+            {"memory_id": f"g{start + i}", "text": f"memory {start + i}", "metadata": {}, "tags": []},
+            "bench",
+        )
+        for i in range(n)
+    ]
+
+
+def _lookup_ms(log: Any, query: str, streams: list[str], rounds: int = 20) -> float:
+    """Median milliseconds of one version-lookup query on the log's own connection."""
+    from psycopg import sql
+
+    q = sql.SQL(query).format(s=sql.Identifier(log.schema))
+    conn = log._conn()
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        conn.execute(q, (streams,)).fetchall()
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+def append_growth(dsn: str, sizes: Sequence[int], probe: int = 300) -> list[tuple[int, float, float, float]]:
+    """PostgreSQL single-event append rate as one ledger grows (same ``GROWTH_CUBES`` cubes), with the
+    version lookup append runs now and the ``MAX(version) ... GROUP BY`` it ran before, timed in the
+    same run: (events in the ledger, append b=1 ev/s, lookup ms, old lookup ms) per size."""
+    from ledger.backends.postgres_log import STREAM_VERSIONS_SQL, PostgresLog
+
+    old = "SELECT stream, MAX(version) FROM {s}.events WHERE stream = ANY(%s) GROUP BY stream"
+    log = PostgresLog(dsn, schema=_name("grow"))
+    streams = [f"grow-{i}" for i in range(GROWTH_CUBES)]
+    out = []
+    try:
+        for size in sorted(sizes):
+            while log.head() + 1 < size:
+                n = min(1000, size - (log.head() + 1))
+                log.append(_cube_batch(n, log.head() + 1))
+            log._conn().execute(sql_analyze(log.schema))
+            t0 = time.perf_counter()
+            for _ in range(probe):
+                log.append(_cube_batch(1, log.head() + 1))
+            rate = probe / (time.perf_counter() - t0)
+            out.append((size, rate, _lookup_ms(log, STREAM_VERSIONS_SQL, streams), _lookup_ms(log, old, streams)))
+    finally:
+        log.drop()
+        log.close()
+    return out
+
+
+def sql_analyze(schema: str) -> Any:
+    """``ANALYZE <schema>.events`` (fresh planner statistics after a bulk load, as autovacuum would)."""
+    from psycopg import sql
+
+    return sql.SQL("ANALYZE {}.events").format(sql.Identifier(schema))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--events", type=int, default=2000, help="events per append measurement")
@@ -250,7 +319,25 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=1000,
         help="events folded into the Elasticsearch and Neo4j views per log (0: skip)",
     )
+    ap.add_argument(
+        "--growth-events",
+        type=int,
+        default=0,
+        help="PostgreSQL: single-event append rate at 10k events and at this many (same 8 cubes; 0: skip)",
+    )
+    ap.add_argument("--growth-only", action="store_true", help="run only the --growth-events measurement")
     args = ap.parse_args(argv)
+    if args.growth_events > 0:
+        dsn = os.environ.get("MEMLEDGER_TEST_PG_DSN")
+        if not dsn:
+            print("append growth: skipped, MEMLEDGER_TEST_PG_DSN not set")
+        else:
+            print(f"PostgreSQL append b=1 as the ledger grows ({GROWTH_CUBES} cubes, 300 appends per size)")
+            print(f"{'events in ledger':>16} {'append b=1 ev/s':>16} {'lookup ms':>10} {'old GROUP BY ms':>16}")
+            for size, rate, new_ms, old_ms in append_growth(dsn, [10_000, args.growth_events]):
+                print(f"{size:>16,} {rate:>16,.0f} {new_ms:>10.3f} {old_ms:>16.3f}", flush=True)
+        if args.growth_only:
+            return
     with tempfile.TemporaryDirectory() as d:
         backends = _backends(Path(d))
         header = (

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger.events import now_us
+from ledger.log_guard import LogReset, SeenPoint, check_point, view_ahead
 from projections import gc_pause
 from projections.base import Projection
 
@@ -51,6 +52,7 @@ def measure_lag(ledger: Any, projection: Projection, applied: int = 0, active: b
     """Current lag of ``projection`` behind ``ledger``'s log."""
     head = ledger.log.head()
     cp = projection.checkpoint()
+    view_ahead(ledger.log, cp, projection.name)  # a view ahead of its log is an error, never a negative lag
     seconds = 0.0
     if cp < head:
         nxt = next(iter(ledger.log.read(cp + 1, cp + 1)), None)
@@ -72,6 +74,7 @@ class ProjectionConsumer:
         report: Callable[[Lag], None] | None = None,
         report_every: float = 5.0,
         retry_backoff: float = 1.0,
+        rebuild: bool = False,
     ):
         self.ledger = ledger
         self.projection = projection
@@ -81,17 +84,23 @@ class ProjectionConsumer:
         self.report = report
         self.report_every = report_every
         self.retry_backoff = retry_backoff
+        self.rebuild_pending = rebuild  # reset the view once, and only while holding the lease
         self.applied = 0
         self.errors = 0
         self.last_error: BaseException | None = None
         self._last_report = 0.0
+        self._last_sent: tuple[Any, ...] | None = None
+        self._last: SeenPoint | None = None  # offset and hash of the last event this consumer applied
 
     def step(self) -> int:
         """Apply at most one batch; return the number of events applied (0: caught up)."""
+        log = self.ledger.log
         cp = self.projection.checkpoint()
-        head = self.ledger.log.head()
+        head = log.head()
+        view_ahead(log, cp, self.projection.name)
         if cp >= head:
             return 0
+        self._check_continuity(head)
         end = min(head, cp + self.batch_size)
         batch = list(self.ledger.events(cp + 1, end))
         if not batch:
@@ -100,7 +109,20 @@ class ProjectionConsumer:
             self.projection.apply_batch(batch)
         gc_pause.collect_young()
         self.applied += len(batch)
+        last = batch[-1]
+        self._last = SeenPoint(last.offset, last.hash, f"consumer of view {self.projection.name!r}")
+        guard = log.continuity_guard()
+        if guard is not None:
+            guard.saw(last.offset, last.hash)
         return len(batch)
+
+    def _check_continuity(self, head: int) -> None:
+        """Before applying new events: the log still holds what this consumer and its data directory saw."""
+        guard = self.ledger.log.continuity_guard()
+        if guard is not None:
+            guard.check(self.ledger.log, [self._last] if self._last else None)
+        elif self._last is not None:
+            check_point(self.ledger.log, self._last, head)
 
     def run(
         self, stop: threading.Event | None = None, until_caught_up: bool = False, max_seconds: float | None = None
@@ -112,7 +134,12 @@ class ProjectionConsumer:
         while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
             try:
                 active = self.lease.poll() if self.lease is not None else True
+                if active and self.rebuild_pending:
+                    self.projection.reset()  # never before the lease: a standby must not wipe the live view
+                    self.rebuild_pending = False
                 n = self.step() if active else 0
+            except LogReset:
+                raise  # the log was reset or replaced: retrying would apply the wrong events
             except Exception as exc:  # noqa: BLE001 - outage of the log or the view: back off and retry
                 self.errors += 1
                 self.last_error = exc
@@ -133,12 +160,20 @@ class ProjectionConsumer:
         if force or now - self._last_report >= self.report_every:
             self._last_report = now
             try:
-                self.report(measure_lag(self.ledger, self.projection, self.applied, active))
+                self._send(measure_lag(self.ledger, self.projection, self.applied, active))
             except Exception as exc:  # noqa: BLE001 - reporting must never stop consumption
                 print(f"consumer {self.projection.name}: lag report failed: {exc!r}", file=sys.stderr)
 
+    def _send(self, lag: Lag) -> None:
+        """Report ``lag`` unless it is exactly the last report (a caught-up --once ended with it twice)."""
+        if self.report is None:
+            return
+        key = (lag.checkpoint, lag.head, lag.applied, lag.active, round(lag.seconds, 3))
+        if key != self._last_sent:
+            self._last_sent = key
+            self.report(lag)
+
     def _final(self, active: bool) -> Lag:
         lag = measure_lag(self.ledger, self.projection, self.applied, active)
-        if self.report is not None:
-            self.report(lag)
+        self._send(lag)
         return lag

@@ -71,4 +71,4 @@ stop_pid() {
   log "stopped"
 }
 
-usage() { echo "usage: $0 {start|stop|status|env}" >&2; exit 2; }
+usage() { echo "usage: $0 {start|stop|restart|status|env}" >&2; exit 2; }

@@ -2,7 +2,7 @@
 # PostgreSQL (apt package "postgresql") on 127.0.0.1:${MEMLEDGER_PG_PORT:-15432}, cluster under
 # infra/run/postgres/data, trust auth on loopback only, database "memledger".
 # As root (CI) the server runs as the "postgres" system user, since PostgreSQL refuses root.
-# Usage: infra/postgres.sh {start|stop|status|env}
+# Usage: infra/postgres.sh {start|stop|restart|status|env}
 NAME=postgres
 source "$(dirname "$0")/lib.sh"
 PORT="${MEMLEDGER_PG_PORT:-15432}"
@@ -74,6 +74,7 @@ stop() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
+  restart) stop; start ;;
   status) if bin="$(pg_bin)" && as_owner "$bin/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then echo "postgres: running on $HOST:$PORT"; else echo "postgres: stopped"; exit 1; fi ;;
   env) echo "export MEMLEDGER_TEST_PG_DSN=postgresql://postgres@$HOST:$PORT/$DB" ;;
   *) usage ;;

@@ -26,7 +26,7 @@ backend = "sqlite"          # sqlite | postgres | kafka
 
 [views]
 # vector = "embedded"       # embedded | elasticsearch
-# keyword = "embedded"      # embedded | elasticsearch
+# keyword = "embedded"      # embedded (the keyword view also holds the memory records search returns)
 # graph = "embedded"        # embedded | neo4j
 """
 
@@ -67,15 +67,23 @@ def load_config(data_dir: str | Path) -> Config:
     return Config(d, raw)
 
 
-def init_data_dir(data_dir: str | Path) -> tuple[Path, bool]:
-    """Create the data directory and its default config; return (path, created)."""
+def init_data_dir(data_dir: str | Path, config_text: str | None = None) -> tuple[Path, bool]:
+    """Create the data directory and its config (``config_text``, e.g. the distributed-tier template,
+    or the default); return (path, created). An existing directory keeps its own config."""
+    if config_text is not None:
+        try:
+            tomllib.loads(config_text)
+        except tomllib.TOMLDecodeError as exc:
+            raise InvalidRequest(f"the configuration to initialise with is not valid TOML: {exc}") from None
     d = private_dir(data_dir)
     path = d / CONFIG_NAME
     if path.exists():
+        if config_text is not None and path.read_text() != config_text:
+            raise InvalidRequest(f"{path} already exists with another configuration; edit it instead")
         return d, False
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     with os.fdopen(fd, "w") as fh:
-        fh.write(DEFAULT_CONFIG)
+        fh.write(DEFAULT_CONFIG if config_text is None else config_text)
     return d, True
 
 

@@ -10,7 +10,7 @@ from ledger.api import Ledger
 from ledger.config import Config, load_config, resolve
 from ledger.errors import InvalidRequest
 from ledger.governance.keystore_factory import open_cipher
-from ledger.log import Log
+from ledger.log import Log, LogBase
 from ledger.storage.file_modes import tighten_data_dir
 from projections.erasure import data_dir_participants
 
@@ -32,12 +32,24 @@ def _load(target: str) -> Callable[[Config], Log]:
     return factory
 
 
+# shared logs a server can lose or replace under a data directory: guarded by ``ledger.log_guard``
+GUARDED_BACKENDS = frozenset({"postgres", "kafka"})
+
+
 def open_log(config: Config) -> Log:
-    """Open the configured log backend."""
+    """Open the configured log backend (shared ones with a ``LogGuard`` in the data directory)."""
     name = config.log_backend
     if name not in LOG_BACKENDS:
         raise InvalidRequest(f"unknown log backend {name!r}; known: {', '.join(sorted(LOG_BACKENDS))}")
-    return _load(LOG_BACKENDS[name])(config)
+    log = _load(LOG_BACKENDS[name])(config)
+    if name in GUARDED_BACKENDS and isinstance(log, LogBase):
+        from ledger.governance.checkpoints import STORE_NAME, shared_governance
+        from ledger.log_guard import LogGuard
+
+        # checkpoints kept in the shared store vanish with it; the local log.seen still notices
+        local_checkpoints = None if shared_governance(config) else config.data_dir / STORE_NAME
+        log.reset_guard = LogGuard(config.data_dir, local_checkpoints)
+    return log
 
 
 def open_ledger(data_dir: str | Path) -> Ledger:
@@ -45,5 +57,5 @@ def open_ledger(data_dir: str | Path) -> Ledger:
     config = load_config(data_dir)
     tighten_data_dir(config.data_dir)
     log = open_log(config)
-    keys = open_cipher(config)
+    keys = open_cipher(config, log)
     return Ledger(log, sealer=keys, opener=keys.open, config=config, erasure_participants=data_dir_participants)

@@ -14,6 +14,7 @@ from ledger.events import Event, NewEvent
 
 if TYPE_CHECKING:
     from ledger.chain import VerifyResult
+    from ledger.log_guard import LogGuard
 
 ANY_VERSION = -1  # expected_version meaning "no check"
 
@@ -114,6 +115,10 @@ class Log(Protocol):
         """The lease deciding which consumer of ``view`` works."""
         ...
 
+    def continuity_guard(self) -> LogGuard | None:
+        """The guard that notices this log was reset or replaced (shared logs opened for a data directory)."""
+        ...
+
 
 class Lease(Protocol):
     """Exclusive right to apply one view (which consumer of a group works; see ``consumers``)."""
@@ -195,6 +200,12 @@ class LogBase:
 
         return FileLease(data_dir, view)
 
+    reset_guard: LogGuard | None = None  # set by ledger.factory for shared logs opened for a data directory
+
+    def continuity_guard(self) -> LogGuard | None:
+        """The guard that notices this log was reset or replaced; None when nothing is remembered."""
+        return self.reset_guard
+
 
 class DelegatingLog(LogBase):
     """A ``Log`` that passes every call to ``inner`` (a base for wrappers that change a few calls,
@@ -264,6 +275,9 @@ class DelegatingLog(LogBase):
 
     def lease(self, view: str, data_dir: str | Path) -> Lease:
         return self.inner.lease(view, data_dir)
+
+    def continuity_guard(self) -> LogGuard | None:
+        return self.inner.continuity_guard()
 
 
 def refs_of(payload: Mapping[str, object]) -> set[str]:

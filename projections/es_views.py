@@ -23,26 +23,51 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import elasticsearch
+import numpy as np
 
 from ledger.errors import BackendUnavailable, InvalidRequest, LedgerError, unavailable_on
 from ledger.events import Event
 from ledger.memory_state import Erasure, MemoryState, Opener, erasure_of
 from projections.base import OPEN, Hit
+from projections.es_compat import DEFAULT_COMPATIBLE_WITH, check_compatible_with, es_client
 from projections.version_tracker import VersionChange, VersionTracker, version_id
 
 CHECKPOINT_ID = "checkpoint"
+# dense_vector index: HNSW over float32 vectors, no quantisation (scores are then true cosines)
+INDEX_OPTIONS = {"type": "hnsw", "m": 16, "ef_construction": 100}
+RESCORE_FACTOR = 4  # kNN candidates fetched per requested hit, rescored exactly here
+MAX_CANDIDATES = 10_000  # Elasticsearch's limit on num_candidates
+
+
+def rescore_window(k: int) -> tuple[int, int]:
+    """(hits fetched for exact rescoring, HNSW ``num_candidates``) for a top-``k`` query."""
+    candidates = min(MAX_CANDIDATES, max(RESCORE_FACTOR * k, 40))
+    return candidates, min(MAX_CANDIDATES, max(100, 10 * k, candidates))
+
+
+def exact_top_k(query: Any, rows: Sequence[tuple[str, Sequence[float]]], k: int) -> list[Hit]:
+    """The top ``k`` of ``rows`` (memory id, stored vector) by exact float32 cosine with ``query``; ties by
+    memory id, as in the embedded vector view."""
+    if not rows:
+        return []
+    q = np.asarray(query, dtype=np.float32)
+    qn = float(np.linalg.norm(q))
+    m = np.asarray([v for _, v in rows], dtype=np.float32)
+    norms = np.linalg.norm(m, axis=1)
+    norms[norms == 0] = 1.0
+    scores = (m @ (q / qn if qn > 0 else q)) / norms
+    ranked = sorted(zip((mid for mid, _ in rows), scores.tolist(), strict=True), key=lambda h: (-h[1], h[0]))
+    return [(mid, float(score)) for mid, score in ranked[:k]]
 
 
 class ElasticsearchViewError(LedgerError):
     """Elasticsearch refused a write or could not be reached."""
 
 
-def _client(url_or_client: Any) -> Any:
+def _client(url_or_client: Any, compatible_with: int = DEFAULT_COMPATIBLE_WITH) -> Any:
     if not isinstance(url_or_client, str):
         return url_or_client
-    from elasticsearch import Elasticsearch
-
-    return Elasticsearch(url_or_client, request_timeout=30)
+    return es_client(url_or_client, compatible_with, request_timeout=30)
 
 
 _UNREACHABLE = (elasticsearch.TransportError,)  # connection refused, timeouts, TLS: not HTTP error answers
@@ -60,6 +85,7 @@ class ElasticsearchView:
         embedder: Any = None,
         opener: Opener | None = None,
         name: str = "elasticsearch",
+        compatible_with: int = DEFAULT_COMPATIBLE_WITH,
     ):
         if (
             not index_prefix
@@ -68,7 +94,7 @@ class ElasticsearchView:
         ):
             raise InvalidRequest(f"index prefix {index_prefix!r} must be lower-case letters, digits, '-', '_', '.'")
         self.name = name
-        self.es = _client(es)
+        self.es = _client(es, compatible_with)
         self.prefix = index_prefix
         self.versions_index = f"{index_prefix}-versions"
         self.meta_index = f"{index_prefix}-meta"
@@ -98,6 +124,8 @@ class ElasticsearchView:
                 "dims": int(self.embedder.dim),
                 "index": True,
                 "similarity": "cosine",
+                # explicit: full float32 HNSW; Elasticsearch 8.14+ otherwise defaults to int8 quantisation
+                "index_options": dict(INDEX_OPTIONS),
             }
             props["embedder"] = {"type": "keyword"}
         return {"properties": props}
@@ -305,27 +333,31 @@ class ElasticsearchView:
         as_of: int | None = None,
         states: Iterable[str] | None = None,
     ) -> list[Hit]:
-        """kNN by cosine over the versions current at ``as_of``; scores are cosine similarities."""
+        """Top ``k`` by cosine over the versions current at ``as_of``: HNSW candidates (float32, no quantisation),
+        ``RESCORE_FACTOR`` per hit, rescored exactly from their stored vectors; scores are true cosines."""
         if self.embedder is None:
             raise InvalidRequest(f"view {self.name!r} was built without an embedder; it has no vectors")
         if k <= 0 or (cubes is not None and not cubes):
             return []
         if len(query_vector) != int(self.embedder.dim):
             raise InvalidRequest(f"query vector has {len(query_vector)} dimensions; the view has {self.embedder.dim}")
+        q = np.asarray(query_vector, dtype=np.float32).reshape(-1)
+        if not np.all(np.isfinite(q)):
+            raise InvalidRequest("query vector contains NaN or infinite values")
+        candidates, num_candidates = rescore_window(k)
         r = self.es.search(
             index=self.versions_index,
-            size=k,
-            source=["memory_id"],
+            size=candidates,
+            source=["memory_id", "embedding"],
             knn={
                 "field": "embedding",
-                "query_vector": [float(x) for x in query_vector],
-                "k": k,
-                "num_candidates": max(100, 4 * k),
+                "query_vector": [float(x) for x in q],
+                "k": candidates,
+                "num_candidates": num_candidates,
                 "filter": {"bool": {"filter": self._filters(cubes, as_of, states)}},
             },
         )
-        # Elasticsearch reports cosine as (1 + cos) / 2; give callers the cosine itself.
-        return [(h["_source"]["memory_id"], 2.0 * float(h["_score"]) - 1.0) for h in r["hits"]["hits"]]
+        return exact_top_k(q, [(h["_source"]["memory_id"], h["_source"]["embedding"]) for h in r["hits"]["hits"]], k)
 
     def embed_query(self, text: str) -> Any:
         """The vector of a query text (the view's embedder)."""
@@ -376,7 +408,8 @@ def _embedder_named(name: str | None) -> Any:
 def from_options(
     options: dict[str, Any], source: object, embedder: Any = None, opener: Opener | None = None
 ) -> ElasticsearchView:
-    """Build the view from adapter options: ``url`` (or ``$MEMLEDGER_ES``), ``index_prefix``, ``embedder``."""
+    """Build the view from adapter options: ``url`` (or ``$MEMLEDGER_ES``), ``index_prefix``, ``embedder``,
+    ``compatible_with`` (the REST API major the client asks for; see ``projections.es_compat``)."""
     import os
 
     url = os.environ.get("MEMLEDGER_ES") or options.get("url")
@@ -387,7 +420,12 @@ def from_options(
         )
     emb = embedder if embedder is not None else _embedder_named(options.get("embedder", "minilm"))
     return ElasticsearchView(
-        str(url), source, index_prefix=str(options.get("index_prefix", "memledger")), embedder=emb, opener=opener
+        str(url),
+        source,
+        index_prefix=str(options.get("index_prefix", "memledger")),
+        embedder=emb,
+        opener=opener,
+        compatible_with=check_compatible_with(options.get("compatible_with", DEFAULT_COMPATIBLE_WITH)),
     )
 
 

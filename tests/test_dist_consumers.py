@@ -283,3 +283,32 @@ def test_cli_consume_runs_the_embedded_views_out_of_process(tmp_path, capsys):
         views.close()
         ledger.log.drop()
         ledger.log.close()
+
+
+def test_rebuild_on_a_standby_waits_for_the_lease(tmp_path, capsys):
+    """Issue 16 defect 5: `consume --rebuild` resets the view only once it holds the view's lease, so a
+    standby started with --rebuild never wipes the view the active consumer serves."""
+    from ledger.cli.app import main
+
+    data = _pg_data(tmp_path)
+    ledger = open_ledger(data)
+    _append(ledger, 30)
+    argv = ["--data", str(data), "consume", "--view", "counter", "--report-every", "60"]
+    assert main([*argv, "--once", "--max-seconds", "60"]) == 0
+    view = CountingProjection(data / "counter.sqlite")
+    assert view.checkpoint() == 29
+    active = ledger.log.lease("counter", data)  # the active consumer's lease
+    try:
+        assert active.poll()
+        assert main([*argv, "--rebuild", "--max-seconds", "1.5"]) == 0
+        assert view.checkpoint() == 29 and set(view.counts().values()) == {1}  # untouched
+    finally:
+        active.release()
+    _append(ledger, 10, start=30)
+    assert main([*argv, "--rebuild", "--once", "--max-seconds", "60"]) == 0
+    counts = view.counts()
+    assert view.checkpoint() == 39 and sorted(counts) == list(range(40)) and set(counts.values()) == {1}
+    capsys.readouterr()
+    view.close()
+    ledger.log.drop()
+    ledger.log.close()

@@ -138,3 +138,39 @@ def test_forgetting_a_subject_purges_its_text_from_every_version(tmp_path):
         view.es.options(ignore_status=404).indices.delete(index=[view.versions_index, view.meta_index])
         view.close()
         ledger.log.close()
+
+
+def test_vector_top_k_equals_the_exact_embedded_view(tmp_path, ledger, view):
+    """Issue 16 defect 7: no quantisation (explicit HNSW float index options) and exact rescoring of the
+    candidates, so top-k ids, order and cosine scores equal the exact embedded vector view."""
+    import random
+
+    from projections.vector.view import VectorView
+
+    words = "lisbon porto budget puppy kitten river tram bakery museum garden harbour violin chess winter".split()
+    rng = random.Random(7)
+    for i in range(120):
+        ledger.add(f"c{i % 3}", " ".join(rng.choices(words, k=rng.randint(2, 9))) + f" note{i}", "alice")
+    exact = VectorView(tmp_path / "exact.sqlite", WordHashEmbedder())
+    catch_up(ledger.events, exact)
+    catch_up(ledger.events, view)
+    mapping = view.es.indices.get_mapping(index=view.versions_index)[view.versions_index]["mappings"]
+    assert mapping["properties"]["embedding"]["index_options"]["type"] == "hnsw"  # not int8_hnsw
+    emb = WordHashEmbedder()
+    agree = 0
+    queries = [" ".join(rng.sample(words, 2)) for _ in range(12)]
+    for query in queries:
+        q = list(emb.embed([query])[0])
+        got, want = view.vector_search(q, 10), exact.vector_search(q, 10)
+        assert len(got) == len(want) == 10
+        assert all(abs(a[1] - b[1]) < 1e-5 for a, b in zip(got, want, strict=True)), query  # true cosines
+        # the same ids at every rank, except among exact ties (equal cosines, up to float rounding)
+        cut = want[-1][1]
+        assert {m for m, s in got if s > cut + 1e-6} == {m for m, s in want if s > cut + 1e-6}, query
+        untied = [
+            i for i, (_, s) in enumerate(want) if all(abs(s - t) > 1e-6 for j, (_, t) in enumerate(want) if j != i)
+        ]
+        assert [got[i][0] for i in untied] == [want[i][0] for i in untied], query
+        agree += [m for m, _ in got] == [m for m, _ in want]
+    print(f"top-10 ids in the exact view's order (ties included) for {agree}/{len(queries)} queries")
+    exact.close()

@@ -104,3 +104,34 @@ def test_hashes_match_the_events(log):
     out = log.append([added("c", f"m{i}", "x") for i in range(7)])
     assert list(log.hashes()) == [e.hash for e in out]
     assert list(log.hashes(2, 4)) == [e.hash for e in out[2:5]]
+
+
+def _index_entries_read_by_one_append(log: PostgresLog, streams: list[str]) -> int:
+    """Index entries of ``(stream, version)`` the real append path reads, counted by PostgreSQL itself
+    (``pg_stat_get_xact_tuples_returned`` of the index inside an enclosing transaction, rolled back afterwards)."""
+    from ledger.chain import prepare
+
+    conn = psycopg.connect(log.dsn, autocommit=True)
+    try:
+        with conn.transaction(force_rollback=True):
+            prepared = prepare(log.registry, [added(s, f"probe-{s}", "x") for s in streams])
+            log._append(conn, prepared, {s: log.stream_version(s) for s in streams})
+            row = conn.execute(
+                "SELECT pg_stat_get_xact_tuples_returned(%s::regclass)", (f"{log.schema}.events_stream_version_key",)
+            ).fetchone()
+    finally:
+        conn.close()
+    return int(row[0])
+
+
+def test_append_looks_up_stream_versions_without_reading_the_whole_cube(log):
+    """Issue 16 defect 1: the version lookup under the head lock is one index probe per stream, so
+    its cost does not grow with the cubes (it used to read every index entry of each cube)."""
+    for _ in range(3):
+        log.append([added(f"c{i % 2}", f"m{_}-{i}", "x") for i in range(1000)])
+    small = _index_entries_read_by_one_append(log, ["c0", "c1"])
+    log.append([added(f"c{i % 2}", f"n{i}", "x") for i in range(1000)])
+    large = _index_entries_read_by_one_append(log, ["c0", "c1"])
+    print(f"(stream, version) index entries read by one append: {small} at 3,000 events, {large} at 4,000")
+    assert large <= 4 and large == small
+    assert log.head() == 3999 and log.verify().ok  # the probes were rolled back

@@ -199,6 +199,8 @@ class KafkaLog(LogBase):
             admin.close()
 
     def close(self) -> None:
+        if self.reset_guard is not None:
+            self.reset_guard.flush()
         with self._lock:
             try:
                 self._producer.close(timeout=10)
@@ -341,6 +343,14 @@ class KafkaLog(LogBase):
         if not events:
             return []
         prepared = prepare(self.registry, events)
+        if self.reset_guard is not None:
+            self.reset_guard.before_append(self)  # a reset or replaced log takes no writes
+        out = self._append_prepared(prepared, expected_versions)
+        if self.reset_guard is not None:
+            self.reset_guard.saw(out[-1].offset, out[-1].hash)
+        return out
+
+    def _append_prepared(self, prepared: list[Any], expected_versions: Mapping[str, int] | None) -> list[Event]:
         ids = [p.new.event_id for p in prepared]
         for attempt in range(MAX_ATTEMPTS):
             with self._lock:

@@ -49,6 +49,13 @@ _COLS = (
 )
 T = TypeVar("T")
 _PAGE = 2000
+# Version lookup of append (run while the head row is locked): one index probe per stream. A
+# ``MAX(version) ... GROUP BY stream`` over ``stream = ANY(...)`` reads every index entry of each
+# cube instead, so appends slowed down as cubes grew (issue 16, defect 1).
+STREAM_VERSIONS_SQL = (
+    "SELECT s.stream, (SELECT e.version FROM {s}.events e WHERE e.stream = s.stream "
+    "ORDER BY e.version DESC LIMIT 1) FROM unnest(%s::text[]) AS s(stream)"
+)
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS {s}.events(
@@ -100,10 +107,12 @@ class PostgresLog(LogBase):
         self._local = threading.local()
         self._conns: list[psycopg.Connection] = []
         self._conns_lock = threading.Lock()
-        conn = self._conn()
+        self._run(self._create)
+
+    def _create(self, conn: psycopg.Connection) -> None:
         with conn.transaction():
             # Two processes creating the same ledger at once must not race on the DDL.
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"memledger-ddl:{schema}",))
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"memledger-ddl:{self.schema}",))
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(self._s))
             conn.execute(sql.SQL(_DDL).format(s=self._s))
             conn.execute(sql.SQL(_INIT_HEAD).format(s=self._s), (GENESIS_HASH,))
@@ -170,6 +179,8 @@ class PostgresLog(LogBase):
         return conn
 
     def close(self) -> None:
+        if self.reset_guard is not None:
+            self.reset_guard.flush()
         with self._conns_lock:
             for c in self._conns:
                 try:
@@ -186,12 +197,26 @@ class PostgresLog(LogBase):
     def _q(self, text: str) -> sql.Composed:
         return sql.SQL(text).format(s=self._s)
 
+    def q(self, text: str) -> sql.Composed:
+        """``text`` with ``{s}`` bound to this ledger's schema (for tables kept next to the events)."""
+        return self._q(text)
+
+    def run(self, work: Callable[[psycopg.Connection], T]) -> T:
+        """``work(conn)`` on this thread's connection, retried over reconnects like the log's own calls
+        (``work`` must be safe to repeat)."""
+        return self._run(work)
+
     # -- writes ------------------------------------------------------------------------
     def append(self, events: Sequence[NewEvent], expected_versions: Mapping[str, int] | None = None) -> list[Event]:
         if not events:
             return []
         prepared = prepare(self.registry, events)
-        return self._run(lambda conn: self._append(conn, prepared, expected_versions))
+        if self.reset_guard is not None:
+            self.reset_guard.before_append(self)  # a reset or replaced log takes no writes
+        out = self._run(lambda conn: self._append(conn, prepared, expected_versions))
+        if self.reset_guard is not None:
+            self.reset_guard.saw(out[-1].offset, out[-1].hash)
+        return out
 
     def _append(
         self, conn: psycopg.Connection, prepared: list[PreparedEvent], expected_versions: Mapping[str, int] | None
@@ -206,12 +231,7 @@ class PostgresLog(LogBase):
             if retry is not None:
                 return retry
             streams = sorted({p.new.stream for p in prepared} | set(expected_versions or ()))
-            versions = {s: 0 for s in streams}
-            for stream, v in conn.execute(
-                self._q("SELECT stream, MAX(version) FROM {s}.events WHERE stream = ANY(%s) GROUP BY stream"),
-                (streams,),
-            ):
-                versions[stream] = v
+            versions = self._stream_versions(conn, streams)
             check_expected(expected_versions, versions)
             sealed = seal(prepared, head, head_hash, last_ts, versions)
             with conn.cursor() as cur:
@@ -246,6 +266,12 @@ class PostgresLog(LogBase):
             )
             conn.execute("SELECT pg_notify(%s, %s)", (self._channel, str(last.offset)))
         return [e for e, _ in sealed]
+
+    def _stream_versions(self, conn: psycopg.Connection, streams: list[str]) -> dict[str, int]:
+        """Current version of each stream: one backward step on the ``(stream, version)`` index per
+        stream (``ORDER BY version DESC LIMIT 1``), so the cost does not grow with a cube's size."""
+        rows = conn.execute(self._q(STREAM_VERSIONS_SQL), (streams,)).fetchall()
+        return {stream: int(v or 0) for stream, v in rows}
 
     def _existing(self, conn: psycopg.Connection, ids: list[str]) -> dict[str, Event]:
         rows = conn.execute(self._q(f"SELECT {_COLS} FROM {{s}}.events WHERE event_id = ANY(%s)"), (ids,))
@@ -441,4 +467,7 @@ def from_config(config: Config) -> PostgresLog:
         raise InvalidRequest(
             '[log] backend = "postgres" needs dsn = "postgresql://user@host:port/db" (or $MEMLEDGER_PG_DSN)'
         )
-    return PostgresLog(str(dsn), schema=str(section.get("schema", "memledger")))
+    timeout = section.get("connect_timeout", 10)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        raise InvalidRequest(f"[log] connect_timeout must be a positive number of seconds, not {timeout!r}")
+    return PostgresLog(str(dsn), schema=str(section.get("schema", "memledger")), connect_timeout=float(timeout))

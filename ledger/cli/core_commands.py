@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from ledger.cli.app import default_actor
@@ -16,6 +17,11 @@ from ledger.rules.timepoints import offset_arg
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("init", parents=[common], help="create a data directory")
+    p.add_argument(
+        "--config",
+        default=None,
+        help="memledger.toml to start from (e.g. infra/memledger.distributed.toml); default: the embedded one",
+    )
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("add", parents=[common], help="add a memory to a cube")
@@ -76,7 +82,13 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    path, created = init_data_dir(args.data)
+    config_text = None
+    if args.config is not None:
+        try:
+            config_text = Path(args.config).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidRequest(f"cannot read --config {args.config}: {exc}") from None
+    path, created = init_data_dir(args.data, config_text)
     from ledger.factory import open_ledger
 
     ledger = open_ledger(path)

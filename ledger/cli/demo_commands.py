@@ -120,7 +120,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     finally:
         views.close()
 
-    checkpoint = Checkpoints.for_config(present(ledger.config, "the demo's data directory")).create(ledger.log)
+    checkpoint = Checkpoints.for_config(present(ledger.config, "the demo's data directory"), ledger.log).create(
+        ledger.log
+    )
     result = verify_integrity(ledger)
     ok = bool(getattr(result, "ok", False))
     step(

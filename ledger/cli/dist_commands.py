@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
+import time
 
 from ledger.cli.context import open_cli_ledger
 from ledger.cli.output import emit, emit_line
-from ledger.errors import InvalidRequest
+from ledger.errors import BackendUnavailable, InvalidRequest
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -26,7 +28,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         action="store_true",
         help="run without the per-view lease (only if you guarantee a single consumer)",
     )
-    p.add_argument("--rebuild", action="store_true", help="drop the view first and fold the log from offset 0")
+    p.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="drop the view (once this consumer holds the lease) and fold the log from offset 0",
+    )
     p.set_defaults(func=cmd_consume)
 
     p = sub.add_parser("lag", parents=[common], help="how far a view is behind the log")
@@ -41,15 +47,29 @@ def _open(args: argparse.Namespace):
     return ledger, build_view(args.view, ledger.config, ledger)
 
 
+def _open_when_reachable(args: argparse.Namespace, stop: threading.Event, deadline: float | None):
+    """(ledger, view), waiting while a server they need is unavailable (a long-running consumer outlives
+    restarts of its log and view servers); None when stopped first. Other errors are raised at once."""
+    delay = 0.5
+    while True:
+        try:
+            return _open(args)
+        except BackendUnavailable as exc:
+            if stop.is_set() or (deadline is not None and time.monotonic() + delay > deadline):
+                if stop.is_set():
+                    return None
+                raise
+            print(f"consumer {args.view}: {exc}; retrying in {delay:g}s", file=sys.stderr)
+            if stop.wait(delay):
+                return None
+            delay = min(delay * 2, 5.0)
+
+
 def cmd_consume(args: argparse.Namespace) -> int:
     from consumers.runner import ProjectionConsumer
 
     if args.batch_size < 1:
         raise InvalidRequest("--batch-size must be at least 1")
-    ledger, view = _open(args)
-    if args.rebuild:
-        view.reset()
-    lease = None if args.no_lease else ledger.log.lease(args.view, args.data)
     stop = threading.Event()
 
     def _stop(signum, frame):  # noqa: ARG001 - signal handler signature
@@ -57,6 +77,12 @@ def cmd_consume(args: argparse.Namespace) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _stop)
+    deadline = None if args.max_seconds is None else time.monotonic() + args.max_seconds
+    opened = _open_when_reachable(args, stop, deadline)
+    if opened is None:
+        return 0  # stopped (SIGTERM/SIGINT or --max-seconds) before the servers answered
+    ledger, view = opened
+    lease = None if args.no_lease else ledger.log.lease(args.view, args.data)
     consumer = ProjectionConsumer(
         ledger,
         view,
@@ -65,9 +91,11 @@ def cmd_consume(args: argparse.Namespace) -> int:
         poll_interval=args.poll_interval,
         report=lambda lag: emit_line(lag.to_dict()),
         report_every=args.report_every,
+        rebuild=args.rebuild,
     )
     try:
-        consumer.run(stop, until_caught_up=args.once, max_seconds=args.max_seconds)
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        consumer.run(stop, until_caught_up=args.once, max_seconds=left)
     finally:
         if lease is not None:
             lease.release()

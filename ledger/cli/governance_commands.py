@@ -69,7 +69,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def _checkpoints(ledger: Ledger) -> Checkpoints:
-    return Checkpoints.for_config(present(ledger.config, "the ledger's data directory"))
+    return Checkpoints.for_config(present(ledger.config, "the ledger's data directory"), ledger.log)
 
 
 def cmd_forget(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ def export_anchor(ledger: Ledger, size: int) -> dict[str, Any]:
     config = ledger.config
     if config is None:
         raise InvalidRequest("signing an export needs a data directory (its checkpoint key)")
-    checkpoints = Checkpoints.for_config(config)
+    checkpoints = Checkpoints.for_config(config, ledger.log)
     full = log_tree(ledger.log)
     cp = checkpoints.create(ledger.log, full)
     return {

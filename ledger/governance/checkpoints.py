@@ -53,6 +53,11 @@ SIGNING_KEY_NAME = "checkpoint-signing.key"
 STORE_NAME = "checkpoints.jsonl"
 
 
+def shared_governance(config: Config) -> bool:
+    """True when keys and checkpoints live with a PostgreSQL log (``[keys] backend = "postgres"``)."""
+    return str(config.section("keys").get("backend", "file")) == "postgres"
+
+
 class CheckpointError(LedgerError):
     """A stored checkpoint is malformed or its key is unusable."""
 
@@ -198,6 +203,10 @@ class CheckpointStore:
                 return cp
         raise NotFound(f"no checkpoint #{seq} (there are {len(self.all())})")
 
+    def any_stored(self) -> bool:
+        """True when the file holds anything (without parsing it)."""
+        return self.path.exists() and self.path.stat().st_size > 0
+
     def append(self, make: Callable[[int], Checkpoint]) -> Checkpoint:
         """Append ``make(next_seq)`` under an exclusive lock (concurrent writers serialise)."""
         private_dir(self.path.parent)
@@ -241,8 +250,20 @@ class Checkpoints:
         self.store = store
 
     @classmethod
-    def for_config(cls, config: Config) -> Checkpoints:
-        """The checkpoint key (``<keys dir>/checkpoint-signing.key``) and store of a data directory."""
+    def for_config(cls, config: Config, log: Log | None = None) -> Checkpoints:
+        """The checkpoint key (``<keys dir>/checkpoint-signing.key``) and store of a data directory; with
+        ``[keys] backend = "postgres"``, the ones in the PostgreSQL log's schema that every server shares
+        (``log``: that log, opened from ``config`` when not given)."""
+        if shared_governance(config):
+            from ledger.backends.postgres_log import PostgresLog
+            from ledger.backends.postgres_log import from_config as postgres_log
+            from ledger.governance.pg_checkpoints import PostgresCheckpointSigner, PostgresCheckpointStore
+            from ledger.log import DelegatingLog
+
+            while isinstance(log, DelegatingLog):  # the service's counting wrapper
+                log = log.inner
+            pg = log if isinstance(log, PostgresLog) else postgres_log(config)
+            return cls(PostgresCheckpointSigner(pg), PostgresCheckpointStore(pg))  # type: ignore[arg-type]
         return cls(CheckpointSigner(keys_dir(config) / SIGNING_KEY_NAME), CheckpointStore(config.data_dir / STORE_NAME))
 
     def create(self, log: Log, tree: MerkleTree | None = None, actor: str = "memledger") -> Checkpoint:
@@ -279,9 +300,8 @@ class Checkpoints:
         return self.store.all()
 
     def any_stored(self) -> bool:
-        """True when the store file holds anything (without parsing it)."""
-        p = self.store.path
-        return p.exists() and p.stat().st_size > 0
+        """True when the store holds anything (without parsing it)."""
+        return self.store.any_stored()
 
     def get(self, seq: int) -> Checkpoint:
         return self.store.get(seq)

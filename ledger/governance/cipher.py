@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ledger.canonical import canonical_bytes
 from ledger.errors import InvalidRequest, LedgerError
-from ledger.governance.key_vault import KeyVault
+from ledger.governance.key_vault import MemoryKeyVault
 from ledger.governance.keystore import KeyStore, check_new_subject, check_subject
 
 ALG = "AES-256-GCM"
@@ -128,7 +128,7 @@ class KeyRing:
     (a ``KeyVault``): every memory's content is sealed under a key of its own, so any one memory can
     be erased by destroying that key; a subject's memories also need the subject's key."""
 
-    def __init__(self, keystore: KeyStore, vault: KeyVault | None = None):
+    def __init__(self, keystore: KeyStore, vault: MemoryKeyVault | None = None):
         self.keystore = keystore
         self.vault = vault
         self.seals_every_memory = vault is not None  # every memory gets a key of its own

@@ -61,7 +61,7 @@ def verify_integrity(
     config = config or ledger.config
     if config is None:
         return IntegrityReport(True, chain.to_dict(), None)
-    cps = Checkpoints.for_config(config)
+    cps = Checkpoints.for_config(config, ledger.log)
     tree = log_tree(ledger.log)
     report = cps.verify(ledger.log, public_key, tree)
     out = IntegrityReport(report.ok, chain.to_dict(), report, report.problem)

@@ -24,6 +24,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Protocol
 
 from ledger.errors import LedgerError
 from ledger.storage.file_modes import private_file
@@ -34,6 +35,22 @@ _DDL = """
 CREATE TABLE IF NOT EXISTS keys(key_id TEXT PRIMARY KEY, key BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta(name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 """
+
+
+class MemoryKeyVault(Protocol):
+    """Where per-memory keys live: this SQLite vault, or a shared one (``ledger.governance.pg_keys``)."""
+
+    def new_key(self) -> tuple[str, bytes]: ...
+
+    def install(self, keys: Iterable[tuple[str, bytes]]) -> int: ...
+
+    def get(self, key_id: str) -> bytes | None: ...
+
+    def exists(self, key_id: str) -> bool: ...
+
+    def destroy(self, key_ids: Iterable[str]) -> tuple[list[str], str | None]: ...
+
+    def close(self) -> None: ...
 
 
 class KeyVaultError(LedgerError):

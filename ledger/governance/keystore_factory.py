@@ -5,12 +5,15 @@ Configuration (``memledger.toml``)::
     [keys]
     backend = "file"               # the default; others register with register_keystore()
     # path = "/secure/volume/keys" # default: <data>/keys
+    # backend = "postgres"         # with [log] backend = "postgres": keys in the log's schema, shared by
+    #                              # every app server on that log (ledger/governance/pg_keys.py)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ledger.config import Config, resolve
 from ledger.errors import InvalidRequest
@@ -53,6 +56,13 @@ def open_keystore(config: Config) -> KeyStore:
     return factory(config)
 
 
-def open_cipher(config: Config) -> KeyRing:
-    """The key ring of a data directory (subject keys and memory keys; used by ``ledger.factory``)."""
+def open_cipher(config: Config, log: Any = None) -> KeyRing:
+    """The key ring of a data directory (subject keys and memory keys; used by ``ledger.factory``).
+    ``[keys] backend = "postgres"`` keeps both kinds in the PostgreSQL ``log``'s schema, shared by every
+    app server on that log; the others keep memory keys in ``<keys dir>/keys.sqlite``."""
+    if str(config.section("keys").get("backend", "file")) == "postgres":
+        from ledger.governance.pg_keys import shared_keys
+
+        store, vault = shared_keys(config, log)
+        return KeyRing(store, vault)
     return KeyRing(open_keystore(config), KeyVault(keys_dir(config) / "keys.sqlite"))

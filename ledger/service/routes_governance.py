@@ -82,7 +82,7 @@ SubjectPath = Path(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN, desc
 
 
 def _checkpoints(state: ServiceState) -> Checkpoints:
-    return Checkpoints.for_config(state.ledger.config or load_config(state.data_dir))
+    return Checkpoints.for_config(state.ledger.config or load_config(state.data_dir), state.ledger.log)
 
 
 @router.post("/subjects/{subject}/forget", summary="Crypto-shred a data subject (admin); recorded as an event")
