@@ -25,10 +25,22 @@ import orjson
 
 from ledger import events as ev
 from ledger.events import Event
-from ledger.memory_state import CONTENT_EVENTS, MEMORY_EVENTS, Erasure, MemoryState, Opener, apply_event, erasure_of
+from ledger.memory_state import (
+    CONTENT_EVENTS,
+    MEMORY_EVENTS,
+    SCOPE_KEYS,
+    Erasure,
+    MemoryState,
+    Opener,
+    apply_event,
+    erasure_of,
+)
+from ledger.rules.filters import Filter, record_of, scope_pins
 from ledger.storage.file_modes import private_dir
 from ledger.storage.sqlite_pool import WAL_PRAGMAS, ThreadConnections, dropping_without_zeroing, immediate
 from projections.base import OPEN, VersionRow
+
+MAX_PIN_VALUES = 500  # scope values bound in one index lookup
 
 _BASE_DDL = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;
@@ -48,6 +60,13 @@ CREATE TABLE IF NOT EXISTS versions(
 CREATE INDEX IF NOT EXISTS versions_mem ON versions(memory_id, valid_to);
 CREATE INDEX IF NOT EXISTS versions_text ON versions(text_id, valid_from, valid_to);
 CREATE INDEX IF NOT EXISTS versions_subject ON versions(subject) WHERE subject IS NOT NULL;
+CREATE TABLE IF NOT EXISTS version_scopes(
+  vid INTEGER NOT NULL,
+  key TEXT NOT NULL,
+  value TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS version_scopes_value ON version_scopes(key, value, vid);
+CREATE INDEX IF NOT EXISTS version_scopes_vid ON version_scopes(vid);
 CREATE TABLE IF NOT EXISTS texts(
   text_id INTEGER PRIMARY KEY,
   memory_id TEXT NOT NULL,
@@ -91,7 +110,7 @@ class TemporalSqliteView:
     """Base of the embedded views. Subclasses add tables and index new texts and events."""
 
     name = "temporal"
-    layout = "temporal-2"  # stored in meta; a file of another layout is dropped and folded again
+    layout = "temporal-3"  # stored in meta; a file of another layout is dropped and folded again
     rebuild_batch_size = 10_000  # events per transaction when folding the whole log (``projections.base.rebuild``)
     store_text = False  # keep the text itself in ``texts`` (the keyword view does, to show hits)
 
@@ -233,9 +252,11 @@ class TemporalSqliteView:
         self._buf_versions: dict[int, list[Any]] = {}
         self._buf_closes: list[tuple[int, int]] = []
         self._buf_texts: list[tuple[Any, ...]] = []
+        self._buf_scopes: list[tuple[int, str, str]] = []
 
     def _discard_buffers(self) -> None:
         self._buf_versions, self._buf_closes, self._buf_texts = {}, [], []
+        self._buf_scopes = []
 
     def _flush(self, c: sqlite3.Connection) -> None:
         """Write the buffered rows of the batch (called before a purge and at the end)."""
@@ -249,6 +270,8 @@ class TemporalSqliteView:
             )
         if self._buf_closes:
             c.executemany("UPDATE versions SET valid_to = ? WHERE vid = ?", self._buf_closes)
+        if self._buf_scopes:
+            c.executemany("INSERT INTO version_scopes(vid, key, value) VALUES (?,?,?)", self._buf_scopes)
         self._flush_extra(c)
         self._discard_buffers()
 
@@ -329,6 +352,7 @@ class TemporalSqliteView:
                 orjson.dumps(new.metadata).decode(),
                 state_blob(new),
             ]
+            self._buf_scopes += scope_rows(vid, new.metadata)
             cur = Current(vid, new, text_id, text_len)
             cache[mid] = cur
             self._on_version(c, cur, prev, e)
@@ -383,6 +407,10 @@ class TemporalSqliteView:
         self._purge_texts(c, text_ids, mids)
         for chunk in _chunks(mids, 500):
             marks = ",".join("?" * len(chunk))
+            c.execute(
+                f"DELETE FROM version_scopes WHERE vid IN (SELECT vid FROM versions WHERE memory_id IN ({marks}))",
+                chunk,
+            )
             c.execute(f"DELETE FROM versions WHERE memory_id IN ({marks})", chunk)
             c.execute(f"DELETE FROM texts WHERE memory_id IN ({marks})", chunk)
         for mid in mids:
@@ -438,6 +466,45 @@ class TemporalSqliteView:
                 )
         return out
 
+    def matching(
+        self,
+        flt: Filter,
+        as_of: int | None = None,
+        cubes: Sequence[str] | None = None,
+        states: Iterable[str] | None = None,
+    ) -> dict[str, int | None]:
+        """The memories (id -> text id) whose version current at ``as_of`` (None: head) exists, is
+        in ``cubes`` and ``states`` (None: any) and matches ``flt``: the pre-filter of a filtered
+        search. Scope pins of the filter (``ledger.rules.filters.scope_pins``) are answered by the
+        scope index; every remaining candidate is checked against the whole filter."""
+        at = OPEN - 1 if as_of is None else as_of
+        sql = "SELECT v.memory_id, v.text_id, v.blob FROM versions v WHERE v.valid_from <= ? AND v.valid_to > ?"
+        sql += " AND v.exists_ = 1"
+        args: list[Any] = [at, at]
+        if cubes is not None:
+            sql += f" AND v.cube IN ({','.join('?' * len(cubes))})"
+            args += list(cubes)
+        if states is not None:
+            wanted = list(states)
+            sql += f" AND v.state IN ({','.join('?' * len(wanted))})"
+            args += wanted
+        for key, values in sorted(scope_pins(flt.source).items()):
+            if not values:
+                return {}
+            vals = sorted(values)[:MAX_PIN_VALUES]
+            if len(vals) < len(values):
+                continue  # too many to bind: the filter itself decides
+            sql += (
+                " AND v.vid IN (SELECT s.vid FROM version_scopes s WHERE s.key = ? "
+                f"AND s.value IN ({','.join('?' * len(vals))}))"
+            )
+            args += [key, *vals]
+        out: dict[str, int | None] = {}
+        for mid, text_id, blob in self.conn().execute(sql, args):
+            if flt.matches(record_of(state_from_blob(blob, None))):
+                out[mid] = text_id
+        return out
+
     def memories_at(self, as_of: int | None = None, cubes: Sequence[str] | None = None) -> dict[str, MemoryState]:
         """Every memory (with ``exists``) current at ``as_of``: the view's answer to ``fold``."""
         at = OPEN - 1 if as_of is None else as_of
@@ -454,6 +521,17 @@ class TemporalSqliteView:
             s = state_from_blob(blob, text)
             out[s.memory_id] = s
         return out
+
+
+def scope_rows(vid: int, metadata: dict[str, Any]) -> list[tuple[int, str, str]]:
+    """The scope index rows of a version: one per string value (or list element) of each scope key."""
+    out = []
+    for key in SCOPE_KEYS:
+        v = metadata.get(key)
+        for x in v if isinstance(v, list) else [v]:
+            if isinstance(x, str):
+                out.append((vid, key, x))
+    return out
 
 
 def _chunks(items: list[Any], n: int) -> Iterable[list[Any]]:
