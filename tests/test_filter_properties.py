@@ -113,8 +113,9 @@ scope_values = {
 }
 metas = st.fixed_dictionaries({}, optional=scope_values)
 texts = st.lists(st.sampled_from(WORDS), min_size=1, max_size=3).map(" ".join)
+adds = st.tuples(st.just("add"), texts, metas, st.lists(st.sampled_from(["t1", "t2"]), max_size=2))
 ops = st.one_of(
-    st.tuples(st.just("add"), texts, metas, st.lists(st.sampled_from(["t1", "t2"]), max_size=2)),
+    adds,
     st.tuples(st.just("update"), st.integers(0, 30), texts, metas),
     st.tuples(st.just("tag"), st.integers(0, 30), st.sampled_from(["t1", "t2"])),
     st.tuples(st.just("state"), st.integers(0, 30), st.sampled_from(["activated", "archived", "frozen"])),
@@ -208,8 +209,9 @@ def _check_search(search: Any, states: dict[str, MemoryState], flt: dict[str, An
             assert candidates == _keyword_candidates(states, query)
         want = {m for m in candidates if reference(flt, states[m])}
         assert {h.memory_id for h in search(query, where=flt, k=1000)} == want, (query, flt)
-        small = search(query, where=flt, k=2)
-        assert len(small) == min(2, len(want)) and {h.memory_id for h in small} <= want, (query, flt)
+        for k in (1, 2):
+            small = search(query, where=flt, k=k)
+            assert len(small) == min(k, len(want)) and {h.memory_id for h in small} <= want, (query, flt, k)
 
 
 def _scenario(tmp: Path, main_program: list[tuple], branch_program: list[tuple], fork_at: float, vector: bool):
@@ -234,7 +236,7 @@ def _scenario(tmp: Path, main_program: list[tuple], branch_program: list[tuple],
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(
-    st.lists(ops, min_size=1, max_size=14),
+    st.tuples(st.lists(adds, min_size=4, max_size=10), st.lists(ops, max_size=12)).map(lambda p: p[0] + p[1]),
     st.lists(ops, max_size=6),
     st.floats(0.0, 1.0),
     st.lists(filters, min_size=1, max_size=3),
