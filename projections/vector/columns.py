@@ -173,10 +173,10 @@ class Columns:
         mask = (self.vf[:n] <= n_at) & (self.vt[:n] > n_at)
         if allowed is not None:
             mc = self.memory_code
-            codes = np.fromiter((mc[m] for m in allowed if m in mc), dtype=np.int64)
-            if not codes.size:
+            wanted = np.fromiter((mc[m] for m in allowed if m in mc), dtype=np.int64)
+            if not wanted.size:
                 return np.zeros(0, dtype=np.int64)
-            mask &= np.isin(self.mem[:n], codes)
+            mask &= np.isin(self.mem[:n], wanted)
         if cubes is not None:
             if isinstance(cubes, str):
                 cubes = [cubes]
