@@ -138,3 +138,17 @@ def test_forgetting_a_subject_purges_its_text_from_every_version(tmp_path):
         view.es.options(ignore_status=404).indices.delete(index=[view.versions_index, view.meta_index])
         view.close()
         ledger.log.close()
+
+
+def test_vector_search_filters_inside_the_knn_by_ids_and_scope_fields(ledger, view):
+    mine = [ledger.add("c", f"green tea note {i}", "alice", metadata={"user_id": "u1"}).id for i in range(2)]
+    for i in range(30):  # more relevant memories of another user, which a post-filter would have to skip
+        ledger.add("c", "green tea green tea", "alice", metadata={"user_id": "u2", "run_id": "r1"})
+    catch_up(ledger.events, view)
+    q = WordHashEmbedder().embed(["green tea"])[0]
+    docs = _docs(view)
+    assert {d["user_id"] for d in docs.values()} == {"u1", "u2"}
+    assert all(d.get("run_id") == "r1" for d in docs.values() if d["user_id"] == "u2")
+    assert {m for m, _ in view.vector_search(q, 2, allowed=set(mine))} == set(mine)
+    assert {m for m, _ in view.vector_search(q, 2, scopes={"user_id": {"u1"}})} == set(mine)
+    assert view.vector_search(q, 2, scopes={"user_id": {"u9"}}) == []
