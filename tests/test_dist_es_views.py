@@ -142,7 +142,7 @@ def test_forgetting_a_subject_purges_its_text_from_every_version(tmp_path):
 
 def test_vector_search_filters_inside_the_knn_by_ids_and_scope_fields(ledger, view):
     mine = [ledger.add("c", f"green tea note {i}", "alice", metadata={"user_id": "u1"}).id for i in range(2)]
-    for i in range(30):  # more relevant memories of another user, which a post-filter would have to skip
+    for _ in range(30):  # more relevant memories of another user, which a post-filter would have to skip
         ledger.add("c", "green tea green tea", "alice", metadata={"user_id": "u2", "run_id": "r1"})
     catch_up(ledger.events, view)
     q = WordHashEmbedder().embed(["green tea"])[0]

@@ -175,3 +175,58 @@ def test_the_keyword_view_answers_pinned_filters_from_its_scope_index(tmp_path):
         )
     )
     assert "version_scopes_value" in plan
+
+
+class _PlainVector:
+    """A vector adapter without ``filters_inside``: the retriever must over-fetch it."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.asked: list[int] = []
+
+    def vector_search(self, q, k, cubes=None, as_of=None, states=None):
+        self.asked.append(k)
+        return self.inner.vector_search(q, k, cubes, as_of, states)
+
+
+def test_a_vector_adapter_without_prefiltering_is_over_fetched_until_k_match(tmp_path):
+    from projections.retrieval import FusionWeights, Retriever
+    from projections.vector.embedding import HashingEmbedder
+    from projections.vector.view import VectorView
+
+    led = make_ledger(tmp_path / "log.sqlite")
+    mine = [led.add("c", f"green tea {i}", "u", metadata={"user_id": "u1"}).id for i in range(3)]
+    for _ in range(40):
+        led.add("c", "green tea green tea", "u", metadata={"user_id": "u2"})
+    keyword = KeywordView(tmp_path / "kw.sqlite")
+    inner = VectorView(tmp_path / "vec.sqlite", HashingEmbedder(), ann=None)
+    events = list(led.events())
+    keyword.apply_batch(events)
+    inner.apply_batch(events)
+    plain = _PlainVector(inner)
+    r = Retriever(keyword, plain, embed_query=inner.embed_query, weights=FusionWeights(candidates=4, prf_weight=0))
+    hits = r.search("green tea", ["c"], k=3, where=parse_filter({"user_id": "u1"}))
+    assert {h.memory_id for h in hits} == set(mine)
+    assert plain.asked[0] == 6 and len(plain.asked) > 1  # n = max(candidates, 2k), then 4x until 6 match
+    assert r.search("green tea", ["c"], k=3, where=parse_filter({"user_id": "nobody"})) == []
+    inner.close()
+    keyword.close()
+    led.log.close()
+
+
+def test_the_older_metadata_option_is_a_filter_and_combines_with_where(tmp_path):
+    from ledger.rules.filters import all_of, from_metadata_equality
+
+    assert from_metadata_equality({"topic": "x"}) == {"metadata.topic": "x"}
+    assert from_metadata_equality(None) is None and all_of(None, {}) is None
+    assert all_of({"a": 1}, {"b": 2}) == {"$and": [{"a": 1}, {"b": 2}]}
+    with pytest.raises(InvalidRequest):
+        from_metadata_equality(["x"])  # type: ignore[arg-type]
+    led = make_ledger(tmp_path / "log.sqlite")
+    page = led.list_memories  # the old id-based ``after`` of GET /cubes/{c}/memories is refused now
+    led.add("c", "x", "u")
+    with pytest.raises(InvalidRequest, match="bad cursor"):
+        page("c", after="mem_0000000000000000")
+    with pytest.raises(InvalidRequest, match="limit"):
+        page("c", limit=0)
+    led.log.close()
