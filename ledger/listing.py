@@ -4,7 +4,7 @@ Order: by ``created_offset`` (the offset of the event that created the memory), 
 memory created later never lands on a page already read, and a page boundary is one position in
 that order. The cursor of the next page is opaque: URL-safe base64 of the position, the cube and a
 digest of the filter, with a checksum; a cursor of another cube or filter, or one that was altered,
-is refused with one line.
+is refused with one line (``BadCursor``: HTTP 409, CLI exit 2).
 """
 
 from __future__ import annotations
@@ -16,13 +16,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ledger.errors import InvalidRequest
+from ledger.errors import InvalidRequest, StateError
 from ledger.memory_state import MemoryState
 from ledger.rules.filters import Filter, record_of
 
 MAX_LIMIT = 1000
 MAX_CURSOR = 1000  # characters; a real cursor is far shorter
 _VERSION = 1
+
+
+class BadCursor(StateError):
+    """A cursor that names no position of this listing: malformed, altered, or made for another cube
+    or filter. A conflict between the cursor and the request (HTTP 409), not a schema error: any
+    string may be sent as a cursor, and only the listing that made it can tell."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +78,7 @@ def decode_cursor(cursor: str, cube: str, digest: str) -> tuple[int, str]:
     """The position a cursor names; a malformed cursor, or one of another cube or filter, is refused."""
     bad = "bad cursor: pass the next_cursor of the previous page, with the same cube and filter"
     if not isinstance(cursor, str) or not cursor or len(cursor) > MAX_CURSOR:
-        raise InvalidRequest(bad)
+        raise BadCursor(bad)
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         body, check = json.loads(raw)
@@ -80,13 +86,13 @@ def decode_cursor(cursor: str, cube: str, digest: str) -> tuple[int, str]:
             raise ValueError("checksum")
         version, c, d, offset, memory_id = json.loads(body)
     except (ValueError, TypeError, UnicodeDecodeError):
-        raise InvalidRequest(bad) from None
+        raise BadCursor(bad) from None
     if version != _VERSION or not isinstance(offset, int) or not isinstance(memory_id, str):
-        raise InvalidRequest(bad)
+        raise BadCursor(bad)
     if c != cube:
-        raise InvalidRequest(f"bad cursor: it continues a listing of cube {c!r}, not {cube!r}")
+        raise BadCursor(f"bad cursor: it continues a listing of cube {c!r}, not {cube!r}")
     if d != digest:
-        raise InvalidRequest("bad cursor: it continues a listing with another filter")
+        raise BadCursor("bad cursor: it continues a listing with another filter")
     return offset, memory_id
 
 

@@ -204,9 +204,9 @@ def test_list_memories_with_a_filter(client):
     assert [m.id for m in page.memories] == [ids[2]] and page.next_cursor is not None
     rest = client.list_memories(cube, where={"user_id": "u0", "n": {"$gte": 1}}, limit=1, after=page.next_cursor)
     assert [m.id for m in rest.memories] == [ids[4]] and rest.next_cursor is None
-    with pytest.raises(InvalidRequest, match="another filter"):
+    with pytest.raises(StateError, match="another filter"):  # a cursor conflicting with the request: 409
         client.list_memories(cube, where={"user_id": "u1"}, limit=1, after=page.next_cursor)
-    with pytest.raises(InvalidRequest, match="bad cursor"):
+    with pytest.raises(StateError, match="bad cursor"):
         client.list_memories(cube, after="not-a-cursor")
     with pytest.raises(InvalidRequest, match="unknown operator"):
         client.list_memories(cube, where={"n": {"$regex": "x"}})

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from ledger.errors import InvalidRequest
-from ledger.listing import decode_cursor, encode_cursor, filter_digest
+from ledger.listing import BadCursor, decode_cursor, encode_cursor, filter_digest
 from ledger.rules.filters import parse_filter, scope_pins
 from projections.text_view import KeywordView
 from tests.cli_helpers import init_data, run
@@ -47,21 +47,23 @@ def test_post_list_filters_pages_and_is_audited(svc):
     assert [m["id"] for m in old["memories"]] == [svc.ids[0]]
 
 
-def test_bad_cursors_and_filters_are_one_line_400s(svc):
+def test_bad_cursors_are_one_line_409s_and_bad_filters_422s(svc):
+    # a cursor is any string to the schema: only the listing can tell it names no position of its
+    # own, a conflict between cursor and request (409), not a schema violation (422)
     c, h = svc.client, svc.h("alice")
     first = c.post("/v1/cubes/a/list", json={"limit": 1}, headers=h).json()
-    for body, message in [
-        ({"after": "garbage"}, "bad cursor"),
-        ({"after": first["next_cursor"], "where": {"n": 1}}, "another filter"),
-        ({"after": first["next_cursor"][:-2] + "AA"}, "bad cursor"),
-        ({"where": {"n": {"$near": 1}}}, "unknown operator"),
+    for body, message, status, kind in [
+        ({"after": "garbage"}, "bad cursor", 409, "BadCursor"),
+        ({"after": first["next_cursor"], "where": {"n": 1}}, "another filter", 409, "BadCursor"),
+        ({"after": first["next_cursor"][:-2] + "AA"}, "bad cursor", 409, "BadCursor"),
+        ({"where": {"n": {"$near": 1}}}, "unknown operator", 422, "InvalidRequest"),
     ]:
         r = c.post("/v1/cubes/a/list", json=body, headers=h)
         error = r.json()["error"]
-        assert r.status_code == 422 and message in error["message"] and "\n" not in error["message"], (body, r.text)
-        assert error["type"] == "InvalidRequest"
+        assert r.status_code == status and message in error["message"] and "\n" not in error["message"], r.text
+        assert error["type"] == kind
     r = c.get("/v1/cubes/a/memories", params={"after": "garbage"}, headers=h)
-    assert r.status_code == 422 and "bad cursor" in r.text
+    assert r.status_code == 409 and "bad cursor" in r.text
     assert c.post("/v1/cubes/a/list", json={"limit": 0}, headers=h).status_code == 422
     assert c.post("/v1/cubes/a/list", json={}, headers=svc.h("bob")).status_code in (403, 404)
 
@@ -137,10 +139,10 @@ def test_cursor_roundtrip_and_tampering():
     digest = filter_digest({"user_id": "u1"})
     cursor = encode_cursor("c", digest, 7, "mem_1")
     assert decode_cursor(cursor, "c", digest) == (7, "mem_1")
-    with pytest.raises(InvalidRequest, match="cube 'c'"):
+    with pytest.raises(BadCursor, match="cube 'c'"):
         decode_cursor(cursor, "d", digest)
     for bad in ("", "x" * 2000, cursor.swapcase(), cursor + "A"):
-        with pytest.raises(InvalidRequest, match="bad cursor"):
+        with pytest.raises(BadCursor, match="bad cursor"):
             decode_cursor(bad, "c", digest)
 
 
@@ -225,7 +227,7 @@ def test_the_older_metadata_option_is_a_filter_and_combines_with_where(tmp_path)
     led = make_ledger(tmp_path / "log.sqlite")
     page = led.list_memories  # the old id-based ``after`` of GET /cubes/{c}/memories is refused now
     led.add("c", "x", "u")
-    with pytest.raises(InvalidRequest, match="bad cursor"):
+    with pytest.raises(BadCursor, match="bad cursor"):
         page("c", after="mem_0000000000000000")
     with pytest.raises(InvalidRequest, match="limit"):
         page("c", limit=0)
