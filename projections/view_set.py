@@ -36,7 +36,7 @@ from ledger.config import resolve
 from ledger.errors import InvalidRequest
 from ledger.events import NewEvent
 from ledger.memory_state import MemoryState
-from ledger.rules.filters import all_of, from_metadata_equality, parse_filter
+from ledger.rules.filters import conjunction, from_metadata_equality, parse_filter
 from projections import view_health
 from projections.base import GraphSearch, Projection, VectorSearch, catch_up, rebuild
 from projections.graph_view import GraphView
@@ -325,7 +325,7 @@ class ViewSet:
         fused score is lower (see ``SearchHit.score`` in docs/projections.md for its scale)."""
         if not isinstance(k, int) or isinstance(k, bool) or k < 1 or k > 1000:
             raise InvalidRequest(f"k must be an integer between 1 and 1000, not {k!r}")
-        flt = parse_filter(all_of(where, from_metadata_equality(metadata)), "where")
+        flt = conjunction(parse_filter(where, "where"), parse_filter(from_metadata_equality(metadata), "metadata"))
         min_score = check_min_score(min_score)
         offset = None if as_of is None else self.ledger.resolve_as_of(as_of)
         cubes = [cube] if isinstance(cube, str) else (list(cube) if cube is not None else None)

@@ -217,11 +217,18 @@ def test_a_vector_adapter_without_prefiltering_is_over_fetched_until_k_match(tmp
 
 
 def test_the_older_metadata_option_is_a_filter_and_combines_with_where(tmp_path):
-    from ledger.rules.filters import all_of, from_metadata_equality
+    from ledger.rules.filters import all_of, conjunction, from_metadata_equality
 
     assert from_metadata_equality({"topic": "x"}) == {"metadata.topic": "x"}
     assert from_metadata_equality(None) is None and all_of(None, {}) is None
-    assert all_of({"a": 1}, {"b": 2}) == {"$and": [{"a": 1}, {"b": 2}]}
+    assert all_of({"a": 1}, {"b": 2}) == {"a": 1, "b": 2}  # side by side: no deeper nesting
+    assert all_of({"a": 1}, {"a": 2}) == {"$and": [{"a": 1}, {"a": 2}]}
+    deep = {"$not": {"$not": {"$not": {"$not": {"a": 1}}}}}  # as deep as a filter may nest
+    with pytest.raises(InvalidRequest, match="nest at most"):
+        parse_filter({"$and": [deep, {"b": 2}]})  # so a search's where and metadata are not re-parsed as one
+    both = conjunction(parse_filter(deep), parse_filter({"b": 2}))
+    assert both.matches({"metadata": {"a": 1, "b": 2}}) is True and both.matches({"metadata": {"a": 1}}) is False
+    assert conjunction(parse_filter(None)).source == {}
     with pytest.raises(InvalidRequest):
         from_metadata_equality(["x"])  # type: ignore[arg-type]
     led = make_ledger(tmp_path / "log.sqlite")

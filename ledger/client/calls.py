@@ -150,7 +150,13 @@ def list_memories(
     where: JSON | None = None,
 ) -> Call[Page]:
     if where:  # a filter travels in a body: POST /cubes/{c}/list (a read: safe to repeat)
-        flt = where if state is None else {"$and": [where, {"state": state}]}
+        flt = (
+            where
+            if state is None
+            else {**where, "state": state}
+            if "state" not in where
+            else {"$and": [where, {"state": state}]}
+        )
         body = _body(where=flt, as_of=_point(as_of), limit=limit, after=after)
         return Call("POST", f"/v1/cubes/{seg(cube)}/list", Page.from_dict, body=body, retry_safe=True)
     params = _q(as_of=_point(as_of), state=state, limit=limit, after=after)

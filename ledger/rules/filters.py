@@ -314,11 +314,28 @@ def scope_pins(obj: Any) -> dict[str, frozenset[str]]:
 
 
 def all_of(*filters: dict[str, Any] | None) -> dict[str, Any] | None:
-    """One filter matching what every given filter matches (None and ``{}`` are left out)."""
+    """One filter source matching what every given filter matches (None and ``{}`` are left out):
+    their keys side by side when no key repeats (no deeper nesting), else ``$and``."""
     parts = [f for f in filters if f]
     if not parts:
         return None
-    return parts[0] if len(parts) == 1 else {"$and": parts}
+    merged: dict[str, Any] = {}
+    for f in parts:
+        if merged.keys() & f.keys():
+            return {"$and": parts}
+        merged.update(f)
+    return merged
+
+
+def conjunction(*filters: Filter) -> Filter:
+    """The parsed filters' conjunction, without parsing again (so no nesting limit is crossed)."""
+    parts = [f for f in filters if f.source]
+    if not parts:
+        return parse_filter(None)
+    if len(parts) == 1:
+        return parts[0]
+    preds = [f.predicate for f in parts]
+    return Filter({"$and": [f.source for f in parts]}, lambda r: all(p(r) for p in preds))
 
 
 def from_metadata_equality(metadata: Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import Field
+from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from ledger.access import ALLOWED, Action, Caller
 from ledger.errors import InvalidRequest, present
 from ledger.rules.content import BLANK_RULE, NONBLANK_PATTERN, is_blank
-from ledger.rules.filters import parse_filter
+from ledger.rules.filters import MAX_KEYS, parse_filter
 from ledger.service.auth import current_caller
 from ledger.service.models import (
     ERRORS,
@@ -24,7 +24,6 @@ from ledger.service.models import (
     CubeName,
     Filter,
     JsonBool,
-    Metadata,
     RequestBody,
     State,
 )
@@ -37,6 +36,13 @@ router = APIRouter(prefix="/v1", tags=["search"], responses=ERRORS)
 MAX_QUERY = 10_000
 
 
+# the older metadata filter: top-level keys equal to scalars (what the filter grammar takes for $eq)
+EqualityFilter = Annotated[
+    dict[str, StrictStr | StrictInt | StrictFloat | StrictBool | None],
+    Field(max_length=MAX_KEYS, description=f"at most {MAX_KEYS} keys, each equal to a string, number, boolean or null"),
+]
+
+
 class SearchRequest(RequestBody):
     query: str = Field(min_length=1, max_length=MAX_QUERY, pattern=NONBLANK_PATTERN)
     cubes: list[CubeName] | None = Field(default=None, max_length=100)
@@ -45,7 +51,7 @@ class SearchRequest(RequestBody):
     branch: BranchName | None = Field(default=None, description="a branch, or main (the default)")
     states: list[State] | None = Field(default=None, max_length=5)
     all_states: JsonBool = False
-    metadata: Metadata | None = Field(
+    metadata: EqualityFilter | None = Field(
         default=None, description='older equality-only filter: {"k": v} is the same as where {"metadata.k": v}'
     )
     where: Filter | None = Field(
@@ -53,7 +59,7 @@ class SearchRequest(RequestBody):
         description="filter (ledger/rules/filters.py) applied inside the views before ranking: "
         "k hits whenever k matching memories match the query",
     )
-    min_score: float | None = Field(
+    min_score: StrictFloat | None = Field(  # a JSON number (an integer too), never true or "1"
         default=None,
         ge=-1e6,
         le=1e6,
