@@ -297,8 +297,10 @@ class Retriever:
                 expansion, [m for m in fused if m not in overlay], cubes, as_of, stats
             )
             extra = sorted(rescored.items(), key=lambda kv: (-kv[1], kv[0]))
-        if branch_texts:
-            extra = _merge_ranked(extra, self.keyword.score_texts("", branch_texts, cubes, as_of, expansion), n)
+        # a branch's own versions as main's memories: without prf_retrieve only the candidates are rescored
+        pool = branch_texts if w.prf_retrieve else {m: t for m, t in branch_texts.items() if m in fused}
+        if pool:
+            extra = _merge_ranked(extra, self.keyword.score_texts("", pool, cubes, as_of, expansion), n)
         kw_top = max((s for _, s in lists.get("keyword", [])), default=0.0)
         if kw_top <= 0:
             return

@@ -35,12 +35,13 @@ from ledger.memory_state import (
     apply_event,
     erasure_of,
 )
-from ledger.rules.filters import Filter, record_of, scope_pins
+from ledger.rules.filters import BUILTIN_FIELDS, Filter, fields_of, record_of, scope_pins
 from ledger.storage.file_modes import private_dir
 from ledger.storage.sqlite_pool import WAL_PRAGMAS, ThreadConnections, dropping_without_zeroing, immediate
 from projections.base import OPEN, VersionRow
 
 MAX_PIN_VALUES = 500  # scope values bound in one index lookup
+_COLUMN_FIELDS = frozenset({"id", "cube", "state", "subject"})  # filter fields a version row has as columns
 
 _BASE_DDL = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;
@@ -478,8 +479,12 @@ class TemporalSqliteView:
         search. Scope pins of the filter (``ledger.rules.filters.scope_pins``) are answered by the
         scope index; every remaining candidate is checked against the whole filter."""
         at = OPEN - 1 if as_of is None else as_of
-        sql = "SELECT v.memory_id, v.text_id, v.blob FROM versions v WHERE v.valid_from <= ? AND v.valid_to > ?"
-        sql += " AND v.exists_ = 1"
+        # a filter on metadata, id, cube, state or subject reads the metadata column, not the whole state
+        whole = any(f in BUILTIN_FIELDS and f not in _COLUMN_FIELDS for f in fields_of(flt.source))
+        sql = (
+            f"SELECT v.memory_id, v.text_id, v.cube, v.state, v.subject, {'v.blob' if whole else 'v.meta'} "
+            "FROM versions v WHERE v.valid_from <= ? AND v.valid_to > ? AND v.exists_ = 1"
+        )
         args: list[Any] = [at, at]
         if cubes is not None:
             sql += f" AND v.cube IN ({','.join('?' * len(cubes))})"
@@ -500,8 +505,12 @@ class TemporalSqliteView:
             )
             args += [key, *vals]
         out: dict[str, int | None] = {}
-        for mid, text_id, blob in self.conn().execute(sql, args):
-            if flt.matches(record_of(state_from_blob(blob, None))):
+        for mid, text_id, cube, state, subject, data in self.conn().execute(sql, args):
+            if whole:
+                record = record_of(state_from_blob(data, None))
+            else:
+                record = {"id": mid, "cube": cube, "state": state, "subject": subject, "metadata": orjson.loads(data)}
+            if flt.matches(record):
                 out[mid] = text_id
         return out
 
