@@ -11,7 +11,8 @@ model). Then, for ``--queries`` queries, times and checks:
 * ``where={"n": {"$gte": ...}}``: no scope pin, so every memory of the cube is checked;
 * the peer, a post-filter: the unfiltered top k with non-matching hits dropped (what a store
   without filters inside its index returns), and the same with 10x over-fetch;
-* ``Ledger.list_memories`` with the user filter (a fold of the cube's stream per page).
+* listing with the user filter: ``Ledger.list_memories`` (a fold of the cube's stream per page)
+  and ``ViewSet.list_memories`` (the record view's scope index; what the HTTP service uses).
 
 "full k" is the share of queries that returned k hits among those where at least k matching
 memories match the query (the pre-filter must score 1.00).
@@ -119,8 +120,11 @@ def main() -> None:
     print(f"{'search':38} {'filter':10} {'p50 ms':>8} {'p99 ms':>8} {'full k':>7}")
     for label, kind, p50, p99, share in rows:
         print(f"{label:38} {kind:10} {p50:8.1f} {p99:8.1f} {share:>7}")
-    lp50, lp99 = statistics.median(list_times), _pct(list_times, 0.99)
-    print(f"{'list_memories (user filter, 100/page)':38} {'scope pin':10} {lp50:8.1f} {lp99:8.1f} {'-':>7}")
+    view_times, _ = _timed(
+        queries[::2][:50], lambda q: views.list_memories("c", where=q[1], limit=100, record_read=False).items
+    )
+    for label, ts in (("Ledger.list_memories (fold)", list_times), ("ViewSet.list_memories (scope index)", view_times)):
+        print(f"{label:38} {'scope pin':10} {statistics.median(ts):8.1f} {_pct(ts, 0.99):8.1f} {'-':>7}")
     views.close()
     led.log.close()
 

@@ -298,9 +298,9 @@ class Retriever:
             )
             extra = sorted(rescored.items(), key=lambda kv: (-kv[1], kv[0]))
         # a branch's own versions as main's memories: without prf_retrieve only the candidates are rescored
-        pool = branch_texts if w.prf_retrieve else {m: t for m, t in branch_texts.items() if m in fused}
-        if pool:
-            extra = _merge_ranked(extra, self.keyword.score_texts("", pool, cubes, as_of, expansion), n)
+        own = branch_texts if w.prf_retrieve else {m: t for m, t in branch_texts.items() if m in fused}
+        if own:
+            extra = _merge_ranked(extra, self.keyword.score_texts("", own, cubes, as_of, expansion), n)
         kw_top = max((s for _, s in lists.get("keyword", [])), default=0.0)
         if kw_top <= 0:
             return

@@ -514,6 +514,13 @@ class TemporalSqliteView:
                 out[mid] = text_id
         return out
 
+    def matching_states(
+        self, flt: Filter, as_of: int | None = None, cubes: Sequence[str] | None = None
+    ) -> list[MemoryState]:
+        """The whole state (text included, where the view stores it) of every memory ``matching``
+        selects: a filtered listing answered by the view instead of a fold of the log."""
+        return [r.full() for r in self.versions_at(self.matching(flt, as_of, cubes), as_of).values()]
+
     def memories_at(self, as_of: int | None = None, cubes: Sequence[str] | None = None) -> dict[str, MemoryState]:
         """Every memory (with ``exists``) current at ``as_of``: the view's answer to ``fold``."""
         at = OPEN - 1 if as_of is None else as_of

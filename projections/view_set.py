@@ -35,8 +35,9 @@ from ledger.api import Ledger
 from ledger.config import resolve
 from ledger.errors import InvalidRequest
 from ledger.events import NewEvent
+from ledger.listing import Page
 from ledger.memory_state import MemoryState
-from ledger.rules.filters import conjunction, from_metadata_equality, parse_filter
+from ledger.rules.filters import Filter, conjunction, from_metadata_equality, parse_filter
 from projections import view_health
 from projections.base import GraphSearch, Projection, VectorSearch, catch_up, rebuild
 from projections.graph_view import GraphView
@@ -338,6 +339,28 @@ class ViewSet:
         self._provenance(hits)
         self._record(hits, cubes, query, actor, record_read, offset, branch)
         return hits
+
+    def list_memories(
+        self,
+        cube: str,
+        where: dict[str, Any] | None = None,
+        as_of: int | str | None = None,
+        limit: int = 100,
+        after: str | None = None,
+        actor: str | None = None,
+        record_read: bool | None = None,
+    ) -> Page:
+        """``Ledger.list_memories`` answered by the record (keyword) view, caught up first: the
+        filter's scope pins go through the view's scope index instead of a fold of the cube."""
+        keyword = self.views["keyword"]
+        if not isinstance(keyword, KeywordView):
+            raise InvalidRequest("a view set needs the embedded keyword view (it holds the memory records)")
+
+        def states_at(c: str, end: int, flt: Filter) -> list[MemoryState]:
+            self.catch_up(to=None)
+            return self._guard(lambda: keyword.matching_states(flt, end, [c]))
+
+        return self.ledger.list_memories(cube, where, as_of, limit, after, actor, record_read, states_at=states_at)
 
     def _provenance(self, hits: list[SearchHit]) -> None:
         for h in hits:

@@ -6,8 +6,8 @@ conflicting scopes become lists, deletions) is written to main and to a branch f
 The reference is ``fold`` of the events (the one definition of memory state) and ``reference``
 below, an evaluator written independently of ``ledger.rules.filters``. Then:
 
-* ``Ledger.list_memories`` paged three at a time returns the matching memories, each once, in
-  creation order;
+* ``Ledger.list_memories`` (a fold) and ``ViewSet.list_memories`` (the record view and its scope
+  index), paged three at a time, return the matching memories, each once, in creation order;
 * a filtered search returns exactly the memories that match the filter *and* the query's
   candidate set (the memories whose text shares a term with the query, in a searchable state),
   and a small ``k`` still returns ``k`` hits whenever ``k`` such memories exist: a search that
@@ -254,6 +254,7 @@ def test_list_and_search_match_the_predicate_over_the_fold(
             for _, as_of in points.items():
                 states = fold(led.events(0, head if as_of is None else as_of))
                 assert _listed(led, flt, as_of) == _expected_list(states, flt), (flt, as_of)
+                assert _listed(views, flt, as_of) == _expected_list(states, flt), (flt, as_of)  # the view's answer
                 _check_search(
                     lambda q, as_of=as_of, **kw: views.search(q, cube="c", as_of=as_of, **kw), states, flt, vector
                 )

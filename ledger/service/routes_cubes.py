@@ -16,6 +16,7 @@ from ledger.service.auth import current_caller
 from ledger.service.event_filter import shown
 from ledger.service.models import ERRORS, JSON_INT, CubeCreate, Filter, GrantRequest, RequestBody, Role, State
 from ledger.service.params import AS_OF_DESCRIPTION, AS_OF_PATTERN, AsOf, Offset, resolve_as_of
+from ledger.service.search_backend import search_backend
 from ledger.service.state import ServiceState, get_state
 
 router = APIRouter(prefix="/v1/cubes", tags=["cubes"], responses=ERRORS)
@@ -85,9 +86,11 @@ class ListRequest(RequestBody):
 def _list(state: ServiceState, caller: Caller, cube: str, req: ListRequest) -> dict[str, Any]:
     state.access.require_cube(caller, cube, Action.READ, "cube.memories")
     end = resolve_as_of(state.ledger, req.as_of)
-    page = state.ledger.list_memories(
-        cube, where=req.where, as_of=end, limit=req.limit, after=req.after, actor=caller.name, record_read=True
-    )
+    backend = search_backend(state)
+    with backend.lock:  # answered by the record view (its scope index), not a fold of the cube
+        page = backend.views().list_memories(
+            cube, where=req.where, as_of=end, limit=req.limit, after=req.after, actor=caller.name, record_read=True
+        )
     return page.to_dict()
 
 
