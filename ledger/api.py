@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -15,10 +16,11 @@ from ledger.events import Event, NewEvent, iso_to_us
 from ledger.governance.cipher import KeyRef
 from ledger.governance.holds import HOLDS_STREAM, read_holds, refuse
 from ledger.lifecycle import check_state, check_transition, check_writable
+from ledger.listing import Page, check_limit, page_of
 from ledger.log import Log
 from ledger.memory_state import MemoryState, Opener, SealedSource, fold, history, merged_metadata, scope_of
 from ledger.rules.content import check_metadata, check_text, is_blank
-from ledger.rules.filters import parse_filter, record_of
+from ledger.rules.filters import Filter, parse_filter, record_of
 from ledger.rules.names import check_name
 from ledger.rules.timepoints import parse_point
 from ledger.schema_registry import SchemaRegistry, default_registry
@@ -496,6 +498,37 @@ class Ledger:
         return {
             k: v for k, v in fold((up(e) for e in self.log.read_stream(cube, 1, end)), self.opener).items() if v.exists
         }
+
+    def list_memories(
+        self,
+        cube: str,
+        where: dict[str, Any] | None = None,
+        as_of: int | str | None = None,
+        limit: int = 100,
+        after: str | None = None,
+        actor: str | None = None,
+        record_read: bool | None = None,
+        states_at: Callable[[str, int, Filter], Iterable[MemoryState]] | None = None,
+    ) -> Page:
+        """One page of the memories of ``cube`` as of ``as_of`` (default head) that match ``where``
+        (the filter grammar of ``ledger.rules.filters``), ordered by creation offset then id;
+        continue with ``after=page.next_cursor``. Deleted and erased memories are not listed. The
+        read is audited (``memory.read``, operation ``list``) like ``get``.
+
+        ``states_at(cube, offset, filter)`` answers from a view instead of folding the cube's
+        stream (``ViewSet.list_memories``: the record view, through its scope index)."""
+        flt = parse_filter(where, "where")
+        check_limit(limit)
+        if not self.cube_exists(cube):
+            raise NotFound(f"cube {cube!r} not found")
+        end = self.resolve_as_of(as_of)
+        found = self.cube_memories(cube, end).values() if states_at is None else states_at(cube, end, flt)
+        page = page_of(cube, end, found, flt, limit, after)
+        if page.items:
+            ids = [m.memory_id for m in page.items]
+            query = json.dumps(where, sort_keys=True, ensure_ascii=False)[:100_000] if where else None
+            self._record_read(cube, ids, "list", actor, record_read, query=query, as_of=None if as_of is None else end)
+        return page
 
     def _record_read(
         self,

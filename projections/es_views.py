@@ -19,7 +19,7 @@ the same documents with the same content, so the end state equals a single appli
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import elasticsearch
@@ -27,7 +27,7 @@ import numpy as np
 
 from ledger.errors import BackendUnavailable, InvalidRequest, LedgerError, unavailable_on
 from ledger.events import Event
-from ledger.memory_state import Erasure, MemoryState, Opener, erasure_of
+from ledger.memory_state import SCOPE_KEYS, Erasure, MemoryState, Opener, erasure_of, scope_of
 from projections.base import OPEN, Hit
 from projections.es_compat import DEFAULT_COMPATIBLE_WITH, check_compatible_with, es_client
 from projections.version_tracker import VersionChange, VersionTracker, version_id
@@ -60,6 +60,9 @@ def exact_top_k(query: Any, rows: Sequence[tuple[str, Sequence[float]]], k: int)
     return [(mid, float(score)) for mid, score in ranked[:k]]
 
 
+MAX_TERMS = 60_000  # ids in one terms filter (Elasticsearch's index.max_terms_count is 65,536)
+
+
 class ElasticsearchViewError(LedgerError):
     """Elasticsearch refused a write or could not be reached."""
 
@@ -76,6 +79,9 @@ _WHERE = "the Elasticsearch view ({self.prefix}-*)"
 
 class ElasticsearchView:
     """Temporal keyword (BM25) and vector (dense_vector kNN) view of memories on Elasticsearch."""
+
+    filters_inside = True  # vector_search takes ``allowed`` and ``scopes`` (pre-filtered kNN)
+    filters_scopes = True
 
     def __init__(
         self,
@@ -117,6 +123,7 @@ class ElasticsearchView:
             "version": {"type": "long"},
             "updated_by": {"type": "keyword"},
             "metadata": {"type": "object", "enabled": False},
+            **{key: {"type": "keyword"} for key in SCOPE_KEYS},  # scope ids: filtered inside the kNN search
         }
         if self.embedder is not None:
             props["embedding"] = {
@@ -134,6 +141,9 @@ class ElasticsearchView:
         try:
             if not self.es.indices.exists(index=self.versions_index):
                 self.es.options(ignore_status=400).indices.create(index=self.versions_index, mappings=self._mappings())
+            else:  # an index made before the scope fields: add them (new versions carry them)
+                scopes = {key: {"type": "keyword"} for key in SCOPE_KEYS}
+                self.es.options(ignore_status=400).indices.put_mapping(index=self.versions_index, properties=scopes)
             if not self.es.indices.exists(index=self.meta_index):
                 self.es.options(ignore_status=400).indices.create(
                     index=self.meta_index, mappings={"properties": {"offset": {"type": "long"}}}
@@ -211,6 +221,7 @@ class ElasticsearchView:
             "searchable": searchable,
             "version": s.version,
             "updated_by": s.updated_by,
+            **scope_of(s.metadata),
         }
 
     def _actions(self, events: Sequence[Event]) -> list[dict[str, Any]]:
@@ -292,8 +303,18 @@ class ElasticsearchView:
 
     # -- queries ---------------------------------------------------------------------------
     @staticmethod
-    def _filters(cubes: Sequence[str] | None, as_of: int | None, states: Iterable[str] | None) -> list[dict]:
+    def _filters(
+        cubes: Sequence[str] | None,
+        as_of: int | None,
+        states: Iterable[str] | None,
+        allowed: Collection[str] | None = None,
+        scopes: Mapping[str, Collection[str]] | None = None,
+    ) -> list[dict]:
         out: list[dict[str, Any]] = [{"term": {"searchable": True}}]
+        for key, values in sorted((scopes or {}).items()):  # the scope keyword fields
+            out.append({"terms": {key: sorted(values)}})
+        if allowed is not None:
+            out.append({"terms": {"memory_id": sorted(allowed)}})
         if as_of is None:  # current versions; ">= OPEN" also holds where numbers are doubles
             out.append({"range": {"valid_to": {"gte": OPEN}}})
         else:
@@ -332,9 +353,23 @@ class ElasticsearchView:
         cubes: Sequence[str] | None = None,
         as_of: int | None = None,
         states: Iterable[str] | None = None,
+        allowed: Collection[str] | None = None,
+        scopes: Mapping[str, Collection[str]] | None = None,
     ) -> list[Hit]:
         """Top ``k`` by cosine over the versions current at ``as_of``: HNSW candidates (float32, no quantisation),
-        ``RESCORE_FACTOR`` per hit, rescored exactly from their stored vectors; scores are true cosines."""
+        ``RESCORE_FACTOR`` per hit, rescored exactly from their stored vectors; scores are true cosines.
+
+        ``allowed`` (memory ids) and ``scopes`` (scope key -> values, necessary conditions of a
+        filter) filter inside the kNN search (Elasticsearch's pre-filtered kNN), so ``k`` hits
+        come back whenever ``k`` allowed versions have a vector."""
+        if allowed is not None and len(allowed) > MAX_TERMS:  # one kNN per chunk of ids; the best k of all
+            ids = sorted(allowed)
+            hits = [
+                h
+                for i in range(0, len(ids), MAX_TERMS)
+                for h in self.vector_search(query_vector, k, cubes, as_of, states, ids[i : i + MAX_TERMS], scopes)
+            ]
+            return sorted(hits, key=lambda h: (-h[1], h[0]))[:k]
         if self.embedder is None:
             raise InvalidRequest(f"view {self.name!r} was built without an embedder; it has no vectors")
         if k <= 0 or (cubes is not None and not cubes):
@@ -354,7 +389,7 @@ class ElasticsearchView:
                 "query_vector": [float(x) for x in q],
                 "k": candidates,
                 "num_candidates": num_candidates,
-                "filter": {"bool": {"filter": self._filters(cubes, as_of, states)}},
+                "filter": {"bool": {"filter": self._filters(cubes, as_of, states, allowed, scopes)}},
             },
         )
         return exact_top_k(q, [(h["_source"]["memory_id"], h["_source"]["embedding"]) for h in r["hits"]["hits"]], k)

@@ -29,13 +29,21 @@ import neo4j
 from ledger import events as ev
 from ledger.errors import InvalidRequest, unavailable_on
 from ledger.events import Event
-from ledger.memory_state import Opener, erasure_of
+from ledger.memory_state import SCOPE_KEYS, Opener, erasure_of
 from projections.base import OPEN, Hit
 from projections.graph_walk import spread
 from projections.text_analysis import entities
 from projections.version_tracker import VersionTracker, version_id
 
 MERGE_RELATION = "merged_from"
+
+
+def scope_list(metadata: dict[str, Any], key: str) -> list[str]:
+    """A version node's scope property: the string ids of ``metadata[key]`` (a list; empty if none)."""
+    v = metadata.get(key)
+    return [x for x in (v if isinstance(v, list) else [v]) if isinstance(x, str)]
+
+
 _NS = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,40}$")
 
 
@@ -97,6 +105,7 @@ class Neo4jGraphView:
         stmts = [
             f"CREATE CONSTRAINT IF NOT EXISTS FOR (n:{self.V}) REQUIRE n.vid IS UNIQUE",
             f"CREATE INDEX IF NOT EXISTS FOR (n:{self.V}) ON (n.memory_id)",
+            *(f"CREATE INDEX IF NOT EXISTS FOR (n:{self.V}) ON (n.{key})" for key in SCOPE_KEYS),
             f"CREATE CONSTRAINT IF NOT EXISTS FOR (n:{self.E}) REQUIRE n.name IS UNIQUE",
             f"CREATE CONSTRAINT IF NOT EXISTS FOR (n:{self.M}) REQUIRE n.memory_id IS UNIQUE",
         ]
@@ -158,6 +167,7 @@ class Neo4jGraphView:
                 "valid_from": ch.offset,
                 "valid_to": OPEN,
                 "entities": sorted(self.entities(s.text or "")) if live else [],
+                **{k: scope_list(s.metadata, k) for k in SCOPE_KEYS},
             }
         rels: list[dict[str, Any]] = []
         forgotten: list[dict[str, Any]] = []
@@ -207,7 +217,8 @@ class Neo4jGraphView:
             tx.run(
                 f"UNWIND $rows AS r MERGE (v:{self.V} {{vid: r.vid}}) "
                 "SET v.memory_id = r.memory_id, v.cube = r.cube, v.state = r.state, v.subject = r.subject, "
-                "v.exists = r.exists, v.valid_from = r.valid_from, v.valid_to = r.valid_to",
+                "v.exists = r.exists, v.valid_from = r.valid_from, v.valid_to = r.valid_to, "
+                "v.user_id = r.user_id, v.agent_id = r.agent_id, v.run_id = r.run_id",
                 rows=plan["versions"],
             ).consume()
             mentions = [{"vid": v["vid"], "name": n} for v in plan["versions"] for n in v["entities"]]

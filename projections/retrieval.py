@@ -1,7 +1,9 @@
 """Hybrid retrieval: keyword + vector candidates, fused, expanded over the graph, reranked.
 
 1. Candidates: the keyword view (temporal BM25) and, when configured, the vector view (cosine
-   of the query embedding), each filtered by cube, lifecycle state, metadata and ``as_of``.
+   of the query embedding), each filtered by cube, lifecycle state, ``as_of`` and the ``where``
+   filter (a pre-filter: the record view selects the matching memories through its scope index
+   and each retriever ranks only those).
 2. Fusion: each list's scores are divided by its best score and summed with weights
    (CombSUM). Reciprocal rank fusion is available (``fusion="rrf"``) but measured worse on
    LoCoMo, where one retriever is often confident and the other is not.
@@ -32,6 +34,7 @@ import numpy as np
 from ledger.errors import InvalidRequest, present
 from ledger.lifecycle import SEARCHABLE_BY_DEFAULT, check_state
 from ledger.memory_state import MemoryState
+from ledger.rules.filters import Filter, record_of, scope_pins
 from projections.base import OPEN, GraphSearch, Hit, VectorSearch
 from projections.query_intent import asks_when, mentions_time
 from projections.text_analysis import entities, term_frequencies, terms
@@ -113,27 +116,6 @@ def _scale(hits: Sequence[Hit], normalise: str) -> tuple[float, float]:
     return top, 0.0
 
 
-def metadata_matches(meta: Mapping[str, Any], wanted: Mapping[str, Any] | None) -> bool:
-    """Python twin of the keyword view's SQL metadata filter (top-level equality)."""
-    if not wanted:
-        return True
-    for key, value in wanted.items():
-        if key not in meta:
-            return False
-        have = meta[key]
-        if value is None:
-            if have is not None:
-                return False
-            continue
-        if isinstance(have, bool):
-            have = int(have)
-        if isinstance(value, bool):
-            value = int(value)
-        if have != value or isinstance(have, dict | list):
-            return False
-    return True
-
-
 def resolve_states(states: Iterable[str] | None, all_states: bool = False) -> list[str] | None:
     """The lifecycle states to search: explicit ones, every state, or the default (not merged/archived)."""
     if all_states:
@@ -169,16 +151,19 @@ class Retriever:
         k: int = 10,
         as_of: int | None = None,
         states: Iterable[str] | None = None,
-        metadata: Mapping[str, Any] | None = None,
+        where: Filter | None = None,
         all_states: bool = False,
         overlay: Mapping[str, MemoryState | None] | None = None,
         query_vector: Sequence[float] | None = None,
+        min_score: float | None = None,
     ) -> list[SearchHit]:
         """Top ``k`` memories for ``query`` as of offset ``as_of`` (None: head).
 
         ``states`` None searches generated, activated and frozen memories (merged and archived
-        ones only when asked, or with ``all_states``); ``metadata`` keeps memories whose
-        top-level metadata equals every given value.
+        ones only when asked, or with ``all_states``). ``where`` (``ledger.rules.filters``) is a
+        pre-filter: the record view selects the matching memories first (through its scope
+        index) and every retriever ranks only those, so ``k`` hits come back whenever ``k``
+        matching memories match the query. ``min_score`` drops hits whose fused score is lower.
         """
         if not isinstance(query, str) or not query.strip():
             raise InvalidRequest("search query must be a non-empty string")
@@ -188,33 +173,64 @@ class Retriever:
         wanted = resolve_states(states, all_states)
         overlay = overlay or {}
         n = max(w.candidates, 2 * k)
-        branch_states = self._overlay_candidates(overlay, cubes, wanted, metadata)
+        flt = where if where is not None and where.source else None
+        allowed = None if flt is None else self.keyword.matching(flt, as_of, cubes, wanted)
+        branch_states = self._overlay_candidates(overlay, cubes, wanted, flt)
         branch_texts = {m: s.text or "" for m, s in branch_states.items()}
         signals: dict[str, dict[str, float]] = defaultdict(dict)
 
-        kw = self.keyword.keyword_search(query, n, cubes, as_of, wanted, metadata, exclude=overlay)
+        kw = self.keyword.keyword_search(query, n, cubes, as_of, wanted, allowed, exclude=overlay)
         if branch_texts:
             kw = _merge_ranked(kw, self.keyword.score_texts(query, branch_texts, cubes, as_of), n)
         lists: dict[str, list[Hit]] = {"keyword": kw}
         if self.vector is not None and self.embed_query is not None:
             qv = query_vector if query_vector is not None else self.embed_query(query)
-            vec = self.vector.vector_search(qv, n + len(overlay), cubes, as_of, wanted)
+            vec = self._vector(qv, n + len(overlay), cubes, as_of, wanted, allowed, flt)
             vec = [(m, s) for m, s in vec if m not in overlay]
-            if metadata:
-                rows = self.keyword.versions_at([m for m, _ in vec], as_of)
-                vec = [(m, s) for m, s in vec if m in rows and metadata_matches(rows[m].metadata, metadata)]
             if branch_states and self.embed_texts is not None:
                 vec = _merge_ranked(vec, self._cosine(qv, branch_states), n)
             lists["vector"] = vec[:n]
         fused = self._fuse(lists, signals)
         if w.prf_weight > 0 and w.prf_docs > 0 and fused:
-            self._feedback(query, fused, lists, signals, cubes, as_of, wanted, metadata, overlay, branch_texts)
+            self._feedback(query, fused, lists, signals, cubes, as_of, wanted, allowed, overlay, branch_texts)
         if self.graph is not None and fused:
-            self._graph(query, fused, signals, cubes, as_of, wanted, metadata, overlay)
+            self._graph(query, fused, signals, cubes, as_of, wanted, allowed, overlay)
         if fused and ((w.speaker_boost != 1.0 and w.speaker_keys) or (w.time_boost != 1.0 and asks_when(query))):
             self._focus(query, fused, signals, as_of, branch_states)
         ranked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
+        if min_score is not None:
+            ranked = [(m, s) for m, s in ranked if s >= min_score]
         return self._hits(ranked[:k], signals, as_of, branch_states)
+
+    def _vector(
+        self,
+        qv: Sequence[float],
+        n: int,
+        cubes: Sequence[str] | None,
+        as_of: int | None,
+        states: list[str] | None,
+        allowed: Mapping[str, int | None] | None,
+        flt: Filter | None,
+    ) -> list[Hit]:
+        """The vector list: pre-filtered inside the view when it can be (``filters_inside``), else
+        over-fetched until ``n`` allowed memories are found or the view has no more."""
+        vector: Any = self.vector
+        if allowed is None:
+            return list(vector.vector_search(qv, n, cubes, as_of, states))
+        if not allowed:
+            return []
+        if getattr(vector, "filters_inside", False):
+            kwargs: dict[str, Any] = {"allowed": allowed}
+            if getattr(vector, "filters_scopes", False) and flt is not None:
+                kwargs["scopes"] = scope_pins(flt.source)
+            return list(vector.vector_search(qv, n, cubes, as_of, states, **kwargs))
+        want = n
+        while True:
+            got = vector.vector_search(qv, want, cubes, as_of, states)
+            kept = [(m, s) for m, s in got if m in allowed]
+            if len(kept) >= n or len(got) < want:
+                return kept[:n]
+            want *= 4
 
     def _fuse(self, lists: Mapping[str, list[Hit]], signals: dict[str, dict[str, float]]) -> dict[str, float]:
         w = self.weights
@@ -226,7 +242,7 @@ class Retriever:
                 signals[mid][name] = score
                 if w.fusion == "rrf":
                     fused[mid] += weight_of[name] / (w.rrf_k + rank)
-                elif top > low:
+                elif top > low and score > 0:  # a candidate: some retriever finds it relevant at all
                     fused[mid] += weight_of[name] * max(score - low, 0.0) / (top - low)
         if w.fusion != "rrf":
             # a candidate missing from a full list scored at most that list's last score: credit it so
@@ -252,7 +268,7 @@ class Retriever:
         cubes: Sequence[str] | None,
         as_of: int | None,
         states: list[str] | None,
-        metadata: Mapping[str, Any] | None,
+        allowed: Mapping[str, int | None] | None,
         overlay: Mapping[str, MemoryState | None],
         branch_texts: Mapping[str, str],
     ) -> None:
@@ -275,14 +291,16 @@ class Retriever:
             return
         n = max(w.candidates, 1)
         if w.prf_retrieve:
-            extra = self.keyword.search_terms(expansion, n, cubes, as_of, states, metadata, exclude=overlay)
+            extra = self.keyword.search_terms(expansion, n, cubes, as_of, states, allowed, exclude=overlay)
         else:
             rescored = self.keyword.score_memories(
                 expansion, [m for m in fused if m not in overlay], cubes, as_of, stats
             )
             extra = sorted(rescored.items(), key=lambda kv: (-kv[1], kv[0]))
-        if branch_texts:
-            extra = _merge_ranked(extra, self.keyword.score_texts("", branch_texts, cubes, as_of, expansion), n)
+        # a branch's own versions as main's memories: without prf_retrieve only the candidates are rescored
+        own = branch_texts if w.prf_retrieve else {m: t for m, t in branch_texts.items() if m in fused}
+        if own:
+            extra = _merge_ranked(extra, self.keyword.score_texts("", own, cubes, as_of, expansion), n)
         kw_top = max((s for _, s in lists.get("keyword", [])), default=0.0)
         if kw_top <= 0:
             return
@@ -299,7 +317,7 @@ class Retriever:
         cubes: Sequence[str] | None,
         as_of: int | None,
         states: list[str] | None,
-        metadata: Mapping[str, Any] | None,
+        allowed: Mapping[str, int | None] | None,
         overlay: Mapping[str, MemoryState | None],
     ) -> None:
         """Entity focus, then spreading scores over links, merges and (optionally) co-mentions."""
@@ -343,7 +361,7 @@ class Retriever:
                     row is None
                     or not row.exists
                     or (states is not None and row.state not in states)
-                    or not metadata_matches(row.metadata, metadata)
+                    or (allowed is not None and mid not in allowed)
                     or (cubes is not None and row.cube not in cubes)
                 ):
                     continue
@@ -397,7 +415,7 @@ class Retriever:
         overlay: Mapping[str, MemoryState | None],
         cubes: Sequence[str] | None,
         states: list[str] | None,
-        metadata: Mapping[str, Any] | None,
+        flt: Filter | None,
     ) -> dict[str, MemoryState]:
         out = {}
         for mid, s in overlay.items():
@@ -407,7 +425,7 @@ class Retriever:
                 continue
             if states is not None and s.state not in states:
                 continue
-            if not metadata_matches(s.metadata, metadata):
+            if flt is not None and not flt.matches(record_of(s)):
                 continue
             out[mid] = s
         return out

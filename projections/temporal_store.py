@@ -25,10 +25,23 @@ import orjson
 
 from ledger import events as ev
 from ledger.events import Event
-from ledger.memory_state import CONTENT_EVENTS, MEMORY_EVENTS, Erasure, MemoryState, Opener, apply_event, erasure_of
+from ledger.memory_state import (
+    CONTENT_EVENTS,
+    MEMORY_EVENTS,
+    SCOPE_KEYS,
+    Erasure,
+    MemoryState,
+    Opener,
+    apply_event,
+    erasure_of,
+)
+from ledger.rules.filters import BUILTIN_FIELDS, Filter, fields_of, record_of, scope_pins
 from ledger.storage.file_modes import private_dir
 from ledger.storage.sqlite_pool import WAL_PRAGMAS, ThreadConnections, dropping_without_zeroing, immediate
 from projections.base import OPEN, VersionRow
+
+MAX_PIN_VALUES = 500  # scope values bound in one index lookup
+_COLUMN_FIELDS = frozenset({"id", "cube", "state", "subject"})  # filter fields a version row has as columns
 
 _BASE_DDL = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;
@@ -48,6 +61,13 @@ CREATE TABLE IF NOT EXISTS versions(
 CREATE INDEX IF NOT EXISTS versions_mem ON versions(memory_id, valid_to);
 CREATE INDEX IF NOT EXISTS versions_text ON versions(text_id, valid_from, valid_to);
 CREATE INDEX IF NOT EXISTS versions_subject ON versions(subject) WHERE subject IS NOT NULL;
+CREATE TABLE IF NOT EXISTS version_scopes(
+  vid INTEGER NOT NULL,
+  key TEXT NOT NULL,
+  value TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS version_scopes_value ON version_scopes(key, value, vid);
+CREATE INDEX IF NOT EXISTS version_scopes_vid ON version_scopes(vid);
 CREATE TABLE IF NOT EXISTS texts(
   text_id INTEGER PRIMARY KEY,
   memory_id TEXT NOT NULL,
@@ -91,7 +111,7 @@ class TemporalSqliteView:
     """Base of the embedded views. Subclasses add tables and index new texts and events."""
 
     name = "temporal"
-    layout = "temporal-2"  # stored in meta; a file of another layout is dropped and folded again
+    layout = "temporal-3"  # stored in meta; a file of another layout is dropped and folded again
     rebuild_batch_size = 10_000  # events per transaction when folding the whole log (``projections.base.rebuild``)
     store_text = False  # keep the text itself in ``texts`` (the keyword view does, to show hits)
 
@@ -233,9 +253,11 @@ class TemporalSqliteView:
         self._buf_versions: dict[int, list[Any]] = {}
         self._buf_closes: list[tuple[int, int]] = []
         self._buf_texts: list[tuple[Any, ...]] = []
+        self._buf_scopes: list[tuple[int, str, str]] = []
 
     def _discard_buffers(self) -> None:
         self._buf_versions, self._buf_closes, self._buf_texts = {}, [], []
+        self._buf_scopes = []
 
     def _flush(self, c: sqlite3.Connection) -> None:
         """Write the buffered rows of the batch (called before a purge and at the end)."""
@@ -249,6 +271,8 @@ class TemporalSqliteView:
             )
         if self._buf_closes:
             c.executemany("UPDATE versions SET valid_to = ? WHERE vid = ?", self._buf_closes)
+        if self._buf_scopes:
+            c.executemany("INSERT INTO version_scopes(vid, key, value) VALUES (?,?,?)", self._buf_scopes)
         self._flush_extra(c)
         self._discard_buffers()
 
@@ -329,6 +353,7 @@ class TemporalSqliteView:
                 orjson.dumps(new.metadata).decode(),
                 state_blob(new),
             ]
+            self._buf_scopes += scope_rows(vid, new.metadata)
             cur = Current(vid, new, text_id, text_len)
             cache[mid] = cur
             self._on_version(c, cur, prev, e)
@@ -383,6 +408,10 @@ class TemporalSqliteView:
         self._purge_texts(c, text_ids, mids)
         for chunk in _chunks(mids, 500):
             marks = ",".join("?" * len(chunk))
+            c.execute(
+                f"DELETE FROM version_scopes WHERE vid IN (SELECT vid FROM versions WHERE memory_id IN ({marks}))",
+                chunk,
+            )
             c.execute(f"DELETE FROM versions WHERE memory_id IN ({marks})", chunk)
             c.execute(f"DELETE FROM texts WHERE memory_id IN ({marks})", chunk)
         for mid in mids:
@@ -438,6 +467,60 @@ class TemporalSqliteView:
                 )
         return out
 
+    def matching(
+        self,
+        flt: Filter,
+        as_of: int | None = None,
+        cubes: Sequence[str] | None = None,
+        states: Iterable[str] | None = None,
+    ) -> dict[str, int | None]:
+        """The memories (id -> text id) whose version current at ``as_of`` (None: head) exists, is
+        in ``cubes`` and ``states`` (None: any) and matches ``flt``: the pre-filter of a filtered
+        search. Scope pins of the filter (``ledger.rules.filters.scope_pins``) are answered by the
+        scope index; every remaining candidate is checked against the whole filter."""
+        at = OPEN - 1 if as_of is None else as_of
+        # a filter on metadata, id, cube, state or subject reads the metadata column, not the whole state
+        whole = any(f in BUILTIN_FIELDS and f not in _COLUMN_FIELDS for f in fields_of(flt.source))
+        sql = (
+            f"SELECT v.memory_id, v.text_id, v.cube, v.state, v.subject, {'v.blob' if whole else 'v.meta'} "
+            "FROM versions v WHERE v.valid_from <= ? AND v.valid_to > ? AND v.exists_ = 1"
+        )
+        args: list[Any] = [at, at]
+        if cubes is not None:
+            sql += f" AND v.cube IN ({','.join('?' * len(cubes))})"
+            args += list(cubes)
+        if states is not None:
+            wanted = list(states)
+            sql += f" AND v.state IN ({','.join('?' * len(wanted))})"
+            args += wanted
+        for key, values in sorted(scope_pins(flt.source).items()):
+            if not values:
+                return {}
+            vals = sorted(values)[:MAX_PIN_VALUES]
+            if len(vals) < len(values):
+                continue  # too many to bind: the filter itself decides
+            sql += (
+                " AND v.vid IN (SELECT s.vid FROM version_scopes s WHERE s.key = ? "
+                f"AND s.value IN ({','.join('?' * len(vals))}))"
+            )
+            args += [key, *vals]
+        out: dict[str, int | None] = {}
+        for mid, text_id, cube, state, subject, data in self.conn().execute(sql, args):
+            if whole:
+                record = record_of(state_from_blob(data, None))
+            else:
+                record = {"id": mid, "cube": cube, "state": state, "subject": subject, "metadata": orjson.loads(data)}
+            if flt.matches(record):
+                out[mid] = text_id
+        return out
+
+    def matching_states(
+        self, flt: Filter, as_of: int | None = None, cubes: Sequence[str] | None = None
+    ) -> list[MemoryState]:
+        """The whole state (text included, where the view stores it) of every memory ``matching``
+        selects: a filtered listing answered by the view instead of a fold of the log."""
+        return [r.full() for r in self.versions_at(self.matching(flt, as_of, cubes), as_of).values()]
+
     def memories_at(self, as_of: int | None = None, cubes: Sequence[str] | None = None) -> dict[str, MemoryState]:
         """Every memory (with ``exists``) current at ``as_of``: the view's answer to ``fold``."""
         at = OPEN - 1 if as_of is None else as_of
@@ -454,6 +537,17 @@ class TemporalSqliteView:
             s = state_from_blob(blob, text)
             out[s.memory_id] = s
         return out
+
+
+def scope_rows(vid: int, metadata: dict[str, Any]) -> list[tuple[int, str, str]]:
+    """The scope index rows of a version: one per string value (or list element) of each scope key."""
+    out = []
+    for key in SCOPE_KEYS:
+        v = metadata.get(key)
+        for x in v if isinstance(v, list) else [v]:
+            if isinstance(x, str):
+                out.append((vid, key, x))
+    return out
 
 
 def _chunks(items: list[Any], n: int) -> Iterable[list[Any]]:

@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 
-from ledger.errors import InvalidRequest
 from ledger.events import Event
 from ledger.memory_state import MemoryState, Opener
 from ledger.storage.sqlite_pool import immediate
@@ -62,26 +61,6 @@ class CorpusStats:
 def idf(n: int, df: int) -> float:
     """BM25 inverse document frequency (the non-negative Lucene form)."""
     return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
-
-
-def metadata_clause(metadata: Mapping[str, Any] | None, alias: str = "v") -> tuple[str, list[Any]]:
-    """SQL conditions for equality filters on top-level metadata keys."""
-    if not metadata:
-        return "", []
-    sql, args = "", list[Any]()
-    for key, value in metadata.items():
-        if not isinstance(key, str) or '"' in key:
-            raise InvalidRequest(f"bad metadata filter key {key!r}")
-        path = f'$."{key}"'
-        if value is None:
-            sql += f" AND json_type({alias}.meta, ?) = 'null'"
-            args.append(path)
-        elif isinstance(value, bool | int | float | str):
-            sql += f" AND json_extract({alias}.meta, ?) = ?"
-            args += [path, int(value) if isinstance(value, bool) else value]
-        else:
-            raise InvalidRequest(f"metadata filter on {key!r}: values must be strings, numbers, booleans or null")
-    return sql, args
 
 
 def bm25(w: float, tf: np.ndarray, dl: np.ndarray, norm: float) -> np.ndarray:
@@ -381,15 +360,17 @@ class KeywordView(TemporalSqliteView):
         cubes: Sequence[str] | None = None,
         as_of: int | None = None,
         states: Iterable[str] | None = None,
-        metadata: Mapping[str, Any] | None = None,
+        allowed: Mapping[str, int | None] | None = None,
         exclude: Iterable[str] = (),
     ) -> list[Hit]:
         """Top ``k`` memories by BM25 of their version current at ``as_of`` (None: head).
 
-        ``states`` None means every lifecycle state; ``metadata`` filters on equality of
-        top-level keys; ``exclude`` drops memory ids (e.g. those a branch overlay replaces).
+        ``states`` None means every lifecycle state; ``allowed`` (memory id -> text id, from
+        :meth:`matching`) is a pre-filter: only those memories are ranked, so ``k`` hits come back
+        whenever ``k`` allowed memories match the query; ``exclude`` drops memory ids (e.g. those
+        a branch overlay replaces).
         """
-        return self.search_terms(terms(query), k, cubes, as_of, states, metadata, exclude)
+        return self.search_terms(terms(query), k, cubes, as_of, states, allowed, exclude)
 
     def search_terms(
         self,
@@ -398,14 +379,14 @@ class KeywordView(TemporalSqliteView):
         cubes: Sequence[str] | None = None,
         as_of: int | None = None,
         states: Iterable[str] | None = None,
-        metadata: Mapping[str, Any] | None = None,
+        allowed: Mapping[str, int | None] | None = None,
         exclude: Iterable[str] = (),
     ) -> list[Hit]:
         """:meth:`keyword_search` for already analysed terms (e.g. a query expansion)."""
-        if k <= 0:
+        if k <= 0 or (allowed is not None and not allowed):
             return []
         with self._reading(cubes, as_of) as scope:
-            return self._search(scope, qterms, k, states, metadata, exclude)
+            return self._search(scope, qterms, k, states, allowed, exclude)
 
     def _search(
         self,
@@ -413,7 +394,7 @@ class KeywordView(TemporalSqliteView):
         qterms: Sequence[str],
         k: int,
         states: Iterable[str] | None,
-        metadata: Mapping[str, Any] | None,
+        allowed: Mapping[str, int | None] | None,
         exclude: Iterable[str],
     ) -> list[Hit]:
         stats, ids = self._corpus_stats(scope, qterms)
@@ -421,8 +402,12 @@ class KeywordView(TemporalSqliteView):
             return []
         norm = K1 / stats.avgdl if stats.avgdl else 0.0
         text_ids, scores = self._score(scope, {ids[t]: w for t, w in stats.idf.items()}, norm)
+        if allowed is not None:  # pre-filter: rank only the texts of the allowed memories' versions
+            keep = np.isin(text_ids, np.fromiter((t for t in allowed.values() if t is not None), np.int64))
+            text_ids, scores = text_ids[keep], scores[keep]
+            if not len(text_ids):
+                return []
         state_sql, state_args = _state_clause(states)
-        meta_sql, meta_args = metadata_clause(metadata)
         excluded = set(exclude)
         at = scope.at
         # rank every text current at ``at`` (exact BM25 over the terms' whole posting lists), then
@@ -445,10 +430,10 @@ class KeywordView(TemporalSqliteView):
                 marks = ",".join("?" * len(chunk))
                 for tid, mid in scope.c.execute(
                     f"SELECT v.text_id, v.memory_id FROM versions v WHERE v.text_id IN ({marks}) "
-                    f"AND v.valid_from <= ? AND v.valid_to > ? AND v.exists_ = 1{state_sql}{meta_sql}",
-                    (*chunk, at, at, *state_args, *meta_args),
+                    f"AND v.valid_from <= ? AND v.valid_to > ? AND v.exists_ = 1{state_sql}",
+                    (*chunk, at, at, *state_args),
                 ):
-                    if mid not in excluded:
+                    if mid not in excluded and (allowed is None or mid in allowed):
                         found.append((mid, by_text[tid]))
             found.sort(key=lambda h: (-h[1], h[0]))
             if len(top) == len(scores) or (len(found) >= k and scored[-1][1] < found[k - 1][1]):

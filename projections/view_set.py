@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -34,7 +35,9 @@ from ledger.api import Ledger
 from ledger.config import resolve
 from ledger.errors import InvalidRequest
 from ledger.events import NewEvent
+from ledger.listing import Page
 from ledger.memory_state import MemoryState
+from ledger.rules.filters import Filter, conjunction, from_metadata_equality, parse_filter
 from projections import view_health
 from projections.base import GraphSearch, Projection, VectorSearch, catch_up, rebuild
 from projections.graph_view import GraphView
@@ -311,22 +314,53 @@ class ViewSet:
         record_read: bool | None = None,
         overlay: Mapping[str, MemoryState | None] | None = None,
         branch: str | None = None,
+        where: dict[str, Any] | None = None,
+        min_score: float | None = None,
     ) -> list[SearchHit]:
         """Hybrid search (see ``projections.retrieval``); records a ``memory.read`` per cube when
-        an ``actor`` is given, as ``Ledger.get`` does."""
+        an ``actor`` is given, as ``Ledger.get`` does.
+
+        ``where`` is a filter of ``ledger.rules.filters`` (applied inside the views, before
+        ranking); ``metadata`` is the older equality-only form (``{"k": v}`` means
+        ``{"metadata.k": v}``), combined with ``where`` by and. ``min_score`` drops hits whose
+        fused score is lower (see ``SearchHit.score`` in docs/projections.md for its scale)."""
         if not isinstance(k, int) or isinstance(k, bool) or k < 1 or k > 1000:
             raise InvalidRequest(f"k must be an integer between 1 and 1000, not {k!r}")
+        flt = conjunction(parse_filter(where, "where"), parse_filter(from_metadata_equality(metadata), "metadata"))
+        min_score = check_min_score(min_score)
         offset = None if as_of is None else self.ledger.resolve_as_of(as_of)
         cubes = [cube] if isinstance(cube, str) else (list(cube) if cube is not None else None)
 
         def run() -> list[SearchHit]:
             self.catch_up()
-            return self.retriever.search(query, cubes, k, offset, states, metadata, all_states, overlay)
+            return self.retriever.search(query, cubes, k, offset, states, flt, all_states, overlay, min_score=min_score)
 
         hits = self._guard(run)
         self._provenance(hits)
         self._record(hits, cubes, query, actor, record_read, offset, branch)
         return hits
+
+    def list_memories(
+        self,
+        cube: str,
+        where: dict[str, Any] | None = None,
+        as_of: int | str | None = None,
+        limit: int = 100,
+        after: str | None = None,
+        actor: str | None = None,
+        record_read: bool | None = None,
+    ) -> Page:
+        """``Ledger.list_memories`` answered by the record (keyword) view, caught up first: the
+        filter's scope pins go through the view's scope index instead of a fold of the cube."""
+        keyword = self.views["keyword"]
+        if not isinstance(keyword, KeywordView):
+            raise InvalidRequest("a view set needs the embedded keyword view (it holds the memory records)")
+
+        def states_at(c: str, end: int, flt: Filter) -> list[MemoryState]:
+            self.catch_up(to=None)
+            return self._guard(lambda: keyword.matching_states(flt, end, [c]))
+
+        return self.ledger.list_memories(cube, where, as_of, limit, after, actor, record_read, states_at=states_at)
 
     def _provenance(self, hits: list[SearchHit]) -> None:
         for h in hits:
@@ -362,6 +396,15 @@ class ViewSet:
             batch.append(NewEvent(cube, ev.MEMORY_READ, payload, actor or "anonymous"))
         if batch:
             self.ledger.log.append(batch)
+
+
+def check_min_score(min_score: Any) -> float | None:
+    """A relevance cutoff: None, or a finite number."""
+    if min_score is None:
+        return None
+    if isinstance(min_score, bool) or not isinstance(min_score, int | float) or not math.isfinite(min_score):
+        raise InvalidRequest(f"min_score must be a finite number, not {min_score!r}")
+    return float(min_score)
 
 
 def _vector_schema() -> str:

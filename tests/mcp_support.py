@@ -84,6 +84,10 @@ async def every_tool(client: Client, cube: str | None) -> dict[str, Any]:
     assert hits[0]["id"] == tea["id"] and hits[0]["text"] == "Alice prefers green tea"
     only = await call(client, "search_memories", query="Alice", metadata={"user_id": "alice"}, k=3)
     assert [h["id"] for h in only["hits"]] == [tea["id"]]
+    scoped = await call(
+        client, "search_memories", query="Alice", where={"user_id": {"$in": ["alice"]}}, k=1, min_score=0
+    )
+    assert [h["id"] for h in scoped["hits"]] == [tea["id"]]
     past = await call(client, "search_memories", query="Lisbon", as_of=str(home["offset"] - 1))
     assert past["hits"] == []
     got = await call(client, "get_memory", memory_id=home["id"])
@@ -96,6 +100,8 @@ async def every_tool(client: Client, cube: str | None) -> dict[str, Any]:
     assert [v["text"] for v in versions] == ["Alice lives in Lisbon", "Alice moved to Porto"]
     listed = await call(client, "list_memories", **named)
     assert sorted(m["id"] for m in listed["memories"]) == sorted([tea["id"], home["id"]])
+    filtered = await call(client, "list_memories", where={"user_id": "alice"}, limit=1, **named)
+    assert [m["id"] for m in filtered["memories"]] == [tea["id"]] and filtered["next_cursor"] is None
     moved = await call(client, "set_memory_state", memory_id=tea["id"], state="activated", reason="in use")
     assert moved["state"] == "activated"
     cubes = await call(client, "list_cubes")

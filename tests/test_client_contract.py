@@ -183,18 +183,49 @@ def test_search_with_filters_as_of_and_states(client):
         client.search("tea", cubes=[fresh("unknown")])
 
 
-def test_list_memories_pages_by_id(client):
+def test_list_memories_pages_in_creation_order_with_an_opaque_cursor(client):
     cube = fresh()
-    ids = sorted(client.add(cube=cube, text=f"memory {i}").id for i in range(3))
+    ids = [client.add(cube=cube, text=f"memory {i}", metadata={"user_id": f"u{i % 2}"}).id for i in range(3)]
     first = client.list_memories(cube, limit=2)
-    assert [m.id for m in first.memories] == ids[:2] and first.next_after == ids[1]
-    second = client.list_memories(cube, limit=2, after=first.next_after)
+    assert [m.id for m in first.memories] == ids[:2] and first.next_cursor not in (None, *ids)
+    second = client.list_memories(cube, limit=2, after=first.next_cursor)
     assert [m.id for m in second.memories] == ids[2:] and second.next_after is None
     client.change_state(ids[0], "activated")
     assert [m.id for m in client.list_memories(cube, state="activated").memories] == [ids[0]]
     assert client.list_memories(cube, as_of=first.as_of).as_of == first.as_of
     with pytest.raises(NotFound):
         client.list_memories(fresh("unknown"))
+
+
+def test_list_memories_with_a_filter(client):
+    cube = fresh()
+    ids = [client.add(cube=cube, text=f"note {i}", metadata={"user_id": f"u{i % 2}", "n": i}).id for i in range(5)]
+    page = client.list_memories(cube, where={"user_id": "u0", "n": {"$gte": 1}}, limit=1)
+    assert [m.id for m in page.memories] == [ids[2]] and page.next_cursor is not None
+    rest = client.list_memories(cube, where={"user_id": "u0", "n": {"$gte": 1}}, limit=1, after=page.next_cursor)
+    assert [m.id for m in rest.memories] == [ids[4]] and rest.next_cursor is None
+    with pytest.raises(StateError, match="another filter"):  # a cursor conflicting with the request: 409
+        client.list_memories(cube, where={"user_id": "u1"}, limit=1, after=page.next_cursor)
+    with pytest.raises(StateError, match="bad cursor"):
+        client.list_memories(cube, after="not-a-cursor")
+    with pytest.raises(InvalidRequest, match="unknown operator"):
+        client.list_memories(cube, where={"n": {"$regex": "x"}})
+    reads = client.audit(cube=cube, types=["memory.read"])
+    assert reads and reads[-1]["details"]["operation"] == "list"
+
+
+def test_search_with_where_and_min_score(client):
+    cube = fresh()
+    a = client.add(cube=cube, text="Alice likes green tea", metadata={"user_id": "alice", "agent_id": "a1"})
+    client.add(cube=cube, text="Bob likes green tea too", metadata={"user_id": "bob", "agent_id": "a1"})
+    hits = client.search("green tea", cubes=[cube], k=1, where={"user_id": {"$in": ["alice"]}})
+    assert [h.id for h in hits] == [a.id]
+    both = client.search("green tea", cubes=[cube], where={"agent_id": "a1"})
+    assert len(both) == 2
+    assert client.search("green tea", cubes=[cube], min_score=1e5) == []
+    assert len(client.search("green tea", cubes=[cube], min_score=min(h.score for h in both))) == 2
+    with pytest.raises(InvalidRequest):
+        client.search("green tea", cubes=[cube], where={"$or": []})
 
 
 def test_branches_create_write_search_diff_merge(client):

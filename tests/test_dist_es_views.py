@@ -174,3 +174,17 @@ def test_vector_top_k_equals_the_exact_embedded_view(tmp_path, ledger, view):
         agree += [m for m, _ in got] == [m for m, _ in want]
     print(f"top-10 ids in the exact view's order (ties included) for {agree}/{len(queries)} queries")
     exact.close()
+
+
+def test_vector_search_filters_inside_the_knn_by_ids_and_scope_fields(ledger, view):
+    mine = [ledger.add("c", f"green tea note {i}", "alice", metadata={"user_id": "u1"}).id for i in range(2)]
+    for _ in range(30):  # more relevant memories of another user, which a post-filter would have to skip
+        ledger.add("c", "green tea green tea", "alice", metadata={"user_id": "u2", "run_id": "r1"})
+    catch_up(ledger.events, view)
+    q = WordHashEmbedder().embed(["green tea"])[0]
+    docs = _docs(view)
+    assert {d["user_id"] for d in docs.values()} == {"u1", "u2"}
+    assert all(d.get("run_id") == "r1" for d in docs.values() if d["user_id"] == "u2")
+    assert {m for m, _ in view.vector_search(q, 2, allowed=set(mine))} == set(mine)
+    assert {m for m, _ in view.vector_search(q, 2, scopes={"user_id": {"u1"}})} == set(mine)
+    assert view.vector_search(q, 2, scopes={"user_id": {"u9"}}) == []

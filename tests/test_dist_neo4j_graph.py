@@ -128,3 +128,26 @@ def test_forgetting_a_subject_removes_its_entities(tmp_path):
         view.reset()
         view.close()
         ledger.log.close()
+
+
+def test_version_nodes_carry_indexed_scope_ids(ledger, view):
+    a = ledger.add("c", "Zed met Quinn", "alice", metadata={"user_id": "u1", "run_id": "r1"})
+    b = ledger.add("c", "Quinn met Zed", "alice", metadata={"user_id": "u2"})
+    m = ledger.merge([a.id, b.id], "Zed and Quinn met", "alice")
+    catch_up(ledger.events, view)
+    with view._session() as s:
+        rows = {
+            r["m"]: (r["u"], r["r"])
+            for r in s.run(
+                f"MATCH (v:{view.V}) WHERE v.valid_to = $open RETURN v.memory_id AS m, v.user_id AS u, v.run_id AS r",
+                open=2**62,
+            )
+        }
+        indexed = {
+            tuple(r["properties"])
+            for r in s.run("SHOW INDEXES YIELD labelsOrTypes, properties")
+            if r["labelsOrTypes"] == [view.V]
+        }
+    assert rows[a.id] == (["u1"], ["r1"]) and rows[b.id] == (["u2"], [])
+    assert rows[m.id] == (["u1", "u2"], ["r1"])
+    assert {("user_id",), ("agent_id",), ("run_id",)} <= indexed

@@ -113,3 +113,25 @@ def test_branch_versions_get_the_same_entity_focus_as_main(tmp_path):
         branches.close()
     finally:
         views.close()
+
+
+def test_feedback_rescores_a_branch_like_main_and_adds_no_candidates(tmp_path):
+    """Regression (found by tests/test_filter_properties.py): pseudo-relevance feedback only
+    rescores the candidates on main, but on a branch it added every own version that contains an
+    expansion term, so "cloud" was a hit for "river" on the branch and not on main."""
+    main = make_ledger(tmp_path / "log.sqlite")
+    main.add("c", "river cloud", "alice", memory_id="m1")
+    for i, word in enumerate(["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]):
+        main.add("c", word, "alice", memory_id=f"f{i}")
+    branches = Branches(main)
+    branches.create("b", main.head(), "alice")
+    branches.ledger("b").add("c", "cloud", "alice", memory_id="x")
+    views = ViewSet.open(main, data_dir=tmp_path, kinds=["keyword", "graph"])
+    try:
+        assert {h.memory_id for h in search_branch(views, branches, "b", "river", cube="c")} == {"m1"}
+        main.add("c", "cloud", "alice", memory_id="y")  # the same memory on main is no hit either
+        assert {h.memory_id for h in views.search("river", cube="c")} == {"m1"}
+    finally:
+        views.close()
+        branches.close()
+        main.log.close()

@@ -54,6 +54,16 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         add_branch_flag(p)
         p.set_defaults(func=func)
 
+    p = sub.add_parser("list", parents=[common], help="a cube's memories matching a filter, a page at a time")
+    p.add_argument("--cube", required=True, help="the cube to list")
+    p.add_argument("--where", default=None, help='filter JSON (ledger.rules.filters), e.g. {"user_id": "u1"}')
+    p.add_argument("--as-of", default=None, help="offset or ISO-8601 time")
+    p.add_argument("--limit", type=int, default=100, help="memories per page (1 to 1000, default 100)")
+    p.add_argument("--after", default=None, help="the cursor a previous page printed (next_cursor)")
+    p.add_argument("--actor", default=None, help="reader recorded in the audit trail")
+    add_branch_flag(p)
+    p.set_defaults(func=cmd_list)
+
     p = sub.add_parser("log", parents=[common], help="print events as JSON lines")
     p.add_argument("--from", dest="start", type=offset_arg(), default=0)
     p.add_argument("--to", dest="end", type=offset_arg(), default=None)
@@ -150,6 +160,25 @@ def cmd_history(args: argparse.Namespace) -> int:
     ledger = ledger_for(args)
     versions = [v.to_dict() for v in ledger.history(args.id, as_of=args.as_of, actor=args.actor or default_actor())]
     emit(args, versions, "\n".join(_memory_text(v) for v in versions))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    ledger = ledger_for(args)
+    where = parse_json_object(args.where, "--where")
+    page = ledger.list_memories(
+        args.cube,
+        where=where,
+        as_of=args.as_of,
+        limit=args.limit,
+        after=args.after,
+        actor=args.actor or default_actor(),
+    )
+    out = page.to_dict()
+    lines = [_memory_text(m) for m in out["memories"]] or ["no memories match"]
+    if page.next_cursor is not None:
+        lines.append(f"more: --after {page.next_cursor}")
+    emit(args, out, "\n".join(lines))
     return 0
 
 

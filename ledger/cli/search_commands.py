@@ -10,6 +10,7 @@ from ledger.cli.app import default_actor
 from ledger.cli.context import open_cli_ledger
 from ledger.cli.output import emit, parse_json_object
 from ledger.errors import InvalidRequest
+from ledger.rules.filters import parse_filter
 from ledger.rules.timepoints import offset_arg
 
 
@@ -32,7 +33,15 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         help="lifecycle state to include (repeat; default generated, activated, frozen)",
     )
     p.add_argument("--all-states", action="store_true", help="include merged and archived memories")
-    p.add_argument("--metadata", default=None, help='JSON object of top-level equality filters, e.g. {"topic": "x"}')
+    p.add_argument(
+        "--where", default=None, help='filter JSON (ledger.rules.filters), e.g. {"user_id": "u1", "n": {"$gte": 2}}'
+    )
+    p.add_argument("--min-score", type=float, default=None, help="drop hits whose fused score is lower")
+    p.add_argument(
+        "--metadata",
+        default=None,
+        help='older equality-only filter, e.g. {"topic": "x"} (same as --where on metadata.*)',
+    )
     p.add_argument("--actor", default=None, help="reader recorded in the audit trail")
     p.add_argument("--no-vector", action="store_true", help="skip the vector view (no model load)")
     p.add_argument("--branch", default=None, help="search this branch (its --as-of is an offset of the branch)")
@@ -58,6 +67,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.set_defaults(func=cmd_views)
 
 
+def check_min_score(value: float | None) -> None:
+    from projections.view_set import check_min_score as check
+
+    check(value)
+
+
 def _open_views(ledger: Any, kinds: list[str] | None = None) -> Any:
     from projections.view_set import ViewSet
 
@@ -67,6 +82,9 @@ def _open_views(ledger: Any, kinds: list[str] | None = None) -> Any:
 def cmd_search(args: argparse.Namespace) -> int:
     ledger = open_cli_ledger(args)
     metadata = parse_json_object(args.metadata, "--metadata")
+    where = parse_json_object(args.where, "--where")
+    parse_filter(where, "--where")  # a malformed filter fails before any view or model opens
+    check_min_score(args.min_score)
     if args.all_states and args.states:
         raise InvalidRequest("give either --state or --all-states, not both")
     with _open_views(ledger, ["keyword", "graph"] if args.no_vector else None) as views:
@@ -86,6 +104,8 @@ def cmd_search(args: argparse.Namespace) -> int:
                 metadata=metadata,
                 all_states=args.all_states,
                 actor=args.actor or default_actor(),
+                where=where,
+                min_score=args.min_score,
             )
         else:
             hits = views.search(
@@ -97,6 +117,8 @@ def cmd_search(args: argparse.Namespace) -> int:
                 metadata=metadata,
                 all_states=args.all_states,
                 actor=args.actor or default_actor(),
+                where=where,
+                min_score=args.min_score,
             )
     out = [h.to_dict() for h in hits]
     lines = []

@@ -131,9 +131,11 @@ class AsyncMemledgerClient:
         state: str | None = None,
         limit: int = 100,
         after: str | None = None,
+        where: JSON | None = None,
     ) -> Page:
-        """One page of a cube's memories, ordered by id (continue with ``after=page.next_after``)."""
-        return await self._run(calls.list_memories(cube, as_of, state, limit, after))
+        """One page of a cube's memories matching ``where`` (the filter grammar), ordered by creation
+        offset then id (continue with ``after=page.next_cursor``)."""
+        return await self._run(calls.list_memories(cube, as_of, state, limit, after, where))
 
     async def search(
         self,
@@ -145,9 +147,14 @@ class AsyncMemledgerClient:
         states: Sequence[str] | None = None,
         all_states: bool = False,
         metadata: JSON | None = None,
+        where: JSON | None = None,
+        min_score: float | None = None,
     ) -> list[Hit]:
-        """Hybrid search of the named cubes (default: every readable cube); audited."""
-        return await self._run(calls.search(query, cubes, k, as_of, branch, states, all_states, metadata))
+        """Hybrid search of the named cubes (default: every readable cube); audited. ``where``
+        filters inside the views (k hits whenever k match), ``min_score`` cuts the fused score."""
+        return await self._run(
+            calls.search(query, cubes, k, as_of, branch, states, all_states, metadata, where, min_score)
+        )
 
     # -- deletion, erasure, redaction, lineage, holds ------------------------------------------
     async def delete(self, memory_id: str, reason: str | None = None, expected_version: int | None = None) -> Written:

@@ -142,8 +142,23 @@ def link(source: str, target: str, relation: str) -> Call[Written]:
 
 
 def list_memories(
-    cube: str, as_of: Point | None = None, state: str | None = None, limit: int = 100, after: str | None = None
+    cube: str,
+    as_of: Point | None = None,
+    state: str | None = None,
+    limit: int = 100,
+    after: str | None = None,
+    where: JSON | None = None,
 ) -> Call[Page]:
+    if where:  # a filter travels in a body: POST /cubes/{c}/list (a read: safe to repeat)
+        flt = (
+            where
+            if state is None
+            else {**where, "state": state}
+            if "state" not in where
+            else {"$and": [where, {"state": state}]}
+        )
+        body = _body(where=flt, as_of=_point(as_of), limit=limit, after=after)
+        return Call("POST", f"/v1/cubes/{seg(cube)}/list", Page.from_dict, body=body, retry_safe=True)
     params = _q(as_of=_point(as_of), state=state, limit=limit, after=after)
     return Call("GET", f"/v1/cubes/{seg(cube)}/memories", Page.from_dict, params=params, retry_safe=True)
 
@@ -157,6 +172,8 @@ def search(
     states: Sequence[str] | None = None,
     all_states: bool = False,
     metadata: JSON | None = None,
+    where: JSON | None = None,
+    min_score: float | None = None,
 ) -> Call[list[Hit]]:
     body = _body(
         query=query,
@@ -167,6 +184,8 @@ def search(
         states=list(states) if states is not None else None,
         all_states=all_states or None,
         metadata=metadata,
+        where=where or None,
+        min_score=min_score,
     )
     # a search writes only its own audit record (memory.read): repeating it is harmless
     return Call("POST", "/v1/search", lambda d: [Hit.from_dict(h) for h in d["hits"]], body=body, retry_safe=True)

@@ -28,6 +28,7 @@ from ledger.errors import AccessDenied, ConcurrencyConflict, InvalidRequest, Not
 from ledger.events import NewEvent
 from ledger.principals import PrincipalStore
 from ledger.rules.content import BLANK_RULE, is_blank
+from ledger.rules.filters import all_of
 from ledger.service.event_filter import shown
 from ledger.service.params import resolve_as_of
 from ledger.timemachine import branch_merge
@@ -197,23 +198,19 @@ class EmbeddedClient:
         state: str | None = None,
         limit: int = 100,
         after: str | None = None,
+        where: JSON | None = None,
     ) -> Page:
-        """One page of a cube's memories, ordered by id (continue with ``after=page.next_after``)."""
-        if not 1 <= limit <= 1000:
-            raise InvalidRequest(f"limit must be between 1 and 1000, not {limit}")
+        """One page of a cube's memories matching ``where`` (the filter grammar), ordered by creation
+        offset then id (continue with ``after=page.next_cursor``)."""
+        flt = all_of(where, None if state is None else {"state": state})
         with self._lock:
             if not self.ledger.cube_exists(cube):
                 raise NotFound(f"cube {cube!r} not found")
             end = self._end(self.ledger, as_of)
-            memories = self.ledger.cube_memories(cube, as_of=end)
-            ids = sorted(m for m, s in memories.items() if state is None or s.state == state)
-            ids = [i for i in ids if after is None or i > after]
-            page = ids[:limit]
-            if page:
-                self._memory_read(cube, page, "list", end)
-            return Page(
-                cube, end, [Memory.from_dict(memories[i].to_dict()) for i in page], page[-1] if ids[limit:] else None
+            page = self.ledger.list_memories(
+                cube, where=flt, as_of=end, limit=limit, after=after, actor=self.actor, record_read=True
             )
+            return Page.from_dict(page.to_dict())
 
     def search(
         self,
@@ -225,8 +222,11 @@ class EmbeddedClient:
         states: Sequence[str] | None = None,
         all_states: bool = False,
         metadata: JSON | None = None,
+        where: JSON | None = None,
+        min_score: float | None = None,
     ) -> list[Hit]:
-        """Hybrid search of the named cubes (default: every cube); audited."""
+        """Hybrid search of the named cubes (default: every cube); audited. ``where`` filters inside
+        the views (k hits whenever k match), ``min_score`` cuts the fused score."""
         if is_blank(query):
             raise InvalidRequest(f"query must not be blank: {BLANK_RULE}")
         with self._lock:
@@ -235,7 +235,14 @@ class EmbeddedClient:
                 if not self.ledger.cube_exists(cube):
                     raise NotFound(f"cube {cube!r} not found")
             options: dict[str, Any] = dict(
-                cube=names, k=k, states=states, metadata=metadata, all_states=all_states, actor=self.actor
+                cube=names,
+                k=k,
+                states=states,
+                metadata=metadata,
+                all_states=all_states,
+                actor=self.actor,
+                where=where,
+                min_score=min_score,
             )
             views = self._view_set()
             if _on_branch(branch):

@@ -91,15 +91,19 @@ class Hit:
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """One page of a cube's memories; ``next_after`` continues the listing (None: last page)."""
+    """One page of a cube's memories; ``next_after`` (also ``next_cursor``) is the opaque cursor of
+    the next page (None: the last page)."""
 
     cube: str
     as_of: int | None
     memories: list[Memory]
     next_after: str | None
 
+    @property
+    def next_cursor(self) -> str | None:
+        return self.next_after
+
     @classmethod
     def from_dict(cls, data: JSON) -> Page:
-        return cls(
-            data["cube"], data.get("as_of"), [Memory.from_dict(m) for m in data["memories"]], data.get("next_after")
-        )
+        cursor = data.get("next_cursor", data.get("next_after"))
+        return cls(data["cube"], data.get("as_of"), [Memory.from_dict(m) for m in data["memories"]], cursor)

@@ -133,9 +133,11 @@ class MemledgerClient:
         state: str | None = None,
         limit: int = 100,
         after: str | None = None,
+        where: JSON | None = None,
     ) -> Page:
-        """One page of a cube's memories, ordered by id (continue with ``after=page.next_after``)."""
-        return self._run(calls.list_memories(cube, as_of, state, limit, after))
+        """One page of a cube's memories matching ``where`` (the filter grammar), ordered by creation
+        offset then id (continue with ``after=page.next_cursor``)."""
+        return self._run(calls.list_memories(cube, as_of, state, limit, after, where))
 
     def search(
         self,
@@ -147,9 +149,12 @@ class MemledgerClient:
         states: Sequence[str] | None = None,
         all_states: bool = False,
         metadata: JSON | None = None,
+        where: JSON | None = None,
+        min_score: float | None = None,
     ) -> list[Hit]:
-        """Hybrid search of the named cubes (default: every readable cube); audited."""
-        return self._run(calls.search(query, cubes, k, as_of, branch, states, all_states, metadata))
+        """Hybrid search of the named cubes (default: every readable cube); audited. ``where``
+        filters inside the views (k hits whenever k match), ``min_score`` cuts the fused score."""
+        return self._run(calls.search(query, cubes, k, as_of, branch, states, all_states, metadata, where, min_score))
 
     # -- deletion, erasure, redaction, lineage, holds ------------------------------------------
     def delete(self, memory_id: str, reason: str | None = None, expected_version: int | None = None) -> Written:

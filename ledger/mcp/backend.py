@@ -78,6 +78,7 @@ class ClientAPI(Protocol):
         state: str | None = None,
         limit: int = 100,
         after: str | None = None,
+        where: JSON | None = None,
     ) -> Page: ...
 
     async def search(
@@ -90,6 +91,8 @@ class ClientAPI(Protocol):
         states: Sequence[str] | None = None,
         all_states: bool = False,
         metadata: JSON | None = None,
+        where: JSON | None = None,
+        min_score: float | None = None,
     ) -> list[Hit]: ...
 
     async def audit(

@@ -36,6 +36,14 @@ AsOf = Annotated[
     Field(description="read the past: a log offset (e.g. '41') or an ISO-8601 time (e.g. '2026-11-25T10:00:00Z')"),
 ]
 Branch = Annotated[str | None, Field(description="a branch (counterfactual fork) instead of main")]
+Where = Annotated[
+    dict[str, Any] | None,
+    Field(
+        description='filter: {"user_id": "u1", "n": {"$gte": 2}, "$or": [...]}; operators $eq $ne $in $nin '
+        "$gt $gte $lt $lte $contains $and $or $not over scopes (user_id, agent_id, run_id), metadata, "
+        "tags, state and times (ledger/rules/filters.py)"
+    ),
+]
 State = Literal["generated", "activated", "archived", "frozen"]
 ListState = Literal["generated", "activated", "merged", "archived", "frozen"]
 
@@ -106,10 +114,22 @@ def _search(sessions: SessionFactory) -> Callable[..., Awaitable[JSON]]:
         states: Annotated[
             list[ListState] | None, Field(description="lifecycle states to include (default: all but merged/archived)")
         ] = None,
+        where: Where = None,
+        min_score: Annotated[
+            float | None, Field(description="drop hits whose fused score is lower (the best hit scores about 1-2)")
+        ] = None,
     ) -> JSON:
         async with sessions(ctx) as s:
             hits = await s.api.search(
-                query, cubes=s.cubes(cubes), k=k, as_of=as_of, branch=branch, states=states, metadata=metadata
+                query,
+                cubes=s.cubes(cubes),
+                k=k,
+                as_of=as_of,
+                branch=branch,
+                states=states,
+                metadata=metadata,
+                where=where,
+                min_score=min_score,
             )
             return {"query": query, "hits": [_hit(h) for h in hits]}
 
@@ -159,12 +179,21 @@ def _list(sessions: SessionFactory) -> Callable[..., Awaitable[JSON]]:
         cube: CubeArg = None,
         state: Annotated[ListState | None, Field(description="only memories in this lifecycle state")] = None,
         limit: Annotated[int, Field(ge=1, le=1000, description="page size")] = 50,
-        after: Annotated[str | None, Field(description="continue after this memory id (next_after)")] = None,
+        after: Annotated[str | None, Field(description="the next_cursor of the previous page")] = None,
         as_of: AsOf = None,
+        where: Where = None,
     ) -> JSON:
         async with sessions(ctx) as s:
-            page = await s.api.list_memories(s.cube(cube), as_of=as_of, state=state, limit=limit, after=after)
-            return {"cube": page.cube, "memories": [_memory(m) for m in page.memories], "next_after": page.next_after}
+            page = await s.api.list_memories(
+                s.cube(cube), as_of=as_of, state=state, limit=limit, after=after, where=where
+            )
+            memories = [_memory(m) for m in page.memories]
+            return {
+                "cube": page.cube,
+                "memories": memories,
+                "next_cursor": page.next_after,
+                "next_after": page.next_after,
+            }
 
     return list_memories
 

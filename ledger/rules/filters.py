@@ -280,6 +280,73 @@ def fields_of(obj: Any) -> set[str]:
     return out
 
 
+def scope_pins(obj: Any) -> dict[str, frozenset[str]]:
+    """Necessary conditions on the scope keys a (valid) filter implies: ``{key: values}`` means a
+    matching memory has one of ``values`` (strings) as, or in, ``metadata[key]``. Read from the
+    filter's top-level conjunction only (``$eq``, ``$in`` and plain values, also inside a top-level
+    ``$and``); a non-string value pins nothing (the views index string scope ids only). The views
+    narrow a filtered query by these through their scope index, then check the whole filter."""
+    pins: dict[str, frozenset[str]] = {}
+
+    def add(key: str, values: frozenset[str]) -> None:
+        pins[key] = pins[key] & values if key in pins else values
+
+    def walk(node: Any) -> None:
+        if not isinstance(node, dict):
+            return
+        for key, spec in node.items():
+            if key == "$and" and isinstance(spec, list):
+                for sub in spec:
+                    walk(sub)
+                continue
+            name = key[len("metadata.") :] if isinstance(key, str) and key.startswith("metadata.") else key
+            if name not in SCOPE_FIELDS:
+                continue
+            ops = spec if isinstance(spec, dict) else {"$eq": spec}
+            for op, operand in ops.items():
+                if op == "$eq" and isinstance(operand, str):
+                    add(name, frozenset([operand]))
+                elif op == "$in" and isinstance(operand, list) and all(isinstance(v, str) for v in operand):
+                    add(name, frozenset(operand))
+
+    walk(obj)
+    return pins
+
+
+def all_of(*filters: dict[str, Any] | None) -> dict[str, Any] | None:
+    """One filter source matching what every given filter matches (None and ``{}`` are left out):
+    their keys side by side when no key repeats (no deeper nesting), else ``$and``."""
+    parts = [f for f in filters if f]
+    if not parts:
+        return None
+    merged: dict[str, Any] = {}
+    for f in parts:
+        if merged.keys() & f.keys():
+            return {"$and": parts}
+        merged.update(f)
+    return merged
+
+
+def conjunction(*filters: Filter) -> Filter:
+    """The parsed filters' conjunction, without parsing again (so no nesting limit is crossed)."""
+    parts = [f for f in filters if f.source]
+    if not parts:
+        return parse_filter(None)
+    if len(parts) == 1:
+        return parts[0]
+    preds = [f.predicate for f in parts]
+    return Filter({"$and": [f.source for f in parts]}, lambda r: all(p(r) for p in preds))
+
+
+def from_metadata_equality(metadata: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The filter of the older equality-only ``metadata`` option: each top-level key equals its value."""
+    if not metadata:
+        return None
+    if not isinstance(metadata, Mapping):
+        raise InvalidRequest("metadata filter must be a JSON object")
+    return {f"metadata.{k}": v for k, v in metadata.items()}
+
+
 def record_of(state: Any) -> dict[str, Any]:
     """The filterable fields of a ``MemoryState``."""
     return {

@@ -5,16 +5,18 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
+from pydantic import Field
 
 from ledger import events as ev
 from ledger.access import ALLOWED, Action, Caller
 from ledger.errors import ConcurrencyConflict, NotFound, StateError
-from ledger.events import NewEvent
+from ledger.listing import MAX_CURSOR, MAX_LIMIT
 from ledger.rules.names import MAX_NAME, MAX_PRINCIPAL, NAME_PATTERN, PRINCIPAL_PATTERN
 from ledger.service.auth import current_caller
 from ledger.service.event_filter import shown
-from ledger.service.models import ERRORS, CubeCreate, GrantRequest, Role
-from ledger.service.params import AsOf, Offset, resolve_as_of
+from ledger.service.models import ERRORS, JSON_INT, CubeCreate, Filter, GrantRequest, RequestBody, Role, State
+from ledger.service.params import AS_OF_DESCRIPTION, AS_OF_PATTERN, AsOf, Offset, resolve_as_of
+from ledger.service.search_backend import search_backend
 from ledger.service.state import ServiceState, get_state
 
 router = APIRouter(prefix="/v1/cubes", tags=["cubes"], responses=ERRORS)
@@ -69,33 +71,53 @@ def describe_cube(
     return info
 
 
-@router.get("/{cube}/memories", summary="The cube's memories as of an offset or time (reader); audited")
+CURSOR_DESCRIPTION = "the next_cursor of the previous page (opaque; bound to the cube and the filter)"
+
+
+class ListRequest(RequestBody):
+    """A listing (mem0's get_all): a filter, a point in time and a page."""
+
+    where: Filter | None = Field(default=None, description="filter (ledger/rules/filters.py); none: every memory")
+    as_of: str | None = Field(default=None, max_length=64, pattern=AS_OF_PATTERN, description=AS_OF_DESCRIPTION)
+    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT), JSON_INT] = 100
+    after: str | None = Field(default=None, min_length=1, max_length=MAX_CURSOR, description=CURSOR_DESCRIPTION)
+
+
+def _list(state: ServiceState, caller: Caller, cube: str, req: ListRequest) -> dict[str, Any]:
+    state.access.require_cube(caller, cube, Action.READ, "cube.memories")
+    end = resolve_as_of(state.ledger, req.as_of)
+    backend = search_backend(state)
+    with backend.lock:  # answered by the record view (its scope index), not a fold of the cube
+        page = backend.views().list_memories(
+            cube, where=req.where, as_of=end, limit=req.limit, after=req.after, actor=caller.name, record_read=True
+        )
+    return page.to_dict()
+
+
+@router.get(
+    "/{cube}/memories", summary="The cube's memories as of an offset or time, a page at a time (reader); audited"
+)
 def cube_memories(
     cube: str = CubePath,
     as_of: AsOf = None,
-    state_filter: Annotated[str | None, Query(alias="state", max_length=20)] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    after: Annotated[str | None, Query(max_length=200, description="page after this memory id")] = None,
+    state_filter: Annotated[State | None, Query(alias="state")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+    after: Annotated[str | None, Query(min_length=1, max_length=MAX_CURSOR, description=CURSOR_DESCRIPTION)] = None,
     caller: Caller = Depends(current_caller),
     state: ServiceState = Depends(get_state),
 ) -> dict[str, Any]:
-    state.access.require_cube(caller, cube, Action.READ, "cube.memories")
-    end = resolve_as_of(state.ledger, as_of)
-    memories = state.ledger.cube_memories(cube, as_of=end)
-    ids = sorted(m for m, s in memories.items() if state_filter is None or s.state == state_filter)
-    if after is not None:
-        ids = [i for i in ids if i > after]
-    page = ids[:limit]
-    if page:
-        state.ledger.log.append(
-            [NewEvent(cube, ev.MEMORY_READ, {"memory_ids": page, "operation": "list", "as_of": end}, caller.name)]
-        )
-    return {
-        "cube": cube,
-        "as_of": end,
-        "memories": [memories[i].to_dict() for i in page],
-        "next_after": page[-1] if len(ids) > limit else None,
-    }
+    where = None if state_filter is None else {"state": state_filter}
+    return _list(state, caller, cube, ListRequest(where=where, as_of=as_of, limit=limit, after=after))
+
+
+@router.post("/{cube}/list", summary="The cube's memories matching a filter, as of a point, a page at a time (reader)")
+def list_memories(
+    body: ListRequest,
+    cube: str = CubePath,
+    caller: Caller = Depends(current_caller),
+    state: ServiceState = Depends(get_state),
+) -> dict[str, Any]:
+    return _list(state, caller, cube, body)
 
 
 @router.get("/{cube}/events", summary="The cube's audit trail: its events (auditor: content redacted)")

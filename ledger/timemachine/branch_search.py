@@ -27,8 +27,13 @@ def search_branch(
     all_states: bool = False,
     actor: str | None = None,
     record_read: bool | None = None,
+    where: dict[str, Any] | None = None,
+    min_score: float | None = None,
 ) -> list[Any]:
-    """Hybrid search on branch ``name`` (``as_of`` is an offset or time *of the branch*)."""
+    """Hybrid search on branch ``name`` (``as_of`` is an offset or time *of the branch*).
+
+    ``where`` and ``min_score`` as in ``ViewSet.search``: main's memories are filtered inside the
+    views as of the fork offset, the branch's own versions by the same filter."""
     branch = branches.branch_ledger(name)
     end = branch.resolve_as_of(as_of)
     fork_offset, overlay = branches.overlay(name, end)
@@ -44,6 +49,8 @@ def search_branch(
         record_read=False,
         overlay=overlay,
         branch=name,
+        where=where,
+        min_score=min_score,
     )
     for h in hits:  # offsets above the fork are the branch's: resolve event ids on the branch's log
         if hasattr(h, "event_ids"):

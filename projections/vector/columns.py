@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -160,10 +160,23 @@ class Columns:
             if p is not None:
                 self.vt[p] = vt
 
-    def candidates(self, n_at: int, cubes: Sequence[str] | None, states: Iterable[str] | None) -> np.ndarray:
-        """Positions of the rows valid at offset ``n_at`` that pass the cube and state filters."""
+    def candidates(
+        self,
+        n_at: int,
+        cubes: Sequence[str] | None,
+        states: Iterable[str] | None,
+        allowed: Collection[str] | None = None,
+    ) -> np.ndarray:
+        """Positions of the rows valid at offset ``n_at`` that pass the cube and state filters and
+        belong to ``allowed`` memories (None: any)."""
         n = self.n
         mask = (self.vf[:n] <= n_at) & (self.vt[:n] > n_at)
+        if allowed is not None:
+            mc = self.memory_code
+            wanted = np.fromiter((mc[m] for m in allowed if m in mc), dtype=np.int64)
+            if not wanted.size:
+                return np.zeros(0, dtype=np.int64)
+            mask &= np.isin(self.mem[:n], wanted)
         if cubes is not None:
             if isinstance(cubes, str):
                 cubes = [cubes]

@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, overload
 
@@ -89,6 +89,7 @@ class VectorView:
     """
 
     name = "vector"
+    filters_inside = True  # vector_search takes ``allowed`` (a pre-filter)
     # events per transaction when folding the whole log: fewer, larger commits (3.4 s instead of
     # 4.3 s at 100k memories); a batch's missing embeddings are cached as they are computed
     rebuild_batch_size = 10_000
@@ -383,10 +384,14 @@ class VectorView:
         cubes: Sequence[str] | None = None,
         as_of: int | None = None,
         states: Iterable[str] | None = None,
+        allowed: Collection[str] | None = None,
     ) -> list[Hit]:
         """Top ``k`` memories by cosine similarity of their version current at ``as_of`` (None: head).
 
         Ties are broken by memory id. Only versions with a vector (readable text) can match.
+        ``allowed`` (memory ids, e.g. those a filter selects) is a pre-filter: rows of other
+        memories are masked out before scoring, so ``k`` hits come back whenever ``k`` allowed
+        memories have a vector.
         """
         q = np.asarray(query_vector, dtype=np.float32).reshape(-1)
         if q.shape[0] != self.dim:
@@ -403,7 +408,7 @@ class VectorView:
         with self._lock:
             n_at = self._resolve(as_of)
             mem = self._columns()
-            rows = mem.candidates(n_at, cubes, states)
+            rows = mem.candidates(n_at, cubes, states, allowed)
             if rows.size == 0:
                 return []
             if self._use_ann(mem, rows):

@@ -21,6 +21,7 @@ import type {
   Lineage,
   LifecycleState,
   LogEvent,
+  Filter,
   Memory,
   Metadata,
   Page,
@@ -185,8 +186,16 @@ export class MemledgerClient {
     return this.json({ method: "POST", path: `/v1/memories/${seg(memoryId)}/state`, body: { to, reason } });
   }
 
-  /** One page of a cube's memories, ordered by id. */
-  listMemories(cube: string, options: { asOf?: Point; state?: LifecycleState; limit?: number; after?: string } = {}): Promise<Page> {
+  /** One page of a cube's memories matching `where`, in creation order (continue with `after: page.next_cursor`). */
+  listMemories(
+    cube: string,
+    options: { asOf?: Point; state?: LifecycleState; limit?: number; after?: string; where?: Filter } = {},
+  ): Promise<Page> {
+    if (options.where) {
+      const where = options.state ? { $and: [options.where, { state: options.state }] } : options.where;
+      const body = { where, as_of: point(options.asOf), limit: options.limit, after: options.after };
+      return this.json({ method: "POST", path: `/v1/cubes/${seg(cube)}/list`, body, retrySafe: true });
+    }
     const query = { as_of: point(options.asOf), state: options.state, limit: options.limit, after: options.after };
     return this.json({ method: "GET", path: `/v1/cubes/${seg(cube)}/memories`, query, retrySafe: true });
   }
@@ -202,6 +211,8 @@ export class MemledgerClient {
       states: options.states,
       all_states: options.allStates,
       metadata: options.metadata,
+      where: options.where,
+      min_score: options.minScore,
     };
     const out = await this.json<{ hits: Hit[] }>({ method: "POST", path: "/v1/search", body, retrySafe: true });
     return out.hits;

@@ -56,8 +56,13 @@ export interface Page {
   cube: string;
   as_of: number | null;
   memories: Memory[];
+  /** The opaque cursor of the next page (null: the last page); next_after is the same value. */
+  next_cursor: string | null;
   next_after: string | null;
 }
+
+/** A memory filter (ledger/rules/filters.py): {"user_id": "u1", "n": {"$gte": 2}, "$or": [...]}. */
+export type Filter = { [field: string]: unknown };
 
 export interface AuditEntry {
   offset: number;
@@ -100,6 +105,10 @@ export interface SearchOptions {
   states?: LifecycleState[];
   allStates?: boolean;
   metadata?: Metadata;
+  /** Filtered inside the views: k hits whenever k matching memories match the query. */
+  where?: Filter;
+  /** Drop hits whose fused score is lower (relative: each retriever's best hit contributes 1.0). */
+  minScore?: number;
 }
 
 /** A memory filter (`ledger/rules/filters.py`): field values or operators, `$and`/`$or`/`$not`. */

@@ -45,6 +45,11 @@ test("search with filters, lifecycle and listing", async () => {
   assert.ok(!(await client.search("jasmine", { cubes: [cube] })).some((h) => h.id === tea.id));
   const page = await client.listMemories(cube, { state: "archived" });
   assert.deepEqual(page.memories.map((m) => m.id), [tea.id]);
+  const bobs = await client.listMemories(cube, { where: { user_id: { $in: ["bob"] } }, state: "archived", limit: 1 });
+  assert.deepEqual(bobs.memories.map((m) => m.id), [tea.id]);
+  const where = await client.search("likes", { cubes: [cube], where: { user_id: "bob" }, allStates: true, k: 1 });
+  assert.deepEqual(where.map((h) => h.id), [tea.id]);
+  assert.deepEqual(await client.search("likes", { cubes: [cube], allStates: true, minScore: 1e5 }), []);
 });
 
 test("errors map to classes; roles are the server's", async () => {
