@@ -199,6 +199,7 @@ class RulesExtractor:
             for sent in sentences(msg.content):
                 for text, rule, key, retracts in _sentence_facts(sent, speaker):
                     text, when = resolve(text, msg.timestamp)
+                    text = text[:1].upper() + text[1:]  # a user id as the speaker starts the sentence too
                     if (text.lower(), retracts) in seen:
                         continue
                     seen.add((text.lower(), retracts))
