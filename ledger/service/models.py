@@ -180,9 +180,9 @@ class MessageBody(RequestBody):
         str,
         Field(
             min_length=1,
-            max_length=200_000,
             pattern=NONBLANK_PATTERN,
-            description="the message, verbatim; not blank (" + BLANK_RULE.replace("it holds", "not") + ")",
+            description="the message, verbatim; not blank (" + BLANK_RULE.replace("it holds", "not") + "); "
+            "at most 200,000 characters, and the server's body limit applies",
         ),
     ]
     name: ScopeId | None = Field(default=None, description="the speaker's display name")
