@@ -253,3 +253,21 @@ def test_reextract_on_a_branch_shows_the_changes_and_merge_adopts_them(tmp_path,
     code, out, err = run(capsys, "--data", str(data), "branch", "merge", "alt", "--actor", "alice")
     assert code == 0, err
     assert _texts(led) == ["Alice is friendly.", "Alice lives in Oslo."]
+
+
+def test_a_search_still_answers_when_the_extractor_cannot_run(tmp_path, capsys):
+    from tests.ledgers import data_ledger
+
+    data = tmp_path / "data"
+    led = data_ledger(data)
+    led.add("c", "Alice lives in Oslo.", "alice")
+    _say(led, "I like tea.", "2024-05-01T10:00:00Z")
+    led.log.close()
+    cfg = data / "memledger.toml"
+    cfg.write_text(cfg.read_text() + '\n[extraction]\nbackend = "tests.extraction_support:build_down"\n')
+    code, out, err = run(capsys, "--data", str(data), "search", "--cube", "c", "--no-vector", "Oslo")
+    assert code == 0 and "Alice lives in Oslo." in out
+    assert "warning: extraction did not catch up: model server" in err
+    again = open_ledger(data)
+    assert list(decisions_of(again, MAIN_TRACK)) == []  # nothing recorded: the message is still pending
+    again.log.close()
