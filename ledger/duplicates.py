@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ledger import events as ev
 from ledger.events import Event
 from ledger.lifecycle import SEARCHABLE_BY_DEFAULT
 from ledger.memory_state import MemoryState, Opener, apply_event, scope_of
@@ -63,9 +64,15 @@ class DuplicateIndex:
         self._read = read_stream
         self._opener = opener
         self._cubes: dict[str, _Cube] = {}
+        self._system = 0  # version of the _system stream seen
         self._lock = threading.Lock()
 
     def _caught_up(self, cube: str) -> _Cube:
+        # a forgotten subject (recorded on _system, not on the cube) makes memories unreadable: fold anew
+        for e in self._read(ev.SYSTEM_STREAM, self._system + 1):
+            self._system = max(self._system, e.version)
+            if e.type == ev.SUBJECT_FORGOTTEN:
+                self._cubes.clear()
         c = self._cubes.setdefault(cube, _Cube())
         c.apply(self._read(cube, c.version + 1), self._opener)
         return c
