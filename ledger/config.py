@@ -28,6 +28,10 @@ backend = "sqlite"          # sqlite | postgres | kafka
 # vector = "embedded"       # embedded | elasticsearch
 # keyword = "embedded"      # embedded (the keyword view also holds the memory records search returns)
 # graph = "embedded"        # embedded | neo4j
+
+# [extraction]              # facts from ingested messages (docs/memos.md)
+# backend = "rules"         # rules | local | openai
+# in_process = true         # false: only `memledger consume --extractor NAME` extracts
 """
 
 
