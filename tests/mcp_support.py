@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
@@ -32,6 +33,7 @@ EXPECTED_TOOLS = {
     "delete_memory",
     "erase_memory",
     "memory_lineage",
+    "ingest_messages",
 }
 
 
@@ -144,4 +146,27 @@ async def every_tool(client: Client, cube: str | None) -> dict[str, Any]:
     assert {m["id"] for m in json.loads(resource.contents[0].text)["memories"]} == {tea["id"], home["id"]}  # type: ignore[union-attr]
     one = await client.read_resource(f"memledger://memories/{tea['id']}")
     assert json.loads(one.contents[0].text)["text"] == "Alice prefers green tea"  # type: ignore[union-attr]
-    return {"tea": tea, "home": home, "trail": trail}
+    said = await call(
+        client,
+        "ingest_messages",
+        messages=[
+            {"role": "user", "content": "I live in Oslo.", "name": "Bea", "timestamp": "2026-11-02T09:00:00Z"},
+            {"role": "assistant", "content": "Noted, Bea."},
+        ],
+        user_id="bea",
+        **named,
+    )
+    assert said["count"] == 2 and all(m.startswith("msg_") for m in said["message_ids"])
+    assert said["status"]["extractor"] == "rules"
+    facts: list[Any] = []
+    for _ in range(1200):  # extraction runs in the background (a consumer of the log); not a timing assertion
+        facts = (await call(client, "search_memories", query="where does Bea live", where={"user_id": "bea"}))["hits"]
+        if facts:
+            break
+        await anyio.sleep(0.1)
+    assert [(h["text"], h["metadata"]["observed_at"]) for h in facts] == [
+        ("Bea lives in Oslo.", "2026-11-02T09:00:00Z")
+    ]
+    lineage = await call(client, "memory_lineage", memory_id=facts[0]["id"])
+    assert said["message_ids"][0] in json.dumps(lineage)  # the fact names the message it came from
+    return {"tea": tea, "home": home, "trail": trail, "said": said}

@@ -301,3 +301,32 @@ def test_log_events_from_an_offset(client):
     assert tail == []
     with pytest.raises(NotFound):
         list(client.events(start=head(client) + 5))
+
+
+def test_ingest_messages_then_their_facts_are_found(client):
+    import time
+
+    cube = fresh()
+    chat = [
+        {"role": "user", "content": "I live in Porto.", "name": "Cy", "timestamp": "2026-11-02T09:00:00Z"},
+        {"role": "assistant", "content": "Noted, Cy."},
+    ]
+    said = client.ingest(cube, chat, user_id="cy", batch_id="batch-1")
+    assert said["count"] == 2 and said["cube"] == cube and not said["duplicate"]
+    again = client.ingest(cube, chat, user_id="cy", batch_id="batch-1")  # a retry writes nothing new
+    assert again["duplicate"] and again["offsets"] == said["offsets"]
+    before = head(client)
+    with pytest.raises(InvalidRequest):
+        client.ingest(cube, [{"role": "narrator", "content": "Once upon a time"}])
+    assert head(client) == before
+    hits: list[Any] = []
+    deadline = time.monotonic() + 120  # extraction is a consumer of the log; not a timing assertion
+    while not hits and time.monotonic() < deadline:
+        hits = client.search("where does Cy live", cubes=[cube], where={"user_id": "cy"})
+        time.sleep(0 if hits else 0.1)
+    assert [(h.text, h.metadata["observed_at"]) for h in hits] == [("Cy lives in Porto.", "2026-11-02T09:00:00Z")]
+    assert said["message_ids"][0] in str(client.lineage(hits[0].id))
+    status = client.messages_status(cube)
+    assert status["pending"] == 0 and status["checkpoint"] >= said["offsets"][-1]
+    with pytest.raises(NotFound):
+        client.messages_status(fresh())

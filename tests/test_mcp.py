@@ -28,7 +28,9 @@ def test_stdio_server_from_a_clean_start_calls_every_tool_as_the_actor(tmp_path)
     ledger = open_ledger(data)
     try:
         events = list(ledger.events())
-        assert events and {e.actor for e in events} == {"agent-7"}  # writes, reads, the branch: all the actor's
+        # writes, reads, the branch: all the actor's; the facts extracted from its messages are the extractor's
+        assert events and {e.actor for e in events} == {"agent-7", "extractor:rules"}
+        assert {e.type for e in events if e.actor == "extractor:rules"} == {"extraction.decided", "memory.added"}
         reads = {e.payload["operation"] for e in events if e.type == "memory.read"}
         # the tools that write nothing through the API are recorded too (ledger.mcp.audit)
         assert {"get", "history", "search", "list", "list_cubes", "list_branches", "branch_diff", "audit"} <= reads
@@ -73,14 +75,19 @@ def test_http_mcp_calls_every_tool_as_the_token_principal(mcp_server):
     ledger = open_ledger(mcp_server.data)
     try:
         events = [e for e in ledger.events() if e.stream == "notes"]
-        assert {e.actor for e in events} == {"alice"}
-        # an erasure's events are correlated by its erasure id (a re-run finds them), the rest by the tool call
-        assert all((e.correlation_id or "").startswith("mcp.") for e in events if e.type != "memory.erased")
+        assert {e.actor for e in events} == {"alice", "extractor:rules"}
+        # an erasure's events are correlated by its erasure id (a re-run finds them), an ingest's by its batch,
+        # the facts extracted from it by their decision; the rest by the tool call
+        mine = [e for e in events if e.actor == "alice" and e.type not in ("memory.erased", "message.added")]
+        assert all((e.correlation_id or "").startswith("mcp.") for e in mine)
         assert [e.actor for e in events if e.type == "memory.erased"] == ["alice"]
         called = [e for e in ledger.events() if (e.correlation_id or "").startswith("mcp.")]
         assert {e.actor for e in called} == {"alice"}
         tools = {e.correlation_id.split(".")[1] for e in called if e.correlation_id}
-        assert EXPECTED_TOOLS - {"erase_memory"} <= tools  # every tool call left an event naming the principal
+        # every tool call left an event naming the principal (an ingest's batch has its own correlation id)
+        assert EXPECTED_TOOLS - {"erase_memory", "ingest_messages"} <= tools
+        said = [e for e in ledger.events() if e.type == "message.added"]
+        assert len(said) == 2 and {e.actor for e in said} == {"alice"}
         system = [e for e in called if e.stream == "_system" and e.type == "memory.read"]
         assert {e.payload["operation"] for e in system} >= {"list_cubes", "list_branches", "branch_diff"}
         diffs = [e.payload for e in events if e.type == "memory.read" and e.payload["operation"] == "branch_diff"]
@@ -202,7 +209,12 @@ def test_in_process_servers_serve_the_same_tools(tmp_path):
     token = PrincipalStore(tmp_path / "served").create("carol")[1]
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(tmp_path / "served", mcp=True), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(
+            create_app(tmp_path / "served", mcp=True, follow_views=True),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -10,7 +10,7 @@ from typing import Any
 from ledger.cli.app import default_actor
 from ledger.cli.context import open_cli_ledger
 from ledger.cli.output import emit, parse_json_object
-from ledger.errors import InvalidRequest, LedgerError
+from ledger.errors import InvalidRequest
 from ledger.rules.filters import parse_filter
 from ledger.rules.timepoints import offset_arg
 
@@ -76,13 +76,10 @@ def check_min_score(value: float | None) -> None:
 
 def _open_views(ledger: Any, kinds: list[str] | None = None) -> Any:
     """The views, after the in-process extraction has caught up (its facts are then searchable)."""
-    from ledger.memos.extraction.runtime import catch_up_extraction
+    from ledger.memos.extraction.runtime import catch_up_before_reading
     from projections.view_set import ViewSet
 
-    try:
-        catch_up_extraction(ledger)
-    except LedgerError as exc:  # an extractor that cannot run (a model server down) must not stop a search
-        print(f"warning: extraction did not catch up: {exc}", file=sys.stderr)
+    catch_up_before_reading(ledger, lambda problem: print(f"warning: {problem}", file=sys.stderr))
     return ViewSet.open(ledger, kinds=kinds)
 
 

@@ -229,6 +229,33 @@ def lineage(memory_id: str, as_of: Point | None = None, depth: int = 10) -> Call
     return Call("GET", f"/v1/memories/{seg(memory_id)}/lineage", _ident, params=params, retry_safe=True)
 
 
+# -- conversation messages -------------------------------------------------------------------
+def ingest(
+    cube: str,
+    messages: Sequence[JSON],
+    user_id: str | None = None,
+    agent_id: str | None = None,
+    run_id: str | None = None,
+    session_id: str | None = None,
+    subject: str | None = None,
+    batch_id: str | None = None,
+) -> Call[JSON]:
+    body = _body(
+        messages=[dict(m) for m in messages],
+        user_id=user_id,
+        agent_id=agent_id,
+        run_id=run_id,
+        session_id=session_id,
+        subject=subject,
+        batch_id=batch_id or new_idempotency_key(),  # a retry of this call writes nothing new
+    )
+    return Call("POST", f"/v1/cubes/{seg(cube)}/messages", _ident, body=body, retry_safe=True)
+
+
+def messages_status(cube: str) -> Call[JSON]:
+    return Call("GET", f"/v1/cubes/{seg(cube)}/messages/status", _ident, retry_safe=True)
+
+
 # -- legal holds, subject access --------------------------------------------------------------
 def place_hold(
     reason: str, cube: str | None = None, subject: str | None = None, memory_id: str | None = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -101,6 +102,12 @@ class EmbeddedClient:
             yield b
         finally:
             b.close()
+
+    def _extract(self) -> None:
+        """Facts of the messages ingested so far, extracted before a read (as the CLI does)."""
+        from ledger.memos.extraction.runtime import catch_up_before_reading
+
+        catch_up_before_reading(self.ledger, lambda problem: warnings.warn(problem, RuntimeWarning, stacklevel=3))
 
     def _is_admin(self) -> bool:
         p = self._principals.get(self.actor)
@@ -217,6 +224,7 @@ class EmbeddedClient:
         with self._lock:
             if not self.ledger.cube_exists(cube):
                 raise NotFound(f"cube {cube!r} not found")
+            self._extract()
             end = self._end(self.ledger, as_of)
             page = self.ledger.list_memories(
                 cube, where=flt, as_of=end, limit=limit, after=after, actor=self.actor, record_read=True
@@ -255,6 +263,7 @@ class EmbeddedClient:
                 where=where,
                 min_score=min_score,
             )
+            self._extract()
             views = self._view_set()
             if _on_branch(branch):
                 from ledger.timemachine.branch_search import search_branch
@@ -307,6 +316,43 @@ class EmbeddedClient:
         with self._lock:
             end = self._end(self.ledger, as_of)
             return lineage(self.ledger, memory_id, None if as_of is None else end, depth).to_dict()
+
+    def ingest(
+        self,
+        cube: str,
+        messages: Sequence[JSON],
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        session_id: str | None = None,
+        subject: str | None = None,
+        batch_id: str | None = None,
+    ) -> JSON:
+        """Append conversation messages verbatim in one batch (the cube is created on first use); a
+        repeated ``batch_id`` writes nothing new. Facts are extracted later, from the log."""
+        batch = None if batch_id is None else f"{self.actor}\x00{batch_id}"  # namespaced per actor, as over HTTP
+        with self._lock:
+            done = self.ledger.ingest(
+                cube,
+                [dict(m) for m in messages],
+                self.actor,
+                user_id=user_id,
+                agent_id=agent_id,
+                run_id=run_id,
+                session_id=session_id,
+                subject=subject,
+                batch_id=batch,
+            )
+            return done.to_dict()
+
+    def messages_status(self, cube: str) -> JSON:
+        """Messages of ``cube`` not yet extracted, and the extractor's checkpoint."""
+        from ledger.memos.extraction.runtime import status
+
+        with self._lock:
+            if not self.ledger.cube_exists(cube):
+                raise NotFound(f"cube {cube!r} not found")
+            return {"cube": cube, **status(self.ledger, cube)}
 
     def _require_admin(self) -> None:
         """Holds and subject exports are for admin principals, as over HTTP (the refusal is recorded)."""

@@ -81,11 +81,15 @@ class MemledgerClient:
         retried safely under an idempotency key. A duplicate of a current memory (same cube, scope and
         subject) writes nothing and answers it (``raw["duplicate"]``) unless ``allow_duplicate``."""
         call = calls.add(cube, text, metadata, tags, subject, idempotency_key, branch, allow_duplicate)
+        if not calls.creates_cube(call):
+            return self._run(call)
+        return self._creating_cube(call, cube)
+
+    def _creating_cube(self, call: calls.Call[R], cube: str) -> R:
+        """Run ``call``; if its cube does not exist, create it (owned by the caller) and run it again."""
         try:
             return self._run(call)
         except NotFound:
-            if not calls.creates_cube(call):
-                raise
             try:
                 self._run(calls.create_cube(cube))
             except StateError:  # the cube exists but is not the caller's to see: the first answer stands
@@ -182,6 +186,27 @@ class MemledgerClient:
     def lineage(self, memory_id: str, as_of: Point | None = None, depth: int = 10) -> JSON:
         """The memories a memory was merged or derived from, and those derived from it (up to ``depth`` hops)."""
         return self._run(calls.lineage(memory_id, as_of, depth))
+
+    def ingest(
+        self,
+        cube: str,
+        messages: Sequence[JSON],
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        session_id: str | None = None,
+        subject: str | None = None,
+        batch_id: str | None = None,
+    ) -> JSON:
+        """Append conversation messages (``{role, content, name?, timestamp?}``) verbatim in one batch;
+        facts are extracted later, from the log (``messages_status`` says what is pending). Retried
+        safely under ``batch_id`` (a fresh one per call when omitted); the cube is created on first use."""
+        call = calls.ingest(cube, messages, user_id, agent_id, run_id, session_id, subject, batch_id)
+        return self._creating_cube(call, cube)
+
+    def messages_status(self, cube: str) -> JSON:
+        """Messages of ``cube`` not yet extracted, and the extractor's checkpoint."""
+        return self._run(calls.messages_status(cube))
 
     def place_hold(
         self,

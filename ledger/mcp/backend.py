@@ -123,6 +123,20 @@ class ClientAPI(Protocol):
 
     async def lineage(self, memory_id: str, as_of: Point | None = None, depth: int = 10) -> JSON: ...
 
+    async def ingest(
+        self,
+        cube: str,
+        messages: Sequence[JSON],
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        session_id: str | None = None,
+        subject: str | None = None,
+        batch_id: str | None = None,
+    ) -> JSON: ...
+
+    async def messages_status(self, cube: str) -> JSON: ...
+
     async def whoami(self) -> JSON: ...
 
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
 from mcp_types import ToolAnnotations
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from ledger.client.models import JSON, Hit, Memory, Written
 from ledger.mcp.backend import Session, SessionFactory
@@ -322,6 +322,41 @@ def _lineage(sessions: SessionFactory) -> Callable[..., Awaitable[JSON]]:
     return memory_lineage
 
 
+class ChatMessage(BaseModel):
+    """One conversation message, as the model saw it."""
+
+    role: Literal["user", "assistant", "system", "tool"]
+    content: Annotated[str, Field(min_length=1, description="the message, verbatim")]
+    name: Annotated[str | None, Field(description="the speaker's name, e.g. 'Alice'")] = None
+    timestamp: Annotated[
+        str | None, Field(description="when it was said, ISO-8601 (e.g. '2026-11-25T10:00:00Z'); resolves 'yesterday'")
+    ] = None
+
+
+ScopeArg = Annotated[str | None, Field(description="scope id the extracted facts are filed under")]
+
+
+def _ingest(sessions: SessionFactory) -> Callable[..., Awaitable[JSON]]:
+    async def ingest_messages(
+        messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=1000)],
+        ctx: Context,
+        cube: CubeArg = None,
+        user_id: ScopeArg = None,
+        agent_id: ScopeArg = None,
+        run_id: ScopeArg = None,
+        session_id: Annotated[str | None, Field(description="conversation/session id")] = None,
+    ) -> JSON:
+        async with sessions(ctx) as s:
+            name = s.cube(cube)
+            raw = [m.model_dump(exclude_none=True) for m in messages]
+            done = await s.api.ingest(
+                name, raw, user_id=user_id, agent_id=agent_id, run_id=run_id, session_id=session_id
+            )
+            return {**done, "status": await s.api.messages_status(name)}
+
+    return ingest_messages
+
+
 def _branches(sessions: SessionFactory) -> Callable[..., Awaitable[JSON]]:
     async def list_branches(ctx: Context) -> JSON:
         async with sessions(ctx) as s:
@@ -340,6 +375,17 @@ TOOLS: list[ToolSpec] = [
         "Remember something: store one fact, preference or event as a new memory. Write one "
         "self-contained statement per call (name the person: 'Alice prefers green tea', not 'she "
         "likes it'). Returns the memory id.",
+    ),
+    ToolSpec(
+        "ingest_messages",
+        _ingest,
+        False,
+        "Hand over a conversation (or its latest turns) and let memledger work out what to "
+        "remember: the messages are stored verbatim and facts are extracted from them in the "
+        "background, kept current (a fact that changed is updated, a retracted one deleted, a "
+        "repeated one ignored). Send each message once, in order, with role user or assistant "
+        "and, when known, the speaker's name and the time it was said. Prefer this to add_memory "
+        "for conversations; the extracted facts show up in search_memories shortly after.",
     ),
     ToolSpec(
         "search_memories",

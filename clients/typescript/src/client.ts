@@ -12,6 +12,10 @@ import { errorFromResponse, MemledgerError, NotFound, ServiceUnreachable } from 
 import type {
   AddOptions,
   AuditEntry,
+  ChatMessage,
+  ExtractionStatus,
+  IngestOptions,
+  Ingested,
   Deleted,
   ErasureReport,
   Filter,
@@ -21,7 +25,6 @@ import type {
   Lineage,
   LifecycleState,
   LogEvent,
-  Filter,
   Memory,
   Metadata,
   Page,
@@ -139,10 +142,15 @@ export class MemledgerClient {
       tags: options.tags,
       subject: options.subject,
       idempotency_key: options.idempotencyKey ?? newKey(),
+      allow_duplicate: options.allowDuplicate ? true : undefined,
     };
-    const call = { method: "POST", path: "/v1/memories", body, retrySafe: true };
+    return this.creatingCube<Written>({ method: "POST", path: "/v1/memories", body, retrySafe: true }, cube);
+  }
+
+  /** Run `call`; if its cube does not exist, create it (owned by the caller) and run it again. */
+  private async creatingCube<T>(call: Call, cube: string): Promise<T> {
     try {
-      return await this.json<Written>(call);
+      return await this.json<T>(call);
     } catch (error) {
       if (!(error instanceof NotFound)) throw error;
       try {
@@ -151,8 +159,22 @@ export class MemledgerClient {
         if (taken instanceof MemledgerError && taken.status === 409) throw error; // not the caller's cube
         throw taken;
       }
-      return this.json<Written>(call);
+      return this.json<T>(call);
     }
+  }
+
+  // -- conversations ----------------------------------------------------------------------------
+  /** Append conversation messages verbatim in one batch (the cube is created on first use); facts are
+   * extracted later, from the log (`messagesStatus` says how many wait). */
+  ingest(cube: string, messages: ChatMessage[], options: IngestOptions = {}): Promise<Ingested> {
+    const { batchId, ...scope } = options;
+    const body = { messages, ...scope, batch_id: batchId ?? newKey() };
+    return this.creatingCube<Ingested>({ method: "POST", path: `/v1/cubes/${seg(cube)}/messages`, body, retrySafe: true }, cube);
+  }
+
+  /** Messages of `cube` not yet extracted, and the extractor's checkpoint. */
+  messagesStatus(cube: string): Promise<ExtractionStatus> {
+    return this.json({ method: "GET", path: `/v1/cubes/${seg(cube)}/messages/status`, retrySafe: true });
   }
 
   /** Write a new version of a memory; `expectedVersion` refuses to overwrite a concurrent change. */

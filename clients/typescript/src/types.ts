@@ -61,8 +61,9 @@ export interface Page {
   next_after: string | null;
 }
 
-/** A memory filter (ledger/rules/filters.py): {"user_id": "u1", "n": {"$gte": 2}, "$or": [...]}. */
-export type Filter = { [field: string]: unknown };
+/** A memory filter (ledger/rules/filters.py): field values or operators, `$and`/`$or`/`$not`,
+ * e.g. {"user_id": "u1", "n": {"$gte": 2}, "$or": [...]}. */
+export type Filter = { [field: string]: Json };
 
 export interface AuditEntry {
   offset: number;
@@ -95,6 +96,49 @@ export interface AddOptions {
   subject?: string;
   /** A retry with the same key writes nothing new (default: a fresh key per call). */
   idempotencyKey?: string;
+  /** Store it even when a current memory of the cube (same scope and subject) says the same. */
+  allowDuplicate?: boolean;
+}
+
+/** One conversation message handed to `ingest`. */
+export interface ChatMessage {
+  role: "user" | "assistant" | "system" | "tool";
+  content: string;
+  name?: string;
+  /** ISO-8601 time it was said (relative dates in it are resolved against this). */
+  timestamp?: string;
+}
+
+export interface IngestOptions {
+  user_id?: string;
+  agent_id?: string;
+  run_id?: string;
+  session_id?: string;
+  subject?: string;
+  /** A retry with the same batch id writes nothing new (default: a fresh id per call). */
+  batchId?: string;
+}
+
+/** What `ingest` appended. */
+export interface Ingested {
+  cube: string;
+  message_ids: string[];
+  offsets: number[];
+  correlation_id: string;
+  count: number;
+  duplicate: boolean;
+}
+
+/** Messages not yet extracted, and the extractor's checkpoint. */
+export interface ExtractionStatus {
+  cube: string;
+  extractor: string;
+  track: string;
+  in_process: boolean;
+  checkpoint: number;
+  pending: number;
+  decisions: number;
+  head: number;
 }
 
 export interface SearchOptions {
@@ -110,9 +154,6 @@ export interface SearchOptions {
   /** Drop hits whose fused score is lower (relative: each retriever's best hit contributes 1.0). */
   minScore?: number;
 }
-
-/** A memory filter (`ledger/rules/filters.py`): field values or operators, `$and`/`$or`/`$not`. */
-export type Filter = { [key: string]: Json };
 
 export interface Deleted {
   deleted: string[];

@@ -148,3 +148,30 @@ test("legal holds refuse with LegalHold; exports; branch merge and drop", async 
   assert.ok(!(await client.branches()).some((b) => b.name === name));
   assert.ok((await client.delete(w.id)).offset > w.offset);
 });
+
+test("ingest a conversation; the extracted fact is found with lineage to its message", async () => {
+  const chat = `${cube}-chat`;
+  const messages = [
+    { role: "user", content: "I live in Oslo.", name: "Dee", timestamp: "2026-11-02T09:00:00Z" },
+    { role: "assistant", content: "Noted, Dee." },
+  ];
+  const said = await client.ingest(chat, messages, { user_id: "dee", batchId: "ts-batch-1" });
+  assert.equal(said.count, 2);
+  const again = await client.ingest(chat, messages, { user_id: "dee", batchId: "ts-batch-1" });
+  assert.ok(again.duplicate);
+  assert.deepEqual(again.offsets, said.offsets);
+  await assert.rejects(client.ingest(chat, [{ role: "narrator", content: "Once" }]), InvalidRequest);
+  let hits = [];
+  for (let i = 0; i < 1200 && hits.length === 0; i++) {
+    // extraction is a consumer of the log (serve's background thread); not a timing assertion
+    hits = await client.search("where does Dee live", { cubes: [chat], where: { user_id: "dee" } });
+    if (hits.length === 0) await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.deepEqual(hits.map((h) => h.text), ["Dee lives in Oslo."]);
+  assert.ok(JSON.stringify(await client.lineage(hits[0].id)).includes(said.message_ids[0]));
+  assert.equal((await client.messagesStatus(chat)).pending, 0);
+  const dup = await client.add(chat, "Dee lives in Oslo.", { metadata: { user_id: "dee" } });
+  assert.equal(dup.id, hits[0].id); // a duplicate add writes nothing and answers the existing memory
+  const forced = await client.add(chat, "Dee lives in Oslo.", { metadata: { user_id: "dee" }, allowDuplicate: true });
+  assert.notEqual(forced.id, hits[0].id);
+});

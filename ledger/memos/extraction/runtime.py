@@ -10,10 +10,10 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from ledger.errors import BackendUnavailable
+from ledger.errors import BackendUnavailable, LedgerError
 from ledger.events import Event
 from ledger.memos.extraction.apply import track_stream
 from ledger.memos.extraction.consumer import ExtractionConsumer, checkpoint_of, pending_messages
@@ -54,6 +54,16 @@ def catch_up_extraction(ledger: Any, max_windows: int | None = None) -> int:
         return 0
     with _LOCK:
         return consumer_for(ledger).catch_up(max_windows)
+
+
+def catch_up_before_reading(ledger: Any, warn: Callable[[str], None]) -> None:
+    """``catch_up_extraction`` before a search or a listing, so facts of messages ingested just now are
+    found; an extractor that cannot run (a model server down) is reported through ``warn`` and must
+    not stop the read."""
+    try:
+        catch_up_extraction(ledger)
+    except LedgerError as exc:
+        warn(f"extraction did not catch up: {exc}")
 
 
 def status(ledger: Any, cube: str | None = None, track: str = MAIN_TRACK) -> dict[str, Any]:
