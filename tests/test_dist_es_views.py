@@ -164,11 +164,11 @@ def test_vector_top_k_equals_the_exact_embedded_view(tmp_path, ledger, view):
         got, want = view.vector_search(q, 10), exact.vector_search(q, 10)
         assert len(got) == len(want) == 10
         assert all(abs(a[1] - b[1]) < 1e-5 for a, b in zip(got, want, strict=True)), query  # true cosines
-        # the same ids at every rank, except among exact ties (equal cosines, up to float rounding)
+        # the same ids at every rank, except among ties (cosines equal up to the float32 rounding checked above)
         cut = want[-1][1]
         assert {m for m, s in got if s > cut + 1e-6} == {m for m, s in want if s > cut + 1e-6}, query
         untied = [
-            i for i, (_, s) in enumerate(want) if all(abs(s - t) > 1e-6 for j, (_, t) in enumerate(want) if j != i)
+            i for i, (_, s) in enumerate(want) if all(abs(s - t) > 1e-5 for j, (_, t) in enumerate(want) if j != i)
         ]
         assert [got[i][0] for i in untied] == [want[i][0] for i in untied], query
         agree += [m for m, _ in got] == [m for m, _ in want]
@@ -179,7 +179,9 @@ def test_vector_top_k_equals_the_exact_embedded_view(tmp_path, ledger, view):
 def test_vector_search_filters_inside_the_knn_by_ids_and_scope_fields(ledger, view):
     mine = [ledger.add("c", f"green tea note {i}", "alice", metadata={"user_id": "u1"}).id for i in range(2)]
     for _ in range(30):  # more relevant memories of another user, which a post-filter would have to skip
-        ledger.add("c", "green tea green tea", "alice", metadata={"user_id": "u2", "run_id": "r1"})
+        ledger.add(
+            "c", "green tea green tea", "alice", metadata={"user_id": "u2", "run_id": "r1"}, allow_duplicate=True
+        )
     catch_up(ledger.events, view)
     q = WordHashEmbedder().embed(["green tea"])[0]
     docs = _docs(view)

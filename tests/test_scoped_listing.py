@@ -199,7 +199,7 @@ def test_a_vector_adapter_without_prefiltering_is_over_fetched_until_k_match(tmp
     led = make_ledger(tmp_path / "log.sqlite")
     mine = [led.add("c", f"green tea {i}", "u", metadata={"user_id": "u1"}).id for i in range(3)]
     for _ in range(40):
-        led.add("c", "green tea green tea", "u", metadata={"user_id": "u2"})
+        led.add("c", "green tea green tea", "u", metadata={"user_id": "u2"}, allow_duplicate=True)
     keyword = KeywordView(tmp_path / "kw.sqlite")
     inner = VectorView(tmp_path / "vec.sqlite", HashingEmbedder(), ann=None)
     events = list(led.events())
