@@ -106,6 +106,8 @@ class AccessIndex:
                 self._shared.get(p["cube"], set()).discard(p["principal"])
         elif e.type in (ev.MEMORY_ADDED, ev.MEMORY_MERGED) and isinstance(p.get("memory_id"), str):
             self._memory_cube.setdefault(p["memory_id"], e.stream)
+        elif e.type == ev.MESSAGE_ADDED and isinstance(p.get("message_id"), str):
+            self._memory_cube.setdefault(p["message_id"], e.stream)  # erase / lineage take message ids too
 
     def _set_visibility(self, cube: str, visibility: object) -> None:
         if visibility == "shared":

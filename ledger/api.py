@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ledger import events as ev
 from ledger.config import Config
@@ -22,6 +22,9 @@ from ledger.rules.filters import parse_filter, record_of
 from ledger.rules.names import check_name
 from ledger.rules.timepoints import parse_point
 from ledger.schema_registry import SchemaRegistry, default_registry
+
+if TYPE_CHECKING:
+    from ledger.memos.messages import Ingested
 
 MAX_TEXT = 1_000_000
 MAX_REASON = 2000
@@ -263,6 +266,27 @@ class Ledger:
                 continue  # the cube was created concurrently; go again
             return Written(mid, written[-1].offset, written[-1].event_id)
         raise ConcurrencyConflict(cube, 0, self.log.stream_version(cube))
+
+    def ingest(
+        self,
+        cube: str,
+        messages: Sequence[Any],
+        actor: str,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        session_id: str | None = None,
+        subject: str | None = None,
+        batch_id: str | None = None,
+    ) -> Ingested:
+        """Append conversation ``messages`` (``{role, content, name?, timestamp?}`` dicts or
+        ``MessageIn``) to ``cube`` verbatim as one atomic batch of ``message.added`` events, scoped by
+        ``user_id`` / ``agent_id`` / ``run_id``; returns as soon as they are durable. Extraction runs
+        later, as a consumer of the log (``ledger.memos.extraction``). ``batch_id`` makes a retry
+        write nothing new."""
+        from ledger.memos.messages import ingest
+
+        return ingest(self, cube, messages, actor, user_id, agent_id, run_id, session_id, subject, batch_id)
 
     def _exists(self, memory_id: str) -> bool:
         return any(

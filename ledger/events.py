@@ -36,6 +36,8 @@ CHECKPOINT_SIGNED = "checkpoint.signed"
 HOLD_PLACED = "hold.placed"
 HOLD_RELEASED = "hold.released"
 HOLD_REFUSED = "hold.refused"
+MESSAGE_ADDED = "message.added"
+EXTRACTION_DECIDED = "extraction.decided"
 
 SYSTEM_STREAM = "_system"
 

@@ -267,12 +267,12 @@ class DelegatingLog(LogBase):
 
 
 def refs_of(payload: Mapping[str, object]) -> set[str]:
-    """The memory and subject ids an event payload references (for the ref index): its own memory,
-    link ends, sources, memories it was derived from, and the key components of a sealed payload
+    """The memory and subject ids an event payload references (for the ref index): its own memory
+    (or ingested message), link ends, sources, memories it was derived from, and the key components of a sealed payload
     (so erasing a subject finds every payload sealed under its key, derived ones included)."""
     refs: set[str] = set()
     get = payload.get
-    for key in ("memory_id", "source", "target", "subject"):
+    for key in ("memory_id", "message_id", "source", "target", "subject"):
         v = get(key)
         if v.__class__ is str:
             refs.add(v)

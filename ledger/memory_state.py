@@ -17,6 +17,7 @@ Opener = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 # unreadable with the rest of the sealed payload, but does not grep the data directory for them.
 LINEAGE_METADATA_KEYS = frozenset(
     {"role", "session", "model", "kv_cache", "retrieved", "reply_to", "extracted_from", "kind", "rule"}
+    | {"extractor", "fact_key", "observed_at", "refers_to"}  # written by extraction (ledger.memos.extraction)
     | {"user_id", "agent_id", "run_id"}  # SCOPE_KEYS: in plaintext beside a sealed payload
 )
 

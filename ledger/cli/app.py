@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "ledger.cli.service_commands",
     "ledger.cli.mcp_commands",
     "ledger.cli.dist_commands",
+    "ledger.cli.ingest_commands",
     "ledger.cli.llm_commands",
 ]
 

@@ -1,4 +1,4 @@
-"""Distributed-tier commands: ``consume`` (run a view out of process) and ``lag``."""
+"""Distributed-tier commands: ``consume`` (run a view, or an extractor, out of process) and ``lag``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p = sub.add_parser(
         "consume", parents=[common], help="keep a view caught up with the log (stream consumer, exactly once)"
     )
-    p.add_argument("--view", required=True, help="view name (elasticsearch, neo4j, or [consumers.views.NAME])")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--view", help="view name (elasticsearch, neo4j, or [consumers.views.NAME])")
+    what.add_argument(
+        "--extractor",
+        help="extractor name (rules, local, openai, module:function): extract facts from ingested messages",
+    )
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--poll-interval", type=float, default=0.2, help="seconds between polls when caught up")
     p.add_argument("--report-every", type=float, default=5.0, help="seconds between lag reports (JSON lines)")
@@ -46,6 +51,8 @@ def cmd_consume(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise InvalidRequest("--batch-size must be at least 1")
+    if args.extractor is not None:
+        return _consume_extractor(args)
     ledger, view = _open(args)
     if args.rebuild:
         view.reset()
@@ -72,6 +79,40 @@ def cmd_consume(args: argparse.Namespace) -> int:
         if lease is not None:
             lease.release()
         view.close()
+        ledger.log.close()
+    return 0
+
+
+def _consume_extractor(args: argparse.Namespace) -> int:
+    """``consume --extractor NAME``: NAME extracts on the main line of extraction (one checkpoint,
+    shared with the in-process catch-up), under the lease ``extractor:main``."""
+    from ledger.memos.extraction.runtime import consumer_for
+
+    if args.rebuild:
+        raise InvalidRequest("--rebuild applies to views; an extractor's decisions are in the log for good")
+    ledger = open_cli_ledger(args)
+    consumer = consumer_for(ledger, args.extractor)
+    lease = None if args.no_lease else ledger.log.lease(consumer.name, args.data)
+    stop = threading.Event()
+
+    def _stop(signum, frame):  # noqa: ARG001 - signal handler signature
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stop)
+    try:
+        consumer.run(
+            stop,
+            until_caught_up=args.once,
+            max_seconds=args.max_seconds,
+            lease=lease,
+            poll_interval=args.poll_interval,
+            report=lambda status: emit_line(status.to_dict()),
+            report_every=args.report_every,
+        )
+    finally:
+        if lease is not None:
+            lease.release()
         ledger.log.close()
     return 0
 

@@ -59,8 +59,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def _open_views(ledger: Any, kinds: list[str] | None = None) -> Any:
+    """The views, after the in-process extraction has caught up (its facts are then searchable)."""
+    from ledger.memos.extraction.runtime import catch_up_extraction
     from projections.view_set import ViewSet
 
+    catch_up_extraction(ledger)
     return ViewSet.open(ledger, kinds=kinds)
 
 

@@ -1,10 +1,11 @@
-"""Erase memories: deletion plus key destruction, so their text is unrecoverable everywhere.
+"""Erase memories (or ingested messages): deletion plus key destruction, so their text is unrecoverable everywhere.
 
 Every memory is sealed under a key of its own (``ledger.governance.key_vault``), and every memory
 derived from it (a merge, a chat answer, an extracted fact) is sealed under that key too. So
 ``erase(ledger, [id], actor, reason)``:
 
-1. finds every version of the memories and, through lineage, every memory derived from them;
+1. finds every version of the memories and, through lineage, every memory derived from them (a
+   message id is erased the same way: the facts extracted from it are derived from it);
 2. refuses if a legal hold covers any of them (the attempt is recorded), or if one was written
    before every memory was sealed (its text is plaintext in the append-only log and cannot be
    destroyed; ``delete`` it, or forget its subject);
@@ -45,6 +46,7 @@ from ledger.governance.erasure import (
 )
 from ledger.governance.holds import HOLDS_STREAM, read_holds, refuse
 from ledger.memory_state import CONTENT_EVENTS, Erasure, MemoryState, erasure_of, fold
+from ledger.memos.messages import message_state
 from ledger.rules.filters import parse_filter, record_of
 from ledger.timemachine.lineage import descendants
 
@@ -99,14 +101,14 @@ def _collect(ledger: Ledger, cipher: KeyRing, memory_ids: Sequence[str], owner_k
     up = ledger.registry.upcast
     for mid in memory_ids:
         events = [up(e) for e in ledger.log.read_refs(mid)]
-        state = fold(events, None).get(mid)
+        state = fold(events, None).get(mid) or message_state(events, mid)  # a memory, or an ingested message
         if state is None:
             continue
         out.states[mid] = state
         for e in events:
             if e.type == ev.MEMORY_ERASED and mid in e.payload["memory_ids"]:
                 out.erased_by[mid] = e
-            if e.type not in CONTENT_EVENTS or e.payload.get("memory_id") != mid:
+            if not _writes_content_of(e, mid):
                 continue
             if "text" in e.payload:
                 out.plaintext.append(mid)
@@ -118,6 +120,13 @@ def _collect(ledger: Ledger, cipher: KeyRing, memory_ids: Sequence[str], owner_k
             out.texts += opened_texts(cipher, sealed)
     out.plaintext = list(dict.fromkeys(out.plaintext))
     return out
+
+
+def _writes_content_of(e: Event, mid: str) -> bool:
+    """``e`` writes the content of memory (or message) ``mid``."""
+    if e.type == ev.MESSAGE_ADDED:
+        return e.payload.get("message_id") == mid
+    return e.type in CONTENT_EVENTS and e.payload.get("memory_id") == mid
 
 
 def erasure_id_of(memory_ids: Sequence[str]) -> str:

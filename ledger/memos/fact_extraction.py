@@ -58,6 +58,14 @@ _VERBS = {
     "joined": "joined",
     "left": "left",
     "married": "married",
+    "visited": "visited",
+    "went": "went",
+    "travelled": "travelled",
+    "traveled": "traveled",
+    "saw": "saw",
+    "tried": "tried",
+    "finished": "finished",
+    "lost": "lost",
 }
 _ADVERB = r"(?:(also|really|usually|now|still|often|always|never|just|recently)\s+)?"
 _RULES: list[tuple[str, re.Pattern[str]]] = [

@@ -33,6 +33,7 @@ from ledger.rules.names import (
     PRINCIPAL_DESCRIPTION,
     PRINCIPAL_PATTERN,
 )
+from ledger.rules.timepoints import TIME_PATTERN
 
 
 def _json_int(value: Any) -> Any:
@@ -162,6 +163,38 @@ class MemoryAdd(RequestBody):
     )
     idempotency_key: IdempotencyKey | None = Field(
         default=None, description="a retry with the same key (same principal) writes nothing new"
+    )
+
+
+ScopeId = Annotated[str, Field(min_length=1, max_length=200, pattern=NONBLANK_PATTERN)]
+
+
+class MessageBody(RequestBody):
+    role: Literal["user", "assistant", "system", "tool"]
+    content: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=200_000,
+            pattern=NONBLANK_PATTERN,
+            description="the message, verbatim; not blank (" + BLANK_RULE.replace("it holds", "not") + ")",
+        ),
+    ]
+    name: ScopeId | None = Field(default=None, description="the speaker's display name")
+    timestamp: Annotated[str, Field(max_length=64, pattern=f"^{TIME_PATTERN}$")] | None = Field(
+        default=None, description="ISO-8601 time the message was said (e.g. 2026-11-25T10:00:00Z; no zone: UTC)"
+    )
+
+
+class MessagesIngest(RequestBody):
+    messages: list[MessageBody] = Field(min_length=1, max_length=1000)
+    user_id: ScopeId | None = None
+    agent_id: ScopeId | None = None
+    run_id: ScopeId | None = None
+    session_id: ScopeId | None = None
+    subject: SubjectName | None = Field(default=None, description="data subject whose key also seals the messages")
+    batch_id: IdempotencyKey | None = Field(
+        default=None, description="a retry with the same batch id (same principal) writes nothing new"
     )
 
 

@@ -1,4 +1,5 @@
-"""The search views of a running service: opened once, lazily, shared by every request.
+"""The search views of a running service: opened once, lazily, shared by every request; its follower
+thread also runs the in-process extraction (``ledger.memos.extraction.runtime``).
 
 Search and catch-up touch the same view files, so calls are serialised by a lock (the views'
 SQLite connections are not meant to be shared mid-transaction by several threads).
@@ -40,7 +41,13 @@ class SearchBackend:
             return
 
         def loop() -> None:
+            from ledger.memos.extraction.runtime import catch_up_extraction
+
             while not self._stop.wait(interval):
+                try:  # the in-process extractor first ([extraction] in_process), so its facts get indexed
+                    catch_up_extraction(self.state.ledger)
+                except Exception:  # noqa: BLE001 - keep following; the error shows as pending messages
+                    log.exception("extracting facts from ingested messages failed")
                 try:
                     views = self.views()
                     with self.lock:

@@ -24,7 +24,7 @@ from ledger.memory_state import CONTENT_EVENTS
 
 MAX_DEPTH = 50
 MAX_NODES = 10_000
-WRITES = frozenset({ev.MEMORY_ADDED, ev.MEMORY_MERGED})
+WRITES = frozenset({ev.MEMORY_ADDED, ev.MEMORY_MERGED, ev.MESSAGE_ADDED})  # an ingested message is a root
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +143,8 @@ def lineage(ledger: Ledger, memory_id: str, as_of: int | str | None = None, dept
         raise InvalidRequest(f"depth must be an integer from 1 to {MAX_DEPTH}")
     end = ledger.resolve_as_of(as_of)
     if not any(
-        e.type in WRITES and e.payload.get("memory_id") == memory_id for e in ledger.log.read_refs(memory_id, end)
+        e.type in WRITES and memory_id in (e.payload.get("memory_id"), e.payload.get("message_id"))
+        for e in ledger.log.read_refs(memory_id, end)
     ):
         raise NotFound(f"memory {memory_id} not found" + ("" if as_of is None else f" as of offset {end}"))
     up, cut_up = _walk(ledger, [memory_id], True, end, depth)

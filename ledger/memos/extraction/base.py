@@ -44,6 +44,7 @@ class Candidate:
     key: str | None = None  # subject + attribute ("alice|lives_in"): facts with one key supersede each other
     observed_at: str | None = None  # ISO-8601 time the fact was stated or refers to
     rule: str | None = None  # which rule or prompt produced it
+    refers_to: str | None = None  # the date a relative date in the message resolved to ("yesterday")
 
 
 @dataclass(frozen=True)

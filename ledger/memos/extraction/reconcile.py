@@ -1,0 +1,143 @@
+"""Reconciliation: each candidate fact against the scope's current memories -> ADD, UPDATE, DELETE, NOOP.
+
+For a candidate stating a fact, in this order:
+
+* **NOOP** when a current memory of the scope says the same: the same normalised text (case,
+  punctuation, white space and articles ignored), or a similarity at or above
+  ``duplicate_threshold``. No memory is written; the decision names the existing memory.
+* **UPDATE** when a writable memory has the same fact key (``alice|residence``), or a similarity at
+  or above ``update_threshold``, and different content: a new version of that memory.
+* **ADD** otherwise.
+
+For a candidate that retracts a fact (``retracts=True``): **DELETE** (a ``memory.deleted``
+tombstone) of the memory stating it: the same normalised text, or the same fact key and a
+similarity at or above ``retract_threshold``, or any similarity at or above ``duplicate_threshold``;
+a **NOOP** when no memory states it. Candidates of one batch are reconciled in order, each against
+the memories as the earlier ones left them. Similarity is lexical (Jaccard over word sets): the
+same answer on every replay, no model needed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ledger.memory_state import MemoryState
+from ledger.memos.extraction.base import Candidate, ExistingMemory
+from ledger.memos.extraction.settings import Thresholds
+
+ADD, UPDATE, DELETE, NOOP = "ADD", "UPDATE", "DELETE", "NOOP"
+KINDS = (ADD, UPDATE, DELETE, NOOP)
+_WORD = re.compile(r"\w+", re.U)
+_ARTICLES = frozenset({"a", "an", "the"})
+
+
+def normalise(text: str) -> str:
+    """Lower-case words without punctuation and articles, single-spaced (what "the same text" means)."""
+    return " ".join(w for w in _WORD.findall(text.lower()) if w not in _ARTICLES)
+
+
+def similarity(a: str, b: str) -> float:
+    """Jaccard similarity of the word sets of ``a`` and ``b`` (1.0: the same normalised words)."""
+    x, y = set(normalise(a).split()), set(normalise(b).split())
+    if not x or not y:
+        return 0.0
+    return len(x & y) / len(x | y)
+
+
+@dataclass(slots=True)
+class Current:
+    """A current memory of the scope as reconciliation sees it."""
+
+    id: str
+    text: str
+    key: str | None
+    writable: bool = True
+    held: bool = False  # a legal hold covers it: it is never deleted or updated
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What became of candidate ``candidate``: the memory written (``memory_id``) or matched (``target``)."""
+
+    kind: str
+    candidate: int
+    memory_id: str | None = None
+    target: str | None = None
+    score: float | None = None
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"kind": self.kind, "candidate": self.candidate, "reason": self.reason}
+        out.update({"memory_id": self.memory_id, "target": self.target, "score": self.score})
+        return out
+
+
+@dataclass(slots=True)
+class Pool:
+    """The scope's current memories, changed as the decisions of a batch are taken."""
+
+    memories: list[Current] = field(default_factory=list)
+
+    @staticmethod
+    def of(states: Sequence[MemoryState], held: set[str] | None = None) -> Pool:
+        out = []
+        for s in states:
+            if s.text is None:
+                continue
+            key = s.metadata.get("fact_key")
+            out.append(
+                Current(
+                    s.memory_id, s.text, key if isinstance(key, str) else None, s.state in ("generated", "activated")
+                )
+            )
+            out[-1].held = s.memory_id in (held or set())
+        return Pool(out)
+
+    def context(self, texts: Sequence[str], k: int) -> list[ExistingMemory]:
+        """The ``k`` memories most similar to any of ``texts`` (the extractor's context)."""
+        scored = [(max((similarity(m.text, t) for t in texts), default=0.0), m) for m in self.memories]
+        scored = [x for x in scored if x[0] > 0]
+        scored.sort(key=lambda x: (-x[0], x[1].id))
+        return [ExistingMemory(m.id, m.text, round(s, 6)) for s, m in scored[:k]]
+
+    def _best(self, text: str, only: list[Current] | None = None) -> tuple[Current | None, float]:
+        best, score = None, 0.0
+        for m in self.memories if only is None else only:
+            s = 1.0 if normalise(m.text) == normalise(text) else similarity(m.text, text)
+            if s > score:
+                best, score = m, s
+        return best, score
+
+    def decide(self, i: int, c: Candidate, t: Thresholds, new_id: str) -> Decision:
+        """The decision for candidate ``i`` (``new_id``: the id an ADD gives), applied to the pool."""
+        same_key = [m for m in self.memories if c.key is not None and m.key == c.key]
+        if c.retracts:
+            best, score = self._best(c.text)
+            keyed, kscore = self._best(c.text, same_key)
+            target = None
+            if best is not None and score >= t.duplicate:
+                target, why = best, "states the retracted fact"
+            elif keyed is not None and kscore >= t.retract:
+                target, score, why = keyed, kscore, "same fact key as the retracted fact"
+            if target is None:
+                return Decision(NOOP, i, score=round(score, 6), reason="retracts nothing current")
+            if target.held or not target.writable:
+                why = "under a legal hold" if target.held else "not writable"
+                return Decision(NOOP, i, target=target.id, score=round(score, 6), reason=f"would delete, but {why}")
+            self.memories.remove(target)
+            return Decision(DELETE, i, memory_id=target.id, target=target.id, score=round(score, 6), reason=why)
+        best, score = self._best(c.text)
+        if best is not None and score >= t.duplicate:
+            return Decision(NOOP, i, target=best.id, score=round(score, 6), reason="duplicate of a current memory")
+        open_keyed = [m for m in same_key if m.writable and not m.held]
+        if open_keyed:
+            target, why = open_keyed[-1], "same fact key"
+        elif best is not None and score >= t.update and best.writable and not best.held:
+            target, why = best, "similar memory with different content"
+        else:
+            self.memories.append(Current(new_id, c.text, c.key))
+            return Decision(ADD, i, memory_id=new_id, score=round(score, 6) if best else None, reason="new fact")
+        target.text, target.key = c.text, c.key or target.key
+        return Decision(UPDATE, i, memory_id=target.id, target=target.id, score=round(score, 6), reason=why)
