@@ -97,7 +97,6 @@ ANSWERS = {
     "window": json.dumps(
         {
             "facts": [
-                {"text": "Alice lives in Porto.", "retracts": False, "key": "alice|lives_in", "source": [2]},
                 {
                     "text": "Alice lives in Oslo.",
                     "retracts": True,
@@ -105,6 +104,7 @@ ANSWERS = {
                     "observed_at": "2023-09-02",
                     "source": [2, 0],
                 },
+                {"text": "Alice lives in Porto.", "retracts": False, "key": "alice|lives_in", "source": [2]},
             ]
         }
     ),

@@ -25,14 +25,14 @@ def taught():
 
 
 def test_a_valid_answer_becomes_candidates_with_offsets_times_and_the_model(taught):
-    ex = make_local_extractor({"extraction": {"max_new_tokens": 200}}, model=taught)
+    ex = make_local_extractor({"max_new_tokens": 200}, model=taught)
     as_port: Extractor = ex  # the port's protocol (structural)
     assert isinstance(ex, Decider) and as_port.name == "local" and ex.version == "llm-1+decide-1"
     got = ex.extract(WINDOW, ())
     assert got.error is None and got.raw_output == ANSWERS["window"]
     assert got.candidates == (
-        Candidate("Alice lives in Porto.", (47,), False, "alice|lives_in", "2023-09-02T09:30:00", PROMPT_VERSION),
         Candidate("Alice lives in Oslo.", (40, 47), True, "alice|lives_in", "2023-09-02", PROMPT_VERSION),
+        Candidate("Alice lives in Porto.", (47,), False, "alice|lives_in", "2023-09-02T09:30:00", PROMPT_VERSION),
     )
     assert got.model == f"{taught.model_id}#weights:{weights_fingerprint(taught.model)[:16]}"
     assert got.prompt_hash == prompt_hash(build_prompt(WINDOW))
@@ -56,7 +56,7 @@ def test_the_model_decides_among_neighbours(taught):
 
 
 def test_a_random_model_from_a_directory_gives_malformed_output_recorded(tiny_model_dir):
-    ex = make_local_extractor({"extraction": {"model": str(tiny_model_dir), "max_new_tokens": 12}})
+    ex = make_local_extractor({"model": str(tiny_model_dir), "max_new_tokens": 12})
     got = ex.extract(WINDOW, ())
     assert isinstance(got, Extraction) and got.candidates == ()
     assert got.error and got.raw_output
@@ -71,7 +71,7 @@ def test_a_window_longer_than_the_context_is_recorded_not_raised():
 
     small = tiny_model(seed=3)
     small.model.config.max_position_embeddings = 300
-    got = make_local_extractor({"extraction": {"max_new_tokens": 8}}, model=small).extract(WINDOW, ())
+    got = make_local_extractor({"max_new_tokens": 8}, model=small).extract(WINDOW, ())
     assert got.candidates == () and got.raw_output is None
     assert got.error is not None and "the model's context is 300" in got.error
 
@@ -95,7 +95,7 @@ def test_a_window_longer_than_the_context_is_recorded_not_raised():
 )
 def test_bad_settings_are_one_line_errors(section, backend, message):
     with pytest.raises(InvalidRequest) as err:
-        LLMExtractionSettings.from_config({"extraction": section}, backend)
+        LLMExtractionSettings.from_config(section, backend)
     assert message in str(err.value) and "\n" not in str(err.value)
     assert "abc123" not in str(err.value)  # a key pasted by mistake is never echoed
 
@@ -106,10 +106,12 @@ def test_settings_defaults_and_sources(tmp_path):
     assert LLMExtractionSettings.from_config(None, "local") == LLMExtractionSettings()
     cfg = Config(tmp_path, {"extraction": {"backend": "local", "model": "/m", "max_new_tokens": 64, "threshold": 1}})
     assert LLMExtractionSettings.from_config(cfg, "local").model == "/m"
-    with pytest.raises(InvalidRequest, match="must be a table"):
-        LLMExtractionSettings.from_config({"extraction": 3}, "local")
-    with pytest.raises(InvalidRequest, match="need a Config or a mapping"):
+    with pytest.raises(InvalidRequest, match=r"\[extraction\] must be a table, not int"):
         LLMExtractionSettings.from_config(3, "local")
+    from ledger.memos.extraction.registry import build_extractor
+
+    with pytest.raises(InvalidRequest, match="max_new_tokens must be between"):
+        build_extractor("local", {"max_new_tokens": -1})  # the registry's factories read the same keys
 
 
 @pytest.mark.slow
@@ -117,7 +119,7 @@ def test_smollm2_on_a_simple_conversation():
     from ledger.llm import ModelError
 
     try:
-        ex = make_local_extractor({"extraction": {"model": "smollm2", "max_new_tokens": 160}})
+        ex = make_local_extractor({"model": "smollm2", "max_new_tokens": 160})
     except ModelError as exc:
         pytest.skip(str(exc))
     first = [
@@ -135,3 +137,43 @@ def test_smollm2_on_a_simple_conversation():
         assert (got.error is None) or got.candidates == ()
         offsets = {m.offset for m in window}
         assert all(c.text and set(c.source_offsets) <= offsets for c in got.candidates)
+
+
+def _ingest_window(led):
+    """WINDOW's messages, ingested as one call (so the consumer hands the model the same window)."""
+    msgs = [
+        {"role": m.role, "content": m.content, **({"name": m.name} if m.name else {})}
+        | ({"timestamp": m.timestamp} if m.timestamp else {})
+        for m in WINDOW
+    ]
+    return led.ingest("c", msgs, "alice", user_id="alice").offsets
+
+
+def test_the_consumer_records_the_local_models_decisions_with_lineage(ledger, taught):
+    from ledger.memos.extraction.consumer import ExtractionConsumer, decisions_of
+    from ledger.timemachine.lineage import lineage
+
+    offsets = _ingest_window(ledger)
+    ex = make_local_extractor({"max_new_tokens": 200}, model=taught)
+    ExtractionConsumer(ledger, ex).catch_up()
+    (record,) = decisions_of(ledger, "local")
+    p = record.payload
+    assert (p["extractor"], p["version"], p["model"], p["error"]) == ("local", ex.version, ex.model, None)
+    assert p["prompt_hash"] == prompt_hash(build_prompt(WINDOW)) and p["source_offsets"] == offsets
+    assert p["output"]["raw_output"] == ANSWERS["window"]
+    assert [d["kind"] for d in p["decisions"]] == ["NOOP", "ADD"]  # the retracted Oslo fact was never stored
+    (mem,) = ledger.cube_memories("c").values()
+    assert mem.text == "Alice lives in Porto." and mem.metadata["observed_at"] == "2023-09-02T09:30:00"
+    message_ids = {e.offset: e.payload["message_id"] for e in ledger.events() if e.offset in offsets}
+    assert {e.parent for e in lineage(ledger, mem.memory_id).sources} == {message_ids[offsets[2]]}
+
+
+def test_the_consumer_records_malformed_local_output_and_applies_nothing(ledger, tiny_model_dir):
+    from ledger.memos.extraction.consumer import ExtractionConsumer, decisions_of
+
+    offsets = _ingest_window(ledger)
+    ExtractionConsumer(ledger, make_local_extractor({"model": str(tiny_model_dir), "max_new_tokens": 8})).catch_up()
+    (record,) = decisions_of(ledger, "local")
+    p = record.payload
+    assert p["error"] and p["decisions"] == [] and p["output"]["raw_output"]
+    assert p["through_offset"] == offsets[-1] and ledger.cube_memories("c") == {}

@@ -70,7 +70,7 @@ def random_served(tiny_model_dir) -> Iterator[_Served]:
 
 
 def _openai(url: str, **extra):
-    return make_openai_extractor({"extraction": {"base_url": url, "model": "tiny", "max_new_tokens": 200, **extra}})
+    return make_openai_extractor({"base_url": url, "model": "tiny", "max_new_tokens": 200, **extra})
 
 
 def test_models_are_listed_under_every_name(served, taught):
@@ -108,7 +108,7 @@ def test_the_openai_backend_extracts_through_the_server_as_the_local_one_does(se
     ex = _openai(served.url)
     assert ex.name == "openai"
     got = ex.extract(WINDOW, ())
-    here = make_local_extractor({"extraction": {"max_new_tokens": 200}}, model=taught).extract(WINDOW, ())
+    here = make_local_extractor({"max_new_tokens": 200}, model=taught).extract(WINDOW, ())
     assert got.error is None and got.candidates == here.candidates and len(got.candidates) == 2
     assert got.raw_output == ANSWERS["window"] and got.prompt_hash == prompt_hash(build_prompt(WINDOW))
     assert got.model == f"openai:{served.url}:tiny"
@@ -119,7 +119,7 @@ def test_the_openai_backend_extracts_through_the_server_as_the_local_one_does(se
 
 
 def test_a_random_model_over_http_gives_malformed_output_recorded_and_skipped(random_served, tiny_model_dir):
-    ex = make_openai_extractor({"extraction": {"base_url": random_served.url, "model": "random", "max_new_tokens": 10}})
+    ex = make_openai_extractor({"base_url": random_served.url, "model": "random", "max_new_tokens": 10})
     got = ex.extract(WINDOW, ())
     assert got.candidates == () and got.error and got.raw_output
     model = load_local_model(str(tiny_model_dir))
@@ -161,7 +161,7 @@ def test_bad_requests_get_openai_style_errors(served, body, status, message):
 
 
 def test_transport_failures_raise_so_the_window_is_retried(served, monkeypatch):
-    dead = make_openai_extractor({"extraction": {"base_url": "http://127.0.0.1:9/v1", "model": "x", "timeout": 2}})
+    dead = make_openai_extractor({"base_url": "http://127.0.0.1:9/v1", "model": "x", "timeout": 2})
     with pytest.raises(ModelError, match="unreachable"):
         dead.extract(WINDOW, ())
     with pytest.raises(ModelError, match="answered 400: .*response_format"):
@@ -210,3 +210,17 @@ def test_the_cli_serves_a_model_directory_on_loopback(tiny_model_dir):
 def test_the_cli_refuses_bad_arguments_in_one_line(capsys, args, message):
     code, _, err = run(capsys, "llm", "serve", *args)
     assert code == 2 and message in err and err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_the_consumer_over_http_records_a_random_models_output_and_skips_it(ledger, random_served):
+    from ledger.memos.extraction.consumer import ExtractionConsumer, decisions_of
+    from ledger.memos.extraction.registry import build_extractor
+
+    offsets = ledger.ingest("c", [{"role": "user", "content": "I live in Oslo."}], "alice").offsets
+    ex = build_extractor("openai", {"base_url": random_served.url, "model": "random", "max_new_tokens": 8})
+    ExtractionConsumer(ledger, ex).catch_up()
+    (record,) = decisions_of(ledger, "openai")
+    p = record.payload
+    assert p["model"] == f"openai:{random_served.url}:random" and p["error"] and p["decisions"] == []
+    assert p["output"]["raw_output"] and p["through_offset"] == offsets[-1]
+    assert ledger.cube_memories("c") == {}  # recorded, skipped: nothing applied

@@ -30,17 +30,15 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def extraction_section(config: Any) -> Mapping[str, Any]:
-    """The ``[extraction]`` table of a ``Config``, of a whole parsed TOML mapping, or {} for None."""
+    """The ``[extraction]`` table: given itself (a mapping, as the registry passes it), or read from a
+    ``Config``; {} for None."""
     if config is None:
         return {}
     if hasattr(config, "section"):
         return dict(config.section("extraction"))
     if isinstance(config, Mapping):
-        section = config.get("extraction", {})
-        if not isinstance(section, Mapping):
-            raise InvalidRequest("[extraction] must be a table")
-        return section
-    raise InvalidRequest(f"extraction settings need a Config or a mapping, not {type(config).__name__}")
+        return config
+    raise InvalidRequest(f"[extraction] must be a table, not {type(config).__name__}")
 
 
 def _text(section: Mapping[str, Any], key: str, default: str | None = None) -> str | None:
