@@ -177,3 +177,23 @@ def test_the_consumer_records_malformed_local_output_and_applies_nothing(ledger,
     p = record.payload
     assert p["error"] and p["decisions"] == [] and p["output"]["raw_output"]
     assert p["through_offset"] == offsets[-1] and ledger.cube_memories("c") == {}
+
+
+@pytest.mark.parametrize(
+    ("pieces", "done_at"),
+    [
+        (['{"facts": ', "[]", "}", " more"], 2),
+        (["  \n", '{"a": "}', " {[ ", '", "b": [1, {"c": 2}]}'], 3),  # brackets inside strings do not count
+        (['{"a": "\\"}', '"}'], 1),  # an escaped quote does not end the string
+        (['{"a": "x\\\\"}'], 0),  # an escaped backslash does
+        (["[1, [2]", "]"], 1),
+        (["Here: ", '{"facts": []}'], None),  # prose first: never stops early
+        (["```json\n", '{"facts": []}'], None),
+    ],
+)
+def test_json_end_stops_when_the_leading_object_closes(pieces, done_at):
+    from ledger.llm_chat import JsonEnd
+
+    watcher = JsonEnd()
+    ends = [watcher.feed(p) for p in pieces]
+    assert ends.index(True) == done_at if done_at is not None else not any(ends)
