@@ -24,6 +24,7 @@ from ledger.rules.timepoints import parse_point
 from ledger.schema_registry import SchemaRegistry, default_registry
 
 if TYPE_CHECKING:
+    from ledger.duplicates import DuplicateIndex
     from ledger.memos.messages import Ingested
 
 MAX_TEXT = 1_000_000
@@ -37,9 +38,13 @@ class Written:
     id: str
     offset: int
     event_id: str
+    duplicate: bool = False  # an add that wrote nothing: ``id`` is the existing memory it duplicates
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "offset": self.offset, "event_id": self.event_id}
+        out: dict[str, Any] = {"id": self.id, "offset": self.offset, "event_id": self.event_id}
+        if self.duplicate:
+            out["duplicate"] = True
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +110,7 @@ class Ledger:
         self.config = config  # the data directory's configuration (None for a ledger built in code)
         # builds the views and caches an erasure must purge (set by ledger.factory.open_ledger)
         self.erasure_participants = erasure_participants
+        self._duplicates: DuplicateIndex | None = None
 
     def participants_for_erasure(self, data_dir: Path | None) -> list[Any]:
         """The views and caches of ``data_dir`` that an erasure must purge and check."""
@@ -224,8 +230,14 @@ class Ledger:
         event_id: str | None = None,
         state: str = "generated",
         source: str | None = None,
+        allow_duplicate: bool = False,
     ) -> Written:
-        """Add a memory to ``cube`` (created on first use, owned by ``actor``)."""
+        """Add a memory to ``cube`` (created on first use, owned by ``actor``).
+
+        An exact or near duplicate of a current memory of the same cube, scope (``user_id``,
+        ``agent_id``, ``run_id``) and subject (``ledger.duplicates``) is a no-op that returns the
+        existing memory (``Written.duplicate``); ``allow_duplicate=True`` (or an explicit
+        ``memory_id``) writes it anyway."""
         _check_cube_name(cube)
         if check_state(state) == "merged":
             raise InvalidRequest("a memory cannot be added as merged; it becomes merged only through merge()")
@@ -260,6 +272,11 @@ class Ledger:
                 ]
             if memory_id and self._exists(memory_id):
                 raise InvalidRequest(f"memory id {memory_id!r} already exists")
+            if not allow_duplicate and not memory_id and version > 0:
+                same = self.duplicates().find(cube, text, metadata, subject)
+                if same is not None:
+                    at = next(iter(self.log.read(same.updated_offset, same.updated_offset)))
+                    return Written(same.memory_id, at.offset, at.event_id, duplicate=True)
             try:
                 written = self.log.append(batch, {cube: version} if version == 0 else None)
             except ConcurrencyConflict:
@@ -287,6 +304,15 @@ class Ledger:
         from ledger.memos.messages import ingest
 
         return ingest(self, cube, messages, actor, user_id, agent_id, run_id, session_id, subject, batch_id)
+
+    def duplicates(self) -> DuplicateIndex:
+        """The index ``add`` finds duplicates with (built on first use, kept up to date from the log)."""
+        if self._duplicates is None:
+            from ledger.duplicates import DuplicateIndex
+
+            up = self.registry.upcast
+            self._duplicates = DuplicateIndex(lambda c, v: (up(e) for e in self.log.read_stream(c, v)), self.opener)
+        return self._duplicates
 
     def _exists(self, memory_id: str) -> bool:
         return any(

@@ -28,6 +28,10 @@ backend = "sqlite"          # sqlite | postgres | kafka
 # vector = "embedded"       # embedded | elasticsearch
 # keyword = "embedded"      # embedded | elasticsearch
 # graph = "embedded"        # embedded | neo4j
+
+[extraction]
+# backend = "rules"         # rules | local | openai: extracts facts from ingested messages
+# in_process = true         # false: only `memledger consume --extractor NAME` extracts
 """
 
 

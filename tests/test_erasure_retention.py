@@ -76,7 +76,13 @@ def test_retention_rules_are_checked():
 def test_a_scheduler_merge_inherits_its_sources_scope_and_scoped_search_finds_it(data_dir_ledger):
     led = data_dir_ledger
     a = led.add("c", "the user prefers window seats on long flights", "agent", metadata={"user_id": "u1", "topic": "t"})
-    b = led.add("c", "the user prefers window seats on long flights!", "agent", metadata={"user_id": "u1", "run": 1})
+    b = led.add(  # a near duplicate (add refuses one by default): what the scheduler's merge exists for
+        "c",
+        "the user prefers window seats on long flights!",
+        "agent",
+        metadata={"user_id": "u1", "run": 1},
+        allow_duplicate=True,
+    )
     led.add("c", "someone else likes aisle seats", "agent", metadata={"user_id": "u2"})
     result = run(led, _policy(merge_threshold=0.8))
     [merge] = [d for d in result.plan.decisions if d.kind == "merge"]

@@ -166,3 +166,27 @@ def test_http_ingest_and_status(tmp_path):
     first = c.post("/v1/cubes/c/messages", json=retry, headers=svc.h("alice")).json()
     second = c.post("/v1/cubes/c/messages", json=retry, headers=svc.h("alice")).json()
     assert second["duplicate"] and second["offsets"] == first["offsets"]
+
+
+def test_serve_extracts_in_process_and_search_finds_the_facts(tmp_path):
+    import time
+
+    from tests.live_server import LiveServer
+
+    server = LiveServer.start(tmp_path / "data", config='[views]\nvector = "none"\n')
+    try:
+        server.principal("alice")
+        with server.client() as c:
+            h = server.h("alice")
+            assert c.post("/v1/cubes", json={"cube": "c"}, headers=h).status_code == 201
+            r = c.post("/v1/cubes/c/messages", json={"messages": CHAT, "user_id": "u1"}, headers=h)
+            assert r.status_code == 201
+            deadline = time.monotonic() + 120  # the follower thread extracts (0.5 s polls); not a timing assertion
+            while c.get("/v1/cubes/c/messages/status", headers=h).json()["pending"] and time.monotonic() < deadline:
+                time.sleep(0.1)
+            status = c.get("/v1/cubes/c/messages/status", headers=h).json()
+            assert status["pending"] == 0 and status["checkpoint"] == r.json()["offsets"][-1]
+            hits = c.get("/v1/search", params={"q": "Oslo", "cube": "c"}, headers=h).json()
+            assert "Alice lives in Oslo." in str(hits)
+    finally:
+        server.stop()

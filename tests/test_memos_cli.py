@@ -15,8 +15,8 @@ def data(tmp_path, capsys):
     return d
 
 
-def _add(capsys, data, cube, text, actor="alice"):
-    code, out, _ = run(capsys, "--data", data, "add", "--cube", cube, "--actor", actor, "--json", text)
+def _add(capsys, data, cube, text, actor="alice", *flags):
+    code, out, _ = run(capsys, "--data", data, "add", "--cube", cube, "--actor", actor, "--json", *flags, text)
     assert code == 0
     return json.loads(out)["id"]
 
@@ -120,7 +120,8 @@ def test_lifecycle_and_merge_commands(data, capsys):
 def test_schedule_command(data, capsys):
     a = _add(capsys, data, "c", "the user drinks green tea")
     _add(capsys, data, "c", "the user owns a red bicycle")
-    _add(capsys, data, "c", "The user owns a red bicycle!")
+    # a near duplicate (add refuses one by default): what the scheduler's merge exists for
+    _add(capsys, data, "c", "The user owns a red bicycle!", "alice", "--allow-duplicate")
     for _ in range(3):
         run(capsys, "--data", data, "get", a, "--actor", "reader")
     policy = json.dumps({"stable_for_s": 0, "promote_min_reads": 2, "promote_min_score": 1})

@@ -26,6 +26,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--subject", default=None, help="data subject whose key encrypts the text")
     p.add_argument("--id", default=None, dest="memory_id", help="memory id (default: generated)")
     p.add_argument("--event-id", default=None, help="idempotency key: a retry with it writes nothing new")
+    p.add_argument(
+        "--allow-duplicate",
+        action="store_true",
+        help="write even if a current memory of the cube (same scope and subject) says the same",
+    )
     p.add_argument("text")
     add_branch_flag(p)
     p.set_defaults(func=cmd_add)
@@ -101,8 +106,10 @@ def cmd_add(args: argparse.Namespace) -> int:
         subject=args.subject,
         memory_id=args.memory_id,
         event_id=args.event_id,
+        allow_duplicate=args.allow_duplicate,
     )
-    emit(args, w.to_dict(), f"{w.id} offset {w.offset}")
+    note = " (duplicate of an existing memory: nothing written)" if w.duplicate else ""
+    emit(args, w.to_dict(), f"{w.id} offset {w.offset}{note}")
     return 0
 
 

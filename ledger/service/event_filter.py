@@ -18,7 +18,7 @@ from ledger.events import Event
 from ledger.memory_state import Opener
 
 # payload keys that carry memory content (texts, metadata, sealed ciphertext, chat content)
-CONTENT_KEYS = frozenset({"text", "content", "metadata", "sealed", "answer", "prompt", "messages", "snippet"})
+CONTENT_KEYS = frozenset({"text", "content", "metadata", "sealed", "answer", "prompt", "messages", "snippet", "output"})
 
 
 def redact(d: dict[str, Any]) -> dict[str, Any]:

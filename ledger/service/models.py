@@ -164,6 +164,11 @@ class MemoryAdd(RequestBody):
     idempotency_key: IdempotencyKey | None = Field(
         default=None, description="a retry with the same key (same principal) writes nothing new"
     )
+    allow_duplicate: JsonBool = Field(
+        default=False,
+        description="write even if a current memory of the cube with the same scope and subject says the same "
+        "(by default such an add writes nothing and returns that memory, with duplicate: true)",
+    )
 
 
 ScopeId = Annotated[str, Field(min_length=1, max_length=200, pattern=NONBLANK_PATTERN)]
@@ -175,9 +180,9 @@ class MessageBody(RequestBody):
         str,
         Field(
             min_length=1,
-            max_length=200_000,
             pattern=NONBLANK_PATTERN,
-            description="the message, verbatim; not blank (" + BLANK_RULE.replace("it holds", "not") + ")",
+            description="the message, verbatim; not blank (" + BLANK_RULE.replace("it holds", "not") + "); "
+            "at most 200,000 characters, and the server's body limit applies",
         ),
     ]
     name: ScopeId | None = Field(default=None, description="the speaker's display name")
@@ -232,6 +237,7 @@ class Written(BaseModel):
     id: str
     offset: int
     event_id: str
+    duplicate: bool = Field(default=False, description="an add that wrote nothing: id is the memory it duplicates")
 
 
 class ErrorDetail(BaseModel):

@@ -58,7 +58,14 @@ def add_memory(
             raise StateError("idempotency_key was already used for a different request")
         return {"id": stored.payload["memory_id"], "offset": stored.offset, "event_id": stored.event_id}
     w = state.ledger.add(
-        body.cube, body.text, caller.name, metadata=body.metadata, tags=body.tags, subject=body.subject, event_id=eid
+        body.cube,
+        body.text,
+        caller.name,
+        metadata=body.metadata,
+        tags=body.tags,
+        subject=body.subject,
+        event_id=eid,
+        allow_duplicate=body.allow_duplicate,
     )
     return w.to_dict()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +24,8 @@ _LOCK = threading.Lock()  # one in-process catch-up at a time (serve's follower 
 # The main line of extraction: one checkpoint, whichever backend decides (each decision names it), so
 # switching ``[extraction] backend`` goes on from where the last one stopped instead of starting over.
 MAIN_TRACK = "main"
+# ledger -> an offset through which no message waits (remembered by this process)
+_SCANNED: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
 
 def settings_of(ledger: Any) -> ExtractionSettings:
@@ -37,9 +40,17 @@ def consumer_for(ledger: Any, extractor: str | None = None, track: str = MAIN_TR
 
 
 def catch_up_extraction(ledger: Any, max_windows: int | None = None) -> int:
-    """Run the configured extractor over pending messages, in this process, if ``in_process``."""
+    """Run the configured extractor over pending messages, in this process, if ``in_process``.
+
+    Cheap when nothing is pending: the offset up to which this process found no message is
+    remembered per ledger, so a poll reads only the events appended since."""
     settings = settings_of(ledger)
-    if not settings.in_process or pending_messages(ledger, checkpoint_of(ledger, MAIN_TRACK)) == 0:
+    if not settings.in_process:
+        return 0
+    head = ledger.log.head()
+    after = max(checkpoint_of(ledger, MAIN_TRACK), _SCANNED.get(ledger, -1))
+    if pending_messages(ledger, after, head) == 0:
+        _SCANNED[ledger] = head
         return 0
     with _LOCK:
         return consumer_for(ledger).catch_up(max_windows)

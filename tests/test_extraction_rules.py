@@ -1,0 +1,136 @@
+"""The rules extractor, relative dates, the [extraction] settings and the extractor registry."""
+
+from __future__ import annotations
+
+import pytest
+
+from ledger.config import Config
+from ledger.errors import InvalidRequest
+from ledger.memos.extraction.base import Message
+from ledger.memos.extraction.dates import resolve
+from ledger.memos.extraction.reconcile import normalise, similarity
+from ledger.memos.extraction.registry import build_extractor, known_extractors, register_extractor
+from ledger.memos.extraction.rules import RulesExtractor
+from ledger.memos.extraction.settings import ExtractionSettings
+
+TS = "2024-05-08T10:00:00Z"  # a Wednesday
+
+
+def _facts(text: str, role: str = "user", name: str | None = "Alice", scope: dict | None = None):
+    msg = Message(7, "msg_1", role, text, name, TS, scope or {})
+    return [(c.text, c.key, c.retracts, c.rule) for c in RulesExtractor().extract([msg], []).candidates]
+
+
+@pytest.mark.parametrize(
+    ("said", "fact", "key", "retracts"),
+    [
+        ("I don't eat pork.", "Alice does not eat pork.", "alice|eat|pork", False),
+        ("I eat pork.", "Alice eats pork.", "alice|eat|pork", False),
+        ("I'm not a vegetarian.", "Alice is not a vegetarian.", "alice|is|vegetarian", False),
+        ("I no longer live in Oslo.", "Alice lives in Oslo.", "alice|residence", True),
+        ("I don't like tea anymore.", "Alice likes tea.", "alice|pref|tea", True),
+        ("I stopped eating meat.", "Alice eats meat.", "alice|eat|meat", True),
+        ("I'm no longer a student.", "Alice is a student.", "alice|is|student", True),
+        ("We are planning a trip to Japan.", "Alice and others are planning a trip to Japan.", None, False),
+        ("I plan to learn Rust.", "Alice plans to learn Rust.", None, False),
+        ("We will visit Kyoto.", "Alice and others will visit Kyoto.", None, False),
+        ("We live in Lisbon.", "Alice and others live in Lisbon.", "alice|residence", False),
+        ("Our dog is called Rex.", "The dog of Alice and others is called Rex.", "alice|our:dog", False),
+        ("I moved to Porto.", "Alice moved to Porto.", "alice|residence", False),
+        ("I work at Acme.", "Alice works at Acme.", "alice|work", False),
+        ("I really love hiking.", "Alice really loves hiking.", "alice|pref|hiking", False),
+        ("My sister is a nurse.", "Alice's sister is a nurse.", "alice|my:sister", False),
+        ("Call me Ali.", "Alice wants to be called Ali.", "alice|name", False),
+    ],
+)
+def test_each_shape(said, fact, key, retracts):
+    assert [(t, k, r) for t, k, r, _ in _facts(said)] == [(fact, key, retracts)]
+
+
+def test_dislike_and_like_share_a_key_so_one_supersedes_the_other():
+    (like,) = _facts("I like tea.")
+    (dont,) = _facts("I don't like tea.")
+    assert like[1] == dont[1] == "alice|pref|tea"
+
+
+@pytest.mark.parametrize("said", ["What do I eat?", "Maybe I live in Rome.", "I think I like jazz.", "Hello there."])
+def test_questions_hedges_and_small_talk_give_nothing(said):
+    assert _facts(said) == []
+
+
+def test_only_user_messages_and_the_speaker_falls_back_to_the_user_id():
+    assert _facts("I live in Oslo.", role="assistant") == []
+    assert _facts("I live in Oslo.", name=None, scope={"user_id": "u7"})[0][0] == "U7 lives in Oslo."
+    assert _facts("I live in Oslo.", name=None)[0][0] == "User lives in Oslo."
+
+
+def test_several_facts_in_one_message_keep_their_order_and_are_not_repeated():
+    got = [t for t, *_ in _facts("I live in Oslo and I like tea. I like tea! I don't eat pork.")]
+    assert got == ["Alice lives in Oslo.", "Alice likes tea.", "Alice does not eat pork."]
+
+
+@pytest.mark.parametrize(
+    ("text", "out", "when"),
+    [
+        ("Alice visited Rome yesterday.", "Alice visited Rome on 2024-05-07.", "2024-05-07"),
+        ("Alice ran today.", "Alice ran on 2024-05-08.", "2024-05-08"),
+        ("Alice met Bob 3 days ago.", "Alice met Bob on 2024-05-05.", "2024-05-05"),
+        ("Alice met Bob two weeks ago.", "Alice met Bob on 2024-04-24.", "2024-04-24"),
+        ("Alice went to Berlin last week.", "Alice went to Berlin in the week of 2024-04-29.", "2024-04-29"),
+        ("Alice moved last month.", "Alice moved in 2024-04.", "2024-04"),
+        ("Alice started yoga last year.", "Alice started yoga in 2023.", "2023"),
+        ("Alice likes tea.", "Alice likes tea.", None),
+    ],
+)
+def test_relative_dates_resolve_against_the_message_time(text, out, when):
+    assert resolve(text, TS) == (out, when)
+
+
+def test_relative_dates_need_a_time():
+    assert resolve("Alice ran yesterday.", None) == ("Alice ran yesterday.", None)
+    assert resolve("Alice ran yesterday.", "not a time") == ("Alice ran yesterday.", None)
+
+
+def test_normalised_text_and_similarity():
+    assert normalise("Alice likes THE tea!") == normalise("alice  likes tea") == "alice likes tea"
+    assert similarity("Alice likes tea.", "alice likes tea") == 1.0
+    assert similarity("Alice likes tea.", "Bob owns a car.") == 0.0
+    assert similarity("", "x") == 0.0
+
+
+def _settings(**raw):
+    return ExtractionSettings.from_config(Config(data_dir=__import__("pathlib").Path("."), raw={"extraction": raw}))
+
+
+def test_settings_defaults_and_checks():
+    s = ExtractionSettings.from_config(None)
+    assert (s.backend, s.in_process, s.thresholds.duplicate, s.thresholds.update, s.context) == (
+        "rules",
+        True,
+        0.9,
+        0.75,
+        10,
+    )
+    assert _settings(duplicate_threshold=1, update_threshold=0.5).thresholds.update == 0.5
+    for bad, needle in (
+        ({"backend": ""}, "backend"),
+        ({"in_process": "yes"}, "in_process"),
+        ({"update_threshold": 2}, "update_threshold"),
+        ({"duplicate_threshold": True}, "duplicate_threshold"),
+        ({"update_threshold": 0.95}, "must not exceed"),
+        ({"context": -1}, "context"),
+    ):
+        with pytest.raises(InvalidRequest, match=needle):
+            _settings(**bad)
+
+
+def test_registry_names_factories_and_module_targets():
+    assert "rules" in known_extractors()
+    assert build_extractor("rules").name == "rules"
+    assert build_extractor("tests.extraction_support:build_slow").name == "rules"
+    with pytest.raises(InvalidRequest, match="unknown extractor 'nope'"):
+        build_extractor("nope")
+    with pytest.raises(InvalidRequest, match="no module"):
+        build_extractor("no_such_module:build")
+    with pytest.raises(InvalidRequest, match="without ':'"):
+        register_extractor("a:b", lambda options: RulesExtractor())
