@@ -50,7 +50,12 @@ def open_bench_ledger(directory: Path) -> Ledger:
 
     d, _ = init_data_dir(directory)
     cfg = Path(d) / "memledger.toml"
-    cfg.write_text(cfg.read_text() + "\n[extraction]\nin_process = false\n")
+    text = cfg.read_text()
+    if "\n[extraction]\n" in text:
+        text = text.replace("\n[extraction]\n", "\n[extraction]\nin_process = false\n", 1)
+    else:
+        text += "\n[extraction]\nin_process = false\n"
+    cfg.write_text(text)
     return open_ledger(d)
 
 

@@ -83,7 +83,14 @@ def _case(rng: random.Random, i: int, kind: str) -> Case:
     if kind == "move":
         old, new = _pair(rng, PLACES)
         first = rng.choice([f"I live in {old}.", f"I live in {old} with my partner.", f"I live in {old} now."])
-        change = rng.choice([f"I moved to {new}.", f"I moved to {new} last month.", f"I live in {new} now."])
+        change = rng.choice(
+            [
+                f"I moved to {new}.",
+                f"I moved to {new} last month.",
+                f"I live in {new} now.",
+                f"I live in {new} now. I no longer live in {old}.",
+            ]
+        )
     elif kind == "job":
         if rng.random() < 0.5:
             old, new = _pair(rng, JOBS)
