@@ -29,8 +29,8 @@ backend = "sqlite"          # sqlite | postgres | kafka
 # keyword = "embedded"      # embedded | elasticsearch
 # graph = "embedded"        # embedded | neo4j
 
-[extraction]
-# backend = "rules"         # rules | local | openai: extracts facts from ingested messages
+# [extraction]              # facts from ingested messages (docs/memos.md)
+# backend = "rules"         # rules | local | openai
 # in_process = true         # false: only `memledger consume --extractor NAME` extracts
 """
 

@@ -18,6 +18,9 @@ Opener = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 LINEAGE_METADATA_KEYS = frozenset(
     {"role", "session", "model", "kv_cache", "retrieved", "reply_to", "extracted_from", "kind", "rule"}
     | {"extractor", "fact_key", "observed_at", "refers_to"}  # written by extraction (ledger.memos.extraction)
+    # an ingested message's speaker: every fact extracted from the conversation names them, so looking
+    # for the name after erasing one message would find all the others (it is sealed all the same)
+    | {"speaker"}
     | {"user_id", "agent_id", "run_id"}  # SCOPE_KEYS: in plaintext beside a sealed payload
 )
 

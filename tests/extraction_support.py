@@ -49,3 +49,19 @@ def build_slow(options: Mapping[str, Any]) -> SlowRules:
 
 def build_never(options: Mapping[str, Any]) -> NeverCalled:
     return NeverCalled()
+
+
+class Down:
+    """A backend whose model server is unreachable."""
+
+    name = "down"
+    version = "1"
+
+    def extract(self, messages: Sequence[Message], context: Sequence[ExistingMemory]) -> Extraction:
+        from ledger.errors import BackendUnavailable
+
+        raise BackendUnavailable("model server at http://127.0.0.1:9 is unavailable")
+
+
+def build_down(options: Mapping[str, Any]) -> Down:
+    return Down()

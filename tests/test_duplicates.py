@@ -73,3 +73,14 @@ def test_http_add_answers_the_existing_memory(tmp_path):
     assert forced.json()["duplicate"] is False and forced.json()["id"] != first["id"]
     bad = c.post("/v1/memories", json={"cube": "c", "text": "x", "allow_duplicate": "yes"}, headers=h)
     assert bad.status_code == 422
+
+
+def test_a_forgotten_subjects_memory_is_no_longer_a_duplicate(data_dir_ledger, tmp_path):
+    from ledger.governance.forget import forget
+
+    led = data_dir_ledger
+    w = led.add("c", "Alice's phone is 555.", "a", subject="alice")
+    assert led.add("c", "Alice's phone is 555.", "a", subject="alice").id == w.id  # the index holds it now
+    forget(led, "alice", "dpo", data_dir=tmp_path / "data")
+    assert led.duplicates().memories("c")[w.id].text is None
+    assert not led.add("c", "Alice's phone is 555.", "a").duplicate

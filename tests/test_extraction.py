@@ -253,3 +253,61 @@ def test_reextract_on_a_branch_shows_the_changes_and_merge_adopts_them(tmp_path,
     code, out, err = run(capsys, "--data", str(data), "branch", "merge", "alt", "--actor", "alice")
     assert code == 0, err
     assert _texts(led) == ["Alice is friendly.", "Alice lives in Oslo."]
+
+
+def test_a_search_still_answers_when_the_extractor_cannot_run(tmp_path, capsys):
+    from tests.ledgers import data_ledger
+
+    data = tmp_path / "data"
+    led = data_ledger(data)
+    led.add("c", "Alice lives in Oslo.", "alice")
+    _say(led, "I like tea.", "2024-05-01T10:00:00Z")
+    led.log.close()
+    cfg = data / "memledger.toml"
+    cfg.write_text(cfg.read_text() + '\n[extraction]\nbackend = "tests.extraction_support:build_down"\n')
+    code, out, err = run(capsys, "--data", str(data), "search", "--cube", "c", "--no-vector", "Oslo")
+    assert code == 0 and "Alice lives in Oslo." in out
+    assert "warning: extraction did not catch up: model server" in err
+    again = open_ledger(data)
+    assert list(decisions_of(again, MAIN_TRACK)) == []  # nothing recorded: the message is still pending
+    again.log.close()
+
+
+def test_consume_extractor_in_process_and_wait_without_an_in_process_extractor(tmp_path, capsys):
+    import json
+
+    from tests.ledgers import data_ledger
+
+    data = tmp_path / "data"
+    led = data_ledger(data)
+    _say(led, "I live in Oslo.", "2024-05-01T10:00:00Z")
+    led.log.close()
+    cfg = data / "memledger.toml"
+    cfg.write_text(cfg.read_text() + "\n[extraction]\nin_process = false\n")
+    d = str(data)
+    code, _, err = run(capsys, "--data", d, "consume", "--extractor", "rules", "--rebuild")
+    assert code == 2 and "--rebuild applies to views" in err
+    f = tmp_path / "m.json"
+    f.write_text(json.dumps([{"role": "user", "content": "I like tea.", "name": "Alice"}]))
+    code, _, err = run(capsys, "--data", d, "ingest", "--cube", "c", "--messages", str(f), "--wait", "--timeout", "0")
+    assert code == 2 and "has not reached offset" in err  # nobody extracts: in_process is off
+    code, out, _ = run(capsys, "--data", d, "consume", "--extractor", "rules", "--once", "--no-lease")
+    status = json.loads(out.splitlines()[-1])
+    assert code == 0 and status["pending"] == 0 and status["decisions"] == 2 and status["track"] == MAIN_TRACK
+    again = open_ledger(d)
+    assert _texts(again) == ["Alice likes tea.", "Alice lives in Oslo."]
+    again.log.close()
+
+
+def test_a_fact_updated_more_often_than_a_seal_has_keys_stays_writable(data_dir_ledger):
+    """Regression: each UPDATE used to seal the new version under every earlier source's key as well,
+    so the 100th change of one fact (a seal holds at most 100 keys) failed."""
+    led = data_dir_ledger
+    consumer = ExtractionConsumer(led, RulesExtractor())
+    for i in range(105):
+        _say(led, f"I live in City{i}.", "2024-05-01T10:00:00Z")
+    consumer.catch_up()
+    (memory,) = led.cube_memories("c").values()
+    assert memory.text == "Alice lives in City104." and memory.version == 105
+    assert len(memory.keys) <= 3  # its own key, the one source message's (and no earlier ones)
+    assert len({e.parent for e in lineage(led, memory.memory_id).sources}) == 105

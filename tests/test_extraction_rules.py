@@ -134,3 +134,56 @@ def test_registry_names_factories_and_module_targets():
         build_extractor("no_such_module:build")
     with pytest.raises(InvalidRequest, match="without ':'"):
         register_extractor("a:b", lambda options: RulesExtractor())
+
+
+def _pool(*memories):
+    from ledger.memos.extraction.reconcile import Current, Pool
+
+    return Pool([Current(*m) for m in memories])
+
+
+def _cand(text, key=None, retracts=False):
+    from ledger.memos.extraction.base import Candidate
+
+    return Candidate(text, (1,), retracts=retracts, key=key)
+
+
+def test_reconcile_retractions_by_text_by_key_and_of_nothing():
+    from ledger.memos.extraction.settings import Thresholds
+
+    t = Thresholds()
+    pool = _pool(
+        ("m1", "Alice lives in Oslo, Norway.", "alice|residence"), ("m2", "Alice likes tea.", "alice|pref|tea")
+    )
+    d = pool.decide(0, _cand("Alice lives in Oslo.", "alice|residence", True), t, "new")
+    assert (d.kind, d.target, d.reason) == ("DELETE", "m1", "same fact key as the retracted fact")
+    d = pool.decide(1, _cand("Alice likes tea.", "alice|pref|tea", True), t, "new")
+    assert (d.kind, d.target, d.reason) == ("DELETE", "m2", "states the retracted fact")
+    d = pool.decide(2, _cand("Alice likes tea.", "alice|pref|tea", True), t, "new")
+    assert (d.kind, d.target, d.reason) == ("NOOP", None, "retracts nothing current")
+
+
+def test_reconcile_never_deletes_or_updates_a_held_or_frozen_memory():
+    from ledger.memos.extraction.reconcile import Current, Pool
+    from ledger.memos.extraction.settings import Thresholds
+
+    t = Thresholds()
+    held = Current("m1", "Alice lives in Oslo.", "alice|residence")
+    held.held = True
+    frozen = Current("m2", "Alice likes tea.", "alice|pref|tea", writable=False)
+    pool = Pool([held, frozen])
+    d = pool.decide(0, _cand("Alice lives in Oslo.", "alice|residence", True), t, "new")
+    assert (d.kind, d.target, d.reason) == ("NOOP", "m1", "would delete, but under a legal hold")
+    d = pool.decide(1, _cand("Alice likes tea.", "alice|pref|tea", True), t, "new")
+    assert (d.kind, d.reason) == ("NOOP", "would delete, but not writable")
+    d = pool.decide(2, _cand("Alice moved to Porto.", "alice|residence"), t, "m3")
+    assert (d.kind, d.memory_id) == ("ADD", "m3")  # the held memory of that key is left as it is
+
+
+def test_reconcile_updates_a_similar_memory_without_a_key():
+    from ledger.memos.extraction.settings import Thresholds
+
+    pool = _pool(("m1", "Alice and Bob are planning a long trip to Japan.", None))
+    d = pool.decide(0, _cand("Alice and Bob are planning a trip to Japan."), Thresholds(), "new")
+    assert (d.kind, d.target, d.reason) == ("UPDATE", "m1", "similar memory with different content")
+    assert pool.memories[0].text == "Alice and Bob are planning a trip to Japan."

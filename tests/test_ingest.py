@@ -190,3 +190,23 @@ def test_serve_extracts_in_process_and_search_finds_the_facts(tmp_path):
             assert "Alice lives in Oslo." in str(hits)
     finally:
         server.stop()
+
+
+def test_erasing_one_message_finds_no_residue_in_the_speakers_other_facts(data_dir_ledger, tmp_path):
+    """Regression: the speaker's name was looked for as erased content, and every other fact names them."""
+    from projections.view_set import ViewSet
+
+    led, data = data_dir_ledger, tmp_path / "data"
+    speaker = "Alexandra Lindqvist"  # long enough to be looked for
+    first = led.ingest("c", [{"role": "user", "content": "I live in Oslo.", "name": speaker}], "a", user_id="u1")
+    led.ingest("c", [{"role": "user", "content": "I like tea.", "name": speaker}], "a", user_id="u1")
+    catch_up_extraction(led)
+    with ViewSet.open(led, data, kinds=("keyword", "graph")) as views:
+        views.catch_up()
+    report = erase(led, [first.message_ids[0]], "dpo", "asked", data_dir=data)
+    assert report.complete, report.checks.to_dict()
+    assert _texts_of(led) == [None, f"{speaker} likes tea."]
+
+
+def _texts_of(led):
+    return sorted((m.text for m in led.cube_memories("c").values()), key=lambda t: (t is not None, t or ""))

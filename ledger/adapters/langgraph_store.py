@@ -170,7 +170,8 @@ class MemledgerStore(BaseStore):
         if existing is not None:
             w = self.client.update(existing.id, text, metadata=meta)
         else:
-            w = self.client.add(cube=cube, text=text, metadata=meta)
+            # one memory per key: two keys holding the same value are two memories, not a duplicate
+            w = self.client.add(cube=cube, text=text, metadata=meta, allow_duplicate=True)
         self._index.setdefault(cube, {})[(op.namespace, op.key)] = self.client.get(w.id)
 
     def _search(self, op: SearchOp) -> list[SearchItem]:

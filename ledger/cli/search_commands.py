@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from typing import Any
 
 from ledger.cli.app import default_actor
 from ledger.cli.context import open_cli_ledger
 from ledger.cli.output import emit, parse_json_object
-from ledger.errors import InvalidRequest
+from ledger.errors import InvalidRequest, LedgerError
 from ledger.rules.timepoints import offset_arg
 
 
@@ -63,7 +64,10 @@ def _open_views(ledger: Any, kinds: list[str] | None = None) -> Any:
     from ledger.memos.extraction.runtime import catch_up_extraction
     from projections.view_set import ViewSet
 
-    catch_up_extraction(ledger)
+    try:
+        catch_up_extraction(ledger)
+    except LedgerError as exc:  # an extractor that cannot run (a model server down) must not stop a search
+        print(f"warning: extraction did not catch up: {exc}", file=sys.stderr)
     return ViewSet.open(ledger, kinds=kinds)
 
 

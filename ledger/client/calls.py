@@ -74,6 +74,7 @@ def add(
     subject: str | None = None,
     idempotency_key: str | None = None,
     branch: str | None = None,
+    allow_duplicate: bool = False,
 ) -> Call[Written]:
     body = _body(
         cube=cube,
@@ -82,6 +83,7 @@ def add(
         tags=list(tags) if tags is not None else None,
         subject=subject,
         idempotency_key=idempotency_key or new_idempotency_key(),
+        allow_duplicate=True if allow_duplicate else None,
     )
     path = "/v1/memories" if branch in (None, "main") else f"/v1/branches/{seg(str(branch))}/memories"
     return Call("POST", path, Written.from_dict, body=body, retry_safe=True)

@@ -119,8 +119,10 @@ class EmbeddedClient:
         subject: str | None = None,
         idempotency_key: str | None = None,
         branch: str | None = None,
+        allow_duplicate: bool = False,
     ) -> Written:
-        """Add a memory (the cube is created on first use); a repeated ``idempotency_key`` writes nothing."""
+        """Add a memory (the cube is created on first use); a repeated ``idempotency_key`` writes nothing,
+        and so does a duplicate of a current memory unless ``allow_duplicate``."""
         with self._lock, self._branches() as b:
             led = b.ledger(branch) if _on_branch(branch) else self.ledger
             eid = None if idempotency_key is None else idempotent_event_id(self.actor, idempotency_key)
@@ -128,7 +130,16 @@ class EmbeddedClient:
                 if stored.stream != cube or stored.type != ev.MEMORY_ADDED:
                     raise StateError("idempotency_key was already used for a different request")
                 return Written(stored.payload["memory_id"], stored.offset, stored.event_id)
-            w = led.add(cube, text, self.actor, metadata=metadata, tags=tags, subject=subject, event_id=eid)
+            w = led.add(
+                cube,
+                text,
+                self.actor,
+                metadata=metadata,
+                tags=tags,
+                subject=subject,
+                event_id=eid,
+                allow_duplicate=allow_duplicate,
+            )
             return Written.from_dict(w.to_dict())
 
     def update(

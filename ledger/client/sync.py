@@ -75,10 +75,12 @@ class MemledgerClient:
         subject: str | None = None,
         idempotency_key: str | None = None,
         branch: str | None = None,
+        allow_duplicate: bool = False,
     ) -> Written:
         """Add a memory (the cube is created on first use, owned by the caller, as the embedded API does);
-        retried safely under an idempotency key."""
-        call = calls.add(cube, text, metadata, tags, subject, idempotency_key, branch)
+        retried safely under an idempotency key. A duplicate of a current memory (same cube, scope and
+        subject) writes nothing and answers it (``raw["duplicate"]``) unless ``allow_duplicate``."""
+        call = calls.add(cube, text, metadata, tags, subject, idempotency_key, branch, allow_duplicate)
         try:
             return self._run(call)
         except NotFound:

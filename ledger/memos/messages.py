@@ -155,7 +155,7 @@ def ingest(
         mid = "msg_" + os.urandom(8).hex()
         meta: dict[str, Any] = dict(scope)
         if m.name is not None:
-            meta["name"] = m.name
+            meta["speaker"] = m.name  # sealed with the content (memory_state.LINEAGE_METADATA_KEYS says why)
         content = ledger.content_fields(m.content, meta, mid, [] if subject is None else [subject])
         payload: dict[str, Any] = {"message_id": mid, "role": m.role, "index": i, **content}
         payload.setdefault("metadata", {})
@@ -210,7 +210,7 @@ def message_of(event: Event, opener: Opener | None) -> Message | None:
         text, meta = opened.get("text"), opened.get("metadata") or {}
     if not isinstance(text, str):
         return None
-    name = meta.get("name")
+    name = meta.get("speaker")
     return Message(
         offset=event.offset,
         message_id=p["message_id"],

@@ -232,6 +232,7 @@ def branch_add(
                 tags=body.tags,
                 subject=body.subject,
                 event_id=_event_id(caller, body.idempotency_key),
+                allow_duplicate=body.allow_duplicate,
             )
             .to_dict()
         )

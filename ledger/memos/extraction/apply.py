@@ -81,7 +81,6 @@ class _Written:
     """What the batch wrote of a memory it added (so a later candidate of the batch can update it)."""
 
     sources: list[SealedSource]
-    derived: list[str]
     keys: list[dict[str, str]]
     subjects: list[str]
 
@@ -142,18 +141,22 @@ def build_batch(
                 source=f"extraction:{extractor.name}", derived_from=mids, derived_offsets=[e.offset for e in sources]
             )
             batch.append(_event(window, ev.MEMORY_ADDED, body, actor, did))
-            written[mid] = _Written(seals, mids, content_keys(content), [x for s in seals for x in s.subjects])
+            written[mid] = _Written(seals, content_keys(content), [x for s in seals for x in s.subjects])
             continue
         old = written.get(mid)
         if old is not None:
-            keys, subjects, derived = old.keys, old.subjects, old.derived
+            keys, subjects = old.keys, old.subjects
         else:
             s = states[mid]
-            keys, subjects, derived = s.keys, s.subjects, s.derived_from
+            keys, subjects = s.keys, s.subjects
             meta = {**merged_metadata([scope_of(s.metadata), meta]), **meta}
-        content = ledger.content_fields(c.text, meta, mid, subjects, derived_from=seals, keys=keys or None)
+        # the new version is derived from the new messages only: sealed under the memory's own key, its
+        # subjects' and those messages' keys (not every earlier source's, which would pile up version after
+        # version); the earlier versions keep their own lineage, and erasing any source destroys the own key
+        own = [k for k in keys if k.get("scope") == "memory" and k.get("id") == mid]
+        content = ledger.content_fields(c.text, meta, mid, subjects, derived_from=seals, keys=own or None)
         body = {"memory_id": mid, **content, "reason": "superseded in a conversation (extraction)"}
-        body["derived_from"] = list(dict.fromkeys([*derived, *mids]))
+        body["derived_from"] = mids
         body["derived_offsets"] = [e.offset for e in sources]
         batch.append(_event(window, ev.MEMORY_UPDATED, body, actor, did))
         if old is not None:

@@ -193,7 +193,7 @@ class ExtractionConsumer:
         scope = scope_of(window.scope)
         return {
             mid: s
-            for mid, s in self.ledger.cube_memories(window.cube).items()
+            for mid, s in self.ledger.duplicates().memories(window.cube).items()
             if s.state in SEARCHABLE_BY_DEFAULT and scope_of(s.metadata) == scope
         }
 

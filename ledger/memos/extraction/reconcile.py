@@ -55,6 +55,23 @@ class Current:
     key: str | None
     writable: bool = True
     held: bool = False  # a legal hold covers it: it is never deleted or updated
+    norm: str = ""
+    words: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        self.set_text(self.text)
+
+    def set_text(self, text: str) -> None:
+        self.text, self.norm = text, normalise(text)
+        self.words = frozenset(self.norm.split())
+
+    def similarity(self, norm: str, words: frozenset[str]) -> float:
+        """1.0 for the same normalised text, else the Jaccard similarity of the word sets."""
+        if norm == self.norm:
+            return 1.0
+        if not words or not self.words:
+            return 0.0
+        return len(words & self.words) / len(words | self.words)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,15 +114,20 @@ class Pool:
 
     def context(self, texts: Sequence[str], k: int) -> list[ExistingMemory]:
         """The ``k`` memories most similar to any of ``texts`` (the extractor's context)."""
-        scored = [(max((similarity(m.text, t) for t in texts), default=0.0), m) for m in self.memories]
+        if k == 0:
+            return []
+        probes = [(normalise(t), frozenset(normalise(t).split())) for t in texts]
+        scored = [(max((m.similarity(n, w) for n, w in probes), default=0.0), m) for m in self.memories]
         scored = [x for x in scored if x[0] > 0]
         scored.sort(key=lambda x: (-x[0], x[1].id))
         return [ExistingMemory(m.id, m.text, round(s, 6)) for s, m in scored[:k]]
 
     def _best(self, text: str, only: list[Current] | None = None) -> tuple[Current | None, float]:
         best, score = None, 0.0
+        norm = normalise(text)
+        words = frozenset(norm.split())
         for m in self.memories if only is None else only:
-            s = 1.0 if normalise(m.text) == normalise(text) else similarity(m.text, text)
+            s = m.similarity(norm, words)
             if s > score:
                 best, score = m, s
         return best, score
@@ -139,5 +161,6 @@ class Pool:
         else:
             self.memories.append(Current(new_id, c.text, c.key))
             return Decision(ADD, i, memory_id=new_id, score=round(score, 6) if best else None, reason="new fact")
-        target.text, target.key = c.text, c.key or target.key
+        target.set_text(c.text)
+        target.key = c.key or target.key
         return Decision(UPDATE, i, memory_id=target.id, target=target.id, score=round(score, 6), reason=why)

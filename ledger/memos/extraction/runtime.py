@@ -86,7 +86,7 @@ def wait_for(ledger: Any, offsets: Sequence[int], timeout: float = 600.0, poll: 
             continue
         if time.monotonic() > deadline:
             raise BackendUnavailable(
-                f"extraction has not reached offset {last} within {timeout:g} s "
+                f"extraction has not reached offset {last} within {timeout:g} s; the messages are stored "
                 "(is `memledger consume --extractor` running?)"
             )
         time.sleep(poll)
