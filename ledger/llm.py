@@ -253,6 +253,16 @@ class OpenAICompatibleLLM:
         self.timeout = timeout
 
     def chat(self, messages: list[dict[str, str]], max_new_tokens: int = 128) -> str:
+        """The assistant's text for ``messages`` (greedy: temperature 0)."""
+        return self.chat_completion(messages, max_new_tokens).text
+
+    def chat_completion(
+        self,
+        messages: list[dict[str, str]],
+        max_new_tokens: int = 128,
+        response_format: dict[str, Any] | None = None,
+    ) -> ChatCompletion:
+        """One ``/chat/completions`` call at temperature 0; ``response_format`` is sent only when given."""
         import httpx
 
         headers = {"Content-Type": "application/json"}
@@ -261,7 +271,14 @@ class OpenAICompatibleLLM:
             if not key:
                 raise ModelError(f"environment variable {self.api_key_env} (api_key_env) is not set")
             headers["Authorization"] = f"Bearer {key}"
-        body = {"model": self.model, "messages": messages, "max_tokens": max_new_tokens, "temperature": 0}
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": max_new_tokens,
+            "temperature": 0,
+        }
+        if response_format is not None:
+            body["response_format"] = response_format
         try:
             r = httpx.post(f"{self.base_url}/chat/completions", json=body, headers=headers, timeout=self.timeout)
         except httpx.HTTPError as exc:
@@ -269,6 +286,25 @@ class OpenAICompatibleLLM:
         if r.status_code != 200:
             raise ModelError(f"LLM endpoint {self.base_url} answered {r.status_code}: {r.text[:500]}")
         try:
-            return str(r.json()["choices"][0]["message"]["content"])
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ModelError(f"LLM endpoint {self.base_url} gave an unexpected answer: {exc}") from None
+            answer = r.json()
+            text = answer["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise ModelError(f"LLM endpoint {self.base_url} gave an unexpected answer: {exc!r}") from None
+        if not isinstance(text, str):
+            raise ModelError(f"LLM endpoint {self.base_url} gave non-text content: {type(text).__name__}")
+        served = answer.get("model")
+        usage = answer.get("usage")
+        return ChatCompletion(
+            text=text,
+            model=served if isinstance(served, str) and served else self.model,
+            usage=dict(usage) if isinstance(usage, dict) else {},
+        )
+
+
+@dataclass(frozen=True)
+class ChatCompletion:
+    """What an OpenAI-compatible endpoint answered: the text, the model it names, its token usage."""
+
+    text: str
+    model: str
+    usage: dict[str, Any]

@@ -17,7 +17,7 @@ set is a new address, and stale ones age out by LRU.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,10 +144,12 @@ def generate(
     cache: KVCache | None = None,
     max_new_tokens: int = 128,
     repetition_penalty: float = 1.0,
+    stop: Callable[[int], bool] | None = None,
 ) -> Generation:
     """Greedy generation after ``cache`` (if any): only ``new_ids`` are prefilled.
 
-    Deterministic: the same prompt gives the same tokens with or without the cache.
+    Deterministic: the same prompt gives the same tokens with or without the cache. ``stop``, when
+    given, sees each generated token id (after it is kept) and ends generation by returning True.
     """
     import torch
 
@@ -162,7 +164,7 @@ def generate(
             if nxt in eos:
                 break
             out.append(nxt)
-            if len(out) >= max_new_tokens:
+            if len(out) >= max_new_tokens or (stop is not None and stop(nxt)):
                 break
             step = model.model(input_ids=torch.tensor([[nxt]]), cache=past, use_cache=True, logits_to_keep=1)
             past = step.cache

@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "ledger.cli.mcp_commands",
     "ledger.cli.dist_commands",
     "ledger.cli.ingest_commands",
+    "ledger.cli.llm_commands",
 ]
 
 

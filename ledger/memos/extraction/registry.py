@@ -1,8 +1,8 @@
 """Extraction backends by name: a plain name -> factory mapping.
 
-``[extraction] backend`` names one of ``EXTRACTORS`` (``rules`` is built in; the local-model and
-OpenAI-compatible backends add ``local`` and ``openai`` with :func:`register_extractor`, or by an
-entry here), or a ``"module:function"`` factory of your own. A factory takes the ``[extraction]``
+``[extraction] backend`` names one of ``EXTRACTORS`` (``rules``, ``local``: a transformers model
+on this machine, ``openai``: any OpenAI-compatible endpoint; more with :func:`register_extractor`),
+or a ``"module:function"`` factory of your own. A factory takes the ``[extraction]``
 table (a dict; empty when there is no configuration) and returns an ``Extractor``.
 """
 
@@ -20,6 +20,8 @@ Factory = Callable[[Mapping[str, Any]], Extractor]
 # name -> factory, or "module:function" of one (imported on first use)
 EXTRACTORS: dict[str, Factory | str] = {
     "rules": "ledger.memos.extraction.rules:build",
+    "local": "ledger.memos.extraction.local:make_local_extractor",
+    "openai": "ledger.memos.extraction.openai_compat:make_openai_extractor",
 }
 
 
