@@ -13,7 +13,7 @@ from collections.abc import Sized
 
 import pytest
 
-from ledger.backends import kafka_state
+from ledger.backends import kafka_log, kafka_state
 from ledger.backends.kafka_log import KafkaLog
 from tests.dist_env import endpoint, unique_name
 from tests.log_contract import added
@@ -49,6 +49,7 @@ def test_reopening_reads_only_the_tail_and_holds_no_per_event_objects(tmp_path, 
     _fill(first, EVENTS)
     assert first.stats()["opened_from"] == "topic"
     first.close()
+    monkeypatch.setattr(kafka_log, "BUFFER_RECORDS", 20)  # a replay buffers at most 20 records per partition
     other = KafkaLog(endpoint("kafka"), topic=topic, partitions=2)  # no local state: replays everything
     assert other.stats()["records_fetched"] >= EVENTS
     other.append([added("c1", "tail1", "y"), added("c2", "tail2", "y")])  # the tail the reopened handle reads

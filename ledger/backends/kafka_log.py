@@ -151,7 +151,6 @@ class KafkaLog(LogBase):
         self._lock = threading.RLock()
         self._pending_seq: deque = deque()  # sequencer records fetched but not applied yet
         self._data: dict[int, OrderedDict[int, Any]] = {p: OrderedDict() for p in range(self.partitions)}
-        self._paused: set[Any] = set()
         self._deadline = 0.0
         self._state = LocalState(Path(state_path) if state_path is not None else None, topic, _decode_event)
         try:
@@ -258,34 +257,29 @@ class KafkaLog(LogBase):
 
     # -- tailing the topics --------------------------------------------------------------
     def _poll(self, timeout_ms: int, need: int | None = None) -> int:
-        """Fetch what the broker has; topics whose fetched-but-unapplied records exceed
-        ``BUFFER_RECORDS`` pause (memory stays bounded while the other topic catches up), except
-        data partition ``need``, which the caller waits on."""
-        self._throttle(need)
+        """Fetch what the broker has. At most ``BUFFER_RECORDS`` fetched-but-unapplied records are
+        kept per topic partition (memory stays bounded while the other topic catches up): the rest
+        is dropped and fetched again later (the partition seeks back), except on data partition
+        ``need``, which the caller waits on."""
         got = self._consumer.poll(timeout_ms=timeout_ms)
         n = 0
         for tp, records in got.items():
             n += len(records)
             if tp.topic == self.seq_topic:
-                self._pending_seq.extend(records)
+                kept = records[: max(BUFFER_RECORDS - len(self._pending_seq), 0)]
+                self._pending_seq.extend(kept)
             else:
                 bucket = self._data[tp.partition]
-                for r in records:
+                room = len(records) if tp.partition == need else max(BUFFER_RECORDS - len(bucket), 0)
+                kept = records[:room]
+                for r in kept:
                     bucket[r.offset] = r
+            if len(kept) < len(records):
+                self._consumer.seek(tp, records[len(kept)].offset)
         self._state.fetched += n
         if n:
             self._deadline = max(self._deadline, time.monotonic() + DATA_WAIT_S)
         return n
-
-    def _throttle(self, need: int | None) -> None:
-        full = {self._seq_tp} if len(self._pending_seq) >= BUFFER_RECORDS else set()
-        full |= {tp for p, tp in enumerate(self._data_tps) if p != need and len(self._data[p]) >= BUFFER_RECORDS}
-        if full != self._paused:
-            if self._paused - full:
-                self._consumer.resume(*(self._paused - full))
-            if full - self._paused:
-                self._consumer.pause(*(full - self._paused))
-            self._paused = full
 
     def _caught_up(self) -> bool:
         for tp in (self._seq_tp,):
