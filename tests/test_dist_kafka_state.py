@@ -9,6 +9,7 @@ position, and the file is a cache: missing or no longer matching the topics, it 
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Sized
 
 import pytest
@@ -98,6 +99,25 @@ def test_a_missing_or_mismatching_local_state_is_rebuilt_from_the_topics(tmp_pat
     finally:
         rebuilt.close()
         fresh.close()
+
+
+def test_a_state_file_of_another_topic_or_unreadable_is_replaced(tmp_path, topic):
+    path = tmp_path / "kafka.state.sqlite"
+    log = KafkaLog(endpoint("kafka"), topic=topic, partitions=2, state_path=path)
+    _fill(log, 20)
+    log.close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value = ? WHERE key = 'state'", (b"not json",))
+    broken = KafkaLog(endpoint("kafka"), topic=topic, partitions=2, state_path=path)
+    assert broken.stats()["opened_from"] == "topic" and broken.head() == 19
+    broken.close()
+    other_topic = unique_name("state")
+    other = KafkaLog(endpoint("kafka"), topic=other_topic, partitions=2, state_path=path)
+    try:
+        assert other.stats()["opened_from"] == "topic" and other.head() == -1 and list(other.read()) == []
+    finally:
+        other.close()
+        other.drop()
 
 
 def test_two_handles_on_one_state_file_do_not_share_it(tmp_path, topic):

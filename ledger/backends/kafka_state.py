@@ -93,6 +93,7 @@ class LocalState:
         self.rejected = 0
         self.problems: list[str] = []
         self._cache.clear()
+        self._saved = (-1, -1, -1)
 
     def _load(self) -> bool:
         rows = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
@@ -107,6 +108,7 @@ class LocalState:
             self.part_last = {int(k): int(v) for k, v in m["part_last"].items()}
             self.seq_pos, self.rejected = int(m["seq_pos"]), int(m["rejected"])
             self.problems = [str(p) for p in m["problems"]]
+            self._saved = self._mark()
         except (KeyError, TypeError, ValueError, orjson.JSONDecodeError):
             self.clear()
             return False
@@ -146,8 +148,14 @@ class LocalState:
         if len(self.problems) < MAX_PROBLEMS:
             self.problems.append(problem)
 
+    def _mark(self) -> tuple[int, int, int]:
+        return (self.seq_pos, self.rejected, len(self.problems))
+
     def commit(self) -> None:
-        """Persist the rows added so far and the tailing position, atomically."""
+        """Persist the rows added so far and the tailing position, atomically (nothing to do when
+        nothing changed since the last commit: reads at the head write nothing)."""
+        if not self._in_tx and self._mark() == self._saved:
+            return
         self._begin()
         state = {
             "format": FORMAT,
@@ -164,6 +172,7 @@ class LocalState:
         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('state', ?)", (orjson.dumps(state),))
         self._db.execute("COMMIT")
         self._in_tx = False
+        self._saved = self._mark()
 
     def rollback(self) -> None:
         if self._in_tx:
