@@ -31,22 +31,22 @@ Hash chains: each event's ``hash`` is the ledger-wide chain of ``ledger.chain`` 
 bytes every backend hashes), and each data record also carries ``pprev``, the hash of the
 previous accepted event in the same partition, so one partition can be verified on its own.
 
-Reads are served from an in-process index that a handle builds by tailing both topics
-(memory grows with the ledger; see docs/distributed.md). Kafka's ListOffsets "latest" is not
-relied on (wrong on some brokers); freshness comes from the fetch high watermark.
+Reads are served from the handle's local state (``kafka_state.LocalState``): a SQLite cache of
+the accepted events it has tailed from both topics, kept in the data directory, so memory stays
+bounded and a reopened handle reads only the tail since its last position; the cache is rebuilt
+from the topics when it is missing or its head no longer matches them (see docs/distributed.md).
+Kafka's ListOffsets "latest" is not relied on (wrong on some brokers); freshness comes from the fetch high watermark.
 """
 
 from __future__ import annotations
 
-import bisect
 import os
 import random
 import threading
 import time
 import zlib
 from collections import OrderedDict, deque
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,17 +54,20 @@ import orjson
 
 from ledger.backends.kafka_acceptance import Commit, DataRecord, Head, claims_next, judge, parse_commit
 from ledger.backends.kafka_lease import KafkaGroupLease
+from ledger.backends.kafka_state import LocalState
 from ledger.canonical import GENESIS_HASH, canonical_bytes
 from ledger.chain import VerifyResult, check_expected, prepare, resolve_retry, seal, verify_rows
 from ledger.config import Config
 from ledger.errors import BackendUnavailable, InvalidRequest, LedgerError
 from ledger.events import Event, NewEvent
-from ledger.log import LogBase, refs_of
+from ledger.log import LogBase
 from ledger.schema_registry import SchemaRegistry, default_registry
 
 MAX_ATTEMPTS = 50
 FETCH_WAIT_MS = 5  # how long the broker may hold an empty fetch; bounds read staleness checks
-DATA_WAIT_S = 30.0
+DATA_WAIT_S = 30.0  # how long a read waits without any record arriving
+BUFFER_RECORDS = 5_000  # fetched records held per topic partition before it pauses
+READ_PAGE = 1000  # events a read takes from the local state at a time
 
 
 class KafkaLogError(BackendUnavailable):
@@ -74,34 +77,6 @@ class KafkaLogError(BackendUnavailable):
 def partition_of(stream: str, partitions: int) -> int:
     """The data partition of a stream (cube): CRC-32 of its UTF-8 name modulo ``partitions``."""
     return zlib.crc32(stream.encode()) % partitions
-
-
-@dataclass(slots=True)
-class _State:
-    """What one handle has derived from the sequencer and data topics so far."""
-
-    events: list[Event] = field(default_factory=list)
-    raw: list[bytes] = field(default_factory=list)  # canonical payload bytes per offset
-    positions: list[tuple[int, int]] = field(default_factory=list)  # (partition, kafka offset) per offset
-    ts: list[int] = field(default_factory=list)
-    by_id: dict[str, int] = field(default_factory=dict)
-    by_stream: dict[str, list[int]] = field(default_factory=dict)
-    by_ref: dict[str, list[int]] = field(default_factory=dict)
-    part_hash: dict[int, str] = field(default_factory=dict)
-    seq_pos: int = 0  # next sequencer offset to apply
-    rejected: int = 0  # commits that lost the race
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def head(self) -> int:
-        return len(self.events) - 1
-
-    @property
-    def head_hash(self) -> str:
-        return self.events[-1].hash if self.events else GENESIS_HASH
-
-    def stream_version(self, stream: str) -> int:
-        return len(self.by_stream.get(stream, ()))
 
 
 def _encode_event(e: Event, payload_bytes: bytes) -> bytes:
@@ -129,6 +104,7 @@ class KafkaLog(LogBase):
         create_topics: bool = True,
         client_options: Mapping[str, object] | None = None,
         connect_timeout: float = 10.0,
+        state_path: str | Path | None = None,
     ):
         from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
@@ -159,6 +135,9 @@ class KafkaLog(LogBase):
                 enable_auto_commit=False,
                 fetch_max_wait_ms=FETCH_WAIT_MS,
                 max_poll_records=5000,
+                # kafka-python's CRC-32C is pure Python (most of a replay's time); every accepted
+                # record is checked against its own chain hash instead (kafka_acceptance.hash_ok)
+                check_crcs=False,
                 **opts,
             )
             self.partitions = len(self._consumer.partitions_for_topic(topic) or ()) or partitions
@@ -169,12 +148,66 @@ class KafkaLog(LogBase):
         self._seq_tp = TopicPartition(self.seq_topic, 0)
         self._data_tps = [TopicPartition(topic, p) for p in range(self.partitions)]
         self._consumer.assign([self._seq_tp, *self._data_tps])
-        self._consumer.seek_to_beginning()
         self._lock = threading.RLock()
-        self._state = _State()
         self._pending_seq: deque = deque()  # sequencer records fetched but not applied yet
         self._data: dict[int, OrderedDict[int, Any]] = {p: OrderedDict() for p in range(self.partitions)}
-        self._sync()
+        self._deadline = 0.0
+        self._state = LocalState(Path(state_path) if state_path is not None else None, topic, _decode_event)
+        try:
+            self._open_state()
+            self._sync()
+        except BaseException:
+            self._state.close()
+            self._consumer.close()
+            self._producer.close(timeout=1)
+            raise
+
+    def _open_state(self) -> None:
+        """Resume from the local state when it still matches the topics, else rebuild from offset 0."""
+        st = self._state
+        if st.restored and st.head >= 0 and self._matches_topics():
+            self._consumer.seek(self._seq_tp, st.seq_pos)
+            for p, tp in enumerate(self._data_tps):
+                self._consumer.seek(tp, st.part_last.get(p, -1) + 1)
+            self.opened_from = "local state"
+            return
+        st.clear()
+        self._pending_seq.clear()
+        for bucket in self._data.values():
+            bucket.clear()
+        self._consumer.seek_to_beginning()
+        self.opened_from = "topic"
+
+    def _matches_topics(self) -> bool:
+        """True when the data record of the local head still holds the head's hash: the topics
+        were not reset or replaced since the local state was written."""
+        st = self._state
+        pos = st.position(st.head)
+        if pos is None or pos[0] >= self.partitions:
+            return False
+        p, koff = pos
+        tp = self._data_tps[p]
+        self._consumer.pause(*[t for t in (self._seq_tp, *self._data_tps) if t != tp])
+        try:
+            self._consumer.seek(tp, koff)
+            deadline = time.monotonic() + DATA_WAIT_S
+            while time.monotonic() < deadline:
+                got = self._consumer.poll(timeout_ms=50).get(tp, [])
+                st.fetched += len(got)
+                for r in got:
+                    if r.offset == koff:
+                        try:
+                            return _decode_event(r.value)[0].hash == st.head_hash
+                        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                            return False
+                    if r.offset > koff:
+                        return False
+                hw = self._consumer.highwater(tp)
+                if hw is not None and hw <= koff:
+                    return False
+            raise KafkaLogError(f"timed out reading {self.topic} from {self.bootstrap_servers}")
+        finally:
+            self._consumer.resume(*self._consumer.paused())
 
     def _ensure_topics(self, partitions: int, replication_factor: int, opts: dict) -> None:
         from kafka.admin import KafkaAdminClient, NewTopic
@@ -205,7 +238,10 @@ class KafkaLog(LogBase):
             try:
                 self._producer.close(timeout=10)
             finally:
-                self._consumer.close()
+                try:
+                    self._consumer.close()
+                finally:
+                    self._state.close()
 
     def drop(self) -> None:
         """Delete both topics of this ledger (tests and tear-down only)."""
@@ -220,17 +256,29 @@ class KafkaLog(LogBase):
             admin.close()
 
     # -- tailing the topics --------------------------------------------------------------
-    def _poll(self, timeout_ms: int) -> int:
+    def _poll(self, timeout_ms: int, need: int | None = None) -> int:
+        """Fetch what the broker has. At most ``BUFFER_RECORDS`` fetched-but-unapplied records are
+        kept per topic partition (memory stays bounded while the other topic catches up): the rest
+        is dropped and fetched again later (the partition seeks back), except on data partition
+        ``need``, which the caller waits on."""
         got = self._consumer.poll(timeout_ms=timeout_ms)
         n = 0
         for tp, records in got.items():
             n += len(records)
             if tp.topic == self.seq_topic:
-                self._pending_seq.extend(records)
+                kept = records[: max(BUFFER_RECORDS - len(self._pending_seq), 0)]
+                self._pending_seq.extend(kept)
             else:
                 bucket = self._data[tp.partition]
-                for r in records:
+                room = len(records) if tp.partition == need else max(BUFFER_RECORDS - len(bucket), 0)
+                kept = records[:room]
+                for r in kept:
                     bucket[r.offset] = r
+            if len(kept) < len(records):
+                self._consumer.seek(tp, records[len(kept)].offset)
+        self._state.fetched += n
+        if n:
+            self._deadline = max(self._deadline, time.monotonic() + DATA_WAIT_S)
         return n
 
     def _caught_up(self) -> bool:
@@ -241,85 +289,86 @@ class KafkaLog(LogBase):
         return True
 
     def _sync(self, until_seq: int | None = None, strict: bool = True, max_wait_s: float = DATA_WAIT_S) -> None:
-        """Apply the sequencer records fetched so far.
+        """Apply the sequencer records fetched so far, and persist them to the local state.
 
         ``until_seq``: keep fetching until the commit at that sequencer offset is applied.
         ``strict``: keep fetching until a fetch made during this call came back empty at the high
         watermark, so everything committed before the call is visible (costs one fetch wait).
         Otherwise only what is already buffered is applied (appends: a stale view only costs a
-        lost race, never a wrong answer).
+        lost race, never a wrong answer). The deadline moves on while records keep arriving.
         """
         with self._lock:
-            deadline = time.monotonic() + max_wait_s
-            self._poll(0)
-            self._apply_pending(deadline)
-            while True:
-                if until_seq is not None:
-                    if self._state.seq_pos > until_seq:
-                        return
-                elif not strict:
-                    return
-                n = self._poll(2 * FETCH_WAIT_MS)
-                self._apply_pending(deadline)
-                if until_seq is None and n == 0 and self._caught_up() and not self._pending_seq:
-                    return
-                if time.monotonic() > deadline:
-                    raise KafkaLogError(f"timed out reading {self.seq_topic} from {self.bootstrap_servers}")
+            try:
+                self._sync_locked(until_seq, strict, max_wait_s)
+            finally:
+                self._state.commit()
 
-    def _apply_pending(self, deadline: float) -> None:
+    def _sync_locked(self, until_seq: int | None, strict: bool, max_wait_s: float) -> None:
+        self._deadline = time.monotonic() + max_wait_s
+        self._poll(0)
+        self._apply_pending()
+        while True:
+            if until_seq is not None:
+                if self._state.seq_pos > until_seq:
+                    return
+            elif not strict:
+                return
+            n = self._poll(2 * FETCH_WAIT_MS)
+            self._apply_pending()
+            if until_seq is None and n == 0 and self._caught_up() and not self._pending_seq:
+                return
+            if time.monotonic() > self._deadline:
+                raise KafkaLogError(f"timed out reading {self.seq_topic} from {self.bootstrap_servers}")
+
+    def _apply_pending(self) -> None:
+        st = self._state
         while self._pending_seq:
             rec = self._pending_seq[0]
-            if rec.offset < self._state.seq_pos:
+            if rec.offset < st.seq_pos:
                 self._pending_seq.popleft()
                 continue
             commit = parse_commit(rec.value)
             if commit is None:
-                self._state.problems.append(f"{self.seq_topic}@{rec.offset}: not a commit record")
+                st.note_problem(f"{self.seq_topic}@{rec.offset}: not a commit record")
             elif not claims_next(self._head(), commit):
-                self._state.rejected += 1
+                st.rejected += 1
             else:
-                if not self._await_data(list(commit.locs), deadline):
+                if not self._await_data(list(commit.locs)):
                     return  # retried after the next poll
                 self._accept(rec.offset, commit)
-            self._state.seq_pos = rec.offset + 1
+            st.seq_pos = rec.offset + 1
             self._pending_seq.popleft()
 
     def _head(self) -> Head:
         st = self._state
         return Head(st.head, st.head_hash, st.part_hash)
 
-    def _await_data(self, locs: list[tuple[int, int]], deadline: float) -> bool:
+    def _await_data(self, locs: list[tuple[int, int]]) -> bool:
         for p, off in locs:
             if p >= self.partitions:
                 return True  # reported as a problem in _accept
             while off not in self._data[p]:
-                if time.monotonic() > deadline:
+                if time.monotonic() > self._deadline:
                     raise KafkaLogError(f"data record {self.topic}[{p}]@{off} named by a commit never arrived")
                 pos = self._consumer.position(self._data_tps[p])
                 if pos is not None and pos > off:
                     return True  # consumed already but absent: reported in _accept
-                self._poll(50)
+                self._poll(50, need=p)
         return True
 
     def _accept(self, seq_offset: int, commit: Commit) -> None:
         st = self._state
         records = [self._record(p, off) for p, off in commit.locs]
-        verdict = judge(self._head(), commit, records, st.by_id.__contains__)
+        verdict = judge(self._head(), commit, records, st.has_id)
         if not verdict.accepted:
             st.rejected += 1
             if verdict.problem is not None:
-                st.problems.append(f"commit {self.seq_topic}@{seq_offset}: {verdict.problem}")
+                st.note_problem(f"commit {self.seq_topic}@{seq_offset}: {verdict.problem}")
             return
-        batch = [(r.event, r.payload_bytes, loc) for r, loc in zip(records, commit.locs, strict=True) if r is not None]
-        for event, pb, (p, off) in batch:
-            st.events.append(event)
-            st.raw.append(pb)
-            st.positions.append((p, off))
-            st.ts.append(event.ts_us)
-            st.by_id[event.event_id] = event.offset
-            st.by_stream.setdefault(event.stream, []).append(event.offset)
-            for ref in refs_of(event.payload):
-                st.by_ref.setdefault(ref, []).append(event.offset)
+        for rec, (p, off) in zip(records, commit.locs, strict=True):
+            if rec is None:
+                continue
+            st.add(rec.event, self._data[p][off].value, p, off)
             # orphans below an accepted record of the same partition can never be accepted later
             bucket = self._data[p]
             while bucket and next(iter(bucket)) <= off:
@@ -356,27 +405,22 @@ class KafkaLog(LogBase):
             with self._lock:
                 self._sync(strict=attempt > 0)
                 st = self._state
-                existing = {i: st.events[st.by_id[i]] for i in ids if i in st.by_id}
+                existing = st.by_ids(ids)
                 retry = resolve_retry(prepared, existing)
                 if retry is not None:
                     return retry
                 streams = {p.new.stream for p in prepared} | set(expected_versions or ())
-                versions = {s: st.stream_version(s) for s in streams}
+                versions = {s: st.stream_version_at(s, st.head) for s in streams}
                 check_expected(expected_versions, versions)
-                last_ts = st.ts[-1] if st.ts else 0
-                sealed = seal(prepared, st.head, st.head_hash, last_ts, versions)
+                sealed = seal(prepared, st.head, st.head_hash, st.last_ts, versions)
                 part_hash = dict(st.part_hash)
                 base, prev = st.head + 1, st.head_hash
             seq_offset = self._produce(sealed, part_hash, base, prev)
             with self._lock:
                 self._sync(until_seq=seq_offset)
-                st = self._state
-                if (
-                    all(i in st.by_id for i in ids)
-                    and st.by_id[ids[0]] == base
-                    and st.events[base].hash == sealed[0][0].hash
-                ):
-                    return [st.events[st.by_id[i]] for i in ids]
+                got = self._state.by_ids(ids)
+                if len(got) == len(ids) and got[ids[0]].offset == base and got[ids[0]].hash == sealed[0][0].hash:
+                    return [got[i] for i in ids]
             time.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # lost the race: back off, reseal
         raise KafkaLogError(
             f"append lost the sequencer race {MAX_ATTEMPTS} times in a row; the ledger is under heavy contention"
@@ -410,39 +454,52 @@ class KafkaLog(LogBase):
         return int(meta.offset)
 
     # -- reads -------------------------------------------------------------------------
-    def _snapshot(self) -> _State:
+    def _snapshot(self) -> LocalState:
         self._sync()
         return self._state
+
+    def _held(self, end: int | None) -> LocalState:
+        """This handle's state if it already holds offsets up to ``end``, else a fresh snapshot."""
+        return self._state if end is not None and end <= self._state.head else self._snapshot()
+
+    def _pages(self, page: Callable[[int], list[Event]]) -> Iterator[Event]:
+        """Events from ``page(after)`` calls (each under the lock), a bounded page at a time."""
+        after = -1
+        while True:
+            with self._lock:
+                got = page(after)
+            yield from got
+            if len(got) < READ_PAGE:
+                return
+            after = got[-1].offset
 
     def read(self, start: int = 0, end: int | None = None) -> Iterator[Event]:
         with self._lock:
             st = self._held(end)  # a range this handle already holds needs no round trip
             stop = st.head if end is None else min(end, st.head)
-            out = st.events[max(start, 0) : stop + 1]
-        return iter(out)
+        first = max(start, 0)
 
-    def _held(self, end: int | None) -> _State:
-        """This handle's state if it already holds offsets up to ``end``, else a fresh snapshot."""
-        return self._state if end is not None and end <= self._state.head else self._snapshot()
+        def page(after: int) -> list[Event]:
+            lo = max(first, after + 1)
+            return self._state.range(lo, min(stop, lo + READ_PAGE - 1))
+
+        return self._pages(page)
 
     def read_stream(self, stream: str, start_version: int = 1, end_offset: int | None = None) -> Iterator[Event]:
         with self._lock:
             st = self._held(end_offset)
-            offs = st.by_stream.get(stream, [])[max(start_version, 1) - 1 :]
-            out = [st.events[o] for o in offs if end_offset is None or o <= end_offset]
-        return iter(out)
+            stop = st.head if end_offset is None else min(end_offset, st.head)
+        return self._pages(lambda after: self._state.stream_page(stream, max(start_version, 1), stop, after, READ_PAGE))
 
     def read_refs(self, ref: str, end_offset: int | None = None) -> Iterator[Event]:
         with self._lock:
             st = self._held(end_offset)
-            out = [st.events[o] for o in st.by_ref.get(ref, []) if end_offset is None or o <= end_offset]
-        return iter(out)
+            stop = st.head if end_offset is None else min(end_offset, st.head)
+        return self._pages(lambda after: self._state.refs_page(ref, stop, after, READ_PAGE))
 
     def get_by_id(self, event_id: str) -> Event | None:
         with self._lock:
-            st = self._snapshot()
-            o = st.by_id.get(event_id)
-            return None if o is None else st.events[o]
+            return self._snapshot().by_ids([event_id]).get(event_id)
 
     def hashes(self, start: int = 0, end: int | None = None) -> Iterator[str]:
         """Hex hashes of events ``start..end`` in offset order (for Merkle trees)."""
@@ -458,43 +515,42 @@ class KafkaLog(LogBase):
 
     def stream_version(self, stream: str) -> int:
         with self._lock:
-            return self._snapshot().stream_version(stream)
+            st = self._snapshot()
+            return st.stream_version_at(stream, st.head)
 
     def stream_version_at(self, stream: str, offset: int) -> int:
         """Version of ``stream`` counting only events at or below ``offset`` (branch fork points)."""
         with self._lock:
-            return bisect.bisect_right(self._held(offset).by_stream.get(stream, []), offset)
+            return self._held(offset).stream_version_at(stream, offset)
 
     def streams(self) -> list[str]:
         """Every stream (cube) that has events."""
         with self._lock:
-            return sorted(self._snapshot().by_stream)
+            return self._snapshot().streams()
 
     def offset_at(self, ts_us: int) -> int:
         with self._lock:
-            return bisect.bisect_right(self._snapshot().ts, ts_us) - 1
+            return self._snapshot().offset_at(ts_us)
 
     def position(self, offset: int) -> tuple[int, int]:
         """The (partition, Kafka offset) of the data record holding global offset ``offset``."""
         with self._lock:
             st = self._snapshot()
-            if not 0 <= offset <= st.head:
+            pos = st.position(offset) if 0 <= offset <= st.head else None
+            if pos is None:
                 raise InvalidRequest(f"offset {offset} is out of range (head is {st.head})")
-            return st.positions[offset]
+            return pos
 
     def partition_heads(self) -> dict[int, int]:
         """For each data partition, the Kafka offset of its last accepted record (-1: none)."""
         with self._lock:
             st = self._snapshot()
-            heads = {p: -1 for p in range(self.partitions)}
-            for p, off in st.positions:
-                heads[p] = max(heads[p], off)
-            return heads
+            return {p: st.part_last.get(p, -1) for p in range(self.partitions)}
 
     def subscribe(self, start: int = 0, poll_interval: float = 0.2, stop: object = None) -> Iterator[Event]:
         nxt = start
         while stop is None or not stop.is_set():  # type: ignore[attr-defined]
-            batch = list(self.read(nxt))
+            batch = list(self.read(nxt, nxt + READ_PAGE - 1))
             for ev in batch:
                 yield ev
                 nxt = ev.offset + 1
@@ -504,7 +560,7 @@ class KafkaLog(LogBase):
                 time.sleep(poll_interval)
 
     def stats(self) -> dict[str, object]:
-        """Sequencer position, lost races and problems seen while reading."""
+        """Sequencer position, lost races, problems seen while reading and the local state's use."""
         with self._lock:
             st = self._snapshot()
             return {
@@ -513,6 +569,11 @@ class KafkaLog(LogBase):
                 "rejected_commits": st.rejected,
                 "problems": list(st.problems),
                 "partitions": self.partitions,
+                "opened_from": self.opened_from,
+                "records_fetched": st.fetched,
+                "cached_events": st.cached(),
+                "buffered_records": len(self._pending_seq) + sum(len(b) for b in self._data.values()),
+                "state_path": str(st.path),
             }
 
     def lease(self, view: str, data_dir: str | Path) -> KafkaGroupLease:
@@ -523,8 +584,8 @@ class KafkaLog(LogBase):
     def verify(self) -> VerifyResult:
         """Recompute the ledger-wide chain and every partition's ``pprev`` chain from the records.
 
-        Records are re-read from the broker by a fresh handle, so the check covers what the
-        cluster stores, not this handle's memory.
+        Records are re-read from the broker by a fresh handle (with a fresh temporary local
+        state), so the check covers what the cluster stores, not this handle's cache.
         """
         fresh = KafkaLog(self.bootstrap_servers, self.topic, create_topics=False, registry=self.registry)
         try:
@@ -545,7 +606,7 @@ class KafkaLog(LogBase):
                     e.prev_hash,
                     e.hash,
                 )
-                for e, pb in zip(st.events, st.raw, strict=True)
+                for e, pb in st.raw_rows()
             )
             result = verify_rows(rows)
             if result.ok and st.problems:
@@ -557,16 +618,24 @@ class KafkaLog(LogBase):
             fresh.close()
 
 
+def state_file(data_dir: str | Path, topic: str) -> Path:
+    """Where a data directory keeps the local state of its handle on ``topic``."""
+    return Path(data_dir) / f"kafka-{topic}.state.sqlite"
+
+
 def from_config(config: Config) -> KafkaLog:
-    """Factory used by ``ledger.factory``: ``[log] bootstrap_servers``, ``topic``, ``partitions``."""
+    """Factory used by ``ledger.factory``: ``[log] bootstrap_servers``, ``topic``, ``partitions``;
+    the handle keeps its local state in the data directory (``kafka-<topic>.state.sqlite``)."""
     section = config.section("log")
     servers = os.environ.get("MEMLEDGER_KAFKA") or section.get("bootstrap_servers")
     if not servers:
         raise InvalidRequest('[log] backend = "kafka" needs bootstrap_servers = "host:port" (or $MEMLEDGER_KAFKA)')
+    topic = str(section.get("topic", "memledger"))
     return KafkaLog(
         str(servers),
-        topic=str(section.get("topic", "memledger")),
+        topic=topic,
         partitions=int(section.get("partitions", 4)),
         replication_factor=int(section.get("replication_factor", 1)),
         connect_timeout=float(section.get("connect_timeout", 10.0)),
+        state_path=state_file(config.data_dir, topic),
     )
