@@ -311,3 +311,32 @@ def test_a_fact_updated_more_often_than_a_seal_has_keys_stays_writable(data_dir_
     assert memory.text == "Alice lives in City104." and memory.version == 105
     assert len(memory.keys) <= 3  # its own key, the one source message's (and no earlier ones)
     assert len({e.parent for e in lineage(led, memory.memory_id).sources}) == 105
+
+
+@pytest.mark.parametrize(
+    "turns",
+    [
+        ["I live in Oslo.", "I live in Porto now. I no longer live in Oslo."],  # the move and the retraction at once
+        ["I live in Oslo.", "I moved to Porto.", "I no longer live in Oslo."],  # the retraction comes later
+    ],
+)
+def test_retracting_the_old_value_keeps_the_memory_that_states_the_new_one(data_dir_ledger, turns):
+    """A retraction of "lives in Oslo" used to delete the memory an earlier candidate had just updated to
+    Porto (same fact key, similar words), leaving no current residence at all."""
+    led = data_dir_ledger
+    consumer = ExtractionConsumer(led, RulesExtractor())
+    for i, turn in enumerate(turns):
+        _say(led, turn, f"2024-06-0{i + 1}T09:00:00Z")
+        consumer.catch_up()
+    (current,) = led.cube_memories("c").values()
+    assert "Porto" in (current.text or "")
+    assert [v.text for v in led.history(current.memory_id)][0] == "Alice lives in Oslo."
+
+
+def test_retracting_the_current_value_still_deletes_it(data_dir_ledger):
+    led = data_dir_ledger
+    consumer = ExtractionConsumer(led, RulesExtractor())
+    _say(led, "I live in Oslo.", "2024-06-01T09:00:00Z")
+    _say(led, "I no longer live in Oslo.", "2024-06-02T09:00:00Z")
+    consumer.catch_up()
+    assert _texts(led) == [] and _kinds(led)[-1] == ["DELETE"]

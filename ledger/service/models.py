@@ -79,7 +79,7 @@ PrincipalName = Annotated[
 ]
 Tag = Annotated[str, Field(min_length=1, max_length=200)]
 Tags = Annotated[list[Tag], AfterValidator(_unique), Field(max_length=100, json_schema_extra={"uniqueItems": True})]
-Reason = Annotated[str, Field(min_length=1, max_length=2000)]
+Reason = Annotated[str, Field(min_length=1, max_length=2000, pattern=NONBLANK_PATTERN)]  # when given: not blank
 # a reason an erasure or hold must give: not blank (the rule of ledger.rules.content)
 RequiredReason = Annotated[str, Field(min_length=1, max_length=2000, pattern=NONBLANK_PATTERN)]
 # a memory filter (ledger.rules.filters); its schema is in the OpenAPI components (service/app.py)

@@ -10,8 +10,10 @@ For a candidate stating a fact, in this order:
 * **ADD** otherwise.
 
 For a candidate that retracts a fact (``retracts=True``): **DELETE** (a ``memory.deleted``
-tombstone) of the memory stating it: the same normalised text, or the same fact key and a
-similarity at or above ``retract_threshold``, or any similarity at or above ``duplicate_threshold``;
+tombstone) of the memory stating it: the same normalised text, or the same fact key, a
+similarity at or above ``retract_threshold`` and word sets one of which contains the other (a
+retraction of "lives in Oslo" never deletes the memory that already says "lives in Porto"), or any
+similarity at or above ``duplicate_threshold``;
 a **NOOP** when no memory states it. Candidates of one batch are reconciled in order, each against
 the memories as the earlier ones left them. Similarity is lexical (Jaccard over word sets): the
 same answer on every replay, no model needed.
@@ -72,6 +74,14 @@ class Current:
         if not words or not self.words:
             return 0.0
         return len(words & self.words) / len(words | self.words)
+
+
+def _states_it(memory: Current, retracted: str) -> bool:
+    """Whether ``memory`` states the retracted fact, not another value of its key: one's words contain
+    the other's ("lives in Oslo" / "lives in Oslo, Norway"), so a retraction of Oslo never deletes the
+    memory that already says Porto."""
+    words = frozenset(normalise(retracted).split())
+    return bool(words) and (words <= memory.words or memory.words <= words)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +151,7 @@ class Pool:
             target = None
             if best is not None and score >= t.duplicate:
                 target, why = best, "states the retracted fact"
-            elif keyed is not None and kscore >= t.retract:
+            elif keyed is not None and kscore >= t.retract and _states_it(keyed, c.text):
                 target, score, why = keyed, kscore, "same fact key as the retracted fact"
             if target is None:
                 return Decision(NOOP, i, score=round(score, 6), reason="retracts nothing current")
