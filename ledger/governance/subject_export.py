@@ -34,12 +34,11 @@ import orjson
 from ledger import events as ev
 from ledger.api import Ledger
 from ledger.errors import NotFound
-from ledger.events import Event, NewEvent, now_us, us_to_iso
-from ledger.governance.anchor import export_anchor
+from ledger.events import Event, NewEvent
+from ledger.governance.anchor import export_header
 from ledger.governance.cipher import SEAL_V2, KeyRing, TamperedPayload, sealed_subjects
 from ledger.governance.erasure import key_ring
 from ledger.governance.keystore import check_subject
-from ledger.governance.log_tree import log_tree
 from ledger.memory_state import CONTENT_EVENTS
 from ledger.timemachine.lineage import descendants
 
@@ -95,23 +94,7 @@ def export_subject(
     if not events:
         raise NotFound(f"no data subject {subject!r}: nothing in the log refers to it")
     end = ledger.head()
-    tree = log_tree(ledger.log, end + 1)
-    first = next(iter(ledger.log.read(0, 0)))
-    head = next(iter(ledger.log.read(end, end)))
-    header: dict[str, Any] = {
-        "format": FORMAT,
-        "version": VERSION,
-        "subject": subject,
-        "source_ledger": first.hash,
-        "tree_size": tree.size,
-        "merkle_root": tree.root().hex(),
-        "head_hash": head.hash,
-        "records": len(events),
-        "exported_at": us_to_iso(now_us()),
-        "leaf": "sha256(0x00 || bytes.fromhex(hash))",
-    }
-    if sign:
-        header["anchor"] = export_anchor(ledger, tree.size)
+    tree, header = export_header(ledger, end, (FORMAT, VERSION), {"subject": subject}, ("records", len(events)), sign)
     records = [
         {
             "event": e.to_dict(),

@@ -40,10 +40,9 @@ import orjson
 from ledger.api import Ledger
 from ledger.canonical import GENESIS_HASH, canonical_bytes, chain_hash
 from ledger.errors import InvalidRequest, LedgerError, NotFound
-from ledger.events import Event, NewEvent, now_us, us_to_iso
-from ledger.governance.anchor import export_anchor
+from ledger.events import Event, NewEvent
+from ledger.governance.anchor import export_header
 from ledger.governance.cipher import MEMORY_SCOPE, key_refs
-from ledger.governance.log_tree import log_tree
 from ledger.governance.merkle import leaf_hash, verify_inclusion
 from ledger.governance.verifier import CHECKPOINT_FIELDS, EVENT_FIELDS, VerificationFailed, check_fields
 from ledger.memos.cubes import CUBE_IMPORTED
@@ -89,23 +88,7 @@ def export_cube(
     events = list(ledger.log.read_stream(cube, 1, end))
     if not events:
         raise NotFound(f"cube {cube!r} not found" + ("" if as_of is None else f" as of offset {end}"))
-    tree = log_tree(ledger.log, end + 1)
-    first = next(iter(ledger.log.read(0, 0)))
-    head = next(iter(ledger.log.read(end, end)))
-    header: dict[str, Any] = {
-        "format": FORMAT,
-        "version": VERSION,
-        "cube": cube,
-        "source_ledger": first.hash,
-        "tree_size": tree.size,
-        "merkle_root": tree.root().hex(),
-        "head_hash": head.hash,
-        "events": len(events),
-        "exported_at": us_to_iso(now_us()),
-        "leaf": "sha256(0x00 || bytes.fromhex(hash))",
-    }
-    if sign:
-        header["anchor"] = export_anchor(ledger, tree.size)
+    tree, header = export_header(ledger, end, (FORMAT, VERSION), {"cube": cube}, ("events", len(events)), sign)
     yield header
     for e in events:
         yield {"event": e.to_dict(), "proof": [p.hex() for p in tree.inclusion_proof(e.offset, tree.size)]}
