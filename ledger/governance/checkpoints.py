@@ -263,7 +263,7 @@ class Checkpoints:
             while isinstance(log, DelegatingLog):  # the service's counting wrapper
                 log = log.inner
             pg = log if isinstance(log, PostgresLog) else postgres_log(config)
-            return cls(PostgresCheckpointSigner(pg), PostgresCheckpointStore(pg))  # type: ignore[arg-type]
+            return cls(PostgresCheckpointSigner(pg), PostgresCheckpointStore(pg))
         return cls(CheckpointSigner(keys_dir(config) / SIGNING_KEY_NAME), CheckpointStore(config.data_dir / STORE_NAME))
 
     def create(self, log: Log, tree: MerkleTree | None = None, actor: str = "memledger") -> Checkpoint:

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger.errors import NotFound
-from ledger.governance.checkpoints import Checkpoint, CheckpointError, CheckpointSigner
+from ledger.governance.checkpoints import Checkpoint, CheckpointError, CheckpointSigner, CheckpointStore
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS {s}.checkpoints(seq BIGINT PRIMARY KEY, body BYTEA NOT NULL);
@@ -32,12 +32,12 @@ def _prepare(log: Any) -> None:
     log.run(lambda c: c.execute(log.q(_DDL)))
 
 
-class PostgresCheckpointStore:
-    """The checkpoint store (``all``, ``get``, ``append``) on ``<schema>.checkpoints``."""
+class PostgresCheckpointStore(CheckpointStore):
+    """The checkpoint store (``all``, ``append``; ``get`` as the file's) on ``<schema>.checkpoints``."""
 
     def __init__(self, log: Any):
+        super().__init__(Path(f"postgresql:{log.schema}.checkpoints"))  # the path is named in messages
         self.log = log
-        self.path = Path(f"postgresql:{log.schema}.checkpoints")  # named in messages
         _prepare(log)
 
     def all(self) -> list[Checkpoint]:
@@ -50,12 +50,6 @@ class PostgresCheckpointStore:
                 raise CheckpointError(f"{self.path} holds a row that is not valid JSON") from None
             out.append(Checkpoint.from_dict(d))
         return out
-
-    def get(self, seq: int) -> Checkpoint:
-        for cp in self.all():
-            if cp.seq == seq:
-                return cp
-        raise NotFound(f"no checkpoint #{seq} (there are {len(self.all())})")
 
     def any_stored(self) -> bool:
         q = self.log.q("SELECT EXISTS (SELECT 1 FROM {s}.checkpoints)")
