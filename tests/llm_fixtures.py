@@ -14,8 +14,8 @@ import string
 from collections.abc import Sequence
 
 from ledger.llm import LocalModel, wrap_model
-from ledger.llm_chat import complete, render_chat
 from ledger.memos.extraction.base import Candidate, ExistingMemory, Message
+from ledger.memos.llm_chat import complete, render_chat
 
 SPECIAL = ["<unk>", "<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 

@@ -10,12 +10,12 @@ import pytest
 
 from ledger.errors import InvalidRequest
 from ledger.llm import load_local_model, weights_fingerprint
-from ledger.llm_chat import complete
 from ledger.memos.extraction.base import Candidate, Extraction, Extractor, Message
 from ledger.memos.extraction.llm_decide import Decider, build_decide_prompt
 from ledger.memos.extraction.llm_prompt import PROMPT_VERSION, build_prompt, prompt_hash
 from ledger.memos.extraction.llm_settings import LLMExtractionSettings
 from ledger.memos.extraction.local import make_local_extractor
+from ledger.memos.llm_chat import complete
 from tests.llm_fixtures import ANSWERS, CAND, NEIGHBOURS, WINDOW, shared_taught_model
 
 
@@ -192,7 +192,7 @@ def test_the_consumer_records_malformed_local_output_and_applies_nothing(ledger,
     ],
 )
 def test_json_end_stops_when_the_leading_object_closes(pieces, done_at):
-    from ledger.llm_chat import JsonEnd
+    from ledger.memos.llm_chat import JsonEnd
 
     watcher = JsonEnd()
     ends = [watcher.feed(p) for p in pieces]

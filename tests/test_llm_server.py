@@ -16,11 +16,11 @@ import pytest
 import uvicorn
 
 from ledger.llm import ModelError, load_local_model
-from ledger.llm_chat import complete, render_chat
-from ledger.llm_server import create_llm_app
 from ledger.memos.extraction.llm_prompt import build_prompt, prompt_hash
 from ledger.memos.extraction.local import make_local_extractor
 from ledger.memos.extraction.openai_compat import make_openai_extractor
+from ledger.memos.llm_chat import complete, render_chat
+from ledger.memos.llm_server import create_llm_app
 from tests.cli_helpers import run
 from tests.live_server import free_port
 from tests.llm_fixtures import ANSWERS, CAND, NEIGHBOURS, WINDOW, shared_taught_model

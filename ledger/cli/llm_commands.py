@@ -28,7 +28,7 @@ def cmd_llm_serve(args: argparse.Namespace) -> int:
 
     from ledger.errors import InvalidRequest
     from ledger.llm import load_local_model
-    from ledger.llm_server import check_host, create_llm_app
+    from ledger.memos.llm_server import check_host, create_llm_app
 
     check_host(args.host, args.allow_remote)
     if not 0 <= args.port <= 65535:

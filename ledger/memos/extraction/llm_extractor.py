@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from ledger.llm_chat import ContextTooLong
 from ledger.memos.extraction.base import Candidate, ExistingMemory, Extraction, Message
 from ledger.memos.extraction.llm_decide import DECIDE_VERSION, Decision, build_decide_prompt, parse_decision
 from ledger.memos.extraction.llm_prompt import PROMPT_VERSION, build_prompt, parse_extraction, prompt_hash
+from ledger.memos.llm_chat import ContextTooLong
 
 
 class ChatBackend(Protocol):

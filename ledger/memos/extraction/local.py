@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from ledger.llm import LocalModel, load_local_model, weights_fingerprint
-from ledger.llm_chat import complete
 from ledger.memos.extraction.llm_extractor import LLMExtractor
 from ledger.memos.extraction.llm_settings import LLMExtractionSettings
+from ledger.memos.llm_chat import complete
 
 
 class LocalChat:

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ledger.errors import InvalidRequest
 from ledger.llm import LocalModel
-from ledger.llm_chat import ContextTooLong, complete
+from ledger.memos.llm_chat import ContextTooLong, complete
 
 DEFAULT_MAX_TOKENS = 256
 MAX_MESSAGES = 256
