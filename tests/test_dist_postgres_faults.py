@@ -131,8 +131,10 @@ def test_consumers_recover_after_a_server_restart_and_exit_0_on_sigterm(private_
     log = PostgresLog(private_postgres.endpoint, schema="cons", connect_timeout=2)
     for i in range(10):
         log.append([added("c", f"a{i}-{j}", "x") for j in range(10)])
-    active, standby = _consume(data), _consume(data)
+    # the view's file exists (in WAL mode) before the consumers open it: three connections creating
+    # one SQLite file at once can get an immediate "database is locked" while it is still in rollback mode
     view = CountingProjection(data / "counter.sqlite")
+    active, standby = _consume(data), _consume(data)
     try:
         deadline = time.monotonic() + 60
         while view.checkpoint() < 99 and time.monotonic() < deadline:
