@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +31,7 @@ class ThreadConnections:
             private_file(self.path)  # SQLite gives its -wal and -shm files the same mode
             conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
             for pragma in self._pragmas:
-                conn.execute(f"PRAGMA {pragma}")
+                set_pragma(conn, pragma)
             self._local.conn = conn
             with self._lock:
                 self._conns.append(conn)
@@ -76,3 +77,20 @@ def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
             conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def set_pragma(conn: sqlite3.Connection, pragma: str, wait: float = 60.0) -> None:
+    """``PRAGMA pragma``, retried while the file is locked: turning a new file to WAL needs an exclusive
+    lock, and SQLite answers "database is locked" at once (no busy handler) when another process is
+    creating or converting the same file, as two processes opening a fresh data directory do."""
+    deadline = time.monotonic() + wait
+    pause = 0.005
+    while True:
+        try:
+            conn.execute(f"PRAGMA {pragma}")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
