@@ -94,7 +94,7 @@ def test_the_decision_record_names_extractor_model_prompt_output_and_sources(dat
     ExtractionConsumer(led, RulesExtractor()).catch_up()
     (record,) = decisions_of(led, "rules")
     p = record.payload
-    assert (p["extractor"], p["version"], p["model"], p["prompt_hash"], p["error"]) == ("rules", "2", None, None, None)
+    assert (p["extractor"], p["version"], p["model"], p["prompt_hash"], p["error"]) == ("rules", "3", None, None, None)
     assert p["source_offsets"] == offsets and p["through_offset"] == offsets[-1]
     assert record.event_id == decision_event_id("rules", offsets) and record.stream == track_stream("rules")
     assert "sealed" in p and "Acme" not in str(p)

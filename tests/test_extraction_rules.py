@@ -53,6 +53,23 @@ def test_dislike_and_like_share_a_key_so_one_supersedes_the_other():
     assert like[1] == dont[1] == "alice|pref|tea"
 
 
+@pytest.mark.parametrize(
+    ("habit", "negated"),
+    [
+        ("I eat eggs every week.", "I do not eat eggs."),
+        ("I drink coffee daily.", "I don't drink coffee."),
+        ("I play tennis on weekends.", "I don't play tennis."),
+        ("I usually read novels.", "I don't read novels."),
+    ],
+)
+def test_a_habit_with_a_frequency_shares_the_key_of_its_negation(habit, negated):
+    """Frequency words qualify a fact but are not its attribute: "I do not eat eggs" supersedes
+    "I eat eggs every week" (the update bench's negation failures)."""
+    ((_, key, _, _),) = _facts(habit)
+    ((_, neg_key, _, _),) = _facts(negated)
+    assert key == neg_key is not None
+
+
 @pytest.mark.parametrize("said", ["What do I eat?", "Maybe I live in Rome.", "I think I like jazz.", "Hello there."])
 def test_questions_hedges_and_small_talk_give_nothing(said):
     assert _facts(said) == []

@@ -32,7 +32,7 @@ from ledger.memos.extraction.dates import resolve
 from ledger.memos.fact_extraction import _HEDGES, _VERBS, _third_person, extract_facts, sentences
 
 NAME = "rules"
-VERSION = "2"
+VERSION = "3"
 
 _BASE = {v: k for k, v in _VERBS.items() if k != v}  # third person -> base ("lives" -> "live")
 _PAST = {"moved", "started", "bought", "graduated", "met", "adopted", "joined", "left", "married", "visited", "went"}
@@ -70,6 +70,16 @@ _WE = [
     ("our-x-is", re.compile(r"^our\s+(?P<noun>[\w' -]{1,40}?)\s+(?P<be>is|are|was|were)\s+(?P<rest>.+)$", re.I)),
 ]
 _ARTICLES = re.compile(r"\b(?:a|an|the|some|any)\b", re.I)
+# How often or when a habit happens qualifies the fact but is not its attribute: "I eat eggs every
+# week" and "I do not eat eggs" state one attribute (so the negation supersedes the habit).
+_FREQUENCY = re.compile(
+    r"\s+(?:(?:every|each)\s+(?:day|night|morning|evening|week|weekend|month|year|summer|winter)"
+    r"|(?:on|at|during)\s+(?:weekends?|weekdays?|mondays?|tuesdays?|wednesdays?|thursdays?|fridays?"
+    r"|saturdays?|sundays?|night|nights|weeknights)"
+    r"|daily|weekly|monthly|yearly|nightly|often|sometimes|regularly|usually|always|a\s+lot"
+    r"|(?:once|twice|\w+\s+times)\s+a\s+(?:day|week|month|year))\s*$",
+    re.I,
+)
 
 
 def _norm(text: str) -> str:
@@ -84,11 +94,21 @@ def fact_key(speaker: str, verb: str, rest: str) -> str | None:
         return f"{who}|residence"
     if v == "work" and obj.startswith(("at ", "for ", "as ", "in ")):
         return f"{who}|work"
+    obj = _without_frequency(obj)
     if v in _PREF:
         return f"{who}|pref|{_norm(obj)}"
     if v in _PRESENT:
         return f"{who}|{v}|{_norm(obj)}"
     return None
+
+
+def _without_frequency(obj: str) -> str:
+    """``obj`` without trailing frequency phrases ("eggs every week" -> "eggs")."""
+    while True:
+        shorter = _FREQUENCY.sub("", obj.rstrip(" .!")).strip()
+        if shorter == obj or not shorter:
+            return obj
+        obj = shorter
 
 
 def _base_of(ing: str) -> str | None:
