@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import threading
 from collections.abc import Sequence
@@ -284,7 +285,7 @@ class OpenAICompatibleLLM:
         except httpx.HTTPError as exc:
             raise ModelError(f"LLM endpoint {self.base_url} unreachable: {exc}") from None
         if r.status_code != 200:
-            raise ModelError(f"LLM endpoint {self.base_url} answered {r.status_code}: {r.text[:500]}")
+            raise _refusal_or_error(self.base_url, r.status_code, r.text)
         try:
             answer = r.json()
             text = answer["choices"][0]["message"]["content"]
@@ -299,6 +300,34 @@ class OpenAICompatibleLLM:
             model=served if isinstance(served, str) and served else self.model,
             usage=dict(usage) if isinstance(usage, dict) else {},
         )
+
+
+# Client errors a retry can cure: a timeout, a conflict, too early, too many requests.
+RETRYABLE_CLIENT_ERRORS = frozenset({408, 409, 425, 429})
+
+
+class ModelRequestRefused(ModelError):
+    """The endpoint refused the request itself (a 4xx a retry cannot cure: a bad model name, key,
+    parameter): sending it again gives the same answer, so a consumer must stop, not loop."""
+
+    def __init__(self, message: str, status: int, code: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code  # the OpenAI error code, e.g. ``context_length_exceeded``
+
+
+def _refusal_or_error(base_url: str, status: int, body: str) -> ModelError:
+    """The error for a non-200 answer: ``ModelRequestRefused`` for a 4xx no retry cures, else ``ModelError``."""
+    message = f"LLM endpoint {base_url} answered {status}: {body[:500]}"
+    if 400 <= status < 500 and status not in RETRYABLE_CLIENT_ERRORS:
+        code = None
+        try:
+            err = json.loads(body).get("error")
+            code = err.get("code") if isinstance(err, dict) and isinstance(err.get("code"), str) else None
+        except (ValueError, AttributeError):
+            pass
+        return ModelRequestRefused(message, status, code)
+    return ModelError(message)
 
 
 @dataclass(frozen=True)

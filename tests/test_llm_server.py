@@ -15,7 +15,7 @@ import httpx
 import pytest
 import uvicorn
 
-from ledger.llm import ModelError, load_local_model
+from ledger.llm import ModelError, ModelRequestRefused, load_local_model
 from ledger.memos.extraction.llm_prompt import build_prompt, prompt_hash
 from ledger.memos.extraction.local import make_local_extractor
 from ledger.memos.extraction.openai_compat import make_openai_extractor
@@ -164,8 +164,6 @@ def test_transport_failures_raise_so_the_window_is_retried(served, monkeypatch):
     dead = make_openai_extractor({"base_url": "http://127.0.0.1:9/v1", "model": "x", "timeout": 2})
     with pytest.raises(ModelError, match="unreachable"):
         dead.extract(WINDOW, ())
-    with pytest.raises(ModelError, match="answered 400: .*response_format"):
-        _openai(served.url, json_mode=True).extract(WINDOW, ())
     monkeypatch.delenv("MEMLEDGER_TEST_LLM_KEY", raising=False)
     with pytest.raises(ModelError, match="MEMLEDGER_TEST_LLM_KEY"):
         _openai(served.url, api_key_env="MEMLEDGER_TEST_LLM_KEY").extract(WINDOW, ())
@@ -224,3 +222,34 @@ def test_the_consumer_over_http_records_a_random_models_output_and_skips_it(ledg
     assert p["model"] == f"openai:{random_served.url}:random" and p["error"] and p["decisions"] == []
     assert p["output"]["raw_output"] and p["through_offset"] == offsets[-1]
     assert ledger.cube_memories("c") == {}  # recorded, skipped: nothing applied
+
+
+def test_an_endpoint_refusing_json_mode_is_asked_again_without_it(served, capsys):
+    """Before: ``json_mode = true`` against a server without ``response_format`` support failed every
+    window with a 400 and the consumer retried it forever."""
+    ex = _openai(served.url, json_mode=True)
+    got = ex.extract(WINDOW, ())
+    assert got.error is None and got.raw_output == ANSWERS["window"] and len(got.candidates) == 2
+    assert "refuses response_format" in capsys.readouterr().err
+    assert ex.backend.json_mode is False  # asked once, remembered
+
+
+def test_a_prompt_over_the_endpoints_context_is_recorded_not_retried(served):
+    from ledger.memos.extraction.base import Message
+
+    big = [Message(1, "msg_big", "user", "word " * 5000, "Alice", None, {})]
+    got = _openai(served.url, max_new_tokens=10).extract(big, ())
+    assert got.candidates == () and "context" in got.error and got.prompt_hash
+
+
+def test_a_refused_request_stops_the_consumer_instead_of_looping(ledger, served):
+    from ledger.memos.extraction.consumer import ExtractionConsumer, decisions_of
+    from ledger.memos.extraction.registry import build_extractor
+
+    ledger.ingest("c", [{"role": "user", "content": "I live in Oslo."}], "alice")
+    for section in ({"model": "gpt-4"}, {"max_new_tokens": 301}):  # not served; over the server's limit
+        ex = build_extractor("openai", {"base_url": served.url, "model": "tiny", **section})
+        with pytest.raises(ModelRequestRefused) as info:
+            ExtractionConsumer(ledger, ex).run(max_seconds=60, retry_backoff=0.01)
+        assert (info.value.status, info.value.code) in ((404, "model_not_found"), (400, None))
+        assert list(decisions_of(ledger, "openai")) == []  # nothing recorded, nothing skipped

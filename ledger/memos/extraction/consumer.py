@@ -29,6 +29,7 @@ from ledger.errors import ConcurrencyConflict, IdempotencyConflict, InvalidReque
 from ledger.events import Event
 from ledger.governance.holds import read_holds
 from ledger.lifecycle import SEARCHABLE_BY_DEFAULT
+from ledger.llm import ModelRequestRefused
 from ledger.memory_state import MemoryState, merged_metadata, scope_of
 from ledger.memos.extraction.apply import Window, build_batch, decision_event_id, derived_memory_id, track_stream
 from ledger.memos.extraction.base import Extraction, Extractor
@@ -252,6 +253,8 @@ class ExtractionConsumer:
             try:
                 active = lease.poll() if lease is not None else True
                 n = self.step() if active else 0
+            except ModelRequestRefused:
+                raise  # the endpoint refuses the request itself: the same answer on every retry
             except Exception as exc:  # noqa: BLE001 - an outage of the log or the model: back off, retry
                 print(f"consumer {self.name}: {exc!r}; retrying in {retry_backoff}s", file=sys.stderr)
                 stop.wait(retry_backoff)

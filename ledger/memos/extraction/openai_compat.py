@@ -3,14 +3,18 @@
 ``make_openai_extractor(config)`` reads ``[extraction] base_url, model, api_key_env,
 max_new_tokens, timeout, json_mode``. Requests are greedy (temperature 0). ``Extraction.model`` is
 ``openai:<base_url>:<model the endpoint says answered>``; an unreachable endpoint raises
-``ModelError`` (the window is retried), a malformed answer is recorded and skipped.
+``ModelError`` (the window is retried), a malformed answer is recorded and skipped. An endpoint
+that refuses ``response_format`` (``json_mode = true``) is asked again without it, once per
+process (the prompt asks for JSON anyway, and the parser is strict either way); any other refusal
+raises ``ModelRequestRefused`` and stops the consumer, since no retry cures it.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
-from ledger.llm import OpenAICompatibleLLM
+from ledger.llm import ModelRequestRefused, OpenAICompatibleLLM
 from ledger.memos.extraction.llm_extractor import LLMExtractor
 from ledger.memos.extraction.llm_settings import LLMExtractionSettings
 
@@ -30,7 +34,17 @@ class OpenAIChat:
 
     def complete(self, messages: list[dict[str, str]]) -> str:
         fmt = {"type": "json_object"} if self.json_mode else None
-        answer = self.client.chat_completion(messages, self.max_new_tokens, response_format=fmt)
+        try:
+            answer = self.client.chat_completion(messages, self.max_new_tokens, response_format=fmt)
+        except ModelRequestRefused as exc:
+            if fmt is None or exc.status != 400 or "response_format" not in str(exc):
+                raise
+            print(
+                f"LLM endpoint {self.client.base_url} refuses response_format json_object; asking without it",
+                file=sys.stderr,
+            )
+            self.json_mode = False
+            answer = self.client.chat_completion(messages, self.max_new_tokens)
         self._served = answer.model
         return answer.text
 
