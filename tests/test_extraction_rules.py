@@ -41,6 +41,12 @@ def _facts(text: str, role: str = "user", name: str | None = "Alice", scope: dic
         ("I really love hiking.", "Alice really loves hiking.", "alice|pref|hiking", False),
         ("My sister is a nurse.", "Alice's sister is a nurse.", "alice|my:sister", False),
         ("Call me Ali.", "Alice wants to be called Ali.", "alice|name", False),
+        ("I'm still living in Oslo.", "Alice lives in Oslo.", "alice|residence", False),
+        ("These days I live in Oslo.", "Alice lives in Oslo.", "alice|residence", False),
+        ("Yes, I work at Acme!", "Alice works at Acme.", "alice|work", False),
+        ("I'm working at Acme.", "Alice works at Acme.", "alice|work", False),
+        ("I love hiking so much.", "Alice loves hiking so much.", "alice|pref|hiking", False),
+        ("I'm going to Rome.", "Alice is going to Rome.", "alice|is|going to rome", False),
     ],
 )
 def test_each_shape(said, fact, key, retracts):
@@ -204,3 +210,48 @@ def test_reconcile_updates_a_similar_memory_without_a_key():
     d = pool.decide(0, _cand("Alice and Bob are planning a trip to Japan."), Thresholds(), "new")
     assert (d.kind, d.target, d.reason) == ("UPDATE", "m1", "similar memory with different content")
     assert pool.memories[0].text == "Alice and Bob are planning a trip to Japan."
+
+
+def _hybrid_pool(*memories):
+    from ledger.memos.extraction.reconcile import Current, Pool, VectorCache
+    from projections.vector.setup import shared_embedder
+
+    return Pool([Current(*m) for m in memories], vectors=VectorCache(shared_embedder("minilm").embed))
+
+
+def test_hybrid_reconciliation_makes_a_paraphrase_a_noop_and_nothing_else():
+    """With vectors (MiniLM), "Alice is still living in Oslo" is the memory "Alice lives in Oslo" said
+    again; another value of the attribute, or the same words negated, is not."""
+    from ledger.memos.extraction.reconcile import Current
+    from ledger.memos.extraction.settings import Thresholds
+
+    t = Thresholds()
+    pool = _hybrid_pool(("m1", "Alice lives in Oslo.", None), ("m2", "Alice likes tea.", "alice|pref|tea"))
+    d = pool.decide(0, _cand("Alice is living in Oslo these days."), t, "new0")
+    assert (d.kind, d.target, d.reason) == ("NOOP", "m1", "paraphrase of a current memory") and d.score >= 0.93
+    lexical = _pool(("m1", "Alice lives in Oslo.", None))
+    assert lexical.decide(0, _cand("Alice is living in Oslo these days."), t, "new0").kind == "ADD"
+    d = pool.decide(1, _cand("Alice likes coffee.", "alice|pref|coffee"), t, "new1")
+    assert d.kind == "ADD"  # close in the embedding (0.8), a different fact
+    d = pool.decide(2, _cand("Alice does not like tea.", "alice|pref|tea"), t, "new2")
+    assert (d.kind, d.target) == ("UPDATE", "m2")  # the negation supersedes by key, never a NOOP
+    pool.memories.append(Current("m3", "Alice likes thing21.", None))
+    d = pool.decide(4, _cand("Alice likes thing22."), t, "new4")
+    assert d.kind == "ADD"  # cosine over 0.93, but another name: names and numbers must match
+    d = pool.decide(3, _cand("Alice is living in Oslo.", retracts=True), t, "new3")
+    assert (d.kind, d.target, d.reason) == ("DELETE", "m1", "states the retracted fact in other words")
+
+
+def test_hybrid_context_ranks_paraphrases_the_word_sets_miss():
+    pool = _hybrid_pool(("m1", "Alice resides in Oslo.", None), ("m2", "Alice owns a bicycle.", None))
+    assert [m.id for m in pool.context(["Where does Alice live?"], 1)] == ["m1"]
+
+
+def test_similarity_setting():
+    assert ExtractionSettings.from_config(None).similarity == "hybrid"
+    assert _settings(similarity="lexical").similarity == "lexical"
+    assert _settings(vector_duplicate_threshold=0.8).thresholds.vector_duplicate == 0.8
+    with pytest.raises(InvalidRequest, match="similarity must be one of hybrid, lexical"):
+        _settings(similarity="cosine")
+    with pytest.raises(InvalidRequest, match="vector_duplicate_threshold"):
+        _settings(vector_duplicate_threshold=2)

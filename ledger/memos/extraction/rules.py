@@ -43,7 +43,11 @@ _DONT = r"(?:do\s+not|don't|don’t|dont)"
 _IM = r"(?:i\s+am|i'm|i’m|im)"
 _WE_ARE = r"(?:we\s+are|we're|we’re)"
 _PREF = {"like", "love", "prefer", "hate", "enjoy", "dislike"}
-_LEAD = re.compile(r"^(?:well|so|oh|and|but|btw|by the way|also|actually|now)[,\s]+", re.I)
+_LEAD = re.compile(
+    r"^(?:(?:well|so|oh|and|but|btw|by the way|also|actually|now|yes|yeah|yep|no|ok|okay|right|honestly"
+    r"|these days|nowadays|currently)[,\s]+)+",
+    re.I,
+)
 
 _RETRACT = [
     ("retract-no-longer", re.compile(r"^i\s+no\s+longer\s+" + _VERB + r"\s+(?P<rest>.+)$", re.I)),
@@ -69,6 +73,8 @@ _WE = [
     ),
     ("our-x-is", re.compile(r"^our\s+(?P<noun>[\w' -]{1,40}?)\s+(?P<be>is|are|was|were)\s+(?P<rest>.+)$", re.I)),
 ]
+# "I'm (still) living in Porto" states what "I live in Porto" does.
+_PROGRESSIVE = re.compile(r"^" + _IM + r"\s+(?:(?:still|now|currently)\s+)?(?P<ing>[a-z]+ing)\s+(?P<rest>.+)$", re.I)
 _ARTICLES = re.compile(r"\b(?:a|an|the|some|any)\b", re.I)
 # How often or when a habit happens qualifies the fact but is not its attribute: "I eat eggs every
 # week" and "I do not eat eggs" state one attribute (so the negation supersedes the habit).
@@ -76,7 +82,8 @@ _FREQUENCY = re.compile(
     r"\s+(?:(?:every|each)\s+(?:day|night|morning|evening|week|weekend|month|year|summer|winter)"
     r"|(?:on|at|during)\s+(?:weekends?|weekdays?|mondays?|tuesdays?|wednesdays?|thursdays?|fridays?"
     r"|saturdays?|sundays?|night|nights|weeknights)"
-    r"|daily|weekly|monthly|yearly|nightly|often|sometimes|regularly|usually|always|a\s+lot"
+    r"|daily|weekly|monthly|yearly|nightly|often|sometimes|regularly|usually|always|a\s+lot|so\s+much"
+    r"|very\s+much|now|these\s+days|nowadays|still|currently"
     r"|(?:once|twice|\w+\s+times)\s+a\s+(?:day|week|month|year))\s*$",
     re.I,
 )
@@ -177,8 +184,13 @@ def _sentence_facts(sent: str, speaker: str) -> list[tuple[str, str, str | None,
         noun = m["noun"].strip()
         text = f"The {noun} of {speaker} and others {m['be'].lower()} {rest}."
         return [(text, rule, f"{speaker.lower()}|our:{_norm(noun)}", False)]
+    m = _PROGRESSIVE.match(core)
+    verb = _base_of(m["ing"]) if m else None
+    if m and verb in _PRESENT and verb != "go":  # "I'm going to Rome" is a plan, not a habit
+        rest = third(m["rest"])
+        return [(f"{speaker} {_VERBS[verb]} {rest}.", "progressive", fact_key(speaker, verb, rest), False)]
     out = []
-    for fact in extract_facts(sent, speaker):
+    for fact in extract_facts(core + sent[len(sent.rstrip(".!")) :], speaker):
         out.append((fact.text, fact.rule, _key_of_fact(fact.text, fact.rule, speaker), False))
     return out
 
