@@ -12,7 +12,7 @@ directory, run the extractor to completion after each call (``ExtractionConsumer
 A case passes when all of its checks do. Accuracy is reported per kind and check for each backend:
 ``rules`` on every case, ``local`` (SmolLM2, greedy) on a subsample (``--local N`` cases per kind).
 
-Run: ``python -m bench.update_bench [--cases 300] [--seed 13] [--local 1] [--json]``
+Run: ``python -m bench.update_bench [--cases 350] [--seed 13] [--local 1] [--json]``
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from bench.update_cases import KINDS, Case, generate_cases
 from ledger.api import Ledger
 from ledger.memos.extraction.base import Extractor
 from ledger.memos.extraction.consumer import ExtractionConsumer, decisions_of
+from ledger.memos.extraction.settings import ExtractionSettings
 
 CHECKS = {
     "move": ("latest", "history", "as_of"),
@@ -39,6 +40,7 @@ CHECKS = {
     "negation": ("latest", "history", "as_of"),
     "retraction": ("latest", "history", "as_of"),
     "duplicate": ("noop", "as_of"),
+    "paraphrase": ("noop", "as_of"),
 }
 _NEG = re.compile(r"\b(?:not|no longer|never|doesn't|don't|isn't|n't)\b", re.I)
 
@@ -96,10 +98,12 @@ def _all_versions(led: Ledger, track: str, cube: str) -> list[str]:
     return texts
 
 
-def run_case(led: Ledger, extractor: Extractor, case: Case, tag: str) -> tuple[dict[str, bool], dict[str, Any]]:
+def run_case(
+    led: Ledger, extractor: Extractor, case: Case, tag: str, settings: ExtractionSettings | None = None
+) -> tuple[dict[str, bool], dict[str, Any]]:
     """Ingest one case, extract, and evaluate its checks; also return what the memories said."""
     cube = f"u-{case.case_id}-{tag}"
-    consumer = ExtractionConsumer(led, extractor, track=cube, cube=cube)
+    consumer = ExtractionConsumer(led, extractor, settings, track=cube, cube=cube)
     before_change = -1
     for i, call in enumerate(case.turns):
         if i == len(case.turns) - 1:
@@ -122,20 +126,23 @@ def run_case(led: Ledger, extractor: Extractor, case: Case, tag: str) -> tuple[d
         checks["latest"] = any(_negates(t, old) for t in now) and not any(_states(t, old) for t in now)
     elif case.kind == "retraction":
         checks["latest"] = not any(_states(t, old) for t in now)
-    elif case.kind == "duplicate":
+    elif case.kind in ("duplicate", "paraphrase"):
         last = list(decisions_of(led, consumer.track))[-1].payload["decisions"]
         single = sum(1 for t in now if _states(t, old)) == 1
         checks["noop"] = bool(last) and all(d["kind"] == "NOOP" for d in last) and single
     return checks, {"now": now, "then": then}
 
 
-def run_backend(led: Ledger, extractor: Extractor, cases: Sequence[Case], tag: str) -> dict[str, Any]:
-    """Accuracy per kind and check (and overall) of ``extractor`` on ``cases``."""
+def run_backend(
+    led: Ledger, extractor: Extractor, cases: Sequence[Case], tag: str, similarity: str = "hybrid"
+) -> dict[str, Any]:
+    """Accuracy per kind and check (and overall) of ``extractor`` on ``cases`` (reconciling with ``similarity``)."""
+    settings = ExtractionSettings(similarity=similarity)
     per: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
     examples: dict[str, Any] = {}
     start = time.perf_counter()
     for case in cases:
-        checks, seen = run_case(led, extractor, case, tag)
+        checks, seen = run_case(led, extractor, case, tag, settings)
         for name, ok in checks.items():
             per[case.kind][name].append(ok)
         per[case.kind]["case"].append(all(checks.values()))
@@ -168,7 +175,7 @@ def format_table(name: str, result: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.update_bench", description=__doc__.splitlines()[0])
-    ap.add_argument("--cases", type=int, default=300)
+    ap.add_argument("--cases", type=int, default=350)
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--local", type=int, default=0, help="also run the local model on N cases of each kind")
     ap.add_argument("--local-model", default="smollm2")
@@ -187,6 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         led = open_bench_ledger(Path(tmp) / "data")
         try:
             results["rules"] = run_backend(led, build_extractor("rules"), cases, "rules")
+            results["rules, lexical similarity only"] = run_backend(
+                led, build_extractor("rules"), cases, "rules-lexical", "lexical"
+            )
             if args.local:
                 import torch
 

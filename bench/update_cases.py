@@ -8,7 +8,9 @@ optional small talk, then a change. Kinds:
 * ``preference``: a favourite thing changes (``My favourite colour is blue.`` ... ``is green.``);
 * ``negation``: a habit is negated (``I eat pork.`` ... ``I don't eat pork.``);
 * ``retraction``: a fact is withdrawn (``I like jazz.`` ... ``I no longer like jazz.``);
-* ``duplicate``: the same fact again, verbatim or reworded only in case/punctuation (must be a NOOP).
+* ``duplicate``: the same fact again, verbatim or reworded only in case/punctuation (must be a NOOP);
+* ``paraphrase``: the same fact again in other words (``I live in Oslo.`` ... ``I'm still living in
+  Oslo.``; must be a NOOP, a near-duplicate, not a new version).
 
 Names, places, jobs, foods, preferences and phrasings are drawn with ``random.Random(seed)``; the
 same seed gives the same cases. ``old`` and ``new`` are the value words a correct memory must (not)
@@ -20,7 +22,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-KINDS = ("move", "job", "preference", "negation", "retraction", "duplicate")
+KINDS = ("move", "job", "preference", "negation", "retraction", "duplicate", "paraphrase")
 
 NAMES = "Alice Bruno Chen Dana Emil Farah Goran Hana Ivo Jana Kofi Lena Mateo Nadia Omar Pia Rui Sara Tomas Uma".split()
 PLACES = (
@@ -117,6 +119,24 @@ def _case(rng: random.Random, i: int, kind: str) -> Case:
         change = rng.choice(
             [f"I no longer {verb} {old}.", f"I don't {verb} {old} anymore.", f"I don't {verb} {old} any more."]
         )
+    elif kind == "paraphrase":
+        new = None
+        shape = rng.choice(["residence", "work", "liking"])
+        if shape == "residence":
+            old = rng.choice(PLACES)
+            first = f"I live in {old}."
+            change = rng.choice(
+                [f"I still live in {old}.", f"I'm still living in {old}.", f"These days I live in {old}."]
+                + [f"I am living in {old} now."]
+            )
+        elif shape == "work":
+            old = rng.choice(COMPANIES)
+            first = rng.choice([f"I work at {old}.", f"I work for {old}."])
+            change = rng.choice([f"I still work at {old}.", f"I'm working at {old}.", f"Yes, I work at {old}!"])
+        else:
+            old = rng.choice(LIKES)
+            first = f"I like {old}."
+            change = rng.choice([f"I really like {old}.", f"I still like {old}.", f"I like {old} a lot."])
     else:  # duplicate
         place, new = rng.choice(PLACES), None
         first = rng.choice(
@@ -142,7 +162,7 @@ def _case(rng: random.Random, i: int, kind: str) -> Case:
     return Case(f"case-{i:04d}", kind, who, tuple(calls), old, new, negated, first)
 
 
-def generate_cases(n: int = 300, seed: int = 13) -> list[Case]:
+def generate_cases(n: int = 350, seed: int = 13) -> list[Case]:
     """``n`` cases, the kinds in turn (so each kind has n/6), values and phrasings drawn from ``seed``."""
     rng = random.Random(seed)
     return [_case(rng, i, KINDS[i % len(KINDS)]) for i in range(n)]

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,12 @@ def embedder_by_name(name: str) -> Embedder:
         return EMBEDDERS[name]()
     except KeyError:
         raise InvalidRequest(f"unknown embedder {name!r}; known: {', '.join(sorted(EMBEDDERS))}") from None
+
+
+@functools.cache
+def shared_embedder(name: str) -> Embedder:
+    """One embedder per name for the whole process (a model is loaded once, whoever embeds)."""
+    return embedder_by_name(name)
 
 
 def vector_settings(config: Any) -> dict[str, Any]:

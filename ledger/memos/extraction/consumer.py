@@ -33,7 +33,7 @@ from ledger.llm import ModelRequestRefused
 from ledger.memory_state import MemoryState, merged_metadata, scope_of
 from ledger.memos.extraction.apply import Window, build_batch, decision_event_id, derived_memory_id, track_stream
 from ledger.memos.extraction.base import Extraction, Extractor
-from ledger.memos.extraction.reconcile import Decision, Pool
+from ledger.memos.extraction.reconcile import Decision, Pool, VectorCache
 from ledger.memos.extraction.settings import ExtractionSettings
 from ledger.memos.messages import message_of
 from ledger.rules.content import is_blank
@@ -116,6 +116,7 @@ class ExtractionConsumer:
         self.cube = cube  # only the messages of this cube (re-extraction of one cube)
         self.decided = 0
         self.calls = 0
+        self._vectors: VectorCache | None = None
 
     @property
     def name(self) -> str:
@@ -167,7 +168,7 @@ class ExtractionConsumer:
                 return 0
             cube_version = self.ledger.log.stream_version(window.cube)
             states = self._scope_memories(window)
-            pool = Pool.of(list(states.values()), self._held(states))
+            pool = Pool.of(list(states.values()), self._held(states), self._vector_cache())
             if extraction is None or extraction_for != window.offsets:
                 extraction, extraction_for = self._extract(window, pool), window.offsets
             decisions = self._decide(window, extraction, pool)
@@ -197,6 +198,17 @@ class ExtractionConsumer:
             for mid, s in self.ledger.duplicates().memories(window.cube).items()
             if s.state in SEARCHABLE_BY_DEFAULT and scope_of(s.metadata) == scope
         }
+
+    def _vector_cache(self) -> VectorCache | None:
+        """Embeddings for hybrid similarity (the vector view's embedder), None when lexical only."""
+        if self.settings.similarity != "hybrid":
+            return None
+        if self._vectors is None:
+            from projections.vector.setup import shared_embedder, vector_settings
+
+            name = vector_settings(self.ledger.config).get("embedder", "minilm")
+            self._vectors = VectorCache(shared_embedder(str(name)).embed)
+        return self._vectors
 
     def _held(self, states: dict[str, MemoryState]) -> set[str]:
         holds = read_holds(self.ledger.log)

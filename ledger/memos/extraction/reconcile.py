@@ -15,15 +15,24 @@ similarity at or above ``retract_threshold`` and word sets one of which contains
 retraction of "lives in Oslo" never deletes the memory that already says "lives in Porto"), or any
 similarity at or above ``duplicate_threshold``;
 a **NOOP** when no memory states it. Candidates of one batch are reconciled in order, each against
-the memories as the earlier ones left them. Similarity is lexical (Jaccard over word sets): the
-same answer on every replay, no model needed.
+the memories as the earlier ones left them. Similarity is lexical (Jaccard over word sets) and, with
+``[extraction] similarity = "hybrid"`` (the default), also the cosine of the memories' embeddings
+(the vector view's embedder): a candidate whose cosine to a current memory reaches
+``vector_duplicate_threshold`` and that says it with the same polarity (both negated or neither) and
+the same names and numbers is a NOOP, a paraphrase ("Alice is living in Oslo these days" of "Alice
+lives in Oslo"), and a retraction deletes such a paraphrase too. Cosines only ever make NOOPs and
+DELETEs of what a memory already says; an UPDATE needs a fact key or word overlap, since different
+values of one attribute embed close together ("likes tea" / "likes coffee": 0.8). Every decision is
+recorded, so a replay never embeds again.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from ledger.memory_state import MemoryState
 from ledger.memos.extraction.base import Candidate, ExistingMemory
@@ -33,6 +42,42 @@ ADD, UPDATE, DELETE, NOOP = "ADD", "UPDATE", "DELETE", "NOOP"
 KINDS = (ADD, UPDATE, DELETE, NOOP)
 _WORD = re.compile(r"\w+", re.U)
 _ARTICLES = frozenset({"a", "an", "the"})
+_NEGATIONS = re.compile(r"\b(?:not|no|never|nobody|nothing|longer)\b|n't\b|n’t\b", re.I)
+Embed = Callable[[Sequence[str]], np.ndarray]  # texts -> unit-norm rows
+MAX_CACHED_VECTORS = 50_000
+
+
+_ANCHOR = re.compile(r"\w*\d\w*|(?<!^)(?<![.!?]\s)\b[A-Z]\w*", re.U)
+
+
+def anchors(text: str) -> frozenset[str]:
+    """Names and numbers of ``text`` (capitalised words after its first, tokens with digits): an
+    embedding hardly tells "thing21" from "thing22" or Oslo from Bergen, so a paraphrase must keep them."""
+    return frozenset(w.lower() for w in _ANCHOR.findall(text.strip()))
+
+
+def negated(text: str) -> bool:
+    """Whether ``text`` is said negatively (an odd number of negations)."""
+    return len(_NEGATIONS.findall(text)) % 2 == 1
+
+
+class VectorCache:
+    """Embeddings of texts (reconciliation embeds a scope's memories once per process, not per batch)."""
+
+    def __init__(self, embed: Embed, limit: int = MAX_CACHED_VECTORS):
+        self.embed = embed
+        self.limit = limit
+        self._rows: dict[str, np.ndarray] = {}
+
+    def of(self, texts: Sequence[str]) -> np.ndarray:
+        """A ``(len(texts), dim)`` array of the texts' unit vectors."""
+        missing = sorted({t for t in texts if t not in self._rows})
+        if missing:
+            if len(self._rows) + len(missing) > self.limit:
+                self._rows.clear()
+            for t, row in zip(missing, self.embed(missing), strict=True):
+                self._rows[t] = np.asarray(row, dtype=np.float32)
+        return np.stack([self._rows[t] for t in texts]) if texts else np.zeros((0, 0), dtype=np.float32)
 
 
 def normalise(text: str) -> str:
@@ -106,9 +151,10 @@ class Pool:
     """The scope's current memories, changed as the decisions of a batch are taken."""
 
     memories: list[Current] = field(default_factory=list)
+    vectors: VectorCache | None = None  # hybrid similarity; None: lexical only
 
     @staticmethod
-    def of(states: Sequence[MemoryState], held: set[str] | None = None) -> Pool:
+    def of(states: Sequence[MemoryState], held: set[str] | None = None, vectors: VectorCache | None = None) -> Pool:
         out = []
         for s in states:
             if s.text is None:
@@ -120,14 +166,37 @@ class Pool:
                 )
             )
             out[-1].held = s.memory_id in (held or set())
-        return Pool(out)
+        return Pool(out, vectors)
+
+    def _cosines(self, text: str, only: list[Current] | None = None) -> list[tuple[float, Current]]:
+        """Cosine of ``text`` to each memory (empty without vectors)."""
+        pool = self.memories if only is None else only
+        if self.vectors is None or not pool:
+            return []
+        rows = self.vectors.of([m.text for m in pool] + [text])
+        sims = rows[:-1] @ rows[-1]
+        return [(float(x), m) for x, m in zip(sims, pool, strict=True)]
+
+    def _paraphrased(self, text: str, t: Thresholds) -> tuple[Current | None, float]:
+        """The memory saying ``text`` in other words: the best cosine at or above the threshold, with the
+        same polarity and the same names and numbers."""
+        polarity, names = negated(text), anchors(text)
+        best, score = None, 0.0
+        for cos, m in self._cosines(text):
+            if cos >= t.vector_duplicate and cos > score and negated(m.text) == polarity and anchors(m.text) == names:
+                best, score = m, cos
+        return best, score
 
     def context(self, texts: Sequence[str], k: int) -> list[ExistingMemory]:
         """The ``k`` memories most similar to any of ``texts`` (the extractor's context)."""
         if k == 0:
             return []
         probes = [(normalise(t), frozenset(normalise(t).split())) for t in texts]
-        scored = [(max((m.similarity(n, w) for n, w in probes), default=0.0), m) for m in self.memories]
+        best: dict[str, float] = {}
+        for text in texts if self.vectors is not None else ():
+            for cos, m in self._cosines(text):
+                best[m.id] = max(best.get(m.id, 0.0), cos)
+        scored = [(max([m.similarity(n, w) for n, w in probes] + [best.get(m.id, 0.0)]), m) for m in self.memories]
         scored = [x for x in scored if x[0] > 0]
         scored.sort(key=lambda x: (-x[0], x[1].id))
         return [ExistingMemory(m.id, m.text, round(s, 6)) for s, m in scored[:k]]
@@ -153,6 +222,10 @@ class Pool:
                 target, why = best, "states the retracted fact"
             elif keyed is not None and kscore >= t.retract and _states_it(keyed, c.text):
                 target, score, why = keyed, kscore, "same fact key as the retracted fact"
+            else:
+                near, cos = self._paraphrased(c.text, t)
+                if near is not None:
+                    target, score, why = near, cos, "states the retracted fact in other words"
             if target is None:
                 return Decision(NOOP, i, score=round(score, 6), reason="retracts nothing current")
             if target.held or not target.writable:
@@ -163,6 +236,9 @@ class Pool:
         best, score = self._best(c.text)
         if best is not None and score >= t.duplicate:
             return Decision(NOOP, i, target=best.id, score=round(score, 6), reason="duplicate of a current memory")
+        near, cos = self._paraphrased(c.text, t)
+        if near is not None:
+            return Decision(NOOP, i, target=near.id, score=round(cos, 6), reason="paraphrase of a current memory")
         open_keyed = [m for m in same_key if m.writable and not m.held]
         if open_keyed:
             target, why = open_keyed[-1], "same fact key"
