@@ -10,7 +10,7 @@ import time
 
 from ledger.cli.context import open_cli_ledger
 from ledger.cli.output import emit, emit_line
-from ledger.errors import BackendUnavailable, InvalidRequest
+from ledger.errors import BackendUnavailable, InvalidRequest, present
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -38,6 +38,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         action="store_true",
         help="drop the view (once this consumer holds the lease) and fold the log from offset 0",
     )
+    g = p.add_argument_group("consumer group (a view over a partitioned log, partitions divided among members)")
+    g.add_argument("--group", help="join consumer group NAME of --view instead of taking the view's lease")
+    g.add_argument("--member", help="this member's id, unique in the group (default: host-pid-random)")
+    g.add_argument("--heartbeat-interval", type=float, default=1.0, help="seconds between heartbeats")
+    g.add_argument("--heartbeat-timeout", type=float, default=3.0, help="a member silent this long is dead (seconds)")
+    g.add_argument("--assignment", choices=["range", "round_robin"], default="range")
     p.set_defaults(func=cmd_consume)
 
     p = sub.add_parser("lag", parents=[common], help="how far a view is behind the log")
@@ -76,7 +82,11 @@ def cmd_consume(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise InvalidRequest("--batch-size must be at least 1")
     if args.extractor is not None:
+        if args.group is not None:
+            raise InvalidRequest("--group applies to views, not to extractors")
         return _consume_extractor(args)
+    if args.group is not None:
+        return _consume_group(args)
     stop = threading.Event()
 
     def _stop(signum, frame):  # noqa: ARG001 - signal handler signature
@@ -107,6 +117,51 @@ def cmd_consume(args: argparse.Namespace) -> int:
         if lease is not None:
             lease.release()
         view.close()
+        ledger.log.close()
+    return 0
+
+
+def _consume_group(args: argparse.Namespace) -> int:
+    """``consume --view NAME --group G``: one member of group G, applying the partitions of NAME that the
+    group assigns to it (``consumers.group_member``); SIGTERM leaves the group at once."""
+    from consumers.group_member import GroupMember, default_member_id
+    from consumers.group_setup import open_partitioned_log, partition_view_factory, postgres_coordinator
+
+    if args.rebuild or args.no_lease:
+        raise InvalidRequest("--rebuild and --no-lease do not apply to a consumer group")
+    if args.heartbeat_interval <= 0 or args.heartbeat_timeout <= args.heartbeat_interval:
+        raise InvalidRequest("--heartbeat-timeout must be longer than --heartbeat-interval (both positive)")
+    stop = threading.Event()
+
+    def _stop(signum, frame):  # noqa: ARG001 - signal handler signature
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stop)
+    ledger = open_cli_ledger(args)
+    config = present(ledger.config, "the configuration of the data directory")
+    plog = open_partitioned_log(config, ledger)
+    coordinator = postgres_coordinator(
+        config, args.group, args.view, args.member or default_member_id(), args.heartbeat_timeout
+    )
+    member = GroupMember(
+        plog,
+        partition_view_factory(args.view, config, ledger),
+        coordinator,
+        args.group,
+        args.view,
+        registry=ledger.registry,
+        strategy=args.assignment,
+        batch_size=args.batch_size,
+        poll_interval=args.poll_interval,
+        heartbeat_interval=args.heartbeat_interval,
+        report=lambda status: emit_line(status.to_dict()),
+        report_every=args.report_every,
+    )
+    try:
+        member.run(stop, until_caught_up=args.once, max_seconds=args.max_seconds)
+    finally:
+        plog.close()
         ledger.log.close()
     return 0
 
