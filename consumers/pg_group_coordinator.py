@@ -55,10 +55,9 @@ WHERE m.grp = %s AND m.view = %s AND m.member <> %s
 _LIVE = "SELECT member FROM {s}.consumer_group_members WHERE grp = %s AND view = %s ORDER BY member"
 # Two-key advisory locks show in pg_locks as classid = key1 (as an unsigned oid), objid = key2, objsubid = 2.
 _HOLDERS = """
-SELECT l.objid::bigint, m.member FROM pg_locks l
-JOIN {s}.consumer_group_members m ON m.pid = l.pid
+SELECT l.objid::bigint, coalesce(m.member, 'pid:' || l.pid) FROM pg_locks l
+LEFT JOIN {s}.consumer_group_members m ON m.pid = l.pid AND m.grp = %s AND m.view = %s
 WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.granted AND l.classid::bigint = %s
-  AND m.grp = %s AND m.view = %s
 """
 _DELETE = "DELETE FROM {s}.consumer_group_members WHERE grp = %s AND view = %s AND member = %s"
 
@@ -219,11 +218,11 @@ class PostgresGroupCoordinator:
             return True
 
     def lock_holders(self) -> dict[int, str]:
-        """Partition -> the member whose session holds its lock now, over the whole group (for
-        status and tests; a partition nobody holds is absent)."""
+        """Partition -> the member whose session holds its lock now, over the whole group (for status
+        and tests; ``pid:N`` for a session without a member row, absent when nobody holds it)."""
         with self._lock:
             conn = self._connection()
-            rows = conn.execute(self._q(_HOLDERS), (self.key & 0xFFFFFFFF, self.group, self.view)).fetchall()
+            rows = conn.execute(self._q(_HOLDERS), (self.group, self.view, self.key & 0xFFFFFFFF)).fetchall()
         return {int(k): m for k, m in rows}
 
     def leave(self) -> None:

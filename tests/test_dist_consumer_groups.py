@@ -1,0 +1,324 @@
+"""Consumer groups on the real PostgreSQL: members divide a view's partitions, exactly once per partition.
+
+Each partition of the counting view has its own file and checkpoint; after every scenario each
+partition's view must hold each event of its partition exactly once, in offset order (a fresh
+fold of that partition). Scenarios: 1, 2 and 4 members converging; kill -9 of a member
+mid-catch-up (its partitions are finished by the others); a member joining (it takes partitions
+from the one running); SIGTERM (the member leaves at once); a frozen member (its heartbeat
+expires, its session is fenced off, and it rejoins when it thaws).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from consumers.group_member import GroupMember
+from consumers.pg_group_coordinator import PostgresGroupCoordinator
+from ledger.partitions.routing import partition_of
+from tests.dist_counting import CountingProjection, partition_path
+from tests.dist_env import endpoint, unique_name
+from tests.group_partitions import ListPartitionedLog, postgres_partitions
+from tests.log_contract import added
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parent.parent
+PARTITIONS = 8
+VIEW = "counter"
+SPLIT = {k: "a" if k < 4 else "b" for k in range(PARTITIONS)}  # the range assignment of members a and b
+
+
+def cubes_per_partition(count: int = PARTITIONS, per: int = 2) -> dict[int, list[str]]:
+    """``per`` cube names routed to each partition."""
+    out: dict[int, list[str]] = {k: [] for k in range(count)}
+    i = 0
+    while any(len(v) < per for v in out.values()):
+        name = f"cube{i}"
+        k = partition_of(name, count)
+        if len(out[k]) < per:
+            out[k].append(name)
+        i += 1
+    return out
+
+
+def write(plog: ListPartitionedLog, per_partition: int, tag: str = "a") -> None:
+    """``per_partition`` events into every partition, in batches of 10 per cube."""
+    for k, cubes in cubes_per_partition(plog.count).items():
+        for start in range(0, per_partition, 10):
+            cube = cubes[(start // 10) % len(cubes)]
+            n = min(10, per_partition - start)
+            plog.append([added(cube, f"{tag}-{k}-{start + j}", f"text {start + j}") for j in range(n)])
+
+
+@pytest.fixture
+def setup(tmp_path):
+    """(dsn, schema, partitioned log, data dir) with the counting view's files created up front."""
+    dsn = endpoint("postgres")
+    schema = unique_name("group_t")
+    plog = postgres_partitions(dsn, schema, PARTITIONS)
+    data = tmp_path / "data"
+    data.mkdir()
+    for k in range(PARTITIONS):  # created before several processes open them (see test_dist_consumers)
+        CountingProjection(partition_path(data, k)).close()
+    yield dsn, schema, plog, data
+    plog.drop()
+    plog.close()
+    coordinator = PostgresGroupCoordinator(dsn, schema, "cleanup", VIEW, "cleanup")
+    coordinator.heartbeat()
+    coordinator._connection().execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    coordinator.leave()
+
+
+def assert_exactly_once(plog: ListPartitionedLog, data: Path) -> None:
+    """Each partition's view holds each event of its partition once, and nothing else."""
+    for k in range(plog.count):
+        view = CountingProjection(partition_path(data, k))
+        try:
+            rows = sorted(view.conn.execute("SELECT offset, event_id FROM applied"))
+            expected = [(e.offset, e.event_id) for e in plog.partition(k).read()]
+            assert rows == expected, f"partition {k}: view differs from a fresh fold of its events"
+            assert view.checkpoint() == plog.partition(k).head()
+        finally:
+            view.close()
+
+
+def checkpoints(data: Path, count: int = PARTITIONS) -> list[int]:
+    out = []
+    for k in range(count):
+        view = CountingProjection(partition_path(data, k))
+        out.append(view.checkpoint())
+        view.close()
+    return out
+
+
+def wait_for(condition: Callable[[], bool], what: str, seconds: float = 90, procs: tuple = ()) -> None:
+    """Poll ``condition`` until it holds (a generous deadline, not a timing claim)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        for p in procs:
+            if p.poll() is not None:
+                raise AssertionError(f"a member exited ({p.returncode}) while waiting for {what}: {p.stderr.read()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+# -- in process: 1, 2 and 4 members ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("members", [1, 2, 4])
+def test_members_divide_the_partitions_and_converge_exactly_once(setup, members):
+    dsn, schema, plog, data = setup
+    write(plog, 40)
+    stop = threading.Event()
+    group: list[GroupMember] = []
+    for i in range(members):
+        coordinator = PostgresGroupCoordinator(dsn, schema, "g", VIEW, f"m{i}", heartbeat_timeout=30)
+        own_log = postgres_partitions(dsn, schema, PARTITIONS)
+        group.append(
+            GroupMember(
+                own_log,
+                lambda k: CountingProjection(partition_path(data, k)),
+                coordinator,
+                "g",
+                VIEW,
+                batch_size=7,
+                poll_interval=0.05,
+                heartbeat_interval=0.2,
+            )
+        )
+    threads = [threading.Thread(target=m.run, args=(stop,)) for m in group]
+    for t in threads:
+        t.start()
+    try:
+        wait_for(lambda: checkpoints(data) == list(plog.heads()), "the first catch-up")
+        write(plog, 25, tag="b")  # while they run
+        wait_for(lambda: checkpoints(data) == list(plog.heads()), "the second catch-up")
+        holders = group[0].coordinator.lock_holders()  # type: ignore[attr-defined]
+        assert sorted(holders) == list(range(PARTITIONS))
+        assert len(set(holders.values())) == members, holders  # every member holds a share
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    assert sum(m.applied for m in group) == sum(h + 1 for h in plog.heads())
+    assert_exactly_once(plog, data)
+    for m in group:
+        m.partitions.close()
+
+
+def test_a_partition_lock_is_held_by_one_member_and_leave_frees_it(setup):
+    dsn, schema, _, _ = setup
+    a = PostgresGroupCoordinator(dsn, schema, "g", VIEW, "a")
+    b = PostgresGroupCoordinator(dsn, schema, "g", VIEW, "b")
+    other_group = PostgresGroupCoordinator(dsn, schema, "h", VIEW, "c")
+    try:
+        assert a.heartbeat() == ["a"] and b.heartbeat() == ["a", "b"]
+        assert a.acquire(3) and not b.acquire(3) and b.acquire(4)
+        assert other_group.acquire(3)  # another group's view stores are its own
+        assert a.lock_holders() == {3: "a", 4: "b"}
+        a.leave()
+        assert b.heartbeat() == ["b"] and b.acquire(3) and b.held() == {3, 4}
+    finally:
+        for c in (a, b, other_group):
+            c.leave()
+
+
+def test_a_closed_session_is_a_dead_member_at_once_and_a_frozen_one_is_fenced(setup):
+    dsn, schema, _, _ = setup
+    a = PostgresGroupCoordinator(dsn, schema, "g", VIEW, "a", heartbeat_timeout=60)
+    b = PostgresGroupCoordinator(dsn, schema, "g", VIEW, "b", heartbeat_timeout=60)
+    c = PostgresGroupCoordinator(dsn, schema, "g", VIEW, "c", heartbeat_timeout=0.5)
+    try:
+        assert a.heartbeat() == ["a"] and b.heartbeat() == ["a", "b"] and b.acquire(1)
+        b._conn.close()  # as kill -9 does: the session ends, the row stays
+        assert a.heartbeat() == ["a"]  # long before its 60 s heartbeat timeout
+        assert a.acquire(1)
+        a.release(1)
+        assert c.heartbeat() == ["a", "c"]
+        time.sleep(1.0)  # a's heartbeat is now older than c's 0.5 s timeout, its session still open
+        assert c.heartbeat() == ["c"]
+        assert not a.check() and a.held() == frozenset()  # a was fenced off: its session was ended
+        assert a.heartbeat() == ["a", "c"]  # and it rejoins on a new session
+    finally:
+        for x in (a, b, c):
+            x.leave()
+
+
+# -- member processes ------------------------------------------------------------------------------
+
+
+def write_config(data: Path, dsn: str, schema: str, delay: float, detect_closed: bool = True) -> None:
+    (data / "memledger.toml").write_text(
+        f'[log]\nbackend = "postgres"\ndsn = "{dsn}"\nschema = "{schema}"\n\n'
+        f'[consumers.views.counter]\nfactory = "tests.dist_counting:build"\ndelay = {delay}\n\n'
+        f'[consumers.group]\npartitioned_log = "tests.group_partitions:from_config"\npartitions = {PARTITIONS}\n'
+        f"detect_closed_sessions = {str(detect_closed).lower()}\n"
+    )
+
+
+def member(data: Path, name: str, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("MEMLEDGER_PG_DSN", None)
+    args = ["consume", "--view", VIEW, "--group", "g", "--member", name, "--batch-size", "5"]
+    args += ["--poll-interval", "0.05", "--report-every", "0.5", "--heartbeat-interval", "0.2", *extra]
+    return subprocess.Popen(
+        [sys.executable, "-m", "ledger", "--data", str(data), *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def holders(dsn: str, schema: str) -> dict[int, str]:
+    probe = PostgresGroupCoordinator(dsn, schema, "g", VIEW, "probe")
+    try:
+        return probe.lock_holders()
+    finally:
+        probe.leave()
+
+
+def stop_all(*procs: subprocess.Popen) -> list[tuple[str, str]]:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    return [p.communicate(timeout=60) for p in procs]
+
+
+@pytest.mark.slow
+def test_kill_9_mid_catch_up_its_partitions_are_finished_by_the_others_exactly_once(setup):
+    dsn, schema, plog, data = setup
+    write_config(data, dsn, schema, delay=0.05)
+    write(plog, 100)
+    # a 60 s heartbeat timeout: the takeover below can only come from noticing the closed session
+    a, b = member(data, "a", "--heartbeat-timeout", "60"), member(data, "b", "--heartbeat-timeout", "60")
+    try:
+        wait_for(lambda: holders(dsn, schema) == SPLIT, "the split", procs=(a, b))
+        wait_for(lambda: min(checkpoints(data)[:4]) >= 10, "a's progress", procs=(a, b))
+        a.send_signal(signal.SIGKILL)
+        a.wait(10)
+        at_kill = checkpoints(data)[:4]
+        assert max(at_kill) < 99, f"a finished before it was killed: {at_kill}"
+        wait_for(lambda: holders(dsn, schema) == {k: "b" for k in range(8)}, "b taking a's partitions", 30, (b,))
+        wait_for(lambda: checkpoints(data) == list(plog.heads()), "convergence", procs=(b,))
+    finally:
+        (_, err_b), _ = stop_all(b, a)
+    assert b.returncode == 0, err_b[-2000:]
+    assert_exactly_once(plog, data)
+
+
+@pytest.mark.slow
+def test_a_joining_member_takes_partitions_from_the_running_one(setup):
+    dsn, schema, plog, data = setup
+    write_config(data, dsn, schema, delay=0.05)
+    write(plog, 100)
+    a = member(data, "a")
+    b = None
+    try:
+        wait_for(lambda: holders(dsn, schema) == {k: "a" for k in range(8)}, "a holding all", procs=(a,))
+        wait_for(lambda: min(checkpoints(data)) >= 5, "a's progress", procs=(a,))
+        b = member(data, "b")
+        wait_for(lambda: holders(dsn, schema) == SPLIT, "the split", 60, (a, b))
+        assert min(checkpoints(data)[4:]) < 99, "a finished b's share before b joined"
+        wait_for(lambda: checkpoints(data) == list(plog.heads()), "convergence", procs=(a, b))
+    finally:
+        results = stop_all(*(p for p in (a, b) if p is not None))
+    for p, (_, err) in zip((a, b), results, strict=False):
+        assert p is not None and p.returncode == 0, err[-2000:]
+    assert_exactly_once(plog, data)
+
+
+@pytest.mark.slow
+def test_sigterm_leaves_the_group_at_once(setup):
+    dsn, schema, plog, data = setup
+    # neither a closed session nor an expired heartbeat counts here: only leaving the group can move b's share
+    write_config(data, dsn, schema, delay=0.0, detect_closed=False)
+    write(plog, 20)
+    a, b = member(data, "a", "--heartbeat-timeout", "60"), member(data, "b", "--heartbeat-timeout", "60")
+    try:
+        wait_for(lambda: holders(dsn, schema) == SPLIT, "the split", procs=(a, b))
+        b.send_signal(signal.SIGTERM)
+        _, err = b.communicate(timeout=30)
+        assert b.returncode == 0, err[-2000:]
+        gone = holders(dsn, schema)
+        assert "b" not in gone.values() and all(not m.startswith("pid:") for m in gone.values()), gone
+        # and a takes b's partitions long before b's 60 s heartbeat would have expired
+        wait_for(lambda: holders(dsn, schema) == {k: "a" for k in range(8)}, "a taking b's partitions", 30, (a,))
+        write(plog, 15, tag="b")
+        wait_for(lambda: checkpoints(data) == list(plog.heads()), "convergence", procs=(a,))
+    finally:
+        stop_all(a, b)
+    assert_exactly_once(plog, data)
+
+
+@pytest.mark.slow
+def test_a_frozen_member_is_fenced_off_and_rejoins_when_it_thaws(setup):
+    dsn, schema, plog, data = setup
+    write_config(data, dsn, schema, delay=0.05)
+    write(plog, 100)
+    a, b = member(data, "a", "--heartbeat-timeout", "1.5"), member(data, "b", "--heartbeat-timeout", "1.5")
+    try:
+        wait_for(lambda: holders(dsn, schema) == SPLIT, "the split", procs=(a, b))
+        wait_for(lambda: min(checkpoints(data)[4:]) >= 5, "b's progress", procs=(a, b))
+        b.send_signal(signal.SIGSTOP)  # alive, its session open, but silent
+        wait_for(lambda: holders(dsn, schema) == {k: "a" for k in range(8)}, "a taking b's partitions", 60, (a,))
+        b.send_signal(signal.SIGCONT)
+        wait_for(lambda: checkpoints(data) == list(plog.heads()), "convergence", procs=(a, b))
+        wait_for(lambda: holders(dsn, schema) == SPLIT, "b back", 60, (a, b))
+    finally:
+        b.send_signal(signal.SIGCONT)
+        results = stop_all(a, b)
+    for p, (_, err) in zip((a, b), results, strict=True):
+        assert p.returncode == 0, err[-2000:]
+    assert_exactly_once(plog, data)
