@@ -5,7 +5,8 @@ partition's view must hold each event of its partition exactly once, in offset o
 fold of that partition). Scenarios: 1, 2 and 4 members converging; kill -9 of a member
 mid-catch-up (its partitions are finished by the others); a member joining (it takes partitions
 from the one running); SIGTERM (the member leaves at once); a frozen member (its heartbeat
-expires, its session is fenced off, and it rejoins when it thaws).
+expires, its session is fenced off, and it rejoins when it thaws); a restart of PostgreSQL itself
+(every member loses its session and locks, and the group re-forms once the server is back).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from consumers.pg_group_coordinator import PostgresGroupCoordinator
 from ledger.partitions.routing import partition_of
 from tests.dist_counting import CountingProjection, partition_path
 from tests.dist_env import endpoint, unique_name
+from tests.dist_private import private_postgres  # noqa: F401 - fixture
 from tests.group_partitions import ListPartitionedLog, postgres_partitions
 from tests.log_contract import added
 
@@ -319,6 +321,33 @@ def test_a_frozen_member_is_fenced_off_and_rejoins_when_it_thaws(setup):
     finally:
         b.send_signal(signal.SIGCONT)
         results = stop_all(a, b)
+    for p, (_, err) in zip((a, b), results, strict=True):
+        assert p.returncode == 0, err[-2000:]
+    assert_exactly_once(plog, data)
+
+
+@pytest.mark.slow
+def test_the_group_re_forms_and_finishes_exactly_once_after_a_postgres_restart(private_postgres, tmp_path):  # noqa: F811
+    dsn, schema = private_postgres.endpoint, "group_restart"
+    plog = postgres_partitions(dsn, schema, PARTITIONS)
+    data = tmp_path / "data"
+    data.mkdir()
+    for k in range(PARTITIONS):
+        CountingProjection(partition_path(data, k)).close()
+    write_config(data, dsn, schema, delay=0.0)
+    write(plog, 30)
+    a, b = member(data, "a"), member(data, "b")
+    try:
+        wait_for(lambda: checkpoints(data) == list(plog.heads()), "the first catch-up", procs=(a, b))
+        private_postgres.ctl("restart")
+        back = time.monotonic()
+        write(plog, 20, tag="b")
+        wait_for(lambda: checkpoints(data) == list(plog.heads()), "catch-up after the restart", procs=(a, b))
+        print(f"every partition caught up {time.monotonic() - back:.2f} s after PostgreSQL was back")
+        wait_for(lambda: holders(dsn, schema) == SPLIT, "the group re-formed", procs=(a, b))
+    finally:
+        results = stop_all(a, b)
+        plog.close()
     for p, (_, err) in zip((a, b), results, strict=True):
         assert p.returncode == 0, err[-2000:]
     assert_exactly_once(plog, data)
