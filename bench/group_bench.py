@@ -18,9 +18,11 @@ until the real partitioned backends replace it.
 - lag: a writer appends batches of 10 round-robin over the partitions at ``--rate`` events/s;
   lag of a batch = time from its append returning to its partition's checkpoint reaching it
   (checkpoints sampled every 10 ms).
-- takeover (M >= 2, writer still running): ``kill -9`` of the first member; time until every
-  partition it held advances again (its session's end is noticed at the next heartbeat, its
-  partitions' locks are free at once).
+- frozen (M >= 2, writer still running): ``SIGSTOP`` of the last member; time until every
+  partition it held advances again (its heartbeat expires after 3 s, a survivor ends its session,
+  which frees its locks); then ``SIGCONT``, and the bench waits until it has its share back.
+- takeover: ``kill -9`` of the first member; time until every partition it held advances again
+  (its closed session is noticed at a survivor's next heartbeat; its locks were freed at once).
 """
 
 from __future__ import annotations
@@ -192,16 +194,12 @@ def run_group(dsn: str, schema: str, plog: ListPartitionedLog, members: int, arg
         out["lag p50 ms"] = statistics.median(lags) * 1000 if lags else float("nan")
         out["lag p99 ms"] = statistics.quantiles(lags, n=100)[98] * 1000 if len(lags) >= 2 else float("nan")
         if members >= 2:
-            victim = want_of(names[0], names, plog.count)
-            at_kill = views.checkpoints()
-            procs[0].send_signal(signal.SIGKILL)
-            t_kill = time.monotonic()
-            procs[0].wait()
-            rest = procs[1:]
-            t_back = wait_until(lambda: all(views.checkpoints()[k] > at_kill[k] for k in victim), 120, rest)
-            out["takeover s"] = t_back - t_kill
+            out["frozen s"] = takeover(procs, names, -1, signal.SIGSTOP, views, plog.count)
+            procs[-1].send_signal(signal.SIGCONT)
+            wait_until(lambda: probe.lock_holders() == want, 60, procs)  # it rejoined and got its share back
+            out["takeover s"] = takeover(procs, names, 0, signal.SIGKILL, views, plog.count)
         else:
-            out["takeover s"] = "n/a"
+            out["frozen s"] = out["takeover s"] = "n/a"
         probe.leave()
     finally:
         if writer is not None:
@@ -216,8 +214,14 @@ def run_group(dsn: str, schema: str, plog: ListPartitionedLog, members: int, arg
     return out
 
 
-def want_of(member: str, names: list[str], count: int) -> tuple[int, ...]:
-    return assign_partitions(names, count)[member]
+def takeover(procs: list[subprocess.Popen], names: list[str], i: int, sig: int, views: Views, count: int) -> float:
+    """Send ``sig`` to member ``i``; seconds until every partition it held advances again."""
+    victim = assign_partitions(names, count)[names[i]]
+    at = views.checkpoints()
+    procs[i].send_signal(sig)
+    t = time.monotonic()
+    rest = [p for j, p in enumerate(procs) if j != i % len(procs)]
+    return wait_until(lambda: all(views.checkpoints()[k] > at[k] for k in victim), 120, rest) - t
 
 
 def main() -> None:
@@ -248,7 +252,7 @@ def main() -> None:
         probe._connection().execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         probe.leave()
         plog.close()
-    cols = ["members", "start s", "catch-up ev/s", "lag p50 ms", "lag p99 ms", "takeover s"]
+    cols = ["members", "start s", "catch-up ev/s", "lag p50 ms", "lag p99 ms", "frozen s", "takeover s"]
     print(
         f"\nconsumer group on {args.partitions} PostgreSQL partitions, counting view (SQLite per partition); "
         f"writer {args.rate:g} ev/s"
