@@ -148,7 +148,7 @@ def run_group(dsn: str, schema: str, plog: ListPartitionedLog, members: int, arg
     data.mkdir()
     (data / "memledger.toml").write_text(
         f'[log]\nbackend = "postgres"\ndsn = "{dsn}"\nschema = "{schema}"\n\n'
-        f'[consumers.views.counter]\nfactory = "tests.dist_counting:build"\n\n'
+        f'[consumers.views.counter]\nfactory = "tests.dist_counting:build"\ndelay = {args.view_delay}\n\n'
         f'[consumers.group]\npartitioned_log = "tests.group_partitions:from_config"\npartitions = {plog.count}\n'
     )
     views = Views(data, plog.count)
@@ -231,6 +231,9 @@ def main() -> None:
     ap.add_argument("--events-per-partition", type=int, default=2500)
     ap.add_argument("--rate", type=float, default=400.0, help="steady writer, events/s")
     ap.add_argument("--steady-seconds", type=float, default=8.0)
+    ap.add_argument(
+        "--view-delay", type=float, default=0.0, help="seconds each view batch waits inside its transaction"
+    )
     args = ap.parse_args()
     dsn = os.environ.get("MEMLEDGER_TEST_PG_DSN")
     if not dsn:
@@ -255,7 +258,7 @@ def main() -> None:
     cols = ["members", "start s", "catch-up ev/s", "lag p50 ms", "lag p99 ms", "frozen s", "takeover s"]
     print(
         f"\nconsumer group on {args.partitions} PostgreSQL partitions, counting view (SQLite per partition); "
-        f"writer {args.rate:g} ev/s"
+        f"writer {args.rate:g} ev/s, view delay {args.view_delay * 1000:g} ms per batch"
     )
     print(" | ".join(f"{c:>13}" for c in cols))
     for r in rows:

@@ -7,8 +7,11 @@ Three things come from ``memledger.toml``:
 - each partition's view: the view's factory called with ``partition=k``
   (``build(config, ledger, partition=k)``), so every partition has a store and a checkpoint of
   its own; a factory without a ``partition`` parameter cannot be consumed by a group;
-- the coordinator: PostgreSQL at ``[consumers.group] dsn`` (default: ``$MEMLEDGER_PG_DSN``, then
-  ``[log] dsn``), its member table in ``[consumers.group] schema`` (default: ``[log] schema``).
+- the coordinator, ``[consumers.group] coordinator``: ``"postgres"`` at ``[consumers.group] dsn``
+  (default: ``$MEMLEDGER_PG_DSN``, then ``[log] dsn``) with its member table in
+  ``[consumers.group] schema`` (default: ``[log] schema``), or ``"file"`` (``flock`` in the data
+  directory: members on one machine). The default is ``"postgres"`` when a DSN is known, else
+  ``"file"``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import inspect
 import os
 from typing import Any
 
+from consumers.file_group_coordinator import FileGroupCoordinator
+from consumers.group_coordinator import GroupCoordinator
 from consumers.group_member import ViewFactory
 from consumers.pg_group_coordinator import PostgresGroupCoordinator
 from consumers.views import known_views
@@ -63,20 +68,31 @@ def partition_view_factory(name: str, config: Config, ledger: Any) -> ViewFactor
     return lambda k: build(config, ledger, partition=k)
 
 
-def postgres_coordinator(
-    config: Config, group: str, view: str, member: str, heartbeat_timeout: float
-) -> PostgresGroupCoordinator:
-    """The PostgreSQL coordinator configured for this data directory."""
+def group_coordinator(config: Config, group: str, view: str, member: str, heartbeat_timeout: float) -> GroupCoordinator:
+    """The coordinator configured for this data directory (see the module docstring)."""
     section, log = group_section(config), config.section("log")
     dsn = section.get("dsn") or os.environ.get("MEMLEDGER_PG_DSN") or log.get("dsn")
+    kind = section.get("coordinator", "postgres" if dsn else "file")
+    if kind == "file":
+        return FileGroupCoordinator(config.data_dir, group, view, member, heartbeat_timeout=heartbeat_timeout)
+    if kind != "postgres":
+        raise InvalidRequest(f'[consumers.group] coordinator must be "postgres" or "file", not {kind!r}')
     if not dsn:
         raise InvalidRequest(
-            'consume --group needs PostgreSQL as its coordinator: [consumers.group] dsn = "postgresql://..." '
+            'the postgres coordinator needs [consumers.group] dsn = "postgresql://..." '
             "(or $MEMLEDGER_PG_DSN, or a PostgreSQL [log])"
         )
+    return postgres_coordinator(config, str(dsn), group, view, member, heartbeat_timeout)
+
+
+def postgres_coordinator(
+    config: Config, dsn: str, group: str, view: str, member: str, heartbeat_timeout: float
+) -> PostgresGroupCoordinator:
+    """The PostgreSQL coordinator at ``dsn``, its table in the configured schema."""
+    section, log = group_section(config), config.section("log")
     schema = section.get("schema") or log.get("schema") or "memledger"
     return PostgresGroupCoordinator(
-        str(dsn),
+        dsn,
         str(schema),
         group,
         view,

@@ -1,4 +1,4 @@
-"""Test helper: a ``PartitionedLog`` made of N independent logs (one PostgreSQL schema per partition).
+"""Test helper: a ``PartitionedLog`` made of N independent logs (a PostgreSQL schema or a SQLite file each).
 
 Only for the consumer-group tests and bench while the real partitioned backends are built
 elsewhere; at merge the real composite replaces it (``[consumers.group] partitioned_log``).
@@ -7,8 +7,10 @@ elsewhere; at merge the real composite replaces it (``[consumers.group] partitio
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from ledger.backends.postgres_log import PostgresLog
+from ledger.backends.sqlite_log import SqliteLog
 from ledger.errors import InvalidRequest
 from ledger.events import Event, NewEvent
 from ledger.log import Log
@@ -67,3 +69,16 @@ def from_config(config, ledger) -> ListPartitionedLog:
     log = config.section("log")
     count = int(config.section("consumers")["group"]["partitions"])
     return postgres_partitions(log["dsn"], log["schema"], count)
+
+
+def sqlite_partitions(directory: Path, count: int) -> ListPartitionedLog:
+    """``count`` SQLite logs ``<directory>/p0.sqlite ..`` (the embedded tier's partitions)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    return ListPartitionedLog([SqliteLog(directory / f"p{k}.sqlite") for k in range(count)])
+
+
+def sqlite_from_config(config, ledger) -> ListPartitionedLog:
+    """``[consumers.group] partitioned_log = "tests.group_partitions:sqlite_from_config"``: ``partitions``
+    SQLite logs in ``<data>/partitions/``."""
+    count = int(config.section("consumers")["group"]["partitions"])
+    return sqlite_partitions(config.data_dir / "partitions", count)

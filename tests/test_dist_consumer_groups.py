@@ -11,53 +11,25 @@ expires, its session is fenced off, and it rejoins when it thaws); a restart of 
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from consumers.group_member import GroupMember
 from consumers.pg_group_coordinator import PostgresGroupCoordinator
-from ledger.partitions.routing import partition_of
 from tests.dist_counting import CountingProjection, partition_path
 from tests.dist_env import endpoint, unique_name
 from tests.dist_private import private_postgres  # noqa: F401 - fixture
-from tests.group_partitions import ListPartitionedLog, postgres_partitions
-from tests.log_contract import added
+from tests.group_partitions import postgres_partitions
+from tests.group_scenarios import PARTITIONS, assert_exactly_once, checkpoints, member, stop_all, wait_for, write
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
-PARTITIONS = 8
 VIEW = "counter"
 SPLIT = {k: "a" if k < 4 else "b" for k in range(PARTITIONS)}  # the range assignment of members a and b
-
-
-def cubes_per_partition(count: int = PARTITIONS, per: int = 2) -> dict[int, list[str]]:
-    """``per`` cube names routed to each partition."""
-    out: dict[int, list[str]] = {k: [] for k in range(count)}
-    i = 0
-    while any(len(v) < per for v in out.values()):
-        name = f"cube{i}"
-        k = partition_of(name, count)
-        if len(out[k]) < per:
-            out[k].append(name)
-        i += 1
-    return out
-
-
-def write(plog: ListPartitionedLog, per_partition: int, tag: str = "a") -> None:
-    """``per_partition`` events into every partition, in batches of 10 per cube."""
-    for k, cubes in cubes_per_partition(plog.count).items():
-        for start in range(0, per_partition, 10):
-            cube = cubes[(start // 10) % len(cubes)]
-            n = min(10, per_partition - start)
-            plog.append([added(cube, f"{tag}-{k}-{start + j}", f"text {start + j}") for j in range(n)])
 
 
 @pytest.fixture
@@ -77,40 +49,6 @@ def setup(tmp_path):
     coordinator.heartbeat()
     coordinator._connection().execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
     coordinator.leave()
-
-
-def assert_exactly_once(plog: ListPartitionedLog, data: Path) -> None:
-    """Each partition's view holds each event of its partition once, and nothing else."""
-    for k in range(plog.count):
-        view = CountingProjection(partition_path(data, k))
-        try:
-            rows = sorted(view.conn.execute("SELECT offset, event_id FROM applied"))
-            expected = [(e.offset, e.event_id) for e in plog.partition(k).read()]
-            assert rows == expected, f"partition {k}: view differs from a fresh fold of its events"
-            assert view.checkpoint() == plog.partition(k).head()
-        finally:
-            view.close()
-
-
-def checkpoints(data: Path, count: int = PARTITIONS) -> list[int]:
-    out = []
-    for k in range(count):
-        view = CountingProjection(partition_path(data, k))
-        out.append(view.checkpoint())
-        view.close()
-    return out
-
-
-def wait_for(condition: Callable[[], bool], what: str, seconds: float = 90, procs: tuple = ()) -> None:
-    """Poll ``condition`` until it holds (a generous deadline, not a timing claim)."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        for p in procs:
-            if p.poll() is not None:
-                raise AssertionError(f"a member exited ({p.returncode}) while waiting for {what}: {p.stderr.read()}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 # -- in process: 1, 2 and 4 members ---------------------------------------------------------------
@@ -208,34 +146,12 @@ def write_config(data: Path, dsn: str, schema: str, delay: float, detect_closed:
     )
 
 
-def member(data: Path, name: str, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("MEMLEDGER_PG_DSN", None)
-    args = ["consume", "--view", VIEW, "--group", "g", "--member", name, "--batch-size", "5"]
-    args += ["--poll-interval", "0.05", "--report-every", "0.5", "--heartbeat-interval", "0.2", *extra]
-    return subprocess.Popen(
-        [sys.executable, "-m", "ledger", "--data", str(data), *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def holders(dsn: str, schema: str) -> dict[int, str]:
     probe = PostgresGroupCoordinator(dsn, schema, "g", VIEW, "probe")
     try:
         return probe.lock_holders()
     finally:
         probe.leave()
-
-
-def stop_all(*procs: subprocess.Popen) -> list[tuple[str, str]]:
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    return [p.communicate(timeout=60) for p in procs]
 
 
 @pytest.mark.slow

@@ -125,7 +125,7 @@ def _consume_group(args: argparse.Namespace) -> int:
     """``consume --view NAME --group G``: one member of group G, applying the partitions of NAME that the
     group assigns to it (``consumers.group_member``); SIGTERM leaves the group at once."""
     from consumers.group_member import GroupMember, default_member_id
-    from consumers.group_setup import open_partitioned_log, partition_view_factory, postgres_coordinator
+    from consumers.group_setup import group_coordinator, open_partitioned_log, partition_view_factory
 
     if args.rebuild or args.no_lease:
         raise InvalidRequest("--rebuild and --no-lease do not apply to a consumer group")
@@ -141,7 +141,7 @@ def _consume_group(args: argparse.Namespace) -> int:
     ledger = open_cli_ledger(args)
     config = present(ledger.config, "the configuration of the data directory")
     plog = open_partitioned_log(config, ledger)
-    coordinator = postgres_coordinator(
+    coordinator = group_coordinator(
         config, args.group, args.view, args.member or default_member_id(), args.heartbeat_timeout
     )
     member = GroupMember(
