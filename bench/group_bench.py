@@ -18,9 +18,11 @@ until the real partitioned backends replace it.
 - lag: a writer appends batches of 10 round-robin over the partitions at ``--rate`` events/s;
   lag of a batch = time from its append returning to its partition's checkpoint reaching it
   (checkpoints sampled every 10 ms).
-- frozen (M >= 2, writer still running): ``SIGSTOP`` of the last member; time until every
-  partition it held advances again (its heartbeat expires after 3 s, a survivor ends its session,
-  which frees its locks); then ``SIGCONT``, and the bench waits until it has its share back.
+- frozen (M >= 2, writer still running): ``SIGSTOP`` of the last member; time until the others
+  hold the lock of every partition it held (its heartbeat expires after 3 s, a survivor ends its
+  session, which frees its locks). A partition whose view transaction the frozen member left open
+  (here: a SQLite write lock) advances only once it runs again or dies; then ``SIGCONT``, and the
+  bench waits until it has its share back.
 - takeover: ``kill -9`` of the first member; time until every partition it held advances again
   (its closed session is noticed at a survivor's next heartbeat; its locks were freed at once).
 """
@@ -194,7 +196,7 @@ def run_group(dsn: str, schema: str, plog: ListPartitionedLog, members: int, arg
         out["lag p50 ms"] = statistics.median(lags) * 1000 if lags else float("nan")
         out["lag p99 ms"] = statistics.quantiles(lags, n=100)[98] * 1000 if len(lags) >= 2 else float("nan")
         if members >= 2:
-            out["frozen s"] = takeover(procs, names, -1, signal.SIGSTOP, views, plog.count)
+            out["frozen s"] = fenced(procs, names, probe, plog.count)
             procs[-1].send_signal(signal.SIGCONT)
             wait_until(lambda: probe.lock_holders() == want, 60, procs)  # it rejoined and got its share back
             out["takeover s"] = takeover(procs, names, 0, signal.SIGKILL, views, plog.count)
@@ -212,6 +214,19 @@ def run_group(dsn: str, schema: str, plog: ListPartitionedLog, members: int, arg
             p.wait(60)
         views.close()
     return out
+
+
+def fenced(procs: list[subprocess.Popen], names: list[str], probe: PostgresGroupCoordinator, count: int) -> float:
+    """SIGSTOP the last member; seconds until the others hold the locks of every partition it held."""
+    victim = assign_partitions(names, count)[names[-1]]
+    procs[-1].send_signal(signal.SIGSTOP)
+    t = time.monotonic()
+
+    def moved() -> bool:
+        holders = probe.lock_holders()
+        return all(holders.get(k, names[-1]) != names[-1] for k in victim)
+
+    return wait_until(moved, 120, procs[:-1]) - t
 
 
 def takeover(procs: list[subprocess.Popen], names: list[str], i: int, sig: int, views: Views, count: int) -> float:
