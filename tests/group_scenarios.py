@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -98,3 +99,37 @@ def stop_all(*procs: subprocess.Popen) -> list[tuple[str, str]]:
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
     return [p.communicate(timeout=60) for p in procs]
+
+
+class ExclusiveViews:
+    """Opens partitions' counting views for in-process members and records every time a member opened a
+    partition's view while another member still had it open (two members applying one partition)."""
+
+    def __init__(self, data: Path):
+        self.data = data
+        self.lock = threading.Lock()
+        self.open: dict[int, str] = {}
+        self.violations: list[tuple[int, str, str]] = []
+        self.opened = 0
+
+    def factory(self, member_name: str) -> Callable[[int], CountingProjection]:
+        def make(k: int) -> CountingProjection:
+            with self.lock:
+                if k in self.open:
+                    self.violations.append((k, self.open[k], member_name))
+                self.open[k] = member_name
+                self.opened += 1
+            return _TrackedView(partition_path(self.data, k), self, k)
+
+        return make
+
+
+class _TrackedView(CountingProjection):
+    def __init__(self, path: Path, owner: ExclusiveViews, partition: int):
+        super().__init__(path)
+        self._owner, self._partition = owner, partition
+
+    def close(self) -> None:
+        with self._owner.lock:
+            self._owner.open.pop(self._partition, None)
+        super().close()

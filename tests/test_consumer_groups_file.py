@@ -1,12 +1,14 @@
 """Consumer groups on one machine: ``flock`` membership and partition locks, SQLite partitions.
 
 The file coordinator's own rules (one holder per partition lock, a dead member's file removed, a
-frozen member not counted), members in threads converging exactly once per partition, and member
-processes: kill -9 of one mid-catch-up, the other finishing its partitions exactly once.
+frozen member not counted), members in threads converging exactly once per partition, member
+processes (kill -9 of one mid-catch-up, the other finishing its partitions exactly once), and
+``consume --group`` end to end and what it refuses.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -20,9 +22,20 @@ import pytest
 from consumers.file_group_coordinator import FileGroupCoordinator
 from consumers.group_member import GroupMember
 from ledger.errors import InvalidRequest
+from tests.cli_helpers import run
 from tests.dist_counting import CountingProjection, partition_path
 from tests.group_partitions import sqlite_partitions
-from tests.group_scenarios import PARTITIONS, ROOT, assert_exactly_once, checkpoints, member, stop_all, wait_for, write
+from tests.group_scenarios import (
+    PARTITIONS,
+    ROOT,
+    ExclusiveViews,
+    assert_exactly_once,
+    checkpoints,
+    member,
+    stop_all,
+    wait_for,
+    write,
+)
 
 
 def test_a_partition_lock_has_one_holder_and_leave_frees_it(tmp_path):
@@ -86,10 +99,11 @@ def test_members_in_threads_converge_exactly_once_per_partition(tmp_path, member
     for k in range(PARTITIONS):
         CountingProjection(partition_path(tmp_path, k)).close()
     stop = threading.Event()
+    views = ExclusiveViews(tmp_path)
     group = [
         GroupMember(
             sqlite_partitions(tmp_path / "partitions", PARTITIONS),
-            lambda k: CountingProjection(partition_path(tmp_path, k)),
+            views.factory(f"m{i}"),
             FileGroupCoordinator(tmp_path, "g", "counter", f"m{i}", heartbeat_timeout=30),
             "g",
             "counter",
@@ -114,6 +128,7 @@ def test_members_in_threads_converge_exactly_once_per_partition(tmp_path, member
     assert not any(t.is_alive() for t in threads)
     assert sum(m.applied for m in group) == sum(h + 1 for h in plog.heads())
     assert_exactly_once(plog, tmp_path)
+    assert views.opened >= PARTITIONS and views.violations == []  # never two members on one partition
     for m in group:
         m.partitions.close()
     plog.close()
@@ -149,3 +164,33 @@ def test_kill_9_of_a_member_process_its_partitions_are_finished_exactly_once(tmp
     assert b.returncode == 0, err_b[-2000:]
     assert_exactly_once(plog, data)
     plog.close()
+
+
+def test_consume_group_once_applies_every_partition_and_reports_per_partition_checkpoints(tmp_path, capsys):
+    data = _data(tmp_path, delay=0.0)
+    plog = sqlite_partitions(data / "partitions", PARTITIONS)
+    write(plog, 12)
+    args = ["--data", str(data), "consume", "--view", "counter", "--group", "g", "--member", "solo"]
+    code, out, err = run(capsys, *args, "--once", "--report-every", "0", "--batch-size", "5")
+    assert code == 0, err
+    last = json.loads(out.strip().splitlines()[-1])
+    assert last["group"] == "g" and last["member"] == "solo" and last["members"] == 1
+    assert last["held"] == list(range(PARTITIONS)) and last["lag_events"] == 0
+    assert last["checkpoints"] == {str(k): h for k, h in enumerate(plog.heads())}
+    assert_exactly_once(plog, data)
+    assert not list((data / "consumers" / "groups" / "g" / "counter" / "members").glob("*.member"))  # it left
+    plog.close()
+
+
+def test_consume_group_refuses_what_it_cannot_do_exactly(tmp_path, capsys):
+    data = _data(tmp_path, delay=0.0)
+    base = ["--data", str(data), "consume", "--group", "g"]
+    code, _, err = run(capsys, *base, "--view", "counter", "--rebuild")
+    assert code == 2 and "--rebuild" in err
+    code, _, err = run(capsys, *base, "--view", "keyword", "--once")
+    assert code == 2 and "one checkpoint for the whole log" in err
+    code, _, err = run(capsys, *base, "--view", "counter", "--heartbeat-timeout", "0.5", "--heartbeat-interval", "1")
+    assert code == 2 and "--heartbeat-timeout" in err
+    (data / "memledger.toml").write_text('[consumers.views.counter]\nfactory = "tests.dist_counting:build"\n')
+    code, _, err = run(capsys, *base, "--view", "counter", "--once")
+    assert code == 2 and "partitioned log" in err

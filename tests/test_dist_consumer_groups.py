@@ -24,7 +24,16 @@ from tests.dist_counting import CountingProjection, partition_path
 from tests.dist_env import endpoint, unique_name
 from tests.dist_private import private_postgres  # noqa: F401 - fixture
 from tests.group_partitions import postgres_partitions
-from tests.group_scenarios import PARTITIONS, assert_exactly_once, checkpoints, member, stop_all, wait_for, write
+from tests.group_scenarios import (
+    PARTITIONS,
+    ExclusiveViews,
+    assert_exactly_once,
+    checkpoints,
+    member,
+    stop_all,
+    wait_for,
+    write,
+)
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +68,7 @@ def test_members_divide_the_partitions_and_converge_exactly_once(setup, members)
     dsn, schema, plog, data = setup
     write(plog, 40)
     stop = threading.Event()
+    views = ExclusiveViews(data)
     group: list[GroupMember] = []
     for i in range(members):
         coordinator = PostgresGroupCoordinator(dsn, schema, "g", VIEW, f"m{i}", heartbeat_timeout=30)
@@ -66,7 +76,7 @@ def test_members_divide_the_partitions_and_converge_exactly_once(setup, members)
         group.append(
             GroupMember(
                 own_log,
-                lambda k: CountingProjection(partition_path(data, k)),
+                views.factory(f"m{i}"),
                 coordinator,
                 "g",
                 VIEW,
@@ -92,6 +102,7 @@ def test_members_divide_the_partitions_and_converge_exactly_once(setup, members)
     assert not any(t.is_alive() for t in threads)
     assert sum(m.applied for m in group) == sum(h + 1 for h in plog.heads())
     assert_exactly_once(plog, data)
+    assert views.opened >= PARTITIONS and views.violations == []  # never two members on one partition
     for m in group:
         m.partitions.close()
 
