@@ -8,7 +8,7 @@ directory. Under ``<data>/consumers/groups/<group>/<view>/``:
   dead member (the kernel dropped the lock with the process, ``kill -9`` included) and is
   deleted by the next member that looks; a held file whose heartbeat is older than
   ``heartbeat_timeout`` belongs to a frozen member, which is not counted as live.
-- ``p<k>.lock``: partition ``k``'s lock, an exclusive ``flock``.
+- ``p<k>.lock``: partition ``k``'s lock, an exclusive ``flock``; the file names its holder.
 
 A frozen member cannot be fenced off here (unlike on PostgreSQL): it keeps the locks of its
 partitions until it runs again or dies, and those partitions wait for it; nothing is applied twice.
@@ -129,6 +129,8 @@ class FileGroupCoordinator:
             except BlockingIOError:
                 os.close(fd)
                 return False
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, self.member.encode(), 0)  # who holds it, for lock_holders
             self._locks[partition] = fd
             return True
 
@@ -142,6 +144,22 @@ class FileGroupCoordinator:
     def held(self) -> frozenset[int]:
         with self._lock:
             return frozenset(self._locks)
+
+    def lock_holders(self) -> dict[int, str]:
+        """Partition -> the member holding its lock now (a lock file nobody holds is absent)."""
+        out: dict[int, str] = {}
+        for path in self.dir.glob("p*.lock"):
+            digits = path.name[1 : -len(".lock")]
+            if not digits.isdigit():
+                continue
+            k = int(digits)
+            with self._lock:
+                mine = k in self._locks
+            if mine:
+                out[k] = self.member
+            elif _held_by_another(path)[0]:
+                out[k] = path.read_text() or "?"
+        return out
 
     def check(self) -> bool:
         """Always True: the kernel never takes a living process's ``flock`` away."""

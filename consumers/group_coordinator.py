@@ -41,6 +41,10 @@ class GroupCoordinator(Protocol):
         """Whether the session that holds the locks is still alive (False drops every lock)."""
         ...
 
+    def lock_holders(self) -> dict[int, str]:
+        """Partition -> the member holding its lock now, over the whole group (status and tests)."""
+        ...
+
     def leave(self) -> None:
         """Release every lock and leave the group at once (others rebalance without waiting for a
         heartbeat to expire)."""

@@ -45,6 +45,7 @@ def test_a_partition_lock_has_one_holder_and_leave_frees_it(tmp_path):
         assert a.heartbeat() == ["a"] and b.heartbeat() == ["a", "b"]
         assert a.acquire(3) and not b.acquire(3) and b.acquire(4)
         assert FileGroupCoordinator(tmp_path, "h", "v", "c").acquire(3)  # another group's lock
+        assert a.lock_holders() == {3: "a", 4: "b"} == b.lock_holders()
         a.leave()
         assert b.heartbeat() == ["b"] and b.acquire(3) and b.held() == {3, 4}
     finally:
@@ -179,6 +180,13 @@ def test_consume_group_once_applies_every_partition_and_reports_per_partition_ch
     assert last["checkpoints"] == {str(k): h for k, h in enumerate(plog.heads())}
     assert_exactly_once(plog, data)
     assert not list((data / "consumers" / "groups" / "g" / "counter" / "members").glob("*.member"))  # it left
+    code, out, err = run(capsys, "--data", str(data), "lag", "--view", "counter", "--group", "g", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["lag_events"] == 0 and [p["holder"] for p in report["partitions"]] == [None] * PARTITIONS
+    write(plog, 3, tag="b")
+    code, out, _ = run(capsys, "--data", str(data), "lag", "--view", "counter", "--group", "g", "--json")
+    assert [p["lag_events"] for p in json.loads(out)["partitions"]] == [3] * PARTITIONS
     plog.close()
 
 

@@ -11,6 +11,7 @@ expires, its session is fenced off, and it rejoins when it thaws); a restart of 
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
@@ -20,6 +21,7 @@ import pytest
 
 from consumers.group_member import GroupMember
 from consumers.pg_group_coordinator import PostgresGroupCoordinator
+from tests.cli_helpers import run
 from tests.dist_counting import CountingProjection, partition_path
 from tests.dist_env import endpoint, unique_name
 from tests.dist_private import private_postgres  # noqa: F401 - fixture
@@ -209,7 +211,7 @@ def test_a_joining_member_takes_partitions_from_the_running_one(setup):
 
 
 @pytest.mark.slow
-def test_sigterm_leaves_the_group_at_once(setup):
+def test_sigterm_leaves_the_group_at_once(setup, capsys):
     dsn, schema, plog, data = setup
     # neither a closed session nor an expired heartbeat counts here: only leaving the group can move b's share
     write_config(data, dsn, schema, delay=0.0, detect_closed=False)
@@ -217,6 +219,9 @@ def test_sigterm_leaves_the_group_at_once(setup):
     a, b = member(data, "a", "--heartbeat-timeout", "60"), member(data, "b", "--heartbeat-timeout", "60")
     try:
         wait_for(lambda: holders(dsn, schema) == SPLIT, "the split", procs=(a, b))
+        code, out, err = run(capsys, "--data", str(data), "lag", "--view", VIEW, "--group", "g", "--json")
+        assert code == 0, err
+        assert {p["partition"]: p["holder"] for p in json.loads(out)["partitions"]} == SPLIT
         b.send_signal(signal.SIGTERM)
         _, err = b.communicate(timeout=30)
         assert b.returncode == 0, err[-2000:]

@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 import time
+import uuid
 
 from ledger.cli.context import open_cli_ledger
 from ledger.cli.output import emit, emit_line
@@ -48,6 +49,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
     p = sub.add_parser("lag", parents=[common], help="how far a view is behind the log")
     p.add_argument("--view", required=True)
+    p.add_argument("--group", help="the view of consumer group NAME: each partition's lag and who applies it")
     p.set_defaults(func=cmd_lag)
 
 
@@ -166,6 +168,36 @@ def _consume_group(args: argparse.Namespace) -> int:
     return 0
 
 
+def _group_lag(args: argparse.Namespace) -> int:
+    """``lag --view V --group G``: every partition's checkpoint, head, lag and current holder."""
+    from consumers.group_lag import group_lag
+    from consumers.group_setup import group_coordinator, open_partitioned_log, partition_view_factory
+
+    ledger = open_cli_ledger(args)
+    config = present(ledger.config, "the configuration of the data directory")
+    plog = open_partitioned_log(config, ledger)
+    probe = group_coordinator(config, args.group, args.view, f"lag-probe-{uuid.uuid4().hex[:6]}", 3.0)
+    try:
+        rows = group_lag(plog, partition_view_factory(args.view, config, ledger), probe.lock_holders())
+    finally:
+        probe.leave()
+        plog.close()
+        ledger.log.close()
+    out = {
+        "view": args.view,
+        "group": args.group,
+        "lag_events": sum(r.events for r in rows),
+        "partitions": [r.to_dict() for r in rows],
+    }
+    text = "\n".join(
+        f"{args.view} p{r.partition}: checkpoint {r.checkpoint} / head {r.head} ({r.events} events) "
+        f"held by {r.holder or 'nobody'}"
+        for r in rows
+    )
+    emit(args, out, text)
+    return 0
+
+
 def _consume_extractor(args: argparse.Namespace) -> int:
     """``consume --extractor NAME``: NAME extracts on the main line of extraction (one checkpoint,
     shared with the in-process catch-up), under the lease ``extractor:main``."""
@@ -203,6 +235,8 @@ def _consume_extractor(args: argparse.Namespace) -> int:
 def cmd_lag(args: argparse.Namespace) -> int:
     from consumers.runner import measure_lag
 
+    if args.group is not None:
+        return _group_lag(args)
     ledger, view = _open(args)
     try:
         lag = measure_lag(ledger, view, active=False).to_dict()
