@@ -10,7 +10,7 @@ from consumers.assignment import assign_partitions, owned_by
 from ledger.errors import InvalidRequest
 
 
-@pytest.mark.parametrize("strategy", ["range", "round_robin"])
+@pytest.mark.parametrize("strategy", ["range", "round_robin", "rendezvous"])
 @pytest.mark.parametrize("members", [1, 2, 3, 4, 5, 8, 11])
 @pytest.mark.parametrize("partitions", [1, 3, 8, 12])
 def test_every_partition_has_exactly_one_owner_and_loads_differ_by_at_most_one(strategy, members, partitions):
@@ -22,7 +22,7 @@ def test_every_partition_has_exactly_one_owner_and_loads_differ_by_at_most_one(s
     assert max(loads) - min(loads) <= 1
 
 
-@pytest.mark.parametrize("strategy", ["range", "round_robin"])
+@pytest.mark.parametrize("strategy", ["range", "round_robin", "rendezvous"])
 def test_the_assignment_depends_only_on_the_set_of_members(strategy):
     names = ["c", "a", "d", "b"]
     first = assign_partitions(names, 8, strategy)
@@ -47,3 +47,20 @@ def test_bad_arguments_are_refused():
         assign_partitions(["a"], 0)
     with pytest.raises(InvalidRequest):
         assign_partitions(["a"], 8, "sticky")
+
+
+def _moved(before: dict[str, tuple[int, ...]], after: dict[str, tuple[int, ...]]) -> int:
+    owner = {k: m for m, ks in before.items() for k in ks}
+    return sum(1 for m, ks in after.items() for k in ks if owner.get(k) != m)
+
+
+def test_rendezvous_moves_fewer_partitions_than_range_when_members_join_and_leave():
+    moved = {"range": 0, "rendezvous": 0}
+    for size in range(1, 8):
+        for seed in range(20):
+            names = [f"member-{seed}-{i}" for i in range(size)]
+            joined = [*names, f"member-{seed}-new"]
+            for strategy in moved:
+                before, after = assign_partitions(names, 12, strategy), assign_partitions(joined, 12, strategy)
+                moved[strategy] += _moved(before, after) + _moved(after, before)  # join, then leave again
+    assert moved["rendezvous"] < moved["range"], moved

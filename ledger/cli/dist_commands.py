@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     g.add_argument("--member", help="this member's id, unique in the group (default: host-pid-random)")
     g.add_argument("--heartbeat-interval", type=float, default=1.0, help="seconds between heartbeats")
     g.add_argument("--heartbeat-timeout", type=float, default=3.0, help="a member silent this long is dead (seconds)")
-    g.add_argument("--assignment", choices=["range", "round_robin"], default="range")
+    g.add_argument("--assignment", choices=["range", "round_robin", "rendezvous"], default="range")
     p.set_defaults(func=cmd_consume)
 
     p = sub.add_parser("lag", parents=[common], help="how far a view is behind the log")
