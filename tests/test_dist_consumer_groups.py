@@ -65,8 +65,8 @@ def setup(tmp_path):
 # -- in process: 1, 2 and 4 members ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("members", [1, 2, 4])
-def test_members_divide_the_partitions_and_converge_exactly_once(setup, members):
+@pytest.mark.parametrize(("members", "strategy"), [(1, "range"), (2, "range"), (4, "range"), (3, "rendezvous")])
+def test_members_divide_the_partitions_and_converge_exactly_once(setup, members, strategy):
     dsn, schema, plog, data = setup
     write(plog, 40)
     stop = threading.Event()
@@ -82,6 +82,7 @@ def test_members_divide_the_partitions_and_converge_exactly_once(setup, members)
                 coordinator,
                 "g",
                 VIEW,
+                strategy=strategy,
                 batch_size=7,
                 poll_interval=0.05,
                 heartbeat_interval=0.2,

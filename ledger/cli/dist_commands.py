@@ -44,7 +44,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     g.add_argument("--member", help="this member's id, unique in the group (default: host-pid-random)")
     g.add_argument("--heartbeat-interval", type=float, default=1.0, help="seconds between heartbeats")
     g.add_argument("--heartbeat-timeout", type=float, default=3.0, help="a member silent this long is dead (seconds)")
-    g.add_argument("--assignment", choices=["range", "round_robin", "rendezvous"], default="range")
+    g.add_argument(
+        "--assignment",
+        choices=["range", "round_robin", "rendezvous"],
+        help="how partitions are divided; every member of a group must use the same "
+        "(default: [consumers.group] assignment, else range)",
+    )
     p.set_defaults(func=cmd_consume)
 
     p = sub.add_parser("lag", parents=[common], help="how far a view is behind the log")
@@ -127,7 +132,7 @@ def _consume_group(args: argparse.Namespace) -> int:
     """``consume --view NAME --group G``: one member of group G, applying the partitions of NAME that the
     group assigns to it (``consumers.group_member``); SIGTERM leaves the group at once."""
     from consumers.group_member import GroupMember, default_member_id
-    from consumers.group_setup import group_coordinator, open_partitioned_log, partition_view_factory
+    from consumers.group_setup import group_coordinator, group_section, open_partitioned_log, partition_view_factory
 
     if args.rebuild or args.no_lease:
         raise InvalidRequest("--rebuild and --no-lease do not apply to a consumer group")
@@ -153,7 +158,7 @@ def _consume_group(args: argparse.Namespace) -> int:
         args.group,
         args.view,
         registry=ledger.registry,
-        strategy=args.assignment,
+        strategy=args.assignment or str(group_section(config).get("assignment", "range")),
         batch_size=args.batch_size,
         poll_interval=args.poll_interval,
         heartbeat_interval=args.heartbeat_interval,
