@@ -284,3 +284,32 @@ def test_the_group_re_forms_and_finishes_exactly_once_after_a_postgres_restart(p
     for p, (_, err) in zip((a, b), results, strict=True):
         assert p.returncode == 0, err[-2000:]
     assert_exactly_once(plog, data)
+
+
+@pytest.mark.slow
+def test_a_member_started_while_postgres_is_down_joins_once_it_is_back(private_postgres, tmp_path):  # noqa: F811
+    dsn, schema = private_postgres.endpoint, "group_late"
+    plog = postgres_partitions(dsn, schema, PARTITIONS)
+    data = tmp_path / "data"
+    data.mkdir()
+    for k in range(PARTITIONS):
+        CountingProjection(partition_path(data, k)).close()
+    (data / "memledger.toml").write_text(
+        f'[log]\nbackend = "postgres"\ndsn = "{dsn}"\nschema = "{schema}"\nconnect_timeout = 1\n\n'
+        '[consumers.views.counter]\nfactory = "tests.dist_counting:build"\n\n'
+        f'[consumers.group]\npartitioned_log = "tests.group_partitions:from_config"\npartitions = {PARTITIONS}\n'
+    )
+    write(plog, 10)
+    plog.close()
+    private_postgres.ctl("stop")
+    a = member(data, "a")
+    try:
+        time.sleep(2)  # let it meet the outage (not a timing claim: it must simply not have given up)
+        assert a.poll() is None, a.communicate()[1][-2000:]
+        private_postgres.ctl("start")
+        wait_for(lambda: checkpoints(data) == list(plog.heads()), "catch-up once PostgreSQL is back", procs=(a,))
+    finally:
+        ((_, err),) = stop_all(a)
+    assert a.returncode == 0, err[-2000:]
+    assert "retrying" in err
+    assert_exactly_once(plog, data)

@@ -65,13 +65,14 @@ def _open(args: argparse.Namespace):
     return ledger, build_view(args.view, ledger.config, ledger)
 
 
-def _open_when_reachable(args: argparse.Namespace, stop: threading.Event, deadline: float | None):
+def _open_when_reachable(args: argparse.Namespace, stop: threading.Event, deadline: float | None, opener=None):
     """(ledger, view), waiting while a server they need is unavailable (a long-running consumer outlives
-    restarts of its log and view servers); None when stopped first. Other errors are raised at once."""
+    restarts of its log and view servers); None when stopped first. Other errors are raised at once.
+    ``opener(args)`` opens something else the same way (default: the ledger and the view)."""
     delay = 0.5
     while True:
         try:
-            return _open(args)
+            return (opener or _open)(args)
         except BackendUnavailable as exc:
             if stop.is_set() or (deadline is not None and time.monotonic() + delay > deadline):
                 if stop.is_set():
@@ -132,7 +133,7 @@ def _consume_group(args: argparse.Namespace) -> int:
     """``consume --view NAME --group G``: one member of group G, applying the partitions of NAME that the
     group assigns to it (``consumers.group_member``); SIGTERM leaves the group at once."""
     from consumers.group_member import GroupMember, default_member_id
-    from consumers.group_setup import group_coordinator, group_section, open_partitioned_log, partition_view_factory
+    from consumers.group_setup import group_coordinator, group_section, partition_view_factory
 
     if args.rebuild or args.no_lease:
         raise InvalidRequest("--rebuild and --no-lease do not apply to a consumer group")
@@ -145,9 +146,11 @@ def _consume_group(args: argparse.Namespace) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _stop)
-    ledger = open_cli_ledger(args)
-    config = present(ledger.config, "the configuration of the data directory")
-    plog = open_partitioned_log(config, ledger)
+    deadline = None if args.max_seconds is None else time.monotonic() + args.max_seconds
+    opened = _open_when_reachable(args, stop, deadline, _open_partitioned)
+    if opened is None:
+        return 0  # stopped before the servers answered
+    ledger, config, plog = opened
     coordinator = group_coordinator(
         config, args.group, args.view, args.member or default_member_id(), args.heartbeat_timeout
     )
@@ -166,11 +169,25 @@ def _consume_group(args: argparse.Namespace) -> int:
         report_every=args.report_every,
     )
     try:
-        member.run(stop, until_caught_up=args.once, max_seconds=args.max_seconds)
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        member.run(stop, until_caught_up=args.once, max_seconds=left)
     finally:
         plog.close()
         ledger.log.close()
     return 0
+
+
+def _open_partitioned(args: argparse.Namespace):
+    """(ledger, its configuration, the partitioned log a group consumes)."""
+    from consumers.group_setup import open_partitioned_log
+
+    ledger = open_cli_ledger(args)
+    config = present(ledger.config, "the configuration of the data directory")
+    try:
+        return ledger, config, open_partitioned_log(config, ledger)
+    except BaseException:
+        ledger.log.close()
+        raise
 
 
 def _group_lag(args: argparse.Namespace) -> int:
