@@ -55,7 +55,13 @@ class CountingProjection:
         self.conn.close()
 
 
-def build(config, ledger) -> CountingProjection:
-    """View factory for ``[consumers.views.counter] factory = "tests.dist_counting:build"``."""
+def partition_path(data_dir: Path, partition: int | None) -> Path:
+    """The counting view's file: one for a single log, one per partition for a consumer group."""
+    return data_dir / ("counter.sqlite" if partition is None else f"counter.p{partition}.sqlite")
+
+
+def build(config, ledger, partition: int | None = None) -> CountingProjection:
+    """View factory for ``[consumers.views.counter] factory = "tests.dist_counting:build"``; with
+    ``partition`` (a consumer group) the view of that partition, in a file of its own."""
     section = config.section("consumers").get("views", {}).get("counter", {})
-    return CountingProjection(config.data_dir / "counter.sqlite", delay=float(section.get("delay", 0.0)))
+    return CountingProjection(partition_path(config.data_dir, partition), delay=float(section.get("delay", 0.0)))

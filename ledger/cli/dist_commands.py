@@ -7,10 +7,11 @@ import signal
 import sys
 import threading
 import time
+import uuid
 
 from ledger.cli.context import open_cli_ledger
 from ledger.cli.output import emit, emit_line
-from ledger.errors import BackendUnavailable, InvalidRequest
+from ledger.errors import BackendUnavailable, InvalidRequest, present
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -38,10 +39,22 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         action="store_true",
         help="drop the view (once this consumer holds the lease) and fold the log from offset 0",
     )
+    g = p.add_argument_group("consumer group (a view over a partitioned log, partitions divided among members)")
+    g.add_argument("--group", help="join consumer group NAME of --view instead of taking the view's lease")
+    g.add_argument("--member", help="this member's id, unique in the group (default: host-pid-random)")
+    g.add_argument("--heartbeat-interval", type=float, default=1.0, help="seconds between heartbeats")
+    g.add_argument("--heartbeat-timeout", type=float, default=3.0, help="a member silent this long is dead (seconds)")
+    g.add_argument(
+        "--assignment",
+        choices=["range", "round_robin", "rendezvous"],
+        help="how partitions are divided; every member of a group must use the same "
+        "(default: [consumers.group] assignment, else range)",
+    )
     p.set_defaults(func=cmd_consume)
 
     p = sub.add_parser("lag", parents=[common], help="how far a view is behind the log")
     p.add_argument("--view", required=True)
+    p.add_argument("--group", help="the view of consumer group NAME: each partition's lag and who applies it")
     p.set_defaults(func=cmd_lag)
 
 
@@ -52,13 +65,14 @@ def _open(args: argparse.Namespace):
     return ledger, build_view(args.view, ledger.config, ledger)
 
 
-def _open_when_reachable(args: argparse.Namespace, stop: threading.Event, deadline: float | None):
+def _open_when_reachable(args: argparse.Namespace, stop: threading.Event, deadline: float | None, opener=None):
     """(ledger, view), waiting while a server they need is unavailable (a long-running consumer outlives
-    restarts of its log and view servers); None when stopped first. Other errors are raised at once."""
+    restarts of its log and view servers); None when stopped first. Other errors are raised at once.
+    ``opener(args)`` opens something else the same way (default: the ledger and the view)."""
     delay = 0.5
     while True:
         try:
-            return _open(args)
+            return (opener or _open)(args)
         except BackendUnavailable as exc:
             if stop.is_set() or (deadline is not None and time.monotonic() + delay > deadline):
                 if stop.is_set():
@@ -76,7 +90,11 @@ def cmd_consume(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise InvalidRequest("--batch-size must be at least 1")
     if args.extractor is not None:
+        if args.group is not None:
+            raise InvalidRequest("--group applies to views, not to extractors")
         return _consume_extractor(args)
+    if args.group is not None:
+        return _consume_group(args)
     stop = threading.Event()
 
     def _stop(signum, frame):  # noqa: ARG001 - signal handler signature
@@ -108,6 +126,97 @@ def cmd_consume(args: argparse.Namespace) -> int:
             lease.release()
         view.close()
         ledger.log.close()
+    return 0
+
+
+def _consume_group(args: argparse.Namespace) -> int:
+    """``consume --view NAME --group G``: one member of group G, applying the partitions of NAME that the
+    group assigns to it (``consumers.group_member``); SIGTERM leaves the group at once."""
+    from consumers.group_member import GroupMember, default_member_id
+    from consumers.group_setup import group_coordinator, group_section, partition_view_factory
+
+    if args.rebuild or args.no_lease:
+        raise InvalidRequest("--rebuild and --no-lease do not apply to a consumer group")
+    if args.heartbeat_interval <= 0 or args.heartbeat_timeout <= args.heartbeat_interval:
+        raise InvalidRequest("--heartbeat-timeout must be longer than --heartbeat-interval (both positive)")
+    stop = threading.Event()
+
+    def _stop(signum, frame):  # noqa: ARG001 - signal handler signature
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stop)
+    deadline = None if args.max_seconds is None else time.monotonic() + args.max_seconds
+    opened = _open_when_reachable(args, stop, deadline, _open_partitioned)
+    if opened is None:
+        return 0  # stopped before the servers answered
+    ledger, config, plog = opened
+    coordinator = group_coordinator(
+        config, args.group, args.view, args.member or default_member_id(), args.heartbeat_timeout
+    )
+    member = GroupMember(
+        plog,
+        partition_view_factory(args.view, config, ledger),
+        coordinator,
+        args.group,
+        args.view,
+        registry=ledger.registry,
+        strategy=args.assignment or str(group_section(config).get("assignment", "range")),
+        batch_size=args.batch_size,
+        poll_interval=args.poll_interval,
+        heartbeat_interval=args.heartbeat_interval,
+        report=lambda status: emit_line(status.to_dict()),
+        report_every=args.report_every,
+    )
+    try:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        member.run(stop, until_caught_up=args.once, max_seconds=left)
+    finally:
+        plog.close()
+        ledger.log.close()
+    return 0
+
+
+def _open_partitioned(args: argparse.Namespace):
+    """(ledger, its configuration, the partitioned log a group consumes)."""
+    from consumers.group_setup import open_partitioned_log
+
+    ledger = open_cli_ledger(args)
+    config = present(ledger.config, "the configuration of the data directory")
+    try:
+        return ledger, config, open_partitioned_log(config, ledger)
+    except BaseException:
+        ledger.log.close()
+        raise
+
+
+def _group_lag(args: argparse.Namespace) -> int:
+    """``lag --view V --group G``: every partition's checkpoint, head, lag and current holder."""
+    from consumers.group_lag import group_lag
+    from consumers.group_setup import group_coordinator, open_partitioned_log, partition_view_factory
+
+    ledger = open_cli_ledger(args)
+    config = present(ledger.config, "the configuration of the data directory")
+    plog = open_partitioned_log(config, ledger)
+    probe = group_coordinator(config, args.group, args.view, f"lag-probe-{uuid.uuid4().hex[:6]}", 3.0)
+    try:
+        rows = group_lag(plog, partition_view_factory(args.view, config, ledger), probe.lock_holders())
+    finally:
+        probe.leave()
+        plog.close()
+        ledger.log.close()
+    out = {
+        "view": args.view,
+        "group": args.group,
+        "lag_events": sum(r.events for r in rows),
+        "partitions": [r.to_dict() for r in rows],
+    }
+    text = "\n".join(
+        f"{args.view} p{r.partition}: checkpoint {r.checkpoint} / head {r.head} ({r.events} events) "
+        f"held by {r.holder or 'nobody'}"
+        for r in rows
+    )
+    emit(args, out, text)
     return 0
 
 
@@ -148,6 +257,8 @@ def _consume_extractor(args: argparse.Namespace) -> int:
 def cmd_lag(args: argparse.Namespace) -> int:
     from consumers.runner import measure_lag
 
+    if args.group is not None:
+        return _group_lag(args)
     ledger, view = _open(args)
     try:
         lag = measure_lag(ledger, view, active=False).to_dict()
