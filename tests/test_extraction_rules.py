@@ -255,3 +255,16 @@ def test_similarity_setting():
         _settings(similarity="cosine")
     with pytest.raises(InvalidRequest, match="vector_duplicate_threshold"):
         _settings(vector_duplicate_threshold=2)
+
+
+def test_a_retraction_deletes_the_memory_of_its_key_that_names_the_same_place():
+    """'I no longer live in Porto' retracts 'Alice moved to Porto' (same key, same name), never
+    'Alice moved to Lyon' (same key, another name)."""
+    from ledger.memos.extraction.settings import Thresholds
+
+    pool = _pool(("m1", "Alice moved to Lyon.", "alice|residence"))
+    d = pool.decide(0, _cand("Alice lives in Porto.", "alice|residence", True), Thresholds(), "new")
+    assert d.kind == "NOOP"
+    pool = _pool(("m1", "Alice moved to Porto.", "alice|residence"))
+    d = pool.decide(0, _cand("Alice lives in Porto.", "alice|residence", True), Thresholds(), "new")
+    assert (d.kind, d.target, d.reason) == ("DELETE", "m1", "same fact key and names as the retracted fact")

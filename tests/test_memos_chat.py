@@ -52,10 +52,10 @@ def test_chat_turn_with_kv_cache_writes_the_exchange_back(tmp_path, model):
         "memory.read",
         "memory.added",
         "memory.added",
+        "message.added",
+        "extraction.decided",
         "memory.added",
-        "memory.linked",
         "memory.added",
-        "memory.linked",
     ]
     read = events[0]
     assert read.actor == "alice" and read.payload["operation"] == "chat"
@@ -65,9 +65,11 @@ def test_chat_turn_with_kv_cache_writes_the_exchange_back(tmp_path, model):
     bot = ledger.get(turn.assistant_memory)
     assert bot.text == turn.answer and bot.metadata["reply_to"] == turn.user_memory
     assert bot.metadata["kv_cache"] == turn.cache_key and bot.created_by.startswith("assistant:")
-    assert [f["text"] for f in turn.facts] == ["alice lives in Lyon.", "alice's cat is called Miso."]
+    assert [f["text"] for f in turn.facts] == ["Alice lives in Lyon.", "Alice's cat is called Miso."]
     fact = ledger.get(turn.facts[0]["id"])
-    assert fact.metadata["extracted_from"] == turn.user_memory and fact.tags == ["fact"]
+    message = events[3]
+    assert message.payload["role"] == "user" and message.payload["session_id"] == chat.session_id
+    assert fact.derived_from == [message.payload["message_id"]] and fact.tags == ["fact", "extracted"]
     # the second turn sees the first in its history, reuses the cache, and facts are not repeated
     n_cached = len(view.store.entries())
     turn2 = chat.send("I live in Lyon.")
@@ -140,7 +142,23 @@ def test_new_cube_is_created_on_first_chat(tmp_path, model):
     chat = ChatSession(ledger, "fresh", "zoe", scan_retriever(ledger), model=model, max_new_tokens=1)
     turn = chat.send("My name is Zoe.")
     assert ledger.cube_exists("fresh") and turn.retrieved == []
-    assert [f["text"] for f in turn.facts] == ["zoe's name is Zoe."]
+    assert [f["text"] for f in turn.facts] == ["Zoe's name is Zoe."]
+
+
+def test_chat_facts_are_reconciled_so_a_move_supersedes_the_old_residence(tmp_path, model):
+    """Issue 13: through chat, "I moved to Porto" added a fact and never retired "lives in Oslo";
+    now chat hands the message to the extractor, which reconciles it with the cube's facts."""
+    ledger = new_ledger(tmp_path)
+    chat = ChatSession(ledger, "alice", "alice", scan_retriever(ledger), model=model, max_new_tokens=1)
+    (oslo,) = chat.send("I live in Oslo.").facts
+    assert oslo["kind"] == "ADD"
+    (porto,) = chat.send("I moved to Porto.").facts
+    assert (porto["kind"], porto["id"], porto["text"]) == ("UPDATE", oslo["id"], "Alice moved to Porto.")
+    facts = [m.text for m in ledger.cube_memories("alice").values() if "fact" in m.tags and not m.deleted]
+    assert facts == ["Alice moved to Porto."]
+    assert [v.text for v in ledger.history(oslo["id"])] == ["Alice lives in Oslo.", "Alice moved to Porto."]
+    assert chat.send("I no longer live in Porto.").facts[0]["kind"] == "DELETE"
+    assert chat.send("Nice weather.").facts == [] and chat.send("I live in Oslo!").facts[0]["kind"] == "ADD"
 
 
 class _FakeOpenAI(BaseHTTPRequestHandler):

@@ -176,7 +176,7 @@ def test_chat_and_kv_commands(tmp_path, data, capsys):
     turns = [json.loads(x) for x in out.splitlines()]
     assert code == 0, err
     assert len(turns) == 2 and turns[0]["kv_cache"] == built["key"] and turns[0]["cached_tokens"] == built["tokens"]
-    assert [f["text"] for f in turns[0]["facts"]] == ["alice lives in Oslo."]
+    assert [f["text"] for f in turns[0]["facts"]] == ["Alice lives in Oslo."]
     import io
     import sys
 
@@ -187,7 +187,7 @@ def test_chat_and_kv_commands(tmp_path, data, capsys):
     finally:
         sys.stdin = old_stdin
     piped = [json.loads(x) for x in out.splitlines()]
-    assert code == 0 and [t["facts"][0]["text"] for t in piped] == ["alice's dog is Rex.", "alice works at the port."]
+    assert code == 0 and [t["facts"][0]["text"] for t in piped] == ["Alice's dog is Rex.", "Alice works at the port."]
     code, out, _ = run(capsys, "--data", data, "kv", "list", "--json")
     assert [e["key"] for e in json.loads(out)] == [built["key"]]
     code, out, _ = run(capsys, "--data", data, "kv", "clear")

@@ -75,8 +75,10 @@ def test_chat_needs_write_and_writes_the_exchange_back(svc):
     assert body["session_id"] and svc.m["id"] in body["retrieved"]
     written = svc.events(head + 1)
     # the principal's events carry the principal; ledger.memos.chat attributes the model's own turn to
-    # "assistant:<model id>" (server-determined, never taken from the request)
-    assert written and {e.actor for e in written if not e.actor.startswith("assistant:")} == {"alice"}
+    # "assistant:<model id>" and the extractor's decision to "extractor:<name>" (server-determined,
+    # never taken from the request)
+    machine = ("assistant:", "extractor:")
+    assert written and {e.actor for e in written if not e.actor.startswith(machine)} == {"alice"}
     assert next(e for e in written if e.type == "memory.read").actor == "alice"
     again = c.post(
         "/v1/cubes/a/chat", json={"message": "and coffee?", "session_id": body["session_id"]}, headers=svc.h("alice")

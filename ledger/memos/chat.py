@@ -11,9 +11,11 @@ One turn (:meth:`ChatSession.send`):
 3. **Generation**: the local transformers model (greedy), or an OpenAI-compatible endpoint
    when ``[llm] backend = "openai"`` (then the activated memories go in as plain text).
 4. **Write-back**, in one atomic batch: a ``memory.read`` of everything the prompt used
-   (operation ``chat``, with the query), the user turn, the assistant turn (with model id,
-   cache address and retrieved ids in its metadata), and the facts extracted from the user's
-   message by :mod:`ledger.memos.fact_extraction`, each linked to the user turn.
+   (operation ``chat``, with the query), the user turn and the assistant turn (with model id,
+   cache address and retrieved ids in its metadata).
+5. **Facts**: the user's message is ingested (``message.added``) and decided by the configured
+   extractor (:mod:`ledger.memos.extraction`) like any conversation: reconciled against the
+   cube's facts (ADD / UPDATE / DELETE / NOOP), derived from the message event (lineage).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from ledger import events as ev
@@ -33,7 +36,6 @@ from ledger.events import NewEvent
 from ledger.lifecycle import SEARCHABLE_BY_DEFAULT
 from ledger.llm import LocalModel, OpenAICompatibleLLM
 from ledger.memory_state import MemoryState, SealedSource, content_keys
-from ledger.memos.fact_extraction import extract_facts
 
 Retriever = Callable[[str, str, int], list[tuple[str, float]]]
 Retrieved = tuple[str, str, str, "MemoryState"]  # memory id, text, cube, state
@@ -388,30 +390,29 @@ class ChatSession:
             [*turn.activated, *turn.retrieved, turn.user_memory],
         )
         turn.assistant_memory = ids[-1]
-        existing = {(m.text or "").strip().lower() for m in led.cube_memories(cube).values()} if version else set()
-        for fact in extract_facts(message, actor) if self.extract else []:
-            if fact.text.strip().lower() in existing:
-                continue
-            memory(
-                fact.text,
-                actor,
-                ["fact"],
-                {"kind": "fact", "rule": fact.rule, "sentence": fact.sentence, "extracted_from": turn.user_memory},
-                [user],
-                [turn.user_memory],
-            )
-            fid = ids[-1]
-            batch.append(
-                NewEvent(
-                    cube,
-                    ev.MEMORY_LINKED,
-                    {"source": fid, "target": turn.user_memory, "relation": "extracted_from"},
-                    actor,
-                )
-            )
-            turn.facts.append({"id": fid, "text": fact.text, "rule": fact.rule})
         written = led.append(batch, {cube: 0} if version == 0 else None)
         turn.offsets = (written[0].offset, written[-1].offset)
+        if self.extract:
+            turn.facts = self._extract(message)
+
+    def _extract(self, message: str) -> list[dict[str, Any]]:
+        """Hand the user's message to the ledger's extraction (a ``message.added`` event, decided by
+        the configured extractor like any ingested conversation: reconciled with the cube's facts, so
+        "I moved to Porto" supersedes "lives in Oslo"); return what its decision wrote, once decided
+        (at once when extraction runs in-process; empty when a separate consumer will decide it)."""
+        from ledger.memos.extraction.runtime import describe, settings_of, wait_for
+
+        when = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        said = {"role": "user", "content": message, "name": self.actor, "timestamp": when}
+        ingested = self.ledger.ingest(self.cube, [said], self.actor, session_id=self.session_id, subject=self.subject)
+        if not settings_of(self.ledger).in_process:
+            return []
+        facts = []
+        for decision in wait_for(self.ledger, ingested.offsets):
+            for d in describe(self.ledger, decision):
+                if d["kind"] in ("ADD", "UPDATE", "DELETE"):
+                    facts.append({"id": d["memory_id"], "text": d["text"], "kind": d["kind"], "reason": d["reason"]})
+        return facts
 
 
 def open_chat(

@@ -94,6 +94,10 @@ def decisions_of(ledger: Any, track: str) -> Iterator[Event]:
     return ledger.log.read_stream(track_stream(track), 1)
 
 
+# a chat's records of its turns say what was said, not what holds: never reconciled against
+TURN_TAGS = frozenset({"user-turn", "assistant-turn"})
+
+
 class ExtractionConsumer:
     """Runs one extractor over the messages of ``ledger`` (see the module docstring)."""
 
@@ -196,7 +200,7 @@ class ExtractionConsumer:
         return {
             mid: s
             for mid, s in self.ledger.duplicates().memories(window.cube).items()
-            if s.state in SEARCHABLE_BY_DEFAULT and scope_of(s.metadata) == scope
+            if s.state in SEARCHABLE_BY_DEFAULT and scope_of(s.metadata) == scope and not TURN_TAGS & set(s.tags)
         }
 
     def _vector_cache(self) -> VectorCache | None:

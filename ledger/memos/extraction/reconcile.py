@@ -12,8 +12,9 @@ For a candidate stating a fact, in this order:
 For a candidate that retracts a fact (``retracts=True``): **DELETE** (a ``memory.deleted``
 tombstone) of the memory stating it: the same normalised text, or the same fact key, a
 similarity at or above ``retract_threshold`` and word sets one of which contains the other (a
-retraction of "lives in Oslo" never deletes the memory that already says "lives in Porto"), or any
-similarity at or above ``duplicate_threshold``;
+retraction of "lives in Oslo" never deletes the memory that already says "lives in Porto"), or the
+same fact key and the same names and numbers ("moved to Porto" for a retracted "lives in Porto"),
+or any similarity at or above ``duplicate_threshold``;
 a **NOOP** when no memory states it. Candidates of one batch are reconciled in order, each against
 the memories as the earlier ones left them. Similarity is lexical (Jaccard over word sets) and, with
 ``[extraction] similarity = "hybrid"`` (the default), also the cosine of the memories' embeddings
@@ -222,6 +223,8 @@ class Pool:
                 target, why = best, "states the retracted fact"
             elif keyed is not None and kscore >= t.retract and _states_it(keyed, c.text):
                 target, score, why = keyed, kscore, "same fact key as the retracted fact"
+            elif keyed is not None and anchors(c.text) and anchors(keyed.text) == anchors(c.text):
+                target, score, why = keyed, kscore, "same fact key and names as the retracted fact"
             else:
                 near, cos = self._paraphrased(c.text, t)
                 if near is not None:
