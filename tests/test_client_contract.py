@@ -242,6 +242,12 @@ def test_branches_create_write_search_diff_merge(client):
     on_branch = client.search("Porto", cubes=[cube], branch=name)
     assert [h.id for h in on_branch] == [w.id] and on_branch[0].from_branch
     assert client.search("Porto", cubes=[cube]) == []
+    listed = client.list_memories(cube, branch=name)
+    assert {m.id: m.text for m in listed.memories} == {w.id: "Alice moved to Porto", added.id: "Alice bought a bike"}
+    assert [m.id for m in client.list_memories(cube, branch=name, where={"tags": {"$contains": "x"}}).memories] == []
+    assert [m.id for m in client.list_memories(cube).memories] == [w.id]
+    with pytest.raises(NotFound):
+        client.list_memories(cube, branch=fresh("missing"))
     changes = {c["id"]: c["change"] for c in client.branch_diff(name)}
     assert changes == {w.id: "changed", added.id: "added"}
     result = client.merge_branch(name)

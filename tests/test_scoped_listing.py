@@ -239,3 +239,34 @@ def test_the_older_metadata_option_is_a_filter_and_combines_with_where(tmp_path)
     with pytest.raises(InvalidRequest, match="limit"):
         page("c", limit=0)
     led.log.close()
+
+
+def test_post_list_on_a_branch_folds_the_branch_and_is_audited_there(svc):
+    """The listing takes ``branch`` like search does: main's memories up to the fork plus the
+    branch's own writes, filtered and paged with the same grammar; main is untouched."""
+    c, h = svc.client, svc.h("alice")
+    assert c.post("/v1/branches", json={"name": "what-if"}, headers=h).status_code == 201
+    r = c.post(
+        "/v1/branches/what-if/memories",
+        json={"cube": "a", "text": "tea on the branch", "metadata": {"user_id": "u0", "n": 9}},
+        headers=h,
+    )
+    assert r.status_code == 201, r.text
+    own = r.json()["id"]
+    main_head = svc.head()
+    body = {"where": {"user_id": "u0"}, "branch": "what-if"}
+    listed = c.post("/v1/cubes/a/list", json=body, headers=h).json()
+    assert listed["branch"] == "what-if"
+    assert [m["id"] for m in listed["memories"]] == [svc.ids[0], svc.ids[2], svc.ids[4], own]
+    paged = c.post("/v1/cubes/a/list", json={**body, "limit": 3}, headers=h).json()
+    rest = c.post("/v1/cubes/a/list", json={**body, "limit": 3, "after": paged["next_cursor"]}, headers=h).json()
+    assert [m["id"] for m in rest["memories"]] == [own]
+    on_main = c.post("/v1/cubes/a/list", json={"where": {"user_id": "u0"}}, headers=h).json()
+    assert own not in [m["id"] for m in on_main["memories"]]
+    # every read is audited on main (it must outlive the branch), naming the branch it was made on
+    reads = [e.payload for e in svc.events(main_head + 1)]
+    assert [p.get("branch") for p in reads] == ["what-if", "what-if", "what-if", None]
+    assert reads[0]["operation"] == "list" and reads[0]["memory_ids"][-1] == own
+    assert c.post("/v1/cubes/a/list", json={"branch": "nope"}, headers=h).status_code == 404
+    assert c.post("/v1/cubes/a/list", json={"branch": "what-if"}, headers=svc.h("bob")).status_code in (403, 404)
+    assert c.post("/v1/cubes/a/list", json={"branch": "bad name!"}, headers=h).status_code == 422

@@ -138,10 +138,11 @@ class AsyncMemledgerClient:
         limit: int = 100,
         after: str | None = None,
         where: JSON | None = None,
+        branch: str | None = None,
     ) -> Page:
         """One page of a cube's memories matching ``where`` (the filter grammar), ordered by creation
-        offset then id (continue with ``after=page.next_cursor``)."""
-        return await self._run(calls.list_memories(cube, as_of, state, limit, after, where))
+        offset then id (continue with ``after=page.next_cursor``); on ``branch`` if given."""
+        return await self._run(calls.list_memories(cube, as_of, state, limit, after, where, branch))
 
     async def search(
         self,

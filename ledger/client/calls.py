@@ -150,8 +150,10 @@ def list_memories(
     limit: int = 100,
     after: str | None = None,
     where: JSON | None = None,
+    branch: str | None = None,
 ) -> Call[Page]:
-    if where:  # a filter travels in a body: POST /cubes/{c}/list (a read: safe to repeat)
+    if where or branch is not None:  # a filter (or a branch) travels in a body: POST /cubes/{c}/list (safe to repeat)
+        where = where or {}
         flt = (
             where
             if state is None
@@ -159,7 +161,7 @@ def list_memories(
             if "state" not in where
             else {"$and": [where, {"state": state}]}
         )
-        body = _body(where=flt, as_of=_point(as_of), limit=limit, after=after)
+        body = _body(where=flt or None, as_of=_point(as_of), limit=limit, after=after, branch=branch)
         return Call("POST", f"/v1/cubes/{seg(cube)}/list", Page.from_dict, body=body, retry_safe=True)
     params = _q(as_of=_point(as_of), state=state, limit=limit, after=after)
     return Call("GET", f"/v1/cubes/{seg(cube)}/memories", Page.from_dict, params=params, retry_safe=True)

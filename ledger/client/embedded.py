@@ -217,16 +217,18 @@ class EmbeddedClient:
         limit: int = 100,
         after: str | None = None,
         where: JSON | None = None,
+        branch: str | None = None,
     ) -> Page:
         """One page of a cube's memories matching ``where`` (the filter grammar), ordered by creation
-        offset then id (continue with ``after=page.next_cursor``)."""
+        offset then id (continue with ``after=page.next_cursor``); on ``branch`` if given."""
         flt = all_of(where, None if state is None else {"state": state})
-        with self._lock:
-            if not self.ledger.cube_exists(cube):
+        with self._lock, self._branches() as b:
+            led = b.ledger(branch) if _on_branch(branch) else self.ledger
+            if not led.cube_exists(cube):
                 raise NotFound(f"cube {cube!r} not found")
             self._extract()
-            end = self._end(self.ledger, as_of)
-            page = self.ledger.list_memories(
+            end = self._end(led, as_of)
+            page = led.list_memories(
                 cube, where=flt, as_of=end, limit=limit, after=after, actor=self.actor, record_read=True
             )
             return Page.from_dict(page.to_dict())

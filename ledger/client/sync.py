@@ -140,10 +140,11 @@ class MemledgerClient:
         limit: int = 100,
         after: str | None = None,
         where: JSON | None = None,
+        branch: str | None = None,
     ) -> Page:
         """One page of a cube's memories matching ``where`` (the filter grammar), ordered by creation
-        offset then id (continue with ``after=page.next_cursor``)."""
-        return self._run(calls.list_memories(cube, as_of, state, limit, after, where))
+        offset then id (continue with ``after=page.next_cursor``); on ``branch`` if given."""
+        return self._run(calls.list_memories(cube, as_of, state, limit, after, where, branch))
 
     def search(
         self,

@@ -14,7 +14,17 @@ from ledger.listing import MAX_CURSOR, MAX_LIMIT
 from ledger.rules.names import MAX_NAME, MAX_PRINCIPAL, NAME_PATTERN, PRINCIPAL_PATTERN
 from ledger.service.auth import current_caller
 from ledger.service.event_filter import shown
-from ledger.service.models import ERRORS, JSON_INT, CubeCreate, Filter, GrantRequest, RequestBody, Role, State
+from ledger.service.models import (
+    ERRORS,
+    JSON_INT,
+    BranchName,
+    CubeCreate,
+    Filter,
+    GrantRequest,
+    RequestBody,
+    Role,
+    State,
+)
 from ledger.service.params import AS_OF_DESCRIPTION, AS_OF_PATTERN, AsOf, Offset, resolve_as_of
 from ledger.service.search_backend import search_backend
 from ledger.service.state import ServiceState, get_state
@@ -81,10 +91,15 @@ class ListRequest(RequestBody):
     as_of: str | None = Field(default=None, max_length=64, pattern=AS_OF_PATTERN, description=AS_OF_DESCRIPTION)
     limit: Annotated[int, Field(ge=1, le=MAX_LIMIT), JSON_INT] = 100
     after: str | None = Field(default=None, min_length=1, max_length=MAX_CURSOR, description=CURSOR_DESCRIPTION)
+    branch: BranchName | None = Field(
+        default=None, description="list on this branch (its as_of is an offset of the branch); default main"
+    )
 
 
 def _list(state: ServiceState, caller: Caller, cube: str, req: ListRequest) -> dict[str, Any]:
     state.access.require_cube(caller, cube, Action.READ, "cube.memories")
+    if req.branch is not None and req.branch != "main":
+        return _list_branch(state, caller, cube, req, req.branch)
     end = resolve_as_of(state.ledger, req.as_of)
     backend = search_backend(state)
     with backend.lock:  # answered by the record view (its scope index), not a fold of the cube
@@ -92,6 +107,22 @@ def _list(state: ServiceState, caller: Caller, cube: str, req: ListRequest) -> d
             cube, where=req.where, as_of=end, limit=req.limit, after=req.after, actor=caller.name, record_read=True
         )
     return page.to_dict()
+
+
+def _list_branch(state: ServiceState, caller: Caller, cube: str, req: ListRequest, branch: str) -> dict[str, Any]:
+    """A listing on a branch: a fold of the branch's events of the cube (main's up to the fork, then
+    the branch's own), audited on the branch like a branch search."""
+    from ledger.timemachine.branches import Branches
+
+    branches = Branches(state.ledger)
+    try:
+        ledger = branches.ledger(branch)  # 404 for an unknown branch
+        page = ledger.list_memories(
+            cube, req.where, req.as_of, req.limit, req.after, actor=caller.name, record_read=True
+        )
+        return {**page.to_dict(), "branch": branch}
+    finally:
+        branches.close()
 
 
 @router.get(
