@@ -59,7 +59,11 @@ class Extraction:
 
 
 class Extractor(Protocol):
-    """An extraction backend."""
+    """An extraction backend.
+
+    An extractor that never reads ``context`` may say so with a class attribute ``uses_context =
+    False`` (the rules do): the consumer then does not rank the scope's memories for it.
+    """
 
     name: str  # "rules" | "local" | "openai"
     version: str  # bumped whenever rules or prompts change what is extracted

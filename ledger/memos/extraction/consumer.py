@@ -222,7 +222,8 @@ class ExtractionConsumer:
         messages = [m for m in (message_of(e, self.ledger.opener) for e in window.events) if m is not None]
         if not messages:  # erased (or forgotten) before extraction: nothing to read, nothing to call
             return Extraction((), error=None, raw_output=None)
-        context = pool.context([m.content for m in messages], self.settings.context)
+        wanted = self.settings.context if getattr(self.extractor, "uses_context", True) else 0
+        context = pool.context([m.content for m in messages], wanted)
         self.calls += 1
         try:
             result = self.extractor.extract(messages, context)

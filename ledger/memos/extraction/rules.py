@@ -217,6 +217,8 @@ def _key_of_fact(text: str, rule: str, speaker: str) -> str | None:
 class RulesExtractor:
     """The rules backend of the extractor port (see the module docstring)."""
 
+    uses_context = False  # the rules read the messages only
+
     name = NAME
     version = VERSION
 
