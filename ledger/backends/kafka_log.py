@@ -413,7 +413,7 @@ class KafkaLog(LogBase):
                 streams = {p.new.stream for p in prepared} | set(expected_versions or ())
                 versions = {s: st.stream_version_at(s, st.head) for s in streams}
                 check_expected(expected_versions, versions)
-                sealed = seal(prepared, st.head, st.head_hash, st.last_ts, versions)
+                sealed = seal(prepared, st.head, st.head_hash, st.last_ts, versions, self.clock)
                 part_hash = dict(st.part_hash)
                 base, prev = st.head + 1, st.head_hash
             seq_offset = self._produce(sealed, part_hash, base, prev)
