@@ -142,3 +142,28 @@ def test_writer_processes_on_every_partition_keep_each_chain_whole(dsn, schema):
         ts = [e.ts_us for e in part.read()]
         assert all(a <= b for a, b in zip(ts, ts[1:], strict=False))
     plog.close()
+
+
+def test_global_checkpoint_finds_an_edit_in_any_partition_schema(dsn, schema, tmp_path):
+    from ledger.governance.checkpoints import CheckpointSigner
+    from ledger.partitions.global_checkpoint import verify_global_inclusion
+    from ledger.partitions.global_checkpoint_store import GlobalCheckpointStore
+    from ledger.partitions.global_checkpoints import GlobalCheckpoints
+
+    plog = open_postgres_partitions(dsn, 4, schema)
+    for k in range(4):
+        s = _stream_in(plog, k)
+        plog.append([added(s, f"m{k}-{i}", f"text {k} {i}") for i in range(3)])
+    cps = GlobalCheckpoints(CheckpointSigner(tmp_path / "k.key"), GlobalCheckpointStore(tmp_path / "g.jsonl"))
+    cp = cps.create(plog)
+    assert cps.verify(plog).ok
+    e = next(plog.partition(2).read(1, 1))
+    assert verify_global_inclusion(cps.inclusion_proof(plog, cp, 2, 1), e.hash, cp, cps.signer.public_key())
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            f"UPDATE {schema}_p1.events SET payload = convert_to(replace(convert_from(payload, 'UTF8'),"
+            " 'text 1 2', 'TEXT 1 2'), 'UTF8') WHERE offset_ = 2"
+        )
+    report = cps.verify(plog)
+    assert not report.ok and report.partition == 1 and "offset 2" in report.problem
+    plog.close()
