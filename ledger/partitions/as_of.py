@@ -38,8 +38,13 @@ def read_at(plog: PartitionedLog, vector: PartitionVector) -> Iterator[Partition
     """Every event at or below ``vector``, merged across partitions by (time, partition, offset): an
     order in which each event follows everything its writer had seen (hybrid-clock stamps)."""
     vec = check_vector(plog, vector)
-    streams = [(PartitionEvent(k, e) for e in plog.partition(k).read(0, end)) for k, end in enumerate(vec) if end >= 0]
+    streams = [_tagged(plog, k, end) for k, end in enumerate(vec) if end >= 0]
     return heapq.merge(*streams, key=lambda pe: (pe.event.ts_us, pe.partition, pe.event.offset))
+
+
+def _tagged(plog: PartitionedLog, k: int, end: int) -> Iterator[PartitionEvent]:
+    for e in plog.partition(k).read(0, end):
+        yield PartitionEvent(k, e)
 
 
 def read_stream_at(plog: PartitionedLog, stream: str, vector: PartitionVector) -> Iterator[Event]:
