@@ -167,3 +167,28 @@ def test_global_checkpoint_finds_an_edit_in_any_partition_schema(dsn, schema, tm
     report = cps.verify(plog)
     assert not report.ok and report.partition == 1 and "offset 2" in report.problem
     plog.close()
+
+
+def test_a_subscriber_of_a_partition_wakes_on_its_notifications(dsn, schema):
+    import threading
+
+    plog = open_postgres_partitions(dsn, 2, schema)
+    part = plog.partition(1)
+    stream = _stream_in(plog, 1)
+    stop, seen = threading.Event(), []
+
+    def consume():  # polls once a minute: events arriving one by one sooner came through NOTIFY
+        for ev in part.subscribe(0, poll_interval=60, stop=stop):
+            seen.append(ev.offset)
+            if len(seen) == 5:
+                stop.set()
+
+    t = threading.Thread(target=consume, daemon=True)
+    t.start()
+    for i in range(50):  # one event at a time, until five have reached the subscriber
+        plog.append([added(stream, f"m{i}", "x")])
+        if stop.wait(0.3):
+            break
+    assert seen == [0, 1, 2, 3, 4]
+    stop.set()
+    plog.close()

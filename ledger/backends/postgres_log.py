@@ -15,7 +15,7 @@ can never commit before offset N: readers at READ COMMITTED never see a gap, and
 or killed appender leaves nothing (the whole transaction rolls back).
 ``UNIQUE(stream, version)`` and ``UNIQUE(event_id)`` back the checks up inside the database.
 
-Subscriptions wait on ``LISTEN``/``NOTIFY`` (sent by each append's commit) with polling as a
+Subscriptions wait on ``LISTEN``/``NOTIFY`` (sent right after each append commits) with polling as a
 fallback, so consumers see new events within milliseconds without hammering the server.
 """
 
@@ -264,7 +264,12 @@ class PostgresLog(LogBase):
                 self._q("UPDATE {s}.head SET head = %s, hash = %s, ts_us = %s WHERE id = 1"),
                 (last.offset, last.hash, last.ts_us),
             )
-            conn.execute("SELECT pg_notify(%s, %s)", (self._channel, str(last.offset)))
+        # Notified after the commit, in a transaction of its own: PostgreSQL serialises every
+        # transaction that notifies on one database-wide lock held until its commit is flushed, so a
+        # NOTIFY inside the append made writers of different partitions (schemas) wait for each other.
+        # A notification-only transaction writes no WAL and waits for no flush. A subscriber that misses
+        # it (this process died in between) still polls.
+        conn.execute("SELECT pg_notify(%s, %s)", (self._channel, str(last.offset)))
         return [e for e, _ in sealed]
 
     def _stream_versions(self, conn: psycopg.Connection, streams: list[str]) -> dict[str, int]:
