@@ -63,9 +63,10 @@ def open_partitioned_log(config: Config) -> PartitionedLog:
     count is refused.
     """
     count = partition_count(config)
-    if count == 1:
-        return CompositePartitionedLog([open_log(config)])
     name = config.log_backend
+    if count == 1:
+        _refuse_partitioned(config, name)
+        return CompositePartitionedLog([open_log(config)])
     if name == "sqlite":
         from ledger.partitions.sqlite_partitions import open_sqlite_partitions
 
@@ -78,6 +79,20 @@ def open_partitioned_log(config: Config) -> PartitionedLog:
         dsn, schema, timeout = connection_settings(config)
         return open_postgres_partitions(dsn, count, schema, connect_timeout=timeout)
     raise InvalidRequest(f"[log] partitions = {count} needs the sqlite or postgres backend, not {name!r}")
+
+
+def _refuse_partitioned(config: Config, backend: str) -> None:
+    """Refuse to open one partition over a ledger stored with several (``PartitionCountMismatch``)."""
+    if backend == "sqlite":
+        from ledger.partitions.sqlite_partitions import check_layout
+
+        check_layout(config.data_dir, 1)
+    elif backend == "postgres":
+        from ledger.backends.postgres_log import connection_settings
+        from ledger.partitions.postgres_partitions import check_layout as check_pg_layout
+
+        dsn, schema, timeout = connection_settings(config)
+        check_pg_layout(dsn, schema, 1, timeout)
 
 
 def open_ledger(data_dir: str | Path) -> Ledger:

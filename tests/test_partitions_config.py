@@ -38,8 +38,10 @@ def test_configured_partitions_are_files_in_the_data_directory(tmp_path):
     assert plog.count == 4 and plog.heads() == (-1, -1, -1, -1)
     plog.close()
     assert sorted(p.name for p in tmp_path.glob("log*.sqlite")) == [f"log.p{k}.sqlite" for k in range(4)]
-    with pytest.raises(PartitionCountMismatch):
-        open_partitioned_log(_config(tmp_path, "[log]\npartitions = 2\n"))
+    for other in ("partitions = 2", "partitions = 1", ""):  # one partition (the default) is refused too
+        with pytest.raises(PartitionCountMismatch):
+            open_partitioned_log(_config(tmp_path, f"[log]\n{other}\n"))
+    assert not (tmp_path / "log.sqlite").exists()
 
 
 @pytest.mark.parametrize("bad", ["0", "-3", "257", "2.5", '"4"', "true"])

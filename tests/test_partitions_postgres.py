@@ -192,3 +192,42 @@ def test_a_subscriber_of_a_partition_wakes_on_its_notifications(dsn, schema):
     assert seen == [0, 1, 2, 3, 4]
     stop.set()
     plog.close()
+
+
+def test_a_writer_holding_one_partitions_head_does_not_stop_another_partition(dsn, schema):
+    import threading
+
+    plog = open_postgres_partitions(dsn, 2, schema)
+    a, b = _stream_in(plog, 0), _stream_in(plog, 1)
+    done: list[int] = []
+    with psycopg.connect(dsn) as holder:  # a transaction in flight on partition 0 holds its head row
+        holder.execute(f"SELECT head FROM {schema}_p0.head WHERE id = 1 FOR UPDATE")
+        t0 = threading.Thread(target=lambda: done.append(plog.append([added(a, "m0", "x")])[0].offset), daemon=True)
+        t0.start()
+        out = plog.append([added(b, "m1", "y")])  # partition 1 goes ahead while partition 0 waits
+        assert out[0].offset == 0 and plog.partition(1).head() == 0
+        assert done == [] and plog.partition(0).head() == -1
+        holder.rollback()
+    t0.join(60)
+    assert done == [0] and plog.heads() == (0, 0)
+    plog.close()
+
+
+def test_open_partitioned_log_from_the_configuration(dsn, schema, tmp_path, monkeypatch):
+    from ledger.config import load_config
+    from ledger.factory import open_partitioned_log
+
+    monkeypatch.delenv("MEMLEDGER_PG_DSN", raising=False)
+    monkeypatch.delenv("MEMLEDGER_LOG_BACKEND", raising=False)
+
+    def config(n: int):
+        (tmp_path / "memledger.toml").write_text(
+            f'[log]\nbackend = "postgres"\ndsn = "{dsn}"\nschema = "{schema}"\npartitions = {n}\n'
+        )
+        return load_config(tmp_path)
+
+    plog = open_partitioned_log(config(4))
+    assert plog.count == 4 and plog.heads() == (-1, -1, -1, -1)
+    plog.close()
+    with pytest.raises(PartitionCountMismatch):
+        open_partitioned_log(config(1))

@@ -68,7 +68,9 @@ def _settle_count(conn: psycopg.Connection, schema: str, count: int) -> None:
             raise PartitionCountMismatch(f"PostgreSQL schema {schema!r}", stored, count)
 
 
-def _settle(dsn: str, schema: str, count: int, connect_timeout: float) -> None:
+def check_layout(dsn: str, schema: str, count: int, connect_timeout: float = 10.0) -> None:
+    """Refuse (``PartitionCountMismatch``) a stored ledger of another partition count; record the count
+    of a new ledger of more than one partition."""
     if not NAME.match(schema):
         raise InvalidRequest(f"PostgreSQL schema name {schema!r} must match {NAME.pattern}")
     try:
@@ -90,7 +92,7 @@ def open_postgres_partitions(
     count = check_count(count)
     if count > 1 and len(schema) > MAX_BASE_NAME:
         raise InvalidRequest(f"a partitioned ledger's schema name has at most {MAX_BASE_NAME} characters: {schema!r}")
-    _settle(dsn, schema, count, connect_timeout)
+    check_layout(dsn, schema, count, connect_timeout)
     names = [schema] if count == 1 else [partition_schema(schema, k) for k in range(count)]
     logs: list[PostgresLog] = []
     try:

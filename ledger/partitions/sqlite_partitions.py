@@ -78,7 +78,9 @@ def _record(path: Path, index: int, count: int) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
-def _check_existing(data_dir: Path, count: int) -> None:
+def check_layout(data_dir: str | Path, count: int) -> None:
+    """Refuse (``PartitionCountMismatch``) a data directory whose stored ledger has another partition count."""
+    data_dir = Path(data_dir)
     found = stored_partition_files(data_dir)
     if count == 1:
         if found:
@@ -102,7 +104,7 @@ def open_sqlite_partitions(
     """The partitioned ledger of ``data_dir`` with ``count`` partitions (created when absent)."""
     count = check_count(count)
     d = Path(data_dir)
-    _check_existing(d, count)
+    check_layout(d, count)
     if count == 1:
         return CompositePartitionedLog([SqliteLog(d / SINGLE_NAME, registry, synchronous)])
     logs: list[SqliteLog] = []
