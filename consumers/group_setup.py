@@ -3,7 +3,8 @@
 Three things come from ``memledger.toml``:
 
 - the partitioned log: the ledger's own log when it is partitioned, else the factory named by
-  ``[consumers.group] partitioned_log = "module:function"`` (``build(config, ledger)``);
+  ``[consumers.group] partitioned_log = "module:function"`` (``build(config, ledger)``), else the
+  data directory's ``[log] partitions = N`` (``ledger.factory.open_partitioned_log``; N > 1);
 - each partition's view: the view's factory called with ``partition=k``
   (``build(config, ledger, partition=k)``), so every partition has a store and a checkpoint of
   its own; a factory without a ``partition`` parameter cannot be consumed by a group;
@@ -44,9 +45,15 @@ def open_partitioned_log(config: Config, ledger: Any) -> PartitionedLog:
         return ledger.log
     target = group_section(config).get("partitioned_log")
     if not isinstance(target, str):
+        from ledger.factory import open_partitioned_log as open_configured
+
+        plog = open_configured(config)  # [log] partitions
+        if plog.count > 1:
+            return plog
+        plog.close()
         raise InvalidRequest(
-            "consume --group needs a partitioned log: this ledger's log has one partition, and "
-            '[consumers.group] partitioned_log = "module:function" is not set'
+            "consume --group needs a partitioned log: this ledger has one partition ([log] partitions = N "
+            'with N > 1, or [consumers.group] partitioned_log = "module:function")'
         )
     plog = resolve(target, "[consumers.group] partitioned_log")(config, ledger)
     if not isinstance(plog, PartitionedLog):

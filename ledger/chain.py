@@ -16,6 +16,9 @@ from ledger.schema_registry import SchemaRegistry
 
 MAX_BATCH = 1_000_000
 
+# The time of the next batch given the log's last one (see ``ledger.partitions.hlc``).
+Stamp = Callable[[int], int]
+
 
 @dataclass(slots=True)
 class PreparedEvent:
@@ -111,13 +114,16 @@ def seal(
     head_hash: str,
     last_ts_us: int,
     stream_versions: dict[str, int],
+    stamp: Stamp | None = None,
 ) -> list[tuple[Event, bytes]]:
     """Place prepared events after ``head``: offsets, stream versions, monotonic times, hashes.
 
     ``stream_versions`` holds the current version of every stream in the batch and is
-    updated in place. Returns each sealed event with its canonical payload bytes.
+    updated in place. Every event of the batch gets one time: ``stamp(last_ts_us)`` when a
+    clock is given (the partitioned ledger's hybrid logical clock), else the wall clock, never
+    below ``last_ts_us``. Returns each sealed event with its canonical payload bytes.
     """
-    ts = max(now_us(), last_ts_us)
+    ts = stamp(last_ts_us) if stamp is not None else max(now_us(), last_ts_us)
     out: list[tuple[Event, bytes]] = []
     prev = head_hash
     offset = head

@@ -20,6 +20,7 @@ DEFAULT_CONFIG = """\
 # memledger configuration. Each part names its adapter; see README "Configuration".
 [log]
 backend = "sqlite"          # sqlite | postgres | kafka
+# partitions = 1            # partitioned ledger (sqlite, postgres): fixed when the ledger is created
 # dsn = "postgresql://user@127.0.0.1:5432/memledger"     (postgres)
 # bootstrap_servers = "127.0.0.1:9092"                    (kafka)
 # topic = "memledger"                                     (kafka)

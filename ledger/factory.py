@@ -11,6 +11,9 @@ from ledger.config import Config, load_config, resolve
 from ledger.errors import InvalidRequest
 from ledger.governance.keystore_factory import open_cipher
 from ledger.log import Log, LogBase
+from ledger.partitions.base import PartitionedLog
+from ledger.partitions.composite import CompositePartitionedLog
+from ledger.partitions.settings import partition_count
 from ledger.storage.file_modes import tighten_data_dir
 from projections.erasure import data_dir_participants
 
@@ -50,6 +53,46 @@ def open_log(config: Config) -> Log:
         local_checkpoints = None if shared_governance(config) else config.data_dir / STORE_NAME
         log.reset_guard = LogGuard(config.data_dir, local_checkpoints)
     return log
+
+
+def open_partitioned_log(config: Config) -> PartitionedLog:
+    """Open the configured log as a partitioned ledger of ``[log] partitions`` (default 1).
+
+    One partition is exactly ``open_log(config)`` (any backend); more partitions are SQLite files in
+    the data directory or PostgreSQL schemas (``ledger.partitions``). A stored ledger with another
+    count is refused.
+    """
+    count = partition_count(config)
+    name = config.log_backend
+    if count == 1:
+        _refuse_partitioned(config, name)
+        return CompositePartitionedLog([open_log(config)])
+    if name == "sqlite":
+        from ledger.partitions.sqlite_partitions import open_sqlite_partitions
+
+        synchronous = str(config.section("log").get("synchronous", "FULL"))
+        return open_sqlite_partitions(config.data_dir, count, synchronous)
+    if name == "postgres":
+        from ledger.backends.postgres_log import connection_settings
+        from ledger.partitions.postgres_partitions import open_postgres_partitions
+
+        dsn, schema, timeout = connection_settings(config)
+        return open_postgres_partitions(dsn, count, schema, connect_timeout=timeout)
+    raise InvalidRequest(f"[log] partitions = {count} needs the sqlite or postgres backend, not {name!r}")
+
+
+def _refuse_partitioned(config: Config, backend: str) -> None:
+    """Refuse to open one partition over a ledger stored with several (``PartitionCountMismatch``)."""
+    if backend == "sqlite":
+        from ledger.partitions.sqlite_partitions import check_layout
+
+        check_layout(config.data_dir, 1)
+    elif backend == "postgres":
+        from ledger.backends.postgres_log import connection_settings
+        from ledger.partitions.postgres_partitions import check_layout as check_pg_layout
+
+        dsn, schema, timeout = connection_settings(config)
+        check_pg_layout(dsn, schema, 1, timeout)
 
 
 def open_ledger(data_dir: str | Path) -> Ledger:

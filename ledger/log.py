@@ -201,6 +201,9 @@ class LogBase:
         return FileLease(data_dir, view)
 
     reset_guard: LogGuard | None = None  # set by ledger.factory for shared logs opened for a data directory
+    # The time source of appends, ``stamp(last_ts_us) -> ts_us`` (None: the wall clock, never going
+    # back). A partitioned ledger sets its hybrid logical clock on each partition (``ledger.partitions``).
+    clock: Callable[[int], int] | None = None
 
     def continuity_guard(self) -> LogGuard | None:
         """The guard that notices this log was reset or replaced; None when nothing is remembered."""

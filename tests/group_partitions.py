@@ -1,55 +1,24 @@
-"""Test helper: a ``PartitionedLog`` made of N independent logs (a PostgreSQL schema or a SQLite file each).
-
-Only for the consumer-group tests and bench while the real partitioned backends are built
-elsewhere; at merge the real composite replaces it (``[consumers.group] partitioned_log``).
-"""
+"""Test helper: a ``CompositePartitionedLog`` made of N logs the tests name themselves (a PostgreSQL
+schema or a SQLite file each), and ``[consumers.group] partitioned_log`` hooks that open them; a
+data directory with ``[log] partitions = N`` needs no hook (``ledger.factory.open_partitioned_log``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from ledger.backends.postgres_log import PostgresLog
 from ledger.backends.sqlite_log import SqliteLog
-from ledger.errors import InvalidRequest
-from ledger.events import Event, NewEvent
 from ledger.log import Log
-from ledger.partitions.base import PartitionVector
-from ledger.partitions.routing import partition_of
+from ledger.partitions.composite import CompositePartitionedLog
 
 
-class ListPartitionedLog:
-    """N logs as one partitioned log: streams routed by ``ledger.partitions.routing``."""
+class ListPartitionedLog(CompositePartitionedLog):
+    """N logs as one partitioned log (the real composite), keeping the logs for the tests to drop."""
 
     def __init__(self, logs: Sequence[Log]):
-        if not logs:
-            raise InvalidRequest("a partitioned log needs at least one partition")
+        super().__init__(logs)
         self.logs = list(logs)
-
-    @property
-    def count(self) -> int:
-        return len(self.logs)
-
-    def partition(self, index: int) -> Log:
-        return self.logs[index]
-
-    def partition_of(self, stream: str) -> int:
-        return partition_of(stream, self.count)
-
-    def append(self, events: Sequence[NewEvent], expected_versions: Mapping[str, int] | None = None) -> list[Event]:
-        targets = {self.partition_of(e.stream) for e in events}
-        if len(targets) > 1:
-            raise InvalidRequest(f"a batch spans partitions {sorted(targets)}")
-        if not targets:
-            return []
-        return self.logs[targets.pop()].append(events, expected_versions)
-
-    def heads(self) -> PartitionVector:
-        return tuple(log.head() for log in self.logs)
-
-    def close(self) -> None:
-        for log in self.logs:
-            log.close()
 
     def drop(self) -> None:
         """Drop every partition's schema (PostgreSQL partitions only)."""

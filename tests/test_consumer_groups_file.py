@@ -22,6 +22,7 @@ import pytest
 from consumers.file_group_coordinator import FileGroupCoordinator
 from consumers.group_member import GroupMember
 from ledger.errors import InvalidRequest
+from ledger.partitions.sqlite_partitions import open_sqlite_partitions
 from tests.cli_helpers import run
 from tests.dist_counting import CountingProjection, partition_path
 from tests.group_partitions import sqlite_partitions
@@ -139,9 +140,9 @@ def _data(tmp_path: Path, delay: float) -> Path:
     data = tmp_path / "data"
     data.mkdir()
     (data / "memledger.toml").write_text(
+        f"[log]\npartitions = {PARTITIONS}\n\n"  # the data directory's own partitions: no hook needed
         f'[consumers.views.counter]\nfactory = "tests.dist_counting:build"\ndelay = {delay}\n\n'
-        '[consumers.group]\npartitioned_log = "tests.group_partitions:sqlite_from_config"\n'
-        f'partitions = {PARTITIONS}\ncoordinator = "file"\n'
+        '[consumers.group]\ncoordinator = "file"\n'
     )
     for k in range(PARTITIONS):
         CountingProjection(partition_path(data, k)).close()
@@ -151,7 +152,7 @@ def _data(tmp_path: Path, delay: float) -> Path:
 @pytest.mark.slow
 def test_kill_9_of_a_member_process_its_partitions_are_finished_exactly_once(tmp_path):
     data = _data(tmp_path, delay=0.05)
-    plog = sqlite_partitions(data / "partitions", PARTITIONS)
+    plog = open_sqlite_partitions(data, PARTITIONS)
     write(plog, 100)
     a, b = member(data, "a", "--heartbeat-timeout", "60"), member(data, "b", "--heartbeat-timeout", "60")
     try:
@@ -169,7 +170,7 @@ def test_kill_9_of_a_member_process_its_partitions_are_finished_exactly_once(tmp
 
 def test_consume_group_once_applies_every_partition_and_reports_per_partition_checkpoints(tmp_path, capsys):
     data = _data(tmp_path, delay=0.0)
-    plog = sqlite_partitions(data / "partitions", PARTITIONS)
+    plog = open_sqlite_partitions(data, PARTITIONS)
     write(plog, 12)
     args = ["--data", str(data), "consume", "--view", "counter", "--group", "g", "--member", "solo"]
     code, out, err = run(capsys, *args, "--once", "--report-every", "0", "--batch-size", "5")
@@ -199,6 +200,13 @@ def test_consume_group_refuses_what_it_cannot_do_exactly(tmp_path, capsys):
     assert code == 2 and "one checkpoint for the whole log" in err
     code, _, err = run(capsys, *base, "--view", "counter", "--heartbeat-timeout", "0.5", "--heartbeat-interval", "1")
     assert code == 2 and "--heartbeat-timeout" in err
+    # a ledger of one partition cannot be consumed by a group
+    single = tmp_path / "single"
+    single.mkdir()
+    (single / "memledger.toml").write_text('[consumers.views.counter]\nfactory = "tests.dist_counting:build"\n')
+    code, _, err = run(capsys, "--data", str(single), "consume", "--group", "g", "--view", "counter", "--once")
+    assert code == 2 and "partitioned log" in err
+    # nor one opened with another count than it was created with
     (data / "memledger.toml").write_text('[consumers.views.counter]\nfactory = "tests.dist_counting:build"\n')
     code, _, err = run(capsys, *base, "--view", "counter", "--once")
-    assert code == 2 and "partitioned log" in err
+    assert code == 2 and "holds a ledger of 8 partitions, but 1 was configured" in err

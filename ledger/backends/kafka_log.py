@@ -44,7 +44,6 @@ import os
 import random
 import threading
 import time
-import zlib
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -61,6 +60,7 @@ from ledger.config import Config
 from ledger.errors import BackendUnavailable, InvalidRequest, LedgerError
 from ledger.events import Event, NewEvent
 from ledger.log import LogBase
+from ledger.partitions.routing import crc_partition
 from ledger.schema_registry import SchemaRegistry, default_registry
 
 MAX_ATTEMPTS = 50
@@ -75,8 +75,9 @@ class KafkaLogError(BackendUnavailable):
 
 
 def partition_of(stream: str, partitions: int) -> int:
-    """The data partition of a stream (cube): CRC-32 of its UTF-8 name modulo ``partitions``."""
-    return zlib.crc32(stream.encode()) % partitions
+    """The data partition of a stream (cube): CRC-32 of its UTF-8 name modulo ``partitions``
+    (``ledger.partitions.routing.crc_partition``; the data topic has no ``_system`` exception)."""
+    return crc_partition(stream, partitions)
 
 
 def _encode_event(e: Event, payload_bytes: bytes) -> bytes:
@@ -412,7 +413,7 @@ class KafkaLog(LogBase):
                 streams = {p.new.stream for p in prepared} | set(expected_versions or ())
                 versions = {s: st.stream_version_at(s, st.head) for s in streams}
                 check_expected(expected_versions, versions)
-                sealed = seal(prepared, st.head, st.head_hash, st.last_ts, versions)
+                sealed = seal(prepared, st.head, st.head_hash, st.last_ts, versions, self.clock)
                 part_hash = dict(st.part_hash)
                 base, prev = st.head + 1, st.head_hash
             seq_offset = self._produce(sealed, part_hash, base, prev)

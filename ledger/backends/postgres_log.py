@@ -15,7 +15,7 @@ can never commit before offset N: readers at READ COMMITTED never see a gap, and
 or killed appender leaves nothing (the whole transaction rolls back).
 ``UNIQUE(stream, version)`` and ``UNIQUE(event_id)`` back the checks up inside the database.
 
-Subscriptions wait on ``LISTEN``/``NOTIFY`` (sent by each append's commit) with polling as a
+Subscriptions wait on ``LISTEN``/``NOTIFY`` (sent right after each append commits) with polling as a
 fallback, so consumers see new events within milliseconds without hammering the server.
 """
 
@@ -42,7 +42,7 @@ from ledger.governance.ref_index_check import verify_chain_and_refs
 from ledger.log import LogBase, poll_subscribe, refs_of
 from ledger.schema_registry import SchemaRegistry, default_registry
 
-_NAME = re.compile(r"^(?!pg_)[a-z_][a-z0-9_]{0,62}$")
+NAME = re.compile(r"^(?!pg_)[a-z_][a-z0-9_]{0,62}$")  # a schema name memledger accepts
 _COLS = (
     "offset_, stream, version, event_id, type, schema_version, ts_us, actor, causation_id, "
     "correlation_id, payload, prev_hash, hash"
@@ -96,8 +96,8 @@ class PostgresLog(LogBase):
     def __init__(
         self, dsn: str, schema: str = "memledger", registry: SchemaRegistry | None = None, connect_timeout: float = 10.0
     ):
-        if not _NAME.match(schema):
-            raise InvalidRequest(f"PostgreSQL schema name {schema!r} must match {_NAME.pattern}")
+        if not NAME.match(schema):
+            raise InvalidRequest(f"PostgreSQL schema name {schema!r} must match {NAME.pattern}")
         self.dsn = dsn
         self.schema = schema
         self.registry = registry or default_registry()
@@ -233,7 +233,7 @@ class PostgresLog(LogBase):
             streams = sorted({p.new.stream for p in prepared} | set(expected_versions or ()))
             versions = self._stream_versions(conn, streams)
             check_expected(expected_versions, versions)
-            sealed = seal(prepared, head, head_hash, last_ts, versions)
+            sealed = seal(prepared, head, head_hash, last_ts, versions, self.clock)
             with conn.cursor() as cur:
                 with cur.copy(self._q(f"COPY {{s}}.events({_COLS}) FROM STDIN")) as copy:
                     for e, pb in sealed:
@@ -264,7 +264,12 @@ class PostgresLog(LogBase):
                 self._q("UPDATE {s}.head SET head = %s, hash = %s, ts_us = %s WHERE id = 1"),
                 (last.offset, last.hash, last.ts_us),
             )
-            conn.execute("SELECT pg_notify(%s, %s)", (self._channel, str(last.offset)))
+        # Notified after the commit, in a transaction of its own: PostgreSQL serialises every
+        # transaction that notifies on one database-wide lock held until its commit is flushed, so a
+        # NOTIFY inside the append made writers of different partitions (schemas) wait for each other.
+        # A notification-only transaction writes no WAL and waits for no flush. A subscriber that misses
+        # it (this process died in between) still polls.
+        conn.execute("SELECT pg_notify(%s, %s)", (self._channel, str(last.offset)))
         return [e for e, _ in sealed]
 
     def _stream_versions(self, conn: psycopg.Connection, streams: list[str]) -> dict[str, int]:
@@ -457,8 +462,9 @@ def _redact(dsn: str) -> str:
     return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", re.sub(r"password=\S+", "password=***", dsn))
 
 
-def from_config(config: Config) -> PostgresLog:
-    """Factory used by ``ledger.factory``: ``[log] dsn`` (or ``$MEMLEDGER_PG_DSN``) and ``schema``."""
+def connection_settings(config: Config) -> tuple[str, str, float]:
+    """``(dsn, schema, connect_timeout)`` of ``[log]``: ``dsn`` (or ``$MEMLEDGER_PG_DSN``), ``schema``
+    (default ``memledger``) and ``connect_timeout`` (seconds, default 10), validated."""
     import os
 
     section = config.section("log")
@@ -470,4 +476,10 @@ def from_config(config: Config) -> PostgresLog:
     timeout = section.get("connect_timeout", 10)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
         raise InvalidRequest(f"[log] connect_timeout must be a positive number of seconds, not {timeout!r}")
-    return PostgresLog(str(dsn), schema=str(section.get("schema", "memledger")), connect_timeout=float(timeout))
+    return str(dsn), str(section.get("schema", "memledger")), float(timeout)
+
+
+def from_config(config: Config) -> PostgresLog:
+    """Factory used by ``ledger.factory``: ``[log] dsn`` (or ``$MEMLEDGER_PG_DSN``) and ``schema``."""
+    dsn, schema, timeout = connection_settings(config)
+    return PostgresLog(dsn, schema=schema, connect_timeout=timeout)

@@ -113,7 +113,7 @@ class SqliteLog(LogBase):
             check_expected(expected_versions, versions)
             row = conn.execute("SELECT offset, hash, ts_us FROM events ORDER BY offset DESC LIMIT 1").fetchone()
             head, head_hash, last_ts = row if row else (-1, GENESIS_HASH, 0)
-            sealed = seal(prepared, head, head_hash, last_ts, versions)
+            sealed = seal(prepared, head, head_hash, last_ts, versions, self.clock)
             conn.executemany(
                 f"INSERT INTO events({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [

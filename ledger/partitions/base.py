@@ -43,6 +43,10 @@ class PartitionedLog(Protocol):
         """Every partition's head offset, by index."""
         ...
 
+    def vector_at(self, ts_us: int) -> PartitionVector:
+        """The as-of-time cut: each partition's ``offset_at(ts_us)``, by index (see ``ledger.partitions.hlc``)."""
+        ...
+
     def close(self) -> None:
         """Close every partition."""
         ...

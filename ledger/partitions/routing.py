@@ -7,6 +7,12 @@ import zlib
 SYSTEM_STREAM = "_system"
 
 
+def crc_partition(stream: str, partitions: int) -> int:
+    """CRC-32 of the UTF-8 name of ``stream`` modulo ``partitions``: the one hash every backend routes
+    with (the Kafka log's data topic uses it as it is, ``_system`` included)."""
+    return zlib.crc32(stream.encode()) % partitions
+
+
 def partition_of(stream: str, partitions: int) -> int:
     """The partition of ``stream``: CRC-32 of its UTF-8 name modulo ``partitions``.
 
@@ -18,4 +24,4 @@ def partition_of(stream: str, partitions: int) -> int:
         raise ValueError(f"a ledger has at least one partition, not {partitions}")
     if partitions == 1 or stream == SYSTEM_STREAM:
         return 0
-    return zlib.crc32(stream.encode()) % partitions
+    return crc_partition(stream, partitions)

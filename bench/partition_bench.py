@@ -1,0 +1,186 @@
+"""Partitioned PostgreSQL ledger: append rate by partitions x writer processes, and as it grows.
+
+Run (PostgreSQL from infra/up.sh):
+
+    infra/up.sh && . infra/run/env.sh
+    python -m bench.partition_bench                       # matrix (4 s a cell) + growth to 100k events
+    python -m bench.partition_bench --events 1000000      # growth run to 1M events
+    python -m bench.partition_bench --partitions 1,8 --writers 1,16 --seconds 10 --no-growth
+
+Matrix: for every partition count (default 1, 2, 4, 8), writer count (1, 4, 16 processes; the GIL
+makes threads meaningless) and batch size (1 and 50 events), a fresh ledger in schema
+``part_bench_*``; each writer process opens its own handle and appends for ``--seconds`` to the
+``--cubes`` cubes (64) in turn, a batch going to one cube (so to one partition). The rate is every
+writer's events over the measured time; the ratio compares with 1 writer on 1 partition at the
+same batch size. Afterwards every partition's offsets are checked to be gap-free.
+
+Growth: one ledger of ``--growth-partitions`` partitions (8) filled in batches of 1,000 to 10k
+events, then to ``--events`` events, in the same cubes; at both sizes ``--growth-writers``
+processes (4) append single events for ``--seconds``. The issue's target: the rate at 1M events
+within 20 % of the rate at 10k.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from ledger.events import NewEvent
+from ledger.partitions.postgres_partitions import drop_postgres_partitions, open_postgres_partitions
+
+
+def _events(cube: int, n: int, writer: int, seq: int) -> list[NewEvent]:
+    return [
+        NewEvent(
+            f"cube-{cube}",
+            "memory.added",
+            {
+                "memory_id": f"w{writer}-{seq}-{i}",
+                "text": f"memory {seq} {i} about tea and travel",
+                "metadata": {"source": "bench"},
+                "tags": ["bench"],
+            },
+            "bench",
+        )
+        for i in range(n)
+    ]
+
+
+def _writer(
+    dsn: str, schema: str, partitions: int, batch: int, cubes: int, writer: int, writers: int, seconds: float, go: Any
+) -> tuple[int, float]:
+    plog = open_postgres_partitions(dsn, partitions, schema)
+    plog.append(_events(writer % cubes, 1, writer, -1))  # connect and warm up before the clock starts
+    go.wait()
+    appended, seq = 0, 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    while time.perf_counter() < deadline:
+        plog.append(_events((writer + seq * writers) % cubes, batch, writer, seq))
+        appended += batch
+        seq += 1
+    elapsed = time.perf_counter() - start
+    plog.close()
+    return appended, elapsed
+
+
+def _run_writers(dsn: str, schema: str, partitions: int, writers: int, batch: int, cubes: int, seconds: float) -> float:
+    """Events/s of ``writers`` processes appending batches of ``batch`` for ``seconds``."""
+    ctx = mp.get_context("fork")
+    with ctx.Manager() as manager:
+        go = manager.Event()
+        with ctx.Pool(writers) as pool:
+            args = [(dsn, schema, partitions, batch, cubes, w, writers, seconds, go) for w in range(writers)]
+            pending = pool.starmap_async(_writer, args)
+            time.sleep(0.5 + 0.1 * writers)  # let every process open its handle and warm up
+            go.set()
+            results = pending.get(timeout=seconds * 10 + 120)
+    return sum(n for n, _ in results) / max(t for _, t in results)
+
+
+def _gap_free(dsn: str, schema: str, partitions: int) -> bool:
+    plog = open_postgres_partitions(dsn, partitions, schema)
+    try:
+        for k in range(partitions):
+            part = plog.partition(k)
+            if sum(1 for _ in part.hashes()) != part.head() + 1:
+                return False
+        return True
+    finally:
+        plog.close()
+
+
+def matrix(dsn: str, parts: list[int], writers: list[int], batches: list[int], cubes: int, seconds: float) -> None:
+    rates: dict[tuple[int, int, int], float] = {}
+    for p in parts:
+        for w in writers:
+            for b in batches:
+                schema = f"part_bench_{uuid.uuid4().hex[:8]}"
+                open_postgres_partitions(dsn, p, schema).close()
+                try:
+                    rates[p, w, b] = _run_writers(dsn, schema, p, w, b, cubes, seconds)
+                    if not _gap_free(dsn, schema, p):
+                        raise SystemExit(f"offsets are not gap-free after {p} partitions x {w} writers")
+                finally:
+                    drop_postgres_partitions(dsn, schema)
+                print(f"  {p} partitions x {w} writers, batch {b}: {rates[p, w, b]:,.0f} ev/s", flush=True)
+    head = "| partitions | writers | " + " | ".join(f"b={b} ev/s | b={b} vs 1x1" for b in batches) + " |"
+    print()
+    print(head)
+    print("|" + "---:|" * (2 + 2 * len(batches)))
+    for p in parts:
+        for w in writers:
+            cells = []
+            for b in batches:
+                base = rates.get((1, 1, b)) or rates[parts[0], writers[0], b]
+                cells.append(f"{rates[p, w, b]:,.0f} | {rates[p, w, b] / base:.2f}x")
+            print(f"| {p} | {w} | " + " | ".join(cells) + " |")
+
+
+def _fill(plog: Any, to: int, cubes: int, have: int) -> int:
+    seq = 0
+    while have < to:
+        n = min(1000, to - have)
+        plog.append(_events(seq % cubes, n, 999, seq + have))
+        have += n
+        seq += 1
+    return have
+
+
+def growth(dsn: str, partitions: int, writers: int, cubes: int, events: int, seconds: float) -> None:
+    schema = f"part_bench_{uuid.uuid4().hex[:8]}"
+    plog = open_postgres_partitions(dsn, partitions, schema)
+    try:
+        rows = []
+        for size in sorted({10_000, max(events, 10_000)}):
+            t0 = time.perf_counter()
+            _fill(plog, size, cubes, sum(h + 1 for h in plog.heads()))
+            fill = time.perf_counter() - t0
+            rate = _run_writers(dsn, schema, partitions, writers, 1, cubes, seconds)
+            rows.append((size, rate, fill))
+            print(f"  at {size:,} events: {rate:,.0f} ev/s (filled in {fill:.0f} s)", flush=True)
+        print()
+        print(f"| events in ledger ({partitions} partitions, {cubes} cubes) | {writers} writers b=1 ev/s | vs 10k |")
+        print("|---:|---:|---:|")
+        for size, rate, _ in rows:
+            print(f"| {size:,} | {rate:,.0f} | {rate / rows[0][1]:.2f}x |")
+    finally:
+        plog.close()
+        drop_postgres_partitions(dsn, schema)
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    ap.add_argument("--dsn", default=os.environ.get("MEMLEDGER_TEST_PG_DSN") or os.environ.get("MEMLEDGER_PG_DSN"))
+    ap.add_argument("--partitions", type=_ints, default=[1, 2, 4, 8])
+    ap.add_argument("--writers", type=_ints, default=[1, 4, 16])
+    ap.add_argument("--batches", type=_ints, default=[1, 50])
+    ap.add_argument("--cubes", type=int, default=64)
+    ap.add_argument("--seconds", type=float, default=4.0, help="measured time of each cell")
+    ap.add_argument("--events", type=int, default=100_000, help="ledger size at the end of the growth run")
+    ap.add_argument("--growth-partitions", type=int, default=8)
+    ap.add_argument("--growth-writers", type=int, default=4)
+    ap.add_argument("--no-matrix", action="store_true")
+    ap.add_argument("--no-growth", action="store_true")
+    args = ap.parse_args(argv)
+    if not args.dsn:
+        raise SystemExit("set MEMLEDGER_TEST_PG_DSN (source infra/run/env.sh) or pass --dsn")
+    print(f"PostgreSQL partitioned ledger, {os.cpu_count()} CPUs, {args.seconds:g} s a cell")
+    if not args.no_matrix:
+        matrix(args.dsn, args.partitions, args.writers, args.batches, args.cubes, args.seconds)
+    if not args.no_growth:
+        print()
+        growth(args.dsn, args.growth_partitions, args.growth_writers, args.cubes, args.events, args.seconds)
+
+
+if __name__ == "__main__":
+    main()

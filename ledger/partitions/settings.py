@@ -1,0 +1,33 @@
+"""The partition count of a ledger: ``[log] partitions = N`` in ``memledger.toml`` (default 1)."""
+
+from __future__ import annotations
+
+from ledger.config import Config
+from ledger.errors import InvalidRequest
+
+MAX_PARTITIONS = 256
+
+
+class PartitionCountMismatch(InvalidRequest):
+    """The stored ledger has another partition count than the one asked for (routing would change)."""
+
+    def __init__(self, where: str, stored: int, wanted: int):
+        super().__init__(
+            f"{where} holds a ledger of {stored} partition{'s' if stored != 1 else ''}, but {wanted} "
+            f"{'were' if wanted != 1 else 'was'} configured ([log] partitions); a ledger keeps the count it was "
+            "created with (streams are routed by it)"
+        )
+        self.stored = stored
+        self.wanted = wanted
+
+
+def check_count(count: object) -> int:
+    """``count`` once it is a valid partition count (an int from 1 to ``MAX_PARTITIONS``)."""
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_PARTITIONS:
+        raise InvalidRequest(f"[log] partitions must be a whole number from 1 to {MAX_PARTITIONS}, not {count!r}")
+    return count
+
+
+def partition_count(config: Config) -> int:
+    """The configured partition count (``[log] partitions``, default 1), validated."""
+    return check_count(config.section("log").get("partitions", 1))

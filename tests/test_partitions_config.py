@@ -1,0 +1,74 @@
+"""``[log] partitions`` and ``open_partitioned_log``; routing shared with the Kafka data topic."""
+
+from __future__ import annotations
+
+import zlib
+
+import pytest
+
+from ledger.backends.kafka_log import partition_of as kafka_partition_of
+from ledger.backends.sqlite_log import SqliteLog
+from ledger.config import load_config
+from ledger.errors import InvalidRequest
+from ledger.factory import open_partitioned_log
+from ledger.partitions.routing import crc_partition, partition_of
+from ledger.partitions.settings import PartitionCountMismatch
+from tests.log_contract import added
+
+
+def _config(tmp_path, text: str):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "memledger.toml").write_text(text)
+    return load_config(tmp_path)
+
+
+def test_the_default_is_one_partition_on_todays_log(tmp_path):
+    plog = open_partitioned_log(load_config(tmp_path))
+    assert plog.count == 1
+    plog.append([added("c", "m1", "x")])
+    plog.close()
+    log = SqliteLog(tmp_path / "log.sqlite")
+    assert log.head() == 0
+    log.close()
+
+
+def test_configured_partitions_are_files_in_the_data_directory(tmp_path):
+    config = _config(tmp_path, '[log]\nbackend = "sqlite"\npartitions = 4\nsynchronous = "OFF"\n')
+    plog = open_partitioned_log(config)
+    assert plog.count == 4 and plog.heads() == (-1, -1, -1, -1)
+    plog.close()
+    assert sorted(p.name for p in tmp_path.glob("log*.sqlite")) == [f"log.p{k}.sqlite" for k in range(4)]
+    for other in ("partitions = 2", "partitions = 1", ""):  # one partition (the default) is refused too
+        with pytest.raises(PartitionCountMismatch):
+            open_partitioned_log(_config(tmp_path, f"[log]\n{other}\n"))
+    assert not (tmp_path / "log.sqlite").exists()
+
+
+@pytest.mark.parametrize("bad", ["0", "-3", "257", "2.5", '"4"', "true"])
+def test_bad_partition_settings_are_refused(tmp_path, bad):
+    config = _config(tmp_path, f"[log]\npartitions = {bad}\n")
+    with pytest.raises(InvalidRequest, match=r"\[log\] partitions must be a whole number from 1 to 256"):
+        open_partitioned_log(config)
+    assert not list(tmp_path.glob("*.sqlite"))
+
+
+def test_several_partitions_on_kafka_are_refused(tmp_path):
+    config = _config(tmp_path, '[log]\nbackend = "kafka"\npartitions = 4\n')
+    with pytest.raises(InvalidRequest, match="needs the sqlite or postgres backend"):
+        open_partitioned_log(config)
+
+
+def test_routing_is_crc32_with_system_in_partition_zero():
+    names = [f"cube-{i}" for i in range(500)] + ["_system", "ünïcode", "c"]
+    for n in (1, 2, 4, 8, 256):
+        for s in names:
+            want = 0 if s == "_system" or n == 1 else zlib.crc32(s.encode()) % n
+            assert partition_of(s, n) == want
+    assert {partition_of(f"cube-{i}", 8) for i in range(500)} == set(range(8))
+    with pytest.raises(ValueError):
+        partition_of("c", 0)
+
+
+def test_the_kafka_data_topic_keeps_its_partitions():
+    for s in [f"cube-{i}" for i in range(200)] + ["_system"]:
+        assert kafka_partition_of(s, 3) == crc_partition(s, 3) == zlib.crc32(s.encode()) % 3
