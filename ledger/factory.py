@@ -40,10 +40,22 @@ GUARDED_BACKENDS = frozenset({"postgres", "kafka"})
 
 
 def open_log(config: Config) -> Log:
-    """Open the configured log backend (shared ones with a ``LogGuard`` in the data directory)."""
+    """Open the configured log backend (shared ones with a ``LogGuard`` in the data directory).
+
+    One log only: a ledger of several partitions (``[log] partitions``, or stored with several) is
+    refused with one clear error rather than opened as an empty single log beside its partitions."""
     name = config.log_backend
     if name not in LOG_BACKENDS:
         raise InvalidRequest(f"unknown log backend {name!r}; known: {', '.join(sorted(LOG_BACKENDS))}")
+    count = partition_count(config)
+    if count > 1:
+        raise InvalidRequest(
+            f"this ledger has {count} partitions ([log] partitions): the memory API, the CLI's memory "
+            "commands, the service and single-view consumers run on a ledger of one partition; a "
+            "partitioned ledger is consumed with `memledger consume --view V --group G`"
+        )
+    if name in ("sqlite", "postgres"):
+        _refuse_partitioned(config, name)
     log = _load(LOG_BACKENDS[name])(config)
     if name in GUARDED_BACKENDS and isinstance(log, LogBase):
         from ledger.governance.checkpoints import STORE_NAME, shared_governance
@@ -65,8 +77,7 @@ def open_partitioned_log(config: Config) -> PartitionedLog:
     count = partition_count(config)
     name = config.log_backend
     if count == 1:
-        _refuse_partitioned(config, name)
-        return CompositePartitionedLog([open_log(config)])
+        return CompositePartitionedLog([open_log(config)])  # refuses a layout stored with several
     if name == "sqlite":
         from ledger.partitions.sqlite_partitions import open_sqlite_partitions
 

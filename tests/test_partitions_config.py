@@ -72,3 +72,25 @@ def test_routing_is_crc32_with_system_in_partition_zero():
 def test_the_kafka_data_topic_keeps_its_partitions():
     for s in [f"cube-{i}" for i in range(200)] + ["_system"]:
         assert kafka_partition_of(s, 3) == crc_partition(s, 3) == zlib.crc32(s.encode()) % 3
+
+
+def test_the_memory_commands_refuse_a_partitioned_ledger_instead_of_writing_beside_it(tmp_path, capsys):
+    """Before: `memledger add` on a data directory with ``[log] partitions = 4`` opened (and wrote to)
+    a fresh single ``log.sqlite`` beside the partitions, so the memory was in no partition."""
+    from tests.cli_helpers import init_data, run
+
+    data = init_data(tmp_path, capsys)
+    toml = open(f"{data}/memledger.toml").read().replace("# partitions = 1 ", "partitions = 4 ")
+    assert "partitions = 4" in toml
+    open(f"{data}/memledger.toml", "w").write(toml)
+    before = sorted(p.name for p in (tmp_path / "data").iterdir())
+    code, out, err = run(capsys, "--data", data, "add", "--cube", "c", "--actor", "a", "Alice lives in Oslo")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "4 partitions" in err and "consume --view V --group G" in err
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == before  # nothing written
+    # a ledger stored with 4 partitions and opened with the count left out is refused too
+    open_partitioned_log(load_config(data)).close()
+    text = open(f"{data}/memledger.toml").read().replace("partitions = 4", "partitions = 1")
+    open(f"{data}/memledger.toml", "w").write(text)
+    code, _, err = run(capsys, "--data", data, "search", "Oslo")
+    assert code == 2 and "holds a ledger of 4 partitions, but 1 was configured" in err
