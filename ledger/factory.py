@@ -113,3 +113,22 @@ def open_ledger(data_dir: str | Path) -> Ledger:
     log = open_log(config)
     keys = open_cipher(config, log)
     return Ledger(log, sealer=keys, opener=keys.open, config=config, erasure_participants=data_dir_participants)
+
+
+def open_partitioned_ledger(data_dir: str | Path) -> tuple[Ledger, PartitionedLog]:
+    """A data directory's partitioned log and a ``Ledger`` handle over its system partition (0), for
+    what consumer groups need of a ledger (registry, key opener, configuration): the memory API
+    itself does not run on a partitioned ledger yet (``open_ledger`` refuses one)."""
+    config = load_config(data_dir)
+    tighten_data_dir(config.data_dir)
+    plog = open_partitioned_log(config)
+    try:
+        system = plog.partition(0)
+        keys = open_cipher(config, system)
+        ledger = Ledger(
+            system, sealer=keys, opener=keys.open, config=config, erasure_participants=data_dir_participants
+        )
+    except BaseException:
+        plog.close()
+        raise
+    return ledger, plog

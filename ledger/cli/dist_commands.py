@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 from ledger.cli.context import open_cli_ledger
 from ledger.cli.output import emit, emit_line
@@ -178,9 +179,18 @@ def _consume_group(args: argparse.Namespace) -> int:
 
 
 def _open_partitioned(args: argparse.Namespace):
-    """(ledger, its configuration, the partitioned log a group consumes)."""
+    """(ledger, its configuration, the partitioned log a group consumes): the data directory's own
+    partitions (``[log] partitions`` > 1; the ledger handle is its system partition), else the
+    single-log ledger and the ``[consumers.group] partitioned_log`` hook."""
     from consumers.group_setup import open_partitioned_log
+    from ledger.config import CONFIG_NAME, load_config
+    from ledger.factory import open_partitioned_ledger
+    from ledger.partitions.settings import partition_count
 
+    data = Path(args.data)
+    if (data / CONFIG_NAME).exists() and partition_count(load_config(data)) > 1:
+        own, plog = open_partitioned_ledger(data)
+        return own, present(own.config, "the configuration of the data directory"), plog
     ledger = open_cli_ledger(args)
     config = present(ledger.config, "the configuration of the data directory")
     try:
@@ -193,11 +203,9 @@ def _open_partitioned(args: argparse.Namespace):
 def _group_lag(args: argparse.Namespace) -> int:
     """``lag --view V --group G``: every partition's checkpoint, head, lag and current holder."""
     from consumers.group_lag import group_lag
-    from consumers.group_setup import group_coordinator, open_partitioned_log, partition_view_factory
+    from consumers.group_setup import group_coordinator, partition_view_factory
 
-    ledger = open_cli_ledger(args)
-    config = present(ledger.config, "the configuration of the data directory")
-    plog = open_partitioned_log(config, ledger)
+    ledger, config, plog = _open_partitioned(args)
     probe = group_coordinator(config, args.group, args.view, f"lag-probe-{uuid.uuid4().hex[:6]}", 3.0)
     try:
         rows = group_lag(plog, partition_view_factory(args.view, config, ledger), probe.lock_holders())
