@@ -25,10 +25,8 @@ and fsynced). The signing key lives in ``<keys dir>/checkpoint-signing.key`` (PK
 from __future__ import annotations
 
 import base64
-import fcntl
 import hashlib
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +44,8 @@ from ledger.governance.keystore_factory import keys_dir
 from ledger.governance.log_tree import log_tree
 from ledger.governance.merkle import MerkleTree, leaf_hash
 from ledger.log import Log
-from ledger.storage.file_modes import create_private_once, private_dir
+from ledger.storage.file_modes import create_private_once
+from ledger.storage.numbered_jsonl import NumberedJsonLines
 
 FORMAT = "memledger-checkpoint/v1"
 SIGNING_KEY_NAME = "checkpoint-signing.key"
@@ -175,51 +174,14 @@ class CheckpointSigner:
         return base64.b64encode(self.private_key().sign(message)).decode()
 
 
-class CheckpointStore:
+class CheckpointStore(NumberedJsonLines[Checkpoint]):
     """Append-only file of checkpoints, numbered from 1."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    what = "checkpoint"
+    error = CheckpointError
 
-    def all(self) -> list[Checkpoint]:
-        if not self.path.exists():
-            return []
-        out: list[Checkpoint] = []
-        for n, line in enumerate(self.path.read_bytes().splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                d = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                raise CheckpointError(f"{self.path} line {n} is not valid JSON") from None
-            if not isinstance(d, dict):
-                raise CheckpointError(f"{self.path} line {n} is not a JSON object")
-            out.append(Checkpoint.from_dict(d))
-        return out
-
-    def get(self, seq: int) -> Checkpoint:
-        for cp in self.all():
-            if cp.seq == seq:
-                return cp
-        raise NotFound(f"no checkpoint #{seq} (there are {len(self.all())})")
-
-    def any_stored(self) -> bool:
-        """True when the file holds anything (without parsing it)."""
-        return self.path.exists() and self.path.stat().st_size > 0
-
-    def append(self, make: Callable[[int], Checkpoint]) -> Checkpoint:
-        """Append ``make(next_seq)`` under an exclusive lock (concurrent writers serialise)."""
-        private_dir(self.path.parent)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            existing = self.all()
-            cp = make(existing[-1].seq + 1 if existing else 1)
-            os.write(fd, orjson.dumps(cp.to_dict()) + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)  # releases the lock
-        return cp
+    def parse(self, d: dict[str, Any]) -> Checkpoint:
+        return Checkpoint.from_dict(d)
 
 
 @dataclass(slots=True)
