@@ -52,10 +52,14 @@ def test_bad_partition_settings_are_refused(tmp_path, bad):
     assert not list(tmp_path.glob("*.sqlite"))
 
 
-def test_several_partitions_on_kafka_are_refused(tmp_path):
+def test_kafka_partitions_are_the_data_topics_and_the_ledger_is_one_partition(tmp_path):
+    """On Kafka, ``[log] partitions`` has always set the data topic's partitions: the Kafka ledger
+    (one sequencer) is one ledger partition, so the memory API opens it (before: every Kafka data
+    directory with ``partitions = 4`` was refused as a partitioned ledger)."""
+    from ledger.partitions.settings import partition_count
+
     config = _config(tmp_path, '[log]\nbackend = "kafka"\npartitions = 4\n')
-    with pytest.raises(InvalidRequest, match="needs the sqlite or postgres backend"):
-        open_partitioned_log(config)
+    assert partition_count(config) == 1
 
 
 def test_routing_is_crc32_with_system_in_partition_zero():

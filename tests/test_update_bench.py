@@ -9,13 +9,15 @@ from ledger.memos.extraction.rules import RulesExtractor
 
 
 def test_the_generator_is_seeded_balanced_and_varied():
-    cases = generate_cases(300, seed=13)
-    assert cases == generate_cases(300, seed=13) and cases != generate_cases(300, seed=14)
-    assert len(cases) == 300 and {k: sum(c.kind == k for c in cases) for k in KINDS} == dict.fromkeys(KINDS, 50)
+    cases = generate_cases(350, seed=13)
+    assert cases == generate_cases(350, seed=13) and cases != generate_cases(350, seed=14)
+    assert len(cases) == 350 and {k: sum(c.kind == k for c in cases) for k in KINDS} == dict.fromkeys(KINDS, 50)
     for c in cases:
         assert c.turns and all(m["content"].strip() for call in c.turns for m in call)
         if c.kind in ("move", "job", "preference"):
             assert c.new and c.new != c.old and c.new in c.turns[-1][0]["content"]
+        if c.kind == "paraphrase":  # the same value in other words
+            assert c.new is None and c.old in c.turns[-1][0]["content"] and c.turns[-1][0]["content"] != c.initial
         assert c.old.lower() in c.initial.lower()
     assert len({c.speaker for c in cases}) > 10 and len({c.old for c in cases}) > 40
 

@@ -29,5 +29,10 @@ def check_count(count: object) -> int:
 
 
 def partition_count(config: Config) -> int:
-    """The configured partition count (``[log] partitions``, default 1), validated."""
+    """The configured ledger partition count (``[log] partitions``, default 1), validated.
+
+    On Kafka, ``[log] partitions`` has always been the data topic's partition count, and a Kafka
+    ledger is one ledger partition (its sequencer topic orders every event): it counts as 1."""
+    if config.log_backend == "kafka":
+        return 1
     return check_count(config.section("log").get("partitions", 1))
