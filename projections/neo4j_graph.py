@@ -46,6 +46,7 @@ from projections.text_analysis import entities
 from projections.version_tracker import VersionTracker, version_id
 
 MERGE_RELATION = "merged_from"
+CONSTRAINT_RETRIES = 5  # a batch whose MERGE of a shared node raced another partition's is run again
 
 
 def scope_list(metadata: dict[str, Any], key: str) -> list[str]:
@@ -172,7 +173,15 @@ class Neo4jGraphView:
         try:
             plan = self._plan(todo)
             with self._session() as s:
-                s.execute_write(self._write, plan, todo[-1].offset)
+                for attempt in range(CONSTRAINT_RETRIES):
+                    try:
+                        s.execute_write(self._write, plan, todo[-1].offset)
+                        break
+                    except neo4j.exceptions.ConstraintError:
+                        # another partition's writer created the same shared Entity / Memory node
+                        # concurrently; this transaction was rolled back whole, so running it again is safe
+                        if attempt == CONSTRAINT_RETRIES - 1:
+                            raise
         except BaseException:
             self.tracker.invalidate()
             raise
