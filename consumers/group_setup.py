@@ -61,8 +61,9 @@ def open_partitioned_log(config: Config, ledger: Any) -> PartitionedLog:
     return plog
 
 
-def partition_view_factory(name: str, config: Config, ledger: Any) -> ViewFactory:
-    """``k -> the view `name` of partition k`` (its factory called with ``partition=k``)."""
+def partition_view_factory(name: str, config: Config, ledger: Any, plog: PartitionedLog | None = None) -> ViewFactory:
+    """``k -> the view `name` of partition k`` (its factory called with ``partition=k``, and with
+    ``partition_log=plog.partition(k)`` when it takes one: views that read the log themselves)."""
     views = known_views(config)
     if name not in views:
         raise InvalidRequest(f"unknown view {name!r}; known: {', '.join(sorted(views))}")
@@ -72,6 +73,10 @@ def partition_view_factory(name: str, config: Config, ledger: Any) -> ViewFactor
             f"view {name!r} keeps one checkpoint for the whole log; a consumer group needs a view "
             "factory build(config, ledger, partition) that opens one store per partition"
         )
+    if "partition_log" in inspect.signature(build).parameters:
+        if plog is None:
+            raise InvalidRequest(f"view {name!r} reads its partition's log: pass the partitioned log")
+        return lambda k: build(config, ledger, partition=k, partition_log=plog.partition(k))
     return lambda k: build(config, ledger, partition=k)
 
 

@@ -6,6 +6,9 @@ kind (embedded, elasticsearch, neo4j). Any other view is named in ``memledger.to
 
     [consumers.views.my_view]
     factory = "my_package.my_module:build"   # build(config, ledger) -> Projection
+
+A factory that also accepts ``partition`` (and optionally ``partition_log``, the partition's own
+``Log``) can be consumed by a consumer group (``consumers.group_setup``).
 """
 
 from __future__ import annotations
@@ -24,16 +27,30 @@ BUILTIN_VIEWS: dict[str, str] = {
 }
 
 
-def build_elasticsearch(config: Any, ledger: Any) -> Any:
+def partition_source(ledger: Any, partition: int | None, partition_log: Any) -> Any:
+    """What a view folds prior memory states from: the ledger, or partition ``partition``'s own log
+    (offsets are partition-local, so a partition's view must never read another partition)."""
+    if partition is None:
+        return ledger
+    if partition_log is None:
+        raise InvalidRequest(f"the view of partition {partition} needs that partition's log (partition_log)")
+    from projections.version_tracker import LogSource
+
+    return LogSource(partition_log, ledger.registry, getattr(ledger, "opener", None))
+
+
+def build_elasticsearch(config: Any, ledger: Any, partition: int | None = None, partition_log: Any = None) -> Any:
+    """The Elasticsearch view; with ``partition`` (a consumer group) that partition's instance."""
     from projections.es_views import from_config
 
-    return from_config(config, ledger)
+    return from_config(config, partition_source(ledger, partition, partition_log), partition=partition)
 
 
-def build_neo4j(config: Any, ledger: Any) -> Any:
+def build_neo4j(config: Any, ledger: Any, partition: int | None = None, partition_log: Any = None) -> Any:
+    """The Neo4j graph view; with ``partition`` (a consumer group) that partition's instance."""
     from projections.neo4j_graph import from_config
 
-    return from_config(config, ledger)
+    return from_config(config, partition_source(ledger, partition, partition_log), partition=partition)
 
 
 def _view_set_kind(kind: str, config: Any, ledger: Any) -> Any:

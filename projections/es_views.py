@@ -15,6 +15,15 @@ the log (``projections.version_tracker``), never read back from the view. The ch
 written in the same ``_bulk`` request after the view rows, and the request is refreshed before
 it returns. A batch interrupted half way leaves the checkpoint behind; its redelivery rewrites
 the same documents with the same content, so the end state equals a single application.
+
+Partitions (a consumer group): ``partition=k`` makes the instance the view of partition ``k`` of
+a partitioned ledger. Its checkpoint is the document ``checkpoint.p<k>`` and every document it
+writes carries ``partition: k``; all partitions share the two indices (a cube lives in one
+partition, so document ids never collide) and a query without ``as_of`` covers every partition.
+Offsets (``valid_from`` / ``valid_to``) are partition-local, so an ``as_of`` query on a partition
+instance is restricted to its own partition, and an ``as_of`` query on the whole-log instance
+over an index that holds partitioned documents is refused (one offset cannot name a point of N
+logs). ``reset`` of a partition instance deletes only its own documents and checkpoint.
 """
 
 from __future__ import annotations
@@ -92,7 +101,10 @@ class ElasticsearchView:
         opener: Opener | None = None,
         name: str = "elasticsearch",
         compatible_with: int = DEFAULT_COMPATIBLE_WITH,
+        partition: int | None = None,
     ):
+        if partition is not None and (isinstance(partition, bool) or not isinstance(partition, int) or partition < 0):
+            raise InvalidRequest(f"partition must be a non-negative integer, not {partition!r}")
         if (
             not index_prefix
             or index_prefix != index_prefix.lower()
@@ -105,6 +117,8 @@ class ElasticsearchView:
         self.versions_index = f"{index_prefix}-versions"
         self.meta_index = f"{index_prefix}-meta"
         self.embedder = embedder
+        self.partition = partition
+        self.checkpoint_id = CHECKPOINT_ID if partition is None else f"{CHECKPOINT_ID}.p{partition}"
         self.tracker = VersionTracker(source, opener)
         self._ensure_indices()
 
@@ -123,6 +137,7 @@ class ElasticsearchView:
             "version": {"type": "long"},
             "updated_by": {"type": "keyword"},
             "metadata": {"type": "object", "enabled": False},
+            "partition": {"type": "integer"},  # set by partition instances only
             **{key: {"type": "keyword"} for key in SCOPE_KEYS},  # scope ids: filtered inside the kNN search
         }
         if self.embedder is not None:
@@ -141,9 +156,10 @@ class ElasticsearchView:
         try:
             if not self.es.indices.exists(index=self.versions_index):
                 self.es.options(ignore_status=400).indices.create(index=self.versions_index, mappings=self._mappings())
-            else:  # an index made before the scope fields: add them (new versions carry them)
-                scopes = {key: {"type": "keyword"} for key in SCOPE_KEYS}
-                self.es.options(ignore_status=400).indices.put_mapping(index=self.versions_index, properties=scopes)
+            else:  # an index made before the scope and partition fields: add them (new versions carry them)
+                added: dict[str, Any] = {key: {"type": "keyword"} for key in SCOPE_KEYS}
+                added["partition"] = {"type": "integer"}
+                self.es.options(ignore_status=400).indices.put_mapping(index=self.versions_index, properties=added)
             if not self.es.indices.exists(index=self.meta_index):
                 self.es.options(ignore_status=400).indices.create(
                     index=self.meta_index, mappings={"properties": {"offset": {"type": "long"}}}
@@ -156,13 +172,24 @@ class ElasticsearchView:
     # -- Projection ------------------------------------------------------------------------
     @unavailable_on(*_UNREACHABLE, what=_WHERE)
     def checkpoint(self) -> int:
-        r = self.es.options(ignore_status=404).get(index=self.meta_index, id=CHECKPOINT_ID)
+        r = self.es.options(ignore_status=404).get(index=self.meta_index, id=self.checkpoint_id)
         if not r.get("found"):
             return -1
         return int(r["_source"]["offset"])
 
     @unavailable_on(*_UNREACHABLE, what=_WHERE)
     def reset(self) -> None:
+        """Drop the view; a partition instance deletes only its checkpoint, then its own documents."""
+        if self.partition is not None:
+            self.es.options(ignore_status=404).delete(index=self.meta_index, id=self.checkpoint_id, refresh=True)
+            self.es.delete_by_query(
+                index=self.versions_index,
+                query={"term": {"partition": self.partition}},
+                conflicts="proceed",
+                refresh=True,
+            )
+            self.tracker.invalidate()
+            return
         self.es.options(ignore_status=404).indices.delete(index=self.versions_index)
         self.es.options(ignore_status=404).indices.delete(index=self.meta_index)
         self.tracker.invalidate()
@@ -183,7 +210,7 @@ class ElasticsearchView:
                 {
                     "_op_type": "index",
                     "_index": self.meta_index,
-                    "_id": CHECKPOINT_ID,
+                    "_id": self.checkpoint_id,
                     "_source": {"offset": todo[-1].offset},
                 }
             )
@@ -222,6 +249,7 @@ class ElasticsearchView:
             "version": s.version,
             "updated_by": s.updated_by,
             **scope_of(s.metadata),
+            **({} if self.partition is None else {"partition": self.partition}),
         }
 
     def _actions(self, events: Sequence[Event]) -> list[dict[str, Any]]:
@@ -273,7 +301,8 @@ class ElasticsearchView:
         ids = sorted(mids)
         clauses: list[dict[str, Any]] = [{"terms": {"subject": sorted(subjects)}}] if subjects else []
         clauses += [{"terms": {"memory_id": ids[i : i + 1000]}} for i in range(0, len(ids), 1000)]
-        hits = (h for clause in clauses for h in self._scan({"bool": {"filter": [clause]}}))
+        own = [] if self.partition is None else [{"term": {"partition": self.partition}}]  # offsets are ours only
+        hits = (h for clause in clauses for h in self._scan({"bool": {"filter": [clause, *own]}}))
         for hit in hits:
             src = hit["_source"]
             if hit["_id"] in pending or src.get("valid_from", -1) >= erasure.offset:
@@ -302,6 +331,19 @@ class ElasticsearchView:
             after = hits[-1]["sort"]
 
     # -- queries ---------------------------------------------------------------------------
+    def _as_of_partition(self, as_of: int | None) -> int | None:
+        """The partition an ``as_of`` query is restricted to (offsets are partition-local); refuses an
+        ``as_of`` on the whole-log instance once the index holds partitioned documents."""
+        if as_of is None or self.partition is not None:
+            return None if as_of is None else self.partition
+        mixed = self.es.count(index=self.versions_index, query={"exists": {"field": "partition"}})["count"]
+        if mixed:
+            raise InvalidRequest(
+                f"{self.prefix}-versions holds a partitioned ledger's rows: an as-of offset is partition-local, "
+                "query the partition's view instead"
+            )
+        return None
+
     @staticmethod
     def _filters(
         cubes: Sequence[str] | None,
@@ -309,8 +351,11 @@ class ElasticsearchView:
         states: Iterable[str] | None,
         allowed: Collection[str] | None = None,
         scopes: Mapping[str, Collection[str]] | None = None,
+        partition: int | None = None,
     ) -> list[dict]:
         out: list[dict[str, Any]] = [{"term": {"searchable": True}}]
+        if partition is not None:
+            out.append({"term": {"partition": partition}})
         for key, values in sorted((scopes or {}).items()):  # the scope keyword fields
             out.append({"terms": {key: sorted(values)}})
         if allowed is not None:
@@ -337,11 +382,12 @@ class ElasticsearchView:
         """BM25 (Elasticsearch's default similarity) over the versions current at ``as_of``."""
         if k <= 0 or not query.strip() or (cubes is not None and not cubes):
             return []
+        filters = self._filters(cubes, as_of, states, partition=self._as_of_partition(as_of))
         r = self.es.search(
             index=self.versions_index,
             size=k,
             source=["memory_id"],
-            query={"bool": {"must": [{"match": {"text": query}}], "filter": self._filters(cubes, as_of, states)}},
+            query={"bool": {"must": [{"match": {"text": query}}], "filter": filters}},
         )
         return [(h["_source"]["memory_id"], float(h["_score"])) for h in r["hits"]["hits"]]
 
@@ -380,6 +426,7 @@ class ElasticsearchView:
         if not np.all(np.isfinite(q)):
             raise InvalidRequest("query vector contains NaN or infinite values")
         candidates, num_candidates = rescore_window(k)
+        filters = self._filters(cubes, as_of, states, allowed, scopes, self._as_of_partition(as_of))
         r = self.es.search(
             index=self.versions_index,
             size=candidates,
@@ -389,7 +436,7 @@ class ElasticsearchView:
                 "query_vector": [float(x) for x in q],
                 "k": candidates,
                 "num_candidates": num_candidates,
-                "filter": {"bool": {"filter": self._filters(cubes, as_of, states, allowed, scopes)}},
+                "filter": {"bool": {"filter": filters}},
             },
         )
         return exact_top_k(q, [(h["_source"]["memory_id"], h["_source"]["embedding"]) for h in r["hits"]["hits"]], k)
@@ -441,7 +488,11 @@ def _embedder_named(name: str | None) -> Any:
 
 
 def from_options(
-    options: dict[str, Any], source: object, embedder: Any = None, opener: Opener | None = None
+    options: dict[str, Any],
+    source: object,
+    embedder: Any = None,
+    opener: Opener | None = None,
+    partition: int | None = None,
 ) -> ElasticsearchView:
     """Build the view from adapter options: ``url`` (or ``$MEMLEDGER_ES``), ``index_prefix``, ``embedder``,
     ``compatible_with`` (the REST API major the client asks for; see ``projections.es_compat``)."""
@@ -461,12 +512,15 @@ def from_options(
         embedder=emb,
         opener=opener,
         compatible_with=check_compatible_with(options.get("compatible_with", DEFAULT_COMPATIBLE_WITH)),
+        partition=partition,
     )
 
 
-def from_config(config: Any, source: object, embedder: Any = None) -> ElasticsearchView:
-    """The view configured in ``memledger.toml`` (see :func:`adapter_options`)."""
-    return from_options(adapter_options(config, "elasticsearch"), source, embedder, getattr(source, "opener", None))
+def from_config(config: Any, source: object, embedder: Any = None, partition: int | None = None) -> ElasticsearchView:
+    """The view configured in ``memledger.toml`` (see :func:`adapter_options`); ``partition``: the view of
+    that partition, ``source`` then being a handle whose ``log`` is the partition's log."""
+    opener = getattr(source, "opener", None)
+    return from_options(adapter_options(config, "elasticsearch"), source, embedder, opener, partition)
 
 
 def from_view_set(ledger: Any, views_dir: Any, options: dict[str, Any]) -> ElasticsearchView:

@@ -12,12 +12,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ledger import events as ev
 from ledger.events import Event
 from ledger.memory_state import MemoryState, Opener, apply_event
 
 CACHE_LIMIT = 200_000
+
+
+@dataclass(frozen=True, slots=True)
+class LogSource:
+    """What a tracker reads: a ``log`` (one partition's, for a partition's view), the ledger's
+    ``registry`` (upcasting) and ``opener`` (sealed payloads)."""
+
+    log: Any
+    registry: Any
+    opener: Opener | None
 
 
 @dataclass(slots=True)

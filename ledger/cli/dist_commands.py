@@ -157,7 +157,7 @@ def _consume_group(args: argparse.Namespace) -> int:
     )
     member = GroupMember(
         plog,
-        partition_view_factory(args.view, config, ledger),
+        partition_view_factory(args.view, config, ledger, plog),
         coordinator,
         args.group,
         args.view,
@@ -208,7 +208,7 @@ def _group_lag(args: argparse.Namespace) -> int:
     ledger, config, plog = _open_partitioned(args)
     probe = group_coordinator(config, args.group, args.view, f"lag-probe-{uuid.uuid4().hex[:6]}", 3.0)
     try:
-        rows = group_lag(plog, partition_view_factory(args.view, config, ledger), probe.lock_holders())
+        rows = group_lag(plog, partition_view_factory(args.view, config, ledger, plog), probe.lock_holders())
     finally:
         probe.leave()
         plog.close()
