@@ -39,6 +39,19 @@ def test_cubes_map_to_partitions_and_positions_are_kafka_offsets(log):
     assert log.verify().ok
 
 
+def test_a_read_sees_every_append_another_handle_had_acknowledged(log, servers):
+    """A strict read waits for a sequencer fetch sent after it began: before, the high watermark
+    kafka-python keeps (the last fetch answer's) could predate other writers' commits, and an idle
+    handle read 0 of 60 acknowledged events (seen in CI under load)."""
+    writer = KafkaLog(servers, topic=log.topic, partitions=3)
+    try:
+        for i in range(15):
+            writer.append([added("c", f"m{i}", "x")])
+            assert log.head() == i and [e.payload["memory_id"] for e in log.read(i)] == [f"m{i}"]
+    finally:
+        writer.close()
+
+
 def test_independent_handles_agree_on_one_global_order(log, servers):
     """Writers in separate handles race on the sequencer; losers reseal; nobody forks the chain."""
     handles = [KafkaLog(servers, topic=log.topic, partitions=3) for _ in range(3)]

@@ -282,6 +282,16 @@ class KafkaLog(LogBase):
             self._deadline = max(self._deadline, time.monotonic() + DATA_WAIT_S)
         return n
 
+    def _forget_highwater(self) -> None:
+        """Drop the sequencer's known high watermark, so the next one comes from a fetch answered
+        after this point. A strict sync waits for two such answers: the second answers a fetch sent
+        after the call began, so its high watermark covers every commit acknowledged before it (the
+        high watermark kafka-python keeps is the last fetch response's, and under load the last one
+        can predate other writers' commits: a handle then read 0 of 60 acknowledged events)."""
+        state = self._consumer._subscription.assignment.get(self._seq_tp)  # no public way to reset it
+        if state is not None:
+            state.highwater = None
+
     def _caught_up(self) -> bool:
         for tp in (self._seq_tp,):
             hw = self._consumer.highwater(tp)
@@ -306,6 +316,9 @@ class KafkaLog(LogBase):
 
     def _sync_locked(self, until_seq: int | None, strict: bool, max_wait_s: float) -> None:
         self._deadline = time.monotonic() + max_wait_s
+        fresh = 0  # sequencer fetch responses received since this call forgot the high watermark
+        if until_seq is None and strict:
+            self._forget_highwater()
         self._poll(0)
         self._apply_pending()
         while True:
@@ -316,7 +329,11 @@ class KafkaLog(LogBase):
                 return
             n = self._poll(2 * FETCH_WAIT_MS)
             self._apply_pending()
-            if until_seq is None and n == 0 and self._caught_up() and not self._pending_seq:
+            if until_seq is None and fresh < 2 and self._consumer.highwater(self._seq_tp) is not None:
+                fresh += 1
+                if fresh < 2:
+                    self._forget_highwater()  # that response may answer a fetch sent before this call
+            if until_seq is None and fresh >= 2 and n == 0 and self._caught_up() and not self._pending_seq:
                 return
             if time.monotonic() > self._deadline:
                 raise KafkaLogError(f"timed out reading {self.seq_topic} from {self.bootstrap_servers}")
