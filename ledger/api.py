@@ -41,11 +41,14 @@ class Written:
     offset: int
     event_id: str
     duplicate: bool = False  # an add that wrote nothing: ``id`` is the existing memory it duplicates
+    partition: int | None = None  # on a partitioned ledger: the partition ``offset`` belongs to
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "offset": self.offset, "event_id": self.event_id}
         if self.duplicate:
             out["duplicate"] = True
+        if self.partition is not None:
+            out["partition"] = self.partition
         return out
 
 
@@ -56,14 +59,18 @@ class Deleted:
     memory_ids: list[str]
     offsets: list[int]
     correlation_id: str | None = None
+    partition: int | None = None  # on a partitioned ledger: the partition ``offsets`` belong to
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "deleted": self.memory_ids,
             "count": len(self.memory_ids),
             "offsets": self.offsets,
             "correlation_id": self.correlation_id,
         }
+        if self.partition is not None:
+            out["partition"] = self.partition
+        return out
 
 
 def new_memory_id() -> str:
@@ -272,7 +279,7 @@ class Ledger:
                     ),
                     new,
                 ]
-            if memory_id and self._exists(memory_id):
+            if memory_id and self.memory_exists(memory_id):
                 raise InvalidRequest(f"memory id {memory_id!r} already exists")
             if not allow_duplicate and not memory_id and version > 0:
                 same = self.duplicates().find(cube, text, metadata, subject)
@@ -316,7 +323,8 @@ class Ledger:
             self._duplicates = DuplicateIndex(lambda c, v: (up(e) for e in self.log.read_stream(c, v)), self.opener)
         return self._duplicates
 
-    def _exists(self, memory_id: str) -> bool:
+    def memory_exists(self, memory_id: str) -> bool:
+        """Whether this log holds the event that created memory ``memory_id``."""
         return any(
             e.type in (ev.MEMORY_ADDED, ev.MEMORY_MERGED) and e.payload.get("memory_id") == memory_id
             for e in self.log.read_refs(memory_id)
@@ -500,10 +508,15 @@ class Ledger:
         """Record an explicit, directed edge between two memories."""
         s = self.get(source, record_read=False)
         self.get(target, record_read=False)
+        return self.append_link(s, target, relation, actor)
+
+    def append_link(self, source: MemoryState, target: str, relation: str, actor: str) -> Written:
+        """Record the edge ``source -> target`` on the source's cube (both already checked to exist)."""
+        s = source
         written = self.log.append(
-            [NewEvent(s.cube, ev.MEMORY_LINKED, {"source": source, "target": target, "relation": relation}, actor)]
+            [NewEvent(s.cube, ev.MEMORY_LINKED, {"source": s.memory_id, "target": target, "relation": relation}, actor)]
         )
-        return Written(source, written[0].offset, written[0].event_id)
+        return Written(s.memory_id, written[0].offset, written[0].event_id)
 
     # -- reads ---------------------------------------------------------------------------
     def memory_events(self, memory_id: str, as_of: int | str | None = None) -> list[Event]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ledger.api import Ledger
 from ledger.config import Config, load_config, resolve
@@ -16,6 +17,9 @@ from ledger.partitions.composite import CompositePartitionedLog
 from ledger.partitions.settings import partition_count
 from ledger.storage.file_modes import tighten_data_dir
 from projections.erasure import data_dir_participants
+
+if TYPE_CHECKING:
+    from ledger.partitions.partitioned_ledger import PartitionedLedger
 
 # backend name -> "module:function" taking (config) and returning a Log
 LOG_BACKENDS: dict[str, str] = {
@@ -50,9 +54,11 @@ def open_log(config: Config) -> Log:
     count = partition_count(config)
     if count > 1:
         raise InvalidRequest(
-            f"this ledger has {count} partitions ([log] partitions): the memory API, the CLI's memory "
-            "commands, the service and single-view consumers run on a ledger of one partition; a "
-            "partitioned ledger is consumed with `memledger consume --view V --group G`"
+            f"this ledger has {count} partitions ([log] partitions): this runs on a ledger of one "
+            "partition. A partitioned ledger runs the memory commands (init, add, update, get, history, "
+            "list, delete, lifecycle, merge, ingest, search, rebuild, views, forget, head, verify, "
+            "checkpoint, checkpoints; in Python: ledger.factory.open_partitioned_memory) and consumer "
+            "groups (`memledger consume --view V --group G`)"
         )
     if name in ("sqlite", "postgres"):
         _refuse_partitioned(config, name)
@@ -132,3 +138,33 @@ def open_partitioned_ledger(data_dir: str | Path) -> tuple[Ledger, PartitionedLo
         plog.close()
         raise
     return ledger, plog
+
+
+def _partition_participants(ledger: Ledger, index: int, root: Path | None) -> list[Any]:
+    """The erasure participants of partition ``index``: its embedded views (``<data>/partitions/p<k>``)."""
+    if root is None:
+        return []
+    from ledger.partitions.partitioned_ledger import partition_dir
+    from projections.erasure import SearchViews
+
+    return [SearchViews(partition_dir(root, index))]
+
+
+def open_partitioned_memory(data_dir: str | Path) -> PartitionedLedger:
+    """The memory API over a data directory's partitioned log (``ledger.partitions.partitioned_ledger``):
+    a ``Ledger`` per partition, sharing the key store, each cube's operations on its partition."""
+    from ledger.partitions.partitioned_ledger import PartitionedLedger
+
+    config = load_config(data_dir)
+    tighten_data_dir(config.data_dir)
+    plog = open_partitioned_log(config)
+    try:
+        if not isinstance(plog, CompositePartitionedLog):
+            raise InvalidRequest(f"the memory API needs a partitioned log of backend logs, not {plog!r}")
+        keys = open_cipher(config, plog.partition(0))
+        return PartitionedLedger(
+            plog, opener=keys.open, sealer=keys, config=config, participants=_partition_participants
+        )
+    except BaseException:
+        plog.close()
+        raise

@@ -78,20 +78,55 @@ def test_the_kafka_data_topic_keeps_its_partitions():
         assert kafka_partition_of(s, 3) == crc_partition(s, 3) == zlib.crc32(s.encode()) % 3
 
 
-def test_the_memory_commands_refuse_a_partitioned_ledger_instead_of_writing_beside_it(tmp_path, capsys):
+def test_the_memory_commands_write_to_the_partitions_not_beside_them(tmp_path, capsys):
     """Before: `memledger add` on a data directory with ``[log] partitions = 4`` opened (and wrote to)
-    a fresh single ``log.sqlite`` beside the partitions, so the memory was in no partition."""
+    a fresh single ``log.sqlite`` beside the partitions, so the memory was in no partition. Now the
+    memory commands run on the partitioned ledger; commands that need one log refuse in one line."""
     from tests.cli_helpers import init_data, run
 
     data = init_data(tmp_path, capsys)
     toml = open(f"{data}/memledger.toml").read().replace("# partitions = 1 ", "partitions = 4 ")
     assert "partitions = 4" in toml
     open(f"{data}/memledger.toml", "w").write(toml)
-    before = sorted(p.name for p in (tmp_path / "data").iterdir())
     code, out, err = run(capsys, "--data", data, "add", "--cube", "c", "--actor", "a", "Alice lives in Oslo")
+    assert code == 0, err
+    plog = open_partitioned_log(load_config(data))
+    home = plog.partition(plog.partition_of("c"))
+    assert [e.type for e in home.read()] == ["cube.created", "memory.added"]
+    plog.close()
+    single = SqliteLog(tmp_path / "data" / "log.sqlite")
+    assert single.head() == -1  # nothing beside the partitions
+    single.close()
+    before = sorted(p.name for p in (tmp_path / "data").iterdir() if not p.name.endswith(("-wal", "-shm")))
+    code, out, err = run(capsys, "--data", data, "restore", "--cube", "c", "--to", "0", "--actor", "a")
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
     assert "4 partitions" in err and "consume --view V --group G" in err
-    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == before  # nothing written
+    after = sorted(p.name for p in (tmp_path / "data").iterdir() if not p.name.endswith(("-wal", "-shm")))
+    plog = open_partitioned_log(load_config(data))
+    assert after == before and plog.heads()[plog.partition_of("c")] == 1  # nothing written
+    plog.close()
+
+
+def test_a_ledger_of_one_partition_with_events_is_not_reopened_as_several(tmp_path, capsys):
+    from tests.cli_helpers import init_data, run
+
+    data = init_data(tmp_path, capsys)
+    assert run(capsys, "--data", data, "add", "--cube", "c", "--actor", "a", "Alice lives in Oslo")[0] == 0
+    toml = open(f"{data}/memledger.toml").read().replace("# partitions = 1 ", "partitions = 4 ")
+    open(f"{data}/memledger.toml", "w").write(toml)
+    before = sorted(p.name for p in (tmp_path / "data").iterdir())
+    code, out, err = run(capsys, "--data", data, "add", "--cube", "d", "--actor", "a", "Bob lives in Rome")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "holds a ledger of 1 partition, but 4 were configured" in err
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == before
+
+
+def test_a_ledger_stored_with_four_partitions_is_not_opened_as_one(tmp_path, capsys):
+    from tests.cli_helpers import init_data, run
+
+    data = init_data(tmp_path, capsys)
+    toml = open(f"{data}/memledger.toml").read().replace("# partitions = 1 ", "partitions = 4 ")
+    open(f"{data}/memledger.toml", "w").write(toml)
     # a ledger stored with 4 partitions and opened with the count left out is refused too
     open_partitioned_log(load_config(data)).close()
     text = open(f"{data}/memledger.toml").read().replace("partitions = 4", "partitions = 1")

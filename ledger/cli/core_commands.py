@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ledger.api import Ledger
 from ledger.cli.app import default_actor
+from ledger.cli.context import memory_api_for, open_cli_partitioned, partitions_of, with_partition
 from ledger.cli.output import emit, emit_line, parse_json_object
 from ledger.cli.time_commands import add_branch_flag, ledger_for
 from ledger.config import init_data_dir
@@ -106,6 +108,19 @@ def cmd_init(args: argparse.Namespace) -> int:
     path, created = init_data_dir(args.data, config_text)
     from ledger.factory import open_ledger
 
+    if partitions_of(args) > 1:
+        from ledger.cli.partitioned_commands import describe_heads
+
+        pledger = open_cli_partitioned(args)
+        heads = describe_heads(pledger)["heads"]
+        pledger.close()
+        state = "initialised" if created else "already initialised"
+        emit(
+            args,
+            {"data": str(path), "created": created, "heads": heads},
+            f"{state} {path} ({len(heads)} partitions, heads {heads})",
+        )
+        return 0
     ledger = open_ledger(path)
     head = ledger.head()
     ledger.log.close()
@@ -118,7 +133,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    ledger = ledger_for(args)
+    ledger = memory_api_for(args)
     w = ledger.add(
         args.cube,
         args.text,
@@ -131,12 +146,12 @@ def cmd_add(args: argparse.Namespace) -> int:
         allow_duplicate=args.allow_duplicate,
     )
     note = " (duplicate of an existing memory: nothing written)" if w.duplicate else ""
-    emit(args, w.to_dict(), f"{w.id} offset {w.offset}{note}")
+    emit(args, w.to_dict(), f"{w.id} {_where(w.partition)}offset {w.offset}{note}")
     return 0
 
 
 def cmd_update(args: argparse.Namespace) -> int:
-    ledger = ledger_for(args)
+    ledger = memory_api_for(args)
     w = ledger.update(
         args.id,
         args.text,
@@ -144,34 +159,43 @@ def cmd_update(args: argparse.Namespace) -> int:
         metadata=parse_json_object(args.metadata, "--metadata"),
         expected_version=args.expected_version,
     )
-    emit(args, w.to_dict(), f"{w.id} offset {w.offset}")
+    emit(args, w.to_dict(), f"{w.id} {_where(w.partition)}offset {w.offset}")
     return 0
+
+
+def _where(partition: int | None) -> str:
+    """``"partition K "`` on a partitioned ledger (its offsets are that partition's), else nothing."""
+    return "" if partition is None else f"partition {partition} "
 
 
 def _memory_text(m: dict[str, Any]) -> str:
     text = m["text"] if m["text"] is not None else ("[forgotten]" if m["forgotten"] else "[sealed]")
+    part = f"partition={m['partition']}  " if "partition" in m else ""
     return (
         f"{m['id']}  cube={m['cube']}  state={m['state']}  version={m['version']}  "
-        f"offset={m['updated_offset']}  {m['updated_at']}  by {m['updated_by']}\n  {text}"
+        f"{part}offset={m['updated_offset']}  {m['updated_at']}  by {m['updated_by']}\n  {text}"
     )
 
 
 def cmd_get(args: argparse.Namespace) -> int:
-    ledger = ledger_for(args)
-    m = ledger.get(args.id, as_of=args.as_of, actor=args.actor or default_actor()).to_dict()
+    ledger = memory_api_for(args)
+    m = with_partition(
+        ledger.get(args.id, as_of=args.as_of, actor=args.actor or default_actor()).to_dict(), ledger, args.id
+    )
     emit(args, m, _memory_text(m))
     return 0
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    ledger = ledger_for(args)
-    versions = [v.to_dict() for v in ledger.history(args.id, as_of=args.as_of, actor=args.actor or default_actor())]
+    ledger = memory_api_for(args)
+    found = ledger.history(args.id, as_of=args.as_of, actor=args.actor or default_actor())
+    versions = [with_partition(v.to_dict(), ledger, args.id) for v in found]
     emit(args, versions, "\n".join(_memory_text(v) for v in versions))
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    ledger = ledger_for(args)
+    ledger = memory_api_for(args)
     where = parse_json_object(args.where, "--where")
     page = ledger.list_memories(
         args.cube,
@@ -182,6 +206,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         actor=args.actor or default_actor(),
     )
     out = page.to_dict()
+    if not isinstance(ledger, Ledger):
+        out["partition"] = ledger.partition_of(args.cube)
     lines = [_memory_text(m) for m in out["memories"]] or ["no memories match"]
     if page.next_cursor is not None:
         lines.append(f"more: --after {page.next_cursor}")
@@ -211,6 +237,10 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 
 def cmd_head(args: argparse.Namespace) -> int:
+    if partitions_of(args) > 1:
+        from ledger.cli import partitioned_commands
+
+        return partitioned_commands.cmd_head(args)
     ledger = ledger_for(args)
     head = ledger.head()
     emit(args, {"offset": head, "hash": ledger.log.head_hash()}, str(head))
@@ -221,6 +251,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from ledger.governance.checkpoints import load_checkpoints_file, load_public_key
     from ledger.governance.integrity import verify_integrity
 
+    if partitions_of(args) > 1:
+        from ledger.cli import partitioned_commands
+
+        return partitioned_commands.cmd_verify(args)
     ledger = ledger_for(args)
     on_branch = getattr(args, "branch", None) not in (None, "main")  # signed checkpoints are main's
     if on_branch:

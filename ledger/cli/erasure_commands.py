@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from ledger.cli.app import default_actor
-from ledger.cli.context import open_cli_ledger
+from ledger.cli.context import memory_api_for, open_cli_ledger
 from ledger.cli.output import emit, parse_json_object
-from ledger.cli.time_commands import add_branch_flag, ledger_for
+from ledger.cli.time_commands import add_branch_flag
 from ledger.errors import InvalidRequest
 
 
@@ -90,7 +90,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     where = _where(args)
     if (args.id is None) == (args.cube is None):
         raise InvalidRequest("give a memory id or --cube (not both)")
-    ledger = ledger_for(args)
+    ledger = memory_api_for(args)
     actor = args.actor or default_actor()
     if args.cube is not None:
         d = ledger.delete_where(args.cube, actor, where, args.reason)

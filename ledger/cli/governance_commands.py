@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 
 from ledger.api import Ledger
-from ledger.cli.context import open_cli_ledger
+from ledger.cli.context import open_cli_ledger, partitions_of
 from ledger.cli.output import emit
 from ledger.config import CONFIG_NAME, load_config
 from ledger.errors import InvalidRequest, present
@@ -75,6 +75,10 @@ def _checkpoints(ledger: Ledger) -> Checkpoints:
 def cmd_forget(args: argparse.Namespace) -> int:
     from ledger.governance.forget import forget
 
+    if partitions_of(args) > 1:
+        from ledger.cli import partitioned_commands
+
+        return partitioned_commands.cmd_forget(args)
     ledger = open_cli_ledger(args)
     report = forget(ledger, args.subject, args.actor, args.reason)
     d = report.to_dict()
@@ -96,6 +100,10 @@ def cmd_forget(args: argparse.Namespace) -> int:
 
 
 def cmd_checkpoint(args: argparse.Namespace) -> int:
+    if partitions_of(args) > 1:
+        from ledger.cli import partitioned_commands
+
+        return partitioned_commands.cmd_checkpoint(args)
     ledger = open_cli_ledger(args)
     cp = _checkpoints(ledger).create(ledger.log)
     emit(args, cp.to_dict(), f"checkpoint #{cp.seq}: {cp.log_size} events, root {cp.root}, signed by {cp.key_id}")
@@ -103,6 +111,10 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
 
 
 def cmd_checkpoints(args: argparse.Namespace) -> int:
+    if partitions_of(args) > 1:
+        from ledger.cli import partitioned_commands
+
+        return partitioned_commands.cmd_checkpoints(args)
     ledger = open_cli_ledger(args)
     cps = [c.to_dict() for c in _checkpoints(ledger).list()]
     text = "\n".join(f"#{c['seq']}  {c['time']}  {c['log_size']} events  root {c['root']}" for c in cps)

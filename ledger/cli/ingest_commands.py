@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from ledger.cli.app import default_actor
-from ledger.cli.context import open_cli_ledger
+from ledger.cli.context import open_cli_ledger, open_cli_partitioned, partitions_of
 from ledger.cli.output import emit
 from ledger.errors import InvalidRequest
 
@@ -62,7 +62,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from ledger.memos.extraction.runtime import describe, wait_for
 
     messages = read_messages_arg(args.messages)
-    ledger = open_cli_ledger(args)
+    partition = None
+    if partitions_of(args) > 1:  # the cube's partition holds its messages, extraction track and facts
+        pledger = open_cli_partitioned(args)
+        partition = pledger.partition_of(args.cube)
+        ledger = pledger.ledger(partition)
+    else:
+        ledger = open_cli_ledger(args)
     done = ledger.ingest(
         args.cube,
         messages,
@@ -75,7 +81,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         batch_id=args.batch_id,
     )
     out: dict[str, Any] = done.to_dict()
-    lines = [f"{len(done.message_ids)} messages at offsets {done.offsets[0]}..{done.offsets[-1]}"]
+    where = "" if partition is None else f"partition {partition} "
+    if partition is not None:
+        out["partition"] = partition
+    lines = [f"{len(done.message_ids)} messages at {where}offsets {done.offsets[0]}..{done.offsets[-1]}"]
     if args.wait:
         decisions = [d for e in wait_for(ledger, done.offsets, args.timeout) for d in describe(ledger, e)]
         out["decisions"] = decisions

@@ -7,9 +7,9 @@ import sys
 from typing import Any
 
 from ledger.cli.app import default_actor
-from ledger.cli.context import open_cli_ledger
+from ledger.cli.context import memory_api_for, open_cli_ledger
 from ledger.cli.output import emit, emit_line, parse_json_object
-from ledger.cli.time_commands import add_branch_flag, ledger_for
+from ledger.cli.time_commands import add_branch_flag
 from ledger.errors import InvalidRequest
 from ledger.rules.timepoints import offset_arg
 
@@ -306,14 +306,14 @@ def _catch_up_views(ledger: Any, data: str) -> None:
 
 # -- lifecycle and merge -----------------------------------------------------------------------
 def cmd_lifecycle(args: argparse.Namespace) -> int:
-    ledger = ledger_for(args)
+    ledger = memory_api_for(args)
     w = ledger.change_state(args.id, args.state, args.actor or default_actor(), reason=args.reason)
     emit(args, {**w.to_dict(), "state": args.state}, f"{w.id} -> {args.state} (offset {w.offset})")
     return 0
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    ledger = ledger_for(args)
+    ledger = memory_api_for(args)
     w = ledger.merge(args.ids, args.text, args.actor or default_actor(), reason=args.reason)
     emit(args, {**w.to_dict(), "sources": args.ids}, f"{w.id} merged from {', '.join(args.ids)} (offset {w.offset})")
     return 0

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from ledger.cli.app import default_actor
-from ledger.cli.context import open_cli_ledger
+from ledger.cli.context import open_cli_ledger, partitions_of
 from ledger.cli.output import emit, parse_json_object
 from ledger.errors import InvalidRequest
 from ledger.rules.filters import parse_filter
@@ -84,59 +84,61 @@ def _open_views(ledger: Any, kinds: list[str] | None = None) -> Any:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    ledger = open_cli_ledger(args)
     metadata = parse_json_object(args.metadata, "--metadata")
     where = parse_json_object(args.where, "--where")
     parse_filter(where, "--where")  # a malformed filter fails before any view or model opens
     check_min_score(args.min_score)
     if args.all_states and args.states:
         raise InvalidRequest("give either --state or --all-states, not both")
+    options: dict[str, Any] = {
+        "states": args.states,
+        "metadata": metadata,
+        "all_states": args.all_states,
+        "actor": args.actor or default_actor(),
+        "where": where,
+        "min_score": args.min_score,
+    }
+    if partitions_of(args) > 1:
+        from ledger.cli import partitioned_commands
+
+        if args.branch not in (None, "main"):
+            raise InvalidRequest("branches fork a ledger of one partition; this ledger is partitioned")
+        out = partitioned_commands.search(args, options)
+    else:
+        out = _search(args, options)
+    lines = []
+    for i, h in enumerate(out, start=1):
+        text = h["text"] if h["text"] is not None else ("[forgotten]" if h["forgotten"] else "[sealed]")
+        part = f"partition={h['partition']}  " if "partition" in h else ""
+        lines.append(
+            f"{i:>3}. {h['score']:.4f}  {h['id']}  cube={h['cube']}  state={h['state']}  "
+            f"v{h['version']}  {part}offsets={h['provenance']['offsets']}\n     {text}"
+        )
+    emit(args, out, "\n".join(lines) if lines else "no matches")
+    return 0
+
+
+def _search(args: argparse.Namespace, options: dict[str, Any]) -> list[dict[str, Any]]:
+    """``memledger search`` on a ledger of one partition (main, or ``--branch``)."""
+    ledger = open_cli_ledger(args)
     with _open_views(ledger, ["keyword", "graph"] if args.no_vector else None) as views:
         if args.branch not in (None, "main"):
             from ledger.timemachine.branch_search import search_branch
             from ledger.timemachine.branches import Branches
 
             hits = search_branch(
-                views,
-                Branches(ledger),
-                args.branch,
-                args.query,
-                cube=args.cubes,
-                k=args.k,
-                as_of=args.as_of,
-                states=args.states,
-                metadata=metadata,
-                all_states=args.all_states,
-                actor=args.actor or default_actor(),
-                where=where,
-                min_score=args.min_score,
+                views, Branches(ledger), args.branch, args.query, cube=args.cubes, k=args.k, as_of=args.as_of, **options
             )
         else:
-            hits = views.search(
-                args.query,
-                cube=args.cubes,
-                k=args.k,
-                as_of=args.as_of,
-                states=args.states,
-                metadata=metadata,
-                all_states=args.all_states,
-                actor=args.actor or default_actor(),
-                where=where,
-                min_score=args.min_score,
-            )
-    out = [h.to_dict() for h in hits]
-    lines = []
-    for i, h in enumerate(out, start=1):
-        text = h["text"] if h["text"] is not None else ("[forgotten]" if h["forgotten"] else "[sealed]")
-        lines.append(
-            f"{i:>3}. {h['score']:.4f}  {h['id']}  cube={h['cube']}  state={h['state']}  "
-            f"v{h['version']}  offsets={h['provenance']['offsets']}\n     {text}"
-        )
-    emit(args, out, "\n".join(lines) if lines else "no matches")
-    return 0
+            hits = views.search(args.query, cube=args.cubes, k=args.k, as_of=args.as_of, **options)
+    return [h.to_dict() for h in hits]
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
+    if partitions_of(args) > 1:
+        from ledger.cli import partitioned_commands
+
+        return partitioned_commands.cmd_rebuild(args)
     ledger = open_cli_ledger(args)
     start = time.perf_counter()
     kinds = None if args.kinds is None else sorted({"keyword", *args.kinds})  # keyword holds the records
@@ -154,6 +156,10 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
 
 def cmd_views(args: argparse.Namespace) -> int:
+    if partitions_of(args) > 1:
+        from ledger.cli import partitioned_commands
+
+        return partitioned_commands.cmd_views(args)
     ledger = open_cli_ledger(args)
     with _open_views(ledger) as views:  # opening the vector view loads no model
         repairs = dict(views.check())  # damage anywhere in a file, not only what opening sees

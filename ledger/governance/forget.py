@@ -80,7 +80,9 @@ class ForgetReport:
 
 
 @dataclass(slots=True)
-class _SubjectPayloads:
+class SubjectPayloads:
+    """What the log holds under one subject's key (see ``subject_payloads``)."""
+
     texts: list[str] = field(default_factory=list)
     memory_ids: dict[str, None] = field(default_factory=dict)
     cubes: dict[str, None] = field(default_factory=dict)
@@ -88,10 +90,10 @@ class _SubjectPayloads:
     last_forgotten: Event | None = None
 
 
-def _subject_payloads(ledger: Ledger, cipher: KeyRing, subject: str) -> _SubjectPayloads:
+def subject_payloads(ledger: Ledger, cipher: KeyRing, subject: str) -> SubjectPayloads:
     """Decrypted texts (while the key lives), memory ids, cubes and count of the payloads sealed under
     ``subject``'s key, and the last ``subject.forgotten`` event of the subject."""
-    out = _SubjectPayloads()
+    out = SubjectPayloads()
     for e in ledger.log.read_refs(subject):
         if e.type == ev.SUBJECT_FORGOTTEN and e.payload.get("subject") == subject:
             out.last_forgotten = e
@@ -125,7 +127,7 @@ def forget(
     cipher = key_ring(ledger, "forget")
     ctx = context(ledger, data_dir, participants, scrub)
     name = f"subject:{subject}"
-    found = _subject_payloads(ledger, cipher, subject)
+    found = subject_payloads(ledger, cipher, subject)
     keystore = cipher.keystore
     live = keystore.get(subject)
     pending = ctx.load_pending(name)
@@ -140,12 +142,12 @@ def forget(
         texts = found.texts
         ctx.save_pending(name, texts, memory_ids)
         key_id = keystore.destroy(subject)  # the erasure
-        event = _record(ledger, subject, key_id, reason, memory_ids, actor)
+        event = record_forgotten(ledger, subject, key_id, reason, memory_ids, actor)
         report = ForgetReport(subject, event.offset, key_id, sealed_payloads=found.count, memory_ids=memory_ids)
     else:
         texts = pending.texts if pending is not None else []
         if found.last_forgotten is None:  # interrupted between destroying the key and recording it
-            event = _record(ledger, subject, None, reason, memory_ids, actor)
+            event = record_forgotten(ledger, subject, None, reason, memory_ids, actor)
             report = ForgetReport(subject, event.offset, None, sealed_payloads=found.count, memory_ids=memory_ids)
         else:
             event = ledger.registry.upcast(found.last_forgotten)
@@ -164,9 +166,10 @@ def forget(
     return report
 
 
-def _record(
+def record_forgotten(
     ledger: Ledger, subject: str, key_id: str | None, reason: str | None, memory_ids: list[str], actor: str
 ) -> Event:
+    """Append ``subject.forgotten`` (with the erased memory ids) to the ledger's ``_system`` stream."""
     payload: dict[str, Any] = {"subject": subject, "memory_ids": memory_ids}
     if key_id:
         payload["key_id"] = key_id

@@ -370,7 +370,7 @@ def import_cube(
                 f"(offset {other.offset}); refusing to import a cube twice"
             )
         mid = e.payload.get("memory_id")
-        if existing is None and e.type in ("memory.added", "memory.merged") and ledger._exists(str(mid)):
+        if existing is None and e.type in ("memory.added", "memory.merged") and ledger.memory_exists(str(mid)):
             raise InvalidRequest(f"memory id {mid} of the export already exists in this ledger")
     if verified.memory_keys:
         if ledger.sealer is None:
