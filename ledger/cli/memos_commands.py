@@ -308,14 +308,20 @@ def _catch_up_views(ledger: Any, data: str) -> None:
 def cmd_lifecycle(args: argparse.Namespace) -> int:
     ledger = memory_api_for(args)
     w = ledger.change_state(args.id, args.state, args.actor or default_actor(), reason=args.reason)
-    emit(args, {**w.to_dict(), "state": args.state}, f"{w.id} -> {args.state} (offset {w.offset})")
+    where = "" if w.partition is None else f"partition {w.partition} "
+    emit(args, {**w.to_dict(), "state": args.state}, f"{w.id} -> {args.state} ({where}offset {w.offset})")
     return 0
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
     ledger = memory_api_for(args)
     w = ledger.merge(args.ids, args.text, args.actor or default_actor(), reason=args.reason)
-    emit(args, {**w.to_dict(), "sources": args.ids}, f"{w.id} merged from {', '.join(args.ids)} (offset {w.offset})")
+    where = "" if w.partition is None else f"partition {w.partition} "
+    emit(
+        args,
+        {**w.to_dict(), "sources": args.ids},
+        f"{w.id} merged from {', '.join(args.ids)} ({where}offset {w.offset})",
+    )
     return 0
 
 

@@ -1,0 +1,67 @@
+"""The memory API on a PostgreSQL partitioned ledger (a schema per partition, real server): two app
+processes write cubes of different partitions at once, each cube's memories are exact, every
+partition verifies, and a subject forgotten through one handle is unreadable through the other."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+
+import pytest
+
+from ledger.config import init_data_dir
+from ledger.factory import open_partitioned_memory
+from ledger.partitions.partitioned_forget import forget_partitioned
+from ledger.partitions.postgres_partitions import drop_postgres_partitions
+from tests.dist_env import endpoint, unique_name
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def data(tmp_path):
+    dsn = endpoint("postgres")
+    schema = unique_name("pmem")
+    text = f'[log]\nbackend = "postgres"\ndsn = "{dsn}"\nschema = "{schema}"\npartitions = 4\n'
+    path, _ = init_data_dir(tmp_path / "data", text)
+    yield path
+    drop_postgres_partitions(dsn, schema)
+
+
+def _writer(path: str, cubes: list[str], n: int) -> None:
+    pledger = open_partitioned_memory(path)
+    try:
+        for i in range(n):
+            for c in cubes:
+                pledger.add(c, f"{c} fact {i}", "writer", subject="hana" if i % 5 == 0 else None)
+    finally:
+        pledger.close()
+
+
+def test_two_writers_on_different_partitions_then_a_forget_seen_by_both(data):
+    probe = open_partitioned_memory(data)
+    by_part: dict[int, list[str]] = {}
+    for i in range(40):
+        by_part.setdefault(probe.partition_of(f"cube{i}"), []).append(f"cube{i}")
+    (_, first), (_, second) = sorted(by_part.items())[:2]
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(data), cubes[:2], 20)) for cubes in (first, second)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    for cube in first[:2] + second[:2]:
+        texts = sorted(m.text for m in probe.cube_memories(cube).values())
+        assert texts == sorted(f"{cube} fact {i}" for i in range(20))
+    for led in probe.ledgers:
+        assert led.log.verify().ok
+    report = forget_partitioned(probe, "hana", "admin")
+    assert report.complete and len(report.memory_ids) == 16
+    other = open_partitioned_memory(data)  # another app server's handle on the same schemas
+    try:
+        for cube in first[:2] + second[:2]:
+            states = other.cube_memories(cube).values()
+            assert sum(m.text is None for m in states) == 4  # facts 0, 5, 10, 15 were hana's
+    finally:
+        other.close()
+        probe.close()
