@@ -119,6 +119,9 @@ class Ledger:
         self.config = config  # the data directory's configuration (None for a ledger built in code)
         # builds the views and caches an erasure must purge (set by ledger.factory.open_ledger)
         self.erasure_participants = erasure_participants
+        # the log files of this ledger's other partitions (set by a partitioned ledger): an erasure's
+        # scrub of the data directory only checkpoints them, as it does this ledger's own log
+        self.sibling_logs: tuple[Path, ...] = ()
         self._duplicates: DuplicateIndex | None = None
 
     def participants_for_erasure(self, data_dir: Path | None) -> list[Any]:

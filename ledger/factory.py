@@ -54,13 +54,13 @@ def open_log(config: Config) -> Log:
     count = partition_count(config)
     if count > 1:
         raise InvalidRequest(
-            f"this ledger has {count} partitions ([log] partitions): this runs on a ledger of one "
-            "partition. A partitioned ledger runs the memory commands (init, add, update, get, history, "
-            "list, delete, lifecycle, merge, ingest, search, rebuild, views, forget, head, verify, "
+            f"this ledger has {count} partitions ([log] partitions; ledger_partitions on Kafka): this runs "
+            "on a ledger of one partition. A partitioned ledger runs the memory commands (init, add, update, "
+            "get, history, list, delete, lifecycle, merge, ingest, search, rebuild, views, forget, head, verify, "
             "checkpoint, checkpoints; in Python: ledger.factory.open_partitioned_memory) and consumer "
             "groups (`memledger consume --view V --group G`)"
         )
-    if name in ("sqlite", "postgres"):
+    if name in ("sqlite", "postgres", "kafka"):
         _refuse_partitioned(config, name)
     log = _load(LOG_BACKENDS[name])(config)
     if name in GUARDED_BACKENDS and isinstance(log, LogBase):
@@ -95,7 +95,21 @@ def open_partitioned_log(config: Config) -> PartitionedLog:
 
         dsn, schema, timeout = connection_settings(config)
         return open_postgres_partitions(dsn, count, schema, connect_timeout=timeout)
-    raise InvalidRequest(f"[log] partitions = {count} needs the sqlite or postgres backend, not {name!r}")
+    if name == "kafka":
+        from ledger.backends.kafka_log import kafka_settings
+        from ledger.partitions.kafka_partitions import open_kafka_partitions
+
+        k = kafka_settings(config)
+        return open_kafka_partitions(
+            k["servers"],
+            count,
+            k["topic"],
+            config.data_dir,
+            topic_partitions=k["partitions"],
+            replication_factor=k["replication_factor"],
+            connect_timeout=k["connect_timeout"],
+        )
+    raise InvalidRequest(f"[log] partitions = {count} needs the sqlite, postgres or kafka backend, not {name!r}")
 
 
 def _refuse_partitioned(config: Config, backend: str) -> None:
@@ -110,6 +124,12 @@ def _refuse_partitioned(config: Config, backend: str) -> None:
 
         dsn, schema, timeout = connection_settings(config)
         check_pg_layout(dsn, schema, 1, timeout)
+    elif backend == "kafka":
+        from ledger.backends.kafka_log import kafka_settings
+        from ledger.partitions.kafka_partitions import check_layout as check_kafka_layout
+
+        k = kafka_settings(config)
+        check_kafka_layout(k["servers"], k["topic"], 1, connect_timeout=k["connect_timeout"])
 
 
 def open_ledger(data_dir: str | Path) -> Ledger:

@@ -3,22 +3,20 @@ partition's counting view, and check it equals a fresh fold of that partition.""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from ledger.partitions.routing import partition_of
+from tests.cli_helpers import cli_process
 from tests.dist_counting import CountingProjection, partition_path
 from tests.group_partitions import ListPartitionedLog
 from tests.log_contract import added
 
 PARTITIONS = 8
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def cubes_per_partition(count: int = PARTITIONS, per: int = 2) -> dict[int, list[str]]:
@@ -79,18 +77,9 @@ def wait_for(condition: Callable[[], bool], what: str, seconds: float = 90, proc
 
 def member(data: Path, name: str, *extra: str) -> subprocess.Popen:
     """A `consume --view counter --group g --member NAME` process on data directory ``data``."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("MEMLEDGER_PG_DSN", None)
     args = ["consume", "--view", "counter", "--group", "g", "--member", name, "--batch-size", "5"]
     args += ["--poll-interval", "0.05", "--report-every", "0.5", "--heartbeat-interval", "0.2", *extra]
-    return subprocess.Popen(
-        [sys.executable, "-m", "ledger", "--data", str(data), *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return cli_process(data, *args)
 
 
 def stop_all(*procs: subprocess.Popen) -> list[tuple[str, str]]:
@@ -133,3 +122,20 @@ class _TrackedView(CountingProjection):
         with self._owner.lock:
             self._owner.open.pop(self._partition, None)
         super().close()
+
+
+def stop_group(stop: threading.Event, threads: list[threading.Thread]) -> None:
+    """Stop in-process group members and wait for their threads."""
+    stop.set()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
+
+
+def assert_group_converged(group: list, plog: ListPartitionedLog, data: Path, views) -> None:
+    """After a run: every event applied once, by one member at a time; the members' logs closed."""
+    assert sum(m.applied for m in group) == sum(h + 1 for h in plog.heads())
+    assert_exactly_once(plog, data)
+    assert views.opened >= PARTITIONS and views.violations == []  # never two members on one partition
+    for m in group:
+        m.partitions.close()

@@ -23,17 +23,18 @@ from consumers.file_group_coordinator import FileGroupCoordinator
 from consumers.group_member import GroupMember
 from ledger.errors import InvalidRequest
 from ledger.partitions.sqlite_partitions import open_sqlite_partitions
-from tests.cli_helpers import run
+from tests.cli_helpers import ROOT, run
 from tests.dist_counting import CountingProjection, partition_path
 from tests.group_partitions import sqlite_partitions
 from tests.group_scenarios import (
     PARTITIONS,
-    ROOT,
     ExclusiveViews,
     assert_exactly_once,
+    assert_group_converged,
     checkpoints,
     member,
     stop_all,
+    stop_group,
     wait_for,
     write,
 )
@@ -124,15 +125,8 @@ def test_members_in_threads_converge_exactly_once_per_partition(tmp_path, member
         wait_for(lambda: checkpoints(tmp_path) == list(plog.heads()), "the second catch-up")
         wait_for(lambda: all(len(m.consumers) == PARTITIONS // members for m in group), "an even split")
     finally:
-        stop.set()
-        for t in threads:
-            t.join(60)
-    assert not any(t.is_alive() for t in threads)
-    assert sum(m.applied for m in group) == sum(h + 1 for h in plog.heads())
-    assert_exactly_once(plog, tmp_path)
-    assert views.opened >= PARTITIONS and views.violations == []  # never two members on one partition
-    for m in group:
-        m.partitions.close()
+        stop_group(stop, threads)
+    assert_group_converged(group, plog, tmp_path, views)
     plog.close()
 
 

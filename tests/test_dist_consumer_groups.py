@@ -30,9 +30,11 @@ from tests.group_scenarios import (
     PARTITIONS,
     ExclusiveViews,
     assert_exactly_once,
+    assert_group_converged,
     checkpoints,
     member,
     stop_all,
+    stop_group,
     wait_for,
     write,
 )
@@ -103,15 +105,8 @@ def test_members_divide_the_partitions_and_converge_exactly_once(setup, members,
 
         wait_for(settled, "every partition held, and every member holding a share")
     finally:
-        stop.set()
-        for t in threads:
-            t.join(60)
-    assert not any(t.is_alive() for t in threads)
-    assert sum(m.applied for m in group) == sum(h + 1 for h in plog.heads())
-    assert_exactly_once(plog, data)
-    assert views.opened >= PARTITIONS and views.violations == []  # never two members on one partition
-    for m in group:
-        m.partitions.close()
+        stop_group(stop, threads)
+    assert_group_converged(group, plog, data, views)
 
 
 def test_a_partition_lock_is_held_by_one_member_and_leave_frees_it(setup):

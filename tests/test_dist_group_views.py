@@ -12,10 +12,8 @@ partition, refused on the whole view).
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -26,9 +24,10 @@ from consumers.group_setup import partition_view_factory
 from consumers.pg_group_coordinator import PostgresGroupCoordinator
 from ledger.errors import InvalidRequest
 from projections.base import OPEN, catch_up
+from tests.cli_helpers import cli_process
 from tests.dist_env import endpoint, unique_name
 from tests.group_partitions import postgres_partitions
-from tests.group_scenarios import ROOT, wait_for
+from tests.group_scenarios import wait_for
 from tests.group_views import Probe, expected_versions, handle, write_config, write_memories
 
 pytestmark = pytest.mark.integration
@@ -172,18 +171,9 @@ def test_a_member_stopped_mid_way_leaves_the_rest_to_the_other(target):
 
 
 def _member_process(data: Path, view: str, name: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("MEMLEDGER_PG_DSN", None)
     args = ["consume", "--view", view, "--group", "g", "--member", name, "--batch-size", "2", "--poll-interval", "0.05"]
     args += ["--report-every", "0.5", "--heartbeat-interval", "0.2", "--heartbeat-timeout", "60"]
-    return subprocess.Popen(
-        [sys.executable, "-m", "ledger", "--data", str(data), *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return cli_process(data, *args)
 
 
 def _holders(dsn: str, schema: str, view: str) -> dict[int, str]:

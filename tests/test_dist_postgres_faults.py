@@ -7,7 +7,6 @@ SIGTERM.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -19,12 +18,12 @@ import pytest
 
 from ledger.backends.postgres_log import PostgresLog
 from ledger.errors import BackendUnavailable
+from tests.cli_helpers import cli_env, cli_process
 from tests.dist_counting import CountingProjection
 from tests.dist_private import private_postgres  # noqa: F401 - fixture
 from tests.log_contract import added
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parent.parent
 
 
 class _Writer(threading.Thread):
@@ -88,8 +87,7 @@ def test_cli_on_a_stopped_server_is_exit_2_and_http_503(private_postgres, tmp_pa
     (data / "memledger.toml").write_text(
         f'[log]\nbackend = "postgres"\ndsn = "{private_postgres.endpoint}"\nschema = "cli"\nconnect_timeout = 1\n'
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("MEMLEDGER_PG_DSN", None)
+    env = cli_env()
     cmd = [sys.executable, "-m", "ledger", "--data", str(data)]
     ok = subprocess.run([*cmd, "head"], env=env, capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
@@ -108,17 +106,8 @@ def test_cli_on_a_stopped_server_is_exit_2_and_http_503(private_postgres, tmp_pa
 
 
 def _consume(data: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("MEMLEDGER_PG_DSN", None)
     args = ["consume", "--view", "counter", "--batch-size", "20", "--report-every", "0.5", "--poll-interval", "0.05"]
-    return subprocess.Popen(
-        [sys.executable, "-m", "ledger", "--data", str(data), *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return cli_process(data, *args)
 
 
 def test_consumers_recover_after_a_server_restart_and_exit_0_on_sigterm(private_postgres, tmp_path):  # noqa: F811

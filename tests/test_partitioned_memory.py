@@ -265,3 +265,37 @@ def test_cli_memory_commands_on_a_partitioned_ledger(tmp_path):
     branch = _cli(data, "get", added["c1"]["id"], "--branch", "b1")
     assert branch.returncode == 2 and "one partition" in branch.stderr
     assert json.loads(_cli(data, "head", "--json").stdout)["heads"] == heads
+
+
+def test_cli_holds_and_erase_on_a_partitioned_ledger(tmp_path):
+    data = tmp_path / "cli"
+    config = tmp_path / "p4.toml"
+    config.write_text(PARTITIONED)
+    assert _cli(data, "init", "--config", str(config)).returncode == 0
+    ids = {}
+    for c in ("c1", "c2"):
+        r = _cli(data, "add", "--cube", c, f"kim's {c} code is walrus{c}", "--subject", "kim", "--json")
+        ids[c] = json.loads(r.stdout)
+    assert ids["c1"]["partition"] != ids["c2"]["partition"]
+    placed = json.loads(_cli(data, "hold", "add", "--subject", "kim", "--reason", "case 9", "--json").stdout)
+    assert sorted(r["partition"] for r in placed["recorded"]) == [0, 1, 2, 3]  # a subject's hold: everywhere
+    listed = json.loads(_cli(data, "hold", "list", "--json").stdout)
+    assert [(h["hold_id"], h["partitions"]) for h in listed] == [(placed["hold_id"], [0, 1, 2, 3])]
+    _cli(data, "search", "--no-vector", "code")  # the views hold the texts now (the query is audited)
+    refused = _cli(data, "erase", ids["c2"]["id"], "--actor", "admin", "--reason", "gdpr")
+    assert refused.returncode != 0 and "legal hold" in refused.stderr
+    assert _grep(data, "walrusc2") != []  # nothing was erased
+    released = json.loads(_cli(data, "hold", "release", placed["hold_id"], "--reason", "closed", "--json").stdout)
+    assert len(released["released"]) == 4
+    assert json.loads(_cli(data, "hold", "list", "--json").stdout) == []
+    heads = json.loads(_cli(data, "head", "--json").stdout)["heads"]
+    both = _cli(data, "erase", ids["c1"]["id"], ids["c2"]["id"], "--actor", "admin", "--reason", "gdpr")
+    assert both.returncode == 2 and "one partition at a time" in both.stderr
+    assert json.loads(_cli(data, "head", "--json").stdout)["heads"] == heads  # nothing written
+    done = _cli(data, "erase", ids["c2"]["id"], "--actor", "admin", "--reason", "gdpr", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["complete"] and report["partitions"][0]["partition"] == ids["c2"]["partition"]
+    assert _grep(data, "walrusc2") == []
+    assert json.loads(_cli(data, "get", ids["c1"]["id"], "--json").stdout)["text"] == "kim's c1 code is walrusc1"
+    assert _cli(data, "verify").returncode == 0

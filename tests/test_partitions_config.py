@@ -60,6 +60,11 @@ def test_kafka_partitions_are_the_data_topics_and_the_ledger_is_one_partition(tm
 
     config = _config(tmp_path, '[log]\nbackend = "kafka"\npartitions = 4\n')
     assert partition_count(config) == 1
+    config = _config(tmp_path, '[log]\nbackend = "kafka"\npartitions = 4\nledger_partitions = 3\n')
+    assert partition_count(config) == 3  # a Kafka ledger of several partitions names the count apart
+    config = _config(tmp_path, '[log]\nbackend = "kafka"\nledger_partitions = "3"\n')
+    with pytest.raises(InvalidRequest, match=r"\[log\] ledger_partitions must be a whole number"):
+        partition_count(config)
 
 
 def test_routing_is_crc32_with_system_in_partition_zero():

@@ -641,19 +641,31 @@ def state_file(data_dir: str | Path, topic: str) -> Path:
     return Path(data_dir) / f"kafka-{topic}.state.sqlite"
 
 
-def from_config(config: Config) -> KafkaLog:
-    """Factory used by ``ledger.factory``: ``[log] bootstrap_servers``, ``topic``, ``partitions``;
-    the handle keeps its local state in the data directory (``kafka-<topic>.state.sqlite``)."""
+def kafka_settings(config: Config) -> dict[str, Any]:
+    """``[log]`` of a Kafka ledger: ``bootstrap_servers`` (or ``$MEMLEDGER_KAFKA``), ``topic``,
+    ``partitions`` (the data topic's), ``replication_factor``, ``connect_timeout``."""
     section = config.section("log")
     servers = os.environ.get("MEMLEDGER_KAFKA") or section.get("bootstrap_servers")
     if not servers:
         raise InvalidRequest('[log] backend = "kafka" needs bootstrap_servers = "host:port" (or $MEMLEDGER_KAFKA)')
-    topic = str(section.get("topic", "memledger"))
+    return {
+        "servers": str(servers),
+        "topic": str(section.get("topic", "memledger")),
+        "partitions": int(section.get("partitions", 4)),
+        "replication_factor": int(section.get("replication_factor", 1)),
+        "connect_timeout": float(section.get("connect_timeout", 10.0)),
+    }
+
+
+def from_config(config: Config) -> KafkaLog:
+    """Factory used by ``ledger.factory``: ``[log] bootstrap_servers``, ``topic``, ``partitions``;
+    the handle keeps its local state in the data directory (``kafka-<topic>.state.sqlite``)."""
+    k = kafka_settings(config)
     return KafkaLog(
-        str(servers),
-        topic=topic,
-        partitions=int(section.get("partitions", 4)),
-        replication_factor=int(section.get("replication_factor", 1)),
-        connect_timeout=float(section.get("connect_timeout", 10.0)),
-        state_path=state_file(config.data_dir, topic),
+        k["servers"],
+        topic=k["topic"],
+        partitions=k["partitions"],
+        replication_factor=k["replication_factor"],
+        connect_timeout=k["connect_timeout"],
+        state_path=state_file(config.data_dir, k["topic"]),
     )

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ledger.cli.app import default_actor
-from ledger.cli.context import memory_api_for, open_cli_ledger
+from ledger.cli.context import memory_api_for, open_cli_ledger, partitions_of
 from ledger.cli.output import emit, parse_json_object
 from ledger.cli.time_commands import add_branch_flag
 from ledger.errors import InvalidRequest
@@ -116,6 +116,10 @@ def cmd_erase(args: argparse.Namespace) -> int:
     where = _where(args)
     if bool(args.id) == (args.cube is not None):
         raise InvalidRequest("give memory ids or --cube (not both)")
+    if partitions_of(args) > 1:
+        from ledger.cli import partitioned_commands
+
+        return partitioned_commands.cmd_erase(args, where)
     ledger = open_cli_ledger(args)
     if args.cube is not None:
         report = erase_where(ledger, args.cube, args.actor, args.reason, where)
@@ -158,6 +162,10 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 def cmd_hold_add(args: argparse.Namespace) -> int:
     from ledger.governance.holds import place_hold
 
+    if partitions_of(args) > 1:
+        from ledger.cli import partitioned_commands
+
+        return partitioned_commands.cmd_hold_add(args, args.actor or default_actor())
     ledger = open_cli_ledger(args)
     h = place_hold(ledger.log, args.actor or default_actor(), args.reason, args.cube, args.subject, args.memory_id)
     emit(args, h.to_dict(), f"{h.hold_id}: hold on {h.to_dict()['scope']} {h.target} (offset {h.offset})")
@@ -167,6 +175,10 @@ def cmd_hold_add(args: argparse.Namespace) -> int:
 def cmd_hold_release(args: argparse.Namespace) -> int:
     from ledger.governance.holds import release_hold
 
+    if partitions_of(args) > 1:
+        from ledger.cli import partitioned_commands
+
+        return partitioned_commands.cmd_hold_release(args, args.actor or default_actor())
     ledger = open_cli_ledger(args)
     offset = release_hold(ledger.log, args.hold_id, args.actor or default_actor(), args.reason)
     emit(args, {"hold_id": args.hold_id, "offset": offset}, f"released {args.hold_id} at offset {offset}")
@@ -176,6 +188,10 @@ def cmd_hold_release(args: argparse.Namespace) -> int:
 def cmd_hold_list(args: argparse.Namespace) -> int:
     from ledger.governance.holds import read_holds
 
+    if partitions_of(args) > 1:
+        from ledger.cli import partitioned_commands
+
+        return partitioned_commands.cmd_hold_list(args)
     ledger = open_cli_ledger(args)
     holds = [h.to_dict() for h in read_holds(ledger.log).active.values()]
     text = "\n".join(f"{h['hold_id']}  {h['scope']} {h['target']}  by {h['placed_by']}: {h['reason']}" for h in holds)

@@ -192,3 +192,87 @@ def cmd_views(args: argparse.Namespace) -> int:
         ]
     emit(args, {"partitions": parts}, "\n".join(lines))
     return 0
+
+
+def cmd_erase(args: argparse.Namespace, where: dict[str, Any] | None) -> int:
+    """``memledger erase`` on a partitioned ledger: the memories' partition erases them and what was
+    derived from them (derived memories live in their sources' cube, hence its partition)."""
+    from ledger.governance.erase import erase, erase_where
+
+    pledger = open_cli_partitioned(args)
+    try:
+        if args.cube is not None:
+            k = pledger.partition_of(args.cube)
+            reports = {k: erase_where(pledger.ledgers[k], args.cube, args.actor, args.reason, where)}
+        else:
+            groups: dict[int, list[str]] = {}
+            for mid in dict.fromkeys(args.id):
+                groups.setdefault(pledger.home_of(mid), []).append(mid)  # every id found before any erasure
+            if len(groups) > 1:  # one erasure is one atomic batch, and a batch stays in one partition
+                spans = "; ".join(f"partition {k}: {', '.join(ids)}" for k, ids in sorted(groups.items()))
+                raise InvalidRequest(f"erase memories of one partition at a time (these span several: {spans})")
+            ((k, ids),) = groups.items()
+            reports = {k: erase(pledger.ledgers[k], ids, args.actor, args.reason)}
+    finally:
+        pledger.close()
+    parts = [{"partition": k, **r.to_dict()} for k, r in reports.items()]
+    complete = all(r.complete for r in reports.values())
+    lines = []
+    for k, r in reports.items():
+        verb = "finished the erasure of" if r.already_erased else "erased"
+        lines.append(
+            f"partition {k}: {verb} {len(r.memory_ids)} memories and made {len(r.derived_memory_ids)} derived ones "
+            f"unreadable ({len(r.key_ids)} keys destroyed; offsets {r.offsets})"
+        )
+        lines += [f"  problem: {p}" for p in r.checks.problems] + [f"  residue: {f}" for f in r.checks.residue]
+    if not complete:
+        lines.append("  the erasure is INCOMPLETE: remove the files above (or catch the views up) and re-run")
+    emit(args, {"partitions": parts, "complete": complete}, "\n".join(lines))
+    return 0 if complete else 1
+
+
+def cmd_hold_add(args: argparse.Namespace, actor: str) -> int:
+    pledger = open_cli_partitioned(args)
+    try:
+        holds = pledger.place_hold(actor, args.reason, args.cube, args.subject, args.memory_id)
+        parts = [pledger.partition_of(args.cube)] if args.cube is not None else None
+        if args.memory_id is not None:
+            parts = [pledger.home_of(args.memory_id)]
+    finally:
+        pledger.close()
+    parts = parts if parts is not None else list(range(len(holds)))
+    h = holds[0].to_dict()
+    where = ", ".join(f"partition {k} offset {x.offset}" for k, x in zip(parts, holds, strict=True))
+    out = {**h, "recorded": [{"partition": k, "offset": x.offset} for k, x in zip(parts, holds, strict=True)]}
+    emit(args, out, f"{h['hold_id']}: hold on {h['scope']} {h['target']} ({where})")
+    return 0
+
+
+def cmd_hold_release(args: argparse.Namespace, actor: str) -> int:
+    pledger = open_cli_partitioned(args)
+    try:
+        released = pledger.release_hold(args.hold_id, actor, args.reason)
+    finally:
+        pledger.close()
+    where = ", ".join(f"partition {k} offset {o}" for k, o in sorted(released.items()))
+    out = {"hold_id": args.hold_id, "released": [{"partition": k, "offset": o} for k, o in sorted(released.items())]}
+    emit(args, out, f"released {args.hold_id} ({where})")
+    return 0
+
+
+def cmd_hold_list(args: argparse.Namespace) -> int:
+    pledger = open_cli_partitioned(args)
+    try:
+        found = pledger.active_holds()
+    finally:
+        pledger.close()
+    merged: dict[str, dict[str, Any]] = {}
+    for k, h in found:
+        merged.setdefault(h.hold_id, {**h.to_dict(), "partitions": []})["partitions"].append(k)
+    holds = list(merged.values())
+    text = "\n".join(
+        f"{h['hold_id']}  {h['scope']} {h['target']}  by {h['placed_by']}: {h['reason']}  partitions {h['partitions']}"
+        for h in holds
+    )
+    emit(args, holds, text or "no active holds")
+    return 0

@@ -206,7 +206,7 @@ def finish(
     root = ctx.root
     if root is not None and ctx.scrub:
         log_path = ledger.log.storage_path()
-        result = scrub_sqlite(root, append_only=[log_path] if log_path else [])
+        result = scrub_sqlite(root, append_only=[*([log_path] if log_path else []), *ledger.sibling_logs])
         checks.scrubbed = result.databases
         checks.problems.extend(result.problems)
         checks.residue.extend(find_residue(root, residue_needles(texts)))

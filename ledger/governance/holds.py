@@ -127,8 +127,10 @@ def place_hold(
     cube: str | None = None,
     subject: str | None = None,
     memory_id: str | None = None,
+    hold_id: str | None = None,
 ) -> Hold:
-    """Place a hold on exactly one of a cube, a data subject or a memory."""
+    """Place a hold on exactly one of a cube, a data subject or a memory (``hold_id``: the id to
+    record, by default a new one; a partitioned ledger records one hold in several partitions)."""
     given = {k: v for k, v in (("cube", cube), ("subject", subject), ("memory_id", memory_id)) if v is not None}
     if len(given) != 1:
         raise InvalidRequest("a hold covers exactly one of --cube, --subject or --memory")
@@ -141,7 +143,7 @@ def place_hold(
     _reason(reason, True)
     if not actor:
         raise InvalidRequest("a hold needs the actor who places it")
-    hold_id = "hold_" + os.urandom(8).hex()
+    hold_id = hold_id or "hold_" + os.urandom(8).hex()
     e = log.append(
         [NewEvent(HOLDS_STREAM, ev.HOLD_PLACED, {"hold_id": hold_id, scope: target, "reason": reason}, actor)]
     )[0]

@@ -24,7 +24,7 @@ from typing import Any
 from ledger.errors import NotFound, present
 from ledger.events import Event
 from ledger.governance.erasure import ErasureChecks, check_actor_reason, context, finish, key_ring
-from ledger.governance.forget import SubjectPayloads, record_forgotten, subject_payloads
+from ledger.governance.forget import ForgetReport, SubjectPayloads, record_forgotten, subject_payloads
 from ledger.governance.holds import read_holds, refuse
 from ledger.governance.keystore import check_subject
 from ledger.governance.scrub import find_residue, residue_needles, scrub_sqlite
@@ -33,31 +33,14 @@ from ledger.partitions.partitioned_ledger import PartitionedLedger
 
 
 @dataclass(slots=True)
-class PartitionedForgetReport:
-    """What forgetting a subject did on each partition. ``complete`` is False while residue remains."""
+class PartitionedForgetReport(ForgetReport):
+    """A ``ForgetReport`` (its ``offset`` is partition 0's record) with the offset of the
+    ``subject.forgotten`` record in every partition."""
 
-    subject: str
-    offsets: dict[int, int]  # partition -> offset of its subject.forgotten record
-    key_id: str | None
-    already_forgotten: bool = False
-    sealed_payloads: int = 0
-    memory_ids: list[str] = field(default_factory=list)
-    checks: ErasureChecks = field(default_factory=ErasureChecks)
-
-    @property
-    def complete(self) -> bool:
-        return self.checks.complete
+    offsets: dict[int, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "subject": self.subject,
-            "offsets": {str(k): v for k, v in sorted(self.offsets.items())},
-            "key_id": self.key_id,
-            "already_forgotten": self.already_forgotten,
-            "sealed_payloads": self.sealed_payloads,
-            "memories": len(self.memory_ids),
-            **self.checks.to_dict(),
-        }
+        return {**ForgetReport.to_dict(self), "offsets": {str(k): v for k, v in sorted(self.offsets.items())}}
 
 
 def forget_partitioned(
@@ -98,7 +81,7 @@ def forget_partitioned(
         key_id = next((r.payload.get("key_id") for r in recorded if r is not None), None)
     report = PartitionedForgetReport(
         subject,
-        {},
+        -1,
         key_id,
         already_forgotten=live is None and all(r is not None for r in recorded),
         sealed_payloads=sum(f.count for f in found),
@@ -112,6 +95,8 @@ def forget_partitioned(
         else:
             event = led.registry.upcast(event)
         report.offsets[k] = event.offset
+        if k == 0:
+            report.offset = event.offset
         _finish_partition(led, event, ids, texts, contexts[k], report.checks)
     _scrub_and_grep(pledger, contexts[0].root if scrub else None, texts, report.checks)
     contexts[0].clear_pending(name, report.checks)

@@ -74,6 +74,9 @@ class PartitionedLedger:
             for k in range(plog.count)
         ]
         self._homes: dict[str, int] = {}  # memory id -> partition (a memory never moves)
+        paths = [led.log.storage_path() for led in self.ledgers]
+        for k, led in enumerate(self.ledgers):
+            led.sibling_logs = tuple(p for i, p in enumerate(paths) if i != k and p is not None)
 
     def _participants_of(self, index: int) -> Callable[[Ledger, Path | None], list[Any]] | None:
         make = self._participants
@@ -204,6 +207,8 @@ class PartitionedLedger:
         """Place a legal hold where the operations it must stop check it: a cube's hold in the cube's
         partition, a memory's in the memory's, a data subject's in every partition (a subject's
         memories may live in any). Returns the hold as recorded in each partition."""
+        import os
+
         from ledger.governance.holds import place_hold
 
         if cube is not None and subject is None and memory_id is None:
@@ -212,7 +217,18 @@ class PartitionedLedger:
             targets = [self.home_of(memory_id)]
         else:
             targets = list(range(self.count))  # a subject, or a bad combination place_hold refuses
-        return [place_hold(self.ledgers[k].log, actor, reason, cube, subject, memory_id) for k in targets]
+        hold_id = "hold_" + os.urandom(8).hex()  # one hold, recorded in each target partition
+        return [place_hold(self.ledgers[k].log, actor, reason, cube, subject, memory_id, hold_id) for k in targets]
+
+    def release_hold(self, hold_id: str, actor: str, reason: str | None = None) -> dict[int, int]:
+        """Release hold ``hold_id`` in every partition that records it as active; partition -> offset
+        of the release. ``NotFound`` when no partition holds it."""
+        from ledger.governance.holds import read_holds, release_hold
+
+        where = [k for k, led in enumerate(self.ledgers) if hold_id in read_holds(led.log).active]
+        if not where:
+            raise NotFound(f"no active hold {hold_id!r}")
+        return {k: release_hold(self.ledgers[k].log, hold_id, actor, reason) for k in where}
 
     def active_holds(self) -> list[tuple[int, Hold]]:
         """Every active hold, with the partition that records it."""

@@ -31,8 +31,11 @@ def check_count(count: object) -> int:
 def partition_count(config: Config) -> int:
     """The configured ledger partition count (``[log] partitions``, default 1), validated.
 
-    On Kafka, ``[log] partitions`` has always been the data topic's partition count, and a Kafka
-    ledger is one ledger partition (its sequencer topic orders every event): it counts as 1."""
-    if config.log_backend == "kafka":
-        return 1
-    return check_count(config.section("log").get("partitions", 1))
+    On Kafka, ``[log] partitions`` has always been the data topic's partition count, so a Kafka
+    ledger's count is ``[log] ledger_partitions`` (default 1: one sequencer topic orders every
+    event; see ``ledger.partitions.kafka_partitions``)."""
+    key = "ledger_partitions" if config.log_backend == "kafka" else "partitions"
+    count = config.section("log").get(key, 1)
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_PARTITIONS:
+        raise InvalidRequest(f"[log] {key} must be a whole number from 1 to {MAX_PARTITIONS}, not {count!r}")
+    return count
