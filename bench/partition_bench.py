@@ -1,11 +1,15 @@
-"""Partitioned PostgreSQL ledger: append rate by partitions x writer processes, and as it grows.
+"""Partitioned PostgreSQL or Kafka ledger: append rate by partitions x writer processes, and as it grows.
 
-Run (PostgreSQL from infra/up.sh):
+Run (servers from infra/up.sh):
 
     infra/up.sh && . infra/run/env.sh
     python -m bench.partition_bench                       # matrix (4 s a cell) + growth to 100k events
     python -m bench.partition_bench --events 1000000      # growth run to 1M events
     python -m bench.partition_bench --partitions 1,8 --writers 1,16 --seconds 10 --no-growth
+    python -m bench.partition_bench --backend kafka --partitions 1,2,4 --writers 1,2,4 --no-growth
+
+On Kafka a ledger of N partitions is a topic pair (data + sequencer) per partition
+(``ledger.partitions.kafka_partitions``); the cell of 1 partition is today's single Kafka ledger.
 
 Matrix: for every partition count (default 1, 2, 4, 8), writer count (1, 4, 16 processes; the GIL
 makes threads meaningless) and batch size (1 and 50 events), a fresh ledger in schema
@@ -31,7 +35,29 @@ from collections.abc import Sequence
 from typing import Any
 
 from ledger.events import NewEvent
-from ledger.partitions.postgres_partitions import drop_postgres_partitions, open_postgres_partitions
+from ledger.partitions.composite import CompositePartitionedLog
+
+
+def _open(backend: str, where: str, partitions: int, name: str) -> CompositePartitionedLog:
+    """The ledger ``name`` (a PostgreSQL schema or a Kafka topic) of ``partitions`` partitions at ``where``."""
+    if backend == "kafka":
+        from ledger.partitions.kafka_partitions import open_kafka_partitions
+
+        return open_kafka_partitions(where, partitions, name)
+    from ledger.partitions.postgres_partitions import open_postgres_partitions
+
+    return open_postgres_partitions(where, partitions, name)
+
+
+def _drop(backend: str, where: str, name: str) -> None:
+    if backend == "kafka":
+        from ledger.partitions.kafka_partitions import drop_kafka_partitions
+
+        drop_kafka_partitions(where, name)
+        return
+    from ledger.partitions.postgres_partitions import drop_postgres_partitions
+
+    drop_postgres_partitions(where, name)
 
 
 def _events(cube: int, n: int, writer: int, seq: int) -> list[NewEvent]:
@@ -52,9 +78,17 @@ def _events(cube: int, n: int, writer: int, seq: int) -> list[NewEvent]:
 
 
 def _writer(
-    dsn: str, schema: str, partitions: int, batch: int, cubes: int, writer: int, writers: int, seconds: float, go: Any
+    target: tuple[str, str],
+    schema: str,
+    partitions: int,
+    batch: int,
+    cubes: int,
+    writer: int,
+    writers: int,
+    seconds: float,
+    go: Any,
 ) -> tuple[int, float]:
-    plog = open_postgres_partitions(dsn, partitions, schema)
+    plog = _open(*target, partitions, schema)
     plog.append(_events(writer % cubes, 1, writer, -1))  # connect and warm up before the clock starts
     go.wait()
     appended, seq = 0, 0
@@ -69,13 +103,15 @@ def _writer(
     return appended, elapsed
 
 
-def _run_writers(dsn: str, schema: str, partitions: int, writers: int, batch: int, cubes: int, seconds: float) -> float:
+def _run_writers(
+    target: tuple[str, str], schema: str, partitions: int, writers: int, batch: int, cubes: int, seconds: float
+) -> float:
     """Events/s of ``writers`` processes appending batches of ``batch`` for ``seconds``."""
     ctx = mp.get_context("fork")
     with ctx.Manager() as manager:
         go = manager.Event()
         with ctx.Pool(writers) as pool:
-            args = [(dsn, schema, partitions, batch, cubes, w, writers, seconds, go) for w in range(writers)]
+            args = [(target, schema, partitions, batch, cubes, w, writers, seconds, go) for w in range(writers)]
             pending = pool.starmap_async(_writer, args)
             time.sleep(0.5 + 0.1 * writers)  # let every process open its handle and warm up
             go.set()
@@ -83,8 +119,8 @@ def _run_writers(dsn: str, schema: str, partitions: int, writers: int, batch: in
     return sum(n for n, _ in results) / max(t for _, t in results)
 
 
-def _gap_free(dsn: str, schema: str, partitions: int) -> bool:
-    plog = open_postgres_partitions(dsn, partitions, schema)
+def _gap_free(target: tuple[str, str], schema: str, partitions: int) -> bool:
+    plog = _open(*target, partitions, schema)
     try:
         for k in range(partitions):
             part = plog.partition(k)
@@ -95,19 +131,21 @@ def _gap_free(dsn: str, schema: str, partitions: int) -> bool:
         plog.close()
 
 
-def matrix(dsn: str, parts: list[int], writers: list[int], batches: list[int], cubes: int, seconds: float) -> None:
+def matrix(
+    target: tuple[str, str], parts: list[int], writers: list[int], batches: list[int], cubes: int, seconds: float
+) -> None:
     rates: dict[tuple[int, int, int], float] = {}
     for p in parts:
         for w in writers:
             for b in batches:
                 schema = f"part_bench_{uuid.uuid4().hex[:8]}"
-                open_postgres_partitions(dsn, p, schema).close()
+                _open(*target, p, schema).close()
                 try:
-                    rates[p, w, b] = _run_writers(dsn, schema, p, w, b, cubes, seconds)
-                    if not _gap_free(dsn, schema, p):
+                    rates[p, w, b] = _run_writers(target, schema, p, w, b, cubes, seconds)
+                    if not _gap_free(target, schema, p):
                         raise SystemExit(f"offsets are not gap-free after {p} partitions x {w} writers")
                 finally:
-                    drop_postgres_partitions(dsn, schema)
+                    _drop(*target, schema)
                 print(f"  {p} partitions x {w} writers, batch {b}: {rates[p, w, b]:,.0f} ev/s", flush=True)
     head = "| partitions | writers | " + " | ".join(f"b={b} ev/s | b={b} vs 1x1" for b in batches) + " |"
     print()
@@ -132,16 +170,16 @@ def _fill(plog: Any, to: int, cubes: int, have: int) -> int:
     return have
 
 
-def growth(dsn: str, partitions: int, writers: int, cubes: int, events: int, seconds: float) -> None:
+def growth(target: tuple[str, str], partitions: int, writers: int, cubes: int, events: int, seconds: float) -> None:
     schema = f"part_bench_{uuid.uuid4().hex[:8]}"
-    plog = open_postgres_partitions(dsn, partitions, schema)
+    plog = _open(*target, partitions, schema)
     try:
         rows = []
         for size in sorted({10_000, max(events, 10_000)}):
             t0 = time.perf_counter()
             _fill(plog, size, cubes, sum(h + 1 for h in plog.heads()))
             fill = time.perf_counter() - t0
-            rate = _run_writers(dsn, schema, partitions, writers, 1, cubes, seconds)
+            rate = _run_writers(target, schema, partitions, writers, 1, cubes, seconds)
             rows.append((size, rate, fill))
             print(f"  at {size:,} events: {rate:,.0f} ev/s (filled in {fill:.0f} s)", flush=True)
         print()
@@ -151,7 +189,7 @@ def growth(dsn: str, partitions: int, writers: int, cubes: int, events: int, sec
             print(f"| {size:,} | {rate:,.0f} | {rate / rows[0][1]:.2f}x |")
     finally:
         plog.close()
-        drop_postgres_partitions(dsn, schema)
+        _drop(*target, schema)
 
 
 def _ints(text: str) -> list[int]:
@@ -160,7 +198,9 @@ def _ints(text: str) -> list[int]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    ap.add_argument("--backend", choices=["postgres", "kafka"], default="postgres")
     ap.add_argument("--dsn", default=os.environ.get("MEMLEDGER_TEST_PG_DSN") or os.environ.get("MEMLEDGER_PG_DSN"))
+    ap.add_argument("--servers", default=os.environ.get("MEMLEDGER_TEST_KAFKA") or os.environ.get("MEMLEDGER_KAFKA"))
     ap.add_argument("--partitions", type=_ints, default=[1, 2, 4, 8])
     ap.add_argument("--writers", type=_ints, default=[1, 4, 16])
     ap.add_argument("--batches", type=_ints, default=[1, 50])
@@ -172,14 +212,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--no-matrix", action="store_true")
     ap.add_argument("--no-growth", action="store_true")
     args = ap.parse_args(argv)
-    if not args.dsn:
-        raise SystemExit("set MEMLEDGER_TEST_PG_DSN (source infra/run/env.sh) or pass --dsn")
-    print(f"PostgreSQL partitioned ledger, {os.cpu_count()} CPUs, {args.seconds:g} s a cell")
+    where = args.servers if args.backend == "kafka" else args.dsn
+    if not where:
+        raise SystemExit(
+            "source infra/run/env.sh (MEMLEDGER_TEST_PG_DSN, MEMLEDGER_TEST_KAFKA) or pass --dsn / --servers"
+        )
+    target = (args.backend, where)
+    name = "Kafka" if args.backend == "kafka" else "PostgreSQL"
+    print(f"{name} partitioned ledger, {os.cpu_count()} CPUs, {args.seconds:g} s a cell")
     if not args.no_matrix:
-        matrix(args.dsn, args.partitions, args.writers, args.batches, args.cubes, args.seconds)
+        matrix(target, args.partitions, args.writers, args.batches, args.cubes, args.seconds)
     if not args.no_growth:
         print()
-        growth(args.dsn, args.growth_partitions, args.growth_writers, args.cubes, args.events, args.seconds)
+        growth(target, args.growth_partitions, args.growth_writers, args.cubes, args.events, args.seconds)
 
 
 if __name__ == "__main__":

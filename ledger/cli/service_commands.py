@@ -145,7 +145,10 @@ def cmd_principal_revoke(args: argparse.Namespace) -> int:
 
 
 def _control(args: argparse.Namespace) -> tuple[AccessControl, Caller]:
-    ledger = open_cli_ledger(args)
+    """Access control over the log that holds ``args.cube`` (its partition's, on a partitioned ledger)."""
+    from ledger.cli.context import open_cli_partitioned, partitions_of
+
+    ledger = open_cli_partitioned(args).for_cube(args.cube) if partitions_of(args) > 1 else open_cli_ledger(args)
     store = PrincipalStore(args.data)
     actor = args.actor or default_actor()
     principal = store.get(actor)

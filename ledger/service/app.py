@@ -12,9 +12,10 @@ from fastapi import FastAPI
 from ledger.access import AccessControl
 from ledger.api import Ledger
 from ledger.config import CONFIG_NAME
-from ledger.errors import InvalidRequest
+from ledger.errors import InvalidRequest, present
 from ledger.memos.scheduler import Scheduler
 from ledger.memos.scheduler_policy import SchedulerPolicy
+from ledger.partitions.partitioned_ledger import partition_dir
 from ledger.principals import PrincipalStore
 from ledger.rules.filters import filter_json_schemas
 from ledger.service import (
@@ -37,6 +38,7 @@ from ledger.service.docs_pages import install_docs
 from ledger.service.errors import install_error_handlers
 from ledger.service.limits import BodyLimitMiddleware
 from ledger.service.metrics import CountingLog, MetricsMiddleware, ServiceMetrics
+from ledger.service.partition_routing import PartitionRouter
 from ledger.service.ratelimit import AuditLimiter
 from ledger.service.request_id import RequestIdMiddleware
 from ledger.service.search_backend import search_backend
@@ -90,14 +92,24 @@ def create_app(
     settings = settings or Settings()
     private_umask()  # files the service creates in the data directory are private to its owner
     data = Path(data_dir)
+    pledger = None
     if ledger is None:
         if not (data / CONFIG_NAME).exists():
             raise InvalidRequest(f"{data} is not a memledger data directory; run: memledger --data {data} init")
-        from ledger.factory import open_ledger
+        from ledger.config import load_config
+        from ledger.partitions.settings import partition_count
 
-        ledger = open_ledger(data)
+        if partition_count(load_config(data)) > 1:
+            if mcp or scheduler_interval is not None:
+                raise InvalidRequest("MCP and the scheduler need a ledger of one partition; this ledger is partitioned")
+            from ledger.factory import open_partitioned_memory
+
+            pledger = open_partitioned_memory(data)
+        else:
+            from ledger.factory import open_ledger
+
+            ledger = open_ledger(data)
     metrics = ServiceMetrics()
-    ledger.log = CountingLog(ledger.log, metrics.events_appended)
     principals = PrincipalStore(data)
 
     def principal_exists(name: str) -> bool:
@@ -106,19 +118,38 @@ def create_app(
         p = principals.get(name)
         return p is not None and p.active
 
-    access = AccessControl(ledger.log, principal_exists=principal_exists)
-    access.index.refresh()  # fold the roles once at start-up, not in the first request
-    state = ServiceState(
-        data_dir=data,
-        ledger=ledger,
-        principals=principals,
-        access=access,
-        settings=settings,
-        metrics=metrics,
-        unauth_limiter=AuditLimiter(settings.unauth_audit_per_minute),
-        views=dict(views or {}),
-    )
-    metrics.watch(ledger.head, state.views)
+    limiter = AuditLimiter(settings.unauth_audit_per_minute)
+
+    def state_of(led: Ledger, partition: int | None = None) -> ServiceState:
+        led.log = CountingLog(led.log, metrics.events_appended)
+        access = AccessControl(led.log, principal_exists=principal_exists)
+        access.index.refresh()  # fold the roles once at start-up, not in the first request
+        views_dir = None if partition is None else partition_dir(data, partition)
+        return ServiceState(
+            data_dir=data,
+            ledger=led,
+            principals=principals,
+            access=access,
+            settings=settings,
+            metrics=metrics,
+            unauth_limiter=limiter,
+            views=dict(views or {}) if partition is None else {},
+            partition=partition,
+            views_dir=views_dir,
+        )
+
+    states: list[ServiceState]
+    partitions = None
+    if pledger is not None:
+        states = [state_of(led, k) for k, led in enumerate(pledger.ledgers)]
+        partitions = PartitionRouter(pledger, states)
+        states[0].partitioned = partitions
+        heads = pledger.heads
+        metrics.watch(lambda: sum(h + 1 for h in heads()) - 1, {})
+    else:
+        states = [state_of(present(ledger, "the ledger"))]
+        metrics.watch(states[0].ledger.head, states[0].views)
+    state = states[0]
     if settings.allow_anonymous:
         log.warning(ANONYMOUS_WARNING)
 
@@ -134,6 +165,8 @@ def create_app(
         ),
     )
     app.state.memledger = state
+    if partitions is not None:
+        app.state.memledger_partitions = partitions
     install_error_handlers(app)
     install_docs(app)
     for router in ROUTERS:
@@ -144,10 +177,11 @@ def create_app(
 
         mount_mcp(app, state, host=host)
     if follow_views:
-        backend = search_backend(state)
-        backend.views()
-        backend.start_follower()
-        app.router.add_event_handler("shutdown", backend.close)
+        for st in states:
+            backend = search_backend(st)
+            backend.views()
+            backend.start_follower()
+            app.router.add_event_handler("shutdown", backend.close)
     if scheduler_interval is not None:
         _start_scheduler(app, state, scheduler_interval)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -12,6 +12,7 @@ from ledger.access import ALLOWED, Action, Caller
 from ledger.errors import ConcurrencyConflict, NotFound, StateError
 from ledger.listing import MAX_CURSOR, MAX_LIMIT
 from ledger.rules.names import MAX_NAME, MAX_PRINCIPAL, NAME_PATTERN, PRINCIPAL_PATTERN
+from ledger.service import partition_fanout
 from ledger.service.auth import current_caller
 from ledger.service.event_filter import shown
 from ledger.service.models import (
@@ -60,6 +61,8 @@ def create_cube(
 
 @router.get("", summary="Cubes on which the caller holds a role")
 def list_cubes(caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+    if state.partitioned is not None:
+        return partition_fanout.list_cubes(state.partitioned, caller)
     state.access.index.refresh()
     return {"cubes": [{"cube": c, "roles": r} for c, r in state.access.index.cubes_of(caller.name).items()]}
 

@@ -39,6 +39,7 @@ from ledger.governance import proofs as proofs_mod
 from ledger.governance import subject_export as subject_export_mod
 from ledger.governance.checkpoints import Checkpoints
 from ledger.rules.names import MAX_NAME, NAME_PATTERN
+from ledger.service import partition_fanout
 from ledger.service.auth import admin_caller, current_caller
 from ledger.service.models import (
     ERRORS,
@@ -92,6 +93,8 @@ def forget_subject(
     caller: Caller = Depends(admin_caller),
     state: ServiceState = Depends(get_state),
 ) -> dict:
+    if state.partitioned is not None:
+        return partition_fanout.forget(state.partitioned, subject, caller.name, body.reason)
     report = forget_mod.forget(state.ledger, subject, caller.name, body.reason, data_dir=state.data_dir)
     state.access.index.refresh()
     return {**report.to_dict(), "complete": report.complete}
@@ -152,12 +155,16 @@ def consistency(
 def place_hold(
     body: HoldRequest, caller: Caller = Depends(admin_caller), state: ServiceState = Depends(get_state)
 ) -> dict[str, Any]:
+    if state.partitioned is not None:
+        return partition_fanout.place_hold(state.partitioned, caller.name, body)
     hold = holds_mod.place_hold(state.ledger.log, caller.name, body.reason, body.cube, body.subject, body.memory_id)
     return hold.to_dict()
 
 
 @router.get("/holds", summary="Active legal holds (admin)")
 def list_holds(caller: Caller = Depends(admin_caller), state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+    if state.partitioned is not None:
+        return partition_fanout.list_holds(state.partitioned)
     return {"holds": [h.to_dict() for h in holds_mod.read_holds(state.ledger.log).active.values()]}
 
 
@@ -168,6 +175,8 @@ def release_hold(
     caller: Caller = Depends(admin_caller),
     state: ServiceState = Depends(get_state),
 ) -> dict[str, Any]:
+    if state.partitioned is not None:
+        return partition_fanout.release_hold(state.partitioned, hold_id, caller.name, body.reason)
     offset = holds_mod.release_hold(state.ledger.log, hold_id, caller.name, body.reason)
     return {"hold_id": hold_id, "offset": offset}
 

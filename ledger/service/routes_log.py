@@ -15,6 +15,7 @@ from starlette.responses import StreamingResponse
 from ledger.access import Caller
 from ledger.errors import InvalidRequest, NotFound
 from ledger.governance.integrity import verify_integrity
+from ledger.service import partition_fanout
 from ledger.service.auth import current_caller, request_token, still_authenticated
 from ledger.service.event_filter import EventFilter
 from ledger.service.models import ERRORS
@@ -72,11 +73,15 @@ def read_log(
 
 @router.get("/head", summary="Offset and hash of the last event")
 def head(caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+    if state.partitioned is not None:
+        return partition_fanout.heads(state.partitioned)
     return {"offset": state.ledger.head(), "hash": state.ledger.log.head_hash()}
 
 
 @router.get("/verify", summary="Recompute the hash chain, and check the signed checkpoints where they exist")
 def verify(caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)) -> dict[str, Any]:
+    if state.partitioned is not None:
+        return partition_fanout.verify(state.partitioned)
     return verify_integrity(state.ledger, state.ledger.config).to_dict()
 
 

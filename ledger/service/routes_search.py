@@ -72,6 +72,15 @@ def _search(state: ServiceState, caller: Caller, req: SearchRequest) -> dict[str
     if is_blank(req.query):
         raise InvalidRequest(f"query must not be blank: {BLANK_RULE}")
     parse_filter(req.where, "where")  # refused before any view opens
+    if state.partitioned is not None:
+        from ledger.service import partition_fanout
+
+        return partition_fanout.search(state.partitioned, caller, req, _search_ledger)
+    return _search_ledger(state, caller, req)
+
+
+def _search_ledger(state: ServiceState, caller: Caller, req: SearchRequest) -> dict[str, Any]:
+    """Search ``state``'s ledger (of one partition, or one partition of a partitioned ledger)."""
     if req.cubes:
         cubes = list(dict.fromkeys(req.cubes))
         for cube in cubes:

@@ -30,7 +30,7 @@ class SearchBackend:
         """The view set, opened on first use."""
         with self.lock:
             if self._views is None:
-                self._views = ViewSet.open(self.state.ledger, self.state.data_dir)
+                self._views = ViewSet.open(self.state.ledger, self.state.views_dir or self.state.data_dir)
                 for name, view in self._views.views.items():
                     self.state.views.setdefault(name, view.checkpoint)
             return self._views

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 
@@ -15,6 +15,9 @@ from ledger.principals import PrincipalStore
 from ledger.service.metrics import ServiceMetrics
 from ledger.service.ratelimit import AuditLimiter
 from ledger.service.settings import Settings
+
+if TYPE_CHECKING:
+    from ledger.service.partition_routing import PartitionRouter
 
 
 @dataclass
@@ -31,8 +34,17 @@ class ServiceState:
     # name -> callable returning the view's checkpoint offset (projection lag = head - checkpoint)
     views: dict[str, Callable[[], int]] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
+    # on a partitioned ledger: the partition this state serves, where its search views live, and
+    # (on partition 0's state, which fan-out routes get) every partition's state
+    partition: int | None = None
+    views_dir: Path | None = None
+    partitioned: PartitionRouter | None = None
 
 
-def get_state(request: Request) -> ServiceState:
-    """FastAPI dependency: the app's ``ServiceState``."""
-    return request.app.state.memledger
+async def get_state(request: Request) -> ServiceState:
+    """FastAPI dependency: the app's ``ServiceState`` (on a partitioned ledger, the state of the
+    request's partition: ``ledger.service.partition_routing``)."""
+    router = getattr(request.app.state, "memledger_partitions", None)
+    if router is None:
+        return request.app.state.memledger
+    return await router.state_for(request)
