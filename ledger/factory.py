@@ -94,13 +94,13 @@ def open_partitioned_log(config: Config) -> PartitionedLog:
         from ledger.partitions.postgres_partitions import open_postgres_partitions
 
         dsn, schema, timeout = connection_settings(config)
-        return open_postgres_partitions(dsn, count, schema, connect_timeout=timeout)
+        return _guarded(open_postgres_partitions(dsn, count, schema, connect_timeout=timeout), config)
     if name == "kafka":
         from ledger.backends.kafka_log import kafka_settings
         from ledger.partitions.kafka_partitions import open_kafka_partitions
 
         k = kafka_settings(config)
-        return open_kafka_partitions(
+        plog = open_kafka_partitions(
             k["servers"],
             count,
             k["topic"],
@@ -109,7 +109,21 @@ def open_partitioned_log(config: Config) -> PartitionedLog:
             replication_factor=k["replication_factor"],
             connect_timeout=k["connect_timeout"],
         )
+        return _guarded(plog, config)
     raise InvalidRequest(f"[log] partitions = {count} needs the sqlite, postgres or kafka backend, not {name!r}")
+
+
+def _guarded(plog: CompositePartitionedLog, config: Config) -> CompositePartitionedLog:
+    """``plog`` with a ``LogGuard`` on each partition of a shared log (its ``log.seen`` in
+    ``<data>/partitions/p<k>``): a partition reset or replaced on the server takes no writes."""
+    from ledger.log_guard import LogGuard
+    from ledger.partitions.partitioned_ledger import partition_dir
+
+    for k, part in enumerate(plog.partitions()):
+        inner = getattr(part, "inner", part)
+        if isinstance(inner, LogBase):
+            inner.reset_guard = LogGuard(partition_dir(config.data_dir, k))
+    return plog
 
 
 def _refuse_partitioned(config: Config, backend: str) -> None:

@@ -23,6 +23,7 @@ def data(tmp_path):
     schema = unique_name("pmem")
     text = f'[log]\nbackend = "postgres"\ndsn = "{dsn}"\nschema = "{schema}"\npartitions = 4\n'
     path, _ = init_data_dir(tmp_path / "data", text)
+    path.joinpath("schema").write_text(schema)
     yield path
     drop_postgres_partitions(dsn, schema)
 
@@ -65,3 +66,22 @@ def test_two_writers_on_different_partitions_then_a_forget_seen_by_both(data):
     finally:
         other.close()
         probe.close()
+
+
+def test_a_partition_reset_on_the_server_takes_no_writes(data):
+    """Defect 4 on a partitioned ledger: the schemas dropped and re-created empty under a data
+    directory that saw events must not silently start again at offset 0."""
+    from ledger.log_guard import LogReset
+
+    pledger = open_partitioned_memory(data)
+    home = pledger.partition_of("cube-r")
+    pledger.add("cube-r", "before the reset", "writer")
+    pledger.close()
+    drop_postgres_partitions(endpoint("postgres"), (data / "schema").read_text())
+    again = open_partitioned_memory(data)  # the server's schemas are new and empty now
+    try:
+        with pytest.raises(LogReset):
+            again.add("cube-r", "after the reset", "writer")
+        assert again.heads()[home] == -1  # nothing written
+    finally:
+        again.close()

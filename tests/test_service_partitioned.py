@@ -53,6 +53,8 @@ def test_memories_run_on_their_partition_with_its_access_control(svc):
     states = _partitions(svc)
     pa = svc.client.app.state.memledger_partitions.pledger.partition_of(a)  # type: ignore[attr-defined]
     assert [e.type for e in states[pa].ledger.events()][:2] == ["cube.created", "memory.added"]
+    assert r.headers["X-Memledger-Partition"] != str(pa)  # bob's memory: the other cube's partition
+    assert c.get(f"/v1/memories/{mem['id']}", headers=h("alice")).headers["X-Memledger-Partition"] == str(pa)
     got = c.get(f"/v1/memories/{mem['id']}", headers=h("alice"))
     assert got.status_code == 200 and got.json()["text"] == "alice likes oolong tea"
     # bob has no role on alice's cube, in alice's cube's partition: refused there, and recorded there

@@ -143,13 +143,12 @@ def create_app(
     if pledger is not None:
         states = [state_of(led, k) for k, led in enumerate(pledger.ledgers)]
         partitions = PartitionRouter(pledger, states)
-        states[0].partitioned = partitions
         heads = pledger.heads
         metrics.watch(lambda: sum(h + 1 for h in heads()) - 1, {})
     else:
         states = [state_of(present(ledger, "the ledger"))]
         metrics.watch(states[0].ledger.head, states[0].views)
-    state = states[0]
+    state = states[0] if partitions is None else partitions.fanout
     if settings.allow_anonymous:
         log.warning(ANONYMOUS_WARNING)
 

@@ -11,15 +11,15 @@ metrics. ``get_state`` picks the partition of a request from
 - nothing, for routes that do not touch the ledger (health, metrics, principals): partition 0.
 
 Routes that span partitions have a fan-out form (search, forgetting a subject, legal holds, the
-cube list, the head, verify): they get partition 0's state with ``partitioned`` set and run over
-every partition. Every other route (the log, its stream, the global audit, branches, the
-scheduler, checkpoints and proofs, subject export) answers 422 with one line saying it needs a
-ledger of one partition.
+cube list, the head, verify): they get a copy of partition 0's state with ``partitioned`` set
+(``PartitionRouter.fanout``) and run over every partition. Every other route (the log, its
+stream, the global audit, branches, the scheduler, checkpoints and proofs, subject export) answers
+422 with one line saying it needs a ledger of one partition.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
@@ -67,33 +67,44 @@ class PartitionRouter:
 
     pledger: PartitionedLedger
     states: list[ServiceState]
+    # what routes of no partition or of every partition get: partition 0's state with ``partitioned``
+    fanout: ServiceState = field(init=False)
 
-    async def state_for(self, request: Request) -> ServiceState:
-        """The state of the partition ``request`` belongs to (see the module docstring)."""
+    def __post_init__(self) -> None:
+        self.fanout = replace(self.states[0], partitioned=self)
+
+    async def state_for(self, request: Request) -> tuple[ServiceState, int | None]:
+        """The state ``request`` runs on, and its partition (None: a route of no partition or of
+        every partition, which gets partition 0's state); see the module docstring."""
+        part = await self.partition_for(request)
+        return (self.fanout if part is None else self.states[part]), part
+
+    async def partition_for(self, request: Request) -> int | None:
+        """The partition ``request`` runs on (None: partition 0's state, for a route that touches no
+        ledger or spans every partition); refuses a route that needs a ledger of one partition."""
         route = request.scope.get("route")
         template = getattr(route, "path", request.url.path)
         params = request.path_params
-        first = self.states[0]
         if template in NO_LEDGER or template.startswith("/docs"):
-            return first
+            return None
         if template in FAN_OUT and not (template == "/v1/cubes" and request.method == "POST"):
-            return first
+            return None
         if template in NEEDS_ONE:
             raise self.refuse(request)
         cube = params.get("cube")
         if isinstance(cube, str):
-            return self.states[self.pledger.partition_of(cube)]
+            return self.pledger.partition_of(cube)
         memory_id = params.get("memory_id")
         if isinstance(memory_id, str) and template.startswith(("/v1/memories/", "/v1/audit/knowledge/")):
-            return self.states[self.pledger.home_of(memory_id)]
+            return self.pledger.home_of(memory_id)
         if (request.method, template) in BODY_CUBE:
             named = (await _body(request)).get("cube")
-            return self.states[self.pledger.partition_of(named)] if isinstance(named, str) else first
+            return self.pledger.partition_of(named) if isinstance(named, str) else None
         if template == "/v1/memories/merge":
             sources = (await _body(request)).get("sources")
             if isinstance(sources, list) and sources and isinstance(sources[0], str):
-                return self.states[self.pledger.home_of(sources[0])]
-            return first  # the body's validation reports what is wrong with it
+                return self.pledger.home_of(sources[0])
+            return None  # the body's validation reports what is wrong with it
         raise self.refuse(request)
 
     def refuse(self, request: Request) -> InvalidRequest:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fastapi import Request
+from fastapi import Request, Response
 
 from ledger.access import AccessControl
 from ledger.api import Ledger
@@ -35,16 +35,23 @@ class ServiceState:
     views: dict[str, Callable[[], int]] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
     # on a partitioned ledger: the partition this state serves, where its search views live, and
-    # (on partition 0's state, which fan-out routes get) every partition's state
+    # (on the state routes of every partition get: ``PartitionRouter.fanout``) the router
     partition: int | None = None
     views_dir: Path | None = None
     partitioned: PartitionRouter | None = None
 
 
-async def get_state(request: Request) -> ServiceState:
-    """FastAPI dependency: the app's ``ServiceState`` (on a partitioned ledger, the state of the
-    request's partition: ``ledger.service.partition_routing``)."""
+PARTITION_HEADER = "X-Memledger-Partition"
+
+
+async def get_state(request: Request, response: Response) -> ServiceState:
+    """FastAPI dependency: the app's ``ServiceState``. On a partitioned ledger, the state of the
+    request's partition (``ledger.service.partition_routing``), named in the response's
+    ``X-Memledger-Partition`` header (the offsets in the response are that partition's)."""
     router = getattr(request.app.state, "memledger_partitions", None)
     if router is None:
         return request.app.state.memledger
-    return await router.state_for(request)
+    state, partition = await router.state_for(request)
+    if partition is not None:
+        response.headers[PARTITION_HEADER] = str(partition)
+    return state
