@@ -87,15 +87,19 @@ def _writer(
     writers: int,
     seconds: float,
     go: Any,
+    own: bool = False,
 ) -> tuple[int, float]:
     plog = _open(*target, partitions, schema)
-    plog.append(_events(writer % cubes, 1, writer, -1))  # connect and warm up before the clock starts
+    mine = list(range(cubes))
+    if own:  # only the cubes of partition writer % partitions: writers of different partitions never meet
+        mine = [c for c in mine if plog.partition_of(f"cube-{c}") == writer % partitions] or mine
+    plog.append(_events(mine[writer % len(mine)], 1, writer, -1))  # connect and warm up before the clock starts
     go.wait()
     appended, seq = 0, 0
     start = time.perf_counter()
     deadline = start + seconds
     while time.perf_counter() < deadline:
-        plog.append(_events((writer + seq * writers) % cubes, batch, writer, seq))
+        plog.append(_events(mine[(writer + seq * writers) % len(mine)], batch, writer, seq))
         appended += batch
         seq += 1
     elapsed = time.perf_counter() - start
@@ -104,14 +108,21 @@ def _writer(
 
 
 def _run_writers(
-    target: tuple[str, str], schema: str, partitions: int, writers: int, batch: int, cubes: int, seconds: float
+    target: tuple[str, str],
+    schema: str,
+    partitions: int,
+    writers: int,
+    batch: int,
+    cubes: int,
+    seconds: float,
+    own: bool = False,
 ) -> float:
     """Events/s of ``writers`` processes appending batches of ``batch`` for ``seconds``."""
     ctx = mp.get_context("fork")
     with ctx.Manager() as manager:
         go = manager.Event()
         with ctx.Pool(writers) as pool:
-            args = [(target, schema, partitions, batch, cubes, w, writers, seconds, go) for w in range(writers)]
+            args = [(target, schema, partitions, batch, cubes, w, writers, seconds, go, own) for w in range(writers)]
             pending = pool.starmap_async(_writer, args)
             time.sleep(0.5 + 0.1 * writers)  # let every process open its handle and warm up
             go.set()
@@ -119,44 +130,61 @@ def _run_writers(
     return sum(n for n, _ in results) / max(t for _, t in results)
 
 
-def _gap_free(target: tuple[str, str], schema: str, partitions: int) -> bool:
+def _gap_free(target: tuple[str, str], schema: str, partitions: int) -> tuple[bool, int]:
+    """Whether every partition's offsets are gap-free, and (Kafka) how many commits lost the race
+    for a sequencer (every reader sees them; PostgreSQL has none: 0)."""
     plog = _open(*target, partitions, schema)
     try:
+        rejected = 0
         for k in range(partitions):
             part = plog.partition(k)
             if sum(1 for _ in part.hashes()) != part.head() + 1:
-                return False
-        return True
+                return False, rejected
+            stats = getattr(getattr(part, "inner", part), "stats", None)
+            rejected += int(stats()["rejected_commits"]) if stats is not None else 0
+        return True, rejected
     finally:
         plog.close()
 
 
 def matrix(
-    target: tuple[str, str], parts: list[int], writers: list[int], batches: list[int], cubes: int, seconds: float
+    target: tuple[str, str],
+    parts: list[int],
+    writers: list[int],
+    batches: list[int],
+    cubes: int,
+    seconds: float,
+    own: bool = False,
 ) -> None:
     rates: dict[tuple[int, int, int], float] = {}
+    lost: dict[tuple[int, int, int], int] = {}
     for p in parts:
         for w in writers:
             for b in batches:
                 schema = f"part_bench_{uuid.uuid4().hex[:8]}"
                 _open(*target, p, schema).close()
                 try:
-                    rates[p, w, b] = _run_writers(target, schema, p, w, b, cubes, seconds)
-                    if not _gap_free(target, schema, p):
+                    rates[p, w, b] = _run_writers(target, schema, p, w, b, cubes, seconds, own)
+                    whole, lost[p, w, b] = _gap_free(target, schema, p)
+                    if not whole:
                         raise SystemExit(f"offsets are not gap-free after {p} partitions x {w} writers")
                 finally:
                     _drop(*target, schema)
-                print(f"  {p} partitions x {w} writers, batch {b}: {rates[p, w, b]:,.0f} ev/s", flush=True)
-    head = "| partitions | writers | " + " | ".join(f"b={b} ev/s | b={b} vs 1x1" for b in batches) + " |"
+                print(
+                    f"  {p} partitions x {w} writers, batch {b}: {rates[p, w, b]:,.0f} ev/s, "
+                    f"{lost[p, w, b]} commits lost a sequencer race",
+                    flush=True,
+                )
+    head = "| partitions | writers | " + " | ".join(f"b={b} ev/s | b={b} vs 1x1 | b={b} lost" for b in batches)
     print()
-    print(head)
-    print("|" + "---:|" * (2 + 2 * len(batches)))
+    print(head + " |")
+    print("|" + "---:|" * (2 + 3 * len(batches)))
     for p in parts:
         for w in writers:
             cells = []
             for b in batches:
                 base = rates.get((1, 1, b)) or rates[parts[0], writers[0], b]
-                cells.append(f"{rates[p, w, b]:,.0f} | {rates[p, w, b] / base:.2f}x")
+                cells.append(f"{rates[p, w, b]:,.0f} | {rates[p, w, b] / base:.2f}x | {lost[p, w, b]}")
             print(f"| {p} | {w} | " + " | ".join(cells) + " |")
 
 
@@ -209,6 +237,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--events", type=int, default=100_000, help="ledger size at the end of the growth run")
     ap.add_argument("--growth-partitions", type=int, default=8)
     ap.add_argument("--growth-writers", type=int, default=4)
+    ap.add_argument(
+        "--own-partition", action="store_true", help="writer w appends only to cubes of partition w %% N (default: all)"
+    )
     ap.add_argument("--no-matrix", action="store_true")
     ap.add_argument("--no-growth", action="store_true")
     args = ap.parse_args(argv)
@@ -221,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     name = "Kafka" if args.backend == "kafka" else "PostgreSQL"
     print(f"{name} partitioned ledger, {os.cpu_count()} CPUs, {args.seconds:g} s a cell")
     if not args.no_matrix:
-        matrix(target, args.partitions, args.writers, args.batches, args.cubes, args.seconds)
+        matrix(target, args.partitions, args.writers, args.batches, args.cubes, args.seconds, args.own_partition)
     if not args.no_growth:
         print()
         growth(target, args.growth_partitions, args.growth_writers, args.cubes, args.events, args.seconds)
