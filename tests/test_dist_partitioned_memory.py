@@ -85,3 +85,35 @@ def test_a_partition_reset_on_the_server_takes_no_writes(data):
         assert again.heads()[home] == -1  # nothing written
     finally:
         again.close()
+
+
+def test_two_app_servers_share_keys_and_global_checkpoints(tmp_path):
+    """Defect 10 on a partitioned ledger: with ``[keys] backend = "postgres"`` a forget on one app
+    server's data directory holds on another's, and a global checkpoint signed on one is listed and
+    verified on the other (keys and checkpoints live in partition 0's schema, not in a data dir)."""
+    from ledger.partitions.global_checkpoints import GlobalCheckpoints
+
+    dsn = endpoint("postgres")
+    schema = unique_name("pshared")
+    text = (
+        f'[log]\nbackend = "postgres"\ndsn = "{dsn}"\nschema = "{schema}"\npartitions = 4\n'
+        '[keys]\nbackend = "postgres"\n'
+    )
+    one, _ = init_data_dir(tmp_path / "one", text)
+    two, _ = init_data_dir(tmp_path / "two", text)
+    a, b = open_partitioned_memory(one), open_partitioned_memory(two)
+    try:
+        ids = [a.add(f"cube{i}", f"mona's note {i}", "writer", subject="mona").id for i in range(6)]
+        assert len({a.home_of(m) for m in ids}) > 1
+        assert b.get(ids[3]).text == "mona's note 3"  # the other server opens the same keys
+        cp = GlobalCheckpoints.for_config(a.config, a.plog).create(a.plog)
+        theirs = GlobalCheckpoints.for_config(b.config, b.plog)
+        assert [c.seq for c in theirs.list()] == [cp.seq]
+        assert theirs.verify(b.plog).ok and theirs.verify(b.plog).checked == 1
+        assert not (one / "global-checkpoints.jsonl").exists()
+        assert forget_partitioned(a, "mona", "admin").complete
+        assert all(b.get(m).text is None for m in ids)  # the key is gone for every server
+    finally:
+        a.close()
+        b.close()
+        drop_postgres_partitions(dsn, schema)

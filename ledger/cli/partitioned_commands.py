@@ -48,7 +48,7 @@ def _global_checkpoints(pledger: PartitionedLedger) -> Any:
 
     if pledger.config is None:
         raise InvalidRequest("global checkpoints need the ledger's data directory")
-    return GlobalCheckpoints.for_config(pledger.config)
+    return GlobalCheckpoints.for_config(pledger.config, pledger.plog)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

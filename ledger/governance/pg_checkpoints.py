@@ -20,57 +20,79 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger.errors import NotFound
-from ledger.governance.checkpoints import Checkpoint, CheckpointError, CheckpointSigner, CheckpointStore
+from ledger.governance.checkpoints import CheckpointError, CheckpointSigner, CheckpointStore
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS {s}.checkpoints(seq BIGINT PRIMARY KEY, body BYTEA NOT NULL);
 CREATE TABLE IF NOT EXISTS {s}.checkpoint_key(id INTEGER PRIMARY KEY CHECK (id = 1), pem BYTEA NOT NULL);
+CREATE TABLE IF NOT EXISTS {s}.global_checkpoints(seq BIGINT PRIMARY KEY, body BYTEA NOT NULL);
 """
+TABLES = frozenset({"checkpoints", "global_checkpoints"})  # the numbered tables (names are never input)
 
 
 def _prepare(log: Any) -> None:
     log.run(lambda c: c.execute(log.q(_DDL)))
 
 
-class PostgresCheckpointStore(CheckpointStore):
-    """The checkpoint store (``all``, ``append``; ``get`` as the file's) on ``<schema>.checkpoints``."""
+class PostgresRows:
+    """``all``, ``any_stored`` and ``append`` of numbered records on ``<schema>.<table>``, for a
+    ``NumberedJsonLines`` store (whose ``parse`` and ``error`` it uses) kept in PostgreSQL."""
 
-    def __init__(self, log: Any):
-        super().__init__(Path(f"postgresql:{log.schema}.checkpoints"))  # the path is named in messages
-        self.log = log
+    log: Any
+    table: str
+
+    def _on(self, log: Any, table: str) -> None:
+        if table not in TABLES:
+            raise ValueError(f"not a numbered table: {table!r}")
+        self.log, self.table = log, table
         _prepare(log)
 
-    def all(self) -> list[Checkpoint]:
-        q = self.log.q("SELECT body FROM {s}.checkpoints ORDER BY seq")
+    def _q(self, text: str) -> Any:
+        return self.log.q(text.replace("{t}", self.table))
+
+    def all(self) -> list[Any]:
+        q = self._q("SELECT body FROM {s}.{t} ORDER BY seq")
         out = []
         for (body,) in self.log.run(lambda c: c.execute(q).fetchall()):
             try:
                 d = orjson.loads(bytes(body))
             except orjson.JSONDecodeError:
-                raise CheckpointError(f"{self.path} holds a row that is not valid JSON") from None
-            out.append(Checkpoint.from_dict(d))
+                raise CheckpointError(f"{self.where} holds a row that is not valid JSON") from None
+            out.append(self.parse(d))  # type: ignore[attr-defined]
         return out
 
+    @property
+    def where(self) -> str:
+        return f"postgresql:{self.log.schema}.{self.table}"
+
     def any_stored(self) -> bool:
-        q = self.log.q("SELECT EXISTS (SELECT 1 FROM {s}.checkpoints)")
+        q = self._q("SELECT EXISTS (SELECT 1 FROM {s}.{t})")
         return bool(self.log.run(lambda c: c.execute(q).fetchone()[0]))
 
-    def append(self, make: Callable[[int], Checkpoint]) -> Checkpoint:
+    def append(self, make: Callable[[int], Any]) -> Any:
         """Append ``make(next_seq)``; servers signing at once take turns on a transaction lock."""
-        lock = f"memledger-checkpoints:{self.log.schema}"
+        lock = f"memledger-{self.table}:{self.log.schema}"
 
-        def work(conn: Any) -> Checkpoint:
+        def work(conn: Any) -> Any:
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (lock,))
-                row = conn.execute(self.log.q("SELECT COALESCE(MAX(seq), 0) FROM {s}.checkpoints")).fetchone()
-                cp = make(int(row[0]) + 1)
+                row = conn.execute(self._q("SELECT COALESCE(MAX(seq), 0) FROM {s}.{t}")).fetchone()
+                record = make(int(row[0]) + 1)
                 conn.execute(
-                    self.log.q("INSERT INTO {s}.checkpoints(seq, body) VALUES (%s, %s)"),
-                    (cp.seq, orjson.dumps(cp.to_dict())),
+                    self._q("INSERT INTO {s}.{t}(seq, body) VALUES (%s, %s)"),
+                    (record.seq, orjson.dumps(record.to_dict())),
                 )
-                return cp
+                return record
 
         return self.log.run(work)
+
+
+class PostgresCheckpointStore(PostgresRows, CheckpointStore):
+    """The checkpoint store (``all``, ``append``; ``get`` as the file's) on ``<schema>.checkpoints``."""
+
+    def __init__(self, log: Any):
+        CheckpointStore.__init__(self, Path(f"postgresql:{log.schema}.checkpoints"))  # named in messages
+        self._on(log, "checkpoints")
 
 
 class PostgresCheckpointSigner(CheckpointSigner):

@@ -136,7 +136,10 @@ class PostgresKeyVault:
 def shared_keys(config: Config, log: Any) -> tuple[PostgresKeyStore, PostgresKeyVault]:
     """The key store and vault of ``[keys] backend = "postgres"``: tables in the PostgreSQL log's schema."""
     from ledger.backends.postgres_log import PostgresLog
+    from ledger.log import DelegatingLog
 
+    while isinstance(log, DelegatingLog):  # a partition's clock (partition 0 of a partitioned ledger)
+        log = log.inner
     if not isinstance(log, PostgresLog):
         raise InvalidRequest('[keys] backend = "postgres" keeps keys with the log: it needs [log] backend = "postgres"')
     keys = PostgresKeys(log)

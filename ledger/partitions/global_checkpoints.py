@@ -65,8 +65,23 @@ class GlobalCheckpoints:
         self.store = store
 
     @classmethod
-    def for_config(cls, config: Config) -> GlobalCheckpoints:
-        """The data directory's checkpoint key (the single-log checkpoints' one) and global store."""
+    def for_config(cls, config: Config, plog: PartitionedLog | None = None) -> GlobalCheckpoints:
+        """The data directory's checkpoint key (the single-log checkpoints' one) and global store; with
+        ``[keys] backend = "postgres"`` and a PostgreSQL ``plog``, the key and the global checkpoints in
+        partition 0's schema, which every app server of the ledger shares."""
+        from ledger.governance.checkpoints import shared_governance
+
+        if shared_governance(config) and plog is not None:
+            from ledger.backends.postgres_log import PostgresLog
+            from ledger.governance.pg_checkpoints import PostgresCheckpointSigner
+            from ledger.log import DelegatingLog
+            from ledger.partitions.global_checkpoint_store import PostgresGlobalCheckpointStore
+
+            first = plog.partition(0)
+            while isinstance(first, DelegatingLog):  # the partition's clock, the service's counter
+                first = first.inner
+            if isinstance(first, PostgresLog):
+                return cls(PostgresCheckpointSigner(first), PostgresGlobalCheckpointStore(first))
         signer = CheckpointSigner(keys_dir(config) / SIGNING_KEY_NAME)
         return cls(signer, GlobalCheckpointStore(config.data_dir / STORE_NAME))
 

@@ -110,5 +110,5 @@ def verify(router: PartitionRouter) -> dict[str, Any]:
     from ledger.partitions.global_checkpoints import GlobalCheckpoints
 
     config = router.pledger.config or load_config(router.states[0].data_dir)
-    report = GlobalCheckpoints.for_config(config).verify(router.pledger.plog)
+    report = GlobalCheckpoints.for_config(config, router.pledger.plog).verify(router.pledger.plog)
     return {**heads(router), **report.to_dict()}
