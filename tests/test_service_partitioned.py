@@ -146,3 +146,41 @@ def test_routes_that_need_one_log_are_refused_and_write_nothing(svc):
     assert _heads(svc) == before
     assert c.get("/healthz").status_code == 200
     assert c.get("/v1/whoami", headers=h("alice")).status_code == 200
+
+
+def test_mcp_over_http_on_a_partitioned_ledger(tmp_path):
+    """`memledger serve --mcp` on a partitioned ledger: the tools go through the routed REST API,
+    and a tool that needs one log (branches) says so in one line."""
+    import anyio
+
+    from ledger.factory import open_partitioned_memory
+    from tests.live_server import LiveServer
+    from tests.mcp_support import call, http_client, refused
+
+    server = LiveServer.start(tmp_path / "data", extra_args=["--mcp"], config=CONFIG + '[views]\nvector = "none"\n')
+    try:
+        token = server.principal("alice")
+
+        async def run() -> tuple[dict, dict, list, str]:
+            async with http_client(f"{server.url}/mcp", token) as client:
+                one = await call(client, "add_memory", text="Nora plays the oboe", cube="cube0")
+                two = await call(client, "add_memory", text="Nora's oboe is from Vienna", cube="cube1")
+                hits = (await call(client, "search_memories", query="oboe"))["hits"]
+                assert (await call(client, "get_memory", memory_id=two["id"]))["text"] == "Nora's oboe is from Vienna"
+                message = await refused(client, "list_branches")
+                return one, two, hits, message
+
+        one, two, hits, message = anyio.run(run)
+        assert {h["id"] for h in hits} == {one["id"], two["id"]}
+        assert "one partition" in message
+    finally:
+        server.stop()
+    pledger = open_partitioned_memory(tmp_path / "data")
+    try:
+        assert pledger.partition_of("cube0") != pledger.partition_of("cube1")
+        for cube, mem in (("cube0", one), ("cube1", two)):
+            events = list(pledger.for_cube(cube).events())
+            assert any(e.type == "memory.added" and e.payload["memory_id"] == mem["id"] for e in events)
+            assert {e.actor for e in events if e.stream == cube} == {"alice"}
+    finally:
+        pledger.close()

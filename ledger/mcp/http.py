@@ -74,7 +74,8 @@ def asgi_sessions(app: FastAPI, state: ServiceState) -> SessionFactory:
 
         async def recorder(operation: str, ids: Sequence[str], cube: str | None, branch: str | None) -> None:
             principal = (await client.whoami())["principal"]  # who the REST API authenticated
-            write = partial(record_read, state.ledger, principal, operation, ids, cube, branch, headers["X-Request-ID"])
+            ledger = ledger_of(state, cube, ids)
+            write = partial(record_read, ledger, principal, operation, ids, cube, branch, headers["X-Request-ID"])
             await run_sync(write)
 
         try:
@@ -84,6 +85,19 @@ def asgi_sessions(app: FastAPI, state: ServiceState) -> SessionFactory:
             await client.close()
 
     return session
+
+
+def ledger_of(state: ServiceState, cube: str | None, ids: Sequence[str]) -> Any:
+    """The ledger a tool call's record belongs in: on a partitioned ledger, the partition of its cube
+    (or of its first memory; partition 0 for calls about no cube, such as listing cubes)."""
+    router = state.partitioned
+    if router is None:
+        return state.ledger
+    if cube is not None:
+        return router.states[router.pledger.partition_of(cube)].ledger
+    if ids:
+        return router.states[router.pledger.home_of(ids[0])].ledger
+    return router.states[0].ledger
 
 
 class Authenticated:

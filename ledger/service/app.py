@@ -100,8 +100,8 @@ def create_app(
         from ledger.partitions.settings import partition_count
 
         if partition_count(load_config(data)) > 1:
-            if mcp or scheduler_interval is not None:
-                raise InvalidRequest("MCP and the scheduler need a ledger of one partition; this ledger is partitioned")
+            if scheduler_interval is not None:
+                raise InvalidRequest("the scheduler needs a ledger of one partition; this ledger is partitioned")
             from ledger.factory import open_partitioned_memory
 
             pledger = open_partitioned_memory(data)
