@@ -57,7 +57,8 @@ def open_log(config: Config) -> Log:
             f"this ledger has {count} partitions ([log] partitions; ledger_partitions on Kafka): this runs "
             "on a ledger of one partition. A partitioned ledger runs the memory commands (init, add, update, "
             "get, history, list, delete, lifecycle, merge, ingest, search, rebuild, views, forget, head, verify, "
-            "checkpoint, checkpoints; in Python: ledger.factory.open_partitioned_memory) and consumer "
+            "checkpoint, checkpoints; the service; in Python: ledger.factory.open_partitioned_memory, "
+            "ledger.client.open_embedded_client) and consumer "
             "groups (`memledger consume --view V --group G`)"
         )
     if name in ("sqlite", "postgres", "kafka"):

@@ -5,6 +5,7 @@ from ledger.client.aio import AsyncMemledgerClient
 from ledger.client.embedded import EmbeddedClient
 from ledger.client.errors import AuthenticationFailed, ServiceUnreachable
 from ledger.client.models import Hit, Memory, Page, Written
+from ledger.client.partitioned_embedded import PartitionedEmbeddedClient, open_embedded_client
 from ledger.client.sync import MemledgerClient
 from ledger.client.transport import RetryPolicy
 
@@ -16,7 +17,9 @@ __all__ = [
     "MemledgerClient",
     "Memory",
     "Page",
+    "PartitionedEmbeddedClient",
     "RetryPolicy",
     "ServiceUnreachable",
     "Written",
+    "open_embedded_client",
 ]

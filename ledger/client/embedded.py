@@ -61,12 +61,17 @@ def _on_branch(branch: str | None) -> bool:
 class EmbeddedClient:
     """The client API over the ledger of ``data_dir`` (initialised on first use), acting as ``actor``."""
 
-    def __init__(self, data_dir: str | Path, actor: str, ledger: Ledger | None = None):
+    def __init__(
+        self, data_dir: str | Path, actor: str, ledger: Ledger | None = None, views_dir: str | Path | None = None
+    ):
+        """``ledger``: one already open on ``data_dir`` (one partition's, for ``PartitionedEmbeddedClient``,
+        whose views live in ``views_dir``)."""
         from ledger.factory import open_ledger
 
         self.data_dir, _ = init_data_dir(data_dir)
         self.actor = actor
         self.ledger = ledger or open_ledger(self.data_dir)
+        self.views_dir = Path(views_dir) if views_dir is not None else self.data_dir
         self._principals = PrincipalStore(self.data_dir)
         self._views: Any = None
         self._lock = threading.RLock()  # the views are one set of objects; calls run one at a time
@@ -92,7 +97,7 @@ class EmbeddedClient:
         if self._views is None:
             from projections.view_set import ViewSet
 
-            self._views = ViewSet.open(self.ledger, self.data_dir)
+            self._views = ViewSet.open(self.ledger, self.views_dir)
         return self._views
 
     @contextmanager
@@ -121,6 +126,10 @@ class EmbeddedClient:
         access = AccessControl(self.ledger.log, principal_exists=exists)
         access.index.refresh()
         return access, Caller(self.actor, self._is_admin())
+
+    def record_ledger(self, cube: str | None, memory_ids: Sequence[str]) -> Ledger:
+        """The ledger a record about ``cube`` (or these memories) goes in (``ledger.mcp.audit``)."""
+        return self.ledger
 
     def _memory_read(self, cube: str, ids: list[str], operation: str, as_of: int | None) -> None:
         payload = {"memory_ids": ids, "operation": operation, "as_of": as_of}

@@ -21,6 +21,7 @@ from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from ledger.client.calls import Point
 from ledger.client.embedded import EmbeddedClient
 from ledger.client.models import JSON, Hit, Memory, Page, Written
+from ledger.client.partitioned_embedded import PartitionedEmbeddedClient
 from ledger.errors import InvalidRequest, LedgerError
 from ledger.mcp.audit import Recorder, record_read
 
@@ -180,7 +181,7 @@ class Threaded:
     """``EmbeddedClient`` with awaitable methods: each call runs in a worker thread, one at a time
     (the embedded views are one set of objects), so a slow search never blocks the stdio loop."""
 
-    def __init__(self, client: EmbeddedClient):
+    def __init__(self, client: EmbeddedClient | PartitionedEmbeddedClient):
         self.client = client
         self._limiter = anyio.CapacityLimiter(1)
 
@@ -197,12 +198,13 @@ class Threaded:
         return await run_sync(fn, limiter=self._limiter)
 
 
-def embedded_sessions(client: EmbeddedClient, default_cube: str | None) -> SessionFactory:
+def embedded_sessions(client: EmbeddedClient | PartitionedEmbeddedClient, default_cube: str | None) -> SessionFactory:
     """Sessions over one embedded client (stdio: one user, one actor)."""
     api: Any = Threaded(client)
 
     async def recorder(operation: str, ids: Sequence[str], cube: str | None, branch: str | None) -> None:
-        await api.run(partial(record_read, client.ledger, client.actor, operation, ids, cube, branch))
+        ledger = client.record_ledger(cube, ids)
+        await api.run(partial(record_read, ledger, client.actor, operation, ids, cube, branch))
 
     @asynccontextmanager
     async def session(ctx: Any) -> AsyncIterator[Session]:

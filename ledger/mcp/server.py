@@ -12,7 +12,6 @@ from pathlib import Path
 
 from mcp.server.mcpserver import MCPServer
 
-from ledger.client.embedded import EmbeddedClient
 from ledger.mcp.backend import SessionFactory, embedded_sessions
 from ledger.mcp.resources import register_resources
 from ledger.mcp.tools import TOOLS, tool_hints
@@ -43,5 +42,7 @@ def run_stdio(data_dir: str | Path, actor: str, cube: str | None) -> None:
 
     if cube is not None:
         check_name(cube, "cube name")
-    with EmbeddedClient(data_dir, actor=actor) as client:
+    from ledger.client.partitioned_embedded import open_embedded_client
+
+    with open_embedded_client(data_dir, actor) as client:
         build_server(embedded_sessions(client, cube), cube).run("stdio")
