@@ -17,7 +17,6 @@ from typing import Any
 
 from ledger.errors import InvalidRequest
 from ledger.partitions.partitioned_ledger import PartitionedLedger, partition_dir
-from ledger.rules.timepoints import parse_point
 from projections.retrieval import SearchHit
 from projections.view_set import ViewSet
 
@@ -70,20 +69,7 @@ class PartitionedViews:
         ``ViewSet.search`` (same options); an integer ``as_of`` is an offset of one partition, so
         it needs cubes of one partition (an ISO-8601 time reaches every partition)."""
         cubes = [cube] if isinstance(cube, str) else (list(cube) if cube is not None else None)
-        targets: dict[int, list[str] | None]
-        if cubes is None:
-            targets = dict.fromkeys(range(self.pledger.count))
-        else:
-            targets = {}
-            for c in cubes:
-                part = targets.setdefault(self.pledger.partition_of(c), [])
-                if part is not None:
-                    part.append(c)
-        if as_of is not None and len(targets) > 1 and parse_point(as_of, "as-of")[0] != "time":
-            raise InvalidRequest(
-                f"as-of {as_of!r} is an offset, and offsets belong to one partition; these cubes span "
-                f"{len(targets)} partitions of {self.pledger.count}: give an ISO-8601 time instead"
-            )
+        targets = self.pledger.cubes_by_partition(cubes, as_of)
         hits: list[SearchHit] = []
         for index, part_cubes in sorted(targets.items()):
             hits += self.sets[index].search(query, part_cubes, k, as_of, **options)

@@ -21,7 +21,6 @@ from ledger.client.embedded import EmbeddedClient
 from ledger.client.models import JSON, Hit, Memory, Page, Written
 from ledger.errors import InvalidRequest
 from ledger.partitions.partitioned_ledger import PartitionedLedger, partition_dir
-from ledger.rules.timepoints import parse_point
 
 
 def open_embedded_client(data_dir: str | Path, actor: str) -> EmbeddedClient | PartitionedEmbeddedClient:
@@ -159,19 +158,7 @@ class PartitionedEmbeddedClient:
         """Search the named cubes (each on its partition) or every cube; hits merged by fused score
         (exact within a partition, approximate across partitions)."""
         self._main(branch)
-        groups: dict[int, list[str] | None] = {}
-        if cubes:
-            for cube in dict.fromkeys(cubes):
-                part = groups.setdefault(self.pledger.partition_of(cube), [])
-                if part is not None:
-                    part.append(cube)
-        else:
-            groups = dict.fromkeys(range(self.pledger.count))
-        if as_of is not None and len(groups) > 1 and parse_point(str(as_of), "as_of")[0] != "time":
-            raise InvalidRequest(
-                f"as_of {as_of!r} is an offset, and offsets belong to one partition; this search spans "
-                f"{len(groups)} partitions: give an ISO-8601 time, or cubes of one partition"
-            )
+        groups = self.pledger.cubes_by_partition(cubes, as_of)
         hits: list[Hit] = []
         for index, names in sorted(groups.items()):
             hits += self.clients[index].search(query, names, k, as_of, **options)

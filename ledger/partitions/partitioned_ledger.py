@@ -122,6 +122,27 @@ class PartitionedLedger:
         """The ``Ledger`` of the partition memory ``memory_id`` lives in."""
         return self.ledgers[self.home_of(memory_id)]
 
+    def cubes_by_partition(self, cubes: Sequence[str] | None, as_of: Any = None) -> dict[int, list[str] | None]:
+        """The named cubes grouped by partition (none named: every partition, ``None`` for "all its
+        cubes"); an offset ``as_of`` over several partitions is refused (an offset is one partition's;
+        a time cuts every partition)."""
+        from ledger.rules.timepoints import parse_point
+
+        groups: dict[int, list[str] | None] = {}
+        if cubes:
+            for cube in dict.fromkeys(cubes):
+                part = groups.setdefault(self.partition_of(cube), [])
+                if part is not None:
+                    part.append(cube)
+        else:
+            groups = dict.fromkeys(range(self.count))
+        if as_of is not None and len(groups) > 1 and parse_point(str(as_of), "as-of")[0] != "time":
+            raise InvalidRequest(
+                f"as-of {as_of!r} is an offset, and offsets belong to one partition; this read spans "
+                f"{len(groups)} partitions of {self.count}: give an ISO-8601 time, or cubes of one partition"
+            )
+        return groups
+
     def heads(self) -> PartitionVector:
         """Every partition's head offset, by index."""
         return self.plog.heads()

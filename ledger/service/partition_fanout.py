@@ -8,7 +8,6 @@ from typing import Any
 
 from ledger.access import Caller
 from ledger.errors import InvalidRequest
-from ledger.rules.timepoints import parse_point
 from ledger.service.partition_routing import PartitionRouter
 
 
@@ -20,20 +19,7 @@ def search(
     ``projections.partitioned_views``)."""
     if req.branch not in (None, "main"):
         raise InvalidRequest("branches fork a ledger of one partition; this ledger is partitioned")
-    groups: dict[int, list[str] | None]
-    if req.cubes:
-        groups = {}
-        for cube in dict.fromkeys(req.cubes):
-            part = groups.setdefault(router.pledger.partition_of(cube), [])
-            if part is not None:
-                part.append(cube)
-    else:
-        groups = dict.fromkeys(range(router.pledger.count))  # each partition's readable cubes
-    if req.as_of is not None and len(groups) > 1 and parse_point(req.as_of, "as_of")[0] != "time":
-        raise InvalidRequest(
-            f"as_of {req.as_of!r} is an offset, and offsets belong to one partition; this search spans "
-            f"{len(groups)} partitions: give an ISO-8601 time, or cubes of one partition"
-        )
+    groups = router.pledger.cubes_by_partition(req.cubes, req.as_of)  # none named: each one's readable cubes
     hits: list[dict[str, Any]] = []
     as_of: Any = req.as_of
     for k, cubes in sorted(groups.items()):
