@@ -13,6 +13,7 @@ from ledger.factory import open_partitioned_memory
 from ledger.partitions.partitioned_forget import forget_partitioned
 from ledger.partitions.postgres_partitions import drop_postgres_partitions
 from tests.dist_env import endpoint, unique_name
+from tests.log_contract import added
 
 pytestmark = pytest.mark.integration
 
@@ -117,3 +118,42 @@ def test_two_app_servers_share_keys_and_global_checkpoints(tmp_path):
         a.close()
         b.close()
         drop_postgres_partitions(dsn, schema)
+
+
+def test_a_partition_consumer_stops_on_a_reset_partition(data):
+    """Defect 4 for consumer groups: a partition's consumer (the loop a group member runs) over the
+    configured partitioned log refuses a partition that was reset and written again past its view's
+    checkpoint, instead of folding the new events onto the old view."""
+    from consumers.partition_feed import PartitionFeed
+    from consumers.runner import ProjectionConsumer
+    from ledger.config import load_config
+    from ledger.factory import open_partitioned_log
+    from ledger.log_guard import LogReset
+    from tests.dist_counting import CountingProjection
+
+    pledger = open_partitioned_memory(data)
+    home = pledger.partition_of("cube-c")
+    for i in range(3):
+        pledger.add("cube-c", f"note {i}", "writer")
+    pledger.close()
+    plog = open_partitioned_log(load_config(data))
+    view = CountingProjection(data / "counter.sqlite")
+    consumer = ProjectionConsumer(PartitionFeed(plog.partition(home), home), view, batch_size=100)
+    while consumer.step():
+        pass
+    assert view.checkpoint() == plog.partition(home).head() == 3
+    plog.close()
+    drop_postgres_partitions(endpoint("postgres"), (data / "schema").read_text())
+    writer = open_partitioned_log(load_config(data))
+    writer.partition(home).inner.reset_guard = None  # a writer elsewhere, that never saw the old log
+    for i in range(6):
+        writer.append([added("cube-c", f"m{i}", "x")])
+    writer.close()
+    again = open_partitioned_log(load_config(data))
+    consumer = ProjectionConsumer(PartitionFeed(again.partition(home), home), view, batch_size=100)
+    try:
+        with pytest.raises(LogReset):
+            consumer.step()
+        assert view.checkpoint() == 3  # nothing folded
+    finally:
+        again.close()
