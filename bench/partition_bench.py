@@ -220,6 +220,56 @@ def growth(target: tuple[str, str], partitions: int, writers: int, cubes: int, e
         _drop(*target, schema)
 
 
+def _server_cpu(name: bytes) -> float:
+    """CPU seconds used so far by the local processes whose command line names ``name`` (the
+    server from infra/: PostgreSQL's backends and WAL writer, or the broker)."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if name not in f.read():
+                    continue
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def ceiling(target: tuple[str, str], cubes: int, events: int = 1500) -> None:
+    """One writer's wall time and CPU (client + local server) per single-event append, and the speed-up
+    over it that this machine's cores allow at most: cores x wall / CPU (every writer costs the same
+    CPU per append; once the cores are busy, more writers add nothing)."""
+    import resource
+
+    schema = f"part_bench_{uuid.uuid4().hex[:8]}"
+    plog = _open(*target, 1, schema)
+    server = b"tansu" if target[0] == "kafka" else b"postgres"
+    try:
+        plog.append(_events(0, 1, 0, -1))
+        r0, s0, t0 = resource.getrusage(resource.RUSAGE_SELF), _server_cpu(server), time.perf_counter()
+        for i in range(events):
+            plog.append(_events(i % cubes, 1, 0, i))
+        wall = time.perf_counter() - t0
+        r1, s1 = resource.getrusage(resource.RUSAGE_SELF), _server_cpu(server)
+    finally:
+        plog.close()
+        _drop(*target, schema)
+    client = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    cpu = client + (s1 - s0)
+    cores = os.cpu_count() or 1
+    print()
+    print("| one writer, 1 partition, b=1 | ms per append |")
+    print("|---|---:|")
+    print(f"| wall | {1000 * wall / events:.2f} |")
+    print(f"| client CPU | {1000 * client / events:.2f} |")
+    print(f"| server CPU (local) | {1000 * (s1 - s0) / events:.2f} |")
+    print(f"\nceiling here: {cores} cores x wall / CPU = {cores * wall / cpu:.2f}x one writer")
+
+
 def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x]
 
@@ -241,6 +291,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--own-partition", action="store_true", help="writer w appends only to cubes of partition w %% N (default: all)"
     )
     ap.add_argument("--no-matrix", action="store_true")
+    ap.add_argument("--no-ceiling", action="store_true", help="skip the CPU-per-append ceiling")
     ap.add_argument("--no-growth", action="store_true")
     args = ap.parse_args(argv)
     where = args.servers if args.backend == "kafka" else args.dsn
@@ -251,6 +302,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     target = (args.backend, where)
     name = "Kafka" if args.backend == "kafka" else "PostgreSQL"
     print(f"{name} partitioned ledger, {os.cpu_count()} CPUs, {args.seconds:g} s a cell")
+    if not args.no_ceiling:
+        ceiling(target, args.cubes)
     if not args.no_matrix:
         matrix(target, args.partitions, args.writers, args.batches, args.cubes, args.seconds, args.own_partition)
     if not args.no_growth:
