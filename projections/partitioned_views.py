@@ -67,12 +67,13 @@ class PartitionedViews:
     ) -> list[SearchHit]:
         """The ``k`` best hits over the named cubes (or every cube), each partition searched with
         ``ViewSet.search`` (same options); an integer ``as_of`` is an offset of one partition, so
-        it needs cubes of one partition (an ISO-8601 time reaches every partition)."""
+        it needs cubes of one partition (an ISO-8601 time, a partition vector or "checkpoint:N"
+        reaches every partition)."""
         cubes = [cube] if isinstance(cube, str) else (list(cube) if cube is not None else None)
         targets = self.pledger.cubes_by_partition(cubes, as_of)
         hits: list[SearchHit] = []
         for index, part_cubes in sorted(targets.items()):
-            hits += self.sets[index].search(query, part_cubes, k, as_of, **options)
+            hits += self.sets[index].search(query, part_cubes, k, self.pledger.point(as_of, index), **options)
         hits.sort(key=lambda h: (-h.score, h.memory_id))
         return hits[:k]
 

@@ -299,3 +299,31 @@ def test_cli_holds_and_erase_on_a_partitioned_ledger(tmp_path):
     assert _grep(data, "walrusc2") == []
     assert json.loads(_cli(data, "get", ids["c1"]["id"], "--json").stdout)["text"] == "kim's c1 code is walrusc1"
     assert _cli(data, "verify").returncode == 0
+
+
+def test_as_of_a_partition_vector_or_a_global_checkpoint(pledger):
+    from ledger.partitions.global_checkpoints import GlobalCheckpoints
+
+    cubes = [cs[0] for _, cs in sorted(_cubes_by_partition(pledger).items())]
+    assert len(cubes) > 1
+    ids = {c: pledger.add(c, f"{c} says hello", "alice").id for c in cubes}
+    signed = GlobalCheckpoints.for_config(pledger.config, pledger.plog).create(pledger.plog)
+    vector = ",".join(str(h) for h in pledger.heads())
+    for c, mid in ids.items():
+        pledger.update(mid, f"{c} says goodbye", "alice")
+    for point in (f"checkpoint:{signed.seq}", vector, list(int(x) for x in vector.split(","))):
+        assert {pledger.get(m, as_of=point).text for m in ids.values()} == {f"{c} says hello" for c in cubes}
+        assert [m.text for c in cubes for m in pledger.cube_memories(c, as_of=point).values()] == [
+            f"{c} says hello" for c in cubes
+        ]
+    with PartitionedViews(pledger, kinds=["keyword", "graph"]) as views:
+        then = views.search("says", cube=cubes, k=20, as_of=f"checkpoint:{signed.seq}")
+        assert sorted(h.memory.text for h in then) == sorted(f"{c} says hello" for c in cubes)
+        now = views.search("says", cube=cubes, k=20)
+        assert sorted(h.memory.text for h in now) == sorted(f"{c} says goodbye" for c in cubes)
+    with pytest.raises(InvalidRequest, match="one offset per partition"):
+        pledger.get(ids[cubes[0]], as_of="1,2")
+    with pytest.raises(InvalidRequest, match="not between -1 and its head"):
+        pledger.get(ids[cubes[0]], as_of=",".join(["999"] * pledger.count))
+    with pytest.raises(NotFound, match="no global checkpoint #9"):
+        pledger.get(ids[cubes[0]], as_of="checkpoint:9")

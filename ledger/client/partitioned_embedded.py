@@ -75,6 +75,10 @@ class PartitionedEmbeddedClient:
         if branch is not None and branch != "main":
             raise _one_partition("a branch")
 
+    def _point(self, as_of: Point | None, partition: int) -> Point | None:
+        """``as_of`` for ``partition`` (a partition vector or "checkpoint:N" gives its entry)."""
+        return self.pledger.point(as_of, partition)
+
     def record_ledger(self, cube: str | None, memory_ids: Sequence[str]) -> Ledger:
         """The partition's ledger a record about ``cube`` (or these memories) goes in."""
         if cube is not None:
@@ -111,10 +115,10 @@ class PartitionedEmbeddedClient:
 
     def get(self, memory_id: str, as_of: Point | None = None, branch: str | None = None) -> Memory:
         self._main(branch)
-        return self._memory(memory_id).get(memory_id, as_of)
+        return self._memory(memory_id).get(memory_id, self._point(as_of, self.pledger.home_of(memory_id)))
 
     def history(self, memory_id: str, as_of: Point | None = None) -> list[Memory]:
-        return self._memory(memory_id).history(memory_id, as_of)
+        return self._memory(memory_id).history(memory_id, self._point(as_of, self.pledger.home_of(memory_id)))
 
     def change_state(
         self, memory_id: str, to: str, reason: str | None = None, expected_version: int | None = None
@@ -144,7 +148,8 @@ class PartitionedEmbeddedClient:
         branch: str | None = None,
     ) -> Page:
         self._main(branch)
-        return self._cube(cube).list_memories(cube, as_of, state, limit, after, where)
+        point = self._point(as_of, self.pledger.partition_of(cube))
+        return self._cube(cube).list_memories(cube, point, state, limit, after, where)
 
     def search(
         self,
@@ -161,7 +166,7 @@ class PartitionedEmbeddedClient:
         groups = self.pledger.cubes_by_partition(cubes, as_of)
         hits: list[Hit] = []
         for index, names in sorted(groups.items()):
-            hits += self.clients[index].search(query, names, k, as_of, **options)
+            hits += self.clients[index].search(query, names, k, self._point(as_of, index), **options)
         hits.sort(key=lambda h: (-h.score, h.id))
         return hits[:k]
 

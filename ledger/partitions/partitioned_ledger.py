@@ -136,7 +136,10 @@ class PartitionedLedger:
                     part.append(cube)
         else:
             groups = dict.fromkeys(range(self.count))
-        if as_of is not None and len(groups) > 1 and parse_point(str(as_of), "as-of")[0] != "time":
+        from ledger.partitions.partition_point import vector_of
+
+        spans = as_of is not None and len(groups) > 1 and vector_of(self.plog, self.config, as_of) is None
+        if spans and parse_point(str(as_of), "as-of")[0] != "time":
             raise InvalidRequest(
                 f"as-of {as_of!r} is an offset, and offsets belong to one partition; this read spans "
                 f"{len(groups)} partitions of {self.count}: give an ISO-8601 time, or cubes of one partition"
@@ -258,29 +261,42 @@ class PartitionedLedger:
         return [(k, h) for k, led in enumerate(self.ledgers) for h in read_holds(led.log).active.values()]
 
     # -- reads -----------------------------------------------------------------------------
-    def get(self, memory_id: str, as_of: int | str | None = None, **options: Any) -> MemoryState:
-        """The memory as of ``as_of`` (an offset of its partition, or a time; see ``Ledger.get``)."""
-        return self.for_memory(memory_id).get(memory_id, as_of, **options)
+    # ``as_of``: an offset of the memory's or cube's partition, an ISO-8601 time, a partition vector
+    # or "checkpoint:N" (``ledger.partitions.partition_point``)
+    def get(self, memory_id: str, as_of: Any = None, **options: Any) -> MemoryState:
+        """The memory as of ``as_of`` (see ``Ledger.get``)."""
+        k = self.home_of(memory_id)
+        return self.ledgers[k].get(memory_id, self.point(as_of, k), **options)
 
-    def history(self, memory_id: str, as_of: int | str | None = None, **options: Any) -> list[MemoryState]:
+    def history(self, memory_id: str, as_of: Any = None, **options: Any) -> list[MemoryState]:
         """Every version of a memory (see ``Ledger.history``)."""
-        return self.for_memory(memory_id).history(memory_id, as_of, **options)
+        k = self.home_of(memory_id)
+        return self.ledgers[k].history(memory_id, self.point(as_of, k), **options)
 
-    def memory_events(self, memory_id: str, as_of: int | str | None = None) -> list[Event]:
+    def memory_events(self, memory_id: str, as_of: Any = None) -> list[Event]:
         """Every event of the memory's partition that references it, up to ``as_of``."""
-        return self.for_memory(memory_id).memory_events(memory_id, as_of)
+        k = self.home_of(memory_id)
+        return self.ledgers[k].memory_events(memory_id, self.point(as_of, k))
 
-    def cube_memories(self, cube: str, as_of: int | str | None = None) -> dict[str, MemoryState]:
-        """All memories of a cube as of an offset of its partition (or a time)."""
-        return self.for_cube(cube).cube_memories(cube, as_of)
+    def cube_memories(self, cube: str, as_of: Any = None) -> dict[str, MemoryState]:
+        """All memories of a cube as of ``as_of``."""
+        return self.for_cube(cube).cube_memories(cube, self.point(as_of, self.partition_of(cube)))
 
-    def list_memories(self, cube: str, **options: Any) -> Page:
+    def list_memories(self, cube: str, as_of: Any = None, **options: Any) -> Page:
         """One page of the memories of ``cube`` (see ``Ledger.list_memories``)."""
-        return self.for_cube(cube).list_memories(cube, **options)
+        return self.for_cube(cube).list_memories(cube, as_of=self.point(as_of, self.partition_of(cube)), **options)
 
-    def resolve_as_of(self, as_of: int | str | None, partition: int) -> int:
+    def point(self, as_of: Any, partition: int) -> int | str | None:
+        """``as_of`` for ``partition``: a vector's (or a global checkpoint's) entry for it; an offset,
+        a time or None as given."""
+        from ledger.partitions.partition_point import vector_of
+
+        vector = vector_of(self.plog, self.config, as_of)
+        return as_of if vector is None else vector[partition]
+
+    def resolve_as_of(self, as_of: Any, partition: int) -> int:
         """``as_of`` as an offset of ``partition`` (see ``Ledger.resolve_as_of``)."""
-        return self.ledger(partition).resolve_as_of(as_of)
+        return self.ledger(partition).resolve_as_of(self.point(as_of, partition))
 
     def close(self) -> None:
         """Close every partition."""
