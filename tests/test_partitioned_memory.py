@@ -258,10 +258,21 @@ def test_cli_memory_commands_on_a_partitioned_ledger(tmp_path):
     assert json.loads(_cli(data, "search", "--no-vector", "iguana", "--json").stdout) == []
     assert _grep(data, "c2 iguana") == []
     assert _cli(data, "verify").returncode == 0
-    # commands that need one log say so in one line and write nothing
+    # audit, provenance, lineage and log read the partition of their cube, memory or --partition
+    trail = [json.loads(x) for x in _cli(data, "audit", "--cube", "c2", "--json").stdout.splitlines()]
+    assert {e["action"] for e in trail} >= {"created", "read (search)"}
+    assert _cli(data, "provenance", added["c2"]["id"]).returncode == 0
+    assert _cli(data, "lineage", added["c2"]["id"]).returncode == 0
+    part = str(added["c2"]["partition"])
+    logged = [json.loads(x) for x in _cli(data, "log", "--partition", part).stdout.splitlines()]
+    assert any(e["stream"] == "c2" for e in logged) and all(
+        e["stream"] != "c1" for e in logged if added["c1"]["partition"] != added["c2"]["partition"]
+    )
+    # commands that need one log (or a scope) say so in one line and write nothing
     heads = json.loads(_cli(data, "head", "--json").stdout)["heads"]
-    refused = _cli(data, "audit", "--cube", "c1")
-    assert refused.returncode == 2 and "partitions" in refused.stderr and len(refused.stderr.splitlines()) == 1
+    for args in (("audit",), ("log",), ("restore", "--cube", "c1", "--to", "0", "--actor", "a")):
+        refused = _cli(data, *args)
+        assert refused.returncode == 2 and "partition" in refused.stderr and len(refused.stderr.splitlines()) == 1
     branch = _cli(data, "get", added["c1"]["id"], "--branch", "b1")
     assert branch.returncode == 2 and "one partition" in branch.stderr
     assert json.loads(_cli(data, "head", "--json").stdout)["heads"] == heads

@@ -62,3 +62,25 @@ def with_partition(out: dict[str, Any], api: Ledger | PartitionedLedger, memory_
     if isinstance(api, Ledger):
         return out
     return {**out, "partition": api.home_of(memory_id)}
+
+
+def scoped_ledger(args: argparse.Namespace, cube: str | None = None, memory_id: str | None = None) -> Ledger:
+    """The ledger a command about ``memory_id`` (or ``cube``) reads: the ledger at ``--data`` (or its
+    ``--branch``), or on a partitioned ledger the ``Ledger`` of that memory's (or cube's) partition,
+    with ``args.as_of`` turned into that partition's point (a vector or "checkpoint:N" entry)."""
+    if partitions_of(args) == 1:
+        from ledger.cli.time_commands import ledger_for
+
+        return ledger_for(args)
+    pledger = open_cli_partitioned(args)
+    if memory_id is not None:
+        k = pledger.home_of(memory_id)
+    elif cube is not None:
+        k = pledger.partition_of(cube)
+    else:
+        raise InvalidRequest(
+            f"this ledger has {pledger.count} partitions: name a cube or a memory (or, for `log`, --partition K)"
+        )
+    if getattr(args, "as_of", None) is not None:
+        args.as_of = pledger.point(args.as_of, k)
+    return pledger.ledger(k)

@@ -78,6 +78,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--stream", default=None, help="only this stream (cube)")
     p.add_argument("--since", default=None, help="ISO-8601 time: events at or after it")
     p.add_argument("--until", default=None, help="ISO-8601 time: events at or before it")
+    p.add_argument("--partition", type=int, default=None, help="on a partitioned ledger: this partition's events")
     add_branch_flag(p)
     p.set_defaults(func=cmd_log)
 
@@ -216,7 +217,17 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
-    ledger = ledger_for(args)
+    if partitions_of(args) > 1:
+        if args.partition is None:
+            raise InvalidRequest("this ledger is partitioned: name the partition to print (--partition K)")
+        pledger = open_cli_partitioned(args)
+        ledger = pledger.ledger(args.partition)
+        if args.as_of is not None:
+            args.as_of = pledger.point(args.as_of, args.partition)
+    elif args.partition not in (None, 0):
+        raise InvalidRequest(f"this ledger has one partition (0), not {args.partition}")
+    else:
+        ledger = ledger_for(args)
     if args.start < 0 or (args.end is not None and args.end < args.start):
         raise InvalidRequest(f"bad offset range --from {args.start} --to {args.end}")
     end = args.end

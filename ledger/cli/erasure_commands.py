@@ -147,9 +147,10 @@ def cmd_redact(args: argparse.Namespace) -> int:
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
+    from ledger.cli.context import scoped_ledger
     from ledger.timemachine.lineage import lineage
 
-    ledger = open_cli_ledger(args)
+    ledger = scoped_ledger(args, memory_id=args.id)
     out = lineage(ledger, args.id, args.as_of, args.depth)
     lines = [f"{args.id} (as of offset {out.as_of})"]
     lines += [f"  from {e.parent} ({e.relation}, offset {e.offset})" for e in out.sources]

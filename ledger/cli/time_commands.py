@@ -260,9 +260,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    from ledger.cli.context import scoped_ledger
     from ledger.timemachine.audit import AuditQuery, audit_events, entry_of, knowledge
 
-    ledger = ledger_for(args)
+    ledger = scoped_ledger(args, args.cube, args.memory)
     if args.as_of is not None and args.memory is not None:
         k = knowledge(ledger, args.memory, args.as_of)
         emit(args, k, _knowledge_text(k))
@@ -312,9 +313,11 @@ def _knowledge_text(k: dict[str, Any]) -> str:
 
 
 def cmd_provenance(args: argparse.Namespace) -> int:
+    from ledger.cli.context import scoped_ledger
     from ledger.timemachine.provenance import provenance
 
-    tree = provenance(ledger_for(args), args.id, as_of=args.as_of, version=args.version)
+    ledger = scoped_ledger(args, memory_id=args.id)
+    tree = provenance(ledger, args.id, as_of=args.as_of, version=args.version)
     emit(args, tree, "\n".join(_provenance_lines(tree, 0)))
     return 0
 
