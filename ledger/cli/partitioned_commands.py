@@ -235,15 +235,11 @@ def cmd_hold_add(args: argparse.Namespace, actor: str) -> int:
     pledger = open_cli_partitioned(args)
     try:
         holds = pledger.place_hold(actor, args.reason, args.cube, args.subject, args.memory_id)
-        parts = [pledger.partition_of(args.cube)] if args.cube is not None else None
-        if args.memory_id is not None:
-            parts = [pledger.home_of(args.memory_id)]
     finally:
         pledger.close()
-    parts = parts if parts is not None else list(range(len(holds)))
-    h = holds[0].to_dict()
-    where = ", ".join(f"partition {k} offset {x.offset}" for k, x in zip(parts, holds, strict=True))
-    out = {**h, "recorded": [{"partition": k, "offset": x.offset} for k, x in zip(parts, holds, strict=True)]}
+    h = next(iter(holds.values())).to_dict()
+    where = ", ".join(f"partition {k} offset {x.offset}" for k, x in holds.items())
+    out = {**h, "recorded": [{"partition": k, "offset": x.offset} for k, x in holds.items()]}
     emit(args, out, f"{h['hold_id']}: hold on {h['scope']} {h['target']} ({where})")
     return 0
 
@@ -263,13 +259,9 @@ def cmd_hold_release(args: argparse.Namespace, actor: str) -> int:
 def cmd_hold_list(args: argparse.Namespace) -> int:
     pledger = open_cli_partitioned(args)
     try:
-        found = pledger.active_holds()
+        holds = pledger.holds()
     finally:
         pledger.close()
-    merged: dict[str, dict[str, Any]] = {}
-    for k, h in found:
-        merged.setdefault(h.hold_id, {**h.to_dict(), "partitions": []})["partitions"].append(k)
-    holds = list(merged.values())
     text = "\n".join(
         f"{h['hold_id']}  {h['scope']} {h['target']}  by {h['placed_by']}: {h['reason']}  partitions {h['partitions']}"
         for h in holds

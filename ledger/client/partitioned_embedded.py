@@ -222,16 +222,13 @@ class PartitionedEmbeddedClient:
         with self._lock:
             self.clients[0]._require_admin()
             holds = self.pledger.place_hold(self.actor, reason, cube, subject, memory_id)
-            return holds[0].to_dict()
+            return {**next(iter(holds.values())).to_dict(), "partitions": sorted(holds)}
 
     def holds(self) -> list[JSON]:
         """The active legal holds, each once with the partitions that record it (admin principals only)."""
         with self._lock:
             self.clients[0]._require_admin()
-            merged: dict[str, JSON] = {}
-            for k, h in self.pledger.active_holds():
-                merged.setdefault(h.hold_id, {**h.to_dict(), "partitions": []})["partitions"].append(k)
-            return list(merged.values())
+            return self.pledger.holds()
 
     def release_hold(self, hold_id: str, reason: str | None = None) -> JSON:
         """End a legal hold in every partition that records it (admin principals only)."""

@@ -227,10 +227,10 @@ class PartitionedLedger:
     # -- legal holds -----------------------------------------------------------------------
     def place_hold(
         self, actor: str, reason: str, cube: str | None = None, subject: str | None = None, memory_id: str | None = None
-    ) -> list[Hold]:
+    ) -> dict[int, Hold]:
         """Place a legal hold where the operations it must stop check it: a cube's hold in the cube's
         partition, a memory's in the memory's, a data subject's in every partition (a subject's
-        memories may live in any). Returns the hold as recorded in each partition."""
+        memories may live in any). Returns the hold as recorded in each partition, by partition."""
         import os
 
         from ledger.governance.holds import place_hold
@@ -242,7 +242,14 @@ class PartitionedLedger:
         else:
             targets = list(range(self.count))  # a subject, or a bad combination place_hold refuses
         hold_id = "hold_" + os.urandom(8).hex()  # one hold, recorded in each target partition
-        return [place_hold(self.ledgers[k].log, actor, reason, cube, subject, memory_id, hold_id) for k in targets]
+        return {k: place_hold(self.ledgers[k].log, actor, reason, cube, subject, memory_id, hold_id) for k in targets}
+
+    def holds(self) -> list[dict[str, Any]]:
+        """Every active hold once (``Hold.to_dict``), with ``partitions``: those that record it."""
+        merged: dict[str, dict[str, Any]] = {}
+        for k, h in self.active_holds():
+            merged.setdefault(h.hold_id, {**h.to_dict(), "partitions": []})["partitions"].append(k)
+        return list(merged.values())
 
     def release_hold(self, hold_id: str, actor: str, reason: str | None = None) -> dict[int, int]:
         """Release hold ``hold_id`` in every partition that records it as active; partition -> offset

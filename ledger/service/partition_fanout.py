@@ -43,23 +43,13 @@ def forget(router: PartitionRouter, subject: str, actor: str, reason: str | None
 
 def place_hold(router: PartitionRouter, actor: str, body: Any) -> dict[str, Any]:
     """One hold id, recorded in each partition it protects (``PartitionedLedger.place_hold``)."""
-    pledger = router.pledger
-    holds = pledger.place_hold(actor, body.reason, body.cube, body.subject, body.memory_id)
-    if body.cube is not None:
-        parts = [pledger.partition_of(body.cube)]
-    elif body.memory_id is not None:
-        parts = [pledger.home_of(body.memory_id)]
-    else:
-        parts = list(range(pledger.count))
-    return {**holds[0].to_dict(), "partitions": parts}
+    holds = router.pledger.place_hold(actor, body.reason, body.cube, body.subject, body.memory_id)
+    return {**next(iter(holds.values())).to_dict(), "partitions": sorted(holds)}
 
 
 def list_holds(router: PartitionRouter) -> dict[str, Any]:
     """Every active hold once, with the partitions that record it."""
-    merged: dict[str, dict[str, Any]] = {}
-    for k, h in router.pledger.active_holds():
-        merged.setdefault(h.hold_id, {**h.to_dict(), "partitions": []})["partitions"].append(k)
-    return {"holds": list(merged.values())}
+    return {"holds": router.pledger.holds()}
 
 
 def release_hold(router: PartitionRouter, hold_id: str, actor: str, reason: str | None) -> dict[str, Any]:
