@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 # where partition ``k`` of a data directory keeps its views: ``<data>/partitions/p<k>/views``
 PARTITIONS_DIR = "partitions"
+MAX_HOMES = 100_000  # memory ids whose partition a handle remembers (a lookup is one probe per partition)
 
 
 def partition_dir(data_dir: str | Path, index: int) -> Path:
@@ -114,9 +115,15 @@ class PartitionedLedger:
             return home
         for k, ledger in enumerate(self.ledgers):
             if ledger.memory_exists(memory_id):
-                self._homes[memory_id] = k
+                self._remember(memory_id, k)
                 return k
         raise NotFound(f"memory {memory_id} not found")
+
+    def _remember(self, memory_id: str, partition: int) -> None:
+        """Remember a memory's partition; the oldest entry goes when ``MAX_HOMES`` are remembered."""
+        if len(self._homes) >= MAX_HOMES:
+            self._homes.pop(next(iter(self._homes)), None)
+        self._homes[memory_id] = partition
 
     def for_memory(self, memory_id: str) -> Ledger:
         """The ``Ledger`` of the partition memory ``memory_id`` lives in."""
@@ -175,7 +182,7 @@ class PartitionedLedger:
             raise InvalidRequest(f"memory id {memory_id!r} already exists")
         k = self.partition_of(cube) if isinstance(cube, str) else 0
         written = self.for_cube(cube).add(cube, text, actor, **options)
-        self._homes[written.id] = k
+        self._remember(written.id, k)
         return dataclasses.replace(written, partition=k)
 
     def ingest(self, cube: str, messages: Sequence[Any], actor: str, **options: Any) -> Ingested:
@@ -213,7 +220,7 @@ class PartitionedLedger:
             raise InvalidRequest(f"merge sources span several cubes: {cubes}")
         k = homes.pop()
         written = self.ledgers[k].merge(sources, text, actor, **options)
-        self._homes[written.id] = k
+        self._remember(written.id, k)
         return dataclasses.replace(written, partition=k)
 
     def link(self, source: str, target: str, relation: str, actor: str) -> Written:
