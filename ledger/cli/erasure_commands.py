@@ -7,7 +7,7 @@ import sys
 
 from ledger.cli.app import default_actor
 from ledger.cli.context import memory_api_for, open_cli_ledger, partitions_of
-from ledger.cli.output import emit, parse_json_object
+from ledger.cli.output import emit, erasure_lines, parse_json_object
 from ledger.cli.time_commands import add_branch_flag
 from ledger.errors import InvalidRequest
 
@@ -101,15 +101,6 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return 0
 
 
-def _erasure_lines(d: dict, head: str) -> str:
-    lines = [head]
-    lines += [f"  problem: {p}" for p in d["problems"]]
-    lines += [f"  residue: {f}" for f in d["residue"]]
-    if not d["complete"]:
-        lines.append("  the erasure is INCOMPLETE: remove the files above (or catch the views up) and re-run")
-    return "\n".join(lines)
-
-
 def cmd_erase(args: argparse.Namespace) -> int:
     from ledger.governance.erase import erase, erase_where
 
@@ -131,7 +122,7 @@ def cmd_erase(args: argparse.Namespace) -> int:
         f"{verb} {len(report.memory_ids)} memories and made {len(report.derived_memory_ids)} derived ones "
         f"unreadable ({len(report.key_ids)} keys destroyed; offsets {report.offsets})"
     )
-    emit(args, d, _erasure_lines(d, head))
+    emit(args, d, erasure_lines(d, head))
     return 0 if report.complete else 1
 
 
@@ -142,7 +133,7 @@ def cmd_redact(args: argparse.Namespace) -> int:
     report = redact(ledger, args.id, parse_spans(args.span), args.actor, args.reason)
     d = report.to_dict()
     head = f"redacted {args.id}: earlier versions erased, masked version at offset {report.offsets[-1]}"
-    emit(args, d, _erasure_lines(d, head))
+    emit(args, d, erasure_lines(d, head))
     return 0 if report.complete else 1
 
 

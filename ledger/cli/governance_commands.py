@@ -10,7 +10,7 @@ import orjson
 
 from ledger.api import Ledger
 from ledger.cli.context import open_cli_ledger, partitions_of
-from ledger.cli.output import emit
+from ledger.cli.output import emit, erasure_lines
 from ledger.config import CONFIG_NAME, load_config
 from ledger.errors import InvalidRequest, present
 from ledger.governance.checkpoints import Checkpoints
@@ -83,19 +83,15 @@ def cmd_forget(args: argparse.Namespace) -> int:
     report = forget(ledger, args.subject, args.actor, args.reason)
     d = report.to_dict()
     if report.already_forgotten:
-        lines = [
+        head = (
             f"{args.subject} was already forgotten (offset {report.offset}); purge, scrub and residue check ran again"
-        ]
+        )
     else:
-        lines = [
+        head = (
             f"forgot {args.subject}: key destroyed, {report.sealed_payloads} sealed payloads "
             f"({len(report.memory_ids)} memories) unreadable, recorded at offset {report.offset}"
-        ]
-    lines += [f"  problem: {p}" for p in report.problems]
-    lines += [f"  residue: {f}" for f in report.residue]
-    if not report.complete:
-        lines.append("  the erasure is INCOMPLETE: remove the files above (or catch the views up) and re-run")
-    emit(args, d, "\n".join(lines))
+        )
+    emit(args, d, erasure_lines(d, head))
     return 0 if report.complete else 1
 
 

@@ -35,3 +35,13 @@ def parse_json_object(text: str | None, what: str) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         raise InvalidRequest(f"{what} must be a JSON object")
     return value
+
+
+def erasure_lines(report: dict[str, Any], head: str) -> str:
+    """The text of an erasure's report (``problems``, ``residue``, ``complete``) under ``head``."""
+    lines = [head]
+    lines += [f"  problem: {p}" for p in report["problems"]]
+    lines += [f"  residue: {f}" for f in report["residue"]]
+    if not report["complete"]:
+        lines.append("  the erasure is INCOMPLETE: remove the files above (or catch the views up) and re-run")
+    return "\n".join(lines)

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from ledger.cli.context import open_cli_partitioned
-from ledger.cli.output import emit
+from ledger.cli.output import emit, erasure_lines
 from ledger.errors import InvalidRequest
 from ledger.partitions.partitioned_ledger import PartitionedLedger
 
@@ -110,17 +110,13 @@ def cmd_forget(args: argparse.Namespace) -> int:
     d = report.to_dict()
     where = ", ".join(f"partition {k} offset {o}" for k, o in sorted(report.offsets.items()))
     if report.already_forgotten:
-        lines = [f"{args.subject} was already forgotten ({where}); purge, scrub and residue check ran again"]
+        head = f"{args.subject} was already forgotten ({where}); purge, scrub and residue check ran again"
     else:
-        lines = [
+        head = (
             f"forgot {args.subject}: key destroyed, {report.sealed_payloads} sealed payloads "
             f"({len(report.memory_ids)} memories) unreadable, recorded in every partition ({where})"
-        ]
-    lines += [f"  problem: {p}" for p in report.checks.problems]
-    lines += [f"  residue: {f}" for f in report.checks.residue]
-    if not report.complete:
-        lines.append("  the erasure is INCOMPLETE: remove the files above (or catch the views up) and re-run")
-    emit(args, d, "\n".join(lines))
+        )
+    emit(args, d, erasure_lines(d, head))
     return 0 if report.complete else 1
 
 
@@ -203,7 +199,7 @@ def cmd_erase(args: argparse.Namespace, where: dict[str, Any] | None) -> int:
     try:
         if args.cube is not None:
             k = pledger.partition_of(args.cube)
-            reports = {k: erase_where(pledger.ledgers[k], args.cube, args.actor, args.reason, where)}
+            report = erase_where(pledger.ledgers[k], args.cube, args.actor, args.reason, where)
         else:
             groups: dict[int, list[str]] = {}
             for mid in dict.fromkeys(args.id):
@@ -212,23 +208,17 @@ def cmd_erase(args: argparse.Namespace, where: dict[str, Any] | None) -> int:
                 spans = "; ".join(f"partition {k}: {', '.join(ids)}" for k, ids in sorted(groups.items()))
                 raise InvalidRequest(f"erase memories of one partition at a time (these span several: {spans})")
             ((k, ids),) = groups.items()
-            reports = {k: erase(pledger.ledgers[k], ids, args.actor, args.reason)}
+            report = erase(pledger.ledgers[k], ids, args.actor, args.reason)
     finally:
         pledger.close()
-    parts = [{"partition": k, **r.to_dict()} for k, r in reports.items()]
-    complete = all(r.complete for r in reports.values())
-    lines = []
-    for k, r in reports.items():
-        verb = "finished the erasure of" if r.already_erased else "erased"
-        lines.append(
-            f"partition {k}: {verb} {len(r.memory_ids)} memories and made {len(r.derived_memory_ids)} derived ones "
-            f"unreadable ({len(r.key_ids)} keys destroyed; offsets {r.offsets})"
-        )
-        lines += [f"  problem: {p}" for p in r.checks.problems] + [f"  residue: {f}" for f in r.checks.residue]
-    if not complete:
-        lines.append("  the erasure is INCOMPLETE: remove the files above (or catch the views up) and re-run")
-    emit(args, {"partitions": parts, "complete": complete}, "\n".join(lines))
-    return 0 if complete else 1
+    d = report.to_dict()
+    verb = "finished the erasure of" if report.already_erased else "erased"
+    head = (
+        f"partition {k}: {verb} {len(report.memory_ids)} memories and made {len(report.derived_memory_ids)} "
+        f"derived ones unreadable ({len(report.key_ids)} keys destroyed; offsets {report.offsets})"
+    )
+    emit(args, {"partitions": [{"partition": k, **d}], "complete": report.complete}, erasure_lines(d, head))
+    return 0 if report.complete else 1
 
 
 def cmd_hold_add(args: argparse.Namespace, actor: str) -> int:
